@@ -1,0 +1,18 @@
+.PHONY: run test lint format bench
+
+# Runs the product on this machine with embedded services and demo data.
+run:
+	deploy/run-embedded.sh
+
+# Installs what the tests need, starts the services, lints, and runs `python manage.py test`.
+test:
+	deploy/test.sh
+
+lint:
+	deploy/bootstrap.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+bench:
+	deploy/bootstrap.sh && .venv/bin/python -m tests.benchmarks

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the project's virtualenv and installs the pinned requirements.
+# The virtualenv is cached outside the clone by the hash of the requirements, so a fresh clone
+# (CI) reuses it; .venv is a link to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || { echo "ERROR: $PYTHON not found; Visus needs Python 3.11." >&2; exit 1; }
+hash=$(cat requirements.txt requirements-dev.txt | "$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')
+cache=${VISUS_VENV_CACHE:-$HOME/.cache/visus}
+target="$cache/venv-$hash"
+
+if [ -f .venv/.visus-hash ] && [ "$(cat .venv/.visus-hash)" = "$hash" ]; then
+  exit 0
+fi
+if [ ! -f "$target/.visus-hash" ]; then
+  echo "Installing Python packages into $target (first time: a few minutes; torch is large)..."
+  rm -rf "$target.tmp"
+  mkdir -p "$cache"
+  "$PYTHON" -m venv "$target.tmp"
+  "$target.tmp/bin/pip" install --quiet --upgrade pip >/dev/null 2>&1 || true
+  # Built in place under its final name so scripts' shebangs point at the right interpreter.
+  rm -rf "$target"; mv "$target.tmp" "$target"
+  "$PYTHON" -m venv --upgrade "$target" >/dev/null
+  if ! "$target/bin/pip" install --quiet -r requirements-dev.txt; then
+    echo "ERROR: installing requirements failed (see above)." >&2
+    rm -rf "$target"; exit 1
+  fi
+  echo "$hash" > "$target/.visus-hash"
+fi
+rm -rf .venv
+ln -s "$target" .venv
+echo "Using virtualenv $target"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make run`: Visus on a laptop with nothing to install: SQLite, media on disk, a real Celery
+# worker on the embedded filesystem broker. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deploy/bootstrap.sh
+
+PY=.venv/bin/python
+HOST=${VISUS_HOST:-127.0.0.1}
+PORT=${VISUS_PORT:-8000}
+export OMP_WAIT_POLICY=PASSIVE
+
+$PY manage.py migrate --noinput
+$PY manage.py collectstatic --noinput >/dev/null
+$PY manage.py seed_demo
+
+mkdir -p var/log
+.venv/bin/celery -A platform_core worker -Q default,gpu --concurrency=1 --loglevel=INFO \
+  >var/log/worker.log 2>&1 &
+WORKER=$!
+trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
+
+echo
+echo "Visus is running at http://$HOST:$PORT/  (worker log: var/log/worker.log; Ctrl-C stops)"
+echo
+.venv/bin/gunicorn platform_core.wsgi:application --bind "$HOST:$PORT" --workers 2 --threads 4 \
+  --access-logfile - --timeout 120

@@ -1,0 +1,66 @@
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+
+from platform_core.accounts.models import Hospital, Membership, User
+from platform_core.audit.admin_mixins import AuditedAdminMixin
+
+
+class UserCreationForm(forms.ModelForm):
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput)
+
+    class Meta:
+        model = User
+        fields = ("email", "full_name")
+
+    def save(self, commit: bool = True) -> User:
+        user = super().save(commit=False)
+        user.set_password(self.cleaned_data["password1"])
+        if commit:
+            user.save()
+        return user
+
+
+class UserChangeForm(DjangoUserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    fk_name = "user"
+
+
+@admin.register(User)
+class UserAdmin(AuditedAdminMixin, DjangoUserAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    ordering = ("email",)
+    list_display = ("email", "full_name", "is_active", "is_staff", "locked_until")
+    search_fields = ("email", "full_name")
+    readonly_fields = ("last_login", "failed_login_count")
+    fieldsets = (
+        (None, {"fields": ("email", "full_name", "password")}),
+        ("Access", {"fields": ("is_active", "is_staff", "is_superuser", "locked_until", "failed_login_count")}),
+        ("Dates", {"fields": ("last_login",)}),
+    )
+    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "full_name", "password1")}),)
+    filter_horizontal = ()
+    list_filter = ("is_active", "is_staff")
+    inlines = [MembershipInline]
+
+
+@admin.register(Hospital)
+class HospitalAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("code", "name", "country")
+    search_fields = ("code", "name")
+
+
+@admin.register(Membership)
+class MembershipAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ("user", "hospital", "role", "is_active")
+    list_filter = ("role", "hospital", "is_active")
+    autocomplete_fields = ("user", "hospital")

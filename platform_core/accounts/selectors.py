@@ -1,0 +1,66 @@
+"""Reads about users and their hospitals. Every selector that lists site data scopes it here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeVar
+
+from django.db.models import Model, QuerySet
+
+from platform_core.accounts.models import Hospital, Membership, Role, User
+
+M = TypeVar("M", bound=Model)
+
+
+def _role_values(roles: Iterable[Role | str] | None) -> list[str] | None:
+    return None if roles is None else [str(r) for r in roles]
+
+
+def memberships_of(user: User) -> QuerySet[Membership]:
+    if not getattr(user, "is_authenticated", False):
+        return Membership.objects.none()
+    return Membership.objects.filter(user=user, is_active=True).select_related("hospital")
+
+
+def roles_of(user: User) -> set[str]:
+    return set(memberships_of(user).values_list("role", flat=True))
+
+
+def user_has_role(user: User, *roles: Role | str, hospital: Hospital | None = None) -> bool:
+    qs = memberships_of(user).filter(role__in=_role_values(roles))
+    if hospital is not None:
+        qs = qs.filter(hospital=hospital)
+    return qs.exists()
+
+
+def hospital_ids_for(user: User, roles: Iterable[Role | str] | None = None) -> QuerySet:
+    """The ids of the hospitals where ``user`` holds an active membership (in one of ``roles``)."""
+    qs = memberships_of(user)
+    wanted = _role_values(roles)
+    if wanted is not None:
+        qs = qs.filter(role__in=wanted)
+    return qs.values("hospital_id")
+
+
+def scope_to_memberships(
+    queryset: QuerySet[M],
+    *,
+    user: User,
+    hospital_path: str = "hospital",
+    roles: Iterable[Role | str] | None = None,
+) -> QuerySet[M]:
+    """Keep only rows whose hospital (reached through ``hospital_path``) is one of the user's.
+
+    Superusers get no bypass: site isolation and blinding apply to administrators too.
+    """
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return queryset.none()
+    return queryset.filter(**{f"{hospital_path}__in": hospital_ids_for(user, roles)})
+
+
+def hospitals_for(user: User, roles: Iterable[Role | str] | None = None) -> QuerySet[Hospital]:
+    return scope_to_memberships(Hospital.objects.all(), user=user, hospital_path="id", roles=roles)
+
+
+def user_by_email(email: str) -> User | None:
+    return User.objects.filter(email__iexact=email.strip()).first()

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from platform_core.accounts.forms import LoginForm, PasswordChangeForm
+from platform_core.accounts.middleware import SESSION_KEY
+from platform_core.accounts.services import login_success_record, user_password_change
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: object) -> dict:
+        context = super().get_context_data(**kwargs)
+        context["lockout_threshold"] = settings.VISUS_LOCKOUT_THRESHOLD
+        context["idle_minutes"] = settings.VISUS_IDLE_TIMEOUT_MINUTES
+        return context
+
+    def form_valid(self, form: LoginForm) -> HttpResponse:
+        user = form.get_user()
+        login_success_record(user=user)
+        login(self.request, user)
+        self.request.session[SESSION_KEY] = timezone.now().timestamp()
+        return redirect(self.get_success_url())
+
+
+class LogoutView(auth_views.LogoutView):
+    http_method_names = ["post", "options"]
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    form = PasswordChangeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user_password_change(
+                user=request.user,
+                old_password=form.cleaned_data["old_password"],
+                new_password=form.cleaned_data["new_password1"],
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                target = "new_password1" if field in ("__all__", "new_password") else field
+                for error in errors:
+                    form.add_error(target if target in form.fields else None, error)
+        else:
+            update_session_auth_hash(request, request.user)
+            messages.success(request, "Your password was changed.")
+            return redirect("home")
+    return render(request, "accounts/password_change.html", {"form": form})
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "home.html")

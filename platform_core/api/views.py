@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import generics, serializers
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from platform_core.accounts.models import Hospital, Membership, Role
+from platform_core.accounts.selectors import hospitals_for, memberships_of, user_by_email
+from platform_core.accounts.services import login_success_record
+from platform_core.api.exceptions import ApplicationError
+from platform_core.api.permissions import IsMember, roles_required
+from platform_core.audit.models import AuditEvent
+from platform_core.audit.selectors import audit_events_for
+
+
+class TokenObtainApi(APIView):
+    """Exchange email and password for an API token (for scripts). Locked accounts are refused."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [AnonRateThrottle]
+
+    @extend_schema_serializer(component_name="TokenObtainInput")
+    class InputSerializer(serializers.Serializer):
+        email = serializers.EmailField()
+        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+    @extend_schema_serializer(component_name="TokenObtainOutput")
+    class OutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        known = user_by_email(data.validated_data["email"])
+        if known is not None and known.is_locked:
+            raise ApplicationError(
+                "This account is locked after too many failed sign-ins.", code="account_locked", status=403
+            )
+        user = authenticate(request, username=data.validated_data["email"], password=data.validated_data["password"])
+        if user is None:
+            raise ApplicationError(
+                "That email and password do not match an active account.", code="invalid_login", status=401
+            )
+        login_success_record(user=user)
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response(self.OutputSerializer({"token": token.key}).data)
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    hospital = serializers.CharField(source="hospital.code")
+
+    class Meta:
+        model = Membership
+        fields = ["hospital", "role"]
+
+
+class MeApi(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema_serializer(component_name="Me")
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.UUIDField()
+        email = serializers.EmailField()
+        full_name = serializers.CharField()
+        memberships = MembershipSerializer(many=True)
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request: Request) -> Response:
+        user = request.user
+        payload = {"id": user.id, "email": user.email, "full_name": user.full_name, "memberships": memberships_of(user)}
+        return Response(self.OutputSerializer(payload).data)
+
+
+class HospitalSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Hospital
+        fields = ["id", "code", "name", "country"]
+
+
+class HospitalListApi(generics.ListAPIView):
+    """The hospitals where the caller holds a membership."""
+
+    permission_classes = [IsMember]
+    serializer_class = HospitalSerializer
+
+    def get_queryset(self):  # noqa: ANN201
+        return hospitals_for(self.request.user)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "seq",
+            "occurred_at",
+            "actor_email",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "hospital_code",
+            "trial_ref",
+            "changes",
+            "reason",
+            "hash",
+        ]
+
+
+class AuditEventListApi(generics.ListAPIView):
+    """Audit events of the caller's hospitals (trial managers and monitors)."""
+
+    permission_classes = [roles_required(Role.TRIAL_MANAGER, Role.MONITOR)]
+    serializer_class = AuditEventSerializer
+
+    def get_queryset(self):  # noqa: ANN201
+        return audit_events_for(self.request.user)

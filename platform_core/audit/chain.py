@@ -1,0 +1,44 @@
+"""Hashing of audit events. Pure: no Django imports."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+GENESIS_HASH = "0" * 64
+
+
+def json_safe(value: Any) -> Any:
+    """Turn a field value into something JSON keeps exactly (dates as ISO text, UUIDs as text)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat() if value.tzinfo else value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [json_safe(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    return str(value)
+
+
+def event_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
+    """SHA-256 of the canonical JSON of an event's fields and the previous event's hash."""
+    payload = json.dumps(
+        {"fields": json_safe(fields), "prev": prev_hash},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(payload.encode("ascii")).hexdigest()

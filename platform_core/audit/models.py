@@ -1,0 +1,39 @@
+"""The append-only, hash-chained audit trail (21 CFR 11.10(e))."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    """One create/change/delete/sign/login event.
+
+    ``seq`` numbers events 1, 2, 3... without gaps; ``hash`` covers every field and the previous
+    event's hash, so editing, inserting or deleting a row breaks the chain from that row on.
+    Rows are written only by :func:`platform_core.audit.services.audit_record`; on PostgreSQL a
+    trigger refuses UPDATE and DELETE.
+    """
+
+    seq = models.PositiveBigIntegerField(unique=True, editable=False)
+    occurred_at = models.DateTimeField(editable=False, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_email = models.CharField(max_length=254, blank=True, help_text="As it was at the time.")
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=64, blank=True, db_index=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    hospital_code = models.CharField(max_length=10, blank=True, db_index=True)
+    trial_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    changes = models.JSONField(default=dict, blank=True, help_text="{field: [old, new]}")
+    reason = models.TextField(blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, unique=True, editable=False)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"

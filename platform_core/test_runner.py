@@ -1,0 +1,11 @@
+"""Django's test runner with a fast password hasher (argon2 is tested on its own, deliberately)."""
+
+from django.conf import settings
+from django.test.runner import DiscoverRunner
+
+
+class VisusTestRunner(DiscoverRunner):
+    def setup_test_environment(self, **kwargs: object) -> None:
+        super().setup_test_environment(**kwargs)
+        # Hash with MD5 for speed; argon2 stays available to check existing hashes.
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]

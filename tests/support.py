@@ -1,0 +1,177 @@
+"""Shared test helpers: real-service requirements, a live Celery worker, a headless browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unittest
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def services_required() -> bool:
+    """``make test`` (and so CI) sets VISUS_REQUIRE_SERVICES=1: a missing service is a failure there."""
+    return os.environ.get("VISUS_REQUIRE_SERVICES") == "1"
+
+
+def require_service(name: str, available: bool, detail: str) -> None:
+    """Fail (under make test) or skip with the reason printed when a real service is missing."""
+    if available:
+        return
+    message = f"{name} is required for this test but is not available: {detail}"
+    if services_required():
+        raise AssertionError(message)
+    print(f"\nSKIPPED: {message}", file=sys.stderr)
+    raise unittest.SkipTest(message)
+
+
+def require_postgresql() -> None:
+    require_service(
+        "PostgreSQL",
+        connection.vendor == "postgresql",
+        f"the test database is {connection.vendor}; set DATABASE_URL=postgres://... (make test does)",
+    )
+
+
+def broker_url_for_tests() -> str:
+    return settings.CELERY_BROKER_URL
+
+
+def require_redis_broker() -> str:
+    url = settings.CELERY_BROKER_URL
+    ok = url.startswith("redis://")
+    if ok:
+        import redis
+
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            ok = False
+            url = f"{url} ({exc})"
+    require_service("Redis", ok, f"CELERY_BROKER_URL is {url!r}")
+    return settings.CELERY_BROKER_URL
+
+
+def database_url_for_worker() -> str:
+    """A DATABASE_URL naming the *test* database, so a worker process sees the test's rows."""
+    db = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = db.get("USER") or "postgres"
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        host = db.get("HOST") or "127.0.0.1"
+        port = db.get("PORT") or 5432
+        return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
+    return f"sqlite:///{db['NAME']}"
+
+
+class LiveWorker:
+    """A real ``celery worker`` process for the duration of a test class."""
+
+    def __init__(self, *, broker_url: str, queues: str = "default,gpu", extra_env: dict[str, str] | None = None):
+        self.broker_url = broker_url
+        self.queues = queues
+        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(settings.DATA_DIR) / f"worker-{uuid.uuid4().hex[:8]}.log"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "CELERY_BROKER_URL": self.broker_url,
+                "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND or self.broker_url,
+                "DATABASE_URL": database_url_for_worker(),
+                "OMP_WAIT_POLICY": "PASSIVE",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> LiveWorker:
+        celery = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(  # noqa: S603
+            [celery, "-A", "platform_core", "worker", "-Q", self.queues, "-n", self.name,
+             "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def wait_ready(self, app: Any, timeout: float = 60) -> None:
+        from platform_core.tasks import worker_ping
+
+        deadline = time.monotonic() + timeout
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise AssertionError(f"Celery worker exited early:\n{self.log_tail()}")
+            try:
+                worker_ping.apply_async(args=["ready"]).get(timeout=5)
+                return
+            except Exception as exc:  # noqa: BLE001 - keep waiting until the deadline
+                last_error = exc
+        raise AssertionError(f"Celery worker not ready after {timeout}s ({last_error}):\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if hasattr(self, "log"):
+            self.log.close()
+
+
+def chrome_options() -> Any:
+    from selenium.webdriver.chrome.options import Options
+
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--no-first-run",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(arg)
+    return options
+
+
+def start_browser() -> Any:
+    """Headless Debian Chromium through chromedriver; fails (under make test) when missing."""
+    require_service(
+        "Chromium",
+        os.path.exists("/usr/bin/chromium") and os.path.exists("/usr/bin/chromedriver"),
+        "install Debian's chromium and chromium-driver (make test does)",
+    )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=chrome_options())
+    driver.implicitly_wait(5)
+    return driver
