@@ -153,7 +153,7 @@ class IdleTimeoutTests(TestCase):
         later = timezone.now() + timedelta(minutes=31)
         with mock.patch("django.utils.timezone.now", return_value=later):
             response = self.client.get(reverse("api:core:me"))
-        self.assertEqual(response.status_code, 403)
+        self.assertEqual(response.status_code, 401)
         self.assertEqual(response.json()["error"]["code"], "not_authenticated")
 
     def test_sessions_end_when_the_browser_closes(self):
