@@ -16,14 +16,12 @@ if [ -f .venv/.visus-hash ] && [ "$(cat .venv/.visus-hash)" = "$hash" ]; then
 fi
 if [ ! -f "$target/.visus-hash" ]; then
   echo "Installing Python packages into $target (first time: a few minutes; torch is large)..."
-  rm -rf "$target.tmp"
+  # Built in place under its final name (scripts' shebangs point at it); the stamp written last
+  # marks it complete, so an interrupted install is redone.
+  rm -rf "$target"
   mkdir -p "$cache"
-  "$PYTHON" -m venv "$target.tmp"
-  "$target.tmp/bin/pip" install --quiet --upgrade pip >/dev/null 2>&1 || true
-  # Built in place under its final name so scripts' shebangs point at the right interpreter.
-  rm -rf "$target"; mv "$target.tmp" "$target"
-  "$PYTHON" -m venv --upgrade "$target" >/dev/null
-  if ! "$target/bin/pip" install --quiet -r requirements-dev.txt; then
+  "$PYTHON" -m venv "$target"
+  if ! "$target/bin/python" -m pip install --quiet -r requirements-dev.txt; then
     echo "ERROR: installing requirements failed (see above)." >&2
     rm -rf "$target"; exit 1
   fi

@@ -150,6 +150,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
 MEDIA_ROOT = Path(env.str("VISUS_MEDIA_ROOT", str(DATA_DIR / "media")))
 WHITENOISE_USE_FINDERS = not PRODUCTION
+if not PRODUCTION:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 S3_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", required=True)
 if S3_BUCKET:
@@ -183,14 +185,13 @@ STORAGES = {
 }
 
 # --- Celery ---------------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", required=True)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", required=True) or "visusfs://"
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND")
-if not CELERY_BROKER_URL:
+if CELERY_BROKER_URL.startswith("visusfs://"):
     # Embedded broker: kombu's filesystem transport, publishing through an atomic rename.
     _broker_dir = DATA_DIR / "broker"
     for sub in ("queue", "processed"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "visusfs://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
@@ -203,7 +204,7 @@ if not CELERY_BROKER_URL:
         CELERY_RESULT_BACKEND = f"file://{DATA_DIR / 'results'}"
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # Redis redelivers an unacknowledged task after this; long enough for the longest task.
+        # Redis redelivers an unacknowledged task after this; longer than the longest task.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", 3600),
     }
     if not CELERY_RESULT_BACKEND and CELERY_BROKER_URL.startswith("redis"):

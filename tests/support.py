@@ -102,8 +102,24 @@ class LiveWorker:
         celery = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(  # noqa: S603
-            [celery, "-A", "platform_core", "worker", "-Q", self.queues, "-n", self.name,
-             "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            [
+                celery,
+                "-A",
+                "platform_core",
+                "worker",
+                "-Q",
+                self.queues,
+                "-n",
+                self.name,
+                "--pool",
+                "solo",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
             cwd=ROOT,
             env=self.env(),
             stdout=self.log,
@@ -154,8 +170,14 @@ def chrome_options() -> Any:
     options = Options()
     options.binary_location = "/usr/bin/chromium"
     for arg in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--no-first-run",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
         "--window-size=1280,900",
     ):
         options.add_argument(arg)

@@ -19,7 +19,9 @@ ARGON2_FIRST = ["django.contrib.auth.hashers.Argon2PasswordHasher", "django.cont
 class PasswordHashingTests(TestCase):
     @override_settings(PASSWORD_HASHERS=ARGON2_FIRST)
     def test_new_passwords_are_hashed_with_argon2(self):
-        user = user_create(actor=None, email="New.Person@Visus.example", full_name="New Person", password="a-Long-pass-123")
+        user = user_create(
+            actor=None, email="New.Person@Visus.example", full_name="New Person", password="a-Long-pass-123"
+        )
         self.assertTrue(user.password.startswith("argon2$"))
         self.assertEqual(user.email, "new.person@visus.example")
         self.assertTrue(user.check_password("a-Long-pass-123"))

@@ -10,7 +10,7 @@ from platform_core.accounts.services import hospital_create, membership_grant, m
 from platform_core.audit.chain import GENESIS_HASH
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_record, audit_verify, diff
-from tests.factories import HospitalFactory, UserFactory
+from tests.factories import UserFactory
 from tests.support import require_postgresql
 
 

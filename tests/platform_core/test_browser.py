@@ -1,0 +1,53 @@
+"""The real login page in headless Chromium."""
+
+from django.contrib.staticfiles.testing import StaticLiveServerTestCase
+from django.test import tag
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from platform_core.accounts.models import Role
+from tests.factories import TEST_PASSWORD, HospitalFactory, member
+from tests.support import start_browser
+
+
+@tag("browser")
+class LoginInBrowserTests(StaticLiveServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.browser = start_browser()
+        cls.addClassCleanup(cls.browser.quit)
+
+    def setUp(self):
+        self.browser.delete_all_cookies()
+        hospital = HospitalFactory(code="H01", name="Northfield Eye Hospital")
+        member(Role.COORDINATOR, hospital, email="chris@visus.example", full_name="Chris Coordinator")
+
+    def sign_in(self, email, password):
+        self.browser.get(f"{self.live_server_url}/accounts/login/")
+        self.browser.find_element(By.NAME, "username").send_keys(email)
+        self.browser.find_element(By.NAME, "password").send_keys(password)
+        self.browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    def test_coordinator_signs_in_through_the_login_page_and_out_again(self):
+        self.sign_in("chris@visus.example", TEST_PASSWORD)
+        wait = WebDriverWait(self.browser, 10)
+        name = wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=user-name]")))
+        self.assertEqual(name.text, "Chris Coordinator")
+        table = self.browser.find_element(By.CSS_SELECTOR, "[data-testid=memberships]").text
+        self.assertIn("Northfield Eye Hospital", table)
+        self.assertIn("Coordinator", table)
+        # The stylesheet is served locally and applied (header coloured by visus.css).
+        header_bg = self.browser.find_element(By.CSS_SELECTOR, ".site-header").value_of_css_property("background-color")
+        self.assertIn("11, 93, 122", header_bg)
+        self.browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
+        wait.until(EC.presence_of_element_located((By.NAME, "username")))
+        self.assertIn("/accounts/login/", self.browser.current_url)
+
+    def test_wrong_password_shows_a_clear_error_in_the_page(self):
+        self.sign_in("chris@visus.example", "not-my-password")
+        error = WebDriverWait(self.browser, 10).until(
+            EC.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=login-error]"))
+        )
+        self.assertIn("do not match an active account", error.text)
