@@ -60,3 +60,65 @@ def seed_people() -> list[DemoPerson]:
         for code, role in person.memberships:
             membership_grant(actor=None, user=user, hospital=hospitals[code], role=role)
     return PEOPLE
+
+
+DEMO_TRIAL = {
+    "slug": "demo-dr",
+    "protocol_number": "VISUS-DR-001",
+    "title": "AI grading of diabetic retinopathy and glaucoma versus ophthalmologists (demo)",
+    "subject_prefix": "DR01",
+    "modalities": ["fundus", "visual_field"],
+    "reading_form": ["icdr_grade", "referable_dr", "dme", "gradable", "confidence", "glaucoma"],
+    "readers_per_case": 3,
+    "reading_design": "unaided_then_aided",
+    "washout_days": 28,
+    "reference_rule": "adjudication",
+    "inclusion_criteria": ["Age 18 years or over", "Diabetes mellitus type 1 or 2", "Written informed consent"],
+    "exclusion_criteria": ["Previous vitreoretinal surgery", "Media opacity preventing imaging"],
+}
+
+DEMO_SUBJECTS = [
+    # site, sex, age, diabetes type, duration, [(eye, visit day)]
+    ("H01", "female", 61, "type2", 12, [("OD", 0), ("OS", 0)]),
+    ("H01", "male", 47, "type1", 20, [("OD", 0)]),
+    ("H01", "male", 93, "type2", 25, [("OS", 0)]),
+    ("H02", "female", 55, "type2", 8, [("OD", 0), ("OS", 0)]),
+    ("H02", "male", 70, "type2", 15, [("OD", 0), ("OD", 180)]),
+]
+
+
+@transaction.atomic
+def seed_trial() -> None:
+    """The demo trial recruiting at H01 and H02, with a few enrolled subjects and their cases."""
+    import datetime as dt
+
+    from trials.models import Trial, TrialSite, TrialStatus
+    from trials.services import case_create, subject_enroll, trial_create, trial_site_add, trial_transition
+
+    manager = User.objects.get(email="manager@visus.example")
+    trial = Trial.objects.filter(slug=DEMO_TRIAL["slug"]).first()
+    if trial is None:
+        trial = trial_create(actor=manager, **DEMO_TRIAL)
+        for code, target in (("H01", 40), ("H02", 30)):
+            trial_site_add(
+                actor=manager, trial=trial, hospital=Hospital.objects.get(code=code), enrolment_target=target
+            )
+        trial = trial_transition(actor=manager, trial=trial, status=TrialStatus.RECRUITING)
+    if trial.subjects.exists():
+        return
+    eligibility = {c: True for c in trial.inclusion_criteria} | {c: False for c in trial.exclusion_criteria}
+    for code, sex, age, diabetes, duration, cases in DEMO_SUBJECTS:
+        coordinator = User.objects.get(email=f"coordinator.{code.lower()}@visus.example")
+        subject = subject_enroll(
+            actor=coordinator,
+            site=TrialSite.objects.get(trial=trial, hospital__code=code),
+            eligibility=eligibility,
+            consent_date=dt.date.today() - dt.timedelta(days=3),  # noqa: DTZ011 - a calendar date, not a time
+            consent_form_version="v2.1",
+            sex=sex,
+            age=age,
+            diabetes_type=diabetes,
+            diabetes_duration_years=duration,
+        )
+        for eye, day in cases:
+            case_create(actor=coordinator, subject=subject, laterality=eye, visit_day=day)

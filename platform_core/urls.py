@@ -6,12 +6,14 @@ from platform_core.accounts import views as account_views
 
 api_v1 = [
     path("", include(("platform_core.api.urls", "core"))),
+    path("", include("trials.api_urls")),
 ]
 
 urlpatterns = [
     path("", account_views.home, name="home"),
     path("accounts/", include("platform_core.accounts.urls")),
     path("audit/", include("platform_core.audit.urls")),
+    path("trials/", include("trials.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

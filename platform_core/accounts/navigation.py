@@ -18,6 +18,7 @@ ALL_ROLES = frozenset(Role.values)
 
 NAV_ITEMS: list[NavItem] = [
     NavItem("Home", "home", None),
+    NavItem("Trials", "trials:trial-list", None),
     NavItem("Audit trail", "audit:event-list", frozenset({Role.TRIAL_MANAGER, Role.MONITOR})),
     NavItem("API", "api-docs", None),
 ]

@@ -1,0 +1,356 @@
+"""REST API for trials, sites, subjects and cases. Reads via scoped selectors, writes via services."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from platform_core.accounts.models import Hospital, Role
+from platform_core.api.exceptions import ApplicationError
+from platform_core.api.permissions import IsMember, roles_required
+from trials import services
+from trials.models import (
+    Case,
+    CaseStatus,
+    DiabetesType,
+    Laterality,
+    Modality,
+    ReadingDesign,
+    ReferenceRule,
+    Sex,
+    Subject,
+    Trial,
+    TrialSite,
+    TrialStatus,
+)
+from trials.reading_form import CATALOGUE_CHOICES
+from trials.selectors import cases_for, coordinated_sites, sites_for, subjects_for, trials_for
+
+
+class TrialSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Trial
+        fields = [
+            "id",
+            "slug",
+            "protocol_number",
+            "title",
+            "subject_prefix",
+            "status",
+            "modalities",
+            "reading_form",
+            "readers_per_case",
+            "reading_design",
+            "washout_days",
+            "reference_rule",
+            "inclusion_criteria",
+            "exclusion_criteria",
+            "vf_max_fixation_losses",
+            "vf_max_false_positives",
+            "vf_max_false_negatives",
+            "created_at",
+        ]
+
+
+class TrialSiteSerializer(serializers.ModelSerializer):
+    hospital = serializers.CharField(source="hospital.code")
+    hospital_name = serializers.CharField(source="hospital.name")
+    trial = serializers.CharField(source="trial.slug")
+
+    class Meta:
+        model = TrialSite
+        fields = ["id", "trial", "hospital", "hospital_name", "enrolment_target", "status"]
+
+
+class SubjectSerializer(serializers.ModelSerializer):
+    trial = serializers.CharField(source="trial.slug")
+    site = serializers.CharField(source="site.hospital.code")
+    case_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Subject
+        fields = [
+            "id",
+            "pseudonym",
+            "trial",
+            "site",
+            "status",
+            "sex",
+            "age",
+            "diabetes_type",
+            "diabetes_duration_years",
+            "consent_form_version",
+            "eligibility",
+            "withdrawal_reason",
+            "case_count",
+        ]
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    subject = serializers.CharField(source="subject.pseudonym")
+    trial = serializers.CharField(source="subject.trial.slug")
+    site = serializers.CharField(source="subject.site.hospital.code")
+
+    class Meta:
+        model = Case
+        fields = ["id", "subject", "trial", "site", "laterality", "visit_day", "status", "exclusion_reason"]
+
+
+def _filter(qs: QuerySet, request: Request, mapping: dict[str, str]) -> QuerySet:
+    for param, lookup in mapping.items():
+        value = request.query_params.get(param)
+        if value:
+            qs = qs.filter(**{lookup: value})
+    return qs
+
+
+# --- Trials ----------------------------------------------------------------------------------------
+
+
+@extend_schema(parameters=[OpenApiParameter("status", enum=TrialStatus.values)])
+class TrialListApi(generics.ListAPIView):
+    """Trials the caller takes part in."""
+
+    permission_classes = [IsMember]
+    serializer_class = TrialSerializer
+
+    def get_queryset(self) -> QuerySet[Trial]:
+        return _filter(trials_for(self.request.user), self.request, {"status": "status"})
+
+
+class TrialDetailApi(generics.RetrieveAPIView):
+    permission_classes = [IsMember]
+    serializer_class = TrialSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet[Trial]:
+        return trials_for(self.request.user)
+
+
+class TrialCreateApi(APIView):
+    permission_classes = [roles_required(Role.TRIAL_MANAGER)]
+
+    @extend_schema_serializer(component_name="TrialCreateInput")
+    class InputSerializer(serializers.Serializer):
+        slug = serializers.CharField()
+        protocol_number = serializers.CharField()
+        title = serializers.CharField()
+        subject_prefix = serializers.CharField()
+        modalities = serializers.ListField(child=serializers.ChoiceField(Modality.choices), allow_empty=False)
+        reading_form = serializers.ListField(child=serializers.ChoiceField(CATALOGUE_CHOICES), allow_empty=False)
+        readers_per_case = serializers.IntegerField(min_value=1, max_value=50, default=3)
+        reading_design = serializers.ChoiceField(ReadingDesign.choices, default=ReadingDesign.UNAIDED)
+        washout_days = serializers.IntegerField(min_value=0, max_value=365, default=0)
+        reference_rule = serializers.ChoiceField(ReferenceRule.choices, default=ReferenceRule.ADJUDICATION)
+        inclusion_criteria = serializers.ListField(child=serializers.CharField(), default=list)
+        exclusion_criteria = serializers.ListField(child=serializers.CharField(), default=list)
+
+    @extend_schema(request=InputSerializer, responses={201: TrialSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        trial = services.trial_create(actor=request.user, **data.validated_data)
+        return Response(TrialSerializer(trial).data, status=status.HTTP_201_CREATED)
+
+
+class TrialTransitionApi(APIView):
+    permission_classes = [roles_required(Role.TRIAL_MANAGER)]
+
+    @extend_schema_serializer(component_name="TrialTransitionInput")
+    class InputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(TrialStatus.choices)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses=TrialSerializer)
+    def post(self, request: Request, slug: str) -> Response:
+        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        trial = services.trial_transition(actor=request.user, trial=trial, **data.validated_data)
+        return Response(TrialSerializer(trial).data)
+
+
+# --- Sites -----------------------------------------------------------------------------------------
+
+
+class TrialSiteListApi(generics.ListAPIView):
+    permission_classes = [IsMember]
+    serializer_class = TrialSiteSerializer
+
+    def get_queryset(self) -> QuerySet[TrialSite]:
+        trial = get_object_or_404(trials_for(self.request.user), slug=self.kwargs["slug"])
+        return sites_for(user=self.request.user, trial=trial)
+
+
+class TrialSiteAddApi(APIView):
+    permission_classes = [roles_required(Role.TRIAL_MANAGER)]
+
+    @extend_schema_serializer(component_name="TrialSiteAddInput")
+    class InputSerializer(serializers.Serializer):
+        hospital = serializers.SlugRelatedField(slug_field="code", queryset=Hospital.objects.all())
+        enrolment_target = serializers.IntegerField(min_value=0, max_value=100000)
+
+    @extend_schema(request=InputSerializer, responses={201: TrialSiteSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        site = services.trial_site_add(actor=request.user, trial=trial, **data.validated_data)
+        return Response(TrialSiteSerializer(site).data, status=status.HTTP_201_CREATED)
+
+
+# --- Subjects --------------------------------------------------------------------------------------
+
+SUBJECT_ROLES = (Role.COORDINATOR, Role.TRIAL_MANAGER, Role.STATISTICIAN, Role.MONITOR)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("trial", str, description="trial slug"),
+        OpenApiParameter("site", str, description="hospital code"),
+        OpenApiParameter("status", enum=["enrolled", "withdrawn"]),
+    ]
+)
+class SubjectListApi(generics.ListAPIView):
+    permission_classes = [roles_required(*SUBJECT_ROLES)]
+    serializer_class = SubjectSerializer
+
+    def get_queryset(self) -> QuerySet[Subject]:
+        return _filter(
+            subjects_for(self.request.user),
+            self.request,
+            {"trial": "trial__slug", "site": "site__hospital__code", "status": "status"},
+        )
+
+
+class SubjectDetailApi(generics.RetrieveAPIView):
+    permission_classes = [roles_required(*SUBJECT_ROLES)]
+    serializer_class = SubjectSerializer
+
+    def get_queryset(self) -> QuerySet[Subject]:
+        return subjects_for(self.request.user)
+
+
+class SubjectEnrollApi(APIView):
+    """Enrol a subject at one of the caller's sites. Send an ``Idempotency-Key`` header to make retries safe."""
+
+    permission_classes = [roles_required(Role.COORDINATOR)]
+
+    @extend_schema_serializer(component_name="SubjectEnrollInput")
+    class InputSerializer(serializers.Serializer):
+        site = serializers.CharField(help_text="hospital code of the site")
+        eligibility = serializers.DictField(child=serializers.BooleanField())
+        consent_date = serializers.DateField()
+        consent_form_version = serializers.CharField(max_length=40)
+        sex = serializers.ChoiceField(Sex.choices)
+        age = serializers.IntegerField(min_value=0, max_value=130)
+        diabetes_type = serializers.ChoiceField(DiabetesType.choices)
+        diabetes_duration_years = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: SubjectSerializer})
+    def post(self, request: Request, slug: str) -> Response:
+        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        fields = dict(data.validated_data)
+        site_code = fields.pop("site")
+        site = coordinated_sites(user=request.user, trial=trial).filter(hospital__code=site_code).first()
+        if site is None:
+            raise ApplicationError(
+                f"{site_code} is not a site of this trial where you coordinate.", code="site_not_in_trial"
+            )
+        key = request.headers.get("Idempotency-Key", "").strip()[:64] or None
+        subject = services.subject_enroll(actor=request.user, site=site, submission_token=key, **fields)
+        subject.case_count = 0
+        return Response(SubjectSerializer(subject).data, status=status.HTTP_201_CREATED)
+
+
+class SubjectWithdrawApi(APIView):
+    permission_classes = [roles_required(Role.COORDINATOR)]
+
+    @extend_schema_serializer(component_name="SubjectWithdrawInput")
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=SubjectSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        subject = get_object_or_404(subjects_for(request.user), pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.subject_withdraw(actor=request.user, subject=subject, reason=data.validated_data["reason"])
+        return Response(SubjectSerializer(subjects_for(request.user).get(pk=pk)).data)
+
+
+# --- Cases -----------------------------------------------------------------------------------------
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("trial", str, description="trial slug"),
+        OpenApiParameter("subject", str, description="subject pseudonym"),
+        OpenApiParameter("site", str, description="hospital code"),
+        OpenApiParameter("status", enum=CaseStatus.values),
+    ]
+)
+class CaseListApi(generics.ListAPIView):
+    permission_classes = [roles_required(*SUBJECT_ROLES)]
+    serializer_class = CaseSerializer
+
+    def get_queryset(self) -> QuerySet[Case]:
+        return _filter(
+            cases_for(self.request.user),
+            self.request,
+            {
+                "trial": "subject__trial__slug",
+                "subject": "subject__pseudonym",
+                "site": "subject__site__hospital__code",
+                "status": "status",
+            },
+        )
+
+
+class CaseDetailApi(generics.RetrieveAPIView):
+    permission_classes = [roles_required(*SUBJECT_ROLES)]
+    serializer_class = CaseSerializer
+
+    def get_queryset(self) -> QuerySet[Case]:
+        return cases_for(self.request.user)
+
+
+class CaseCreateApi(APIView):
+    permission_classes = [roles_required(Role.COORDINATOR)]
+
+    @extend_schema_serializer(component_name="CaseCreateInput")
+    class InputSerializer(serializers.Serializer):
+        laterality = serializers.ChoiceField(Laterality.choices)
+        visit_day = serializers.IntegerField(min_value=0, max_value=36500)
+
+    @extend_schema(request=InputSerializer, responses={201: CaseSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        subject = get_object_or_404(subjects_for(request.user), pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        case = services.case_create(actor=request.user, subject=subject, **data.validated_data)
+        return Response(CaseSerializer(case).data, status=status.HTTP_201_CREATED)
+
+
+class CaseStatusApi(APIView):
+    permission_classes = [roles_required(Role.COORDINATOR)]
+
+    @extend_schema_serializer(component_name="CaseStatusInput")
+    class InputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(CaseStatus.choices)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses=CaseSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        case = get_object_or_404(cases_for(request.user), pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        case = services.case_set_status(actor=request.user, case=case, **data.validated_data)
+        return Response(CaseSerializer(case).data)

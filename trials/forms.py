@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import uuid
+
+from django import forms
+from django.utils import timezone
+
+from platform_core.accounts.models import Hospital
+from trials.models import (
+    CaseStatus,
+    DiabetesType,
+    Laterality,
+    Modality,
+    ReadingDesign,
+    ReferenceRule,
+    Sex,
+    Trial,
+    TrialSite,
+)
+from trials.reading_form import CATALOGUE_CHOICES
+
+YES_NO = [("yes", "Yes"), ("no", "No")]
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+class TrialForm(forms.Form):
+    protocol_number = forms.CharField(max_length=40)
+    title = forms.CharField(max_length=300)
+    slug = forms.SlugField(max_length=49, help_text="Short name used in addresses, e.g. demo-dr.")
+    subject_prefix = forms.CharField(max_length=8, help_text="Starts every subject ID, e.g. DR01.")
+    modalities = forms.MultipleChoiceField(choices=Modality.choices, widget=forms.CheckboxSelectMultiple)
+    reading_form = forms.MultipleChoiceField(
+        choices=CATALOGUE_CHOICES, widget=forms.CheckboxSelectMultiple, label="Reading form questions"
+    )
+    readers_per_case = forms.IntegerField(min_value=1, max_value=50, initial=3)
+    reading_design = forms.ChoiceField(choices=ReadingDesign.choices)
+    washout_days = forms.IntegerField(min_value=0, max_value=365, initial=0)
+    reference_rule = forms.ChoiceField(choices=ReferenceRule.choices, label="Reference standard")
+    inclusion_criteria = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="One criterion per line."
+    )
+    exclusion_criteria = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="One criterion per line."
+    )
+    vf_max_fixation_losses = forms.IntegerField(
+        min_value=0, max_value=100, initial=20, label="VF max fixation losses (%)"
+    )
+    vf_max_false_positives = forms.IntegerField(
+        min_value=0, max_value=100, initial=15, label="VF max false positives (%)"
+    )
+    vf_max_false_negatives = forms.IntegerField(
+        min_value=0, max_value=100, initial=33, label="VF max false negatives (%)"
+    )
+    reason = forms.CharField(required=False, help_text="Required when changing a trial that has left draft.")
+
+    def __init__(self, *args: object, trial: Trial | None = None, **kwargs: object) -> None:
+        if trial is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                **{f: getattr(trial, f) for f in self.base_fields if hasattr(trial, f)},
+                "inclusion_criteria": "\n".join(trial.inclusion_criteria),
+                "exclusion_criteria": "\n".join(trial.exclusion_criteria),
+            }
+        super().__init__(*args, **kwargs)
+        if trial is None:
+            del self.fields["reason"]
+
+    def clean_subject_prefix(self) -> str:
+        return self.cleaned_data["subject_prefix"].strip().upper()
+
+    def trial_fields(self) -> dict:
+        data = dict(self.cleaned_data)
+        data.pop("reason", None)
+        data["inclusion_criteria"] = _lines(data["inclusion_criteria"])
+        data["exclusion_criteria"] = _lines(data["exclusion_criteria"])
+        return data
+
+
+class TransitionForm(forms.Form):
+    status = forms.CharField(widget=forms.HiddenInput)
+    reason = forms.CharField(required=False)
+
+
+class SiteAddForm(forms.Form):
+    hospital = forms.ModelChoiceField(queryset=Hospital.objects.all(), to_field_name="code")
+    enrolment_target = forms.IntegerField(min_value=0, max_value=100000)
+
+    def __init__(self, *args: object, trial: Trial, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["hospital"].queryset = Hospital.objects.exclude(trial_sites__trial=trial)
+
+
+class EnrolForm(forms.Form):
+    """The enrolment page: site, eligibility checklist, consent, and the few non-identifying facts."""
+
+    submission_token = forms.CharField(widget=forms.HiddenInput)
+    site = forms.ModelChoiceField(queryset=TrialSite.objects.none(), empty_label=None)
+    consent_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False)
+    consent_form_version = forms.CharField(max_length=40, required=False)
+    sex = forms.ChoiceField(choices=Sex.choices)
+    age = forms.IntegerField(min_value=0, max_value=130, help_text="Whole years. 90 and over is stored as 90+.")
+    diabetes_type = forms.ChoiceField(choices=DiabetesType.choices)
+    diabetes_duration_years = forms.IntegerField(min_value=0, max_value=100, required=False)
+
+    def __init__(self, *args: object, trial: Trial, sites, **kwargs: object) -> None:  # noqa: ANN001
+        kwargs.setdefault("initial", {})["submission_token"] = uuid.uuid4().hex
+        super().__init__(*args, **kwargs)
+        self.trial = trial
+        self.fields["site"].queryset = sites
+        self.fields["site"].label_from_instance = lambda site: f"{site.hospital.code} {site.hospital.name}"
+        self.criteria: list[tuple[str, str, str]] = []
+        for n, text in enumerate(trial.inclusion_criteria):
+            name = f"inclusion_{n}"
+            self.fields[name] = forms.ChoiceField(choices=YES_NO, widget=forms.RadioSelect, label=text, required=False)
+            self.criteria.append((name, "inclusion", text))
+        for n, text in enumerate(trial.exclusion_criteria):
+            name = f"exclusion_{n}"
+            self.fields[name] = forms.ChoiceField(choices=YES_NO, widget=forms.RadioSelect, label=text, required=False)
+            self.criteria.append((name, "exclusion", text))
+
+    def inclusion_fields(self) -> list:
+        return [self[name] for name, kind, _ in self.criteria if kind == "inclusion"]
+
+    def exclusion_fields(self) -> list:
+        return [self[name] for name, kind, _ in self.criteria if kind == "exclusion"]
+
+    def eligibility(self) -> dict[str, bool]:
+        answers = {}
+        for name, _, text in self.criteria:
+            value = self.cleaned_data.get(name)
+            if value:
+                answers[text] = value == "yes"
+        return answers
+
+    def clean_consent_date(self):  # noqa: ANN201
+        value = self.cleaned_data.get("consent_date")
+        if value and value > timezone.localdate():
+            raise forms.ValidationError("The consent date cannot be in the future.")
+        return value
+
+
+class WithdrawForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason for withdrawal")
+
+
+class CaseForm(forms.Form):
+    laterality = forms.ChoiceField(choices=Laterality.choices, label="Eye")
+    visit_day = forms.IntegerField(min_value=0, max_value=36500, initial=0, help_text="Days since enrolment.")
+
+
+class CaseStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=CaseStatus.choices)
+    reason = forms.CharField(required=False, help_text="Required to exclude or to reopen.")

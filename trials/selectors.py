@@ -1,0 +1,126 @@
+"""Reads of trials, sites, subjects and cases, scoped by membership.
+
+Scoping rules:
+- coordinators see subjects and cases of the hospitals where they coordinate, nothing else;
+- trial managers, statisticians and monitors see the whole trial when they hold that role at one of
+  its sites (the trial-wide roles of DESIGN.md);
+- readers see trials they read for, but no subject or case lists (they read through their worklist).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from platform_core.accounts.models import Role, User
+from platform_core.accounts.selectors import hospital_ids_for, user_has_role
+from trials.models import Case, Subject, SubjectStatus, Trial, TrialSite
+
+TRIAL_WIDE_ROLES = (Role.TRIAL_MANAGER, Role.STATISTICIAN, Role.MONITOR)
+SUBJECT_ROLES = (Role.COORDINATOR, *TRIAL_WIDE_ROLES)
+
+
+def _active(user: User) -> bool:
+    return bool(getattr(user, "is_authenticated", False) and user.is_active)
+
+
+def _trial_ids_with_role(user: User, roles: tuple[Role, ...]) -> QuerySet:
+    return TrialSite.objects.filter(hospital__in=hospital_ids_for(user, roles)).values("trial_id")
+
+
+def trials_for(user: User) -> QuerySet[Trial]:
+    """Trials with a site where the user holds any role, and drafts the user created."""
+    if not _active(user):
+        return Trial.objects.none()
+    visible = Q(id__in=_trial_ids_with_role(user, tuple(Role))) | Q(created_by=user)
+    return Trial.objects.filter(visible).select_related("created_by").distinct()
+
+
+def managed_trials_for(user: User) -> QuerySet[Trial]:
+    if not _active(user):
+        return Trial.objects.none()
+    managed = Q(id__in=_trial_ids_with_role(user, (Role.TRIAL_MANAGER,)))
+    if user_has_role(user, Role.TRIAL_MANAGER):
+        managed |= Q(created_by=user)
+    return Trial.objects.filter(managed).distinct()
+
+
+def trial_roles(user: User, trial: Trial) -> set[str]:
+    """The roles the user holds in this trial (at any of its sites; a creator manages their draft)."""
+    if not _active(user):
+        return set()
+    roles = set(
+        TrialSite.objects.filter(trial=trial, hospital__memberships__user=user, hospital__memberships__is_active=True)
+        .values_list("hospital__memberships__role", flat=True)
+        .distinct()
+    )
+    if trial.created_by_id == user.pk and user_has_role(user, Role.TRIAL_MANAGER):
+        roles.add(Role.TRIAL_MANAGER)
+    return roles
+
+
+def sites_for(*, user: User, trial: Trial) -> QuerySet[TrialSite]:
+    """Sites of a trial the user may see: all of them for trial-wide roles, own sites otherwise."""
+    qs = TrialSite.objects.filter(trial=trial).select_related("hospital", "trial")
+    roles = trial_roles(user, trial)
+    if roles & {str(r) for r in TRIAL_WIDE_ROLES}:
+        return qs
+    return qs.filter(hospital__in=hospital_ids_for(user, [Role.COORDINATOR]))
+
+
+def coordinated_sites(*, user: User, trial: Trial) -> QuerySet[TrialSite]:
+    return TrialSite.objects.filter(
+        trial=trial, hospital__in=hospital_ids_for(user, [Role.COORDINATOR])
+    ).select_related("hospital")
+
+
+def subjects_for(user: User) -> QuerySet[Subject]:
+    if not _active(user):
+        return Subject.objects.none()
+    visible = Q(site__hospital__in=hospital_ids_for(user, [Role.COORDINATOR])) | Q(
+        trial__in=_trial_ids_with_role(user, TRIAL_WIDE_ROLES)
+    )
+    return (
+        Subject.objects.filter(visible)
+        .select_related("trial", "site__hospital")
+        .annotate(case_count=Count("cases", distinct=True))
+        .order_by("trial__protocol_number", "pseudonym")
+    )
+
+
+def cases_for(user: User) -> QuerySet[Case]:
+    if not _active(user):
+        return Case.objects.none()
+    visible = Q(subject__site__hospital__in=hospital_ids_for(user, [Role.COORDINATOR])) | Q(
+        subject__trial__in=_trial_ids_with_role(user, TRIAL_WIDE_ROLES)
+    )
+    return (
+        Case.objects.filter(visible)
+        .select_related("subject__trial", "subject__site__hospital")
+        .order_by("subject__trial__protocol_number", "subject__pseudonym", "visit_day", "laterality")
+    )
+
+
+def subject_with_cases(subject_qs: QuerySet[Subject]) -> QuerySet[Subject]:
+    return subject_qs.prefetch_related(Prefetch("cases", queryset=Case.objects.order_by("visit_day", "laterality")))
+
+
+def accrual_for(trial: Trial) -> list[dict]:
+    """Per site: target and the enrolment times of its subjects (withdrawn subjects still count)."""
+    sites = list(TrialSite.objects.filter(trial=trial).select_related("hospital").order_by("hospital__code"))
+    times: dict = {site.pk: [] for site in sites}
+    for site_id, enrolled_at in (
+        Subject.objects.filter(trial=trial).order_by("enrolled_at").values_list("site_id", "enrolled_at")
+    ):
+        times[site_id].append(enrolled_at)
+    return [
+        {"site": site.hospital.code, "target": site.enrolment_target, "enrolled_at": times[site.pk]} for site in sites
+    ]
+
+
+def enrolled_counts(trial: Trial) -> dict:
+    rows = (
+        Subject.objects.filter(trial=trial)
+        .values("site_id")
+        .annotate(total=Count("id"), withdrawn=Count("id", filter=Q(status=SubjectStatus.WITHDRAWN)))
+    )
+    return {row["site_id"]: row for row in rows}

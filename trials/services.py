@@ -1,0 +1,424 @@
+"""Writes about trials, sites, subjects and cases. Each is atomic and writes its audit event."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from platform_core.accounts.models import Hospital, Role, User
+from platform_core.accounts.selectors import user_has_role
+from platform_core.api.exceptions import ApplicationError
+from platform_core.audit.services import audit_record, diff, snapshot
+from trials.models import (
+    Case,
+    CaseStatus,
+    SiteStatus,
+    Subject,
+    SubjectStatus,
+    Trial,
+    TrialSite,
+    TrialStatus,
+)
+from trials.selectors import trial_roles
+
+TRIAL_FIELDS = (
+    "slug",
+    "protocol_number",
+    "title",
+    "subject_prefix",
+    "modalities",
+    "reading_form",
+    "readers_per_case",
+    "reading_design",
+    "washout_days",
+    "reference_rule",
+    "inclusion_criteria",
+    "exclusion_criteria",
+    "vf_max_fixation_losses",
+    "vf_max_false_positives",
+    "vf_max_false_negatives",
+)
+# Once recruiting starts, the protocol's design is fixed; these stay editable (with a reason).
+EDITABLE_AFTER_DRAFT = {"title", "vf_max_fixation_losses", "vf_max_false_positives", "vf_max_false_negatives"}
+
+
+def _require_manager(user: User, trial: Trial | None = None) -> None:
+    if trial is None:
+        allowed = user_has_role(user, Role.TRIAL_MANAGER)
+    else:
+        allowed = Role.TRIAL_MANAGER in trial_roles(user, trial)
+    if not allowed:
+        raise ApplicationError("Only a trial manager of this trial may do this.", code="forbidden", status=403)
+
+
+@transaction.atomic
+def trial_create(*, actor: User, **fields: Any) -> Trial:
+    _require_manager(actor)
+    unknown = set(fields) - set(TRIAL_FIELDS)
+    if unknown:
+        raise ValueError(f"Unknown trial fields: {sorted(unknown)}")
+    trial = Trial(created_by=actor, status=TrialStatus.DRAFT, **fields)
+    trial.full_clean()
+    trial.save()
+    audit_record(
+        actor=actor,
+        action="trial.create",
+        obj=trial,
+        trial_ref=trial.slug,
+        changes=diff(None, snapshot(trial, TRIAL_FIELDS)),
+    )
+    return trial
+
+
+@transaction.atomic
+def trial_update(*, actor: User, trial: Trial, reason: str = "", **fields: Any) -> Trial:
+    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    _require_manager(actor, trial)
+    unknown = set(fields) - set(TRIAL_FIELDS)
+    if unknown:
+        raise ValueError(f"Unknown trial fields: {sorted(unknown)}")
+    before = snapshot(trial, fields.keys())
+    for name, value in fields.items():
+        setattr(trial, name, value)
+    changes = diff(before, snapshot(trial, fields.keys()))
+    if not changes:
+        return trial
+    if trial.status != TrialStatus.DRAFT:
+        frozen = sorted(set(changes) - EDITABLE_AFTER_DRAFT)
+        if frozen:
+            raise ApplicationError(
+                f"The protocol is fixed once the trial leaves draft; these cannot change now: {', '.join(frozen)}.",
+                code="trial_design_fixed",
+            )
+        if not reason.strip():
+            raise ValidationError({"reason": "Give a reason for changing a trial that is under way."})
+    trial.full_clean()
+    trial.save()
+    audit_record(actor=actor, action="trial.update", obj=trial, trial_ref=trial.slug, changes=changes, reason=reason)
+    return trial
+
+
+@transaction.atomic
+def trial_transition(*, actor: User, trial: Trial, status: str, reason: str = "") -> Trial:
+    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    _require_manager(actor, trial)
+    if status not in TrialStatus.values:
+        raise ValidationError({"status": f"Unknown status {status!r}."})
+    if not trial.can_transition_to(status):
+        raise ApplicationError(
+            f"A trial cannot go from {trial.get_status_display().lower()} to {TrialStatus(status).label.lower()}.",
+            code="invalid_transition",
+        )
+    if status == TrialStatus.RECRUITING and not trial.sites.filter(status=SiteStatus.ACTIVE).exists():
+        raise ApplicationError("Add at least one active site before recruiting starts.", code="no_sites")
+    if status == TrialStatus.CLOSED and not reason.strip():
+        raise ValidationError({"reason": "Give a reason for closing the trial."})
+    old = trial.status
+    trial.status = status
+    trial.save(update_fields=["status", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="trial.transition",
+        obj=trial,
+        trial_ref=trial.slug,
+        changes={"status": [old, status]},
+        reason=reason,
+    )
+    return trial
+
+
+@transaction.atomic
+def trial_site_add(*, actor: User, trial: Trial, hospital: Hospital, enrolment_target: int) -> TrialSite:
+    _require_manager(actor, trial)
+    if trial.status == TrialStatus.CLOSED:
+        raise ApplicationError("The trial is closed: no sites can be added.", code="trial_closed")
+    if TrialSite.objects.filter(trial=trial, hospital=hospital).exists():
+        raise ApplicationError(f"{hospital.code} is already a site of this trial.", code="duplicate_site")
+    site = TrialSite(trial=trial, hospital=hospital, enrolment_target=enrolment_target)
+    site.full_clean()
+    site.save()
+    audit_record(
+        actor=actor,
+        action="trial_site.create",
+        obj=site,
+        trial_ref=trial.slug,
+        hospital_code=hospital.code,
+        changes=diff(None, {"hospital": hospital.code, "enrolment_target": enrolment_target, "status": site.status}),
+    )
+    return site
+
+
+@transaction.atomic
+def trial_site_update(
+    *, actor: User, site: TrialSite, reason: str, enrolment_target: int | None = None, status: str | None = None
+) -> TrialSite:
+    site = TrialSite.objects.select_for_update().select_related("trial", "hospital").get(pk=site.pk)
+    _require_manager(actor, site.trial)
+    before = snapshot(site, ["enrolment_target", "status"])
+    if enrolment_target is not None:
+        site.enrolment_target = enrolment_target
+    if status is not None:
+        site.status = status
+    changes = diff(before, snapshot(site, ["enrolment_target", "status"]))
+    if not changes:
+        return site
+    if not reason.strip():
+        raise ValidationError({"reason": "Give a reason for changing a site."})
+    site.full_clean()
+    site.save()
+    audit_record(
+        actor=actor,
+        action="trial_site.update",
+        obj=site,
+        trial_ref=site.trial.slug,
+        hospital_code=site.hospital.code,
+        changes=changes,
+        reason=reason,
+    )
+    return site
+
+
+def store_age(age: int) -> str:
+    """Whole years; 90 and over become "90+" (HIPAA Safe Harbor)."""
+    if age < 0 or age > 130:
+        raise ValidationError({"age": "Age must be between 0 and 130 years."})
+    return "90+" if age >= 90 else str(age)
+
+
+def check_eligibility(trial: Trial, answers: Mapping[str, Any]) -> dict[str, bool]:
+    """All inclusion criteria answered yes and all exclusion criteria answered no, or a clear error."""
+    recorded: dict[str, bool] = {}
+    problems: list[str] = []
+    for criterion in trial.inclusion_criteria:
+        answer = answers.get(criterion)
+        if answer is None:
+            problems.append(f"Inclusion criterion not answered: {criterion}")
+        elif answer is not True:
+            problems.append(f"Inclusion criterion not met: {criterion}")
+        recorded[criterion] = answer is True
+    for criterion in trial.exclusion_criteria:
+        answer = answers.get(criterion)
+        if answer is None:
+            problems.append(f"Exclusion criterion not answered: {criterion}")
+        elif answer is not False:
+            problems.append(f"Exclusion criterion applies: {criterion}")
+        recorded[criterion] = answer is True
+    unknown = sorted(set(answers) - set(trial.inclusion_criteria) - set(trial.exclusion_criteria))
+    if unknown:
+        problems.append(f"Answers to criteria this trial does not have: {', '.join(unknown)}")
+    if problems:
+        raise ApplicationError(
+            "The subject is not eligible: " + "; ".join(problems) + ".",
+            code="not_eligible",
+            extra={"problems": problems},
+        )
+    return recorded
+
+
+def _next_number(site: TrialSite) -> int:
+    locked = TrialSite.objects.select_for_update().get(pk=site.pk)
+    locked.last_subject_number += 1
+    locked.save(update_fields=["last_subject_number"])
+    return locked.last_subject_number
+
+
+@transaction.atomic
+def subject_enroll(
+    *,
+    actor: User,
+    site: TrialSite,
+    eligibility: Mapping[str, Any],
+    consent_date: dt.date | None,
+    consent_form_version: str,
+    sex: str,
+    age: int,
+    diabetes_type: str,
+    diabetes_duration_years: int | None = None,
+    submission_token: str | None = None,
+) -> Subject:
+    """Enrol a subject at a site and issue the pseudonym.
+
+    Refused, changing nothing, unless the actor coordinates the site, the trial is recruiting, the
+    site is active, consent is recorded and the eligibility checklist holds. A repeated
+    ``submission_token`` (double submit) is refused and names the subject already enrolled.
+    """
+    if submission_token:
+        existing = Subject.objects.filter(submission_token=submission_token).first()
+        if existing is not None:
+            raise ApplicationError(
+                f"This enrolment was already submitted: subject {existing.pseudonym}. Nothing was changed.",
+                code="duplicate_submission",
+                status=409,
+                extra={"subject": existing.pseudonym},
+            )
+    site = TrialSite.objects.select_related("trial", "hospital").get(pk=site.pk)
+    trial = site.trial
+    if not user_has_role(actor, Role.COORDINATOR, hospital=site.hospital):
+        raise ApplicationError("Only a coordinator of this site may enrol subjects here.", code="forbidden", status=403)
+    if trial.status != TrialStatus.RECRUITING:
+        raise ApplicationError(
+            f"Trial {trial.protocol_number} is {trial.get_status_display().lower()}: enrolment is only possible "
+            "while it is recruiting.",
+            code="trial_not_recruiting",
+        )
+    if site.status != SiteStatus.ACTIVE:
+        raise ApplicationError(
+            f"Site {site.hospital.code} is {site.get_status_display().lower()}: enrolment is paused there.",
+            code="site_not_active",
+        )
+    if consent_date is None:
+        raise ValidationError({"consent_date": "Record the date the subject gave consent."})
+    if consent_date > timezone.localdate():
+        raise ValidationError({"consent_date": "The consent date cannot be in the future."})
+    if not consent_form_version.strip():
+        raise ValidationError({"consent_form_version": "Record the version of the consent form signed."})
+    recorded = check_eligibility(trial, eligibility)
+    number = _next_number(site)
+    subject = Subject(
+        trial=trial,
+        site=site,
+        number=number,
+        pseudonym=f"{trial.subject_prefix}-{site.hospital.code}-{number:04d}",
+        enrolled_at=timezone.now(),
+        enrolled_by=actor,
+        consent_date=consent_date,
+        consent_form_version=consent_form_version.strip(),
+        eligibility=recorded,
+        sex=sex,
+        age=store_age(age),
+        diabetes_type=diabetes_type,
+        diabetes_duration_years=diabetes_duration_years,
+        submission_token=submission_token or None,
+    )
+    subject.full_clean()
+    try:
+        with transaction.atomic():
+            subject.save(force_insert=True)
+    except IntegrityError:
+        raise ApplicationError(
+            "This enrolment was already submitted. Nothing was changed.", code="duplicate_submission", status=409
+        ) from None
+    audit_record(
+        actor=actor,
+        action="subject.enroll",
+        obj=subject,
+        trial_ref=trial.slug,
+        hospital_code=site.hospital.code,
+        changes=diff(
+            None,
+            snapshot(
+                subject,
+                [
+                    "pseudonym",
+                    "consent_date",
+                    "consent_form_version",
+                    "eligibility",
+                    "sex",
+                    "age",
+                    "diabetes_type",
+                    "diabetes_duration_years",
+                ],
+            ),
+        ),
+    )
+    return subject
+
+
+def _require_site_writer(actor: User, subject: Subject) -> None:
+    if not user_has_role(actor, Role.COORDINATOR, hospital=subject.site.hospital):
+        raise ApplicationError("Only a coordinator of this site may change its subjects.", code="forbidden", status=403)
+
+
+@transaction.atomic
+def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
+    """Flag a subject as withdrawn. Their data is kept (and stays in analyses the protocol allows)."""
+    subject = Subject.objects.select_for_update().select_related("site__hospital", "trial").get(pk=subject.pk)
+    _require_site_writer(actor, subject)
+    if not reason.strip():
+        raise ValidationError({"reason": "Give the reason for the withdrawal."})
+    if subject.is_withdrawn:
+        raise ApplicationError(f"{subject.pseudonym} is already withdrawn.", code="already_withdrawn")
+    subject.status = SubjectStatus.WITHDRAWN
+    subject.withdrawn_at = timezone.now()
+    subject.withdrawal_reason = reason.strip()
+    subject.save(update_fields=["status", "withdrawn_at", "withdrawal_reason", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="subject.withdraw",
+        obj=subject,
+        trial_ref=subject.trial.slug,
+        hospital_code=subject.site.hospital.code,
+        changes={"status": [SubjectStatus.ENROLLED, SubjectStatus.WITHDRAWN]},
+        reason=reason.strip(),
+    )
+    return subject
+
+
+@transaction.atomic
+def case_create(*, actor: User, subject: Subject, laterality: str, visit_day: int) -> Case:
+    subject = Subject.objects.select_related("site__hospital", "trial").get(pk=subject.pk)
+    _require_site_writer(actor, subject)
+    if subject.is_withdrawn:
+        raise ApplicationError(f"{subject.pseudonym} is withdrawn: no new cases.", code="subject_withdrawn")
+    if subject.trial.status == TrialStatus.CLOSED:
+        raise ApplicationError("The trial is closed: no new cases.", code="trial_closed")
+    if Case.objects.filter(subject=subject, laterality=laterality, visit_day=visit_day).exists():
+        raise ApplicationError(
+            f"{subject.pseudonym} already has a case for {laterality} on day {visit_day}.",
+            code="duplicate_case",
+            status=409,
+        )
+    case = Case(subject=subject, laterality=laterality, visit_day=visit_day)
+    case.full_clean()
+    try:
+        with transaction.atomic():
+            case.save(force_insert=True)
+    except IntegrityError:
+        raise ApplicationError(
+            f"{subject.pseudonym} already has a case for {laterality} on day {visit_day}.",
+            code="duplicate_case",
+            status=409,
+        ) from None
+    audit_record(
+        actor=actor,
+        action="case.create",
+        obj=case,
+        trial_ref=subject.trial.slug,
+        hospital_code=subject.site.hospital.code,
+        changes=diff(None, {"subject": subject.pseudonym, "laterality": laterality, "visit_day": visit_day}),
+    )
+    return case
+
+
+@transaction.atomic
+def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -> Case:
+    case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
+    _require_site_writer(actor, case.subject)
+    if status not in CaseStatus.values:
+        raise ValidationError({"status": f"Unknown case status {status!r}."})
+    if status == case.status:
+        raise ApplicationError(f"The case is already {case.get_status_display().lower()}.", code="no_change")
+    if status == CaseStatus.EXCLUDED and not reason.strip():
+        raise ValidationError({"reason": "Give the reason for excluding the case."})
+    if case.status != CaseStatus.OPEN and not reason.strip():
+        raise ValidationError({"reason": "Give a reason for reopening or changing a closed case."})
+    old = case.status
+    case.status = status
+    case.exclusion_reason = reason.strip() if status == CaseStatus.EXCLUDED else ""
+    case.full_clean()
+    case.save(update_fields=["status", "exclusion_reason", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="case.status",
+        obj=case,
+        trial_ref=case.subject.trial.slug,
+        hospital_code=case.subject.site.hospital.code,
+        changes={"status": [old, status]},
+        reason=reason.strip(),
+    )
+    return case

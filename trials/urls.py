@@ -1,0 +1,20 @@
+from django.urls import path
+
+from trials import views
+
+app_name = "trials"
+urlpatterns = [
+    path("", views.trial_list, name="trial-list"),
+    path("new/", views.trial_create, name="trial-create"),
+    path("cases/<uuid:pk>/", views.case_detail, name="case-detail"),
+    path("cases/<uuid:pk>/status/", views.case_status, name="case-status"),
+    path("<slug:slug>/", views.trial_detail, name="trial-detail"),
+    path("<slug:slug>/edit/", views.trial_edit, name="trial-edit"),
+    path("<slug:slug>/transition/", views.trial_transition, name="trial-transition"),
+    path("<slug:slug>/sites/add/", views.site_add, name="site-add"),
+    path("<slug:slug>/subjects/", views.subject_list, name="subject-list"),
+    path("<slug:slug>/subjects/enrol/", views.subject_enrol, name="subject-enrol"),
+    path("<slug:slug>/subjects/<str:pseudonym>/", views.subject_detail, name="subject-detail"),
+    path("<slug:slug>/subjects/<str:pseudonym>/withdraw/", views.subject_withdraw, name="subject-withdraw"),
+    path("<slug:slug>/subjects/<str:pseudonym>/cases/add/", views.case_add, name="case-add"),
+]

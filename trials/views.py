@@ -1,0 +1,292 @@
+"""Pages for trial managers, coordinators and monitors. Same services and selectors as the API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from platform_core.accounts.decorators import role_required
+from platform_core.accounts.models import Role
+from platform_core.api.exceptions import ApplicationError
+from trials import services
+from trials.charts import accrual_figure
+from trials.forms import CaseForm, CaseStatusForm, EnrolForm, SiteAddForm, TransitionForm, TrialForm, WithdrawForm
+from trials.models import TRIAL_TRANSITIONS, TrialStatus
+from trials.selectors import (
+    TRIAL_WIDE_ROLES,
+    accrual_for,
+    cases_for,
+    coordinated_sites,
+    enrolled_counts,
+    sites_for,
+    subject_with_cases,
+    subjects_for,
+    trial_roles,
+    trials_for,
+)
+
+SUBJECT_ROLES = {Role.COORDINATOR, *TRIAL_WIDE_ROLES}
+
+
+def run_service(form: forms.Form, call: Callable[[], Any]) -> Any | None:
+    """Call a service; put its refusal on the form (nothing was changed) and return None."""
+    try:
+        return call()
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+    except ValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            for field, errors in exc.message_dict.items():
+                target = field if field in form.fields else None
+                for error in errors:
+                    form.add_error(target, error if target else f"{field}: {error}" if field != "__all__" else error)
+        else:
+            for error in exc.messages:
+                form.add_error(None, error)
+    return None
+
+
+def _trial(request: HttpRequest, slug: str):  # noqa: ANN202
+    return get_object_or_404(trials_for(request.user), slug=slug)
+
+
+def _require(roles: set[str], wanted: set) -> None:
+    if not roles & {str(r) for r in wanted}:
+        raise PermissionDenied("Your role in this trial does not give access to this page.")
+
+
+@role_required(*Role)
+def trial_list(request: HttpRequest) -> HttpResponse:
+    trials = trials_for(request.user).order_by("protocol_number")
+    return render(request, "trials/trial_list.html", {"trials": trials})
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_http_methods(["GET", "POST"])
+def trial_create(request: HttpRequest) -> HttpResponse:
+    form = TrialForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        trial = run_service(form, lambda: services.trial_create(actor=request.user, **form.trial_fields()))
+        if trial is not None:
+            messages.success(request, f"Trial {trial.protocol_number} created as a draft.")
+            return redirect("trials:trial-detail", slug=trial.slug)
+    return render(request, "trials/trial_form.html", {"form": form, "creating": True})
+
+
+@role_required(*Role)
+def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = _trial(request, slug)
+    roles = trial_roles(request.user, trial)
+    sites = list(sites_for(user=request.user, trial=trial))
+    counts = enrolled_counts(trial)
+    for site in sites:
+        row = counts.get(site.pk, {})
+        site.enrolled = row.get("total", 0)
+        site.withdrawn = row.get("withdrawn", 0)
+    context: dict[str, Any] = {
+        "trial": trial,
+        "roles": roles,
+        "sites": sites,
+        "is_manager": Role.TRIAL_MANAGER in roles,
+        "can_see_subjects": bool(roles & {str(r) for r in SUBJECT_ROLES}),
+        "can_enrol": trial.is_recruiting and coordinated_sites(user=request.user, trial=trial).exists(),
+        "transitions": [TrialStatus(s) for s in sorted(TRIAL_TRANSITIONS[trial.status])],
+    }
+    if roles & {Role.TRIAL_MANAGER, Role.MONITOR}:
+        figure = accrual_figure(accrual_for(trial), title=f"Accrual: {trial.protocol_number}")
+        context["accrual_json"] = json.loads(json.dumps(figure, cls=DjangoJSONEncoder))
+    return render(request, "trials/trial_detail.html", context)
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_http_methods(["GET", "POST"])
+def trial_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = _trial(request, slug)
+    _require(trial_roles(request.user, trial), {Role.TRIAL_MANAGER})
+    form = TrialForm(request.POST or None, trial=trial)
+    if request.method == "POST" and form.is_valid():
+        updated = run_service(
+            form,
+            lambda: services.trial_update(
+                actor=request.user, trial=trial, reason=form.cleaned_data.get("reason", ""), **form.trial_fields()
+            ),
+        )
+        if updated is not None:
+            messages.success(request, "Trial saved.")
+            return redirect("trials:trial-detail", slug=updated.slug)
+    return render(request, "trials/trial_form.html", {"form": form, "trial": trial, "creating": False})
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_POST
+def trial_transition(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = _trial(request, slug)
+    form = TransitionForm(request.POST)
+    if form.is_valid():
+        done = run_service(
+            form,
+            lambda: services.trial_transition(
+                actor=request.user, trial=trial, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"]
+            ),
+        )
+        if done is not None:
+            messages.success(request, f"The trial is now {done.get_status_display().lower()}.")
+            return redirect("trials:trial-detail", slug=slug)
+    for error in form.non_field_errors() + [e for errs in form.errors.values() for e in errs]:
+        messages.error(request, error)
+    return redirect("trials:trial-detail", slug=slug)
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_http_methods(["GET", "POST"])
+def site_add(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = _trial(request, slug)
+    _require(trial_roles(request.user, trial), {Role.TRIAL_MANAGER})
+    form = SiteAddForm(request.POST or None, trial=trial)
+    if request.method == "POST" and form.is_valid():
+        site = run_service(form, lambda: services.trial_site_add(actor=request.user, trial=trial, **form.cleaned_data))
+        if site is not None:
+            messages.success(request, f"{site.hospital.code} added as a site.")
+            return redirect("trials:trial-detail", slug=slug)
+    return render(request, "trials/site_form.html", {"form": form, "trial": trial})
+
+
+@role_required(*SUBJECT_ROLES)
+def subject_list(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = _trial(request, slug)
+    subjects = subjects_for(request.user).filter(trial=trial)
+    return render(request, "trials/subject_list.html", {"trial": trial, "subjects": subjects})
+
+
+@role_required(Role.COORDINATOR)
+@require_http_methods(["GET", "POST"])
+def subject_enrol(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = _trial(request, slug)
+    sites = coordinated_sites(user=request.user, trial=trial)
+    if not sites.exists():
+        raise Http404("You coordinate no site of this trial.")
+    form = EnrolForm(request.POST or None, trial=trial, sites=sites)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        subject = run_service(
+            form,
+            lambda: services.subject_enroll(
+                actor=request.user,
+                site=data["site"],
+                eligibility=form.eligibility(),
+                consent_date=data["consent_date"],
+                consent_form_version=data["consent_form_version"] or "",
+                sex=data["sex"],
+                age=data["age"],
+                diabetes_type=data["diabetes_type"],
+                diabetes_duration_years=data["diabetes_duration_years"],
+                submission_token=data["submission_token"],
+            ),
+        )
+        if subject is not None:
+            messages.success(request, f"Subject enrolled: {subject.pseudonym}")
+            return redirect("trials:subject-detail", slug=slug, pseudonym=subject.pseudonym)
+    return render(request, "trials/enrol_form.html", {"form": form, "trial": trial})
+
+
+def _subject(request: HttpRequest, slug: str, pseudonym: str):  # noqa: ANN202
+    trial = _trial(request, slug)
+    return get_object_or_404(subject_with_cases(subjects_for(request.user)), trial=trial, pseudonym=pseudonym)
+
+
+@role_required(*SUBJECT_ROLES)
+def subject_detail(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
+    subject = _subject(request, slug, pseudonym)
+    can_write = request.user.memberships.filter(
+        hospital=subject.site.hospital, role=Role.COORDINATOR, is_active=True
+    ).exists()
+    return render(
+        request,
+        "trials/subject_detail.html",
+        {
+            "trial": subject.trial,
+            "subject": subject,
+            "can_write": can_write,
+            "withdraw_form": WithdrawForm(),
+            "case_form": CaseForm(),
+        },
+    )
+
+
+@role_required(Role.COORDINATOR)
+@require_POST
+def subject_withdraw(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
+    subject = _subject(request, slug, pseudonym)
+    form = WithdrawForm(request.POST)
+    if form.is_valid() and run_service(
+        form, lambda: services.subject_withdraw(actor=request.user, subject=subject, reason=form.cleaned_data["reason"])
+    ):
+        messages.success(request, f"{subject.pseudonym} withdrawn; their data is kept.")
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+    return redirect("trials:subject-detail", slug=slug, pseudonym=pseudonym)
+
+
+@role_required(Role.COORDINATOR)
+@require_POST
+def case_add(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
+    subject = _subject(request, slug, pseudonym)
+    form = CaseForm(request.POST)
+    if form.is_valid():
+        case = run_service(form, lambda: services.case_create(actor=request.user, subject=subject, **form.cleaned_data))
+        if case is not None:
+            messages.success(request, f"Case {case.label} added.")
+            return redirect("trials:case-detail", pk=case.pk)
+    for errors in form.errors.values():
+        for error in errors:
+            messages.error(request, error)
+    return redirect("trials:subject-detail", slug=slug, pseudonym=pseudonym)
+
+
+@role_required(*SUBJECT_ROLES)
+def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
+    case = get_object_or_404(cases_for(request.user), pk=pk)
+    can_write = request.user.memberships.filter(
+        hospital=case.subject.site.hospital, role=Role.COORDINATOR, is_active=True
+    ).exists()
+    return render(
+        request,
+        "trials/case_detail.html",
+        {
+            "case": case,
+            "subject": case.subject,
+            "trial": case.subject.trial,
+            "can_write": can_write,
+            "status_form": CaseStatusForm(initial={"status": case.status}),
+        },
+    )
+
+
+@role_required(Role.COORDINATOR)
+@require_POST
+def case_status(request: HttpRequest, pk: str) -> HttpResponse:
+    case = get_object_or_404(cases_for(request.user), pk=pk)
+    form = CaseStatusForm(request.POST)
+    if form.is_valid() and run_service(
+        form,
+        lambda: services.case_set_status(
+            actor=request.user, case=case, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"]
+        ),
+    ):
+        messages.success(request, "Case status saved.")
+    else:
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+    return redirect("trials:case-detail", pk=pk)
