@@ -235,6 +235,12 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "ENUM_NAME_OVERRIDES": {
+        "TrialStatusEnum": "trials.models.TrialStatus",
+        "SiteStatusEnum": "trials.models.SiteStatus",
+        "SubjectStatusEnum": "trials.models.SubjectStatus",
+        "CaseStatusEnum": "trials.models.CaseStatus",
+    },
 }
 
 # --- Security -----------------------------------------------------------------------------------

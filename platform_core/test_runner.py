@@ -1,5 +1,7 @@
 """Django's test runner with a fast password hasher (argon2 is tested on its own, deliberately)."""
 
+import logging
+
 from django.conf import settings
 from django.test.runner import DiscoverRunner
 
@@ -9,3 +11,6 @@ class VisusTestRunner(DiscoverRunner):
         super().setup_test_environment(**kwargs)
         # Hash with MD5 for speed; argon2 stays available to check existing hashes.
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+        # Expected 4xx responses are the point of many tests; keep the output readable.
+        logging.getLogger("django.request").setLevel(logging.ERROR)
+        logging.getLogger("django.server").setLevel(logging.ERROR)

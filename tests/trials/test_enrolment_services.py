@@ -18,8 +18,14 @@ class TrialSetUpTests(TestCase):
         self.manager = member(Role.TRIAL_MANAGER, self.h1)
 
     def test_manager_creates_a_draft_trial_with_its_protocol(self):
-        trial = make_trial(manager=self.manager, hospitals=[self.h1], recruiting=False, reading_design="unaided_then_aided",
-                           washout_days=28, reference_rule="majority")
+        trial = make_trial(
+            manager=self.manager,
+            hospitals=[self.h1],
+            recruiting=False,
+            reading_design="unaided_then_aided",
+            washout_days=28,
+            reference_rule="majority",
+        )
         self.assertEqual(trial.status, "draft")
         self.assertEqual(trial.reading_form, ["icdr_grade", "referable_dr", "confidence"])
         event = AuditEvent.objects.get(action="trial.create")
@@ -120,12 +126,18 @@ class EnrolmentTests(TestCase):
         return kwargs
 
     def assert_refused(self, message, exc=ApplicationError, **overrides):
-        before = (Subject.objects.count(), AuditEvent.objects.count(), TrialSite.objects.get(
-            trial=self.world.trial, hospital=self.world.h1).last_subject_number)
+        before = (
+            Subject.objects.count(),
+            AuditEvent.objects.count(),
+            TrialSite.objects.get(trial=self.world.trial, hospital=self.world.h1).last_subject_number,
+        )
         with self.assertRaisesMessage(exc, message):
             services.subject_enroll(**self._enrol_kwargs(**overrides))
-        after = (Subject.objects.count(), AuditEvent.objects.count(), TrialSite.objects.get(
-            trial=self.world.trial, hospital=self.world.h1).last_subject_number)
+        after = (
+            Subject.objects.count(),
+            AuditEvent.objects.count(),
+            TrialSite.objects.get(trial=self.world.trial, hospital=self.world.h1).last_subject_number,
+        )
         self.assertEqual(before, after, "a refused enrolment changed something")
 
     def test_missing_consent_is_refused(self):
@@ -134,9 +146,13 @@ class EnrolmentTests(TestCase):
         self.assert_refused("cannot be in the future", ValidationError, consent_date=dt.date(2999, 1, 1))
 
     def test_failed_eligibility_is_refused_with_the_reason(self):
-        self.assert_refused("Inclusion criterion not met: Age 18 or over", eligibility={**ELIGIBLE, "Age 18 or over": False})
-        self.assert_refused("Exclusion criterion applies: Previous vitreoretinal surgery",
-                            eligibility={**ELIGIBLE, "Previous vitreoretinal surgery": True})
+        self.assert_refused(
+            "Inclusion criterion not met: Age 18 or over", eligibility={**ELIGIBLE, "Age 18 or over": False}
+        )
+        self.assert_refused(
+            "Exclusion criterion applies: Previous vitreoretinal surgery",
+            eligibility={**ELIGIBLE, "Previous vitreoretinal surgery": True},
+        )
         self.assert_refused("Inclusion criterion not answered", eligibility={"Previous vitreoretinal surgery": False})
 
     def test_enrolment_at_a_site_not_coordinated_is_refused(self):

@@ -1,0 +1,110 @@
+"""Site isolation: a coordinator at hospital A gets nothing of hospital B, at every URL and endpoint."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from django.test import TestCase
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from platform_core.audit.models import AuditEvent
+from tests.factories import TrialWorld
+from trials.models import Case, Subject, TrialSite
+
+
+def walk(patterns, prefix=""):
+    """Yield (route, pattern) for every URL pattern, following includes."""
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
+        elif isinstance(entry, URLPattern):
+            yield prefix + str(entry.pattern), entry
+
+
+PARAM = re.compile(r"<(?:(?P<conv>[^>:]+):)?(?P<name>[^>]+)>")
+
+
+def fill(route: str, values: dict[str, list[str]]) -> list[str]:
+    """Concrete paths for a route, trying each candidate value for each parameter."""
+    route = route.replace("^", "").replace("$", "").replace("\\Z", "")
+    names = [m.group("name") for m in PARAM.finditer(route)]
+    if "(?P<" in route:  # regex routes (admin, static): use named groups
+        names = re.findall(r"\(\?P<(\w+)>[^)]*\)", route)
+        template = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: "{" + m.group(1) + "}", route)
+    else:
+        template = PARAM.sub(lambda m: "{" + m.group("name") + "}", route)
+    if not names:
+        return ["/" + template]
+    choices = [values.get(name, values["*"]) for name in names]
+    return ["/" + template.format(**dict(zip(names, combo, strict=True))) for combo in itertools.product(*choices)]
+
+
+class SiteIsolationWalkTests(TestCase):
+    def setUp(self):
+        self.w = TrialWorld()
+        site_b = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h2)
+        self.secrets = [self.w.subject2.pseudonym, str(self.w.subject2.pk), str(self.w.case2.pk), str(site_b.pk)]
+        b_ids = [str(self.w.subject2.pk), str(self.w.case2.pk), str(site_b.pk)]
+        self.values = {
+            "slug": [self.w.trial.slug],
+            "pseudonym": [self.w.subject2.pseudonym],
+            "pk": b_ids,
+            "object_id": b_ids,
+            "app_label": ["trials"],
+            "*": b_ids,
+        }
+        self.client.force_login(self.w.coord1)
+        self.api = APIClient()
+        self.api.force_authenticate(self.w.coord1)
+
+    def assert_no_secrets(self, path, response):
+        body = response.content.decode(errors="replace")
+        for secret in self.secrets:
+            self.assertNotIn(secret, body.replace(path, ""), f"{path} leaked {secret}")
+
+    def test_every_url_returns_nothing_of_the_other_site(self):
+        routes = list(walk(get_resolver().url_patterns))
+        self.assertGreater(len(routes), 20)
+        checked = 0
+        for route, _pattern in routes:
+            for path in fill(route, self.values):
+                if path.startswith(("/static/", "/media/")):
+                    continue
+                client = self.api if path.startswith("/api/") else self.client
+                response = client.get(path)
+                object_path = any(value in path for value in self.secrets)
+                if object_path:
+                    self.assertIn(response.status_code, (302, 403, 404, 405), f"GET {path} -> {response.status_code}")
+                if response.status_code == 200:
+                    self.assert_no_secrets(path, response)
+                checked += 1
+        self.assertGreater(checked, 30)
+
+    def test_every_write_to_the_other_site_is_refused_and_changes_nothing(self):
+        before = (AuditEvent.objects.count(), Subject.objects.count(), Case.objects.count())
+        subject_b = Subject.objects.get(pk=self.w.subject2.pk)
+        for route, _pattern in walk(get_resolver().url_patterns):
+            for path in fill(route, self.values):
+                if not any(value in path for value in self.secrets) or path.startswith("/admin/"):
+                    continue
+                client = self.api if path.startswith("/api/") else self.client
+                body = {"reason": "x", "status": "complete", "laterality": "OS", "visit_day": 3}
+                response = client.post(path, body, format="json") if client is self.api else client.post(path, body)
+                self.assertIn(response.status_code, (403, 404, 405), f"POST {path} -> {response.status_code}")
+        self.assertEqual(before, (AuditEvent.objects.count(), Subject.objects.count(), Case.objects.count()))
+        subject_b.refresh_from_db()
+        self.assertEqual(subject_b.status, "enrolled")
+
+    def test_api_lists_hold_only_own_site_rows(self):
+        for url in (
+            "/api/v1/subjects/",
+            "/api/v1/cases/",
+            f"/api/v1/trials/{self.w.trial.slug}/sites/",
+            "/api/v1/hospitals/",
+        ):
+            response = self.api.get(url)
+            self.assertEqual(response.status_code, 200, url)
+            self.assert_no_secrets(url, response)
+            self.assertNotIn('"H02"', response.content.decode(), url)

@@ -1,0 +1,637 @@
+"""Humphrey 24-2 visual fields: parsing (CSV and DICOM perimetry), STATPAC-style indices and the PD plot.
+
+Conventions (see ``VISUAL_FIELD_CSV.md``):
+
+* 54 points numbered 1..54 row by row from the top, left to right, in **right-eye orientation**: left-eye
+  fields are mirrored left-right so the blind spot is always points 26 and 35 (the convention of the
+  visualFields R package, vfprogression and UWHVF). 52 points are analysed.
+* Sensitivities in dB; a negative value means "< 0 dB" (stimulus not seen at maximum intensity).
+* Normative values: SUNY-IU 24-2 (SITA Standard) from visualFields, stored in ``data/``. HFA's own normative
+  variances are proprietary, so computed MD/PSD approximate the perimeter's values (see the tests for the
+  measured agreement); values the perimeter reported are kept and preferred.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from trials.uploads.errors import UploadRejected
+
+N_POINTS = 54
+BLIND_SPOT_POINTS = (26, 35)  # 1-based, right-eye orientation
+
+# (x, y) in degrees, right-eye orientation, in point order: rows of 4, 6, 8, 9, 9, 8, 6, 4 points.
+_ROWS: tuple[tuple[int, tuple[int, ...]], ...] = (
+    (21, (-9, -3, 3, 9)),
+    (15, (-15, -9, -3, 3, 9, 15)),
+    (9, (-21, -15, -9, -3, 3, 9, 15, 21)),
+    (3, (-27, -21, -15, -9, -3, 3, 9, 15, 21)),
+    (-3, (-27, -21, -15, -9, -3, 3, 9, 15, 21)),
+    (-9, (-21, -15, -9, -3, 3, 9, 15, 21)),
+    (-15, (-15, -9, -3, 3, 9, 15)),
+    (-21, (-9, -3, 3, 9)),
+)
+COORDINATES: tuple[tuple[int, int], ...] = tuple((x, y) for y, xs in _ROWS for x in xs)
+_POINT_BY_XY = {xy: i for i, xy in enumerate(COORDINATES)}
+_BLIND = np.zeros(N_POINTS, dtype=bool)
+_BLIND[[p - 1 for p in BLIND_SPOT_POINTS]] = True
+_ANALYSED = ~_BLIND
+
+# Probability levels flagged on HFA printouts (lower tail only), most significant first.
+PROBABILITY_LEVELS = (0.005, 0.01, 0.02, 0.05)
+NOT_SIGNIFICANT = 1.0
+
+# Bengtsson & Heijl 2008 weight points by eccentricity band (ganglion-cell density); band edges and weights as
+# read from the paper's figure by the visualFields package (imarinfr/vf1, nv.R, vfcomputevfi comments).
+_VFI_BANDS = ((6.0, 3.29), (12.0, 1.28), (18.0, 0.79), (24.0, 0.57), (math.inf, 0.45))
+_ECCENTRICITY = np.array([math.hypot(x, y) for x, y in COORDINATES])
+VFI_WEIGHTS = np.array([next(w for edge, w in _VFI_BANDS if d < edge) for d in _ECCENTRICITY])
+
+GHT_LABELS = {
+    "wnl": "Within normal limits",
+    "within normal limits": "Within normal limits",
+    "borderline": "Borderline",
+    "onl": "Outside normal limits",
+    "outside normal limits": "Outside normal limits",
+    "grs": "General reduction of sensitivity",
+    "general reduction of sensitivity": "General reduction of sensitivity",
+    "ahs": "Abnormally high sensitivity",
+    "abnormally high sensitivity": "Abnormally high sensitivity",
+}
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+NORMALS_FILE = DATA_DIR / "normvals_sunyiu_24d2.json"
+
+Eye = Literal["OD", "OS"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VisualField:
+    """One 24-2 test. ``sensitivities`` are in right-eye orientation (see module docstring); blind-spot values
+    may be NaN. Indices the perimeter reported are kept as reported (None when absent)."""
+
+    eye: Eye
+    age: float
+    sensitivities: tuple[float, ...]
+    mean_deviation: float | None = None
+    pattern_standard_deviation: float | None = None
+    visual_field_index: float | None = None
+    glaucoma_hemifield_test: str | None = None
+    fixation_losses: int | None = None
+    fixation_checks: int | None = None
+    false_positive_percent: float | None = None
+    false_negative_percent: float | None = None
+    source: str = "csv"
+
+    def __post_init__(self) -> None:
+        if len(self.sensitivities) != N_POINTS:
+            raise ValueError(f"a 24-2 field has {N_POINTS} points, got {len(self.sensitivities)}")
+        if self.eye not in ("OD", "OS"):
+            raise ValueError("eye must be OD or OS")
+
+    @property
+    def fixation_loss_percent(self) -> float | None:
+        if self.fixation_losses is None or not self.fixation_checks:
+            return None
+        return 100.0 * self.fixation_losses / self.fixation_checks
+
+
+@dataclass(frozen=True)
+class ReliabilityCriteria:
+    """Cut-offs in percent; a field is unreliable when any rate is strictly above its cut-off."""
+
+    name: str = "SITA practice"
+    fixation_losses_max: float = 20.0
+    false_positives_max: float = 15.0
+    false_negatives_max: float = 33.0
+
+
+SITA_PRACTICE = ReliabilityCriteria()
+HFA_FULL_THRESHOLD = ReliabilityCriteria("HFA full threshold", 20.0, 33.0, 33.0)
+GLAUCOMA_TRIALS_33 = ReliabilityCriteria("33% on each index", 33.0, 33.0, 33.0)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    reliable: bool
+    criteria: ReliabilityCriteria
+    fired: tuple[str, ...]  # rules that made the field unreliable, e.g. "false_positives > 15%"
+    not_evaluated: tuple[str, ...]  # indices missing from the upload
+
+
+@dataclass(frozen=True)
+class VisualFieldAnalysis:
+    """Per-point values are tuples of 54 in right-eye orientation with None at the blind spot."""
+
+    eye: Eye
+    total_deviation: tuple[float | None, ...]
+    pattern_deviation: tuple[float | None, ...]
+    total_deviation_probability: tuple[float | None, ...]
+    pattern_deviation_probability: tuple[float | None, ...]
+    general_height: float
+    computed_mean_deviation: float
+    computed_pattern_standard_deviation: float
+    computed_visual_field_index: float
+    mean_deviation: float  # as reported by the perimeter when it did, otherwise computed
+    pattern_standard_deviation: float
+    visual_field_index: float
+    indices_source: Mapping[str, str]  # {"md": "perimeter" | "computed", ...}
+    reliability: Reliability
+    normals: str
+
+
+@dataclass(frozen=True)
+class Normals:
+    """Normative values for one 24-2 set, arrays of 54 (NaN at the blind spot)."""
+
+    name: str
+    intercept: np.ndarray
+    slope: np.ndarray
+    sd_td: np.ndarray
+    td_lut: np.ndarray  # (54, len(probs))
+    pd_lut: np.ndarray
+    probs: tuple[float, ...]
+    gh_perc: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def expected(self, age: float) -> np.ndarray:
+        return self.intercept + self.slope * age
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, str):
+        return {"NA": math.nan, "Inf": math.inf, "-Inf": -math.inf}[value]
+    return float(value)
+
+
+@lru_cache(maxsize=4)
+def load_normals(name: str = "sunyiu_24d2") -> Normals:
+    """Load a normative set from ``data/normvals_sunyiu_24d2.json`` (cached; the file ships with the code)."""
+    with NORMALS_FILE.open(encoding="utf-8") as fh:
+        raw = json.load(fh)[name]
+
+    def vec(values: Sequence[Any]) -> np.ndarray:
+        return np.array([_number(v) for v in values], dtype=float)
+
+    def lut(table: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        return np.array([[_number(v) for v in table[f"l{i}"]] for i in range(1, N_POINTS + 1)], dtype=float)
+
+    return Normals(
+        name=name,
+        intercept=vec(raw["agem_coeff"]["intercept"]),
+        slope=vec(raw["agem_coeff"]["slope"]),
+        sd_td=vec(raw["sd"]["td"]),
+        td_lut=lut(raw["td_lut"]),
+        pd_lut=lut(raw["pd_lut"]),
+        probs=tuple(float(p) for p in raw["td_probs"]),
+        gh_perc=float(raw["gh_perc"]),
+        extra={"info": raw.get("info", {})},
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CSV
+# --------------------------------------------------------------------------------------------------------------
+SENSITIVITY_COLUMNS = tuple(f"s{i}" for i in range(1, N_POINTS + 1))
+REQUIRED_COLUMNS = (
+    "eye",
+    "age",
+    *SENSITIVITY_COLUMNS,
+    "fixation_losses",
+    "fixation_checks",
+    "false_positives",
+    "false_negatives",
+)
+OPTIONAL_COLUMNS = ("md", "psd", "vfi", "ght")
+ALL_COLUMNS = frozenset(REQUIRED_COLUMNS) | frozenset(OPTIONAL_COLUMNS)
+MAX_CSV_ROWS = 20
+
+
+def _header(text: str) -> list[str]:
+    first = text.lstrip("\ufeff").split("\n", 1)[0]
+    return [c.strip().lower() for c in first.strip().split(",")]
+
+
+def looks_like_visual_field_csv(text: str) -> bool:
+    """True when the first line starts like the documented header (``eye,age,s1``) - used for type detection."""
+    return _header(text)[:3] == ["eye", "age", "s1"]
+
+
+def _reject(message: str, code: str = "visual_field_csv_invalid") -> UploadRejected:
+    return UploadRejected(message, code)
+
+
+def _parse_float(cell: str, column: str, row: int, *, lo: float, hi: float) -> float:
+    try:
+        value = float(cell)
+    except ValueError:
+        raise _reject(f"Row {row}, column {column}: expected a number.") from None
+    if not math.isfinite(value) or not lo <= value <= hi:
+        raise _reject(f"Row {row}, column {column}: value outside the accepted range {lo:g} to {hi:g}.")
+    return value
+
+
+def _optional(cell: str | None) -> str | None:
+    if cell is None:
+        return None
+    cell = cell.strip()
+    return cell or None
+
+
+def parse_visual_field_csv(text: str) -> list[VisualField]:
+    """Parse the documented CSV (one field per data row). Raises UploadRejected with row/column positions only -
+    cell values are never echoed, and unknown columns are refused because they may carry identifiers."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise _reject("The CSV file is empty.") from None
+    columns = [c.strip().lower() for c in header]
+    unknown = [i + 1 for i, c in enumerate(columns) if c not in ALL_COLUMNS]
+    if unknown:
+        raise _reject(
+            f"The CSV header has {len(unknown)} column(s) that are not part of the documented format (positions "
+            f"{', '.join(map(str, unknown[:10]))}). Remove them: extra columns may carry patient identifiers."
+        )
+    if len(set(columns)) != len(columns):
+        raise _reject("The CSV header repeats a column.")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise _reject(f"The CSV header is missing required column(s): {', '.join(missing[:10])}.")
+
+    fields: list[VisualField] = []
+    for row_number, cells in enumerate(reader, start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(columns):
+            raise _reject(f"Row {row_number} has {len(cells)} cells; the header has {len(columns)}.")
+        if len(fields) >= MAX_CSV_ROWS:
+            raise _reject(f"The CSV holds more than {MAX_CSV_ROWS} fields; upload at most {MAX_CSV_ROWS} per file.")
+        fields.append(_parse_row(dict(zip(columns, cells, strict=True)), row_number))
+    if not fields:
+        raise _reject("The CSV file has a header but no visual field rows.")
+    return fields
+
+
+def _parse_sensitivity(cell: str, column: str, row: int, *, blind_spot: bool) -> float:
+    cell = cell.strip()
+    if blind_spot and cell == "":
+        return math.nan
+    if cell == "<0":
+        return -1.0
+    return _parse_float(cell, column, row, lo=-5.0, hi=50.0)
+
+
+def _parse_row(row: dict[str, str], n: int) -> VisualField:
+    eye = row["eye"].strip().upper()
+    if eye not in ("OD", "OS"):
+        raise _reject(f"Row {n}, column eye: use OD (right eye) or OS (left eye).")
+    age = _parse_float(row["age"].strip(), "age", n, lo=1.0, hi=120.0)
+    sens = tuple(
+        _parse_sensitivity(row[c], c, n, blind_spot=(i + 1) in BLIND_SPOT_POINTS)
+        for i, c in enumerate(SENSITIVITY_COLUMNS)
+    )
+    _check_orientation(sens, n)
+
+    def count(column: str) -> int:
+        value = _parse_float(row[column].strip(), column, n, lo=0, hi=1000)
+        if value != int(value):
+            raise _reject(f"Row {n}, column {column}: expected a whole number of trials.")
+        return int(value)
+
+    losses, checks = count("fixation_losses"), count("fixation_checks")
+    if losses > checks:
+        raise _reject(f"Row {n}: fixation_losses cannot exceed fixation_checks.")
+
+    def opt_float(column: str, lo: float, hi: float) -> float | None:
+        cell = _optional(row.get(column))
+        return None if cell is None else _parse_float(cell, column, n, lo=lo, hi=hi)
+
+    ght_cell = _optional(row.get("ght"))
+    ght = None
+    if ght_cell is not None:
+        ght = GHT_LABELS.get(ght_cell.lower())
+        if ght is None:
+            raise _reject(f"Row {n}, column ght: use WNL, Borderline, ONL, GRS or AHS (see VISUAL_FIELD_CSV.md).")
+    return VisualField(
+        eye=eye,  # type: ignore[arg-type]
+        age=age,
+        sensitivities=sens,
+        mean_deviation=opt_float("md", -40.0, 10.0),
+        pattern_standard_deviation=opt_float("psd", 0.0, 30.0),
+        visual_field_index=opt_float("vfi", 0.0, 100.0),
+        glaucoma_hemifield_test=ght,
+        fixation_losses=losses,
+        fixation_checks=checks,
+        false_positive_percent=_parse_float(row["false_positives"].strip(), "false_positives", n, lo=0, hi=100),
+        false_negative_percent=_parse_float(row["false_negatives"].strip(), "false_negatives", n, lo=0, hi=100),
+        source="csv",
+    )
+
+
+def _check_orientation(sens: tuple[float, ...], row: int) -> None:
+    # The lower blind-spot point (15, -3) is essentially never seen at 15 dB or more; a high value there with a
+    # deep point at its mirror position (-15, -3) means the row was typed in the left eye's native orientation.
+    lower_blind, mirror = sens[34], sens[29]
+    if not math.isnan(lower_blind) and lower_blind >= 15 and mirror < 10:
+        raise _reject(
+            f"Row {row}: the blind spot does not fall on points 26 and 35. Enter left-eye fields mirrored into "
+            "right-eye orientation (see VISUAL_FIELD_CSV.md).",
+            "visual_field_orientation",
+        )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Analysis
+# --------------------------------------------------------------------------------------------------------------
+def _probability_levels(values: np.ndarray, lut: np.ndarray, probs: Sequence[float]) -> np.ndarray:
+    """Lowest flagged level (0.005 .. 0.05) whose normative percentile the value falls below, else 1.0."""
+    levels = np.full(N_POINTS, NOT_SIGNIFICANT)
+    for level in reversed(PROBABILITY_LEVELS):  # from 5% down so the most significant level wins
+        column = probs.index(level)
+        levels[values < lut[:, column]] = level
+    levels[_BLIND] = np.nan
+    return levels
+
+
+def reliability(field_: VisualField, criteria: ReliabilityCriteria = SITA_PRACTICE) -> Reliability:
+    rates = {
+        "fixation_losses": (field_.fixation_loss_percent, criteria.fixation_losses_max),
+        "false_positives": (field_.false_positive_percent, criteria.false_positives_max),
+        "false_negatives": (field_.false_negative_percent, criteria.false_negatives_max),
+    }
+    fired = tuple(f"{name} > {cut:g}%" for name, (rate, cut) in rates.items() if rate is not None and rate > cut)
+    missing = tuple(name for name, (rate, _) in rates.items() if rate is None)
+    return Reliability(reliable=not fired, criteria=criteria, fired=fired, not_evaluated=missing)
+
+
+def analyse_visual_field(
+    field_: VisualField,
+    *,
+    normals: Normals | None = None,
+    criteria: ReliabilityCriteria = SITA_PRACTICE,
+) -> VisualFieldAnalysis:
+    """TD, PD, probability maps, MD, PSD and VFI against the normative set (SUNY-IU 24-2 by default)."""
+    nv = normals or load_normals()
+    sens = np.array(field_.sensitivities, dtype=float)
+    analysed = sens[_ANALYSED]
+    if np.isnan(analysed).any():
+        raise UploadRejected("Every point outside the blind spot needs a sensitivity value.", "visual_field_incomplete")
+    expected = nv.expected(field_.age)
+    # "<0 dB" points count as 0 dB, as on the HFA printout: the stimulus was not seen at maximum intensity.
+    td = np.maximum(sens, 0.0) - expected
+    td[_BLIND] = np.nan
+
+    td_analysed = td[_ANALYSED]
+    n = td_analysed.size
+    # General height: the k-th highest TD with k = floor((1 - gh_perc) * n) = 7 for 52 points (HFA uses the 7th).
+    k = int((1.0 - nv.gh_perc) * n)
+    gh = float(np.sort(td_analysed)[::-1][k - 1])
+    pd = td - gh
+
+    s2 = nv.sd_td[_ANALYSED] ** 2
+    md = float(np.sum(td_analysed / s2) / np.sum(1.0 / s2))
+    psd = float(math.sqrt(np.mean(s2) * np.sum((td_analysed - md) ** 2 / s2) / (n - 1)))
+
+    tdp = _probability_levels(td, nv.td_lut, nv.probs)
+    pdp = _probability_levels(pd, nv.pd_lut, nv.probs)
+    vfi = _visual_field_index(sens, td, tdp, pdp, expected, md)
+
+    sources = {
+        "md": "perimeter" if field_.mean_deviation is not None else "computed",
+        "psd": "perimeter" if field_.pattern_standard_deviation is not None else "computed",
+        "vfi": "perimeter" if field_.visual_field_index is not None else "computed",
+    }
+
+    def per_point(values: np.ndarray) -> tuple[float | None, ...]:
+        return tuple(None if math.isnan(v) else float(v) for v in values)
+
+    return VisualFieldAnalysis(
+        eye=field_.eye,
+        total_deviation=per_point(td),
+        pattern_deviation=per_point(pd),
+        total_deviation_probability=per_point(tdp),
+        pattern_deviation_probability=per_point(pdp),
+        general_height=gh,
+        computed_mean_deviation=md,
+        computed_pattern_standard_deviation=psd,
+        computed_visual_field_index=vfi,
+        mean_deviation=field_.mean_deviation if field_.mean_deviation is not None else md,
+        pattern_standard_deviation=(
+            field_.pattern_standard_deviation if field_.pattern_standard_deviation is not None else psd
+        ),
+        visual_field_index=field_.visual_field_index if field_.visual_field_index is not None else vfi,
+        indices_source=sources,
+        reliability=reliability(field_, criteria),
+        normals=nv.name,
+    )
+
+
+def _visual_field_index(
+    sens: np.ndarray, td: np.ndarray, tdp: np.ndarray, pdp: np.ndarray, expected: np.ndarray, md: float
+) -> float:
+    # Bengtsson & Heijl 2008: significance from the PD map unless the field is so depressed (MD < -20 dB) that PD
+    # is unreliable, then from the TD map; a significant point scores its percentage of age-normal sensitivity.
+    significance = pdp if md >= -20.0 else tdp
+    score = 100.0 * (1.0 - np.abs(td) / expected)
+    score = np.clip(score, 0.0, 100.0)
+    score[significance > 0.05] = 100.0
+    score[sens < 0] = 0.0
+    mask = _ANALYSED
+    return float(np.sum(score[mask] * VFI_WEIGHTS[mask]) / np.sum(VFI_WEIGHTS[mask]))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# DICOM Ophthalmic Visual Field Static Perimetry Measurements
+# --------------------------------------------------------------------------------------------------------------
+def _first_item(ds: Any, keyword: str) -> Any:
+    seq = ds.get(keyword)
+    return seq[0] if seq else None
+
+
+def _get_number(ds: Any, keyword: str) -> float | None:
+    if ds is None:
+        return None
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _catch_rate(ds: Any, estimate_flag: str, estimate: str, errors: str, trials: str) -> float | None:
+    if ds is None:
+        return None
+    # SITA reports an estimated rate instead of counting catch trials; the flag says which one is meaningful.
+    if str(ds.get(estimate_flag, "")).upper() == "YES":
+        return _get_number(ds, estimate)
+    n_errors, n_trials = _get_number(ds, errors), _get_number(ds, trials)
+    if n_errors is None or not n_trials:
+        return _get_number(ds, estimate)
+    return 100.0 * n_errors / n_trials
+
+
+def _global_index(ds: Any, words: str) -> Any:
+    for item in ds.get("VisualFieldGlobalResultsIndexSequence", None) or ():
+        observations = item.get("DataObservationSequence", None) or [item]
+        for obs in observations:
+            concept = _first_item(obs, "ConceptNameCodeSequence")
+            meaning = str(concept.get("CodeMeaning", "")) if concept is not None else ""
+            if words in meaning.lower():
+                return obs
+    return None
+
+
+def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
+    """Read a pydicom Dataset of Ophthalmic Visual Field Static Perimetry Measurements into a VisualField.
+
+    ``age`` comes from the caller because de-identification removes PatientAge; the DICOM upload path passes the
+    age it derived before cleaning. Test-point coordinates are matched to the 24-2 grid (mirrored for left eyes);
+    raises UploadRejected when the object is not a 24-2 threshold test.
+    """
+    laterality = str(ds.get("Laterality", "") or ds.get("MeasurementLaterality", "")).upper()
+    if laterality not in ("R", "L"):
+        raise UploadRejected("The perimetry object does not say which eye was tested (Laterality).", "vf_laterality")
+    eye: Eye = "OD" if laterality == "R" else "OS"
+    sens = [math.nan] * N_POINTS
+    points = ds.get("VisualFieldTestPointSequence", None) or ()
+    for item in points:
+        x, y = (
+            _get_number(item, "VisualFieldTestPointXCoordinate"),
+            _get_number(item, "VisualFieldTestPointYCoordinate"),
+        )
+        if x is None or y is None:
+            continue
+        key = (round(-x if eye == "OS" else x), round(y))
+        index = _POINT_BY_XY.get(key)
+        if index is None:
+            raise UploadRejected(
+                "The perimetry object holds test points outside the 24-2 pattern; only 24-2 fields are accepted.",
+                "vf_not_24_2",
+            )
+        value = _get_number(item, "SensitivityValue")
+        if str(item.get("StimulusResults", "")).upper() == "NOT SEEN" and (value is None or value <= 0):
+            value = -1.0
+        if value is not None:
+            sens[index] = value
+    if any(math.isnan(sens[i]) for i in range(N_POINTS) if _ANALYSED[i]):
+        raise UploadRejected(
+            "The perimetry object does not hold a sensitivity for every 24-2 point; only 24-2 threshold tests "
+            "are accepted.",
+            "vf_not_24_2",
+        )
+    fixation = _first_item(ds, "FixationSequence") or ds
+    catch = _first_item(ds, "VisualFieldCatchTrialSequence") or ds
+    losses, checks = (
+        _get_number(fixation, "PatientNotProperlyFixatedQuantity"),
+        _get_number(fixation, "FixationCheckedQuantity"),
+    )
+    vfi_obs = _global_index(ds, "visual field index")
+    ght_obs = _global_index(ds, "hemifield")
+    ght = None
+    if ght_obs is not None:
+        code = _first_item(ght_obs, "ConceptCodeSequence")
+        text = str(code.get("CodeMeaning", "")) if code is not None else str(ght_obs.get("TextValue", ""))
+        ght = GHT_LABELS.get(text.strip().lower(), text.strip() or None)
+    return VisualField(
+        eye=eye,
+        age=age,
+        sensitivities=tuple(sens),
+        mean_deviation=_get_number(ds, "GlobalDeviationFromNormal"),
+        pattern_standard_deviation=_get_number(ds, "LocalizedDeviationFromNormal"),
+        visual_field_index=_get_number(vfi_obs, "NumericValue"),
+        glaucoma_hemifield_test=ght,
+        fixation_losses=None if losses is None else int(losses),
+        fixation_checks=None if checks is None else int(checks),
+        false_positive_percent=_catch_rate(
+            catch,
+            "FalsePositivesEstimateFlag",
+            "FalsePositivesEstimate",
+            "FalsePositivesQuantity",
+            "PositiveCatchTrialsQuantity",
+        ),
+        false_negative_percent=_catch_rate(
+            catch,
+            "FalseNegativesEstimateFlag",
+            "FalseNegativesEstimate",
+            "FalseNegativesQuantity",
+            "NegativeCatchTrialsQuantity",
+        ),
+        source="dicom",
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Pattern Deviation probability plot
+# --------------------------------------------------------------------------------------------------------------
+# Fraction of a cell's pixels that are black for each level, as on the HFA printout: a dot for n.s., then
+# increasingly dense stipple, a solid square at p < 0.5%.
+_SYMBOL_DENSITY = {NOT_SIGNIFICANT: 0.0, 0.05: 0.125, 0.02: 0.25, 0.01: 0.5, 0.005: 1.0}
+_GRID_X = tuple(range(-27, 28, 6))  # 10 columns
+_GRID_Y = tuple(range(21, -22, -6))  # 8 rows, drawn in a 10-row square canvas
+
+
+def _stipple(size: int, density: float) -> np.ndarray:
+    """Boolean mask of ``size``x``size`` with the given black fraction, ordered-dither style (deterministic)."""
+    bayer4 = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]]) / 16.0
+    tiled = np.tile(bayer4, (size // 4 + 1, size // 4 + 1))[:size, :size]
+    return tiled < density
+
+
+def render_pattern_deviation_plot(
+    analysis: VisualFieldAnalysis,
+    *,
+    size: int = 224,
+    orientation: Literal["native", "right"] = "native",
+    axes: bool = True,
+) -> bytes:
+    """Grayscale PNG of the PD probability plot on the fixed 24-2 grid (the glaucoma network's input).
+
+    ``orientation="native"`` draws left eyes as the HFA printout shows them (blind spot on the left), which is
+    what Li et al. (2018) trained on; ``"right"`` keeps every field in right-eye orientation. The blind spot is
+    left blank. ``size`` must be at least 80 px so each symbol has 8 px or more.
+    """
+    if size < 80:
+        raise ValueError("size must be at least 80 px")
+    canvas = np.full((size, size), 255, dtype=np.uint8)
+    cell = size / 10.0
+    pad = max(1, round(cell * 0.12))
+    symbol = int(round(cell)) - 2 * pad
+    mirror = orientation == "native" and analysis.eye == "OS"
+    for (x, y), level in zip(COORDINATES, analysis.pattern_deviation_probability, strict=True):
+        if level is None:
+            continue
+        col = _GRID_X.index(-x if mirror else x)
+        row = _GRID_Y.index(y) + 1  # one empty row above and below centres the 8 rows in the square
+        top, left = int(round(row * cell)) + pad, int(round(col * cell)) + pad
+        density = _SYMBOL_DENSITY[level]
+        if density == 0.0:
+            dot = max(2, symbol // 6)
+            c = symbol // 2 - dot // 2
+            canvas[top + c : top + c + dot, left + c : left + c + dot] = 0
+        else:
+            block = canvas[top : top + symbol, left : left + symbol]
+            block[_stipple(symbol, density)[: block.shape[0], : block.shape[1]]] = 0
+    if axes:
+        mid = size // 2
+        canvas[int(round(cell)) : int(round(9 * cell)), mid] = 0
+        canvas[mid, int(round(0.5 * cell)) : int(round(9.5 * cell))] = 0
+    out = io.BytesIO()
+    Image.fromarray(canvas).save(out, format="PNG")
+    return out.getvalue()
