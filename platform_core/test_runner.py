@@ -7,6 +7,14 @@ from django.test.runner import DiscoverRunner
 
 
 class VisusTestRunner(DiscoverRunner):
+    def suite_result(self, suite, result, **kwargs):  # noqa: ANN001, ANN201
+        failed = len(result.failures) + len(result.errors) + len(getattr(result, "unexpectedSuccesses", []))
+        skipped = len(result.skipped)
+        passed = result.testsRun - failed - skipped
+        # The plain closing line CI reads: "N passed, N failed, N skipped".
+        print(f"{passed} passed, {failed} failed, {skipped} skipped")
+        return super().suite_result(suite, result, **kwargs)
+
     def setup_test_environment(self, **kwargs: object) -> None:
         super().setup_test_environment(**kwargs)
         # Hash with MD5 for speed; argon2 stays available to check existing hashes.

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from platform_core.accounts.decorators import role_required
@@ -102,7 +103,11 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "transitions": [TrialStatus(s) for s in sorted(TRIAL_TRANSITIONS[trial.status])],
     }
     if roles & {Role.TRIAL_MANAGER, Role.MONITOR}:
-        figure = accrual_figure(accrual_for(trial), title=f"Accrual: {trial.protocol_number}")
+        accrual = accrual_for(trial)
+        first = min((t for site in accrual for t in site["enrolled_at"]), default=trial.created_at)
+        figure = accrual_figure(
+            accrual, title=f"Accrual: {trial.protocol_number}", start=min(first, trial.created_at), end=timezone.now()
+        )
         context["accrual_json"] = json.loads(json.dumps(figure, cls=DjangoJSONEncoder))
     return render(request, "trials/trial_detail.html", context)
 
