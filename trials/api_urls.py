@@ -10,6 +10,7 @@ urlpatterns = [
     path("trials/<slug:slug>/transition/", apis.TrialTransitionApi.as_view(), name="trial-transition"),
     path("trials/<slug:slug>/sites/", apis.TrialSiteListApi.as_view(), name="trial-site-list"),
     path("trials/<slug:slug>/sites/add/", apis.TrialSiteAddApi.as_view(), name="trial-site-add"),
+    path("trials/<slug:slug>/sites/<uuid:pk>/", apis.TrialSiteUpdateApi.as_view(), name="trial-site-update"),
     path("trials/<slug:slug>/enrol/", apis.SubjectEnrollApi.as_view(), name="subject-enroll"),
     path("subjects/", apis.SubjectListApi.as_view(), name="subject-list"),
     path("subjects/<uuid:pk>/", apis.SubjectDetailApi.as_view(), name="subject-detail"),

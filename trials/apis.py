@@ -23,6 +23,7 @@ from trials.models import (
     ReadingDesign,
     ReferenceRule,
     Sex,
+    SiteStatus,
     Subject,
     Trial,
     TrialSite,
@@ -202,6 +203,25 @@ class TrialSiteAddApi(APIView):
         data.is_valid(raise_exception=True)
         site = services.trial_site_add(actor=request.user, trial=trial, **data.validated_data)
         return Response(TrialSiteSerializer(site).data, status=status.HTTP_201_CREATED)
+
+
+class TrialSiteUpdateApi(APIView):
+    permission_classes = [roles_required(Role.TRIAL_MANAGER)]
+
+    @extend_schema_serializer(component_name="TrialSiteUpdateInput")
+    class InputSerializer(serializers.Serializer):
+        enrolment_target = serializers.IntegerField(min_value=0, max_value=100000, required=False)
+        status = serializers.ChoiceField(SiteStatus.choices, required=False)
+        reason = serializers.CharField()
+
+    @extend_schema(request=InputSerializer, responses=TrialSiteSerializer)
+    def post(self, request: Request, slug: str, pk: str) -> Response:
+        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        site = get_object_or_404(sites_for(user=request.user, trial=trial), pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        site = services.trial_site_update(actor=request.user, site=site, **data.validated_data)
+        return Response(TrialSiteSerializer(site).data)
 
 
 # --- Subjects --------------------------------------------------------------------------------------

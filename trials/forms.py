@@ -14,6 +14,7 @@ from trials.models import (
     ReadingDesign,
     ReferenceRule,
     Sex,
+    SiteStatus,
     Trial,
     TrialSite,
 )
@@ -90,6 +91,12 @@ class SiteAddForm(forms.Form):
     def __init__(self, *args: object, trial: Trial, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.fields["hospital"].queryset = Hospital.objects.exclude(trial_sites__trial=trial)
+
+
+class SiteUpdateForm(forms.Form):
+    enrolment_target = forms.IntegerField(min_value=0, max_value=100000)
+    status = forms.ChoiceField(choices=SiteStatus.choices)
+    reason = forms.CharField(help_text="Why the target or status changes.")
 
 
 class EnrolForm(forms.Form):

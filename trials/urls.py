@@ -12,6 +12,7 @@ urlpatterns = [
     path("<slug:slug>/edit/", views.trial_edit, name="trial-edit"),
     path("<slug:slug>/transition/", views.trial_transition, name="trial-transition"),
     path("<slug:slug>/sites/add/", views.site_add, name="site-add"),
+    path("<slug:slug>/sites/<uuid:pk>/", views.site_edit, name="site-edit"),
     path("<slug:slug>/subjects/", views.subject_list, name="subject-list"),
     path("<slug:slug>/subjects/enrol/", views.subject_enrol, name="subject-enrol"),
     path("<slug:slug>/subjects/<str:pseudonym>/", views.subject_detail, name="subject-detail"),

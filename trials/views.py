@@ -20,7 +20,16 @@ from platform_core.accounts.models import Role
 from platform_core.api.exceptions import ApplicationError
 from trials import services
 from trials.charts import accrual_figure
-from trials.forms import CaseForm, CaseStatusForm, EnrolForm, SiteAddForm, TransitionForm, TrialForm, WithdrawForm
+from trials.forms import (
+    CaseForm,
+    CaseStatusForm,
+    EnrolForm,
+    SiteAddForm,
+    SiteUpdateForm,
+    TransitionForm,
+    TrialForm,
+    WithdrawForm,
+)
 from trials.models import TRIAL_TRANSITIONS, TrialStatus
 from trials.selectors import (
     TRIAL_WIDE_ROLES,
@@ -163,6 +172,23 @@ def site_add(request: HttpRequest, slug: str) -> HttpResponse:
             messages.success(request, f"{site.hospital.code} added as a site.")
             return redirect("trials:trial-detail", slug=slug)
     return render(request, "trials/site_form.html", {"form": form, "trial": trial})
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_http_methods(["GET", "POST"])
+def site_edit(request: HttpRequest, slug: str, pk: str) -> HttpResponse:
+    trial = _trial(request, slug)
+    _require(trial_roles(request.user, trial), {Role.TRIAL_MANAGER})
+    site = get_object_or_404(sites_for(user=request.user, trial=trial), pk=pk)
+    form = SiteUpdateForm(
+        request.POST or None, initial={"enrolment_target": site.enrolment_target, "status": site.status}
+    )
+    if request.method == "POST" and form.is_valid():
+        done = run_service(form, lambda: services.trial_site_update(actor=request.user, site=site, **form.cleaned_data))
+        if done is not None:
+            messages.success(request, f"Site {site.hospital.code} saved.")
+            return redirect("trials:trial-detail", slug=slug)
+    return render(request, "trials/site_form.html", {"form": form, "trial": trial, "site": site})
 
 
 @role_required(*SUBJECT_ROLES)

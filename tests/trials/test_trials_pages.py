@@ -205,3 +205,37 @@ class SubjectPagesTests(TestCase):
         self.client.force_login(self.w.reader)
         self.assertEqual(self.client.get(reverse("trials:trial-detail", args=["dr-trial"])).status_code, 200)
         self.assertEqual(self.client.get(reverse("trials:subject-list", args=["dr-trial"])).status_code, 403)
+
+
+class SiteEditTests(TestCase):
+    def setUp(self):
+        self.w = TrialWorld()
+
+    def test_manager_changes_a_site_target_with_a_reason(self):
+        from trials.models import TrialSite
+
+        site = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h2)
+        self.client.force_login(self.w.manager)
+        url = reverse("trials:site-edit", args=["dr-trial", site.pk])
+        response = self.client.post(url, {"enrolment_target": 25, "status": "on_hold", "reason": ""})
+        self.assertContains(response, "This field is required")
+        response = self.client.post(url, {"enrolment_target": 25, "status": "on_hold", "reason": "ethics amendment"})
+        self.assertRedirects(response, reverse("trials:trial-detail", args=["dr-trial"]))
+        site.refresh_from_db()
+        self.assertEqual((site.enrolment_target, site.status), (25, "on_hold"))
+        event = AuditEvent.objects.get(action="trial_site.update")
+        self.assertEqual(event.changes, {"enrolment_target": [10, 25], "status": ["active", "on_hold"]})
+
+    def test_site_update_through_the_api_and_coordinator_refused(self):
+        from rest_framework.test import APIClient
+
+        from trials.models import TrialSite
+
+        site = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h1)
+        url = reverse("api:trials:trial-site-update", args=["dr-trial", site.pk])
+        client = APIClient()
+        client.force_authenticate(self.w.coord1)
+        self.assertEqual(client.post(url, {"enrolment_target": 99, "reason": "x"}, format="json").status_code, 403)
+        client.force_authenticate(self.w.manager)
+        response = client.post(url, {"enrolment_target": 99, "reason": "more funding"}, format="json")
+        self.assertEqual(response.json()["enrolment_target"], 99)
