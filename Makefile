@@ -14,5 +14,7 @@ lint:
 format:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
+# Benchmarks print figures (speed and memory targets); they are not part of make test.
 bench:
-	deploy/bootstrap.sh && .venv/bin/python -m tests.benchmarks
+	deploy/bootstrap.sh && .venv/bin/pip install --quiet -r requirements-bench.txt && \
+	OMP_WAIT_POLICY=PASSIVE .venv/bin/python -m tests.benchmarks $(ARGS)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db import transaction
 
@@ -78,13 +81,45 @@ DEMO_TRIAL = {
 }
 
 DEMO_SUBJECTS = [
-    # site, sex, age, diabetes type, duration, [(eye, visit day)]
-    ("H01", "female", 61, "type2", 12, [("OD", 0), ("OS", 0)]),
-    ("H01", "male", 47, "type1", 20, [("OD", 0)]),
-    ("H01", "male", 93, "type2", 25, [("OS", 0)]),
-    ("H02", "female", 55, "type2", 8, [("OD", 0), ("OS", 0)]),
-    ("H02", "male", 70, "type2", 15, [("OD", 0), ("OD", 180)]),
+    # site, sex, age, diabetes type, duration, [(eye, visit day, photo, visual field type)]
+    ("H01", "female", 61, "type2", 12, [("OD", 0, "01_dr.jpg", "ctr"), ("OS", 0, "02_dr.jpg", "ctr")]),
+    ("H01", "male", 47, "type1", 20, [("OD", 0, "03_dr.jpg", "ctr")]),
+    ("H01", "male", 93, "type2", 25, [("OS", 0, "01_g.jpg", "pwg")]),
+    ("H02", "female", 55, "type2", 8, [("OD", 0, "01_h.jpg", "ctr"), ("OS", 0, "02_g.jpg", "pwg")]),
+    ("H02", "male", 70, "type2", 15, [("OD", 0, "02_h.jpg", "ctr"), ("OD", 180, "03_g.jpg", "pwg")]),
 ]
+DEMO_DATA = Path(__file__).resolve().parent.parent / "trials" / "demo_data"
+
+
+def demo_visual_field_csv(kind: str, eye: str, index: int) -> bytes:
+    """A real 24-2 field from the shipped visualFields data, in Visus's documented CSV format."""
+    source = DEMO_DATA / "visual_fields" / ("vfctrSunyiu24d2.csv" if kind == "ctr" else "vfpwgRetest24d2.csv")
+    with source.open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["eye"] == eye]
+    row = rows[(index * 7) % len(rows)]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = [
+        "eye",
+        "age",
+        *[f"s{i}" for i in range(1, 55)],
+        "fixation_losses",
+        "fixation_checks",
+        "false_positives",
+        "false_negatives",
+    ]
+    values = [
+        row["eye"],
+        row["age"],
+        *[row[f"l{i}"] for i in range(1, 55)],
+        str(round(float(row["fl"]) * 100)),
+        "100",
+        f"{float(row['fpr']) * 100:g}",
+        f"{float(row['fnr']) * 100:g}",
+    ]
+    writer.writerow(header)
+    writer.writerow(values)
+    return out.getvalue().encode()
 
 
 @transaction.atomic
@@ -106,6 +141,9 @@ def seed_trial() -> None:
         trial = trial_transition(actor=manager, trial=trial, status=TrialStatus.RECRUITING)
     if trial.subjects.exists():
         return
+    from trials.file_services import case_file_upload
+    from trials.services import case_set_status
+
     eligibility = {c: True for c in trial.inclusion_criteria} | {c: False for c in trial.exclusion_criteria}
     for code, sex, age, diabetes, duration, cases in DEMO_SUBJECTS:
         coordinator = User.objects.get(email=f"coordinator.{code.lower()}@visus.example")
@@ -120,5 +158,15 @@ def seed_trial() -> None:
             diabetes_type=diabetes,
             diabetes_duration_years=duration,
         )
-        for eye, day in cases:
-            case_create(actor=coordinator, subject=subject, laterality=eye, visit_day=day)
+        for n, (eye, day, photo, vf_kind) in enumerate(cases):
+            case = case_create(actor=coordinator, subject=subject, laterality=eye, visit_day=day)
+            # Real files through the real pipeline: de-identified, stored, previews made.
+            case_file_upload(actor=coordinator, case=case, data=(DEMO_DATA / "hrf" / photo).read_bytes(), source="demo")
+            case_file_upload(
+                actor=coordinator,
+                case=case,
+                data=demo_visual_field_csv(vf_kind, eye, subject.number + n),
+                source="demo",
+            )
+            if day == 0:
+                case_set_status(actor=coordinator, case=case, status="complete")

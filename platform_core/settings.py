@@ -153,6 +153,16 @@ WHITENOISE_USE_FINDERS = not PRODUCTION
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
+VISUS_PRESIGNED_URL_SECONDS = env.int("VISUS_PRESIGNED_URL_SECONDS", 300)
+# Uploads: the largest file accepted and the largest image (pixels) decoded.
+VISUS_MAX_UPLOAD_MB = env.int("VISUS_MAX_UPLOAD_MB", 256)
+VISUS_MAX_IMAGE_PIXELS = env.int("VISUS_MAX_IMAGE_PIXELS", 60_000_000)
+VISUS_MIN_IMAGE_SIDE = env.int("VISUS_MIN_IMAGE_SIDE", 256)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Uploaded files stay in memory: the original (with its identifiers) never touches a disk, not even /tmp.
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
+FILE_UPLOAD_MAX_MEMORY_SIZE = VISUS_MAX_UPLOAD_MB * 1024 * 1024 + 64 * 1024
+
 S3_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", required=True)
 if S3_BUCKET:
     _s3_options = {
@@ -165,7 +175,7 @@ if S3_BUCKET:
         "signature_version": "s3v4",
         "default_acl": None,
         "querystring_auth": True,
-        "querystring_expire": env.int("VISUS_PRESIGNED_URL_SECONDS", 300),
+        "querystring_expire": VISUS_PRESIGNED_URL_SECONDS,
         "file_overwrite": False,
         "location": env.str("AWS_LOCATION", ""),
     }
@@ -240,6 +250,7 @@ SPECTACULAR_SETTINGS = {
         "SiteStatusEnum": "trials.models.SiteStatus",
         "SubjectStatusEnum": "trials.models.SubjectStatus",
         "CaseStatusEnum": "trials.models.CaseStatus",
+        "ModalityEnum": "trials.models.Modality",
     },
 }
 

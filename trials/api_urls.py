@@ -1,6 +1,6 @@
 from django.urls import path
 
-from trials import apis
+from trials import apis, file_apis
 
 app_name = "trials"
 urlpatterns = [
@@ -19,4 +19,6 @@ urlpatterns = [
     path("cases/", apis.CaseListApi.as_view(), name="case-list"),
     path("cases/<uuid:pk>/", apis.CaseDetailApi.as_view(), name="case-detail"),
     path("cases/<uuid:pk>/status/", apis.CaseStatusApi.as_view(), name="case-status"),
+    path("cases/<uuid:pk>/files/", file_apis.CaseFileListApi.as_view(), name="case-file-list"),
+    path("cases/<uuid:pk>/files/upload/", file_apis.CaseFileUploadApi.as_view(), name="case-file-upload"),
 ]

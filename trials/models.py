@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -67,6 +69,10 @@ def validate_criteria(value: object) -> None:
         raise ValidationError("Criteria must be a list of non-empty statements.")
 
 
+def new_deid_key() -> str:
+    return secrets.token_hex(32)
+
+
 RESERVED_SLUGS = {"create", "new", "add"}
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{1,48}$", "Use 2-49 lower-case letters, digits and hyphens.")
 prefix_validator = RegexValidator(r"^[A-Z0-9]{2,8}$", "Use 2-8 capital letters or digits, e.g. DR01.")
@@ -94,6 +100,8 @@ class Trial(BaseModel):
     vf_max_false_positives = models.PositiveSmallIntegerField(default=15, validators=[MaxValueValidator(100)])
     vf_max_false_negatives = models.PositiveSmallIntegerField(default=33, validators=[MaxValueValidator(100)])
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Key of the HMAC that replaces DICOM UIDs consistently within this trial. Never shown or exported.
+    deid_key = models.CharField(max_length=64, default=new_deid_key, editable=False)
 
     class Meta:
         ordering = ["protocol_number"]
@@ -238,3 +246,80 @@ class Case(BaseModel):
     @property
     def label(self) -> str:
         return f"{self.laterality} day {self.visit_day}"
+
+
+class FileStatus(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    SUPERSEDED = "superseded", "Superseded"
+
+
+class CaseFile(BaseModel):
+    """A de-identified file of a case. Names in storage are random; the original name is never kept
+    (file names often carry the patient's name)."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="files")
+    modality = models.CharField(max_length=12, choices=Modality.choices)
+    file_format = models.CharField(max_length=20, help_text="jpeg, png, tiff, dicom or visual_field_csv")
+    sop_class = models.CharField(max_length=80, blank=True, help_text="DICOM SOP class name, if DICOM.")
+    content = models.FileField(max_length=200)
+    preview = models.FileField(max_length=200, blank=True)
+    thumbnail = models.FileField(max_length=200, blank=True)
+    content_type = models.CharField(max_length=60)
+    sha256 = models.CharField(max_length=64, help_text="Of the stored, de-identified bytes.")
+    size = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    frames = models.PositiveIntegerField(default=1)
+    bits = models.PositiveSmallIntegerField(null=True, blank=True)
+    deid_report = models.JSONField(default=dict, help_text="What was removed or replaced; never the values.")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Empty for files brought in by the import_cases command.",
+    )
+    status = models.CharField(max_length=12, choices=FileStatus.choices, default=FileStatus.ACCEPTED)
+
+    class Meta:
+        ordering = ["case", "created_at"]
+        constraints = [models.UniqueConstraint(fields=["case", "sha256"], name="unique_file_content_per_case")]
+
+    def __str__(self) -> str:
+        return f"{self.get_modality_display()} {self.sha256[:12]}"
+
+    @property
+    def is_image(self) -> bool:
+        return bool(self.preview)
+
+
+class VisualFieldResult(BaseModel):
+    """Structured 24-2 data parsed from a visual-field upload, with its reliability verdict."""
+
+    case_file = models.OneToOneField(CaseFile, on_delete=models.PROTECT, related_name="visual_field")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="visual_fields")
+    eye = models.CharField(max_length=2, choices=Laterality.choices)
+    sensitivities = models.JSONField(help_text="54 values, right-eye orientation, null at the blind spot.")
+    total_deviation = models.JSONField()
+    pattern_deviation = models.JSONField()
+    total_deviation_probability = models.JSONField()
+    pattern_deviation_probability = models.JSONField()
+    mean_deviation = models.FloatField()
+    pattern_standard_deviation = models.FloatField()
+    visual_field_index = models.FloatField()
+    glaucoma_hemifield_test = models.CharField(max_length=60, blank=True)
+    indices_source = models.JSONField(default=dict, blank=True, help_text='{"md": "perimeter" | "computed", ...}')
+    fixation_loss_percent = models.FloatField(null=True, blank=True)
+    false_positive_percent = models.FloatField(null=True, blank=True)
+    false_negative_percent = models.FloatField(null=True, blank=True)
+    reliable = models.BooleanField()
+    reliability_rule = models.CharField(max_length=60)
+    reliability_reasons = models.JSONField(default=list, blank=True)
+    pd_plot = models.FileField(max_length=200, help_text="Pattern Deviation probability plot (network input).")
+
+    class Meta:
+        ordering = ["case", "created_at"]
+
+    def __str__(self) -> str:
+        return f"VF {self.eye} MD {self.mean_deviation:.2f}"

@@ -13,7 +13,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.selectors import hospital_ids_for, user_has_role
-from trials.models import Case, Subject, SubjectStatus, Trial, TrialSite
+from trials.models import Case, CaseFile, Subject, SubjectStatus, Trial, TrialSite
 
 TRIAL_WIDE_ROLES = (Role.TRIAL_MANAGER, Role.STATISTICIAN, Role.MONITOR)
 SUBJECT_ROLES = (Role.COORDINATOR, *TRIAL_WIDE_ROLES)
@@ -124,3 +124,12 @@ def enrolled_counts(trial: Trial) -> dict:
         .annotate(total=Count("id"), withdrawn=Count("id", filter=Q(status=SubjectStatus.WITHDRAWN)))
     )
     return {row["site_id"]: row for row in rows}
+
+
+def case_files_for(user: User) -> QuerySet[CaseFile]:
+    """Files of the cases the user may see (same scoping as cases)."""
+    return (
+        CaseFile.objects.filter(case__in=cases_for(user).values("pk"))
+        .select_related("case", "visual_field")
+        .order_by("created_at")
+    )

@@ -329,7 +329,11 @@ def subject_enroll(
     return subject
 
 
-def _require_site_writer(actor: User, subject: Subject) -> None:
+def _require_site_writer(actor: User | None, subject: Subject) -> None:
+    """Coordinators of the subject's site may write. ``actor=None`` is a trusted server-side operation
+    (a management command run by an operator), recorded in the audit trail without a user."""
+    if actor is None:
+        return
     if not user_has_role(actor, Role.COORDINATOR, hospital=subject.site.hospital):
         raise ApplicationError("Only a coordinator of this site may change its subjects.", code="forbidden", status=403)
 
@@ -360,7 +364,7 @@ def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
 
 
 @transaction.atomic
-def case_create(*, actor: User, subject: Subject, laterality: str, visit_day: int) -> Case:
+def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_day: int) -> Case:
     subject = Subject.objects.select_related("site__hospital", "trial").get(pk=subject.pk)
     _require_site_writer(actor, subject)
     if subject.is_withdrawn:

@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/", views.trial_create, name="trial-create"),
     path("cases/<uuid:pk>/", views.case_detail, name="case-detail"),
     path("cases/<uuid:pk>/status/", views.case_status, name="case-status"),
+    path("files/<uuid:pk>/<str:variant>/", views.case_file, name="case-file"),
     path("<slug:slug>/", views.trial_detail, name="trial-detail"),
     path("<slug:slug>/edit/", views.trial_edit, name="trial-edit"),
     path("<slug:slug>/transition/", views.trial_transition, name="trial-transition"),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -18,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role
 from platform_core.api.exceptions import ApplicationError
+from platform_core.storage import serve_private
 from trials import services
 from trials.charts import accrual_figure
 from trials.forms import (
@@ -34,6 +36,7 @@ from trials.models import TRIAL_TRANSITIONS, TrialStatus
 from trials.selectors import (
     TRIAL_WIDE_ROLES,
     accrual_for,
+    case_files_for,
     cases_for,
     coordinated_sites,
     enrolled_counts,
@@ -291,6 +294,7 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
     can_write = request.user.memberships.filter(
         hospital=case.subject.site.hospital, role=Role.COORDINATOR, is_active=True
     ).exists()
+    files = list(case_files_for(request.user).filter(case=case))
     return render(
         request,
         "trials/case_detail.html",
@@ -299,9 +303,43 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "subject": case.subject,
             "trial": case.subject.trial,
             "can_write": can_write,
+            "can_upload": can_write and case.status == "open" and not case.subject.is_withdrawn,
+            "files": files,
+            "max_upload_mb": settings.VISUS_MAX_UPLOAD_MB,
             "status_form": CaseStatusForm(initial={"status": case.status}),
+            **case_page_extras(request, case),
         },
     )
+
+
+def case_page_extras(request: HttpRequest, case) -> dict:  # noqa: ANN001
+    """Sections other apps add to the case page (inference jobs and predictions)."""
+    from diagnosis.selectors import case_inference_context
+
+    return case_inference_context(user=request.user, case=case)
+
+
+FILE_VARIANTS = {"content", "preview", "thumbnail", "pd_plot"}
+
+
+@role_required(*SUBJECT_ROLES)
+def case_file(request: HttpRequest, pk: str, variant: str) -> HttpResponse:
+    """A case file's bytes, only for people who may see the case (S3: a short-lived presigned URL)."""
+    if variant not in FILE_VARIANTS:
+        raise Http404("Unknown file variant.")
+    case_file_obj = get_object_or_404(case_files_for(request.user), pk=pk)
+    if variant == "pd_plot":
+        name = case_file_obj.visual_field.pd_plot.name if hasattr(case_file_obj, "visual_field") else ""
+    else:
+        name = getattr(case_file_obj, variant).name
+    if not name:
+        raise Http404("This file has no such variant.")
+    if variant == "content":
+        content_type = case_file_obj.content_type
+    else:
+        content_type = "image/png" if name.endswith(".png") else "image/jpeg"
+    download = f"{case_file_obj.case.subject.pseudonym}-{case_file_obj.pk.hex[:8]}.{name.rsplit('.', 1)[-1]}"
+    return serve_private(name, content_type=content_type, download_name=download if variant == "content" else None)
 
 
 @role_required(Role.COORDINATOR)

@@ -73,7 +73,7 @@ def detect_file_kind(data: bytes, *, max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) 
             return FileKind.VISUAL_FIELD_CSV
         raise UploadRejected(
             "This text file is not in the documented visual-field CSV format: its first line must be the header "
-            "starting 'eye,age,s1' (see VISUAL_FIELD_CSV.md).",
+            "with the columns eye, age, s1 ... s54 and the reliability indices (see VISUAL_FIELD_CSV.md).",
             "unknown_text",
         )
     if _is_dicom_without_preamble(data):

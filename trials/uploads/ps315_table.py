@@ -648,3 +648,18 @@ BASIC_PROFILE: Final[dict[int, str]] = {
     0xFFFAFFFA: "X",  # DigitalSignaturesSequence
     0xFFFCFFFC: "X",  # DataSetTrailingPadding
 }
+
+# Visus additions, not from Table E.1-1 above: attributes seen carrying identifiers that the transcribed table does
+# not list. Applied with the same machinery; reported like the table's actions.
+VISUS_ADDITIONS: Final[dict[int, str]] = {
+    0x00100024: "X",  # IssuerOfPatientIDQualifiersSequence: the issuing hospital and its namespaces
+    0x00100026: "X",  # SourcePatientGroupIdentificationSequence
+    0x00100027: "X",  # GroupOfPatientsIdentificationSequence
+    0x00100033: "X",  # PatientBirthDateInAlternativeCalendar: a birth date stored as LO text
+    0x00100034: "X",  # PatientDeathDateInAlternativeCalendar
+    0x00100035: "X",  # PatientAlternativeCalendar
+    0x00102298: "X",  # ResponsiblePersonRole: goes with ResponsiblePerson (X)
+    0x00240044: "X",  # CommentsOnPatientPerformanceOfVisualField: technicians' free text on perimetry objects
+}
+
+ACTIONS: Final[dict[int, str]] = {**BASIC_PROFILE, **VISUS_ADDITIONS}

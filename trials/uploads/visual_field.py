@@ -227,8 +227,9 @@ def _header(text: str) -> list[str]:
 
 
 def looks_like_visual_field_csv(text: str) -> bool:
-    """True when the first line starts like the documented header (``eye,age,s1``) - used for type detection."""
-    return _header(text)[:3] == ["eye", "age", "s1"]
+    """True when the first line is a header naming eye, age and s1 (in any order) - used for type detection.
+    Full validation of the columns happens in ``parse_visual_field_csv``."""
+    return {"eye", "age", "s1"} <= set(_header(text))
 
 
 def _reject(message: str, code: str = "visual_field_csv_invalid") -> UploadRejected:
@@ -470,7 +471,8 @@ def _get_number(ds: Any, keyword: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        # FL attributes are float32: 2.1 reads back as 2.0999999; perimeters report two decimals at most.
+        return round(float(value), 4)
     except (TypeError, ValueError):
         return None
 

@@ -1,0 +1,119 @@
+"""Model registry, inference jobs and predictions."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from platform_core.models import BaseModel
+from trials.models import Case
+
+
+class Architecture(models.TextChoices):
+    ZOOM_IN_NET = "zoom_in_net", "DR grader (Zoom-in-Net style)"
+    VF_GLAUCOMA = "vf_glaucoma", "Glaucoma from visual fields (VGG16 + VFI/MD/PSD)"
+
+
+class Task(models.TextChoices):
+    DR_GRADING = "dr_grading", "Diabetic retinopathy grading (fundus)"
+    GLAUCOMA_VF = "glaucoma_vf", "Glaucoma from visual fields"
+
+
+ARCHITECTURE_TASK = {Architecture.ZOOM_IN_NET: Task.DR_GRADING, Architecture.VF_GLAUCOMA: Task.GLAUCOMA_VF}
+TASK_MODALITY = {Task.DR_GRADING: "fundus", Task.GLAUCOMA_VF: "visual_field"}
+
+
+class ModelStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RETIRED = "retired", "Retired"
+
+
+class ModelVersion(BaseModel):
+    """A diagnostic network in the registry. Weights live in storage; their SHA-256 is checked on every load."""
+
+    name = models.CharField(max_length=100)
+    version = models.CharField(max_length=40)
+    architecture = models.CharField(max_length=20, choices=Architecture.choices)
+    task = models.CharField(max_length=20, choices=Task.choices)
+    config = models.JSONField(help_text="Architecture configuration (to_dict of the network's config).")
+    input_spec = models.JSONField(default=dict, help_text="What the network reads: modality, sizes, normalisation.")
+    weights = models.FileField(max_length=200)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    model_card = models.JSONField(
+        default=dict, help_text="Intended use, training data, metrics, limitations, not_for_clinical_use."
+    )
+    metrics = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.ACTIVE)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_model_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+    @property
+    def not_for_clinical_use(self) -> bool:
+        return bool(self.model_card.get("not_for_clinical_use", True))
+
+    @property
+    def modality(self) -> str:
+        return TASK_MODALITY[Task(self.task)]
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class InferenceJob(BaseModel):
+    """One run of one model version on one case. Unique per pair: a redelivered task finds it done."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="inference_jobs")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent.")
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["case", "model_version"], name="unique_job_per_case_model")]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} on {self.case_id}: {self.status}"
+
+
+class ResultKind(models.TextChoices):
+    PREDICTION = "prediction", "Prediction"
+    UNRELIABLE_FIELD = "unreliable_field", "Unreliable visual field (no probability)"
+
+
+class Prediction(BaseModel):
+    job = models.OneToOneField(InferenceJob, on_delete=models.PROTECT, related_name="prediction")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    kind = models.CharField(max_length=20, choices=ResultKind.choices, default=ResultKind.PREDICTION)
+    class_probabilities = models.JSONField(default=list, blank=True, help_text="ICDR grades 0-4.")
+    grade = models.PositiveSmallIntegerField(null=True, blank=True)
+    referable_probability = models.FloatField(null=True, blank=True)
+    glaucoma_probability = models.FloatField(null=True, blank=True)
+    attention_overlay = models.FileField(max_length=200, blank=True)
+    crop_boxes = models.JSONField(default=list, blank=True, help_text="[[x0, y0, x1, y1], ...] in image pixels.")
+    details = models.JSONField(default=dict, blank=True)
+    runtime_ms = models.FloatField()
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.model_version} on {self.case_id}"

@@ -1,0 +1,53 @@
+"""Private object storage helpers: random names, cleanup on failure, short-lived access."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, default_storage
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+
+logger = logging.getLogger(__name__)
+
+
+def is_s3(storage: Storage = default_storage) -> bool:
+    return storage.__class__.__module__.startswith("storages.backends.s3")
+
+
+def save_private(prefix: str, data: bytes, extension: str, storage: Storage = default_storage) -> str:
+    """Store bytes under a random name (names never carry anything from the upload). Returns the name."""
+    name = f"{prefix.strip('/')}/{uuid.uuid4().hex}.{extension.lstrip('.')}"
+    return storage.save(name, ContentFile(data))
+
+
+def delete_quietly(names: Iterable[str], storage: Storage = default_storage) -> None:
+    """Remove objects written by a step that then failed, so nothing partial stays behind."""
+    for name in names:
+        if not name:
+            continue
+        try:
+            storage.delete(name)
+        except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+            logger.exception("Could not delete orphaned object %s", name)
+
+
+def serve_private(name: str, *, content_type: str, download_name: str | None = None) -> HttpResponse:
+    """Hand a private object to an authorised user: a short-lived presigned URL on S3, a stream otherwise.
+
+    Callers check permission first; this only decides how the bytes travel.
+    """
+    storage = default_storage
+    if is_s3(storage):
+        seconds = getattr(settings, "VISUS_PRESIGNED_URL_SECONDS", 300)
+        url = storage.url(name, expire=seconds)
+        return HttpResponseRedirect(url)
+    response = FileResponse(storage.open(name, "rb"), content_type=content_type)
+    if download_name:
+        response["Content-Disposition"] = f'attachment; filename="{download_name}"'
+    response["Cache-Control"] = "private, max-age=300"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -1,0 +1,177 @@
+"""Throughput of DICOM de-identification: Visus's pipeline next to dicognito on the same files, in one run.
+
+Run on demand (not a unit test):
+
+    .venv/bin/python -m tests.benchmarks.bench_deidentify [--files 200] [--rounds 3]
+
+Needs ``dicognito`` (benchmark-only dependency, pinned in requirements-bench.txt). Every pipeline starts from the
+same in-memory bytes and ends with the serialised bytes: parse, de-identify, write. "read+write" is pydicom alone
+(the floor any pydicom-based tool sits on). Figures are the best of ``--rounds`` rounds: wall-clock files/s and
+process CPU ms per file. Note that dicognito does less work: it keeps private tags and free-text descriptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pydicom
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from trials.uploads.deidentify_dicom import OP_8_BIT, DeidentifyOptions, deidentify_dicom
+
+SIDE = 512
+
+
+def synthetic_photograph(index: int, pixels: bytes) -> bytes:
+    """A 512x512 RGB Ophthalmic Photography 8 Bit file with the usual patient/study/equipment attributes."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = OP_8_BIT
+    ds.SOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.PatientName = f"DOE^JANE^{index}"
+    ds.PatientID = f"MRN{index:08d}"
+    ds.PatientBirthDate = "19610203"
+    ds.PatientSex = "F"
+    ds.PatientAge = "063Y"
+    ds.OtherPatientIDs = f"OTHER{index:06d}"
+    ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240315"
+    ds.StudyTime = ds.SeriesTime = ds.ContentTime = "101112"
+    ds.AcquisitionDateTime = "20240315101112"
+    ds.AccessionNumber = f"ACC{index:06d}"
+    ds.StudyID = "1"
+    ds.Modality = "OP"
+    ds.Manufacturer = "Synthetic Optics"
+    ds.ManufacturerModelName = "Fundus 3000"
+    ds.InstitutionName = "Example Eye Hospital"
+    ds.ReferringPhysicianName = "SMITH^JOHN"
+    ds.OperatorsName = "TECH^ONE"
+    ds.StationName = "CAM01"
+    ds.DeviceSerialNumber = "SN0001"
+    ds.StudyDescription = "Fundus photography"
+    ds.SeriesDescription = "Colour fundus"
+    ds.ImageLaterality = "R"
+    ds.BurnedInAnnotation = "NO"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    block = ds.private_block(0x0009, "VENDOR X", create=True)
+    block.add_new(0x01, "LO", "private value")
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "T-AA610", "SRT", "Retina"
+    ds.AnatomicRegionSequence = Sequence([code])
+    ds.Rows = ds.Columns = SIDE
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def read_write(data: bytes) -> bytes:
+    ds = dcmread(io.BytesIO(data))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def make_visus() -> Callable[[bytes], bytes]:
+    options = DeidentifyOptions(
+        uid_key=os.urandom(32),
+        subject_pseudonym="SUBJ-0001",
+        sponsor_name="Bench Sponsor",
+        protocol_id="BENCH-01",
+        site_id="S01",
+        time_point_id="BASELINE",
+    )
+    return lambda data: deidentify_dicom(data, options=options).data
+
+
+def make_dicognito() -> Callable[[bytes], bytes]:
+    from dicognito.anonymizer import Anonymizer
+
+    anonymizer = Anonymizer()  # one per set, as dicognito recommends, so UIDs stay consistent within the run
+
+    def run(data: bytes) -> bytes:
+        ds = dcmread(io.BytesIO(data))
+        anonymizer.anonymize(ds)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+    return run
+
+
+def measure(fn: Callable[[bytes], bytes], files: list[bytes], rounds: int) -> tuple[float, float]:
+    for data in files[:5]:  # warm caches and lazy imports
+        fn(data)
+    best_rate, best_cpu = 0.0, float("inf")
+    for _ in range(rounds):
+        gc.collect()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for data in files:
+            fn(data)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        best_rate = max(best_rate, len(files) / wall)
+        best_cpu = min(best_cpu, 1000.0 * cpu / len(files))
+    return best_rate, best_cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(SIDE, SIDE, 3), dtype=np.uint8).tobytes()
+    files = [synthetic_photograph(i, pixels) for i in range(args.files)]
+    pipelines: list[tuple[str, Callable[[bytes], bytes]]] = [("read+write (pydicom only)", read_write)]
+    pipelines.append(("visus deidentify_dicom", make_visus()))
+    try:
+        import dicognito
+
+        pipelines.append((f"dicognito {dicognito.__version__}", make_dicognito()))
+    except ImportError:
+        print("dicognito is not installed: .venv/bin/pip install -r requirements-bench.txt")
+
+    print(
+        f"{len(files)} synthetic {SIDE}x{SIDE} RGB Ophthalmic Photography files, {len(files[0]) // 1024} KiB each; "
+        f"pydicom {pydicom.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"best of {args.rounds} rounds"
+    )
+    print(f"{'pipeline':32} {'files/s':>9} {'CPU ms/file':>12}")
+    results = {}
+    for name, fn in pipelines:
+        rate, cpu = measure(fn, files, args.rounds)
+        results[name] = rate
+        print(f"{name:32} {rate:9.1f} {cpu:12.2f}")
+    ours = results["visus deidentify_dicom"]
+    for name, rate in results.items():
+        if name.startswith("dicognito"):
+            verdict = "at least as fast as" if ours >= rate else "SLOWER than"
+            print(f"visus is {verdict} {name} ({ours / rate:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Synthetic photographs carrying fake PHI in every metadata container the formats offer."""
+
+from __future__ import annotations
+
+import io
+import zlib
+
+import numpy as np
+from PIL import Image, ImageCms
+from PIL.PngImagePlugin import PngInfo
+
+CANARY = "CANARY^PATIENT MRN-CANARY-123 1961-02-03"
+CANARY_BYTES = (b"CANARY", b"canary", b"MRN-CANARY-123", b"1961-02-03", b"19610203")
+XMP = (
+    b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+    b'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+    b'xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:creator>CANARY^PATIENT</dc:creator></rdf:Description>'
+    b'</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+)
+
+
+def photo(width: int = 400, height: int = 300) -> Image.Image:
+    """An RGB picture with a red block in the top-left corner, so orientation changes are visible."""
+    rng = np.random.default_rng(7)
+    arr = rng.integers(40, 200, size=(height, width, 3), dtype=np.uint8)
+    arr[:40, :60] = (255, 0, 0)
+    return Image.fromarray(arr)
+
+
+def srgb_icc() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def exif_bytes(orientation: int = 1) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    exif[0x010E] = "ImageDescription " + CANARY  # ImageDescription
+    exif[0x013B] = "CANARY^ARTIST"  # Artist
+    exif[0x0131] = "CANARY camera firmware"  # Software
+    return exif.tobytes()
+
+
+def jpeg_with_metadata(orientation: int = 6, *, width: int = 400, height: int = 300) -> bytes:
+    out = io.BytesIO()
+    photo(width, height).save(
+        out,
+        format="JPEG",
+        quality=95,
+        exif=exif_bytes(orientation),
+        icc_profile=srgb_icc(),
+        comment=b"COM segment " + CANARY.encode(),
+        xmp=XMP,
+    )
+    return out.getvalue()
+
+
+def png_with_text_chunks() -> bytes:
+    info = PngInfo()
+    info.add_text("Author", CANARY)  # tEXt
+    info.add_text("Comment", "zipped " + CANARY, zip=True)  # zTXt
+    info.add_itxt("Description", "international " + CANARY, lang="en", tkey="Beschreibung")  # iTXt
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    out = io.BytesIO()
+    photo().save(out, format="PNG", pnginfo=info, icc_profile=srgb_icc(), exif=exif_bytes(1), dpi=(300, 300))
+    return out.getvalue()
+
+
+def tiff_with_tags(orientation: int = 1) -> bytes:
+    out = io.BytesIO()
+    tags = {
+        270: "TIFF ImageDescription " + CANARY,
+        315: "CANARY^ARTIST",
+        305: "CANARY scanner",
+        306: "1961:02:03 10:11:12",
+        274: orientation,
+    }
+    photo().save(out, format="TIFF", tiffinfo=tags, compression="tiff_lzw")
+    return out.getvalue()
+
+
+def png_bomb(side: int = 20000) -> bytes:
+    """A tiny PNG whose header claims side x side 8-bit grey pixels (zeros compress ~1000:1)."""
+    raw_row = b"\x00" + b"\x00" * side
+    compressor = zlib.compressobj(9)
+    chunks = [compressor.compress(raw_row) for _ in range(side)]
+    idat = b"".join(chunks) + compressor.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+    ihdr = side.to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def plain_png(width: int, height: int, mode: str = "RGB") -> bytes:
+    out = io.BytesIO()
+    img = photo(width, height)
+    if mode != "RGB":
+        img = img.convert(mode)
+    img.save(out, format="PNG")
+    return out.getvalue()
+
+
+def png_16bit_grey(width: int = 300, height: int = 300) -> bytes:
+    arr = (np.arange(width * height, dtype=np.uint32).reshape(height, width) * 7 % 65536).astype(np.uint16)
+    out = io.BytesIO()
+    Image.fromarray(arr).save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,138 @@
+"""API for case files: upload (multipart) and list. Same service as the page and import_cases."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiTypes, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from platform_core.accounts.models import Role
+from platform_core.api.exceptions import ApplicationError
+from platform_core.api.permissions import roles_required
+from trials.file_services import case_file_upload
+from trials.models import CaseFile, VisualFieldResult
+from trials.selectors import SUBJECT_ROLES, case_files_for, cases_for
+from trials.uploads.errors import UploadRejected
+
+
+class VisualFieldSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = VisualFieldResult
+        fields = [
+            "eye",
+            "mean_deviation",
+            "pattern_standard_deviation",
+            "visual_field_index",
+            "glaucoma_hemifield_test",
+            "indices_source",
+            "fixation_loss_percent",
+            "false_positive_percent",
+            "false_negative_percent",
+            "reliable",
+            "reliability_rule",
+            "reliability_reasons",
+            "sensitivities",
+            "total_deviation",
+            "pattern_deviation",
+            "total_deviation_probability",
+            "pattern_deviation_probability",
+        ]
+
+
+class CaseFileSerializer(serializers.ModelSerializer):
+    case = serializers.UUIDField(source="case_id")
+    content_url = serializers.SerializerMethodField()
+    preview_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+    visual_field = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CaseFile
+        fields = [
+            "id",
+            "case",
+            "modality",
+            "file_format",
+            "sop_class",
+            "content_type",
+            "sha256",
+            "size",
+            "width",
+            "height",
+            "frames",
+            "bits",
+            "deid_report",
+            "created_at",
+            "content_url",
+            "preview_url",
+            "thumbnail_url",
+            "visual_field",
+        ]
+
+    def _url(self, obj: CaseFile, variant: str) -> str | None:
+        if variant != "content" and not getattr(obj, variant):
+            return None
+        return reverse("trials:case-file", args=[obj.pk, variant])
+
+    def get_content_url(self, obj: CaseFile) -> str | None:
+        return self._url(obj, "content")
+
+    def get_preview_url(self, obj: CaseFile) -> str | None:
+        return self._url(obj, "preview")
+
+    def get_thumbnail_url(self, obj: CaseFile) -> str | None:
+        return self._url(obj, "thumbnail")
+
+    @extend_schema(responses=VisualFieldSerializer)
+    def get_visual_field(self, obj: CaseFile) -> dict | None:
+        result = getattr(obj, "visual_field", None)
+        return VisualFieldSerializer(result).data if result is not None else None
+
+
+class CaseFileListApi(generics.ListAPIView):
+    permission_classes = [roles_required(*SUBJECT_ROLES)]
+    serializer_class = CaseFileSerializer
+
+    def get_queryset(self) -> QuerySet[CaseFile]:
+        case = get_object_or_404(cases_for(self.request.user), pk=self.kwargs["pk"])
+        return case_files_for(self.request.user).filter(case=case)
+
+
+class CaseFileUploadApi(APIView):
+    """Upload one file (multipart field ``file``) to a case. 201 accepted, 200 duplicate, 400 refused."""
+
+    permission_classes = [roles_required(Role.COORDINATOR)]
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+        },
+        responses={201: CaseFileSerializer, 200: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        case = get_object_or_404(cases_for(request.user), pk=pk)
+        limit = settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024
+        if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
+            raise ApplicationError(
+                f"The file is larger than the upload limit of {settings.VISUS_MAX_UPLOAD_MB} MB.",
+                code="too_large",
+                status=413,
+            )
+        uploaded = request.FILES.get("file")
+        if uploaded is None:
+            raise ApplicationError("Send the file in the multipart field 'file'.", code="no_file")
+        try:
+            outcome = case_file_upload(actor=request.user, case=case, data=uploaded.read(), source="api")
+        except UploadRejected as exc:
+            raise ApplicationError(exc.message, code=exc.code) from None
+        body = CaseFileSerializer(outcome.case_file).data
+        body = {"outcome": outcome.outcome, **body}
+        return Response(body, status=status.HTTP_201_CREATED if outcome.outcome == "accepted" else status.HTTP_200_OK)

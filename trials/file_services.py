@@ -1,0 +1,202 @@
+"""Storing uploaded case files: the pipeline, then storage, then the database row and its audit event.
+
+Nothing partial is left behind: objects written to storage are deleted again if the database step fails,
+and a refused file writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from platform_core.accounts.models import Role, User
+from platform_core.accounts.selectors import user_has_role
+from platform_core.api.exceptions import ApplicationError
+from platform_core.audit.services import audit_record
+from platform_core.storage import delete_quietly, save_private
+from trials.models import Case, CaseFile, CaseStatus, TrialStatus, VisualFieldResult
+from trials.upload_pipeline import ProcessedUpload, UploadContext, process_upload
+from trials.uploads.errors import UploadRejected
+from trials.uploads.visual_field import ReliabilityCriteria
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    outcome: str  # "accepted" | "duplicate"
+    case_file: CaseFile
+
+
+def upload_context(case: Case) -> UploadContext:
+    subject = case.subject
+    trial = subject.trial
+    age = 90.0 if subject.age == "90+" else float(subject.age)
+    return UploadContext(
+        uid_key=bytes.fromhex(trial.deid_key),
+        subject_pseudonym=subject.pseudonym,
+        protocol_id=trial.protocol_number,
+        protocol_name=trial.title[:64],
+        site_id=subject.site.hospital.code,
+        visit_day=case.visit_day,
+        eye=case.laterality,
+        trial_modalities=tuple(trial.modalities),
+        subject_age_years=age,
+        reliability=ReliabilityCriteria(
+            name=f"trial {trial.protocol_number}",
+            fixation_losses_max=float(trial.vf_max_fixation_losses),
+            false_positives_max=float(trial.vf_max_false_positives),
+            false_negatives_max=float(trial.vf_max_false_negatives),
+        ),
+        max_bytes=settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024,
+        max_pixels=settings.VISUS_MAX_IMAGE_PIXELS,
+        min_side=settings.VISUS_MIN_IMAGE_SIDE,
+    )
+
+
+def check_can_upload(*, actor: User | None, case: Case) -> None:
+    """Refuse uploads that no file could fix: wrong person, closed trial, closed case, withdrawn subject."""
+    subject = case.subject
+    if actor is not None and not user_has_role(actor, Role.COORDINATOR, hospital=subject.site.hospital):
+        raise ApplicationError(
+            "Only a coordinator of this site may upload files to its cases.", code="forbidden", status=403
+        )
+    if subject.trial.status == TrialStatus.CLOSED:
+        raise ApplicationError("The trial is closed: no more files.", code="trial_closed")
+    if subject.is_withdrawn:
+        raise ApplicationError(f"{subject.pseudonym} is withdrawn: no more files.", code="subject_withdrawn")
+    if case.status != CaseStatus.OPEN:
+        raise ApplicationError(
+            f"The case is {case.get_status_display().lower()}; reopen it before adding files.", code="case_not_open"
+        )
+
+
+def _nan_to_none(values) -> list:  # noqa: ANN001
+    return [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
+
+
+def case_file_upload(*, actor: User | None, case: Case, data: bytes, source: str = "page") -> UploadOutcome:
+    """De-identify and store one file for a case.
+
+    Raises UploadRejected (the file) or ApplicationError (the case) with a clear message; in both cases
+    nothing is stored. The same de-identified content twice in a case is a duplicate, not an error.
+    """
+    case = Case.objects.select_related("subject__trial", "subject__site__hospital").get(pk=case.pk)
+    check_can_upload(actor=actor, case=case)
+    processed = process_upload(data, upload_context(case))
+    digest = hashlib.sha256(processed.content).hexdigest()
+    existing = CaseFile.objects.filter(case=case, sha256=digest).first()
+    if existing is not None:
+        return UploadOutcome("duplicate", existing)
+
+    prefix = f"cases/{case.pk}"
+    written: list[str] = []
+    try:
+        names = _store(prefix, processed, written)
+        with transaction.atomic():
+            case_file = _create_rows(
+                actor=actor, case=case, processed=processed, digest=digest, names=names, source=source
+            )
+    except IntegrityError:
+        delete_quietly(written)
+        existing = CaseFile.objects.filter(case=case, sha256=digest).first()
+        if existing is not None:  # the same file arrived twice at once
+            return UploadOutcome("duplicate", existing)
+        raise
+    except BaseException:
+        delete_quietly(written)
+        raise
+    return UploadOutcome("accepted", case_file)
+
+
+def _store(prefix: str, processed: ProcessedUpload, written: list[str]) -> dict[str, str]:
+    names = {"content": "", "preview": "", "thumbnail": "", "pd_plot": ""}
+    names["content"] = save_private(prefix, processed.content, processed.extension)
+    written.append(names["content"])
+    if processed.pd_plot is not None:
+        names["pd_plot"] = save_private(prefix, processed.pd_plot, "png")
+        written.append(names["pd_plot"])
+        names["preview"] = names["thumbnail"] = names["pd_plot"]
+    else:
+        if processed.preview is not None:
+            names["preview"] = save_private(prefix, processed.preview, "jpg")
+            written.append(names["preview"])
+        if processed.thumbnail is not None:
+            names["thumbnail"] = save_private(prefix, processed.thumbnail, "jpg")
+            written.append(names["thumbnail"])
+    return names
+
+
+def _create_rows(
+    *, actor: User | None, case: Case, processed: ProcessedUpload, digest: str, names: dict[str, str], source: str
+) -> CaseFile:
+    case_file = CaseFile(
+        case=case,
+        modality=processed.modality,
+        file_format=processed.file_format,
+        sop_class=processed.sop_class,
+        content=names["content"],
+        preview=names["preview"],
+        thumbnail=names["thumbnail"],
+        content_type=processed.content_type,
+        sha256=digest,
+        size=len(processed.content),
+        width=processed.width,
+        height=processed.height,
+        frames=processed.frames,
+        bits=processed.bits,
+        deid_report=processed.report,
+        uploaded_by=actor,
+    )
+    case_file.full_clean()
+    case_file.save(force_insert=True)
+    if processed.analysis is not None and processed.visual_field is not None:
+        vf, analysis = processed.visual_field, processed.analysis
+        result = VisualFieldResult(
+            case_file=case_file,
+            case=case,
+            eye=vf.eye,
+            sensitivities=_nan_to_none(vf.sensitivities),
+            total_deviation=_nan_to_none(analysis.total_deviation),
+            pattern_deviation=_nan_to_none(analysis.pattern_deviation),
+            total_deviation_probability=_nan_to_none(analysis.total_deviation_probability),
+            pattern_deviation_probability=_nan_to_none(analysis.pattern_deviation_probability),
+            mean_deviation=analysis.mean_deviation,
+            pattern_standard_deviation=analysis.pattern_standard_deviation,
+            visual_field_index=analysis.visual_field_index,
+            glaucoma_hemifield_test=vf.glaucoma_hemifield_test or "",
+            indices_source=dict(analysis.indices_source),
+            fixation_loss_percent=vf.fixation_loss_percent,
+            false_positive_percent=vf.false_positive_percent,
+            false_negative_percent=vf.false_negative_percent,
+            reliable=analysis.reliability.reliable,
+            reliability_rule=analysis.reliability.criteria.name[:60],
+            reliability_reasons=list(analysis.reliability.fired),
+            pd_plot=names["pd_plot"],
+        )
+        result.full_clean()
+        result.save(force_insert=True)
+    audit_record(
+        actor=actor,
+        action="case_file.upload",
+        obj=case_file,
+        trial_ref=case.subject.trial.slug,
+        hospital_code=case.subject.site.hospital.code,
+        changes={
+            "case": [None, str(case.pk)],
+            "modality": [None, processed.modality],
+            "format": [None, processed.file_format],
+            "sha256": [None, digest],
+            "size": [None, len(processed.content)],
+        },
+        reason=f"uploaded via {source}",
+    )
+    return case_file
+
+
+__all__ = ["UploadOutcome", "UploadRejected", "case_file_upload", "check_can_upload", "upload_context"]

@@ -1,0 +1,210 @@
+"""Bulk import of case files through the same pipeline as the browser.
+
+    python manage.py import_cases --trial SLUG --site CODE PATH
+
+PATH is a folder or a .zip. A ``manifest.csv`` at its top (columns ``file,subject,eye,visit_day``) maps each
+file to a subject pseudonym, eye and visit day; without one, the layout ``SUBJECT/EYE/file`` is used (visit
+day from --visit-day, default 0). Cases are created when missing. One line per file; exit code 1 if any
+file failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from platform_core.accounts.models import User
+from platform_core.api.exceptions import ApplicationError
+from trials.file_services import case_file_upload
+from trials.models import Case, Subject, Trial, TrialSite
+from trials.services import case_create
+from trials.uploads.errors import UploadRejected
+
+MANIFEST = "manifest.csv"
+MANIFEST_COLUMNS = ["file", "subject", "eye", "visit_day"]
+IGNORED = {".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+@dataclass
+class Entry:
+    name: str  # path inside the import, POSIX style
+    read: Callable[[], bytes]
+    size: int
+    problem: str = ""
+
+
+def safe_member_name(name: str) -> str | None:
+    """The normalised relative path, or None for absolute paths, '..', drive letters and backslashes."""
+    if not name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return None
+    parts = PurePosixPath(name).parts
+    if any(part in ("..", "") for part in parts):
+        return None
+    return str(PurePosixPath(*[p for p in parts if p != "."]))
+
+
+def folder_entries(root: Path) -> Iterator[Entry]:
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for filename in sorted(filenames):
+            path = Path(dirpath) / filename
+            rel = path.relative_to(root).as_posix()
+            if filename in IGNORED:
+                continue
+            if path.is_symlink():
+                yield Entry(rel, lambda: b"", 0, "symbolic links are not followed; copy the file itself")
+                continue
+            yield Entry(rel, path.read_bytes, path.stat().st_size)
+
+
+def zip_entries(archive: zipfile.ZipFile, max_bytes: int) -> Iterator[Entry]:
+    for info in archive.infolist():
+        if info.is_dir() or PurePosixPath(info.filename).name in IGNORED or info.filename.startswith("__MACOSX/"):
+            continue
+        name = safe_member_name(info.filename)
+        if name is None:
+            yield Entry(info.filename, lambda: b"", 0, "unsafe path in the zip (absolute or with '..'): refused")
+            continue
+        if info.flag_bits & 0x1:
+            yield Entry(name, lambda: b"", 0, "the zip member is encrypted; unpack it first")
+            continue
+        if info.file_size > max_bytes:
+            yield Entry(name, lambda: b"", info.file_size, f"larger than the upload limit of {max_bytes // 2**20} MB")
+            continue
+        yield Entry(name, lambda info=info: _read_member(archive, info, max_bytes), info.file_size)
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
+    # Read with a cap: the size in the directory can lie (zip bombs).
+    with archive.open(info) as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UploadRejected(f"The file is larger than the upload limit of {max_bytes // 2**20} MB.", "too_large")
+    return data
+
+
+class Command(BaseCommand):
+    help = "Import case files (folder or zip, optional manifest.csv) through the de-identification pipeline."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("path")
+        parser.add_argument("--trial", required=True, help="trial slug")
+        parser.add_argument("--site", required=True, help="hospital code of the site")
+        parser.add_argument("--visit-day", type=int, default=0, help="visit day when there is no manifest")
+        parser.add_argument("--user", help="email of the coordinator to record as uploader (optional)")
+
+    def handle(self, *args: object, **options: object) -> None:
+        trial = Trial.objects.filter(slug=options["trial"]).first()
+        if trial is None:
+            raise CommandError(f"No trial with slug {options['trial']!r}.")
+        site = TrialSite.objects.select_related("hospital").filter(trial=trial, hospital__code=options["site"]).first()
+        if site is None:
+            raise CommandError(f"{options['site']} is not a site of trial {trial.slug}.")
+        actor = None
+        if options["user"]:
+            actor = User.objects.filter(email__iexact=options["user"]).first()
+            if actor is None:
+                raise CommandError(f"No user {options['user']!r}.")
+        path = Path(str(options["path"]))
+        max_bytes = settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024
+        if not path.exists():
+            raise CommandError(f"{path} does not exist.")
+        if path.is_dir():
+            entries = list(folder_entries(path))
+            self._run(entries, trial, site, actor, options)
+        elif zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                self._run(list(zip_entries(archive, max_bytes)), trial, site, actor, options)
+        else:
+            raise CommandError(f"{path} is neither a folder nor a zip file.")
+
+    def _run(self, entries: list[Entry], trial: Trial, site: TrialSite, actor: User | None, options: dict) -> None:
+        manifest = next((e for e in entries if e.name == MANIFEST), None)
+        files = [e for e in entries if e is not manifest]
+        if manifest is not None:
+            targets = self._manifest(manifest, files)
+        else:
+            targets = {e.name: self._from_layout(e.name, options["visit_day"]) for e in files}
+        counts = {"accepted": 0, "duplicate": 0, "failed": 0}
+        for entry in files:
+            outcome = self._one(entry, targets.get(entry.name), trial, site, actor)
+            counts["failed" if outcome.startswith("REJECTED") else outcome.split()[0].lower()] += 1
+            self.stdout.write(f"{outcome.split(':')[0]:<10} {entry.name}{outcome[len(outcome.split(':')[0]) :]}")
+        self.stdout.write(
+            f"{len(files)} file(s): {counts['accepted']} accepted, {counts['duplicate']} duplicate, "
+            f"{counts['failed']} failed"
+        )
+        if counts["failed"]:
+            raise CommandError(f"{counts['failed']} file(s) failed", returncode=1)
+
+    @staticmethod
+    def _from_layout(name: str, visit_day: int) -> tuple[str, str, int] | str:
+        parts = PurePosixPath(name).parts
+        if len(parts) != 3:
+            return "not in the SUBJECT/EYE/file layout (or add a manifest.csv)"
+        return parts[0], parts[1].upper(), visit_day
+
+    def _manifest(self, manifest: Entry, files: list[Entry]) -> dict[str, tuple[str, str, int] | str]:
+        try:
+            text = manifest.read().decode("utf-8-sig")
+        except (UnicodeDecodeError, UploadRejected) as exc:
+            raise CommandError("manifest.csv is not UTF-8 text.") from exc
+        reader = csv.DictReader(io.StringIO(text))
+        if [c.strip().lower() for c in reader.fieldnames or []] != MANIFEST_COLUMNS:
+            raise CommandError(f"manifest.csv must have the columns {','.join(MANIFEST_COLUMNS)}.")
+        targets: dict[str, tuple[str, str, int] | str] = {}
+        for n, row in enumerate(reader, start=2):
+            name = safe_member_name((row.get("file") or "").strip())
+            if name is None:
+                raise CommandError(f"manifest.csv line {n}: unsafe or empty file name.")
+            try:
+                day = int(row.get("visit_day") or "")
+            except ValueError:
+                targets[name] = f"manifest line {n}: visit_day must be a whole number"
+                continue
+            targets[name] = ((row.get("subject") or "").strip(), (row.get("eye") or "").strip().upper(), day)
+        for entry in files:
+            targets.setdefault(entry.name, "not listed in manifest.csv")
+        missing = sorted(set(targets) - {e.name for e in files})
+        for name in missing:
+            self.stderr.write(f"manifest.csv lists {name}, which is not in the import")
+        return targets
+
+    def _one(
+        self, entry: Entry, target: tuple[str, str, int] | str | None, trial: Trial, site: TrialSite, actor: User | None
+    ) -> str:
+        if entry.problem:
+            return f"REJECTED: {entry.problem}"
+        if target is None or isinstance(target, str):
+            return f"REJECTED: {target or 'no case for this file'}"
+        pseudonym, eye, day = target
+        subject = Subject.objects.filter(trial=trial, site=site, pseudonym=pseudonym).first()
+        if subject is None:
+            return f"REJECTED: no subject {pseudonym} at site {site.hospital.code} in this trial"
+        if eye not in ("OD", "OS"):
+            return f"REJECTED: eye must be OD or OS, not {eye!r}"
+        try:
+            case = Case.objects.filter(subject=subject, laterality=eye, visit_day=day).first()
+            if case is None:
+                case = case_create(actor=actor, subject=subject, laterality=eye, visit_day=day)
+            result = case_file_upload(actor=actor, case=case, data=entry.read(), source="import_cases")
+        except UploadRejected as exc:
+            return f"REJECTED: {exc.message}"
+        except ApplicationError as exc:
+            return f"REJECTED: {exc.message}"
+        except ValidationError as exc:
+            return f"REJECTED: {' '.join(exc.messages)}"
+        except OSError:
+            return "REJECTED: the file could not be read"
+        if result.outcome == "duplicate":
+            return f"DUPLICATE: already in {pseudonym} {eye} day {day}"
+        return f"ACCEPTED: {pseudonym} {eye} day {day} ({result.case_file.get_modality_display()})"

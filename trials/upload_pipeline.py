@@ -1,0 +1,274 @@
+"""One pipeline for every way a file comes in (page, API, import_cases): detect by content,
+de-identify in memory, validate against the case, and make previews. No database, no storage here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from trials.uploads.deidentify_dicom import DatePolicy, DeidentifyOptions, deidentify_dicom, frame_image
+from trials.uploads.deidentify_image import deidentify_image, image_to_jpeg, make_preview, make_thumbnail
+from trials.uploads.detect import FileKind, detect_file_kind
+from trials.uploads.errors import UploadRejected
+from trials.uploads.visual_field import (
+    N_POINTS,
+    ReliabilityCriteria,
+    VisualField,
+    VisualFieldAnalysis,
+    analyse_visual_field,
+    parse_visual_field_csv,
+    render_pattern_deviation_plot,
+)
+
+logger = logging.getLogger(__name__)
+
+PREVIEW_SIDE = 1024
+THUMBNAIL_SIDE = 192
+MODALITY_LABELS = {"fundus": "fundus photographs", "oct": "OCT", "visual_field": "visual fields"}
+
+
+@dataclass(frozen=True)
+class UploadContext:
+    """What the pipeline needs to know about the case a file is meant for."""
+
+    uid_key: bytes
+    subject_pseudonym: str
+    protocol_id: str
+    protocol_name: str
+    site_id: str
+    visit_day: int
+    eye: str  # OD | OS
+    trial_modalities: tuple[str, ...]
+    subject_age_years: float | None
+    reliability: ReliabilityCriteria
+    max_bytes: int
+    max_pixels: int
+    min_side: int
+
+
+@dataclass
+class ProcessedUpload:
+    modality: str
+    file_format: str
+    content: bytes
+    extension: str
+    content_type: str
+    sop_class: str = ""
+    width: int | None = None
+    height: int | None = None
+    frames: int = 1
+    bits: int | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    preview: bytes | None = None
+    thumbnail: bytes | None = None
+    visual_field: VisualField | None = None
+    analysis: VisualFieldAnalysis | None = None
+    pd_plot: bytes | None = None
+
+
+def process_upload(data: bytes, context: UploadContext) -> ProcessedUpload:
+    """De-identify and validate one file for one case, or raise UploadRejected with a clear message.
+
+    Errors from decoders are never passed through (their text can quote values from the file): an
+    unexpected failure becomes a generic refusal and is logged by type only.
+    """
+    kind = detect_file_kind(data, max_bytes=context.max_bytes)
+    try:
+        if kind in (FileKind.JPEG, FileKind.PNG, FileKind.TIFF):
+            result = _image(data, context)
+        elif kind == FileKind.DICOM:
+            result = _dicom(data, context)
+        else:
+            result = _visual_field_csv(data, context)
+    except UploadRejected:
+        raise
+    except MemoryError:
+        raise UploadRejected("The file is too large to process.", "too_large") from None
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        logger.warning("Upload processing failed: %s", type(exc).__name__)
+        raise UploadRejected(
+            f"The file looks like {kind.value.upper()} but could not be read: it may be damaged or use a "
+            "variant Visus does not support. Export it again from the device.",
+            "unreadable",
+        ) from None
+    if result.modality not in context.trial_modalities:
+        allowed = ", ".join(MODALITY_LABELS[m] for m in context.trial_modalities)
+        raise UploadRejected(
+            f"This is a {MODALITY_LABELS[result.modality][:-1] if result.modality != 'oct' else 'OCT'} file, but "
+            f"this trial collects only {allowed}.",
+            "wrong_modality",
+        )
+    return result
+
+
+def _image(data: bytes, context: UploadContext) -> ProcessedUpload:
+    image = deidentify_image(data, max_pixels=context.max_pixels, min_side=context.min_side)
+    return ProcessedUpload(
+        modality="fundus",
+        file_format=image.source_format.lower(),
+        content=image.data,
+        extension=image.format.lower(),
+        content_type=f"image/{image.format.lower()}",
+        width=image.width,
+        height=image.height,
+        bits=8,
+        report={
+            "pipeline": "image",
+            "source_format": image.source_format,
+            "stripped": list(image.stripped),
+            "orientation_applied": image.orientation_applied,
+            "colour_converted": image.colour_converted,
+            "rebuilt_from_pixels": True,
+        },
+        preview=make_preview(image.data, PREVIEW_SIDE, max_pixels=context.max_pixels),
+        thumbnail=make_thumbnail(image.data, THUMBNAIL_SIDE, max_pixels=context.max_pixels),
+    )
+
+
+def _check_eye(found: str | None, context: UploadContext, what: str) -> None:
+    if found in ("OD", "OS") and found != context.eye:
+        raise UploadRejected(
+            f"The {what} is of the {'right' if found == 'OD' else 'left'} eye ({found}) but this case is the "
+            f"{'right' if context.eye == 'OD' else 'left'} eye ({context.eye}). Upload it to the matching case.",
+            "wrong_eye",
+        )
+
+
+def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
+    options = DeidentifyOptions(
+        uid_key=context.uid_key,
+        subject_pseudonym=context.subject_pseudonym,
+        sponsor_name="Visus trial",
+        protocol_id=context.protocol_id,
+        protocol_name=context.protocol_name,
+        site_id=context.site_id,
+        time_point_id=f"day {context.visit_day}",
+        date_policy=DatePolicy.REMOVE,
+        subject_age_years=context.subject_age_years,
+        max_pixels=context.max_pixels,
+    )
+    result = deidentify_dicom(data, options=options)
+    meta = result.metadata
+    _check_eye(meta.laterality, context, "DICOM file")
+    processed = ProcessedUpload(
+        modality=meta.modality,
+        file_format="dicom",
+        content=result.data,
+        extension="dcm",
+        content_type="application/dicom",
+        sop_class=meta.sop_class_name,
+        width=meta.columns,
+        height=meta.rows,
+        frames=meta.frames or 1,
+        bits=meta.bits_stored,
+        report={
+            "pipeline": "dicom",
+            "profile": "PS3.15 Annex E Basic Application Level Confidentiality Profile",
+            "options": list(result.options_used),
+            "actions": result.report_dicts(),
+            "warnings": list(result.warnings),
+        },
+    )
+    if meta.modality == "visual_field":
+        if result.visual_field is None:
+            raise UploadRejected(
+                "This visual-field DICOM holds no threshold sensitivities, so it cannot be analysed.",
+                "visual_field_incomplete",
+            )
+        _attach_visual_field(processed, result.visual_field, context)
+    elif meta.rows and meta.columns:
+        frames = processed.frames
+        img = frame_image(result.data, frame=frames // 2, max_pixels=context.max_pixels)
+        processed.preview = image_to_jpeg(img, max_side=PREVIEW_SIDE)
+        processed.thumbnail = image_to_jpeg(img, max_side=THUMBNAIL_SIDE)
+    return processed
+
+
+def _attach_visual_field(processed: ProcessedUpload, vf: VisualField, context: UploadContext) -> None:
+    _check_eye(vf.eye, context, "visual field")
+    analysis = analyse_visual_field(vf, criteria=context.reliability)
+    processed.visual_field = vf
+    processed.analysis = analysis
+    processed.pd_plot = render_pattern_deviation_plot(analysis, size=224)
+    processed.preview = processed.pd_plot
+    processed.thumbnail = processed.pd_plot
+
+
+def _visual_field_csv(data: bytes, context: UploadContext) -> ProcessedUpload:
+    text = data.decode("utf-8-sig")
+    fields = parse_visual_field_csv(text)
+    matching = [f for f in fields if f.eye == context.eye]
+    if not matching:
+        eyes = ", ".join(sorted({f.eye for f in fields}))
+        raise UploadRejected(
+            f"The CSV holds visual fields of {eyes} only, but this case is {context.eye}. Upload it to the matching "
+            "case.",
+            "wrong_eye",
+        )
+    if len(matching) > 1:
+        raise UploadRejected(
+            f"The CSV holds {len(matching)} visual fields of {context.eye}; a case takes one test. Split the file "
+            "by visit.",
+            "too_many_fields",
+        )
+    vf = matching[0]
+    processed = ProcessedUpload(
+        modality="visual_field",
+        file_format="visual_field_csv",
+        content=visual_field_csv_bytes(vf),
+        extension="csv",
+        content_type="text/csv",
+        report={
+            "pipeline": "visual_field_csv",
+            "rebuilt_from_values": True,
+            "rows_in_file": len(fields),
+            "rows_kept": 1,
+            "age_capped_at_90": vf.age > 90,
+        },
+    )
+    _attach_visual_field(processed, vf, context)
+    return processed
+
+
+def visual_field_csv_bytes(vf: VisualField) -> bytes:
+    """The stored CSV: rebuilt from the parsed values only (so nothing else in the file can travel)."""
+
+    def num(value: float | None) -> str:
+        return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:g}"
+
+    header = [
+        "eye",
+        "age",
+        *[f"s{i}" for i in range(1, N_POINTS + 1)],
+        "md",
+        "psd",
+        "vfi",
+        "ght",
+        "fixation_losses",
+        "fixation_checks",
+        "false_positives",
+        "false_negatives",
+    ]
+    row = [
+        vf.eye,
+        num(min(vf.age, 90.0)),
+        *[num(v) for v in vf.sensitivities],
+        num(vf.mean_deviation),
+        num(vf.pattern_standard_deviation),
+        num(vf.visual_field_index),
+        vf.glaucoma_hemifield_test or "",
+        num(vf.fixation_losses),
+        num(vf.fixation_checks),
+        num(vf.false_positive_percent),
+        num(vf.false_negative_percent),
+    ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerow(row)
+    return out.getvalue().encode("utf-8")
