@@ -200,9 +200,10 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND")
 if CELERY_BROKER_URL.startswith("visusfs://"):
     # Embedded broker: kombu's filesystem transport, publishing through an atomic rename.
     _broker_dir = DATA_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "control_folder": str(_broker_dir / "control"),
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
