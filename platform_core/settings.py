@@ -274,7 +274,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Decoders log metadata values (TIFF tags, PNG chunks) at DEBUG: they would carry identifiers.
+        "PIL": {"level": "WARNING"},
+        "pydicom": {"level": "WARNING"},
+    },
 }
 
 try:

@@ -98,7 +98,7 @@ def enrol(*, coordinator: User, trial, hospital: Hospital, age: int = 60, token:
 class TrialWorld:
     """Two hospitals in one recruiting trial, with a manager, a coordinator per site, and people."""
 
-    def __init__(self) -> None:
+    def __init__(self, modalities: tuple[str, ...] = ("fundus",)) -> None:
         self.h1 = HospitalFactory(code="H01")
         self.h2 = HospitalFactory(code="H02")
         self.manager = member(Role.TRIAL_MANAGER, self.h1, email="manager@visus.example")
@@ -109,7 +109,7 @@ class TrialWorld:
         self.monitor = member(Role.MONITOR, self.h1, email="monitor@visus.example")
         self.statistician = member(Role.STATISTICIAN, self.h2, email="stats@visus.example")
         self.outsider = member(Role.COORDINATOR, HospitalFactory(code="H09"), email="outsider@visus.example")
-        self.trial = make_trial(manager=self.manager, hospitals=[self.h1, self.h2])
+        self.trial = make_trial(manager=self.manager, hospitals=[self.h1, self.h2], modalities=list(modalities))
         self.subject1 = enrol(coordinator=self.coord1, trial=self.trial, hospital=self.h1)
         self.subject2 = enrol(coordinator=self.coord2, trial=self.trial, hospital=self.h2)
         from trials.services import case_create

@@ -137,8 +137,9 @@ class Command(BaseCommand):
         counts = {"accepted": 0, "duplicate": 0, "failed": 0}
         for entry in files:
             outcome = self._one(entry, targets.get(entry.name), trial, site, actor)
-            counts["failed" if outcome.startswith("REJECTED") else outcome.split()[0].lower()] += 1
-            self.stdout.write(f"{outcome.split(':')[0]:<10} {entry.name}{outcome[len(outcome.split(':')[0]) :]}")
+            word, _, detail = outcome.partition(":")
+            counts["failed" if word == "REJECTED" else word.lower()] += 1
+            self.stdout.write(f"{word:<10} {entry.name}:{detail}")
         self.stdout.write(
             f"{len(files)} file(s): {counts['accepted']} accepted, {counts['duplicate']} duplicate, "
             f"{counts['failed']} failed"

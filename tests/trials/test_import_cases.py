@@ -1,0 +1,99 @@
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import TestCase
+
+from tests.factories import TrialWorld
+from tests.trials import image_factories
+from tests.trials.test_uploads_service import stored_names, vf_csv
+from trials.models import Case, CaseFile
+
+
+def run(path, **options):
+    out = io.StringIO()
+    code = 0
+    try:
+        call_command("import_cases", str(path), stdout=out, stderr=out, **options)
+    except CommandError as exc:
+        code = exc.returncode
+        out.write(str(exc))
+    return code, out.getvalue()
+
+
+class ImportCasesTests(TestCase):
+    def setUp(self):
+        self.w = TrialWorld(modalities=("fundus", "visual_field"))
+        self.before = stored_names()
+        self.tmp = Path(tempfile.mkdtemp(prefix="visus-import-"))
+
+    def tearDown(self):
+        for name in stored_names() - self.before:
+            default_storage.delete(name)
+
+    def test_folder_with_manifest_creates_cases_and_reports_each_file(self):
+        (self.tmp / "a.png").write_bytes(image_factories.plain_png(400, 400))
+        (self.tmp / "b.csv").write_bytes(vf_csv("OS"))
+        (self.tmp / "manifest.csv").write_text(
+            "file,subject,eye,visit_day\na.png,DR01-H01-0001,OD,30\nb.csv,DR01-H01-0001,OS,30\n"
+        )
+        code, out = run(self.tmp, trial="dr-trial", site="H01")
+        self.assertEqual(code, 0, out)
+        self.assertIn("ACCEPTED   a.png: DR01-H01-0001 OD day 30", out)
+        self.assertIn("ACCEPTED   b.csv: DR01-H01-0001 OS day 30", out)
+        self.assertIn("2 file(s): 2 accepted, 0 duplicate, 0 failed", out)
+        self.assertEqual(Case.objects.filter(subject=self.w.subject1, visit_day=30).count(), 2)
+        code, out = run(self.tmp, trial="dr-trial", site="H01")
+        self.assertEqual(code, 0)
+        self.assertIn("DUPLICATE  a.png", out)
+
+    def test_layout_without_manifest(self):
+        folder = self.tmp / "DR01-H01-0001" / "od"
+        folder.mkdir(parents=True)
+        (folder / "photo.png").write_bytes(image_factories.plain_png(400, 400))
+        code, out = run(self.tmp, trial="dr-trial", site="H01", visit_day=7)
+        self.assertEqual(code, 0, out)
+        self.assertIn("ACCEPTED   DR01-H01-0001/od/photo.png: DR01-H01-0001 OD day 7", out)
+
+    def test_failures_are_reported_per_file_and_exit_with_1(self):
+        (self.tmp / "good.png").write_bytes(image_factories.plain_png(400, 400))
+        (self.tmp / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+        (self.tmp / "other-site.png").write_bytes(image_factories.plain_png(401, 400))
+        (self.tmp / "stray.png").write_bytes(image_factories.plain_png(402, 400))
+        (self.tmp / "manifest.csv").write_text(
+            "file,subject,eye,visit_day\ngood.png,DR01-H01-0001,OD,0\ncorrupt.jpg,DR01-H01-0001,OD,0\n"
+            "other-site.png,DR01-H02-0001,OS,0\n"
+        )
+        code, out = run(self.tmp, trial="dr-trial", site="H01")
+        self.assertEqual(code, 1)
+        self.assertIn("ACCEPTED   good.png", out)
+        self.assertRegex(out, r"REJECTED   corrupt.jpg: .*truncated|damaged")
+        self.assertIn("REJECTED   other-site.png: no subject DR01-H02-0001 at site H01", out)
+        self.assertIn("REJECTED   stray.png: not listed in manifest.csv", out)
+        self.assertEqual(CaseFile.objects.count(), 1)
+
+    def test_zip_with_path_tricks_is_refused_member_by_member(self):
+        archive = self.tmp / "batch.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            zf.writestr("DR01-H01-0001/OD/ok.png", image_factories.plain_png(400, 400))
+            zf.writestr("../../etc/evil.png", image_factories.plain_png(401, 400))
+            zf.writestr("/abs/evil.png", image_factories.plain_png(402, 400))
+        code, out = run(archive, trial="dr-trial", site="H01")
+        self.assertEqual(code, 1, out)
+        self.assertIn("ACCEPTED   DR01-H01-0001/OD/ok.png", out)
+        self.assertEqual(out.count("unsafe path in the zip"), 2)
+        self.assertEqual(CaseFile.objects.count(), 1)
+
+    def test_manifest_with_unsafe_names_stops_the_import(self):
+        (self.tmp / "manifest.csv").write_text("file,subject,eye,visit_day\n../x.png,DR01-H01-0001,OD,0\n")
+        code, out = run(self.tmp, trial="dr-trial", site="H01")
+        self.assertEqual(code, 1)
+        self.assertIn("unsafe or empty file name", out)
+
+    def test_unknown_trial_or_site_is_an_error(self):
+        self.assertIn("No trial", run(self.tmp, trial="nope", site="H01")[1])
+        self.assertIn("not a site", run(self.tmp, trial="dr-trial", site="H77")[1])
