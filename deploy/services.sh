@@ -84,6 +84,24 @@ JSON
   if ! wait_for SeaweedFS-S3 60 sh -c "curl -s -o /dev/null -w '%{http_code}' $AWS_S3_ENDPOINT_URL/ | grep -qE '^(200|403)$'"; then
     tail -20 "$dir/weed.log" >&2; return 1
   fi
+  # The private bucket the suite stores case files in (a deployment provisions its own).
+  local i
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    if .venv/bin/python - <<'PY'
+import os, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_S3_ENDPOINT_URL"], region_name="us-east-1",
+                  aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"], aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+                  config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+if os.environ["AWS_STORAGE_BUCKET_NAME"] not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+    s3.create_bucket(Bucket=os.environ["AWS_STORAGE_BUCKET_NAME"])
+PY
+    then return 0; fi
+    sleep 1
+  done
+  echo "ERROR: could not create the S3 bucket $AWS_STORAGE_BUCKET_NAME." >&2
+  tail -20 "$dir/weed.log" >&2
+  return 1
 }
 
 stop_seaweedfs() {  # stop_seaweedfs DATA_DIR
