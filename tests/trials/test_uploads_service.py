@@ -36,6 +36,19 @@ def stored_names(prefix: str = "cases") -> set[str]:
     return names
 
 
+def fetch(response) -> bytes:
+    """The bytes behind an authorised file view: streamed from disk, or via S3's presigned redirect."""
+    if response.status_code == 302:
+        import urllib.request
+
+        location = response["Location"]
+        assert "X-Amz-Signature=" in location, location
+        with urllib.request.urlopen(location, timeout=10) as handle:  # noqa: S310 - loopback S3 in tests
+            return handle.read()
+    assert response.status_code == 200, response.status_code
+    return b"".join(response.streaming_content)
+
+
 def vf_csv(eye="OD", *, fl=1, checks=14, fp=3, fn=2, sens=28.0) -> bytes:
     values = [("" if i in (26, 35) else f"{sens - (i % 5):g}") for i in range(1, N_POINTS + 1)]
     header = [
@@ -86,9 +99,7 @@ class AcceptedUploadTests(UploadTestCase):
             self.assertNotIn(canary, stored)
         self.assertNotIn("CANARY", case_file.content.name)
         self.client.force_login(self.w.coord1)
-        preview = self.client.get(body["preview_url"])
-        self.assertEqual(preview.status_code, 200)
-        self.assertEqual(Image.open(io.BytesIO(b"".join(preview.streaming_content))).format, "JPEG")
+        self.assertEqual(Image.open(io.BytesIO(fetch(self.client.get(body["preview_url"])))).format, "JPEG")
         event = AuditEvent.objects.get(action="case_file.upload")
         self.assertEqual(event.changes["sha256"], [None, case_file.sha256])
         self.assertEqual(event.hospital_code, "H01")
@@ -256,3 +267,41 @@ class CasePageUploadTests(UploadTestCase):
         response = self.client.get(reverse("trials:case-detail", args=[self.w.case1.pk]))
         self.assertEqual(response.status_code, 200)
         self.assertNotContains(response, 'data-testid="dropzone"')
+
+
+class PresignedFileAccessTests(UploadTestCase):
+    """On S3, file views hand out short-lived presigned URLs; tampered or expired ones are refused."""
+
+    def test_presigned_file_urls_expire_and_resist_tampering(self):
+        from tests.support import require_service
+        from platform_core.storage import is_s3
+
+        require_service("S3 (SeaweedFS) as default storage", is_s3(default_storage), "make test sets AWS_* for this")
+        import time
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        self.upload(image_factories.plain_png(400, 400))
+        case_file = CaseFile.objects.get()
+        self.client.force_login(self.w.coord1)
+        url = reverse("trials:case-file", args=[case_file.pk, "content"])
+        with override_settings(VISUS_PRESIGNED_URL_SECONDS=2):
+            response = self.client.get(url)
+        self.assertEqual(response.status_code, 302)
+        location = response["Location"]
+
+        def status(u):
+            try:
+                with urllib.request.urlopen(u, timeout=10) as handle:  # noqa: S310 - loopback S3
+                    return handle.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        self.assertEqual(status(location), 200)
+        parts = urllib.parse.urlsplit(location)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        query["X-Amz-Signature"] = query["X-Amz-Signature"][::-1]
+        self.assertEqual(status(urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))), 403)
+        time.sleep(3.5)
+        self.assertEqual(status(location), 403)
