@@ -273,8 +273,8 @@ class PresignedFileAccessTests(UploadTestCase):
     """On S3, file views hand out short-lived presigned URLs; tampered or expired ones are refused."""
 
     def test_presigned_file_urls_expire_and_resist_tampering(self):
-        from tests.support import require_service
         from platform_core.storage import is_s3
+        from tests.support import require_service
 
         require_service("S3 (SeaweedFS) as default storage", is_s3(default_storage), "make test sets AWS_* for this")
         import time
