@@ -1,13 +1,54 @@
-"""Reads of models, jobs and predictions, scoped like cases."""
+"""Reads of models, jobs and predictions, scoped like the cases they belong to."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
+
+from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind, Task
+from diagnosis.networks.fusion import GlaucomaEvidence, fuse_glaucoma
 from platform_core.accounts.models import User
 from trials.models import Case
+from trials.selectors import cases_for
+
+
+def jobs_for(user: User) -> QuerySet[InferenceJob]:
+    return InferenceJob.objects.filter(case__in=cases_for(user).values("pk")).select_related("model_version")
+
+
+def predictions_for(user: User) -> QuerySet[Prediction]:
+    return Prediction.objects.filter(case__in=cases_for(user).values("pk")).select_related("model_version", "job")
+
+
+def fused_glaucoma(predictions: list[Prediction]) -> dict[str, Any] | None:
+    """Per-eye glaucoma probability from this case's model outputs (see diagnosis/networks/fusion.py)."""
+    vf = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_VF), None)
+    if vf is None:
+        return None
+    evidence = GlaucomaEvidence(
+        vf_probability=vf.glaucoma_probability,
+        vf_reliable=vf.kind == ResultKind.PREDICTION,
+    )
+    result = fuse_glaucoma(evidence)
+    return {
+        "probability": result.probability,
+        "used": list(result.used),
+        "excluded": dict(result.excluded),
+    }
 
 
 def case_inference_context(*, user: User, case: Case) -> dict[str, Any]:
-    """Inference jobs and predictions of a case for its page (filled in by the inference feature)."""
-    return {"inference_jobs": []}
+    """Inference jobs, predictions and the fused glaucoma probability of a case, for its page."""
+    jobs = list(jobs_for(user).filter(case=case).order_by("model_version__name"))
+    predictions = list(predictions_for(user).filter(case=case).order_by("model_version__name"))
+    return {
+        "inference_jobs": jobs,
+        "predictions": predictions,
+        "fused_glaucoma": fused_glaucoma(predictions),
+        "jobs_pending": any(job.status in ("queued", "running") for job in jobs),
+    }
+
+
+def active_models() -> QuerySet[ModelVersion]:
+    return ModelVersion.objects.filter(status="active").order_by("name", "-created_at")

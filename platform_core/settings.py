@@ -163,6 +163,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.MemoryFileUploadHandler"]
 FILE_UPLOAD_MAX_MEMORY_SIZE = VISUS_MAX_UPLOAD_MB * 1024 * 1024 + 64 * 1024
 
+# Inference workers: jobs per batch, how long a claimed job is held before another worker may take it
+# over, and a fault-injection delay used only by the worker-kill test.
+VISUS_INFERENCE_BATCH_SIZE = env.int("VISUS_INFERENCE_BATCH_SIZE", 8)
+VISUS_INFERENCE_LEASE_SECONDS = env.int("VISUS_INFERENCE_LEASE_SECONDS", 900)
+VISUS_INFERENCE_SLOWDOWN_SECONDS = env.int("VISUS_INFERENCE_SLOWDOWN_SECONDS", 0)
+
 S3_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", required=True)
 if S3_BUCKET:
     _s3_options = {

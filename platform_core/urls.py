@@ -7,6 +7,7 @@ from platform_core.accounts import views as account_views
 api_v1 = [
     path("", include(("platform_core.api.urls", "core"))),
     path("", include("trials.api_urls")),
+    path("", include("diagnosis.api_urls")),
 ]
 
 urlpatterns = [
@@ -14,6 +15,7 @@ urlpatterns = [
     path("accounts/", include("platform_core.accounts.urls")),
     path("audit/", include("platform_core.audit.urls")),
     path("trials/", include("trials.urls")),
+    path("diagnosis/", include("diagnosis.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

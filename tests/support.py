@@ -43,8 +43,18 @@ def require_postgresql() -> None:
     )
 
 
-def broker_url_for_tests() -> str:
-    return settings.CELERY_BROKER_URL
+def require_rabbitmq() -> str:
+    url = os.environ.get("VISUS_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    ok, detail = True, url
+    try:
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001 - any failure means the service is missing
+        ok, detail = False, f"{url} ({exc})"
+    require_service("RabbitMQ", ok, detail)
+    return url
 
 
 def require_redis_broker() -> str:
@@ -127,6 +137,15 @@ class LiveWorker:
         )
         return self
 
+    def send(self, task: Any, args: list, queue: str = "default") -> Any:
+        """Publish a task through this worker's broker (which may differ from the settings' broker)."""
+        from platform_core.celery import app
+
+        if self.broker_url == settings.CELERY_BROKER_URL:
+            return task.apply_async(args=args, queue=queue)
+        with app.connection_for_write(self.broker_url) as connection:
+            return task.apply_async(args=args, queue=queue, connection=connection)
+
     def wait_ready(self, app: Any, timeout: float = 60) -> None:
         from platform_core.tasks import worker_ping
 
@@ -136,7 +155,7 @@ class LiveWorker:
             if self.process and self.process.poll() is not None:
                 raise AssertionError(f"Celery worker exited early:\n{self.log_tail()}")
             try:
-                worker_ping.apply_async(args=["ready"]).get(timeout=5)
+                self.send(worker_ping, ["ready"]).get(timeout=5)
                 return
             except Exception as exc:  # noqa: BLE001 - keep waiting until the deadline
                 last_error = exc

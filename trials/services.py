@@ -425,4 +425,9 @@ def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -
         changes={"status": [old, status]},
         reason=reason.strip(),
     )
+    if status == CaseStatus.COMPLETE:
+        # A complete case is read by every active model that fits its files (queued after commit).
+        from diagnosis.services import inference_jobs_queue
+
+        inference_jobs_queue(case=case)
     return case

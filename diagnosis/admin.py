@@ -1,0 +1,148 @@
+"""Registry admin: upload a checkpoint (through the same checks as register_model), retire or activate."""
+
+from __future__ import annotations
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
+from diagnosis.registry import model_register, model_set_status
+from platform_core.api.exceptions import ApplicationError
+
+
+class ModelRegisterForm(forms.ModelForm):
+    checkpoint = forms.FileField(help_text="torch.save file: a Visus checkpoint or a plain state dict.")
+    architecture_choice = forms.ChoiceField(
+        choices=[("", "from the checkpoint"), *Architecture.choices], required=False, label="Architecture"
+    )
+    config_json = forms.CharField(widget=forms.Textarea, required=False, label="Config (JSON, plain state dicts)")
+    model_card_json = forms.CharField(
+        widget=forms.Textarea,
+        label="Model card (JSON)",
+        initial=json.dumps(
+            {"intended_use": "", "training_data": "", "metrics": {}, "limitations": "", "not_for_clinical_use": True},
+            indent=2,
+        ),
+    )
+
+    class Meta:
+        model = ModelVersion
+        fields = ["name", "version"]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        for field in ("config_json", "model_card_json"):
+            text = cleaned.get(field) or ""
+            try:
+                cleaned[field] = json.loads(text) if text.strip() else None
+            except json.JSONDecodeError as exc:
+                self.add_error(field, f"Not valid JSON: {exc}")
+        return cleaned
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ("name", "version", "architecture", "task", "status", "sha256_short", "created_at")
+    list_filter = ("status", "architecture", "task")
+    actions = ["retire", "activate"]
+    readonly_fields = (
+        "architecture",
+        "task",
+        "config",
+        "input_spec",
+        "weights",
+        "sha256",
+        "size",
+        "model_card",
+        "metrics",
+        "status",
+        "registered_by",
+    )
+
+    @admin.display(description="SHA-256")
+    def sha256_short(self, obj: ModelVersion) -> str:
+        return obj.sha256[:12]
+
+    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+        if obj is None:
+            kwargs["form"] = ModelRegisterForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        if obj is None:
+            return ["name", "version", "checkpoint", "architecture_choice", "config_json", "model_card_json"]
+        return ["name", "version", *self.readonly_fields]
+
+    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        return (*self.readonly_fields, "name", "version") if obj else ()
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return obj is None or super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+        if change:
+            return
+        data = form.cleaned_data
+        try:
+            registered = model_register(
+                actor=request.user,
+                name=data["name"],
+                version=data["version"],
+                weights=data["checkpoint"].read(),
+                model_card=data["model_card_json"] or {},
+                architecture=data["architecture_choice"] or None,
+                config=data["config_json"],
+            )
+        except (ApplicationError, ValidationError) as exc:
+            message = exc.message if isinstance(exc, ApplicationError) else " ".join(exc.messages)
+            raise ValidationError(message) from None
+        obj.pk = registered.pk
+        obj.refresh_from_db()
+
+    def add_view(self, request, form_url="", extra_context=None):  # noqa: ANN001, ANN201
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), level=messages.ERROR)
+            from django.http import HttpResponseRedirect
+
+            return HttpResponseRedirect(request.path)
+
+    @admin.action(description="Retire the selected models")
+    def retire(self, request, queryset) -> None:  # noqa: ANN001
+        for model in queryset:
+            model_set_status(actor=request.user, model=model, status=ModelStatus.RETIRED, reason="retired in the admin")
+
+    @admin.action(description="Activate the selected models")
+    def activate(self, request, queryset) -> None:  # noqa: ANN001
+        for model in queryset:
+            model_set_status(
+                actor=request.user, model=model, status=ModelStatus.ACTIVE, reason="activated in the admin"
+            )
+
+
+@admin.register(InferenceJob)
+class InferenceJobAdmin(admin.ModelAdmin):
+    list_display = ("case", "model_version", "status", "progress", "attempts", "finished_at")
+    list_filter = ("status", "model_version")
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(Prediction)
+class PredictionAdmin(InferenceJobAdmin):
+    list_display = ("case", "model_version", "kind", "grade", "referable_probability", "glaucoma_probability")
+    list_filter = ("kind", "model_version")

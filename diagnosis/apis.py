@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from rest_framework import generics, serializers
+
+from diagnosis.models import InferenceJob, ModelVersion, Prediction
+from diagnosis.selectors import jobs_for, predictions_for
+from platform_core.api.permissions import IsMember, roles_required
+from trials.selectors import SUBJECT_ROLES, cases_for
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "version",
+            "architecture",
+            "task",
+            "config",
+            "input_spec",
+            "sha256",
+            "size",
+            "model_card",
+            "metrics",
+            "status",
+            "created_at",
+        ]
+
+
+class InferenceJobSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_version.__str__")
+    case = serializers.UUIDField(source="case_id")
+
+    class Meta:
+        model = InferenceJob
+        fields = ["id", "case", "model", "status", "progress", "error", "attempts", "started_at", "finished_at"]
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model_version.__str__")
+    case = serializers.UUIDField(source="case_id")
+    attention_overlay_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "case",
+            "model",
+            "kind",
+            "class_probabilities",
+            "grade",
+            "referable_probability",
+            "glaucoma_probability",
+            "crop_boxes",
+            "runtime_ms",
+            "details",
+            "attention_overlay_url",
+            "created_at",
+        ]
+
+    def get_attention_overlay_url(self, obj: Prediction) -> str | None:
+        return reverse("diagnosis:prediction-overlay", args=[obj.pk]) if obj.attention_overlay else None
+
+
+class ModelVersionListApi(generics.ListAPIView):
+    """The registry (model cards included)."""
+
+    permission_classes = [IsMember]
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.order_by("name", "-created_at")
+
+
+class CaseInferenceJobListApi(generics.ListAPIView):
+    permission_classes = [roles_required(*SUBJECT_ROLES)]
+    serializer_class = InferenceJobSerializer
+    pagination_class = None
+
+    def get_queryset(self) -> QuerySet[InferenceJob]:
+        case = get_object_or_404(cases_for(self.request.user), pk=self.kwargs["pk"])
+        return jobs_for(self.request.user).filter(case=case).order_by("model_version__name")
+
+
+class CasePredictionListApi(generics.ListAPIView):
+    permission_classes = [roles_required(*SUBJECT_ROLES)]
+    serializer_class = PredictionSerializer
+
+    def get_queryset(self) -> QuerySet[Prediction]:
+        case = get_object_or_404(cases_for(self.request.user), pk=self.kwargs["pk"])
+        return predictions_for(self.request.user).filter(case=case).order_by("model_version__name")

@@ -1,0 +1,212 @@
+"""The model registry: register checkpoints (refusing ones that do not fit), load them with their hash checked."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from torch import nn
+
+from diagnosis.models import ARCHITECTURE_TASK, Architecture, ModelStatus, ModelVersion
+from diagnosis.networks.inference import (
+    CHECKPOINT_FORMAT,
+    CheckpointMismatch,
+    build_network,
+    load_state_dict_checked,
+    prepare_for_inference,
+)
+from platform_core.accounts.models import User
+from platform_core.api.exceptions import ApplicationError
+from platform_core.audit.services import audit_record
+from platform_core.storage import delete_quietly, save_private
+
+REQUIRED_CARD_FIELDS = ("intended_use", "training_data", "not_for_clinical_use")
+
+
+class ModelIntegrityError(Exception):
+    """The stored weights are not the ones that were registered (hash differs)."""
+
+
+def _read_checkpoint(data: bytes) -> dict[str, Any]:
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise ApplicationError(
+            "The checkpoint could not be read as PyTorch weights (torch.save of a state dict or a Visus checkpoint).",
+            code="checkpoint_unreadable",
+        ) from None
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        return payload
+    if isinstance(payload, Mapping) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return {"state_dict": dict(payload)}
+    raise ApplicationError("The file holds no state dict.", code="checkpoint_unreadable")
+
+
+def _validated_network(architecture: str, config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> nn.Module:
+    try:
+        network = build_network(architecture, config)
+    except (TypeError, ValueError) as exc:
+        raise ApplicationError(
+            f"The configuration does not describe a {architecture} network: {exc}", code="bad_config"
+        ) from None
+    try:
+        load_state_dict_checked(network, state_dict, context=architecture)
+    except CheckpointMismatch as exc:
+        raise ApplicationError(f"Refused: the {exc}.", code="checkpoint_mismatch") from None
+    return network
+
+
+@transaction.atomic
+def model_register(
+    *,
+    actor: User | None,
+    name: str,
+    version: str,
+    weights: bytes,
+    model_card: Mapping[str, Any],
+    architecture: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    input_spec: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> ModelVersion:
+    """Register a checkpoint after proving it loads into its architecture. Stores the weights privately.
+
+    A Visus checkpoint carries its architecture and config; a plain state dict needs both given. When both
+    are given for a Visus checkpoint they must agree with it.
+    """
+    payload = _read_checkpoint(weights)
+    if "architecture" in payload:
+        if architecture and architecture != payload["architecture"]:
+            raise ApplicationError(
+                f"Refused: the checkpoint holds a {payload['architecture']} network, not {architecture}.",
+                code="checkpoint_mismatch",
+            )
+        if config is not None and dict(config) != dict(payload["config"]):
+            raise ApplicationError(
+                "Refused: the configuration given differs from the checkpoint's.", code="checkpoint_mismatch"
+            )
+        architecture, config = payload["architecture"], payload["config"]
+    if architecture not in Architecture.values:
+        raise ApplicationError(
+            f"Unknown architecture {architecture!r}; known: {', '.join(Architecture.values)}.", code="bad_config"
+        )
+    if config is None:
+        raise ApplicationError("A plain state dict needs its architecture configuration.", code="bad_config")
+    _validated_network(architecture, config, payload["state_dict"])
+    missing = [f for f in REQUIRED_CARD_FIELDS if f not in model_card]
+    if missing:
+        raise ValidationError({"model_card": f"The model card needs: {', '.join(missing)}."})
+    if ModelVersion.objects.filter(name=name, version=version).exists():
+        raise ApplicationError(f"{name} {version} is already registered.", code="duplicate_model", status=409)
+
+    digest = hashlib.sha256(weights).hexdigest()
+    stored = save_private("models", weights, "pt")
+    try:
+        model = ModelVersion(
+            name=name,
+            version=version,
+            architecture=architecture,
+            task=ARCHITECTURE_TASK[Architecture(architecture)],
+            config=dict(config),
+            input_spec=dict(input_spec or default_input_spec(architecture, config)),
+            weights=stored,
+            sha256=digest,
+            size=len(weights),
+            model_card=dict(model_card),
+            metrics=dict(metrics or model_card.get("metrics", {})),
+            registered_by=actor,
+        )
+        model.full_clean()
+        model.save(force_insert=True)
+        audit_record(
+            actor=actor,
+            action="model.register",
+            obj=model,
+            changes={
+                "name": [None, name],
+                "version": [None, version],
+                "architecture": [None, architecture],
+                "sha256": [None, digest],
+            },
+        )
+    except (IntegrityError, ValidationError, ApplicationError):
+        delete_quietly([stored])
+        raise
+    except BaseException:
+        delete_quietly([stored])
+        raise
+    return model
+
+
+def default_input_spec(architecture: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    if architecture == Architecture.ZOOM_IN_NET:
+        return {
+            "modality": "fundus",
+            "input": "colour fundus photograph, padded to a square with black, resized",
+            "lowres_size": config.get("input_size"),
+            "highres_size": config.get("highres_size"),
+            "normalisation": "ImageNet mean/std",
+        }
+    return {
+        "modality": "visual_field",
+        "input": "Pattern Deviation probability plot (24-2) plus VFI %, MD dB, PSD dB",
+        "plot_size": config.get("input_size"),
+        "requires": "reliable field (trial cut-offs)",
+    }
+
+
+@transaction.atomic
+def model_set_status(*, actor: User | None, model: ModelVersion, status: str, reason: str) -> ModelVersion:
+    if status not in ModelStatus.values:
+        raise ValidationError({"status": f"Unknown status {status!r}."})
+    if not reason.strip():
+        raise ValidationError({"reason": "Give a reason for activating or retiring a model."})
+    model = ModelVersion.objects.select_for_update().get(pk=model.pk)
+    if model.status == status:
+        return model
+    old = model.status
+    model.status = status
+    model.save(update_fields=["status", "updated_at"])
+    audit_record(actor=actor, action="model.status", obj=model, changes={"status": [old, status]}, reason=reason)
+    return model
+
+
+_cache: dict[tuple[str, str], nn.Module] = {}
+_cache_lock = threading.Lock()
+
+
+def model_load(model: ModelVersion, *, device: torch.device | None = None) -> nn.Module:
+    """The network with its weights, after checking the stored file's SHA-256 against the registry.
+
+    Cached per process by (model id, hash): a worker loads each version once.
+    """
+    key = (str(model.pk), model.sha256)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    with default_storage.open(model.weights.name, "rb") as handle:
+        data = handle.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != model.sha256:
+        raise ModelIntegrityError(
+            f"Refused to load {model}: the stored weights' SHA-256 {digest[:12]}... differs from the registered "
+            f"{model.sha256[:12]}... (the file was changed or replaced)."
+        )
+    payload = _read_checkpoint(data)
+    network = _validated_network(model.architecture, model.config, payload["state_dict"])
+    network = prepare_for_inference(network, device)  # eval mode, channels-last (25-50% faster on CPU)
+    with _cache_lock:
+        _cache[key] = network
+    return network
+
+
+def clear_model_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

@@ -1,0 +1,312 @@
+"""Inference jobs: queued when a case is complete, run in batches by GPU workers, idempotent.
+
+Contract (tasks are acked late, so a message can be delivered twice, or again after a worker died):
+- one job per (case, model version), created once;
+- a job that succeeded or failed is never run again;
+- a running job belongs to the task message that claimed it (``claimed_by``) until its lease ends; the
+  same message redelivered takes it back (its previous worker died), another message leaves it alone;
+- a prediction is written in the same transaction that marks the job succeeded, at most once.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from PIL import Image
+
+from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind, Task
+from platform_core.audit.services import audit_record
+from platform_core.storage import delete_quietly, save_private
+from trials.models import Case, CaseFile, VisualFieldResult
+
+logger = logging.getLogger(__name__)
+
+
+def _case_modalities(case: Case) -> set[str]:
+    return set(CaseFile.objects.filter(case=case).values_list("modality", flat=True))
+
+
+@transaction.atomic
+def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
+    """One job per active model that fits the case's files; sent to the ``gpu`` queue after commit."""
+    from diagnosis.tasks import infer_case_task
+
+    modalities = _case_modalities(case)
+    created: list[InferenceJob] = []
+    for model in ModelVersion.objects.filter(status=ModelStatus.ACTIVE).order_by("name", "version"):
+        if model.modality not in modalities:
+            continue
+        job, was_created = InferenceJob.objects.get_or_create(case=case, model_version=model)
+        if was_created:
+            created.append(job)
+            audit_record(
+                actor=None,
+                action="inference_job.queue",
+                obj=job,
+                trial_ref=case.subject.trial.slug,
+                hospital_code=case.subject.site.hospital.code,
+                changes={"model": [None, str(model)], "case": [None, str(case.pk)]},
+            )
+    for job in created:
+        transaction.on_commit(lambda pk=job.pk: infer_case_task.apply_async(args=[str(pk)], queue="gpu"))
+    return created
+
+
+@dataclass
+class _Work:
+    job: InferenceJob
+    item: Any = None
+    error: str = ""
+    unreliable: VisualFieldResult | None = None
+    image_size: tuple[int, int] | None = None
+    preview: Image.Image | None = None
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.VISUS_INFERENCE_LEASE_SECONDS)
+
+
+def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
+    """Lock the job; take it (and up to batch_size-1 queued jobs of the same model) for this task."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = InferenceJob.objects.select_for_update().select_related("model_version").filter(pk=job_pk).first()
+        if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            return []
+        if (
+            job.status == JobStatus.RUNNING
+            and job.claimed_by != task_id
+            and job.lease_until is not None
+            and job.lease_until > now
+        ):
+            return []  # another live task holds it and will finish it
+        takeable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, claimed_by=task_id)
+        others = list(
+            InferenceJob.objects.select_for_update(skip_locked=True)
+            .filter(takeable, model_version=job.model_version)
+            .exclude(pk=job.pk)
+            .order_by("created_at")[: max(batch_size - 1, 0)]
+        )
+        claimed = [job, *others]
+        worker = f"{socket.gethostname()}:{os.getpid()}"
+        for item in claimed:
+            item.status = JobStatus.RUNNING
+            item.claimed_by = task_id
+            item.lease_until = now + _lease()
+            item.started_at = now
+            item.attempts += 1
+            item.progress = 10
+            item.worker = worker
+            item.error = ""
+            item.save(
+                update_fields=[
+                    "status",
+                    "claimed_by",
+                    "lease_until",
+                    "started_at",
+                    "attempts",
+                    "progress",
+                    "worker",
+                    "error",
+                    "updated_at",
+                ]
+            )
+    return claimed
+
+
+def _progress(jobs: list[InferenceJob], percent: int) -> None:
+    InferenceJob.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.RUNNING).update(progress=percent)
+
+
+def _fundus_image(case: Case) -> Image.Image:
+    from trials.uploads.deidentify_dicom import frame_image
+
+    case_file = CaseFile.objects.filter(case=case, modality="fundus").order_by("-created_at").first()
+    if case_file is None:
+        raise ValueError("the case has no fundus photograph")
+    with default_storage.open(case_file.content.name, "rb") as handle:
+        data = handle.read()
+    if case_file.file_format == "dicom":
+        return frame_image(data, max_pixels=settings.VISUS_MAX_IMAGE_PIXELS).convert("RGB")
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def _prepare(work: _Work) -> None:
+    from diagnosis.networks.inference import VisualFieldItem
+
+    job = work.job
+    try:
+        if job.model_version.task == Task.DR_GRADING:
+            image = _fundus_image(job.case)
+            work.image_size = image.size
+            preview = image.copy()
+            preview.thumbnail((512, 512))
+            work.preview = preview
+            work.item = image
+        else:
+            result = VisualFieldResult.objects.filter(case=job.case).order_by("-created_at").first()
+            if result is None:
+                raise ValueError("the case has no visual field")
+            if not result.reliable:
+                work.unreliable = result
+                return
+            with default_storage.open(result.pd_plot.name, "rb") as handle:
+                plot = Image.open(io.BytesIO(handle.read())).convert("RGB")
+            work.item = VisualFieldItem(
+                plot=plot,
+                vfi=result.visual_field_index,
+                md=result.mean_deviation,
+                psd=result.pattern_standard_deviation,
+            )
+    except Exception as exc:  # noqa: BLE001 - one bad case fails alone
+        work.error = f"{type(exc).__name__}: {exc}"
+
+
+def attention_overlay(
+    preview: Image.Image, attention: np.ndarray, boxes: list[list[float]], original_size: tuple[int, int]
+) -> bytes:
+    """The attention map as a red heat layer over the photograph, with the zoomed regions outlined (PNG)."""
+    from PIL import ImageDraw
+
+    heat = Image.fromarray((np.clip(attention, 0, 1) * 255).astype(np.uint8)).resize(preview.size)
+    level = np.asarray(heat, dtype=np.float32) / 255.0
+    base = np.asarray(preview.convert("RGB"), dtype=np.float32)
+    red = np.zeros_like(base)
+    red[..., 0] = 255.0
+    alpha = (0.65 * level)[..., None]
+    blended = Image.fromarray((base * (1 - alpha) + red * alpha).clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(blended)
+    scale = preview.size[0] / max(original_size[0], 1)
+    for n, (x0, y0, x1, y1) in enumerate(boxes, start=1):
+        draw.rectangle([x0 * scale, y0 * scale, x1 * scale, y1 * scale], outline=(255, 230, 0), width=2)
+        draw.text((x0 * scale + 3, y0 * scale + 2), str(n), fill=(255, 230, 0))
+    out = io.BytesIO()
+    blended.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _finish(job: InferenceJob, task_id: str, fields: dict[str, Any], overlay: bytes | None) -> bool:
+    """Write the prediction and mark the job succeeded, once. Returns False if someone else finished it."""
+    stored = save_private(f"predictions/{job.case_id}", overlay, "png") if overlay else ""
+    try:
+        with transaction.atomic():
+            locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
+            if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or hasattr(locked, "prediction"):
+                delete_quietly([stored])
+                return False
+            Prediction.objects.create(
+                job=locked, case_id=job.case_id, model_version=job.model_version, attention_overlay=stored, **fields
+            )
+            locked.status = JobStatus.SUCCEEDED
+            locked.progress = 100
+            locked.finished_at = timezone.now()
+            locked.save(update_fields=["status", "progress", "finished_at", "updated_at"])
+    except BaseException:
+        delete_quietly([stored])
+        raise
+    return True
+
+
+def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
+    with transaction.atomic():
+        locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id:
+            return
+        locked.status = JobStatus.FAILED
+        locked.error = reason[:2000]
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "error", "finished_at", "updated_at"])
+    logger.warning("Inference job %s failed: %s", job.pk, reason.split(":")[0])
+
+
+def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -> dict[str, int]:
+    """Run a job and, in the same batch, other queued jobs of its model. Safe to call again for any job."""
+    from diagnosis.networks.inference import ItemError, predict_fundus, predict_visual_fields, select_device
+    from diagnosis.registry import model_load
+
+    batch_size = batch_size or settings.VISUS_INFERENCE_BATCH_SIZE
+    jobs = _claim(job_pk, task_id, batch_size)
+    if not jobs:
+        return {"ran": 0}
+    slowdown = settings.VISUS_INFERENCE_SLOWDOWN_SECONDS  # fault-injection knob for tests; 0 in production
+    if slowdown:
+        time.sleep(slowdown)
+    model_version = jobs[0].model_version
+    works = [_Work(job) for job in jobs]
+    for work in works:
+        _prepare(work)
+    _progress(jobs, 30)
+    counts = {"ran": len(jobs), "succeeded": 0, "failed": 0}
+    try:
+        device = select_device()
+        network = model_load(model_version, device=device)
+    except Exception as exc:  # noqa: BLE001 - every claimed job fails with the reason
+        for work in works:
+            _fail(work.job, task_id, f"model could not be loaded: {exc}")
+        counts["failed"] = len(works)
+        return counts
+
+    runnable = [w for w in works if not w.error and w.unreliable is None]
+    started = time.perf_counter()
+    if model_version.task == Task.DR_GRADING:
+        outputs = predict_fundus(
+            network, [w.item for w in runnable], batch_size=batch_size, device=device, attention_max_side=512
+        )
+    else:
+        outputs = predict_visual_fields(network, [w.item for w in runnable], batch_size=batch_size, device=device)
+    per_item_ms = (time.perf_counter() - started) * 1000 / max(len(runnable), 1)
+    _progress(jobs, 90)
+    results = dict(zip([id(w) for w in runnable], outputs, strict=True))
+
+    for work in works:
+        if work.error:
+            _fail(work.job, task_id, work.error)
+            counts["failed"] += 1
+            continue
+        if work.unreliable is not None:
+            reasons = "; ".join(work.unreliable.reliability_reasons) or "outside the trial's cut-offs"
+            done = _finish(
+                work.job,
+                task_id,
+                {"kind": ResultKind.UNRELIABLE_FIELD, "runtime_ms": 0.0, "details": {"reasons": reasons}},
+                None,
+            )
+            counts["succeeded"] += int(done)
+            continue
+        output = results[id(work)]
+        if isinstance(output, ItemError):
+            _fail(work.job, task_id, f"{output.error}: {output.message}")
+            counts["failed"] += 1
+            continue
+        if model_version.task == Task.DR_GRADING:
+            fields = {
+                "class_probabilities": list(output.grade_probabilities),
+                "grade": output.grade,
+                "referable_probability": output.referable_probability,
+                "crop_boxes": [list(box) for box in output.boxes],
+                "runtime_ms": per_item_ms,
+                "details": {"image_size": list(work.image_size or ()), "device": str(device)},
+            }
+            overlay = attention_overlay(work.preview, output.attention, fields["crop_boxes"], work.image_size)
+        else:
+            fields = {
+                "glaucoma_probability": output.glaucoma_probability,
+                "runtime_ms": per_item_ms,
+                "details": {"device": str(device)},
+            }
+            overlay = None
+        counts["succeeded"] += int(_finish(work.job, task_id, fields, overlay))
+    return counts
