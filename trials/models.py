@@ -323,3 +323,33 @@ class VisualFieldResult(BaseModel):
 
     def __str__(self) -> str:
         return f"VF {self.eye} MD {self.mean_deviation:.2f}"
+
+
+class ReferenceSource(models.TextChoices):
+    IMPORTED = "imported", "Imported"
+    ADJUDICATION = "adjudication", "Adjudication panel"
+    MAJORITY = "majority", "Majority of readers"
+
+
+class ReferenceStandard(BaseModel):
+    """The truth a case is scored against (one per case). Changes are amendments with a reason."""
+
+    case = models.OneToOneField(Case, on_delete=models.PROTECT, related_name="reference")
+    icdr_grade = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(4)])
+    glaucoma = models.CharField(
+        max_length=8, blank=True, choices=[("yes", "Yes"), ("no", "No"), ("suspect", "Suspect")]
+    )
+    source = models.CharField(max_length=14, choices=ReferenceSource.choices)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["case"]
+
+    def __str__(self) -> str:
+        return f"reference of {self.case_id}"
+
+    @property
+    def referable(self) -> bool | None:
+        return None if self.icdr_grade is None else self.icdr_grade >= 2

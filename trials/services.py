@@ -17,6 +17,7 @@ from platform_core.audit.services import audit_record, diff, snapshot
 from trials.models import (
     Case,
     CaseStatus,
+    ReferenceStandard,
     SiteStatus,
     Subject,
     SubjectStatus,
@@ -431,3 +432,53 @@ def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -
 
         inference_jobs_queue(case=case)
     return case
+
+
+@transaction.atomic
+def reference_standard_record(
+    *,
+    actor: User | None,
+    case: Case,
+    source: str,
+    icdr_grade: int | None = None,
+    glaucoma: str = "",
+    reason: str = "",
+) -> ReferenceStandard:
+    """Record (or amend, with a reason) the reference standard of a case. Only trial managers or trusted
+    server-side imports (actor None) may do this."""
+    case = Case.objects.select_related("subject__trial", "subject__site__hospital").get(pk=case.pk)
+    trial = case.subject.trial
+    if actor is not None:
+        _require_manager(actor, trial)
+    if icdr_grade is None and not glaucoma:
+        raise ValidationError({"icdr_grade": "Give a DR grade, a glaucoma answer, or both."})
+    existing = ReferenceStandard.objects.select_for_update().filter(case=case).first()
+    new_values = {"icdr_grade": icdr_grade, "glaucoma": glaucoma, "source": source}
+    if existing is not None:
+        before = snapshot(existing, new_values.keys())
+        changes = diff(before, new_values)
+        if not changes:
+            return existing
+        if not reason.strip():
+            raise ValidationError({"reason": "Give a reason for amending a reference standard."})
+        for name, value in new_values.items():
+            setattr(existing, name, value)
+        existing.recorded_by = actor
+        existing.full_clean()
+        existing.save()
+        reference, action = existing, "reference.amend"
+    else:
+        reference = ReferenceStandard(case=case, recorded_by=actor, **new_values)
+        reference.full_clean()
+        reference.save()
+        changes, action = diff(None, new_values), "reference.record"
+    audit_record(
+        actor=actor,
+        action=action,
+        obj=reference,
+        trial_ref=trial.slug,
+        hospital_code=case.subject.site.hospital.code,
+        changes=changes,
+        reason=reason,
+    )
+    return reference

@@ -1,13 +1,23 @@
 from django.core.management.base import BaseCommand
 
-from platform_core.demo import DEMO_PASSWORD, DEMO_TRIAL, seed_people, seed_trial
+from platform_core.demo import DEMO_PASSWORD, DEMO_TRIAL, seed_models, seed_people, seed_trial
 
 
 class Command(BaseCommand):
-    help = "Create demo hospitals, people and data (idempotent) and print the demo logins."
+    help = (
+        "Create demo hospitals, people, a trial with real files uploaded through the pipeline, and trained demo "
+        "models (idempotent). Prints the demo logins."
+    )
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--skip-models", action="store_true", help="do not train the demo networks")
+        parser.add_argument("--epochs-scale", type=float, default=1.0, help="shorter training, e.g. 0.25")
+        parser.add_argument("--synthetic", type=int, default=600, help="generated photographs for the DR model")
 
     def handle(self, *args: object, **options: object) -> None:
         people = seed_people()
+        if not options["skip_models"]:
+            seed_models(stdout=self.stdout, epochs_scale=options["epochs_scale"], synthetic=options["synthetic"])
         seed_trial()
         self.stdout.write(self.style.SUCCESS(f"Demo data ready. Demo logins (password for all: {DEMO_PASSWORD}):"))
         for person in people:

@@ -1,0 +1,218 @@
+"""Train a diagnostic network and register it with its model card.
+
+    python manage.py train_model --architecture zoom_in_net --name dr-grader --model-version 2 --demo
+    python manage.py train_model --architecture zoom_in_net ... --folder photos/ --labels labels.csv  (file,grade)
+    python manage.py train_model --architecture vf_glaucoma ... --folder fields/ --labels labels.csv  (file,label)
+    python manage.py train_model --architecture zoom_in_net ... --trial demo-dr   (cases with a reference standard)
+
+Seeded and reproducible on the CPU (--seed). Prints a progress bar and the validation metrics.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+from django.core.management.base import BaseCommand, CommandError
+from PIL import Image
+
+from diagnosis.networks.inference import configure_threads
+from diagnosis.registry import model_register
+from diagnosis.training import datasets
+from diagnosis.training.core import TrainingProgress
+from diagnosis.training.runner import demo_dr_plan, demo_visual_fields, hrf_demo_set, train_dr, train_vf
+from platform_core.api.exceptions import ApplicationError
+from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
+
+
+class ProgressBar:
+    def __init__(self, stream) -> None:  # noqa: ANN001
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last_epoch: tuple[str, int] | None = None
+
+    def __call__(self, p: TrainingProgress) -> None:
+        done = (p.epoch - 1 + p.step / p.steps) / p.epochs
+        bar = "#" * round(30 * done) + "." * (30 - round(30 * done))
+        line = f"[{bar}] stage {p.stage} epoch {p.epoch}/{p.epochs} loss {p.loss:.3f} ({p.elapsed_s:.0f} s)"
+        if self.tty:
+            self.stream.write("\r" + line)
+            self.stream.flush()
+        if p.step == p.steps and (p.stage, p.epoch) != self.last_epoch:
+            self.last_epoch = (p.stage, p.epoch)
+            self.stream.write(("\r" if self.tty else "") + line + "\n")
+
+
+def trial_fundus_set(trial: Trial, size: int) -> datasets.FundusSet:
+    items = []
+    for reference in ReferenceStandard.objects.filter(case__subject__trial=trial, icdr_grade__isnull=False):
+        case_file = (
+            CaseFile.objects.filter(case=reference.case, modality="fundus", file_format__in=["jpeg", "png", "tiff"])
+            .order_by("-created_at")
+            .first()
+        )
+        if case_file is None:
+            continue
+        with default_storage.open(case_file.content.name, "rb") as handle:
+            image = Image.open(io.BytesIO(handle.read()))
+            image.load()
+        items.append((str(reference.case_id), image, reference.icdr_grade))
+    if not items:
+        raise CommandError(f"Trial {trial.slug} has no case with both a DR reference grade and a photograph.")
+    return datasets.fundus_set(items, size)
+
+
+def trial_visual_fields(trial: Trial) -> list:
+    from trials.uploads.visual_field import VisualField
+
+    out = []
+    for reference in ReferenceStandard.objects.filter(case__subject__trial=trial, glaucoma__in=["yes", "no"]):
+        result = VisualFieldResult.objects.filter(case=reference.case, reliable=True).order_by("-created_at").first()
+        if result is None:
+            continue
+        sens = tuple(float("nan") if v is None else v for v in result.sensitivities)
+        age = reference.case.subject.age
+        vf = VisualField(eye=result.eye, age=90.0 if age == "90+" else float(age), sensitivities=sens)
+        out.append((vf, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
+    if not out:
+        raise CommandError(f"Trial {trial.slug} has no case with both a glaucoma reference and a reliable field.")
+    return out
+
+
+class Command(BaseCommand):
+    help = "Train a network (seeded), report validation metrics, and register it with its model card."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--architecture", required=True, choices=["zoom_in_net", "vf_glaucoma"])
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--model-version", required=True)
+        source = parser.add_mutually_exclusive_group(required=True)
+        source.add_argument("--demo", action="store_true", help="shipped real data plus generated photographs")
+        source.add_argument("--trial", help="a trial's cases with their reference standard")
+        source.add_argument("--folder", help="a folder of files, with --labels")
+        source.add_argument("--synthetic", type=int, help="only N generated photographs (zoom_in_net)")
+        parser.add_argument("--labels", help="labels CSV for --folder (file,grade or file,label)")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--preset", choices=["small", "full"], default="small")
+        parser.add_argument("--validation-fraction", type=float, default=0.2)
+        parser.add_argument("--epochs-scale", type=float, default=1.0, help="shorten training (e.g. 0.25)")
+        parser.add_argument("--demo-synthetic", type=int, default=600, help="generated photographs with --demo")
+        parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+
+    def handle(self, *args: object, **options: object) -> None:
+        configure_threads(options["threads"])  # type: ignore[arg-type]
+        bar = ProgressBar(self.stdout._out if hasattr(self.stdout, "_out") else sys.stdout)
+        architecture = str(options["architecture"])
+        seed = int(options["seed"])  # type: ignore[arg-type]
+        preset = str(options["preset"])
+        fraction = float(options["validation_fraction"])  # type: ignore[arg-type]
+        if options["folder"] and not options["labels"]:
+            raise CommandError("--folder needs --labels.")
+        try:
+            if architecture == "zoom_in_net":
+                trained = self._dr(options, seed, preset, fraction, bar)
+            else:
+                trained = self._vf(options, seed, preset, fraction, bar)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Trained in {trained.seconds:.0f} s. Validation: {trained.metrics}")
+        try:
+            model = model_register(
+                actor=None,
+                name=str(options["name"]),
+                version=str(options["model_version"]),
+                weights=trained.weights,
+                model_card=trained.model_card,
+                metrics=trained.metrics,
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(self.style.SUCCESS(f"Registered {model} (sha256 {model.sha256[:16]}...)"))
+
+    def _dr(self, options, seed, preset, fraction, bar):  # noqa: ANN001, ANN202
+        from diagnosis.networks.zoom_in_net import ZoomInNetConfig
+
+        size = (ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()).highres_size
+        plan = demo_dr_plan(float(options["epochs_scale"]))
+        if options["demo"]:
+            return train_dr(
+                data=hrf_demo_set(size),
+                synthetic=int(options["demo_synthetic"]),
+                seed=seed,
+                preset=preset,
+                validation_fraction=fraction,
+                plan=plan,
+                progress=bar,
+                description=f"{options['demo_synthetic']} generated photographs with controlled lesions "
+                "(grade from the lesions) and the 20 shipped HRF photographs (DR as grade 2, others 0)",
+            )
+        if options["synthetic"]:
+            return train_dr(
+                data=None,
+                synthetic=int(options["synthetic"]),
+                seed=seed,
+                preset=preset,
+                validation_fraction=fraction,
+                plan=plan,
+                progress=bar,
+                description=f"{options['synthetic']} generated photographs with controlled lesions",
+            )
+        if options["trial"]:
+            trial = Trial.objects.filter(slug=options["trial"]).first()
+            if trial is None:
+                raise CommandError(f"No trial {options['trial']!r}.")
+            data = trial_fundus_set(trial, size)
+            return train_dr(
+                data=data,
+                synthetic=0,
+                seed=seed,
+                preset=preset,
+                validation_fraction=fraction,
+                plan=plan,
+                progress=bar,
+                description=f"{len(data)} photographs of trial {trial.protocol_number} with their reference grades",
+            )
+        data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size)
+        return train_dr(
+            data=data,
+            synthetic=0,
+            seed=seed,
+            preset=preset,
+            validation_fraction=fraction,
+            plan=plan,
+            progress=bar,
+            description=f"{len(data)} labelled photographs from {options['folder']}",
+        )
+
+    def _vf(self, options, seed, preset, fraction, bar):  # noqa: ANN001, ANN202
+        from diagnosis.training.core import VFTrainingPlan
+
+        plan = VFTrainingPlan(epochs=max(1, round(10 * float(options["epochs_scale"]))))
+        if options["synthetic"]:
+            raise CommandError("--synthetic is for zoom_in_net; use --demo for the shipped visual fields.")
+        if options["demo"]:
+            fields = demo_visual_fields()
+            description = (
+                f"{len(fields)} real 24-2 fields shipped with Visus (visualFields package: SUNY-IU "
+                "healthy controls and glaucoma test-retest series)"
+            )
+        elif options["trial"]:
+            trial = Trial.objects.filter(slug=options["trial"]).first()
+            if trial is None:
+                raise CommandError(f"No trial {options['trial']!r}.")
+            fields = trial_visual_fields(trial)
+            description = f"{len(fields)} reliable fields of trial {trial.protocol_number} with glaucoma references"
+        else:
+            fields = datasets.visual_field_folder(Path(options["folder"]), Path(options["labels"]))
+            description = f"{len(fields)} labelled fields from {options['folder']}"
+        return train_vf(
+            fields=fields,
+            seed=seed,
+            preset=preset,
+            validation_fraction=fraction,
+            plan=plan,
+            progress=bar,
+            description=description,
+        )

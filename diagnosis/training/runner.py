@@ -1,0 +1,196 @@
+"""Training runs as the train_model command and seed_demo need them: data in, a registered model out.
+
+Pure training lives in ``core``; this module only chooses data, trains, and writes a checkpoint with the
+model card. Registration is the caller's (it needs the database).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diagnosis.networks.inference import save_checkpoint, select_device
+from diagnosis.networks.synthetic import generate_fundus_set
+from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
+from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
+from diagnosis.training import datasets
+from diagnosis.training.core import (
+    DRTrainingPlan,
+    TrainingProgress,
+    VFTrainingPlan,
+    fundus_tensors,
+    seed_everything,
+    train_vf_glaucoma,
+    train_zoom_in_net,
+)
+
+DEMO_DATA = Path(__file__).resolve().parents[2] / "trials" / "demo_data"
+HRF_DEMO_GRADES = {"diabetic_retinopathy": 2, "glaucoma": 0, "healthy": 0}
+
+
+@dataclass
+class TrainedModel:
+    architecture: str
+    weights: bytes
+    metrics: dict[str, float]
+    model_card: dict[str, Any]
+    seconds: float
+    state_dict: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+
+def _checkpoint(model: torch.nn.Module, metadata: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    save_checkpoint(model.cpu(), buffer, metadata=metadata)
+    return buffer.getvalue()
+
+
+def hrf_demo_set(size: int) -> datasets.FundusSet:
+    """The shipped HRF photographs with a demo label: DR photographs as grade 2, others as grade 0."""
+    import csv
+
+    from PIL import Image
+
+    rows = list(csv.DictReader((DEMO_DATA / "hrf" / "labels.csv").read_text().splitlines()))
+    items = [
+        (row["image"], Image.open(DEMO_DATA / "hrf" / row["image"]), HRF_DEMO_GRADES[row["label"]]) for row in rows
+    ]
+    return datasets.fundus_set(items, size)
+
+
+def train_dr(
+    *,
+    data: datasets.FundusSet | None,
+    synthetic: int,
+    seed: int,
+    preset: str,
+    validation_fraction: float,
+    plan: DRTrainingPlan | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
+    description: str,
+    time_budget_s: float | None = None,
+) -> TrainedModel:
+    config = ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()
+    parts = []
+    if synthetic:
+        parts.append(
+            datasets.FundusSet(
+                *fundus_tensors(generate_fundus_set(synthetic, seed=seed, size=config.highres_size)),
+                names=[f"synthetic-{i}" for i in range(synthetic)],
+            )
+        )
+    if data is not None:
+        if data.images.shape[-1] != config.highres_size:
+            data = datasets.FundusSet(
+                torch.nn.functional.interpolate(data.images.float(), size=config.highres_size, mode="bilinear")
+                .round()
+                .clamp(0, 255)
+                .to(torch.uint8),
+                data.grades,
+                data.names,
+            )
+        parts.append(data)
+    if not parts:
+        raise ValueError("no training data")
+    everything = datasets.merge(*parts)
+    train_idx, val_idx = datasets.split(len(everything), validation_fraction, seed)
+    seed_everything(seed)
+    model = ZoomInNet(config)
+    device = select_device()
+    result = train_zoom_in_net(
+        model,
+        everything.images[train_idx],
+        everything.grades[train_idx],
+        plan=plan,
+        seed=seed,
+        device=device,
+        progress=progress,
+        validation=(everything.images[val_idx], everything.grades[val_idx]) if val_idx else None,
+        time_budget_s=time_budget_s,
+    )
+    metrics = {k: round(float(v), 4) for k, v in result.metrics.items()}
+    card = {
+        "intended_use": "Research and platform demonstration: ICDR diabetic-retinopathy grade and referable-DR "
+        "probability from a colour fundus photograph.",
+        "training_data": f"{description}; {len(train_idx)} training and {len(val_idx)} validation images "
+        f"(seeded split, seed {seed}).",
+        "metrics": metrics,
+        "metrics_note": "On the held-out validation images: quadratic-weighted kappa over grades 0-4, accuracy, "
+        "referable-DR ROC AUC.",
+        "limitations": "Small network trained on little data; not validated on any clinical population.",
+        "not_for_clinical_use": True,
+        "seed": seed,
+        "preset": preset,
+        "stopped_early": result.stopped_early,
+        "device": str(device),
+    }
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return TrainedModel("zoom_in_net", _checkpoint(model, {"seed": seed}), metrics, card, result.seconds, state)
+
+
+def train_vf(
+    *,
+    fields: list[tuple[Any, int, str]],
+    seed: int,
+    preset: str,
+    validation_fraction: float,
+    plan: VFTrainingPlan | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
+    description: str,
+) -> TrainedModel:
+    config = VFGlaucomaConfig.small() if preset == "small" else VFGlaucomaConfig.full()
+    data = datasets.visual_field_set(fields, size=config.input_size)
+    train_idx, val_idx = datasets.split(len(data), validation_fraction, seed, groups=data.groups)
+    train, validation = data.subset(train_idx), data.subset(val_idx)
+    seed_everything(seed)
+    model = VFGlaucomaNet(config)
+    device = select_device()
+    result = train_vf_glaucoma(
+        model,
+        train.plots,
+        train.indices,
+        train.labels,
+        plan=plan,
+        seed=seed,
+        device=device,
+        progress=progress,
+        validation=(validation.plots, validation.indices, validation.labels) if val_idx else None,
+    )
+    metrics = {k: round(float(v), 4) for k, v in result.metrics.items()}
+    card = {
+        "intended_use": "Research and platform demonstration: glaucoma probability from a reliable Humphrey 24-2 "
+        "visual field (Pattern Deviation probability plot with VFI, MD and PSD).",
+        "training_data": f"{description}; {len(train)} training and {len(validation)} validation fields, split by "
+        f"patient (seed {seed}).",
+        "metrics": metrics,
+        "metrics_note": "On the held-out patients' fields: ROC AUC, accuracy, sensitivity and specificity at 0.5.",
+        "limitations": "Trained on few patients; unreliable fields are not scored.",
+        "not_for_clinical_use": True,
+        "seed": seed,
+        "preset": preset,
+        "device": str(device),
+    }
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return TrainedModel("vf_glaucoma", _checkpoint(model, {"seed": seed}), metrics, card, result.seconds, state)
+
+
+def demo_visual_fields() -> list[tuple[Any, int, str]]:
+    healthy = datasets.visualfields_package_rows(DEMO_DATA / "visual_fields" / "vfctrSunyiu24d2.csv")
+    glaucoma = datasets.visualfields_package_rows(DEMO_DATA / "visual_fields" / "vfpwgRetest24d2.csv")
+    return [(vf, 0, group) for vf, group in healthy] + [(vf, 1, group) for vf, group in glaucoma]
+
+
+def demo_dr_plan(scale: float = 1.0) -> DRTrainingPlan:
+    base = DRTrainingPlan()
+    if scale >= 1.0:
+        return base
+    return replace(
+        base,
+        m_epochs=max(1, round(base.m_epochs * scale)),
+        a_epochs=max(1, round(base.a_epochs * scale)),
+        c_epochs=max(1, round(base.c_epochs * scale)),
+    )
