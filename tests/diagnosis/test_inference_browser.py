@@ -1,0 +1,80 @@
+"""The whole path in a real browser: a coordinator uploads a photograph and a visual field, completes the
+case, and the page shows the progress and then predictions from both nets, run by a live worker on Redis."""
+
+import tempfile
+from pathlib import Path
+
+from django.contrib.staticfiles.testing import StaticLiveServerTestCase
+from django.test import tag
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+from diagnosis.models import InferenceJob
+from tests.diagnosis.registry_helpers import register_small_models
+from tests.diagnosis.test_inference_jobs import InferenceFixture
+from tests.factories import TEST_PASSWORD, TrialWorld
+from tests.support import LiveWorker, require_redis_broker, start_browser
+from tests.trials import image_factories
+from tests.trials.test_uploads_service import stored_names, vf_csv
+
+
+@tag("browser", "redis", "worker")
+class CaseToPredictionInBrowserTests(InferenceFixture, StaticLiveServerTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.browser = start_browser()
+        cls.addClassCleanup(cls.browser.quit)
+
+    def setUp(self):
+        broker = require_redis_broker()
+        self.before_objects = stored_names("cases") | stored_names("models") | stored_names("predictions")
+        self.addCleanup(self.cleanup)
+        self.w = TrialWorld(modalities=("fundus", "visual_field"))
+        register_small_models()
+        self.worker = LiveWorker(broker_url=broker, queues="gpu,default").start()
+        self.addCleanup(self.worker.stop)
+        from platform_core.celery import app
+
+        self.worker.wait_ready(app)
+        folder = Path(tempfile.mkdtemp(prefix="visus-e2e-"))
+        (folder / "photo.jpg").write_bytes(image_factories.jpeg_with_metadata(orientation=1, width=640, height=480))
+        (folder / "field.csv").write_bytes(vf_csv("OD"))
+        self.paths = [str(folder / "photo.jpg"), str(folder / "field.csv")]
+
+    def test_uploaded_case_gets_predictions_from_both_nets_on_its_page(self):
+        b = self.browser
+        b.delete_all_cookies()
+        b.get(f"{self.live_server_url}/accounts/login/")
+        b.find_element(By.NAME, "username").send_keys("coord1@visus.example")
+        b.find_element(By.NAME, "password").send_keys(TEST_PASSWORD)
+        b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(b, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=user-name]")))
+        url = f"{self.live_server_url}/trials/cases/{self.w.case1.pk}/"
+        b.get(url)
+        b.find_element(By.CSS_SELECTOR, "[data-testid=file-input]").send_keys("\n".join(self.paths))
+        WebDriverWait(b, 30).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=upload-item][data-outcome=accepted]")) == 2
+        )
+        b.get(url)
+        Select(b.find_element(By.NAME, "status")).select_by_value("complete")
+        b.find_element(By.XPATH, "//button[normalize-space()='Save status']").click()
+        WebDriverWait(b, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=inference-jobs]")))
+        # The page follows the jobs and reloads when they are done.
+        WebDriverWait(b, 120).until(
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=prediction]")) == 2,
+            message=self.worker.log_tail(),
+        )
+        self.assertEqual(
+            sorted(InferenceJob.objects.filter(case=self.w.case1).values_list("status", flat=True)),
+            ["succeeded", "succeeded"],
+        )
+        grade = b.find_element(By.CSS_SELECTOR, "[data-testid=predicted-grade]").text
+        self.assertIn(grade, {"0", "1", "2", "3", "4"})
+        self.assertTrue(b.find_element(By.CSS_SELECTOR, "[data-testid=glaucoma-probability]").text)
+        overlay = b.find_element(By.CSS_SELECTOR, "[data-testid=attention-overlay]")
+        WebDriverWait(b, 10).until(lambda d: d.execute_script("return arguments[0].naturalWidth", overlay) > 0)
+        self.assertIn(
+            "Fused glaucoma probability", b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text
+        )
