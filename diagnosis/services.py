@@ -178,16 +178,18 @@ def _prepare(work: _Work) -> None:
 def attention_overlay(
     preview: Image.Image, attention: np.ndarray, boxes: list[list[float]], original_size: tuple[int, int]
 ) -> bytes:
-    """The attention map as a red heat layer over the photograph, with the zoomed regions outlined (PNG)."""
+    """The attention map as a cyan heat layer over the photograph, with the zoomed regions outlined (PNG)."""
     from PIL import ImageDraw
 
     heat = Image.fromarray((np.clip(attention, 0, 1) * 255).astype(np.uint8)).resize(preview.size)
     level = np.asarray(heat, dtype=np.float32) / 255.0
     base = np.asarray(preview.convert("RGB"), dtype=np.float32)
-    red = np.zeros_like(base)
-    red[..., 0] = 255.0
-    alpha = (0.65 * level)[..., None]
-    blended = Image.fromarray((base * (1 - alpha) + red * alpha).clip(0, 255).astype(np.uint8))
+    # Cyan stands out on the red-orange fundus; weak attention (< 0.2) is left uncoloured.
+    heat_colour = np.zeros_like(base)
+    heat_colour[..., 1] = 255.0
+    heat_colour[..., 2] = 255.0
+    alpha = (0.7 * np.clip((level - 0.2) / 0.8, 0, 1))[..., None]
+    blended = Image.fromarray((base * (1 - alpha) + heat_colour * alpha).clip(0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(blended)
     scale = preview.size[0] / max(original_size[0], 1)
     for n, (x0, y0, x1, y1) in enumerate(boxes, start=1):
