@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 
 from platform_core.audit.models import AuditEvent
 from tests.factories import TrialWorld
+from tests.trials.test_uploads_service import stored_names
 from trials.models import Case, Subject, TrialSite
 
 
@@ -45,19 +46,43 @@ class SiteIsolationWalkTests(TestCase):
     def setUp(self):
         self.w = TrialWorld()
         site_b = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h2)
-        self.secrets = [self.w.subject2.pseudonym, str(self.w.subject2.pk), str(self.w.case2.pk), str(site_b.pk)]
-        b_ids = [str(self.w.subject2.pk), str(self.w.case2.pk), str(site_b.pk)]
+        # Site B also has a file, an inference job and a prediction with an attention map.
+        from diagnosis.models import InferenceJob, Prediction
+        from tests.diagnosis.registry_helpers import register_small_models
+        from tests.trials import image_factories
+        from trials.file_services import case_file_upload
+
+        self.before = stored_names("cases") | stored_names("models")
+        self.file_b = case_file_upload(
+            actor=self.w.coord2, case=self.w.case2, data=image_factories.plain_png(400, 400)
+        ).case_file
+        dr_model, _ = register_small_models()
+        job = InferenceJob.objects.create(case=self.w.case2, model_version=dr_model, status="succeeded")
+        self.prediction_b = Prediction.objects.create(
+            job=job, case=self.w.case2, model_version=dr_model, runtime_ms=1.0,
+            attention_overlay=self.file_b.thumbnail.name, class_probabilities=[0.2] * 5,
+        )
+        b_ids = [str(self.w.subject2.pk), str(self.w.case2.pk), str(site_b.pk), str(self.file_b.pk),
+                 str(self.prediction_b.pk)]
+        self.secrets = [self.w.subject2.pseudonym, *b_ids, self.file_b.sha256]
         self.values = {
             "slug": [self.w.trial.slug],
             "pseudonym": [self.w.subject2.pseudonym],
             "pk": b_ids,
             "object_id": b_ids,
+            "variant": ["content", "preview", "thumbnail", "pd_plot"],
             "app_label": ["trials"],
             "*": b_ids,
         }
         self.client.force_login(self.w.coord1)
         self.api = APIClient()
         self.api.force_authenticate(self.w.coord1)
+
+    def tearDown(self):
+        from django.core.files.storage import default_storage
+
+        for name in (stored_names("cases") | stored_names("models")) - self.before:
+            default_storage.delete(name)
 
     def assert_no_secrets(self, path, response):
         body = response.content.decode(errors="replace")
@@ -103,6 +128,8 @@ class SiteIsolationWalkTests(TestCase):
             "/api/v1/cases/",
             f"/api/v1/trials/{self.w.trial.slug}/sites/",
             "/api/v1/hospitals/",
+            f"/api/v1/cases/{self.w.case1.pk}/files/",
+            f"/api/v1/cases/{self.w.case1.pk}/predictions/",
         ):
             response = self.api.get(url)
             self.assertEqual(response.status_code, 200, url)

@@ -239,3 +239,22 @@ class SiteEditTests(TestCase):
         client.force_authenticate(self.w.manager)
         response = client.post(url, {"enrolment_target": 99, "reason": "more funding"}, format="json")
         self.assertEqual(response.json()["enrolment_target"], 99)
+
+
+class TrialAuditVisibilityTests(TestCase):
+    def test_monitor_sees_trial_wide_events_and_an_outsider_sees_none(self):
+        from rest_framework.test import APIClient
+
+        w = TrialWorld()
+        client = APIClient()
+        client.force_authenticate(w.monitor)  # monitor at H01 only, but oversees the whole trial
+        actions = {
+            e["action"] for e in client.get(reverse("api:core:audit-event-list"), {"page_size": 200}).json()["results"]
+        }
+        self.assertIn("trial.transition", actions)
+        hospitals = {e["hospital_code"] for e in client.get(reverse("api:core:audit-event-list")).json()["results"]}
+        self.assertIn("H02", hospitals)
+        client.force_authenticate(w.outsider)
+        self.assertEqual(client.get(reverse("api:core:audit-event-list")).status_code, 403)
+        self.client.force_login(w.monitor)
+        self.assertContains(self.client.get(reverse("audit:event-list")), "trial.transition")
