@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
 from platform_core.api.exceptions import ApplicationError
+from platform_core.audit.admin_mixins import ReadOnlyAdmin
 
 
 class ModelRegisterForm(forms.ModelForm):
@@ -128,18 +129,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(InferenceJob)
-class InferenceJobAdmin(admin.ModelAdmin):
+class InferenceJobAdmin(ReadOnlyAdmin):
     list_display = ("case", "model_version", "status", "progress", "attempts", "finished_at")
     list_filter = ("status", "model_version")
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
 
 
 @admin.register(Prediction)

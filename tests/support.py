@@ -216,3 +216,29 @@ def start_browser() -> Any:
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=chrome_options())
     driver.implicitly_wait(5)
     return driver
+
+
+class BrowserTestCase:
+    """Mixin for StaticLiveServerTestCase: one headless Chromium per class, a clean cookie jar per test."""
+
+    browser: Any
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        super().setUpClass()  # type: ignore[misc]
+        cls.browser = start_browser()
+        cls.addClassCleanup(cls.browser.quit)  # type: ignore[attr-defined]
+
+    def sign_in(self, email: str, password: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as EC
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.browser.delete_all_cookies()
+        self.browser.get(f"{self.live_server_url}/accounts/login/")  # type: ignore[attr-defined]
+        self.browser.find_element(By.NAME, "username").send_keys(email)
+        self.browser.find_element(By.NAME, "password").send_keys(password)
+        self.browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(self.browser, 10).until(
+            EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=user-name], [data-testid=login-error]"))
+        )

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from platform_core.audit.admin_mixins import AuditedAdminMixin
+from platform_core.audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
 from trials.models import Case, Subject, Trial, TrialSite
 
 
@@ -31,21 +31,12 @@ class TrialSiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Subject)
-class SubjectAdmin(admin.ModelAdmin):
+class SubjectAdmin(ReadOnlyAdmin):
     """Read-only here: subjects are enrolled and withdrawn by coordinators through the audited pages."""
 
     list_display = ("pseudonym", "trial", "site", "status", "sex", "age")
     list_filter = ("status", "trial")
     search_fields = ("pseudonym",)
-
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
 
 
 @admin.register(Case)

@@ -14,19 +14,13 @@ from diagnosis.models import InferenceJob
 from tests.diagnosis.registry_helpers import register_small_models
 from tests.diagnosis.test_inference_jobs import InferenceFixture
 from tests.factories import TEST_PASSWORD, TrialWorld
-from tests.support import LiveWorker, require_redis_broker, start_browser
+from tests.support import BrowserTestCase, LiveWorker, require_redis_broker
 from tests.trials import image_factories
 from tests.trials.test_uploads_service import stored_names, vf_csv
 
 
 @tag("browser", "redis", "worker")
-class CaseToPredictionInBrowserTests(InferenceFixture, StaticLiveServerTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.browser = start_browser()
-        cls.addClassCleanup(cls.browser.quit)
-
+class CaseToPredictionInBrowserTests(BrowserTestCase, InferenceFixture, StaticLiveServerTestCase):
     def setUp(self):
         broker = require_redis_broker()
         self.before_objects = stored_names("cases") | stored_names("models") | stored_names("predictions")
@@ -46,11 +40,7 @@ class CaseToPredictionInBrowserTests(InferenceFixture, StaticLiveServerTestCase)
     def test_uploaded_case_gets_predictions_from_both_nets_on_its_page(self):
         b = self.browser
         b.delete_all_cookies()
-        b.get(f"{self.live_server_url}/accounts/login/")
-        b.find_element(By.NAME, "username").send_keys("coord1@visus.example")
-        b.find_element(By.NAME, "password").send_keys(TEST_PASSWORD)
-        b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(b, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=user-name]")))
+        self.sign_in("coord1@visus.example", TEST_PASSWORD)
         url = f"{self.live_server_url}/trials/cases/{self.w.case1.pk}/"
         b.get(url)
         b.find_element(By.CSS_SELECTOR, "[data-testid=file-input]").send_keys("\n".join(self.paths))

@@ -8,27 +8,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from platform_core.accounts.models import Role
 from tests.factories import TEST_PASSWORD, HospitalFactory, member
-from tests.support import start_browser
+from tests.support import BrowserTestCase
 
 
 @tag("browser")
-class LoginInBrowserTests(StaticLiveServerTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.browser = start_browser()
-        cls.addClassCleanup(cls.browser.quit)
-
+class LoginInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
     def setUp(self):
         self.browser.delete_all_cookies()
         hospital = HospitalFactory(code="H01", name="Northfield Eye Hospital")
         member(Role.COORDINATOR, hospital, email="chris@visus.example", full_name="Chris Coordinator")
-
-    def sign_in(self, email, password):
-        self.browser.get(f"{self.live_server_url}/accounts/login/")
-        self.browser.find_element(By.NAME, "username").send_keys(email)
-        self.browser.find_element(By.NAME, "password").send_keys(password)
-        self.browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
     def test_coordinator_signs_in_through_the_login_page_and_out_again(self):
         self.sign_in("chris@visus.example", TEST_PASSWORD)

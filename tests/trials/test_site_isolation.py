@@ -59,11 +59,20 @@ class SiteIsolationWalkTests(TestCase):
         dr_model, _ = register_small_models()
         job = InferenceJob.objects.create(case=self.w.case2, model_version=dr_model, status="succeeded")
         self.prediction_b = Prediction.objects.create(
-            job=job, case=self.w.case2, model_version=dr_model, runtime_ms=1.0,
-            attention_overlay=self.file_b.thumbnail.name, class_probabilities=[0.2] * 5,
+            job=job,
+            case=self.w.case2,
+            model_version=dr_model,
+            runtime_ms=1.0,
+            attention_overlay=self.file_b.thumbnail.name,
+            class_probabilities=[0.2] * 5,
         )
-        b_ids = [str(self.w.subject2.pk), str(self.w.case2.pk), str(site_b.pk), str(self.file_b.pk),
-                 str(self.prediction_b.pk)]
+        b_ids = [
+            str(self.w.subject2.pk),
+            str(self.w.case2.pk),
+            str(site_b.pk),
+            str(self.file_b.pk),
+            str(self.prediction_b.pk),
+        ]
         self.secrets = [self.w.subject2.pseudonym, *b_ids, self.file_b.sha256]
         self.values = {
             "slug": [self.w.trial.slug],

@@ -7,33 +7,18 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.factories import TEST_PASSWORD, TrialWorld
-from tests.support import start_browser
+from tests.support import BrowserTestCase
 
 
 @tag("browser")
-class EnrolmentInBrowserTests(StaticLiveServerTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.browser = start_browser()
-        cls.addClassCleanup(cls.browser.quit)
-
+class EnrolmentInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
     def setUp(self):
         self.browser.delete_all_cookies()
         self.w = TrialWorld()
 
-    def sign_in(self, email):
-        self.browser.get(f"{self.live_server_url}/accounts/login/")
-        self.browser.find_element(By.NAME, "username").send_keys(email)
-        self.browser.find_element(By.NAME, "password").send_keys(TEST_PASSWORD)
-        self.browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(self.browser, 10).until(
-            EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=user-name]"))
-        )
-
     def test_coordinator_enrols_a_subject_and_cannot_reach_the_other_site(self):
         b = self.browser
-        self.sign_in("coord1@visus.example")
+        self.sign_in("coord1@visus.example", TEST_PASSWORD)
         b.find_element(By.LINK_TEXT, "Trials").click()
         b.find_element(By.LINK_TEXT, "P-dr-trial").click()
         b.find_element(By.LINK_TEXT, "Enrol a subject").click()
@@ -63,7 +48,7 @@ class EnrolmentInBrowserTests(StaticLiveServerTestCase):
         self.assertNotIn("DR01-H02", listing)
 
     def test_manager_sees_the_accrual_chart_drawn_by_plotly(self):
-        self.sign_in("manager@visus.example")
+        self.sign_in("manager@visus.example", TEST_PASSWORD)
         self.browser.get(f"{self.live_server_url}/trials/dr-trial/")
         chart = WebDriverWait(self.browser, 15).until(
             EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=accrual-chart][data-rendered=true]"))

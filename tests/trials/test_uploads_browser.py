@@ -7,24 +7,17 @@ from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.core.files.storage import default_storage
 from django.test import tag
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.factories import TEST_PASSWORD, TrialWorld
-from tests.support import start_browser
+from tests.support import BrowserTestCase
 from tests.trials import image_factories
 from tests.trials.test_uploads_service import stored_names, vf_csv
 from trials.models import CaseFile
 
 
 @tag("browser")
-class UploadInBrowserTests(StaticLiveServerTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.browser = start_browser()
-        cls.addClassCleanup(cls.browser.quit)
-
+class UploadInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
     def setUp(self):
         self.browser.delete_all_cookies()
         self.w = TrialWorld(modalities=("fundus", "visual_field"))
@@ -47,11 +40,7 @@ class UploadInBrowserTests(StaticLiveServerTestCase):
 
     def test_coordinator_uploads_three_files_and_sees_each_outcome(self):
         b = self.browser
-        b.get(f"{self.live_server_url}/accounts/login/")
-        b.find_element(By.NAME, "username").send_keys("coord1@visus.example")
-        b.find_element(By.NAME, "password").send_keys(TEST_PASSWORD)
-        b.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(b, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=user-name]")))
+        self.sign_in("coord1@visus.example", TEST_PASSWORD)
         b.get(f"{self.live_server_url}/trials/cases/{self.w.case1.pk}/")
         b.find_element(By.CSS_SELECTOR, "[data-testid=file-input]").send_keys("\n".join(self.paths))
 
