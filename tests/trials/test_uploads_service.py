@@ -305,3 +305,17 @@ class PresignedFileAccessTests(UploadTestCase):
         self.assertEqual(status(urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))), 403)
         time.sleep(3.5)
         self.assertEqual(status(location), 403)
+
+
+class DeidentificationReportPageTests(UploadTestCase):
+    def test_case_page_shows_each_files_report_without_values(self):
+        from tests.trials import dicom_factories
+
+        self.upload(dicom_factories.ophthalmic_photograph())
+        self.upload(image_factories.jpeg_with_metadata(orientation=6))
+        self.client.force_login(self.w.coord1)
+        page = self.client.get(reverse("trials:case-detail", args=[self.w.case1.pk]))
+        self.assertContains(page, "De-identification report", count=2)
+        self.assertContains(page, "PatientName")
+        self.assertContains(page, "Rebuilt from pixels only")
+        self.assertNotContains(page, "CANARY")
