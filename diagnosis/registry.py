@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from torch import nn
 
 from diagnosis.models import ARCHITECTURE_TASK, Architecture, ModelStatus, ModelVersion
@@ -136,11 +136,8 @@ def model_register(
                 "sha256": [None, digest],
             },
         )
-    except (IntegrityError, ValidationError, ApplicationError):
-        delete_quietly([stored])
-        raise
     except BaseException:
-        delete_quietly([stored])
+        delete_quietly([stored])  # nothing half-registered: no orphaned weights in storage
         raise
     return model
 

@@ -179,9 +179,8 @@ def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> N
     """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there."""
     from diagnosis.models import ModelVersion
     from diagnosis.networks.inference import configure_threads
-    from diagnosis.networks.zoom_in_net import ZoomInNetConfig
     from diagnosis.registry import model_register
-    from diagnosis.training.runner import demo_dr_plan, demo_visual_fields, hrf_demo_set, train_dr, train_vf
+    from diagnosis.training.runner import train_demo_dr, train_demo_vf
 
     configure_threads()
     for name, architecture in DEMO_MODELS:
@@ -189,31 +188,9 @@ def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> N
             continue
         stdout.write(f"Training the demo model {name} (not for clinical use)...")
         if architecture == "zoom_in_net":
-            trained = train_dr(
-                data=hrf_demo_set(ZoomInNetConfig.small().highres_size),
-                synthetic=synthetic,
-                seed=0,
-                preset="small",
-                validation_fraction=0.2,
-                plan=demo_dr_plan(epochs_scale),
-                description=f"{synthetic} generated photographs with controlled lesions and the 20 shipped HRF "
-                "photographs (DR as grade 2, others 0)",
-            )
+            trained = train_demo_dr(synthetic=synthetic, epochs_scale=epochs_scale)
         else:
-            from dataclasses import replace
-
-            from diagnosis.training.core import VFTrainingPlan
-
-            plan = replace(VFTrainingPlan(), epochs=max(1, round(10 * epochs_scale)))
-            trained = train_vf(
-                fields=demo_visual_fields(),
-                seed=0,
-                preset="small",
-                validation_fraction=0.2,
-                plan=plan,
-                description="real 24-2 fields shipped with Visus (visualFields package: SUNY-IU healthy controls "
-                "and glaucoma test-retest series)",
-            )
+            trained = train_demo_vf(epochs_scale=epochs_scale)
         model_register(
             actor=None,
             name=name,

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from platform_core.accounts.models import Role, User
-from platform_core.accounts.selectors import user_has_role
+from platform_core.accounts.models import User
 from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record
 from platform_core.storage import delete_quietly, save_private
 from trials.models import Case, CaseFile, CaseStatus, TrialStatus, VisualFieldResult
+from trials.services import require_site_writer
 from trials.upload_pipeline import ProcessedUpload, UploadContext, process_upload
 from trials.uploads.errors import UploadRejected
 from trials.uploads.visual_field import ReliabilityCriteria
@@ -62,10 +62,7 @@ def upload_context(case: Case) -> UploadContext:
 def check_can_upload(*, actor: User | None, case: Case) -> None:
     """Refuse uploads that no file could fix: wrong person, closed trial, closed case, withdrawn subject."""
     subject = case.subject
-    if actor is not None and not user_has_role(actor, Role.COORDINATOR, hospital=subject.site.hospital):
-        raise ApplicationError(
-            "Only a coordinator of this site may upload files to its cases.", code="forbidden", status=403
-        )
+    require_site_writer(actor, subject, doing="upload files to its cases")
     if subject.trial.status == TrialStatus.CLOSED:
         raise ApplicationError("The trial is closed: no more files.", code="trial_closed")
     if subject.is_withdrawn:

@@ -330,20 +330,20 @@ def subject_enroll(
     return subject
 
 
-def _require_site_writer(actor: User | None, subject: Subject) -> None:
+def require_site_writer(actor: User | None, subject: Subject, *, doing: str = "change its subjects") -> None:
     """Coordinators of the subject's site may write. ``actor=None`` is a trusted server-side operation
     (a management command run by an operator), recorded in the audit trail without a user."""
     if actor is None:
         return
     if not user_has_role(actor, Role.COORDINATOR, hospital=subject.site.hospital):
-        raise ApplicationError("Only a coordinator of this site may change its subjects.", code="forbidden", status=403)
+        raise ApplicationError(f"Only a coordinator of this site may {doing}.", code="forbidden", status=403)
 
 
 @transaction.atomic
 def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
     """Flag a subject as withdrawn. Their data is kept (and stays in analyses the protocol allows)."""
     subject = Subject.objects.select_for_update().select_related("site__hospital", "trial").get(pk=subject.pk)
-    _require_site_writer(actor, subject)
+    require_site_writer(actor, subject)
     if not reason.strip():
         raise ValidationError({"reason": "Give the reason for the withdrawal."})
     if subject.is_withdrawn:
@@ -367,7 +367,7 @@ def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
 @transaction.atomic
 def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_day: int) -> Case:
     subject = Subject.objects.select_related("site__hospital", "trial").get(pk=subject.pk)
-    _require_site_writer(actor, subject)
+    require_site_writer(actor, subject)
     if subject.is_withdrawn:
         raise ApplicationError(f"{subject.pseudonym} is withdrawn: no new cases.", code="subject_withdrawn")
     if subject.trial.status == TrialStatus.CLOSED:
@@ -403,7 +403,7 @@ def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_
 @transaction.atomic
 def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -> Case:
     case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
-    _require_site_writer(actor, case.subject)
+    require_site_writer(actor, case.subject)
     if status not in CaseStatus.values:
         raise ValidationError({"status": f"Unknown case status {status!r}."})
     if status == case.status:

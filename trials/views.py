@@ -18,6 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role
+from platform_core.accounts.selectors import user_has_role
 from platform_core.api.exceptions import ApplicationError
 from platform_core.storage import serve_private
 from trials import services
@@ -240,9 +241,7 @@ def _subject(request: HttpRequest, slug: str, pseudonym: str):  # noqa: ANN202
 @role_required(*SUBJECT_ROLES)
 def subject_detail(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
     subject = _subject(request, slug, pseudonym)
-    can_write = request.user.memberships.filter(
-        hospital=subject.site.hospital, role=Role.COORDINATOR, is_active=True
-    ).exists()
+    can_write = user_has_role(request.user, Role.COORDINATOR, hospital=subject.site.hospital)
     return render(
         request,
         "trials/subject_detail.html",
@@ -291,9 +290,7 @@ def case_add(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
 @role_required(*SUBJECT_ROLES)
 def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
     case = get_object_or_404(cases_for(request.user), pk=pk)
-    can_write = request.user.memberships.filter(
-        hospital=case.subject.site.hospital, role=Role.COORDINATOR, is_active=True
-    ).exists()
+    can_write = user_has_role(request.user, Role.COORDINATOR, hospital=case.subject.site.hospital)
     files = list(case_files_for(request.user).filter(case=case))
     return render(
         request,

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.models import vgg16
 from torchvision.models.vgg import make_layers
+
+from diagnosis.networks.config import JsonConfig
 
 ARCHITECTURE = "vf_glaucoma"
 
@@ -72,7 +73,7 @@ NORMAL_POINT_DARKNESS = 0.12  # the small dot printed where p >= 5 %
 
 
 @dataclass(frozen=True)
-class VFGlaucomaConfig:
+class VFGlaucomaConfig(JsonConfig):
     input_size: int = 224
     width_multiplier: float = 1.0
     pool_size: int = 7  # adaptive pooling before fc6 (VGG16: 7 x 7)
@@ -100,18 +101,6 @@ class VFGlaucomaConfig:
     @classmethod
     def full(cls) -> VFGlaucomaConfig:
         return cls()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> VFGlaucomaConfig:
-        known = {field.name for field in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown VFGlaucomaConfig fields: {sorted(unknown)}")
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
 
 
 class VFGlaucomaNet(nn.Module):

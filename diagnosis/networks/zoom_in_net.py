@@ -35,8 +35,7 @@ given, A-Net learns only from its own grade scores and the fusion layer.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
@@ -44,13 +43,15 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops import roi_align
 
+from diagnosis.networks.config import JsonConfig
+
 ARCHITECTURE = "zoom_in_net"
 NUM_GRADES = 5  # ICDR: none, mild, moderate, severe NPDR, proliferative
 REFERABLE_FROM_GRADE = 2  # referable DR = moderate NPDR or worse
 
 
 @dataclass(frozen=True)
-class ZoomInNetConfig:
+class ZoomInNetConfig(JsonConfig):
     """Everything that shapes the architecture; `to_dict()` is stored with every checkpoint."""
 
     input_size: int = 512  # M-Net view, square pixels
@@ -108,18 +109,6 @@ class ZoomInNetConfig:
     def full(cls) -> ZoomInNetConfig:
         """GPU preset: ResNet-18 M-Net on 512 px, ResNet-18 C-Net on four 224 px crops of a 1024 px view."""
         return cls()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ZoomInNetConfig:
-        known = {field.name for field in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown ZoomInNetConfig fields: {sorted(unknown)}")
-        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
 
 
 class ResNetBackbone(nn.Module):

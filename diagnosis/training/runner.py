@@ -184,6 +184,56 @@ def demo_visual_fields() -> list[tuple[Any, int, str]]:
     return [(vf, 0, group) for vf, group in healthy] + [(vf, 1, group) for vf, group in glaucoma]
 
 
+def demo_vf_plan(scale: float = 1.0) -> VFTrainingPlan:
+    return replace(VFTrainingPlan(), epochs=max(1, round(VFTrainingPlan().epochs * scale)))
+
+
+def train_demo_dr(
+    *,
+    synthetic: int = 600,
+    seed: int = 0,
+    preset: str = "small",
+    validation_fraction: float = 0.2,
+    epochs_scale: float = 1.0,
+    progress: Callable[[TrainingProgress], None] | None = None,
+) -> TrainedModel:
+    """The demo DR grader: generated photographs with controlled lesions plus the shipped HRF photographs."""
+    config = ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()
+    return train_dr(
+        data=hrf_demo_set(config.highres_size),
+        synthetic=synthetic,
+        seed=seed,
+        preset=preset,
+        validation_fraction=validation_fraction,
+        plan=demo_dr_plan(epochs_scale),
+        progress=progress,
+        description=f"{synthetic} generated photographs with controlled lesions (grade from the lesions) and the "
+        "20 shipped HRF photographs (DR as grade 2, others 0)",
+    )
+
+
+def train_demo_vf(
+    *,
+    seed: int = 0,
+    preset: str = "small",
+    validation_fraction: float = 0.2,
+    epochs_scale: float = 1.0,
+    progress: Callable[[TrainingProgress], None] | None = None,
+) -> TrainedModel:
+    """The demo glaucoma net: the shipped real 24-2 fields, healthy controls against glaucoma patients."""
+    fields = demo_visual_fields()
+    return train_vf(
+        fields=fields,
+        seed=seed,
+        preset=preset,
+        validation_fraction=validation_fraction,
+        plan=demo_vf_plan(epochs_scale),
+        progress=progress,
+        description=f"{len(fields)} real 24-2 fields shipped with Visus (visualFields package: SUNY-IU healthy "
+        "controls and glaucoma test-retest series)",
+    )
+
+
 def demo_dr_plan(scale: float = 1.0) -> DRTrainingPlan:
     base = DRTrainingPlan()
     if scale >= 1.0:

@@ -167,6 +167,12 @@ class RefusedUploadTests(UploadTestCase):
             with self.subTest(code=code):
                 self.assert_refused(data, code, message)
 
+    def test_request_without_a_file_gets_a_clear_error(self):
+        response = self.api.post(self.url, {"other": "x"}, format="multipart")
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response.json()["error"]["code"], "no_file")
+        self.assertIn("multipart field 'file'", response.json()["error"]["message"])
+
     def test_upload_to_a_case_that_is_not_open_is_refused(self):
         case_set_status(actor=self.w.coord1, case=self.w.case1, status="complete")
         self.assert_refused(image_factories.plain_png(400, 400), "case_not_open", "reopen it")

@@ -22,7 +22,7 @@ from diagnosis.networks.inference import configure_threads
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
 from diagnosis.training.core import TrainingProgress
-from diagnosis.training.runner import demo_dr_plan, demo_visual_fields, hrf_demo_set, train_dr, train_vf
+from diagnosis.training.runner import demo_dr_plan, demo_vf_plan, train_demo_dr, train_demo_vf, train_dr, train_vf
 from platform_core.api.exceptions import ApplicationError
 from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
 
@@ -46,19 +46,25 @@ class ProgressBar:
 
 
 def trial_fundus_set(trial: Trial, size: int) -> datasets.FundusSet:
-    items = []
-    for reference in ReferenceStandard.objects.filter(case__subject__trial=trial, icdr_grade__isnull=False):
-        case_file = (
-            CaseFile.objects.filter(case=reference.case, modality="fundus", file_format__in=["jpeg", "png", "tiff"])
-            .order_by("-created_at")
-            .first()
+    """Each case with a DR reference grade and a photograph: its latest photograph (two queries in all)."""
+    grades = dict(
+        ReferenceStandard.objects.filter(case__subject__trial=trial, icdr_grade__isnull=False).values_list(
+            "case_id", "icdr_grade"
         )
-        if case_file is None:
-            continue
-        with default_storage.open(case_file.content.name, "rb") as handle:
+    )
+    latest: dict = {}
+    for case_id, name in (
+        CaseFile.objects.filter(case_id__in=grades, modality="fundus", file_format__in=["jpeg", "png", "tiff"])
+        .order_by("created_at")
+        .values_list("case_id", "content")
+    ):
+        latest[case_id] = name
+    items = []
+    for case_id, name in latest.items():
+        with default_storage.open(name, "rb") as handle:
             image = Image.open(io.BytesIO(handle.read()))
             image.load()
-        items.append((str(reference.case_id), image, reference.icdr_grade))
+        items.append((str(case_id), image, grades[case_id]))
     if not items:
         raise CommandError(f"Trial {trial.slug} has no case with both a DR reference grade and a photograph.")
     return datasets.fundus_set(items, size)
@@ -134,71 +140,50 @@ class Command(BaseCommand):
     def _dr(self, options, seed, preset, fraction, bar):  # noqa: ANN001, ANN202
         from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 
-        size = (ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()).highres_size
-        plan = demo_dr_plan(float(options["epochs_scale"]))
+        scale = float(options["epochs_scale"])
         if options["demo"]:
-            return train_dr(
-                data=hrf_demo_set(size),
+            return train_demo_dr(
                 synthetic=int(options["demo_synthetic"]),
                 seed=seed,
                 preset=preset,
                 validation_fraction=fraction,
-                plan=plan,
+                epochs_scale=scale,
                 progress=bar,
-                description=f"{options['demo_synthetic']} generated photographs with controlled lesions "
-                "(grade from the lesions) and the 20 shipped HRF photographs (DR as grade 2, others 0)",
             )
+        size = (ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()).highres_size
+        data, synthetic = None, 0
         if options["synthetic"]:
-            return train_dr(
-                data=None,
-                synthetic=int(options["synthetic"]),
-                seed=seed,
-                preset=preset,
-                validation_fraction=fraction,
-                plan=plan,
-                progress=bar,
-                description=f"{options['synthetic']} generated photographs with controlled lesions",
-            )
-        if options["trial"]:
+            synthetic = int(options["synthetic"])
+            description = f"{synthetic} generated photographs with controlled lesions"
+        elif options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
             if trial is None:
                 raise CommandError(f"No trial {options['trial']!r}.")
             data = trial_fundus_set(trial, size)
-            return train_dr(
-                data=data,
-                synthetic=0,
-                seed=seed,
-                preset=preset,
-                validation_fraction=fraction,
-                plan=plan,
-                progress=bar,
-                description=f"{len(data)} photographs of trial {trial.protocol_number} with their reference grades",
-            )
-        data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size)
+            description = f"{len(data)} photographs of trial {trial.protocol_number} with their reference grades"
+        else:
+            data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size)
+            description = f"{len(data)} labelled photographs from {options['folder']}"
         return train_dr(
             data=data,
-            synthetic=0,
+            synthetic=synthetic,
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
-            plan=plan,
+            plan=demo_dr_plan(scale),
             progress=bar,
-            description=f"{len(data)} labelled photographs from {options['folder']}",
+            description=description,
         )
 
     def _vf(self, options, seed, preset, fraction, bar):  # noqa: ANN001, ANN202
-        from diagnosis.training.core import VFTrainingPlan
-
-        plan = VFTrainingPlan(epochs=max(1, round(10 * float(options["epochs_scale"]))))
+        scale = float(options["epochs_scale"])
         if options["synthetic"]:
             raise CommandError("--synthetic is for zoom_in_net; use --demo for the shipped visual fields.")
         if options["demo"]:
-            fields = demo_visual_fields()
-            description = (
-                f"{len(fields)} real 24-2 fields shipped with Visus (visualFields package: SUNY-IU "
-                "healthy controls and glaucoma test-retest series)"
+            return train_demo_vf(
+                seed=seed, preset=preset, validation_fraction=fraction, epochs_scale=scale, progress=bar
             )
-        elif options["trial"]:
+        if options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
             if trial is None:
                 raise CommandError(f"No trial {options['trial']!r}.")
@@ -212,7 +197,7 @@ class Command(BaseCommand):
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
-            plan=plan,
+            plan=demo_vf_plan(scale),
             progress=bar,
             description=description,
         )

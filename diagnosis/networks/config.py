@@ -1,0 +1,22 @@
+"""JSON round trip for the networks' frozen config dataclasses (stored in checkpoints and the registry)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any, Self
+
+
+class JsonConfig:
+    """Mixin for frozen dataclasses: tuples become lists in JSON and back; unknown keys are refused."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)  # type: ignore[call-overload]
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        known = {field.name for field in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
