@@ -229,16 +229,68 @@ class BrowserTestCase:
         cls.browser = start_browser()
         cls.addClassCleanup(cls.browser.quit)  # type: ignore[attr-defined]
 
-    def sign_in(self, email: str, password: str) -> None:
+    def wait(self, timeout: float = 10) -> Any:
+        """A wait that shrugs off the moment a page is being replaced (stale or not-yet-present elements)."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        return WebDriverWait(
+            self.browser, timeout, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+        )
+
+    def wait_for(self, css: str, timeout: float = 10) -> Any:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support import expected_conditions as EC
-        from selenium.webdriver.support.ui import WebDriverWait
+
+        return self.wait(timeout).until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+    def wait_for_text(self, css: str, text: str, timeout: float = 10) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.wait(timeout).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, css).text == text,
+            message=f"{css} never read {text!r}",
+        )
+
+    def click_and_load(self, element: Any, timeout: float = 15) -> None:
+        """Click something that loads a new page, and return only once the new page is ready, so that no
+        later lookup can find an element of the page being left. The old page is marked with a window
+        property; a new document does not have it."""
+        from selenium.common.exceptions import WebDriverException
+
+        self.browser.execute_script("window.__visusLeaving = true;")
+        element.click()
+
+        def new_page_ready(driver: Any) -> bool:
+            try:
+                return bool(
+                    driver.execute_script("return !window.__visusLeaving && document.readyState === 'complete';")
+                )
+            except WebDriverException:  # the script ran while the document was being swapped
+                return False
+
+        self.wait(timeout).until(new_page_ready, message="the click did not load a new page")
+
+    def follow(self, link_text: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        self.click_and_load(self.browser.find_element(By.LINK_TEXT, link_text))
+
+    def submit(self, label: str) -> None:
+        """Press the button labelled `label` and wait for the page the server answers with."""
+        self.click_and_load(self.button(label))
+
+    def button(self, label: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.browser.find_element(By.XPATH, f"//button[normalize-space()='{label}']")
+
+    def sign_in(self, email: str, password: str) -> None:
+        from selenium.webdriver.common.by import By
 
         self.browser.delete_all_cookies()
         self.browser.get(f"{self.live_server_url}/accounts/login/")  # type: ignore[attr-defined]
         self.browser.find_element(By.NAME, "username").send_keys(email)
         self.browser.find_element(By.NAME, "password").send_keys(password)
-        self.browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        WebDriverWait(self.browser, 10).until(
-            EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=user-name], [data-testid=login-error]"))
-        )
+        self.click_and_load(self.browser.find_element(By.CSS_SELECTOR, "button[type=submit]"))
+        self.wait_for("[data-testid=user-name], [data-testid=login-error]")

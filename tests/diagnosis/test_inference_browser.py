@@ -7,7 +7,6 @@ from pathlib import Path
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.test import tag
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from diagnosis.models import InferenceJob
@@ -49,10 +48,10 @@ class CaseToPredictionInBrowserTests(BrowserTestCase, InferenceFixture, StaticLi
         )
         b.get(url)
         Select(b.find_element(By.NAME, "status")).select_by_value("complete")
-        b.find_element(By.XPATH, "//button[normalize-space()='Save status']").click()
-        WebDriverWait(b, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=inference-jobs]")))
+        self.submit("Save status")
+        self.wait_for("[data-testid=inference-jobs]")
         # The page follows the jobs and reloads when they are done.
-        WebDriverWait(b, 120).until(
+        self.wait(120).until(
             lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=prediction]")) == 2,
             message=self.worker.log_tail(),
         )
@@ -64,7 +63,7 @@ class CaseToPredictionInBrowserTests(BrowserTestCase, InferenceFixture, StaticLi
         self.assertIn(grade, {"0", "1", "2", "3", "4"})
         self.assertTrue(b.find_element(By.CSS_SELECTOR, "[data-testid=glaucoma-probability]").text)
         overlay = b.find_element(By.CSS_SELECTOR, "[data-testid=attention-overlay]")
-        WebDriverWait(b, 10).until(lambda d: d.execute_script("return arguments[0].naturalWidth", overlay) > 0)
+        self.wait().until(lambda d: d.execute_script("return arguments[0].naturalWidth", overlay) > 0)
         self.assertIn(
             "Fused glaucoma probability", b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text
         )

@@ -29,8 +29,8 @@ class LoginInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         # The stylesheet is served locally and applied (header coloured by visus.css).
         header_bg = self.browser.find_element(By.CSS_SELECTOR, ".site-header").value_of_css_property("background-color")
         self.assertIn("11, 93, 122", header_bg)
-        self.browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
-        wait.until(EC.presence_of_element_located((By.NAME, "username")))
+        self.submit("Sign out")
+        self.wait_for("input[name=username]")
         self.assertIn("/accounts/login/", self.browser.current_url)
 
     def test_wrong_password_shows_a_clear_error_in_the_page(self):

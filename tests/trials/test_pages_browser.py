@@ -4,8 +4,7 @@ and withdrawal forms, password change, the audit trail and the API docs."""
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.test import tag
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from tests.factories import TEST_PASSWORD, TrialWorld
 from tests.support import BrowserTestCase
@@ -17,17 +16,11 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
     def setUp(self):
         self.w = TrialWorld()
 
-    def wait_for(self, css):
-        return WebDriverWait(self.browser, 10).until(EC.presence_of_element_located((By.CSS_SELECTOR, css)))
-
-    def submit(self, label):
-        self.browser.find_element(By.XPATH, f"//button[normalize-space()='{label}']").click()
-
     def test_manager_sets_up_a_trial_adds_a_site_and_opens_recruiting(self):
         b = self.browser
         self.sign_in("manager@visus.example", TEST_PASSWORD)
         b.get(f"{self.live_server_url}/trials/")
-        b.find_element(By.LINK_TEXT, "New trial").click()
+        self.follow("New trial")
         for name, value in (
             ("protocol_number", "GL-77"),
             ("title", "Glaucoma fields"),
@@ -40,16 +33,14 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         b.find_element(By.NAME, "inclusion_criteria").send_keys("Adult\nGlaucoma suspect")
         self.submit("Create draft")
         self.assertEqual(self.wait_for("[data-testid=trial-status]").text, "Draft")
-        b.find_element(By.LINK_TEXT, "Add site").click()
+        self.follow("Add site")
         Select(b.find_element(By.NAME, "hospital")).select_by_value("H02")
         b.find_element(By.NAME, "enrolment_target").send_keys("12")
         self.submit("Add site")
         self.wait_for("[data-testid=sites]")
         self.submit("Move to recruiting")
-        WebDriverWait(b, 10).until(
-            lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=trial-status]").text == "Recruiting"
-        )
-        b.find_element(By.LINK_TEXT, "H02").click()
+        self.wait_for_text("[data-testid=trial-status]", "Recruiting")
+        self.follow("H02")
         target = b.find_element(By.NAME, "enrolment_target")
         target.clear()
         target.send_keys("20")
@@ -71,7 +62,7 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.submit("Add case")
         self.assertIn("Case OS day 30 added.", self.wait_for(".messages").text)
         b.get(f"{self.live_server_url}/trials/dr-trial/subjects/DR01-H01-0001/")
-        self.submit("Withdraw subject")  # no reason: the browser's own check or the server's message stops it
+        self.button("Withdraw subject").click()  # no reason: the browser's own check or the server's message stops it
         self.assertFalse(Subject.objects.get(pseudonym="DR01-H01-0001").is_withdrawn)
         b.get(f"{self.live_server_url}/trials/dr-trial/subjects/DR01-H01-0001/")
         b.find_element(By.NAME, "reason").send_keys("moved abroad")
@@ -82,16 +73,16 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
     def test_password_change_audit_trail_and_api_docs(self):
         b = self.browser
         self.sign_in("monitor@visus.example", TEST_PASSWORD)
-        b.find_element(By.LINK_TEXT, "Password").click()
+        self.follow("Password")
         b.find_element(By.NAME, "old_password").send_keys(TEST_PASSWORD)
         b.find_element(By.NAME, "new_password1").send_keys("a-fresh-Password-99")
         b.find_element(By.NAME, "new_password2").send_keys("a-fresh-Password-99")
         self.submit("Change password")
         self.assertIn("Your password was changed.", self.wait_for(".messages").text)
-        b.find_element(By.LINK_TEXT, "Audit trail").click()
+        self.follow("Audit trail")
         events = self.wait_for("[data-testid=audit-events]").text
         self.assertIn("subject.enroll", events)
         self.assertIn("trial.transition", events)
-        b.find_element(By.LINK_TEXT, "API").click()
-        WebDriverWait(b, 15).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".swagger-ui .opblock")))
+        self.follow("API")
+        self.wait_for(".swagger-ui .opblock", timeout=15)
         self.assertIn("/api/v1/subjects/", b.find_element(By.TAG_NAME, "body").text)

@@ -3,8 +3,7 @@
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
 from django.test import tag
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import Select, WebDriverWait
+from selenium.webdriver.support.ui import Select
 
 from tests.factories import TEST_PASSWORD, TrialWorld
 from tests.support import BrowserTestCase
@@ -19,9 +18,9 @@ class EnrolmentInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
     def test_coordinator_enrols_a_subject_and_cannot_reach_the_other_site(self):
         b = self.browser
         self.sign_in("coord1@visus.example", TEST_PASSWORD)
-        b.find_element(By.LINK_TEXT, "Trials").click()
-        b.find_element(By.LINK_TEXT, "P-dr-trial").click()
-        b.find_element(By.LINK_TEXT, "Enrol a subject").click()
+        self.follow("Trials")
+        self.follow("P-dr-trial")
+        self.follow("Enrol a subject")
         for name in ("inclusion_0", "inclusion_1"):
             b.find_element(By.CSS_SELECTOR, f"input[name={name}][value=yes]").click()
         b.find_element(By.CSS_SELECTOR, "input[name=exclusion_0][value=no]").click()
@@ -31,10 +30,8 @@ class EnrolmentInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         Select(b.find_element(By.NAME, "sex")).select_by_visible_text("Male")
         b.find_element(By.NAME, "age").send_keys("58")
         Select(b.find_element(By.NAME, "diabetes_type")).select_by_visible_text("Type 2")
-        b.find_element(By.XPATH, "//button[normalize-space()='Enrol']").click()
-        heading = WebDriverWait(b, 10).until(
-            EC.visibility_of_element_located((By.CSS_SELECTOR, "[data-testid=subject-pseudonym]"))
-        )
+        self.submit("Enrol")
+        heading = self.wait_for("[data-testid=subject-pseudonym]")
         self.assertEqual(heading.text, "DR01-H01-0002")
         self.assertIn("Subject enrolled: DR01-H01-0002", b.page_source)
 
@@ -50,8 +47,6 @@ class EnrolmentInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
     def test_manager_sees_the_accrual_chart_drawn_by_plotly(self):
         self.sign_in("manager@visus.example", TEST_PASSWORD)
         self.browser.get(f"{self.live_server_url}/trials/dr-trial/")
-        chart = WebDriverWait(self.browser, 15).until(
-            EC.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=accrual-chart][data-rendered=true]"))
-        )
+        chart = self.wait_for("[data-testid=accrual-chart][data-rendered=true]", timeout=15)
         self.assertTrue(chart.find_elements(By.CSS_SELECTOR, "svg.main-svg"))
         self.assertIn("H01 enrolled (1)", chart.text)
