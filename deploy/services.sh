@@ -78,6 +78,7 @@ JSON
     -master.port=19333 -master.electionTimeout=1s -volume.port=18080 -filer.port=18888 \
     -s3 -s3.port="$s3port" -s3.config="$dir/s3.json" -volume.max=20 >"$dir/weed.log" 2>&1 &
   echo $! > "$dir/weed.pid"
+  disown  # stopped by stop_seaweedfs, not by this shell's job control (no "Killed" line at the end)
   export AWS_S3_ENDPOINT_URL="http://127.0.0.1:$s3port"
   export AWS_STORAGE_BUCKET_NAME=visus-test
   export AWS_S3_REGION_NAME=us-east-1
@@ -107,6 +108,10 @@ PY
 stop_seaweedfs() {  # stop_seaweedfs DATA_DIR
   local pidfile=$1/weed.pid
   [ -f "$pidfile" ] || return 0
-  kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+  local pid i
+  pid=$(cat "$pidfile")
+  kill "$pid" 2>/dev/null || true
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
   rm -f "$pidfile"
 }

@@ -45,6 +45,11 @@ class AtomicFilesystemTransport(filesystem.Transport):
     global_state = filesystem.Transport.global_state
     driver_name = "visus-filesystem"
 
+    @property
+    def default_connection_params(self) -> dict:
+        # A folder on this machine has no host; with kombu's default it warns "No hostname was supplied".
+        return {}
+
 
 def register() -> None:
     TRANSPORT_ALIASES[ALIAS] = "platform_core.broker:AtomicFilesystemTransport"
