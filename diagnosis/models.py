@@ -12,15 +12,21 @@ from trials.models import Case
 class Architecture(models.TextChoices):
     ZOOM_IN_NET = "zoom_in_net", "DR grader (Zoom-in-Net style)"
     VF_GLAUCOMA = "vf_glaucoma", "Glaucoma from visual fields (VGG16 + VFI/MD/PSD)"
+    FUNDUS_GLAUCOMA = "fundus_glaucoma", "Glaucoma from fundus photographs (optic-disc crop classifier)"
 
 
 class Task(models.TextChoices):
     DR_GRADING = "dr_grading", "Diabetic retinopathy grading (fundus)"
     GLAUCOMA_VF = "glaucoma_vf", "Glaucoma from visual fields"
+    GLAUCOMA_FUNDUS = "glaucoma_fundus", "Glaucoma from fundus photographs"
 
 
-ARCHITECTURE_TASK = {Architecture.ZOOM_IN_NET: Task.DR_GRADING, Architecture.VF_GLAUCOMA: Task.GLAUCOMA_VF}
-TASK_MODALITY = {Task.DR_GRADING: "fundus", Task.GLAUCOMA_VF: "visual_field"}
+ARCHITECTURE_TASK = {
+    Architecture.ZOOM_IN_NET: Task.DR_GRADING,
+    Architecture.VF_GLAUCOMA: Task.GLAUCOMA_VF,
+    Architecture.FUNDUS_GLAUCOMA: Task.GLAUCOMA_FUNDUS,
+}
+TASK_MODALITY = {Task.DR_GRADING: "fundus", Task.GLAUCOMA_VF: "visual_field", Task.GLAUCOMA_FUNDUS: "fundus"}
 
 
 class ModelStatus(models.TextChoices):

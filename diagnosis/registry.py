@@ -151,6 +151,15 @@ def default_input_spec(architecture: str, config: Mapping[str, Any]) -> dict[str
             "highres_size": config.get("highres_size"),
             "normalisation": "ImageNet mean/std",
         }
+    if architecture == Architecture.FUNDUS_GLAUCOMA:
+        return {
+            "modality": "fundus",
+            "input": "colour fundus photograph, padded to a square with black, resized; the optic disc is located "
+            "and a disc-centred crop is classified",
+            "view_size": config.get("view_size"),
+            "crop_input_size": config.get("input_size"),
+            "normalisation": "ImageNet mean/std",
+        }
     return {
         "modality": "visual_field",
         "input": "Pattern Deviation probability plot (24-2) plus VFI %, MD dB, PSD dB",

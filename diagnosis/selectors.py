@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind, Task
-from diagnosis.networks.fusion import GlaucomaEvidence, fuse_glaucoma
+from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
 from platform_core.accounts.models import User
 from trials.models import Case
 from trials.selectors import cases_for
@@ -21,20 +21,26 @@ def predictions_for(user: User) -> QuerySet[Prediction]:
     return Prediction.objects.filter(case__in=cases_for(user).values("pk")).select_related("model_version", "job")
 
 
+MODALITY_LABELS = {FUNDUS: "fundus photograph", VISUAL_FIELD: "visual field", OCT_RNFL: "OCT RNFL thickness"}
+
+
 def fused_glaucoma(predictions: list[Prediction]) -> dict[str, Any] | None:
     """Per-eye glaucoma probability from this case's model outputs (see diagnosis/networks/fusion.py)."""
     vf = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_VF), None)
-    if vf is None:
+    fundus = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_FUNDUS), None)
+    if vf is None and fundus is None:
         return None
     evidence = GlaucomaEvidence(
-        vf_probability=vf.glaucoma_probability,
-        vf_reliable=vf.kind == ResultKind.PREDICTION,
+        fundus_probability=fundus.glaucoma_probability if fundus is not None else None,
+        vf_probability=vf.glaucoma_probability if vf is not None else None,
+        vf_reliable=(vf.kind == ResultKind.PREDICTION) if vf is not None else None,
     )
     result = fuse_glaucoma(evidence)
     return {
         "probability": result.probability,
         "used": list(result.used),
-        "excluded": dict(result.excluded),
+        "used_labels": [MODALITY_LABELS[m] for m in result.used],
+        "excluded": {MODALITY_LABELS[m]: why for m, why in result.excluded.items()},
     }
 
 

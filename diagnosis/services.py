@@ -149,7 +149,7 @@ def _prepare(work: _Work) -> None:
 
     job = work.job
     try:
-        if job.model_version.task == Task.DR_GRADING:
+        if job.model_version.modality == "fundus":
             image = _fundus_image(job.case)
             work.image_size = image.size
             preview = image.copy()
@@ -179,8 +179,6 @@ def attention_overlay(
     preview: Image.Image, attention: np.ndarray, boxes: list[list[float]], original_size: tuple[int, int]
 ) -> bytes:
     """The attention map as a cyan heat layer over the photograph, with the zoomed regions outlined (PNG)."""
-    from PIL import ImageDraw
-
     heat = Image.fromarray((np.clip(attention, 0, 1) * 255).astype(np.uint8)).resize(preview.size)
     level = np.asarray(heat, dtype=np.float32) / 255.0
     base = np.asarray(preview.convert("RGB"), dtype=np.float32)
@@ -190,13 +188,21 @@ def attention_overlay(
     heat_colour[..., 2] = 255.0
     alpha = (0.7 * np.clip((level - 0.2) / 0.8, 0, 1))[..., None]
     blended = Image.fromarray((base * (1 - alpha) + heat_colour * alpha).clip(0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(blended)
-    scale = preview.size[0] / max(original_size[0], 1)
+    return region_overlay(blended, boxes, original_size)
+
+
+def region_overlay(preview: Image.Image, boxes: list[list[float]], original_size: tuple[int, int]) -> bytes:
+    """The photograph with the regions a network read outlined and numbered (PNG)."""
+    from PIL import ImageDraw
+
+    image = preview.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    scale = image.size[0] / max(original_size[0], 1)
     for n, (x0, y0, x1, y1) in enumerate(boxes, start=1):
         draw.rectangle([x0 * scale, y0 * scale, x1 * scale, y1 * scale], outline=(255, 230, 0), width=2)
         draw.text((x0 * scale + 3, y0 * scale + 2), str(n), fill=(255, 230, 0))
     out = io.BytesIO()
-    blended.save(out, format="PNG")
+    image.save(out, format="PNG")
     return out.getvalue()
 
 
@@ -236,7 +242,13 @@ def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
 
 def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -> dict[str, int]:
     """Run a job and, in the same batch, other queued jobs of its model. Safe to call again for any job."""
-    from diagnosis.networks.inference import ItemError, predict_fundus, predict_visual_fields, select_device
+    from diagnosis.networks.inference import (
+        ItemError,
+        predict_fundus,
+        predict_fundus_glaucoma,
+        predict_visual_fields,
+        select_device,
+    )
     from diagnosis.registry import model_load
 
     batch_size = batch_size or settings.VISUS_INFERENCE_BATCH_SIZE
@@ -267,6 +279,8 @@ def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -
         outputs = predict_fundus(
             network, [w.item for w in runnable], batch_size=batch_size, device=device, attention_max_side=512
         )
+    elif model_version.task == Task.GLAUCOMA_FUNDUS:
+        outputs = predict_fundus_glaucoma(network, [w.item for w in runnable], batch_size=batch_size, device=device)
     else:
         outputs = predict_visual_fields(network, [w.item for w in runnable], batch_size=batch_size, device=device)
     per_item_ms = (time.perf_counter() - started) * 1000 / max(len(runnable), 1)
@@ -303,6 +317,14 @@ def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -
                 "details": {"image_size": list(work.image_size or ()), "device": str(device)},
             }
             overlay = attention_overlay(work.preview, output.attention, fields["crop_boxes"], work.image_size)
+        elif model_version.task == Task.GLAUCOMA_FUNDUS:
+            fields = {
+                "glaucoma_probability": output.glaucoma_probability,
+                "crop_boxes": [list(output.disc_box)],
+                "runtime_ms": per_item_ms,
+                "details": {"image_size": list(work.image_size or ()), "device": str(device)},
+            }
+            overlay = region_overlay(work.preview, fields["crop_boxes"], work.image_size)
         else:
             fields = {
                 "glaucoma_probability": output.glaucoma_probability,

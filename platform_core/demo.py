@@ -172,7 +172,11 @@ def seed_trial() -> None:
                 case_set_status(actor=coordinator, case=case, status="complete")
 
 
-DEMO_MODELS = (("dr-demo", "zoom_in_net"), ("vf-glaucoma-demo", "vf_glaucoma"))
+DEMO_MODELS = (
+    ("dr-demo", "zoom_in_net"),
+    ("vf-glaucoma-demo", "vf_glaucoma"),
+    ("fundus-glaucoma-demo", "fundus_glaucoma"),
+)
 
 
 def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:  # noqa: ANN001
@@ -180,7 +184,7 @@ def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> N
     from diagnosis.models import ModelVersion
     from diagnosis.networks.inference import configure_threads
     from diagnosis.registry import model_register
-    from diagnosis.training.runner import train_demo_dr, train_demo_vf
+    from diagnosis.training.runner import train_demo_dr, train_demo_fundus_glaucoma, train_demo_vf
 
     configure_threads()
     for name, architecture in DEMO_MODELS:
@@ -189,6 +193,8 @@ def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> N
         stdout.write(f"Training the demo model {name} (not for clinical use)...")
         if architecture == "zoom_in_net":
             trained = train_demo_dr(synthetic=synthetic, epochs_scale=epochs_scale)
+        elif architecture == "fundus_glaucoma":
+            trained = train_demo_fundus_glaucoma(synthetic=max(synthetic // 2, 40), epochs_scale=epochs_scale)
         else:
             trained = train_demo_vf(epochs_scale=epochs_scale)
         model_register(

@@ -120,7 +120,9 @@ def evidence_terms(evidence: GlaucomaEvidence, weights: FusionWeights) -> tuple[
             terms[FUNDUS] = _logit(evidence.fundus_probability) - _logit(weights.fundus_training_prevalence)
         else:
             excluded[FUNDUS] = f"not a probability: {evidence.fundus_probability!r}"
-    if evidence.vf_probability is not None:
+    if evidence.vf_probability is None and evidence.vf_reliable is False:
+        excluded[VISUAL_FIELD] = "visual field unreliable"  # an unreliable field gets no probability at all
+    elif evidence.vf_probability is not None:
         if evidence.vf_reliable is None:
             raise ValueError("vf_reliable must be stated (True/False) when a visual-field probability is given")
         if not evidence.vf_reliable:

@@ -36,7 +36,8 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from PIL import Image
 from torch import Tensor, nn
 
-from diagnosis.networks import vf_glaucoma, zoom_in_net
+from diagnosis.networks import fundus_glaucoma, vf_glaucoma, zoom_in_net
+from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
 
@@ -50,6 +51,7 @@ CHECKPOINT_FORMAT = 1
 ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     zoom_in_net.ARCHITECTURE: (ZoomInNetConfig, ZoomInNet),
     vf_glaucoma.ARCHITECTURE: (VFGlaucomaConfig, VFGlaucomaNet),
+    fundus_glaucoma.ARCHITECTURE: (FundusGlaucomaConfig, FundusGlaucomaNet),
 }
 
 T = TypeVar("T")
@@ -214,6 +216,11 @@ class FundusInput:
 
 def preprocess_fundus(image: Image.Image | np.ndarray, config: ZoomInNetConfig) -> FundusInput:
     """Pad the photograph to a square with black (the fundus surround), resize to the high-resolution view."""
+    return square_view(image, config.highres_size)
+
+
+def square_view(image: Image.Image | np.ndarray, size: int) -> FundusInput:
+    """The photograph padded to a square with black (the fundus surround) and resized to `size`."""
     array = _to_rgb_array(image)
     height, width = array.shape[:2]
     geometry = ViewGeometry(original_width=width, original_height=height)
@@ -223,7 +230,6 @@ def preprocess_fundus(image: Image.Image | np.ndarray, config: ZoomInNetConfig) 
     square[top : top + height, left : left + width] = array
     # Offsets are recomputed as floats in ViewGeometry; an odd difference puts the photo half a pixel
     # off there, below the network's resolution.
-    size = config.highres_size
     # PIL's bilinear filter widens its support when shrinking, i.e. it antialiases like a photo resize.
     resized = np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.BILINEAR))
     tensor = torch.from_numpy(resized.copy()).permute(2, 0, 1)[None]
@@ -339,6 +345,12 @@ class VisualFieldPrediction:
     glaucoma_probability: float
 
 
+@dataclass(frozen=True)
+class FundusGlaucomaPrediction:
+    glaucoma_probability: float
+    disc_box: tuple[float, float, float, float]  # the crop the classifier read, original-image pixels
+
+
 def predict_fundus(
     model: ZoomInNet,
     images: Sequence[Image.Image | np.ndarray],
@@ -406,6 +418,34 @@ def predict_visual_fields(
         ]
 
     return run_in_batches(items, lambda item: preprocess_visual_field(item, config), forward, batch_size)
+
+
+def predict_fundus_glaucoma(
+    model: FundusGlaucomaNet,
+    images: Sequence[Image.Image | np.ndarray],
+    *,
+    batch_size: int = 16,
+    device: torch.device | None = None,
+) -> list[FundusGlaucomaPrediction | ItemError]:
+    """Glaucoma probability of photographs, with the optic-disc crop each was judged on."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    size = model.config.view_size
+
+    def forward(batch: list[FundusInput]) -> list[FundusGlaucomaPrediction | ItemError]:
+        views = to_device(torch.stack([item.highres for item in batch]), device)
+        with torch.inference_mode(), autocast(device):
+            output = model(views)
+        probabilities = output.probabilities.float().cpu()
+        boxes = output.boxes.float().cpu()
+        return [
+            FundusGlaucomaPrediction(float(p), item.geometry.box_to_original(box))
+            if math.isfinite(float(p))
+            else ItemError(-1, "NonFiniteOutput", "the network produced a NaN/inf probability")
+            for p, box, item in zip(probabilities, boxes.tolist(), batch, strict=True)
+        ]
+
+    return run_in_batches(images, lambda image: square_view(image, size), forward, batch_size)
 
 
 # --- checkpoints -----------------------------------------------------------------------------------

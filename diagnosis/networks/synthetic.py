@@ -41,6 +41,12 @@ NEOVASCULARISATION = "neovascularisation"
 LESION_KINDS = (MICROANEURYSM, HAEMORRHAGE, HARD_EXUDATE, NEOVASCULARISATION)
 
 ICDR_GRADES = (0, 1, 2, 3, 4)
+# Cup-to-disc ratios drawn for the glaucoma sets: healthy discs have a small cup, glaucomatous ones a large
+# cup (a vertical CDR of 0.7 or more is the usual clinical flag). The gap between the ranges keeps the
+# label unambiguous at the small presets' resolution.
+GLAUCOMA_CUP_TO_DISC = 0.65
+HEALTHY_CUP_TO_DISC_RANGE = (0.2, 0.45)
+GLAUCOMA_CUP_TO_DISC_RANGE = (0.65, 0.9)
 SEVERE_HAEMORRHAGES_PER_QUADRANT = 2
 
 # Sizes are given for a 256 px image and scaled with the image, so a lesion covers the same fraction
@@ -64,6 +70,14 @@ class SyntheticFundus:
     lesions: tuple[Lesion, ...]
     fundus_centre: tuple[float, float]
     fundus_radius: float
+    disc_centre: tuple[float, float] = (0.0, 0.0)
+    disc_radius: float = 0.0
+    cup_to_disc: float | None = None  # None: no cup drawn (the DR sets)
+
+    @property
+    def glaucoma(self) -> bool:
+        """The generator's glaucoma rule: a cup-to-disc ratio of GLAUCOMA_CUP_TO_DISC or more."""
+        return self.cup_to_disc is not None and self.cup_to_disc >= GLAUCOMA_CUP_TO_DISC
 
     @property
     def referable(self) -> bool:
@@ -203,8 +217,14 @@ def _lesion_plan(rng: np.random.Generator, grade: int) -> dict[str, int | list[i
     return plan
 
 
-def generate_fundus(seed: int | np.random.SeedSequence, size: int = 256, grade: int | None = None) -> SyntheticFundus:
-    """One generated fundus photograph; `grade` None draws it (uniformly over 0-4)."""
+def generate_fundus(
+    seed: int | np.random.SeedSequence, size: int = 256, grade: int | None = None, cup_to_disc: float | None = None
+) -> SyntheticFundus:
+    """One generated fundus photograph; `grade` None draws it (uniformly over 0-4).
+
+    `cup_to_disc` draws a pale optic cup of that ratio inside the disc (None: no cup, and the image is
+    exactly the one the DR sets get for this seed: the cup uses no random numbers).
+    """
     rng = np.random.default_rng(seed)
     if grade is None:
         grade = int(rng.integers(0, 5))
@@ -222,6 +242,12 @@ def generate_fundus(seed: int | np.random.SeedSequence, size: int = 256, grade: 
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     disc_weight = np.clip(1.0 - np.hypot(xs - disc[0], ys - disc[1]) / disc_radius, 0.0, 1.0) ** 0.5
     rgb = rgb * (1 - disc_weight[:, :, None]) + np.array([0.97, 0.86, 0.62]) * disc_weight[:, :, None]
+    if cup_to_disc is not None:
+        if not 0.0 < cup_to_disc < 1.0:
+            raise ValueError(f"cup_to_disc must be between 0 and 1, got {cup_to_disc}")
+        cup_radius = cup_to_disc * disc_radius
+        cup_weight = np.clip(1.0 - np.hypot(xs - disc[0], ys - disc[1]) / cup_radius, 0.0, 1.0) ** 0.3
+        rgb = rgb * (1 - cup_weight[:, :, None]) + np.array([1.0, 0.98, 0.9]) * cup_weight[:, :, None]
     fovea = (centre[0] - side * 0.1 * radius, centre[1])
     macula = np.exp(-(((xs - fovea[0]) ** 2 + (ys - fovea[1]) ** 2) / (2 * (0.13 * radius) ** 2)))
     rgb = rgb * (1 - 0.3 * macula[:, :, None])
@@ -294,7 +320,16 @@ def generate_fundus(seed: int | np.random.SeedSequence, size: int = 256, grade: 
     drawn_grade = icdr_grade_from_lesions(final, centre)
     if drawn_grade != grade:  # pragma: no cover - the plan is built to satisfy the rule
         raise AssertionError(f"generator drew grade {drawn_grade} lesions for target grade {grade}")
-    return SyntheticFundus(image, grade, final, (float(centre[0]), float(centre[1])), float(radius))
+    return SyntheticFundus(
+        image,
+        grade,
+        final,
+        (float(centre[0]), float(centre[1])),
+        float(radius),
+        disc_centre=(float(disc[0]), float(disc[1])),
+        disc_radius=float(disc_radius),
+        cup_to_disc=cup_to_disc,
+    )
 
 
 def _clip_box(point, extent: float, size: int) -> tuple[float, float, float, float]:
@@ -314,3 +349,19 @@ def generate_fundus_set(
     if len(chosen) != count:
         raise ValueError("grades must have one entry per image")
     return [generate_fundus(child, size=size, grade=grade) for child, grade in zip(children, chosen, strict=True)]
+
+
+def generate_glaucoma_fundus_set(count: int, seed: int, size: int = 256) -> list[SyntheticFundus]:
+    """`count` photographs, alternately healthy and glaucomatous discs (see GLAUCOMA_CUP_TO_DISC).
+
+    Each also gets DR grade 0, 1 or 2 lesions, drawn independently of the disc, so a glaucoma network
+    cannot read one disease as the other. Image i depends only on (seed, i).
+    """
+    images = []
+    for index, child in enumerate(np.random.SeedSequence(seed).spawn(count)):
+        picture, choice = child.spawn(2)
+        rng = np.random.default_rng(choice)
+        low, high = GLAUCOMA_CUP_TO_DISC_RANGE if index % 2 else HEALTHY_CUP_TO_DISC_RANGE
+        ratio = float(rng.uniform(low, high))
+        images.append(generate_fundus(picture, size=size, grade=int(rng.integers(0, 3)), cup_to_disc=ratio))
+    return images

@@ -41,7 +41,8 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
-from diagnosis.networks.inference import autocast, autocast_dtype, normalise_images, select_device
+from diagnosis.networks.fundus_glaucoma import FundusGlaucomaNet, crop_boxes, locate_optic_disc
+from diagnosis.networks.inference import autocast, autocast_dtype, normalise_images, select_device, to_device
 from diagnosis.networks.synthetic import ICDR_GRADES, SyntheticFundus, generate_fundus_set
 from diagnosis.networks.vf_glaucoma import VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import REFERABLE_FROM_GRADE, ZoomInNet, ZoomInNetConfig
@@ -200,6 +201,15 @@ def _grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=autocast_dtype(device) == torch.float16)
 
 
+def _optimise(loss: Tensor, optimiser: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> float:
+    """One optimiser step on `loss` (scaled when float16 needs it); returns the loss value."""
+    optimiser.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimiser)
+    scaler.update()
+    return float(loss.detach())
+
+
 def _downscale_uint8(images: Tensor, size: int) -> Tensor:
     """uint8 views at M-Net's size, computed once (normalisation is affine, so it commutes with resizing)."""
     if images.shape[-1] == size:
@@ -333,12 +343,8 @@ def train_zoom_in_net(
                 high = normalise_images(views[1].to(device)) if needs_highres else None
                 with autocast(device):
                     loss = _stage_loss(model, stage, plan, low, high, grades[batch_index].to(device))
-                optimiser.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimiser)
-                scaler.update()
+                losses.append(_optimise(loss, optimiser, scaler))
                 schedule.step()
-                losses.append(float(loss.detach()))
                 if progress is not None:
                     progress(
                         TrainingProgress(stage, epoch, epochs, step, steps, losses[-1], time.perf_counter() - started)
@@ -507,11 +513,7 @@ def train_vf_glaucoma(
             with autocast(device):
                 logits = model(normalise_images(plots[batch_index].to(device)), indices[batch_index].to(device))
                 loss = F.binary_cross_entropy_with_logits(logits.float(), labels[batch_index].float().to(device))
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            losses.append(float(loss.detach()))
+            losses.append(_optimise(loss, optimiser, scaler))
             if progress is not None:
                 progress(
                     TrainingProgress("vf", epoch, plan.epochs, step, steps, losses[-1], time.perf_counter() - started)
@@ -545,17 +547,7 @@ def evaluate_vf_glaucoma(
                 probabilities.append(
                     model.predict_proba(normalise_images(plot_chunk.to(device)), index_chunk.to(device)).float().cpu()
                 )
-    scores = torch.cat(probabilities).numpy()
-    truth = labels.cpu().numpy().astype(bool)
-    predicted = scores >= threshold
-    metrics = {"accuracy": float((predicted == truth).mean()), "n": float(len(truth))}
-    if truth.any():
-        metrics["sensitivity"] = float(predicted[truth].mean())
-    if (~truth).any():
-        metrics["specificity"] = float((~predicted[~truth]).mean())
-    if truth.any() and (~truth).any():
-        metrics["auc"] = roc_auc(truth, scores)
-    return metrics
+    return binary_metrics(labels.cpu().numpy().astype(bool), torch.cat(probabilities).numpy(), threshold)
 
 
 def trainable_parameters_without_gradient(model: nn.Module) -> list[str]:
@@ -565,3 +557,128 @@ def trainable_parameters_without_gradient(model: nn.Module) -> list[str]:
         for name, parameter in model.named_parameters()
         if parameter.requires_grad and (parameter.grad is None or not bool(parameter.grad.abs().sum() > 0))
     ]
+
+
+# --- glaucoma from fundus photographs --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FundusGlaucomaTrainingPlan:
+    epochs: int = 12
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    augment: bool = True
+
+
+def fundus_glaucoma_crops(
+    model: FundusGlaucomaNet, images: Tensor, *, device: torch.device | None = None, batch_size: int = 64
+) -> Tensor:
+    """Disc crops (N x 3 x input_size^2 uint8) of uint8 views: the locator is fixed, so crops are cut once."""
+    size = model.config.view_size
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != size:
+        raise ValueError(f"images must be N x 3 x {size}^2 uint8, got {tuple(images.shape)} {images.dtype}")
+    device = device or next(model.parameters()).device
+    crops = []
+    with torch.inference_mode():
+        for chunk in images.split(batch_size):
+            views = chunk.to(device).float()
+            boxes = locate_optic_disc(normalise_images(views), model.config)
+            crops.append(crop_boxes(views, boxes, model.config.input_size).round().clamp(0, 255).to(torch.uint8).cpu())
+    return torch.cat(crops)
+
+
+def train_fundus_glaucoma(
+    model: FundusGlaucomaNet,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    plan: FundusGlaucomaTrainingPlan | None = None,
+    seed: int = 0,
+    device: torch.device | None = None,
+    progress: ProgressCallback | None = None,
+    validation: tuple[Tensor, Tensor] | None = None,
+) -> TrainingResult:
+    """Train in place. images: N x 3 x view_size^2 uint8 photographs (square views); labels: N of 0/1.
+
+    The classifier learns from the locator's disc crops, rotated and flipped (a disc has no preferred
+    orientation in this task), with binary cross-entropy.
+    """
+    plan = plan or FundusGlaucomaTrainingPlan()
+    if labels.shape != (images.shape[0],):
+        raise ValueError("labels must have one 0/1 entry per image")
+    device = device or select_device()
+    generator = seed_everything(seed)
+    model.to(device)
+    crops = fundus_glaucoma_crops(model, images, device=device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(plan.epochs, 1))
+    scaler = _grad_scaler(device)
+    result = TrainingResult()
+    started = time.perf_counter()
+    steps = (crops.shape[0] + plan.batch_size - 1) // plan.batch_size
+    for epoch in range(1, plan.epochs + 1):
+        model.train()
+        losses = []
+        order = torch.randperm(crops.shape[0], generator=generator)
+        for step, batch_index in enumerate(order.split(plan.batch_size), 1):
+            batch = crops[batch_index]
+            if plan.augment:
+                (batch,) = _augment(generator, batch)
+            with autocast(device):
+                logits = model.classify(to_device(normalise_images(batch.to(device)), device))
+                loss = F.binary_cross_entropy_with_logits(logits.float(), labels[batch_index].float().to(device))
+            losses.append(_optimise(loss, optimiser, scaler))
+            if progress is not None:
+                progress(
+                    TrainingProgress(
+                        "fundus-glaucoma", epoch, plan.epochs, step, steps, losses[-1], time.perf_counter() - started
+                    )
+                )
+        schedule.step()
+        result.history.append(
+            {
+                "stage": "fundus-glaucoma",
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+    model.eval()
+    if validation is not None:
+        result.metrics = evaluate_fundus_glaucoma(model, *validation, device=device)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def evaluate_fundus_glaucoma(
+    model: FundusGlaucomaNet,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    threshold: float = 0.5,
+    device: torch.device | None = None,
+) -> dict[str, float]:
+    device = device or next(model.parameters()).device
+    model.eval()
+    crops = fundus_glaucoma_crops(model, images, device=device)
+    scores = []
+    with torch.inference_mode():
+        for chunk in crops.split(64):
+            with autocast(device):
+                logits = model.classify(to_device(normalise_images(chunk.to(device)), device))
+            scores.append(torch.sigmoid(logits.float()).cpu())
+    return binary_metrics(labels.cpu().numpy().astype(bool), torch.cat(scores).numpy(), threshold)
+
+
+def binary_metrics(truth: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, sensitivity and specificity at `threshold`, and ROC AUC, of 0/1 truth and scores."""
+    predicted = scores >= threshold
+    metrics = {"accuracy": float((predicted == truth).mean()), "n": float(len(truth))}
+    if truth.any():
+        metrics["sensitivity"] = float(predicted[truth].mean())
+    if (~truth).any():
+        metrics["specificity"] = float((~predicted[~truth]).mean())
+    if truth.any() and (~truth).any():
+        metrics["auc"] = roc_auc(truth, scores)
+    return metrics

@@ -45,18 +45,25 @@ def square_uint8(image: Image.Image, size: int) -> np.ndarray:
 @dataclass
 class FundusSet:
     images: Tensor  # N x 3 x S x S uint8
-    grades: Tensor  # N long, ICDR 0-4
+    grades: Tensor  # N long: ICDR 0-4 for DR sets, 0/1 (glaucoma) for glaucoma sets
     names: list[str]
 
     def __len__(self) -> int:
         return int(self.grades.shape[0])
 
 
-def fundus_set(items: Iterable[tuple[str, Image.Image, int]], size: int) -> FundusSet:
+GRADE_LABELS = ("grade", range(5))  # CSV column and allowed values: ICDR grades
+GLAUCOMA_LABELS = ("label", range(2))  # 0 healthy, 1 glaucoma
+
+
+def fundus_set(
+    items: Iterable[tuple[str, Image.Image, int]], size: int, labels: tuple[str, range] = GRADE_LABELS
+) -> FundusSet:
+    column, allowed = labels
     names, arrays, grades = [], [], []
     for name, image, grade in items:
-        if grade not in range(5):
-            raise ValueError(f"{name}: ICDR grade must be 0-4, got {grade}")
+        if grade not in allowed:
+            raise ValueError(f"{name}: {column} must be {allowed.start}-{allowed.stop - 1}, got {grade}")
         names.append(name)
         arrays.append(square_uint8(image, size))
         grades.append(grade)
@@ -65,19 +72,25 @@ def fundus_set(items: Iterable[tuple[str, Image.Image, int]], size: int) -> Fund
     return FundusSet(torch.from_numpy(np.stack(arrays)), torch.tensor(grades, dtype=torch.long), names)
 
 
-def fundus_folder(folder: Path, labels_csv: Path, size: int) -> FundusSet:
-    """Photographs listed in a CSV with columns ``file,grade`` (paths relative to ``folder``)."""
+def fundus_folder(folder: Path, labels_csv: Path, size: int, labels: tuple[str, range] = GRADE_LABELS) -> FundusSet:
+    """Photographs listed in a CSV with columns ``file,grade`` (or ``file,label`` for glaucoma sets; paths
+    relative to ``folder``)."""
+    column = labels[0]
     rows = list(csv.DictReader(labels_csv.read_text(encoding="utf-8-sig").splitlines()))
-    if not rows or {"file", "grade"} - set(rows[0]):
-        raise ValueError("the labels CSV needs the columns file,grade")
+    if not rows or {"file", column} - set(rows[0]):
+        raise ValueError(f"the labels CSV needs the columns file,{column}")
     root = folder.resolve()
     items = []
     for row in rows:
         path = (root / row["file"]).resolve()
         if root not in path.parents:
             raise ValueError(f"{row['file']}: outside the folder")
-        items.append((row["file"], Image.open(path), int(row["grade"])))
-    return fundus_set(items, size)
+        try:
+            value = int(row[column])
+        except ValueError:
+            raise ValueError(f"{row['file']}: {column} {row[column]!r} is not a whole number") from None
+        items.append((row["file"], Image.open(path), value))
+    return fundus_set(items, size, labels)
 
 
 def merge(*sets: FundusSet) -> FundusSet:

@@ -14,23 +14,27 @@ from typing import Any
 
 import torch
 
+from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet
 from diagnosis.networks.inference import save_checkpoint, select_device
-from diagnosis.networks.synthetic import generate_fundus_set
+from diagnosis.networks.synthetic import generate_fundus_set, generate_glaucoma_fundus_set
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
 from diagnosis.training import datasets
 from diagnosis.training.core import (
     DRTrainingPlan,
+    FundusGlaucomaTrainingPlan,
     TrainingProgress,
     VFTrainingPlan,
     fundus_tensors,
     seed_everything,
+    train_fundus_glaucoma,
     train_vf_glaucoma,
     train_zoom_in_net,
 )
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "trials" / "demo_data"
 HRF_DEMO_GRADES = {"diabetic_retinopathy": 2, "glaucoma": 0, "healthy": 0}
+HRF_DEMO_GLAUCOMA = {"diabetic_retinopathy": 0, "glaucoma": 1, "healthy": 0}
 
 
 @dataclass
@@ -49,17 +53,59 @@ def _checkpoint(model: torch.nn.Module, metadata: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def hrf_demo_set(size: int) -> datasets.FundusSet:
-    """The shipped HRF photographs with a demo label: DR photographs as grade 2, others as grade 0."""
+def hrf_demo_set(size: int, *, glaucoma: bool = False) -> datasets.FundusSet:
+    """The shipped HRF photographs with a demo label: for DR, DR photographs as grade 2 and others 0; for
+    glaucoma, the glaucoma photographs 1 and the others (healthy and DR) 0."""
     import csv
 
     from PIL import Image
 
     rows = list(csv.DictReader((DEMO_DATA / "hrf" / "labels.csv").read_text().splitlines()))
-    items = [
-        (row["image"], Image.open(DEMO_DATA / "hrf" / row["image"]), HRF_DEMO_GRADES[row["label"]]) for row in rows
-    ]
-    return datasets.fundus_set(items, size)
+    table = HRF_DEMO_GLAUCOMA if glaucoma else HRF_DEMO_GRADES
+    labels = datasets.GLAUCOMA_LABELS if glaucoma else datasets.GRADE_LABELS
+    items = [(row["image"], Image.open(DEMO_DATA / "hrf" / row["image"]), table[row["label"]]) for row in rows]
+    return datasets.fundus_set(items, size, labels)
+
+
+def _resized(data: datasets.FundusSet, size: int) -> datasets.FundusSet:
+    if data.images.shape[-1] == size:
+        return data
+    images = torch.nn.functional.interpolate(data.images.float(), size=size, mode="bilinear")
+    return datasets.FundusSet(images.round().clamp(0, 255).to(torch.uint8), data.grades, data.names)
+
+
+@dataclass
+class PhotographSplit:
+    train: tuple[torch.Tensor, torch.Tensor]  # images N x 3 x S x S uint8, labels N
+    validation: tuple[torch.Tensor, torch.Tensor] | None
+    sizes: tuple[int, int]  # training, validation
+
+
+def photograph_split(
+    generated: datasets.FundusSet | None, data: datasets.FundusSet | None, size: int, fraction: float, seed: int
+) -> PhotographSplit:
+    """Generated and/or given photographs at `size`, split into seeded training and validation sets."""
+    parts = [part for part in (generated, None if data is None else _resized(data, size)) if part is not None]
+    if not parts:
+        raise ValueError("no training data")
+    everything = datasets.merge(*parts)
+    train_idx, val_idx = datasets.split(len(everything), fraction, seed)
+    return PhotographSplit(
+        (everything.images[train_idx], everything.grades[train_idx]),
+        (everything.images[val_idx], everything.grades[val_idx]) if val_idx else None,
+        (len(train_idx), len(val_idx)),
+    )
+
+
+def _trained(
+    architecture: str, model: torch.nn.Module, result: Any, card: dict[str, Any], *, seed: int, preset: str, device: Any
+) -> TrainedModel:
+    """The checkpoint, rounded metrics and the model card (with what every card states) of a finished run."""
+    metrics = {k: round(float(v), 4) for k, v in result.metrics.items()}
+    card = {**card, "metrics": metrics, "not_for_clinical_use": True, "seed": seed, "preset": preset}
+    card["device"] = str(device)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return TrainedModel(architecture, _checkpoint(model, {"seed": seed}), metrics, card, result.seconds, state)
 
 
 def train_dr(
@@ -75,61 +121,37 @@ def train_dr(
     time_budget_s: float | None = None,
 ) -> TrainedModel:
     config = ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()
-    parts = []
+    generated = None
     if synthetic:
-        parts.append(
-            datasets.FundusSet(
-                *fundus_tensors(generate_fundus_set(synthetic, seed=seed, size=config.highres_size)),
-                names=[f"synthetic-{i}" for i in range(synthetic)],
-            )
+        generated = datasets.FundusSet(
+            *fundus_tensors(generate_fundus_set(synthetic, seed=seed, size=config.highres_size)),
+            names=[f"synthetic-{i}" for i in range(synthetic)],
         )
-    if data is not None:
-        if data.images.shape[-1] != config.highres_size:
-            data = datasets.FundusSet(
-                torch.nn.functional.interpolate(data.images.float(), size=config.highres_size, mode="bilinear")
-                .round()
-                .clamp(0, 255)
-                .to(torch.uint8),
-                data.grades,
-                data.names,
-            )
-        parts.append(data)
-    if not parts:
-        raise ValueError("no training data")
-    everything = datasets.merge(*parts)
-    train_idx, val_idx = datasets.split(len(everything), validation_fraction, seed)
+    split = photograph_split(generated, data, config.highres_size, validation_fraction, seed)
     seed_everything(seed)
     model = ZoomInNet(config)
     device = select_device()
     result = train_zoom_in_net(
         model,
-        everything.images[train_idx],
-        everything.grades[train_idx],
+        *split.train,
         plan=plan,
         seed=seed,
         device=device,
         progress=progress,
-        validation=(everything.images[val_idx], everything.grades[val_idx]) if val_idx else None,
+        validation=split.validation,
         time_budget_s=time_budget_s,
     )
-    metrics = {k: round(float(v), 4) for k, v in result.metrics.items()}
     card = {
         "intended_use": "Research and platform demonstration: ICDR diabetic-retinopathy grade and referable-DR "
         "probability from a colour fundus photograph.",
-        "training_data": f"{description}; {len(train_idx)} training and {len(val_idx)} validation images "
+        "training_data": f"{description}; {split.sizes[0]} training and {split.sizes[1]} validation images "
         f"(seeded split, seed {seed}).",
-        "metrics": metrics,
         "metrics_note": "On the held-out validation images: quadratic-weighted kappa over grades 0-4, accuracy, "
         "referable-DR ROC AUC.",
         "limitations": "Small network trained on little data; not validated on any clinical population.",
-        "not_for_clinical_use": True,
-        "seed": seed,
-        "preset": preset,
         "stopped_early": result.stopped_early,
-        "device": str(device),
     }
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return TrainedModel("zoom_in_net", _checkpoint(model, {"seed": seed}), metrics, card, result.seconds, state)
+    return _trained("zoom_in_net", model, result, card, seed=seed, preset=preset, device=device)
 
 
 def train_vf(
@@ -160,22 +182,81 @@ def train_vf(
         progress=progress,
         validation=(validation.plots, validation.indices, validation.labels) if val_idx else None,
     )
-    metrics = {k: round(float(v), 4) for k, v in result.metrics.items()}
     card = {
         "intended_use": "Research and platform demonstration: glaucoma probability from a reliable Humphrey 24-2 "
         "visual field (Pattern Deviation probability plot with VFI, MD and PSD).",
         "training_data": f"{description}; {len(train)} training and {len(validation)} validation fields, split by "
         f"patient (seed {seed}).",
-        "metrics": metrics,
         "metrics_note": "On the held-out patients' fields: ROC AUC, accuracy, sensitivity and specificity at 0.5.",
         "limitations": "Trained on few patients; unreliable fields are not scored.",
-        "not_for_clinical_use": True,
-        "seed": seed,
-        "preset": preset,
-        "device": str(device),
     }
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return TrainedModel("vf_glaucoma", _checkpoint(model, {"seed": seed}), metrics, card, result.seconds, state)
+    return _trained("vf_glaucoma", model, result, card, seed=seed, preset=preset, device=device)
+
+
+def train_fundus_glaucoma_model(
+    *,
+    data: datasets.FundusSet | None,
+    synthetic: int,
+    seed: int,
+    preset: str,
+    validation_fraction: float,
+    plan: FundusGlaucomaTrainingPlan | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
+    description: str,
+) -> TrainedModel:
+    """The fundus glaucoma net from labelled photographs (`data.grades` holding 0/1) and/or generated ones."""
+    config = FundusGlaucomaConfig.small() if preset == "small" else FundusGlaucomaConfig.full()
+    generated = None
+    if synthetic:
+        samples = generate_glaucoma_fundus_set(synthetic, seed=seed, size=config.view_size)
+        labels = torch.tensor([int(sample.glaucoma) for sample in samples], dtype=torch.long)
+        generated = datasets.FundusSet(fundus_tensors(samples)[0], labels, [f"synthetic-{i}" for i in range(synthetic)])
+    split = photograph_split(generated, data, config.view_size, validation_fraction, seed)
+    seed_everything(seed)
+    model = FundusGlaucomaNet(config)
+    device = select_device()
+    result = train_fundus_glaucoma(
+        model, *split.train, plan=plan, seed=seed, device=device, progress=progress, validation=split.validation
+    )
+    card = {
+        "intended_use": "Research and platform demonstration: glaucoma probability from a colour fundus photograph, "
+        "judged on an automatically located optic-disc crop (the crop is shown with every prediction).",
+        "training_data": f"{description}; {split.sizes[0]} training and {split.sizes[1]} validation images "
+        f"(seeded split, seed {seed}).",
+        "metrics_note": "On the held-out validation images: ROC AUC, accuracy, sensitivity and specificity at 0.5.",
+        "limitations": "Small network trained on little data; the generated discs differ only in cup size. Not "
+        "validated on any clinical population; a photograph without a visible disc gets a crop elsewhere.",
+    }
+    return _trained("fundus_glaucoma", model, result, card, seed=seed, preset=preset, device=device)
+
+
+def demo_fundus_glaucoma_plan(scale: float = 1.0) -> FundusGlaucomaTrainingPlan:
+    base = FundusGlaucomaTrainingPlan()
+    return replace(base, epochs=max(1, round(base.epochs * scale)))
+
+
+def train_demo_fundus_glaucoma(
+    *,
+    synthetic: int = 300,
+    seed: int = 0,
+    preset: str = "small",
+    validation_fraction: float = 0.2,
+    epochs_scale: float = 1.0,
+    progress: Callable[[TrainingProgress], None] | None = None,
+) -> TrainedModel:
+    """The demo fundus glaucoma net: generated discs with small or large cups plus the shipped HRF photographs."""
+    config = FundusGlaucomaConfig.small() if preset == "small" else FundusGlaucomaConfig.full()
+    return train_fundus_glaucoma_model(
+        data=hrf_demo_set(config.view_size, glaucoma=True),
+        synthetic=synthetic,
+        seed=seed,
+        preset=preset,
+        validation_fraction=validation_fraction,
+        plan=demo_fundus_glaucoma_plan(epochs_scale),
+        progress=progress,
+        description=f"{synthetic} generated photographs (glaucoma: cup-to-disc ratio 0.65-0.9, healthy 0.2-0.45) and "
+        "the 20 shipped HRF photographs (glaucoma 1; healthy and DR 0)",
+    )
 
 
 def demo_visual_fields() -> list[tuple[Any, int, str]]:

@@ -6,6 +6,7 @@ import io
 
 import torch
 
+from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet
 from diagnosis.networks.inference import save_checkpoint
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
@@ -43,3 +44,18 @@ def register_small_models(version: str = "1"):
         actor=None, name="vf-test", version=version, weights=checkpoint_bytes(small_vf_network()), model_card=CARD
     )
     return dr, vf
+
+
+def small_fundus_glaucoma_network(seed: int = 0) -> FundusGlaucomaNet:
+    torch.manual_seed(seed)
+    return FundusGlaucomaNet(FundusGlaucomaConfig.small()).eval()
+
+
+def register_fundus_glaucoma_model(version: str = "1"):
+    return model_register(
+        actor=None,
+        name="fundus-glaucoma-test",
+        version=version,
+        weights=checkpoint_bytes(small_fundus_glaucoma_network()),
+        model_card=CARD,
+    )

@@ -1,5 +1,6 @@
 """The whole path in a real browser: a coordinator uploads a photograph and a visual field, completes the
-case, and the page shows the progress and then predictions from both nets, run by a live worker on Redis."""
+case, and the page shows the progress and then predictions from the DR grader and both glaucoma nets (fundus
+and visual field) with their fused glaucoma probability, run by a live worker on Redis."""
 
 import tempfile
 from pathlib import Path
@@ -10,7 +11,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from diagnosis.models import InferenceJob
-from tests.diagnosis.registry_helpers import register_small_models
+from tests.diagnosis.registry_helpers import register_fundus_glaucoma_model, register_small_models
 from tests.diagnosis.test_inference_jobs import InferenceFixture
 from tests.factories import TEST_PASSWORD, TrialWorld
 from tests.support import BrowserTestCase, LiveWorker, require_redis_broker
@@ -26,6 +27,7 @@ class CaseToPredictionInBrowserTests(BrowserTestCase, InferenceFixture, StaticLi
         self.addCleanup(self.cleanup)
         self.w = TrialWorld(modalities=("fundus", "visual_field"))
         register_small_models()
+        register_fundus_glaucoma_model()
         self.worker = LiveWorker(broker_url=broker, queues="gpu,default").start()
         self.addCleanup(self.worker.stop)
         from platform_core.celery import app
@@ -36,7 +38,7 @@ class CaseToPredictionInBrowserTests(BrowserTestCase, InferenceFixture, StaticLi
         (folder / "field.csv").write_bytes(vf_csv("OD"))
         self.paths = [str(folder / "photo.jpg"), str(folder / "field.csv")]
 
-    def test_uploaded_case_gets_predictions_from_both_nets_on_its_page(self):
+    def test_uploaded_case_gets_predictions_from_all_three_nets_and_the_fused_probability_on_its_page(self):
         b = self.browser
         b.delete_all_cookies()
         self.sign_in("coord1@visus.example", TEST_PASSWORD)
@@ -52,18 +54,21 @@ class CaseToPredictionInBrowserTests(BrowserTestCase, InferenceFixture, StaticLi
         self.wait_for("[data-testid=inference-jobs]")
         # The page follows the jobs and reloads when they are done.
         self.wait(120).until(
-            lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=prediction]")) == 2,
+            lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=prediction]")) == 3,
             message=self.worker.log_tail(),
         )
         self.assertEqual(
             sorted(InferenceJob.objects.filter(case=self.w.case1).values_list("status", flat=True)),
-            ["succeeded", "succeeded"],
+            ["succeeded", "succeeded", "succeeded"],
         )
         grade = b.find_element(By.CSS_SELECTOR, "[data-testid=predicted-grade]").text
         self.assertIn(grade, {"0", "1", "2", "3", "4"})
         self.assertTrue(b.find_element(By.CSS_SELECTOR, "[data-testid=glaucoma-probability]").text)
         overlay = b.find_element(By.CSS_SELECTOR, "[data-testid=attention-overlay]")
         self.wait().until(lambda d: d.execute_script("return arguments[0].naturalWidth", overlay) > 0)
-        self.assertIn(
-            "Fused glaucoma probability", b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text
-        )
+        self.assertTrue(b.find_element(By.CSS_SELECTOR, "[data-testid=fundus-glaucoma-probability]").text)
+        disc = b.find_element(By.CSS_SELECTOR, "[data-testid=disc-overlay]")
+        self.wait().until(lambda d: d.execute_script("return arguments[0].naturalWidth", disc) > 0)
+        fused = b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text
+        self.assertIn("Fused glaucoma probability", fused)
+        self.assertIn("from fundus photograph and visual field", fused)

@@ -34,3 +34,29 @@ class SeedDemoTests(TestCase):
             self.assertIn(email, out.getvalue())
         self.assertIn("visus-demo-2026", out.getvalue())
         self.assertTrue(User.objects.get(email="coordinator.h02@visus.example").check_password("visus-demo-2026"))
+
+
+class SeedDemoModelsTests(TestCase):
+    """The demo networks make run trains: all three registered, active, marked not for clinical use, once."""
+
+    def tearDown(self):
+        from diagnosis.models import ModelVersion
+
+        for model in ModelVersion.objects.all():
+            default_storage.delete(model.weights.name)
+
+    def test_trains_and_registers_each_demo_network_once(self):
+        from diagnosis.models import ModelVersion
+        from platform_core.demo import seed_models
+
+        out = io.StringIO()
+        seed_models(stdout=out, epochs_scale=0.05, synthetic=40)
+        models = {m.name: m for m in ModelVersion.objects.all()}
+        self.assertEqual(set(models), {"dr-demo", "vf-glaucoma-demo", "fundus-glaucoma-demo"})
+        self.assertEqual({m.task for m in models.values()}, {"dr_grading", "glaucoma_vf", "glaucoma_fundus"})
+        for model in models.values():
+            self.assertEqual(model.status, "active")
+            self.assertTrue(model.not_for_clinical_use)
+            self.assertIn("auc", str(model.metrics))
+        seed_models(stdout=out, epochs_scale=0.05, synthetic=40)
+        self.assertEqual(ModelVersion.objects.count(), 3)

@@ -42,7 +42,9 @@ class Command(BaseCommand):
         parser.add_argument("--model-version", required=True, help="version label, e.g. 1.0")
         parser.add_argument("--weights", required=True, help="checkpoint file (torch.save)")
         parser.add_argument("--model-card", required=True, help="JSON: intended_use, training_data, metrics, ...")
-        parser.add_argument("--architecture", help="zoom_in_net or vf_glaucoma (for a plain state dict)")
+        parser.add_argument(
+            "--architecture", help="zoom_in_net, vf_glaucoma or fundus_glaucoma (for a plain state dict)"
+        )
         parser.add_argument("--config", help="JSON architecture configuration (for a plain state dict)")
         parser.add_argument("--user", help="email of the person registering (recorded in the audit trail)")
         parser.add_argument("--retire-previous", action="store_true", help="retire other versions of this name")

@@ -3,6 +3,7 @@
     python manage.py train_model --architecture zoom_in_net --name dr-grader --model-version 2 --demo
     python manage.py train_model --architecture zoom_in_net ... --folder photos/ --labels labels.csv  (file,grade)
     python manage.py train_model --architecture vf_glaucoma ... --folder fields/ --labels labels.csv  (file,label)
+    python manage.py train_model --architecture fundus_glaucoma ... --folder photos/ --labels labels.csv  (file,label)
     python manage.py train_model --architecture zoom_in_net ... --trial demo-dr   (cases with a reference standard)
 
 Seeded and reproducible on the CPU (--seed). Prints a progress bar and the validation metrics.
@@ -22,7 +23,17 @@ from diagnosis.networks.inference import configure_threads
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
 from diagnosis.training.core import TrainingProgress
-from diagnosis.training.runner import demo_dr_plan, demo_vf_plan, train_demo_dr, train_demo_vf, train_dr, train_vf
+from diagnosis.training.runner import (
+    demo_dr_plan,
+    demo_fundus_glaucoma_plan,
+    demo_vf_plan,
+    train_demo_dr,
+    train_demo_fundus_glaucoma,
+    train_demo_vf,
+    train_dr,
+    train_fundus_glaucoma_model,
+    train_vf,
+)
 from platform_core.api.exceptions import ApplicationError
 from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
 
@@ -45,13 +56,17 @@ class ProgressBar:
             self.stream.write(("\r" if self.tty else "") + line + "\n")
 
 
-def trial_fundus_set(trial: Trial, size: int) -> datasets.FundusSet:
-    """Each case with a DR reference grade and a photograph: its latest photograph (two queries in all)."""
-    grades = dict(
-        ReferenceStandard.objects.filter(case__subject__trial=trial, icdr_grade__isnull=False).values_list(
-            "case_id", "icdr_grade"
-        )
-    )
+def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> datasets.FundusSet:
+    """Each case with a reference (the DR grade, or glaucoma yes/no) and a photograph: its latest photograph
+    (two queries in all)."""
+    references = ReferenceStandard.objects.filter(case__subject__trial=trial)
+    if glaucoma:
+        grades = {
+            case_id: int(value == "yes")
+            for case_id, value in references.filter(glaucoma__in=["yes", "no"]).values_list("case_id", "glaucoma")
+        }
+    else:
+        grades = dict(references.filter(icdr_grade__isnull=False).values_list("case_id", "icdr_grade"))
     latest: dict = {}
     for case_id, name in (
         CaseFile.objects.filter(case_id__in=grades, modality="fundus", file_format__in=["jpeg", "png", "tiff"])
@@ -66,8 +81,9 @@ def trial_fundus_set(trial: Trial, size: int) -> datasets.FundusSet:
             image.load()
         items.append((str(case_id), image, grades[case_id]))
     if not items:
-        raise CommandError(f"Trial {trial.slug} has no case with both a DR reference grade and a photograph.")
-    return datasets.fundus_set(items, size)
+        what = "glaucoma reference" if glaucoma else "DR reference grade"
+        raise CommandError(f"Trial {trial.slug} has no case with both a {what} and a photograph.")
+    return datasets.fundus_set(items, size, datasets.GLAUCOMA_LABELS if glaucoma else datasets.GRADE_LABELS)
 
 
 def trial_visual_fields(trial: Trial) -> list:
@@ -91,20 +107,22 @@ class Command(BaseCommand):
     help = "Train a network (seeded), report validation metrics, and register it with its model card."
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
-        parser.add_argument("--architecture", required=True, choices=["zoom_in_net", "vf_glaucoma"])
+        parser.add_argument("--architecture", required=True, choices=["zoom_in_net", "vf_glaucoma", "fundus_glaucoma"])
         parser.add_argument("--name", required=True)
         parser.add_argument("--model-version", required=True)
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--demo", action="store_true", help="shipped real data plus generated photographs")
         source.add_argument("--trial", help="a trial's cases with their reference standard")
         source.add_argument("--folder", help="a folder of files, with --labels")
-        source.add_argument("--synthetic", type=int, help="only N generated photographs (zoom_in_net)")
+        source.add_argument("--synthetic", type=int, help="only N generated photographs (zoom_in_net, fundus_glaucoma)")
         parser.add_argument("--labels", help="labels CSV for --folder (file,grade or file,label)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--preset", choices=["small", "full"], default="small")
         parser.add_argument("--validation-fraction", type=float, default=0.2)
         parser.add_argument("--epochs-scale", type=float, default=1.0, help="shorten training (e.g. 0.25)")
-        parser.add_argument("--demo-synthetic", type=int, default=600, help="generated photographs with --demo")
+        parser.add_argument(
+            "--demo-synthetic", type=int, help="generated photographs with --demo (default 600 DR, 300 glaucoma)"
+        )
         parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -117,8 +135,9 @@ class Command(BaseCommand):
         if options["folder"] and not options["labels"]:
             raise CommandError("--folder needs --labels.")
         try:
-            if architecture == "zoom_in_net":
-                trained = self._dr(options, seed, preset, fraction, bar)
+            if architecture in ("zoom_in_net", "fundus_glaucoma"):
+                glaucoma = architecture == "fundus_glaucoma"
+                trained = self._photographs(options, seed, preset, fraction, bar, glaucoma=glaucoma)
             else:
                 trained = self._vf(options, seed, preset, fraction, bar)
         except ValueError as exc:
@@ -137,40 +156,64 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         self.stdout.write(self.style.SUCCESS(f"Registered {model} (sha256 {model.sha256[:16]}...)"))
 
-    def _dr(self, options, seed, preset, fraction, bar):  # noqa: ANN001, ANN202
+    def _photographs(self, options, seed, preset, fraction, bar, *, glaucoma: bool):  # noqa: ANN001, ANN202
+        """The DR grader (glaucoma False) or the fundus glaucoma net from photographs."""
+        from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
         from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 
         scale = float(options["epochs_scale"])
+        if glaucoma:
+            train, train_demo, plan, demo_default = (
+                train_fundus_glaucoma_model,
+                train_demo_fundus_glaucoma,
+                demo_fundus_glaucoma_plan(scale),
+                300,
+            )
+            config = FundusGlaucomaConfig.small() if preset == "small" else FundusGlaucomaConfig.full()
+            size, labels, generated, reference = (
+                config.view_size,
+                datasets.GLAUCOMA_LABELS,
+                "generated photographs with small (healthy) or large (glaucoma) optic cups",
+                "glaucoma references",
+            )
+        else:
+            train, train_demo, plan, demo_default = train_dr, train_demo_dr, demo_dr_plan(scale), 600
+            config = ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()
+            size, labels, generated, reference = (
+                config.highres_size,
+                datasets.GRADE_LABELS,
+                "generated photographs with controlled lesions",
+                "reference grades",
+            )
         if options["demo"]:
-            return train_demo_dr(
-                synthetic=int(options["demo_synthetic"]),
+            return train_demo(
+                synthetic=int(options["demo_synthetic"] or demo_default),
                 seed=seed,
                 preset=preset,
                 validation_fraction=fraction,
                 epochs_scale=scale,
                 progress=bar,
             )
-        size = (ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()).highres_size
         data, synthetic = None, 0
         if options["synthetic"]:
             synthetic = int(options["synthetic"])
-            description = f"{synthetic} generated photographs with controlled lesions"
+            description = f"{synthetic} {generated}"
         elif options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
             if trial is None:
                 raise CommandError(f"No trial {options['trial']!r}.")
-            data = trial_fundus_set(trial, size)
-            description = f"{len(data)} photographs of trial {trial.protocol_number} with their reference grades"
+            data = trial_fundus_set(trial, size, glaucoma=glaucoma)
+            description = f"{len(data)} photographs of trial {trial.protocol_number} with their {reference}"
         else:
-            data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size)
+            data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size, labels)
             description = f"{len(data)} labelled photographs from {options['folder']}"
-        return train_dr(
+        return train(
             data=data,
             synthetic=synthetic,
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
-            plan=demo_dr_plan(scale),
+            plan=plan,
             progress=bar,
             description=description,
         )
