@@ -24,16 +24,18 @@ def predictions_for(user: User) -> QuerySet[Prediction]:
 MODALITY_LABELS = {FUNDUS: "fundus photograph", VISUAL_FIELD: "visual field", OCT_RNFL: "OCT RNFL thickness"}
 
 
-def fused_glaucoma(predictions: list[Prediction]) -> dict[str, Any] | None:
-    """Per-eye glaucoma probability from this case's model outputs (see diagnosis/networks/fusion.py)."""
+def fused_glaucoma(predictions: list[Prediction], rnfl_thickness_um: float | None = None) -> dict[str, Any] | None:
+    """Per-eye glaucoma probability from this case's model outputs and its recorded OCT RNFL thickness
+    (see diagnosis/networks/fusion.py); None when the eye has none of them."""
     vf = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_VF), None)
     fundus = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_FUNDUS), None)
-    if vf is None and fundus is None:
+    if vf is None and fundus is None and rnfl_thickness_um is None:
         return None
     evidence = GlaucomaEvidence(
         fundus_probability=fundus.glaucoma_probability if fundus is not None else None,
         vf_probability=vf.glaucoma_probability if vf is not None else None,
         vf_reliable=(vf.kind == ResultKind.PREDICTION) if vf is not None else None,
+        rnfl_thickness_um=rnfl_thickness_um,
     )
     result = fuse_glaucoma(evidence)
     return {
@@ -51,7 +53,7 @@ def case_inference_context(*, user: User, case: Case) -> dict[str, Any]:
     return {
         "inference_jobs": jobs,
         "predictions": predictions,
-        "fused_glaucoma": fused_glaucoma(predictions),
+        "fused_glaucoma": fused_glaucoma(predictions, case.oct_rnfl_thickness_um),
         "jobs_pending": any(job.status in ("queued", "running") for job in jobs),
     }
 

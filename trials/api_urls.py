@@ -19,6 +19,7 @@ urlpatterns = [
     path("cases/", apis.CaseListApi.as_view(), name="case-list"),
     path("cases/<uuid:pk>/", apis.CaseDetailApi.as_view(), name="case-detail"),
     path("cases/<uuid:pk>/status/", apis.CaseStatusApi.as_view(), name="case-status"),
+    path("cases/<uuid:pk>/rnfl/", apis.CaseRnflApi.as_view(), name="case-rnfl"),
     path("cases/<uuid:pk>/files/", file_apis.CaseFileListApi.as_view(), name="case-file-list"),
     path("cases/<uuid:pk>/files/upload/", file_apis.CaseFileUploadApi.as_view(), name="case-file-upload"),
 ]

@@ -99,7 +99,17 @@ class CaseSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Case
-        fields = ["id", "subject", "trial", "site", "laterality", "visit_day", "status", "exclusion_reason"]
+        fields = [
+            "id",
+            "subject",
+            "trial",
+            "site",
+            "laterality",
+            "visit_day",
+            "status",
+            "exclusion_reason",
+            "oct_rnfl_thickness_um",
+        ]
 
 
 def _filter(qs: QuerySet, request: Request, mapping: dict[str, str]) -> QuerySet:
@@ -373,4 +383,23 @@ class CaseStatusApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         case = services.case_set_status(actor=request.user, case=case, **data.validated_data)
+        return Response(CaseSerializer(case).data)
+
+
+class CaseRnflApi(APIView):
+    """Record (or, with a reason, change or clear) the OCT device's average RNFL thickness of an open case."""
+
+    permission_classes = [roles_required(Role.COORDINATOR)]
+
+    @extend_schema_serializer(component_name="CaseRnflInput")
+    class InputSerializer(serializers.Serializer):
+        thickness_um = serializers.FloatField(allow_null=True)
+        reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    @extend_schema(request=InputSerializer, responses=CaseSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        case = get_object_or_404(cases_for(request.user), pk=pk)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        case = services.case_record_rnfl(actor=request.user, case=case, **data.validated_data)
         return Response(CaseSerializer(case).data)

@@ -157,6 +157,15 @@ class CaseForm(forms.Form):
     visit_day = forms.IntegerField(min_value=0, max_value=36500, initial=0, help_text="Days since enrolment.")
 
 
+class CaseRnflForm(forms.Form):
+    thickness_um = forms.FloatField(
+        required=False,
+        label="Average RNFL thickness (um)",
+        help_text="As the OCT device's report gives it; leave empty to clear (with a reason).",
+    )
+    reason = forms.CharField(required=False, help_text="Required to change or clear a recorded value.")
+
+
 class CaseStatusForm(forms.Form):
     status = forms.ChoiceField(choices=CaseStatus.choices)
     reason = forms.CharField(required=False, help_text="Required to exclude or to reopen.")

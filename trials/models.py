@@ -221,6 +221,9 @@ class CaseStatus(models.TextChoices):
     EXCLUDED = "excluded", "Excluded"
 
 
+RNFL_RANGE_UM = (20.0, 200.0)  # plausible average RNFL thickness; outside it a value is a typo or a failed scan
+
+
 class Case(BaseModel):
     """A subject's eye at a visit. Visits are days since enrolment: no calendar dates."""
 
@@ -229,6 +232,12 @@ class Case(BaseModel):
     visit_day = models.PositiveIntegerField(validators=[MaxValueValidator(36500)])
     status = models.CharField(max_length=10, choices=CaseStatus.choices, default=CaseStatus.OPEN)
     exclusion_reason = models.TextField(blank=True)
+    oct_rnfl_thickness_um = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(RNFL_RANGE_UM[0]), MaxValueValidator(RNFL_RANGE_UM[1])],
+        help_text="Average peripapillary RNFL thickness (um) as the OCT device reports it, for trials with OCT.",
+    )
 
     class Meta:
         ordering = ["subject", "visit_day", "laterality"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,8 +16,10 @@ from platform_core.accounts.selectors import user_has_role
 from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record, diff, snapshot
 from trials.models import (
+    RNFL_RANGE_UM,
     Case,
     CaseStatus,
+    Modality,
     ReferenceStandard,
     SiteStatus,
     Subject,
@@ -431,6 +434,54 @@ def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -
         from diagnosis.services import inference_jobs_queue
 
         inference_jobs_queue(case=case)
+    return case
+
+
+@transaction.atomic
+def case_record_rnfl(*, actor: User, case: Case, thickness_um: float | None, reason: str = "") -> Case:
+    """Record the OCT device's average RNFL thickness of an open case of a trial that collects OCT.
+
+    Changing or clearing a recorded value needs a reason; every change is audited with old and new values.
+    """
+    case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
+    require_site_writer(actor, case.subject)
+    trial = case.subject.trial
+    if Modality.OCT not in trial.modalities:
+        raise ApplicationError(f"Trial {trial.protocol_number} does not collect OCT.", code="modality_not_in_trial")
+    if trial.status == TrialStatus.CLOSED:
+        raise ApplicationError("The trial is closed: no more measurements.", code="trial_closed")
+    subject = case.subject
+    if subject.is_withdrawn:
+        raise ApplicationError(f"{subject.pseudonym} is withdrawn: no more measurements.", code="subject_withdrawn")
+    if case.status != CaseStatus.OPEN:
+        raise ApplicationError(
+            f"The case is {case.get_status_display().lower()}; reopen it before changing its measurements.",
+            code="case_not_open",
+        )
+    if thickness_um is not None:
+        low, high = RNFL_RANGE_UM
+        if not math.isfinite(thickness_um) or not low <= thickness_um <= high:
+            raise ValidationError(
+                {"thickness_um": f"An average RNFL thickness is between {low:g} and {high:g} um; check the OCT report."}
+            )
+        thickness_um = round(float(thickness_um), 1)
+    old = case.oct_rnfl_thickness_um
+    if old == thickness_um:
+        raise ApplicationError("That is already the recorded RNFL thickness.", code="no_change")
+    if old is not None and not reason.strip():
+        raise ValidationError({"reason": "Give a reason for changing or clearing a recorded measurement."})
+    case.oct_rnfl_thickness_um = thickness_um
+    case.full_clean()
+    case.save(update_fields=["oct_rnfl_thickness_um", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="case.rnfl",
+        obj=case,
+        trial_ref=trial.slug,
+        hospital_code=case.subject.site.hospital.code,
+        changes={"oct_rnfl_thickness_um": [old, thickness_um]},
+        reason=reason.strip(),
+    )
     return case
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/", views.trial_create, name="trial-create"),
     path("cases/<uuid:pk>/", views.case_detail, name="case-detail"),
     path("cases/<uuid:pk>/status/", views.case_status, name="case-status"),
+    path("cases/<uuid:pk>/rnfl/", views.case_rnfl, name="case-rnfl"),
     path("files/<uuid:pk>/<str:variant>/", views.case_file, name="case-file"),
     path("<slug:slug>/", views.trial_detail, name="trial-detail"),
     path("<slug:slug>/edit/", views.trial_edit, name="trial-edit"),

@@ -25,6 +25,7 @@ from trials import services
 from trials.charts import accrual_figure
 from trials.forms import (
     CaseForm,
+    CaseRnflForm,
     CaseStatusForm,
     EnrolForm,
     SiteAddForm,
@@ -304,6 +305,8 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "files": files,
             "max_upload_mb": settings.VISUS_MAX_UPLOAD_MB,
             "status_form": CaseStatusForm(initial={"status": case.status}),
+            "collects_oct": "oct" in case.subject.trial.modalities,
+            "rnfl_form": CaseRnflForm(initial={"thickness_um": case.oct_rnfl_thickness_um}),
             **case_page_extras(request, case),
         },
     )
@@ -341,18 +344,41 @@ def case_file(request: HttpRequest, pk: str, variant: str) -> HttpResponse:
 
 @role_required(Role.COORDINATOR)
 @require_POST
-def case_status(request: HttpRequest, pk: str) -> HttpResponse:
+def case_rnfl(request: HttpRequest, pk: str) -> HttpResponse:
     case = get_object_or_404(cases_for(request.user), pk=pk)
-    form = CaseStatusForm(request.POST)
-    if form.is_valid() and run_service(
+    form = CaseRnflForm(request.POST)
+    saved = form.is_valid() and run_service(
         form,
-        lambda: services.case_set_status(
-            actor=request.user, case=case, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"]
+        lambda: services.case_record_rnfl(
+            actor=request.user,
+            case=case,
+            thickness_um=form.cleaned_data["thickness_um"],
+            reason=form.cleaned_data["reason"],
         ),
-    ):
-        messages.success(request, "Case status saved.")
+    )
+    return _back_to_case(request, pk, form, saved, "RNFL thickness saved.")
+
+
+def _back_to_case(request: HttpRequest, pk: str, form: forms.Form, saved: object, message: str) -> HttpResponse:
+    """After a case form's POST: the success message, or each of the form's errors, on the case page."""
+    if saved:
+        messages.success(request, message)
     else:
         for errors in form.errors.values():
             for error in errors:
                 messages.error(request, error)
     return redirect("trials:case-detail", pk=pk)
+
+
+@role_required(Role.COORDINATOR)
+@require_POST
+def case_status(request: HttpRequest, pk: str) -> HttpResponse:
+    case = get_object_or_404(cases_for(request.user), pk=pk)
+    form = CaseStatusForm(request.POST)
+    saved = form.is_valid() and run_service(
+        form,
+        lambda: services.case_set_status(
+            actor=request.user, case=case, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"]
+        ),
+    )
+    return _back_to_case(request, pk, form, saved, "Case status saved.")

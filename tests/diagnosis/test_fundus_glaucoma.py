@@ -240,7 +240,7 @@ class FundusGlaucomaJobTests(InferenceFixture, TestCase):
         page = self.client.get(reverse("trials:case-detail", args=[self.case.pk]))
         self.assertContains(page, 'data-testid="fundus-glaucoma-probability"')
         self.assertContains(page, 'data-testid="disc-overlay"')
-        self.assertContains(page, "(from fundus photograph and visual field)")
+        self.assertContains(page, "(from fundus photograph, visual field)")
         fused = page.context["fused_glaucoma"]
         self.assertEqual(fused["used"], ["fundus", "visual_field"])
         fundus = Prediction.objects.get(model_version=self.fg).glaucoma_probability

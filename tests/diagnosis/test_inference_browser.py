@@ -71,4 +71,4 @@ class CaseToPredictionInBrowserTests(BrowserTestCase, InferenceFixture, StaticLi
         self.wait().until(lambda d: d.execute_script("return arguments[0].naturalWidth", disc) > 0)
         fused = b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text
         self.assertIn("Fused glaucoma probability", fused)
-        self.assertIn("from fundus photograph and visual field", fused)
+        self.assertIn("from fundus photograph, visual field", fused)

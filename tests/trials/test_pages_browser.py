@@ -70,6 +70,25 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.assertIn("withdrawn; their data is kept", self.wait_for(".messages").text)
         self.assertTrue(Subject.objects.get(pseudonym="DR01-H01-0001").is_withdrawn)
 
+    def test_coordinator_records_the_oct_rnfl_thickness_and_sees_it_fused(self):
+        self.w.trial.modalities = ["fundus", "oct"]
+        self.w.trial.save(update_fields=["modalities"])
+        b = self.browser
+        self.sign_in("coord1@visus.example", TEST_PASSWORD)
+        b.get(f"{self.live_server_url}/trials/cases/{self.w.case1.pk}/")
+        self.assertEqual(self.wait_for("[data-testid=rnfl-thickness]").text, "not recorded")
+        b.find_element(By.NAME, "thickness_um").send_keys("71.5")
+        self.submit("Save RNFL thickness")
+        self.assertIn("RNFL thickness saved.", self.wait_for(".messages").text)
+        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-testid=rnfl-thickness]").text, "71.5 µm")
+        self.assertIn("from OCT RNFL thickness", b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text)
+        field = b.find_element(By.NAME, "thickness_um")
+        field.clear()
+        field.send_keys("90")
+        self.submit("Save RNFL thickness")  # a change without a reason: refused, the old value stays
+        self.assertIn("Give a reason", self.wait_for(".messages").text)
+        self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-testid=rnfl-thickness]").text, "71.5 µm")
+
     def test_password_change_audit_trail_and_api_docs(self):
         b = self.browser
         self.sign_in("monitor@visus.example", TEST_PASSWORD)
