@@ -1,6 +1,6 @@
 """Throughput and cost of the diagnostic networks: `python -m tests.benchmarks.bench_networks`.
 
-For Zoom-in-Net and the VF glaucoma net, small and full presets, it prints:
+For Zoom-in-Net, the VF glaucoma net and the fundus glaucoma net, small and full presets, it prints:
 - GFLOPs per image (torch.utils.flop_counter.FlopCounterMode; one multiply-add = 2 FLOPs),
 - CPU images/s one image per forward call and batched, and their ratio,
 - on a machine with CUDA, GPU images/s batched under autocast (bfloat16 where supported).
@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet
 from diagnosis.networks.inference import autocast, autocast_dtype, configure_threads, prepare_for_inference, to_device
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
@@ -55,11 +56,22 @@ def vf_case(name: str, config: VFGlaucomaConfig, cpu_batch: int, gpu_batch: int)
     return Case(name, lambda: VFGlaucomaNet(config), inputs, cpu_batch, gpu_batch)
 
 
+def fundus_glaucoma_case(name: str, config: FundusGlaucomaConfig, cpu_batch: int, gpu_batch: int) -> Case:
+    def inputs(batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        return (torch.randn(batch, 3, config.view_size, config.view_size, device=device),)
+
+    return Case(name, lambda: FundusGlaucomaNet(config), inputs, cpu_batch, gpu_batch)
+
+
 CASES = [
     zoom_case("zoom_in_net/small (128 px + 4 x 64 px crops of 256 px)", ZoomInNetConfig.small(), 32, 256),
     zoom_case("zoom_in_net/full (512 px + 4 x 224 px crops of 1024 px)", ZoomInNetConfig.full(), 4, 64),
     vf_case("vf_glaucoma/small (VGG16 x 1/8 at 64 px)", VFGlaucomaConfig.small(), 64, 512),
     vf_case("vf_glaucoma/full (VGG16 at 224 px)", VFGlaucomaConfig.full(), 4, 128),
+    fundus_glaucoma_case("fundus_glaucoma/small (64 px disc crop of 256 px)", FundusGlaucomaConfig.small(), 64, 512),
+    fundus_glaucoma_case(
+        "fundus_glaucoma/full (ResNet-18 on 224 px disc crop of 1024 px)", FundusGlaucomaConfig.full(), 8, 256
+    ),
 ]
 
 
@@ -191,6 +203,38 @@ def device_check(device: torch.device) -> int:
     fields = [VisualFieldItem(plots[i].permute(1, 2, 0).numpy(), 90.0, -2.0, 3.0) for i in range(4)]
     predictions = predict_visual_fields(prepare_for_inference(vf_model, device), fields)
     print(f"predict_visual_fields on {device}: {[round(p.glaucoma_probability, 3) for p in predictions]}")
+
+    from diagnosis.networks.inference import predict_fundus_glaucoma
+    from diagnosis.networks.synthetic import generate_glaucoma_fundus_set
+    from diagnosis.training.core import FundusGlaucomaTrainingPlan, train_fundus_glaucoma
+
+    discs = generate_glaucoma_fundus_set(96, seed=0, size=256)
+    disc_images, _ = fundus_tensors(discs)
+    disc_labels = torch.tensor([int(sample.glaucoma) for sample in discs])
+    fg_model = FundusGlaucomaNet(FundusGlaucomaConfig.small())
+    fg_result = train_fundus_glaucoma(
+        fg_model,
+        disc_images[:64],
+        disc_labels[:64],
+        plan=FundusGlaucomaTrainingPlan(epochs=4),
+        device=device,
+        validation=(disc_images[64:], disc_labels[64:]),
+    )
+    print(
+        f"fundus_glaucoma/small trained on {device}: losses {[round(e['loss'], 3) for e in fg_result.history]}, "
+        f"held-out {fg_result.metrics}"
+    )
+    photos = [sample.image for sample in discs[64:80]]
+    fg_device = predict_fundus_glaucoma(prepare_for_inference(fg_model, device), photos)
+    fg_cpu = predict_fundus_glaucoma(prepare_for_inference(fg_model, torch.device("cpu")), photos)
+    fg_difference = max(
+        abs(a.glaucoma_probability - b.glaucoma_probability) for a, b in zip(fg_device, fg_cpu, strict=True)
+    )
+    same_discs = np.mean([a.disc_box == b.disc_box for a, b in zip(fg_device, fg_cpu, strict=True)])
+    print(
+        f"predict_fundus_glaucoma {device} vs CPU float32: max |dp| {fg_difference:.4f}; "
+        f"same disc box in {same_discs:.0%} of images"
+    )
 
     full = prepare_for_inference(ZoomInNet(ZoomInNetConfig.full()), device)
     big = [sample.image for sample in generate_fundus_set(16, seed=1, size=1024)]
