@@ -20,6 +20,9 @@ class ModelRegisterForm(forms.ModelForm):
         choices=[("", "from the checkpoint"), *Architecture.choices], required=False, label="Architecture"
     )
     config_json = forms.CharField(widget=forms.Textarea, required=False, label="Config (JSON, plain state dicts)")
+    sha256 = forms.CharField(
+        required=False, label="Expected SHA-256", help_text="As published with the weights; refused if it differs."
+    )
     model_card_json = forms.CharField(
         widget=forms.Textarea,
         label="Model card (JSON)",
@@ -74,7 +77,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         if obj is None:
-            return ["name", "version", "checkpoint", "architecture_choice", "config_json", "model_card_json"]
+            return ["name", "version", "checkpoint", "sha256", "architecture_choice", "config_json", "model_card_json"]
         return ["name", "version", *self.readonly_fields]
 
     def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
@@ -99,6 +102,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 model_card=data["model_card_json"] or {},
                 architecture=data["architecture_choice"] or None,
                 config=data["config_json"],
+                expected_sha256=data.get("sha256") or "",
             )
         except (ApplicationError, ValidationError) as exc:
             message = exc.message if isinstance(exc, ApplicationError) else " ".join(exc.messages)

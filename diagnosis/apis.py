@@ -4,11 +4,14 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from rest_framework import generics, serializers
+from rest_framework.exceptions import PermissionDenied
 
 from diagnosis.models import InferenceJob, ModelVersion, Prediction
 from diagnosis.selectors import jobs_for, predictions_for
+from platform_core.accounts.models import User
 from platform_core.api.permissions import IsMember, roles_required
-from trials.selectors import SUBJECT_ROLES, cases_for
+from trials.models import Case
+from trials.selectors import SUBJECT_ROLES, cases_for, reader_trial_ids
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -75,13 +78,21 @@ class ModelVersionListApi(generics.ListAPIView):
     queryset = ModelVersion.objects.order_by("name", "-created_at")
 
 
+def unblinded_case(user: User, pk: str) -> Case:
+    """The case (404 if the user may not see it); 403 if the user reads cases of its trial (blind reading)."""
+    case = get_object_or_404(cases_for(user), pk=pk)
+    if reader_trial_ids(user).filter(pk=case.subject.trial_id).exists():
+        raise PermissionDenied("You read cases of this trial: its AI outputs stay hidden from you (blind reading).")
+    return case
+
+
 class CaseInferenceJobListApi(generics.ListAPIView):
     permission_classes = [roles_required(*SUBJECT_ROLES)]
     serializer_class = InferenceJobSerializer
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[InferenceJob]:
-        case = get_object_or_404(cases_for(self.request.user), pk=self.kwargs["pk"])
+        case = unblinded_case(self.request.user, self.kwargs["pk"])
         return jobs_for(self.request.user).filter(case=case).order_by("model_version__name")
 
 
@@ -90,5 +101,5 @@ class CasePredictionListApi(generics.ListAPIView):
     serializer_class = PredictionSerializer
 
     def get_queryset(self) -> QuerySet[Prediction]:
-        case = get_object_or_404(cases_for(self.request.user), pk=self.kwargs["pk"])
+        case = unblinded_case(self.request.user, self.kwargs["pk"])
         return predictions_for(self.request.user).filter(case=case).order_by("model_version__name")

@@ -79,10 +79,15 @@ class JobStatus(models.TextChoices):
 
 
 class InferenceJob(BaseModel):
-    """One run of one model version on one case. Unique per pair: a redelivered task finds it done."""
+    """One run of one model version on one case's files. Unique per (case, model, files): a redelivered
+    task finds it done. New files give a new job; the earlier one stays, no longer current."""
 
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="inference_jobs")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="jobs")
+    input_digest = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 over the de-identified files of the model's modality."
+    )
+    is_current = models.BooleanField(default=True, help_text="False once the case's files changed after it.")
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent.")
     error = models.TextField(blank=True)
@@ -96,7 +101,14 @@ class InferenceJob(BaseModel):
 
     class Meta:
         ordering = ["created_at"]
-        constraints = [models.UniqueConstraint(fields=["case", "model_version"], name="unique_job_per_case_model")]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "model_version", "input_digest"], name="unique_job_per_input"),
+            models.UniqueConstraint(
+                fields=["case", "model_version"],
+                condition=models.Q(is_current=True),
+                name="one_current_job_per_case_model",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.model_version} on {self.case_id}: {self.status}"

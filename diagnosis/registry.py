@@ -43,10 +43,53 @@ def _read_checkpoint(data: bytes) -> dict[str, Any]:
             code="checkpoint_unreadable",
         ) from None
     if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        missing = [key for key in ("architecture", "config", "state_dict") if key not in payload]
+        if missing:
+            raise ApplicationError(
+                f"The Visus checkpoint is incomplete: it has no {', '.join(missing)}.", code="checkpoint_unreadable"
+            )
+        if not isinstance(payload["architecture"], str) or not isinstance(payload["config"], Mapping):
+            raise ApplicationError(
+                "The Visus checkpoint's architecture must be a name and its config a mapping.",
+                code="checkpoint_unreadable",
+            )
+        _require_state_dict(payload["state_dict"])
         return payload
-    if isinstance(payload, Mapping) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+    if isinstance(payload, Mapping):
+        _require_state_dict(payload)
         return {"state_dict": dict(payload)}
     raise ApplicationError("The file holds no state dict.", code="checkpoint_unreadable")
+
+
+def _require_state_dict(state_dict: Any) -> None:
+    """A state dict maps parameter names to tensors; anything else is refused with the first bad entry."""
+    if not isinstance(state_dict, Mapping) or not state_dict:
+        raise ApplicationError("The checkpoint's state dict is empty or not a mapping.", code="checkpoint_unreadable")
+    for key, value in state_dict.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise ApplicationError(
+                f"The checkpoint's state dict holds {type(value).__name__} at {str(key)[:80]!r}; every entry must be "
+                "a tensor.",
+                code="checkpoint_unreadable",
+            )
+
+
+def validate_model_card(model_card: Any) -> None:
+    """The card says what the model is for, what it learned from, and whether it may be used clinically."""
+    if not isinstance(model_card, Mapping):
+        raise ValidationError({"model_card": "The model card must be a JSON object."})
+    problems = [f"{f} is missing" for f in REQUIRED_CARD_FIELDS if f not in model_card]
+    for text_field in ("intended_use", "training_data"):
+        if text_field in model_card and not (
+            isinstance(model_card[text_field], str) and model_card[text_field].strip()
+        ):
+            problems.append(f"{text_field} must be a non-empty text")
+    if "not_for_clinical_use" in model_card and not isinstance(model_card["not_for_clinical_use"], bool):
+        problems.append("not_for_clinical_use must be true or false (not text)")
+    if "metrics" in model_card and not isinstance(model_card["metrics"], Mapping):
+        problems.append("metrics must be an object")
+    if problems:
+        raise ValidationError({"model_card": f"The model card is not valid: {'; '.join(problems)}."})
 
 
 def _validated_network(architecture: str, config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> nn.Module:
@@ -75,11 +118,13 @@ def model_register(
     config: Mapping[str, Any] | None = None,
     input_spec: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    expected_sha256: str = "",
 ) -> ModelVersion:
     """Register a checkpoint after proving it loads into its architecture. Stores the weights privately.
 
     A Visus checkpoint carries its architecture and config; a plain state dict needs both given. When both
-    are given for a Visus checkpoint they must agree with it.
+    are given for a Visus checkpoint they must agree with it. `expected_sha256` (as published with the
+    weights) refuses a file that differs from it.
     """
     payload = _read_checkpoint(weights)
     if "architecture" in payload:
@@ -100,13 +145,17 @@ def model_register(
     if config is None:
         raise ApplicationError("A plain state dict needs its architecture configuration.", code="bad_config")
     _validated_network(architecture, config, payload["state_dict"])
-    missing = [f for f in REQUIRED_CARD_FIELDS if f not in model_card]
-    if missing:
-        raise ValidationError({"model_card": f"The model card needs: {', '.join(missing)}."})
+    validate_model_card(model_card)
+    digest = hashlib.sha256(weights).hexdigest()
+    if expected_sha256 and expected_sha256.strip().lower() != digest:
+        raise ApplicationError(
+            f"Refused: the weights' SHA-256 is {digest}, not the {expected_sha256.strip()} that was expected "
+            "(a corrupted or different file).",
+            code="hash_mismatch",
+        )
     if ModelVersion.objects.filter(name=name, version=version).exists():
         raise ApplicationError(f"{name} {version} is already registered.", code="duplicate_model", status=409)
 
-    digest = hashlib.sha256(weights).hexdigest()
     stored = save_private("models", weights, "pt")
     try:
         model = ModelVersion(

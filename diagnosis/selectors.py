@@ -10,15 +10,25 @@ from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind,
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
 from platform_core.accounts.models import User
 from trials.models import Case
-from trials.selectors import cases_for
+from trials.selectors import cases_for, reader_trial_ids
+
+
+def _unblinded_cases(user: User) -> QuerySet:
+    """Cases the user may see, less those of trials where they read: a reader never sees AI outputs, also
+    when they hold another role (say, coordinator) in the same trial."""
+    return cases_for(user).exclude(subject__trial__in=reader_trial_ids(user)).values("pk")
 
 
 def jobs_for(user: User) -> QuerySet[InferenceJob]:
-    return InferenceJob.objects.filter(case__in=cases_for(user).values("pk")).select_related("model_version")
+    """Current inference jobs (on the case's present files) of cases the user may see unblinded."""
+    return InferenceJob.objects.filter(case__in=_unblinded_cases(user), is_current=True).select_related("model_version")
 
 
 def predictions_for(user: User) -> QuerySet[Prediction]:
-    return Prediction.objects.filter(case__in=cases_for(user).values("pk")).select_related("model_version", "job")
+    """Predictions of current jobs of cases the user may see unblinded."""
+    return Prediction.objects.filter(case__in=_unblinded_cases(user), job__is_current=True).select_related(
+        "model_version", "job"
+    )
 
 
 MODALITY_LABELS = {FUNDUS: "fundus photograph", VISUAL_FIELD: "visual field", OCT_RNFL: "OCT RNFL thickness"}
@@ -47,7 +57,10 @@ def fused_glaucoma(predictions: list[Prediction], rnfl_thickness_um: float | Non
 
 
 def case_inference_context(*, user: User, case: Case) -> dict[str, Any]:
-    """Inference jobs, predictions and the fused glaucoma probability of a case, for its page."""
+    """Inference jobs, predictions and the fused glaucoma probability of a case, for its page (nothing of
+    them for a reader of the case's trial: `blinded`)."""
+    if reader_trial_ids(user).filter(pk=case.subject.trial_id).exists():
+        return {"blinded": True, "inference_jobs": [], "predictions": [], "fused_glaucoma": None, "jobs_pending": False}
     jobs = list(jobs_for(user).filter(case=case).order_by("model_version__name"))
     predictions = list(predictions_for(user).filter(case=case).order_by("model_version__name"))
     return {

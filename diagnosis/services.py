@@ -10,6 +10,7 @@ Contract (tasks are acked late, so a message can be delivered twice, or again af
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -20,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -30,39 +32,78 @@ from PIL import Image
 from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind, Task
 from platform_core.audit.services import audit_record
 from platform_core.storage import delete_quietly, save_private
-from trials.models import Case, CaseFile, VisualFieldResult
+from trials.models import Case, CaseFile, FileStatus, VisualFieldResult
 
 logger = logging.getLogger(__name__)
 
 
-def _case_modalities(case: Case) -> set[str]:
-    return set(CaseFile.objects.filter(case=case).values_list("modality", flat=True))
+def input_digests(case: Case) -> dict[str, str]:
+    """Per modality, a SHA-256 over the case's accepted files of that modality: what a model would read."""
+    hashes: dict[str, list[str]] = {}
+    for modality, sha256 in CaseFile.objects.filter(case=case, status=FileStatus.ACCEPTED).values_list(
+        "modality", "sha256"
+    ):
+        hashes.setdefault(modality, []).append(sha256)
+    return {
+        modality: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest() for modality, values in hashes.items()
+    }
+
+
+def _audit_job(job: InferenceJob, case: Case, action: str, changes: dict[str, list[Any]], reason: str = "") -> None:
+    audit_record(
+        actor=None,
+        action=action,
+        obj=job,
+        trial_ref=case.subject.trial.slug,
+        hospital_code=case.subject.site.hospital.code,
+        changes=changes,
+        reason=reason,
+    )
 
 
 @transaction.atomic
 def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
-    """One job per active model that fits the case's files; sent to the ``gpu`` queue after commit."""
+    """One job per active model that fits the case's files, sent to the ``gpu`` queue after commit.
+
+    A job is tied to the files it reads (``input_digest``). Completing the case again with the same files
+    queues nothing new, except that a failed job is queued again; with changed files each model gets a new
+    job, and the earlier job and its prediction stay in the record but are no longer current.
+    """
     from diagnosis.tasks import infer_case_task
 
-    modalities = _case_modalities(case)
-    created: list[InferenceJob] = []
+    digests = input_digests(case)
+    to_send: list[InferenceJob] = []
     for model in ModelVersion.objects.filter(status=ModelStatus.ACTIVE).order_by("name", "version"):
-        if model.modality not in modalities:
+        digest = digests.get(model.modality)
+        if digest is None:
             continue
-        job, was_created = InferenceJob.objects.get_or_create(case=case, model_version=model)
-        if was_created:
-            created.append(job)
-            audit_record(
-                actor=None,
-                action="inference_job.queue",
-                obj=job,
-                trial_ref=case.subject.trial.slug,
-                hospital_code=case.subject.site.hospital.code,
-                changes={"model": [None, str(model)], "case": [None, str(case.pk)]},
+        job = (
+            InferenceJob.objects.select_for_update().filter(case=case, model_version=model, input_digest=digest).first()
+        )
+        if job is None:
+            for older in InferenceJob.objects.filter(case=case, model_version=model, is_current=True):
+                older.is_current = False
+                older.save(update_fields=["is_current", "updated_at"])
+                _audit_job(
+                    older, case, "inference_job.supersede", {"is_current": [True, False]}, "the case's files changed"
+                )
+            job = InferenceJob.objects.create(case=case, model_version=model, input_digest=digest)
+            _audit_job(job, case, "inference_job.queue", {"model": [None, str(model)], "case": [None, str(case.pk)]})
+            to_send.append(job)
+        elif job.status == JobStatus.FAILED:
+            old_error = job.error
+            job.status, job.error, job.progress = JobStatus.QUEUED, "", 0
+            job.claimed_by, job.lease_until, job.finished_at = "", None, None
+            job.save(
+                update_fields=["status", "error", "progress", "claimed_by", "lease_until", "finished_at", "updated_at"]
             )
-    for job in created:
+            _audit_job(
+                job, case, "inference_job.retry", {"status": [JobStatus.FAILED, JobStatus.QUEUED]}, old_error[:500]
+            )
+            to_send.append(job)
+    for job in to_send:
         transaction.on_commit(lambda pk=job.pk: infer_case_task.apply_async(args=[str(pk)], queue="gpu"))
-    return created
+    return to_send
 
 
 @dataclass
@@ -83,8 +124,14 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
     """Lock the job; take it (and up to batch_size-1 queued jobs of the same model) for this task."""
     now = timezone.now()
     with transaction.atomic():
-        job = InferenceJob.objects.select_for_update().select_related("model_version").filter(pk=job_pk).first()
+        related = ("model_version", "case__subject__trial", "case__subject__site__hospital")
+        job = InferenceJob.objects.select_for_update(of=("self",)).select_related(*related).filter(pk=job_pk).first()
         if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            return []
+        if job.model_version.status != ModelStatus.ACTIVE and job.status == JobStatus.QUEUED:
+            job.status, job.error, job.finished_at = JobStatus.FAILED, "the model was retired before the job ran", now
+            job.save(update_fields=["status", "error", "finished_at", "updated_at"])
+            _audit_job(job, job.case, "inference_job.fail", {"status": [JobStatus.QUEUED, JobStatus.FAILED]}, job.error)
             return []
         if (
             job.status == JobStatus.RUNNING
@@ -95,7 +142,8 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
             return []  # another live task holds it and will finish it
         takeable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, claimed_by=task_id)
         others = list(
-            InferenceJob.objects.select_for_update(skip_locked=True)
+            InferenceJob.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related(*related)
             .filter(takeable, model_version=job.model_version)
             .exclude(pk=job.pk)
             .order_by("created_at")[: max(batch_size - 1, 0)]
@@ -215,13 +263,19 @@ def _finish(job: InferenceJob, task_id: str, fields: dict[str, Any], overlay: by
             if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or hasattr(locked, "prediction"):
                 delete_quietly([stored])
                 return False
-            Prediction.objects.create(
+            prediction = Prediction.objects.create(
                 job=locked, case_id=job.case_id, model_version=job.model_version, attention_overlay=stored, **fields
             )
             locked.status = JobStatus.SUCCEEDED
             locked.progress = 100
             locked.finished_at = timezone.now()
             locked.save(update_fields=["status", "progress", "finished_at", "updated_at"])
+            _audit_job(
+                locked,
+                job.case,
+                "inference_job.succeed",
+                {"status": [JobStatus.RUNNING, JobStatus.SUCCEEDED], "prediction": [None, str(prediction.pk)]},
+            )
     except BaseException:
         delete_quietly([stored])
         raise
@@ -237,11 +291,38 @@ def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
         locked.error = reason[:2000]
         locked.finished_at = timezone.now()
         locked.save(update_fields=["status", "error", "finished_at", "updated_at"])
+        _audit_job(
+            locked, job.case, "inference_job.fail", {"status": [JobStatus.RUNNING, JobStatus.FAILED]}, reason[:500]
+        )
     logger.warning("Inference job %s failed: %s", job.pk, reason.split(":")[0])
 
 
 def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -> dict[str, int]:
-    """Run a job and, in the same batch, other queued jobs of its model. Safe to call again for any job."""
+    """Run a job and, in the same batch, other queued jobs of its model. Safe to call again for any job.
+
+    Whatever goes wrong after the claim (an error, the task's soft time limit), no claimed job is left
+    "running": each one that is not finished is failed with the reason, and completing the case again
+    queues it again. Only the worker's death leaves them running, and then the redelivered message takes
+    them back.
+    """
+    batch_size = batch_size or settings.VISUS_INFERENCE_BATCH_SIZE
+    jobs = _claim(job_pk, task_id, batch_size)
+    if not jobs:
+        return {"ran": 0}
+    try:
+        return _run_claimed(jobs, task_id, batch_size)
+    except Exception as exc:
+        reason = (
+            "the worker's time limit ran out"
+            if isinstance(exc, SoftTimeLimitExceeded)
+            else f"the batch stopped: {type(exc).__name__}: {exc}"
+        )
+        for job in jobs:
+            _fail(job, task_id, reason)  # does nothing for a job already finished
+        raise
+
+
+def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dict[str, int]:
     from diagnosis.networks.inference import (
         ItemError,
         predict_fundus,
@@ -251,10 +332,6 @@ def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -
     )
     from diagnosis.registry import model_load
 
-    batch_size = batch_size or settings.VISUS_INFERENCE_BATCH_SIZE
-    jobs = _claim(job_pk, task_id, batch_size)
-    if not jobs:
-        return {"ran": 0}
     slowdown = settings.VISUS_INFERENCE_SLOWDOWN_SECONDS  # fault-injection knob for tests; 0 in production
     if slowdown:
         time.sleep(slowdown)
@@ -274,15 +351,16 @@ def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -
         return counts
 
     runnable = [w for w in works if not w.error and w.unreliable is None]
+    items = [w.item for w in runnable]
+    # The time limit stops the whole batch (inference_run fails its jobs); it is not one item's error.
+    batching = {"batch_size": batch_size, "device": device, "propagate": (SoftTimeLimitExceeded,)}
     started = time.perf_counter()
     if model_version.task == Task.DR_GRADING:
-        outputs = predict_fundus(
-            network, [w.item for w in runnable], batch_size=batch_size, device=device, attention_max_side=512
-        )
+        outputs = predict_fundus(network, items, attention_max_side=512, **batching)
     elif model_version.task == Task.GLAUCOMA_FUNDUS:
-        outputs = predict_fundus_glaucoma(network, [w.item for w in runnable], batch_size=batch_size, device=device)
+        outputs = predict_fundus_glaucoma(network, items, **batching)
     else:
-        outputs = predict_visual_fields(network, [w.item for w in runnable], batch_size=batch_size, device=device)
+        outputs = predict_visual_fields(network, items, **batching)
     per_item_ms = (time.perf_counter() - started) * 1000 / max(len(runnable), 1)
     _progress(jobs, 90)
     results = dict(zip([id(w) for w in runnable], outputs, strict=True))
@@ -307,30 +385,42 @@ def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -
             _fail(work.job, task_id, f"{output.error}: {output.message}")
             counts["failed"] += 1
             continue
-        if model_version.task == Task.DR_GRADING:
-            fields = {
-                "class_probabilities": list(output.grade_probabilities),
-                "grade": output.grade,
-                "referable_probability": output.referable_probability,
-                "crop_boxes": [list(box) for box in output.boxes],
-                "runtime_ms": per_item_ms,
-                "details": {"image_size": list(work.image_size or ()), "device": str(device)},
-            }
-            overlay = attention_overlay(work.preview, output.attention, fields["crop_boxes"], work.image_size)
-        elif model_version.task == Task.GLAUCOMA_FUNDUS:
-            fields = {
-                "glaucoma_probability": output.glaucoma_probability,
-                "crop_boxes": [list(output.disc_box)],
-                "runtime_ms": per_item_ms,
-                "details": {"image_size": list(work.image_size or ()), "device": str(device)},
-            }
-            overlay = region_overlay(work.preview, fields["crop_boxes"], work.image_size)
-        else:
-            fields = {
-                "glaucoma_probability": output.glaucoma_probability,
-                "runtime_ms": per_item_ms,
-                "details": {"device": str(device)},
-            }
-            overlay = None
-        counts["succeeded"] += int(_finish(work.job, task_id, fields, overlay))
+        try:
+            fields, overlay = _prediction_fields(model_version, work, output, per_item_ms, device)
+            counts["succeeded"] += int(_finish(work.job, task_id, fields, overlay))
+        except Exception as exc:  # noqa: BLE001 - e.g. storage refused the overlay: this job fails alone
+            _fail(work.job, task_id, f"the result could not be stored: {type(exc).__name__}: {exc}")
+            counts["failed"] += 1
     return counts
+
+
+def _prediction_fields(
+    model_version: ModelVersion, work: _Work, output: Any, per_item_ms: float, device: Any
+) -> tuple[dict[str, Any], bytes | None]:
+    """A network's output as Prediction fields, and the overlay image to store with it (or None)."""
+    if model_version.task == Task.DR_GRADING:
+        fields = {
+            "class_probabilities": list(output.grade_probabilities),
+            "grade": output.grade,
+            "referable_probability": output.referable_probability,
+            "crop_boxes": [list(box) for box in output.boxes],
+            "runtime_ms": per_item_ms,
+            "details": {"image_size": list(work.image_size or ()), "device": str(device)},
+        }
+        overlay = attention_overlay(work.preview, output.attention, fields["crop_boxes"], work.image_size)
+    elif model_version.task == Task.GLAUCOMA_FUNDUS:
+        fields = {
+            "glaucoma_probability": output.glaucoma_probability,
+            "crop_boxes": [list(output.disc_box)],
+            "runtime_ms": per_item_ms,
+            "details": {"image_size": list(work.image_size or ()), "device": str(device)},
+        }
+        overlay = region_overlay(work.preview, fields["crop_boxes"], work.image_size)
+    else:
+        fields = {
+            "glaucoma_probability": output.glaucoma_probability,
+            "runtime_ms": per_item_ms,
+            "details": {"device": str(device)},
+        }
+        overlay = None
+    return fields, overlay

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 from kombu import Queue
 
 from platform_core.broker import register as register_embedded_broker
@@ -27,3 +28,13 @@ app.conf.update(
     worker_hijack_root_logger=False,
 )
 app.autodiscover_tasks(["platform_core", "trials", "diagnosis"])
+
+
+CONCURRENCY_ENV = "VISUS_WORKER_CONCURRENCY"
+
+
+@worker_init.connect
+def remember_concurrency(sender=None, **kwargs) -> None:  # noqa: ANN001, ANN003 - Celery's signal signature
+    """Tell the worker's processes how many of them share the machine (they inherit the environment), so
+    each sets torch's threads to its share of the cores instead of all of them."""
+    os.environ[CONCURRENCY_ENV] = str(max(int(getattr(sender, "concurrency", 1) or 1), 1))

@@ -35,6 +35,13 @@ def trials_for(user: User) -> QuerySet[Trial]:
     return Trial.objects.filter(visible).select_related("created_by").distinct()
 
 
+def reader_trial_ids(user: User) -> QuerySet:
+    """Ids of trials with a site where the user is a reader (blinded to AI outputs there)."""
+    if not _active(user):
+        return Trial.objects.none().values("pk")
+    return Trial.objects.filter(id__in=_trial_ids_with_role(user, (Role.READER,))).values("pk")
+
+
 def managed_trials_for(user: User) -> QuerySet[Trial]:
     if not _active(user):
         return Trial.objects.none()

@@ -287,12 +287,14 @@ def run_in_batches(
     prepare: Callable[[T], P],
     forward: Callable[[list[P]], list[R | ItemError]],
     batch_size: int,
+    propagate: tuple[type[BaseException], ...] = (),
 ) -> list[R | ItemError]:
     """Results in input order; a failing item (in `prepare` or `forward`) becomes an `ItemError`.
 
     `forward` gets a list of prepared items and returns one result (or ItemError) per item. When it
     raises for a batch, each item of that batch is run alone, so only the item that fails alone fails.
-    ItemErrors that `forward` returns get the item's index in `items`.
+    ItemErrors that `forward` returns get the item's index in `items`. Exceptions of the `propagate` types
+    (a worker's time limit, say) are never an item's fault: they stop the whole run.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -301,6 +303,8 @@ def run_in_batches(
     for index, item in enumerate(items):
         try:
             prepared.append((index, prepare(item)))
+        except propagate:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure of one item is that item's result
             results[index] = ItemError(index, type(exc).__name__, str(exc))
 
@@ -316,10 +320,14 @@ def run_in_batches(
         indices = [index for index, _ in batch]
         try:
             settle(indices, forward([value for _, value in batch]))
+        except propagate:
+            raise
         except Exception:  # noqa: BLE001 - isolate the failing item below
             for index, value in batch:
                 try:
                     settle([index], forward([value]))
+                except propagate:
+                    raise
                 except Exception as exc:  # noqa: BLE001
                     results[index] = ItemError(index, type(exc).__name__, str(exc))
     return [result for result in results if result is not None]
@@ -358,6 +366,7 @@ def predict_fundus(
     batch_size: int = 8,
     device: torch.device | None = None,
     attention_max_side: int | None = None,
+    propagate: tuple[type[BaseException], ...] = (),
 ) -> list[FundusPrediction | ItemError]:
     """Grade photographs. `attention_max_side` caps the attention map's size (None: full photo size).
 
@@ -391,7 +400,7 @@ def predict_fundus(
             )
         return results
 
-    return run_in_batches(images, lambda image: preprocess_fundus(image, config), forward, batch_size)
+    return run_in_batches(images, lambda image: preprocess_fundus(image, config), forward, batch_size, propagate)
 
 
 def predict_visual_fields(
@@ -400,6 +409,7 @@ def predict_visual_fields(
     *,
     batch_size: int = 32,
     device: torch.device | None = None,
+    propagate: tuple[type[BaseException], ...] = (),
 ) -> list[VisualFieldPrediction | ItemError]:
     device = device or next(model.parameters()).device
     model.eval()
@@ -417,7 +427,7 @@ def predict_visual_fields(
             for p in probabilities
         ]
 
-    return run_in_batches(items, lambda item: preprocess_visual_field(item, config), forward, batch_size)
+    return run_in_batches(items, lambda item: preprocess_visual_field(item, config), forward, batch_size, propagate)
 
 
 def predict_fundus_glaucoma(
@@ -426,6 +436,7 @@ def predict_fundus_glaucoma(
     *,
     batch_size: int = 16,
     device: torch.device | None = None,
+    propagate: tuple[type[BaseException], ...] = (),
 ) -> list[FundusGlaucomaPrediction | ItemError]:
     """Glaucoma probability of photographs, with the optic-disc crop each was judged on."""
     device = device or next(model.parameters()).device
@@ -445,7 +456,7 @@ def predict_fundus_glaucoma(
             for p, box, item in zip(probabilities, boxes.tolist(), batch, strict=True)
         ]
 
-    return run_in_batches(images, lambda image: square_view(image, size), forward, batch_size)
+    return run_in_batches(images, lambda image: square_view(image, size), forward, batch_size, propagate)
 
 
 # --- checkpoints -----------------------------------------------------------------------------------

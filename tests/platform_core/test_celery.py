@@ -51,6 +51,23 @@ class ProjectTaskDecoratorTests(SimpleTestCase):
     def test_worker_prefetches_one_message(self):
         self.assertEqual(app.conf.worker_prefetch_multiplier, 1)
 
+    def test_inference_threads_are_the_cores_shared_by_the_worker_processes(self):
+        from types import SimpleNamespace
+        from unittest import mock
+
+        from diagnosis.tasks import infer_case_task
+        from platform_core.celery import CONCURRENCY_ENV, remember_concurrency
+
+        with mock.patch.dict(os.environ, {}, clear=False):
+            remember_concurrency(sender=SimpleNamespace(concurrency=4))
+            self.assertEqual(os.environ[CONCURRENCY_ENV], "4")
+            with (
+                mock.patch("diagnosis.networks.inference.configure_threads") as configure,
+                mock.patch("diagnosis.services.inference_run", return_value={"ran": 0}),
+            ):
+                infer_case_task.apply(args=["00000000-0000-0000-0000-000000000000"], throw=True)
+            configure.assert_called_once_with(concurrency=4)
+
 
 @tag("redis", "worker")
 class LiveWorkerOnRedisTests(SimpleTestCase):

@@ -2,6 +2,7 @@
 
     python manage.py register_model --name dr-grader --model-version 1.0 --weights ckpt.pt --model-card card.json
         [--architecture zoom_in_net --config config.json]   # needed for a plain state dict
+        [--sha256 HEX]   # the hash published with the weights: a different file is refused
         [--retire-previous]
 
 The checkpoint must load into its architecture (names and shapes); the weights' SHA-256 is recorded and
@@ -46,6 +47,7 @@ class Command(BaseCommand):
             "--architecture", help="zoom_in_net, vf_glaucoma or fundus_glaucoma (for a plain state dict)"
         )
         parser.add_argument("--config", help="JSON architecture configuration (for a plain state dict)")
+        parser.add_argument("--sha256", default="", help="SHA-256 published with the weights; refused if it differs")
         parser.add_argument("--user", help="email of the person registering (recorded in the audit trail)")
         parser.add_argument("--retire-previous", action="store_true", help="retire other versions of this name")
 
@@ -66,6 +68,7 @@ class Command(BaseCommand):
                 model_card=card or {},
                 architecture=options["architecture"],  # type: ignore[arg-type]
                 config=config,
+                expected_sha256=str(options["sha256"]),
             )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None

@@ -1,0 +1,284 @@
+"""What goes wrong around inference: batch failures, retries, changed files, retired models, blind readers,
+and malformed checkpoints. Every case ends with no job stuck "running", an audit trail, and nothing stale."""
+
+from __future__ import annotations
+
+import io
+from unittest import mock
+
+import torch
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.exceptions import ValidationError
+from django.test import SimpleTestCase, TestCase
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from diagnosis.models import InferenceJob, ModelVersion, Prediction
+from diagnosis.networks.inference import ItemError, run_in_batches
+from diagnosis.registry import model_register, model_set_status
+from diagnosis.selectors import predictions_for
+from diagnosis.services import inference_run
+from platform_core.accounts.models import Membership, Role
+from platform_core.api.exceptions import ApplicationError
+from platform_core.audit.models import AuditEvent
+from tests.diagnosis.registry_helpers import CARD, checkpoint_bytes, small_dr_network
+from tests.diagnosis.test_inference_jobs import InferenceFixture
+from tests.trials import image_factories
+from tests.trials.test_uploads_service import stored_names
+from trials.file_services import case_file_upload
+from trials.services import case_create, case_set_status
+
+
+def complete(case, actor, reason=""):
+    """Complete the case; returns the mock the jobs were sent through (after commit)."""
+    with (
+        mock.patch("diagnosis.tasks.infer_case_task.apply_async") as send,
+        TestCase.captureOnCommitCallbacks(execute=True),
+    ):
+        case_set_status(actor=actor, case=case, status="complete", reason=reason)
+    return send
+
+
+def complete_and_run(case, actor):
+    complete(case, actor)
+    for job in InferenceJob.objects.filter(case=case):
+        inference_run(job_pk=str(job.pk), task_id="t")
+
+
+class BatchFailureTests(InferenceFixture, TestCase):
+    def setUp(self):
+        self.build()
+        self.addCleanup(self.cleanup)
+        self.cases = [self.case]
+        for n in range(2):
+            case = case_create(actor=self.w.coord1, subject=self.w.subject1, laterality="OS", visit_day=20 + n)
+            case_file_upload(actor=self.w.coord1, case=case, data=image_factories.plain_png(410 + n, 300))
+            self.cases.append(case)
+        for case in self.cases:
+            complete(case, self.w.coord1)
+        self.first = InferenceJob.objects.filter(model_version=self.dr).order_by("created_at").first()
+
+    def statuses(self):
+        return sorted(InferenceJob.objects.filter(model_version=self.dr).values_list("status", flat=True))
+
+    def test_a_result_that_cannot_be_stored_fails_its_job_alone(self):
+        from platform_core.storage import save_private
+
+        calls = {"n": 0}
+
+        def flaky(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError("storage refused the write")
+            return save_private(*args, **kwargs)
+
+        with mock.patch("diagnosis.services.save_private", side_effect=flaky):
+            counts = inference_run(job_pk=str(self.first.pk), task_id="t", batch_size=8)
+        self.assertEqual((counts["succeeded"], counts["failed"]), (2, 1))
+        self.assertEqual(self.statuses(), ["failed", "succeeded", "succeeded"])
+        failed = InferenceJob.objects.get(model_version=self.dr, status="failed")
+        self.assertIn("could not be stored: OSError", failed.error)
+        self.assertFalse(Prediction.objects.filter(job=failed).exists())
+
+    def test_an_error_that_stops_the_batch_fails_every_claimed_job_and_is_raised(self):
+        with (
+            mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=RuntimeError("CUDA error: OOM")),
+            self.assertRaises(RuntimeError),
+        ):
+            inference_run(job_pk=str(self.first.pk), task_id="t", batch_size=8)
+        self.assertEqual(self.statuses(), ["failed", "failed", "failed"])
+        for job in InferenceJob.objects.filter(model_version=self.dr):
+            self.assertIn("the batch stopped: RuntimeError: CUDA error: OOM", job.error)
+        self.assertEqual(AuditEvent.objects.filter(action="inference_job.fail").count(), 3)
+
+    def test_the_time_limit_stops_the_batch_instead_of_failing_one_item(self):
+        # Raised inside the network's forward step, where run_in_batches would isolate an ordinary error.
+        with mock.patch("diagnosis.networks.inference.FundusPrediction", side_effect=SoftTimeLimitExceeded()):
+            with self.assertRaises(SoftTimeLimitExceeded):
+                inference_run(job_pk=str(self.first.pk), task_id="t", batch_size=8)
+        self.assertEqual(self.statuses(), ["failed", "failed", "failed"])
+        self.assertEqual(
+            set(InferenceJob.objects.filter(model_version=self.dr).values_list("error", flat=True)),
+            {"the worker's time limit ran out"},
+        )
+
+    def test_a_failed_job_runs_again_when_the_case_is_completed_again(self):
+        job = InferenceJob.objects.get(case=self.case, model_version=self.dr)
+        with mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=RuntimeError("boom")):
+            with self.assertRaises(RuntimeError):
+                inference_run(job_pk=str(job.pk), task_id="t", batch_size=1)
+        job.refresh_from_db()
+        self.assertEqual(job.status, "failed")
+        case_set_status(actor=self.w.coord1, case=self.case, status="open", reason="models failed; run again")
+        send = complete(self.case, self.w.coord1, reason="run the failed model again")
+        self.assertEqual([c.kwargs["args"][0] for c in send.call_args_list], [str(job.pk)])  # only the failed one
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.error), ("queued", ""))
+        retry = AuditEvent.objects.get(action="inference_job.retry")
+        self.assertIn("boom", retry.reason)
+        self.assertEqual(inference_run(job_pk=str(job.pk), task_id="t2", batch_size=1)["succeeded"], 1)
+        self.assertEqual(InferenceJob.objects.filter(case=self.case, model_version=self.dr).count(), 1)
+
+
+class ChangedFilesTests(InferenceFixture, TestCase):
+    def setUp(self):
+        self.build()
+        self.addCleanup(self.cleanup)
+        complete_and_run(self.case, self.w.coord1)
+
+    def test_new_files_give_new_jobs_and_the_old_predictions_are_no_longer_shown(self):
+        old_dr = InferenceJob.objects.get(case=self.case, model_version=self.dr)
+        old_vf = InferenceJob.objects.get(case=self.case, model_version=self.vf)
+        case_set_status(actor=self.w.coord1, case=self.case, status="open", reason="a sharper photograph")
+        case_file_upload(actor=self.w.coord1, case=self.case, data=image_factories.plain_png(640, 480))
+        send = complete(self.case, self.w.coord1, reason="photograph added")
+        new_dr = InferenceJob.objects.get(case=self.case, model_version=self.dr, is_current=True)
+        self.assertNotEqual(new_dr.pk, old_dr.pk)
+        self.assertEqual([c.kwargs["args"][0] for c in send.call_args_list], [str(new_dr.pk)])  # VF unchanged
+        old_dr.refresh_from_db()
+        old_vf.refresh_from_db()
+        self.assertFalse(old_dr.is_current)
+        self.assertTrue(old_vf.is_current)
+        self.assertTrue(AuditEvent.objects.filter(action="inference_job.supersede", object_id=str(old_dr.pk)).exists())
+        inference_run(job_pk=str(new_dr.pk), task_id="t3")
+        shown = predictions_for(self.w.coord1).filter(case=self.case)
+        self.assertEqual({p.job_id for p in shown}, {new_dr.pk, old_vf.pk})
+        self.assertEqual(shown.get(model_version=self.dr).details["image_size"], [640, 480])
+        self.assertTrue(Prediction.objects.filter(job=old_dr).exists())  # kept in the record
+        page = self.client
+        page.force_login(self.w.coord1)
+        context = page.get(reverse("trials:case-detail", args=[self.case.pk])).context
+        self.assertEqual(len(context["predictions"]), 2)
+
+
+class RetiredModelTests(InferenceFixture, TestCase):
+    def test_a_job_of_a_model_retired_after_queueing_fails_with_the_reason(self):
+        self.build()
+        self.addCleanup(self.cleanup)
+        complete(self.case, self.w.coord1)
+        model_set_status(actor=None, model=self.dr, status="retired", reason="superseded by v2")
+        job = InferenceJob.objects.get(case=self.case, model_version=self.dr)
+        self.assertEqual(inference_run(job_pk=str(job.pk), task_id="t"), {"ran": 0})
+        job.refresh_from_db()
+        self.assertEqual((job.status, job.error), ("failed", "the model was retired before the job ran"))
+        self.assertFalse(Prediction.objects.filter(job=job).exists())
+
+
+class AuditedResultsTests(InferenceFixture, TestCase):
+    def test_each_prediction_and_failure_is_in_the_audit_trail(self):
+        self.build()
+        self.addCleanup(self.cleanup)
+        complete_and_run(self.case, self.w.coord1)
+        events = AuditEvent.objects.filter(action="inference_job.succeed")
+        self.assertEqual(events.count(), 2)
+        prediction_ids = {str(pk) for pk in Prediction.objects.values_list("pk", flat=True)}
+        self.assertEqual({e.changes["prediction"][1] for e in events}, prediction_ids)
+        self.assertEqual({e.hospital_code for e in events}, {"H01"})
+
+
+class BlindReaderTests(InferenceFixture, TestCase):
+    """A reader of a trial never sees its AI outputs, even when they also coordinate at the site."""
+
+    def setUp(self):
+        self.build()
+        self.addCleanup(self.cleanup)
+        complete_and_run(self.case, self.w.coord1)
+        Membership.objects.create(user=self.w.coord1, hospital=self.w.h1, role=Role.READER)
+
+    def test_page_api_and_overlay_hide_the_ai_from_a_coordinator_who_also_reads(self):
+        self.client.force_login(self.w.coord1)
+        page = self.client.get(reverse("trials:case-detail", args=[self.case.pk]))
+        self.assertContains(page, 'data-testid="blinded"')
+        self.assertNotContains(page, 'data-testid="prediction"')
+        self.assertNotContains(page, 'data-testid="fused-glaucoma"')
+        api = APIClient()
+        api.force_authenticate(self.w.coord1)
+        for name in ("api:diagnosis:case-prediction-list", "api:diagnosis:case-job-list"):
+            response = api.get(reverse(name, args=[self.case.pk]))
+            self.assertEqual(response.status_code, 403, name)
+            self.assertIn("blind reading", response.json()["error"]["message"])
+        prediction = Prediction.objects.filter(case=self.case).first()
+        overlay = self.client.get(reverse("diagnosis:prediction-overlay", args=[prediction.pk]))
+        self.assertEqual(overlay.status_code, 404)
+        # The manager, who does not read, still sees them.
+        self.client.force_login(self.w.manager)
+        self.assertContains(
+            self.client.get(reverse("trials:case-detail", args=[self.case.pk])), 'data-testid="prediction"'
+        )
+
+
+class MalformedCheckpointTests(TestCase):
+    def setUp(self):
+        self.before = stored_names("models")
+
+    def tearDown(self):
+        from django.core.files.storage import default_storage
+
+        for model in ModelVersion.objects.all():
+            default_storage.delete(model.weights.name)
+
+    def register(self, weights, card=CARD, **kwargs):
+        return model_register(actor=None, name="m", version="1", weights=weights, model_card=card, **kwargs)
+
+    def test_incomplete_or_non_tensor_checkpoints_get_a_clear_error_and_leave_nothing(self):
+        network = small_dr_network()
+        good = torch.load(io.BytesIO(checkpoint_bytes(network)), weights_only=True)
+
+        def saved(payload):
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
+            return buffer.getvalue()
+
+        cases = {
+            "no state_dict": ({k: v for k, v in good.items() if k != "state_dict"}, "has no state_dict"),
+            "no config": ({k: v for k, v in good.items() if k != "config"}, "has no config"),
+            "non-tensor entry": ({**good, "state_dict": {"a": 1}}, "holds int at 'a'"),
+            "state dict a list": ({**good, "state_dict": [1, 2]}, "empty or not a mapping"),
+            "plain dict of numbers": ({"weight": 3.0}, "holds float at 'weight'"),
+        }
+        for label, (payload, message) in cases.items():
+            with self.subTest(label), self.assertRaisesMessage(ApplicationError, message):
+                self.register(saved(payload))
+        self.assertFalse(ModelVersion.objects.exists())
+        self.assertEqual(stored_names("models"), self.before)
+
+    def test_model_card_types_are_checked(self):
+        weights = checkpoint_bytes(small_dr_network())
+        for card, message in (
+            ({**CARD, "intended_use": "  "}, "intended_use must be a non-empty text"),
+            ({**CARD, "not_for_clinical_use": "false"}, "not_for_clinical_use must be true or false"),
+            ({**CARD, "metrics": [0.9]}, "metrics must be an object"),
+            ([], "must be a JSON object"),
+        ):
+            with self.subTest(card=card), self.assertRaisesMessage(ValidationError, message):
+                self.register(weights, card)
+        self.assertFalse(ModelVersion.objects.exists())
+
+    def test_an_expected_hash_refuses_a_different_file(self):
+        import hashlib
+
+        weights = checkpoint_bytes(small_dr_network())
+        with self.assertRaisesMessage(ApplicationError, "not the " + "0" * 64):
+            self.register(weights, expected_sha256="0" * 64)
+        self.assertEqual(stored_names("models"), self.before)
+        model = self.register(weights, expected_sha256=hashlib.sha256(weights).hexdigest().upper())
+        self.assertEqual(model.sha256, hashlib.sha256(weights).hexdigest())
+
+
+class PropagateTests(SimpleTestCase):
+    def test_ordinary_errors_fail_one_item_but_propagated_ones_stop_the_run(self):
+        def forward(batch):
+            if 2 in batch:
+                raise ValueError("bad item")
+            return [x * 10 for x in batch]
+
+        results = run_in_batches([1, 2, 3], lambda x: x, forward, batch_size=3)
+        self.assertEqual(results[0], 10)
+        self.assertIsInstance(results[1], ItemError)
+        self.assertEqual(results[2], 30)
+
+        def stopped(batch):
+            raise SoftTimeLimitExceeded()
+
+        with self.assertRaises(SoftTimeLimitExceeded):
+            run_in_batches([1, 2], lambda x: x, stopped, batch_size=2, propagate=(SoftTimeLimitExceeded,))
