@@ -1,13 +1,22 @@
 from django.contrib import admin
 
 from platform_core.audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
-from trials.models import Case, Subject, Trial, TrialSite
+from trials.models import Case, Subject, Trial, TrialSite, TrialStatus
+from trials.services import EDITABLE_AFTER_DRAFT
 
 
 class TrialSiteInline(admin.TabularInline):
+    """Shown for oversight. Sites are added and changed on their own admin page (audited) or the trial pages."""
+
     model = TrialSite
     extra = 0
     fields = ("hospital", "enrolment_target", "status")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
 
 
 @admin.register(Trial)
@@ -17,6 +26,18 @@ class TrialAdmin(AuditedAdminMixin, admin.ModelAdmin):
     search_fields = ("protocol_number", "title", "slug")
     readonly_fields = ("status", "created_by")
     inlines = [TrialSiteInline]
+
+    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        """Once a trial leaves draft its protocol is fixed here as on the trial pages (only the title and the
+        visual-field cut-offs may change; status changes go through the audited transitions)."""
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.status != TrialStatus.DRAFT:
+            readonly += [
+                f.name
+                for f in Trial._meta.concrete_fields
+                if f.editable and f.name not in EDITABLE_AFTER_DRAFT and f.name not in readonly
+            ]
+        return readonly
 
     def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
         if not change:
@@ -28,6 +49,13 @@ class TrialAdmin(AuditedAdminMixin, admin.ModelAdmin):
 class TrialSiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("trial", "hospital", "enrolment_target", "status")
     list_filter = ("status", "trial")
+
+    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        # Moving a site to another trial or hospital would hand its subjects to other people.
+        return ("trial", "hospital") if obj is not None else ()
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
 
 
 @admin.register(Subject)

@@ -192,14 +192,16 @@ class Subject(BaseModel):
     status = models.CharField(max_length=10, choices=SubjectStatus.choices, default=SubjectStatus.ENROLLED)
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     withdrawal_reason = models.TextField(blank=True)
-    # One-time token of the enrolment form (or API Idempotency-Key): a double submit finds it.
-    submission_token = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
+    # One-time token of the enrolment form (or API Idempotency-Key): a double submit at the site finds it.
+    # Unique per site, not globally: another site's key must neither block an enrolment nor name its subject.
+    submission_token = models.CharField(max_length=64, null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["trial", "pseudonym"]
         constraints = [
             models.UniqueConstraint(fields=["trial", "pseudonym"], name="unique_subject_pseudonym"),
             models.UniqueConstraint(fields=["site", "number"], name="unique_subject_number_per_site"),
+            models.UniqueConstraint(fields=["site", "submission_token"], name="unique_submission_per_site"),
         ]
 
     def __str__(self) -> str:

@@ -251,8 +251,12 @@ def subject_enroll(
     site is active, consent is recorded and the eligibility checklist holds. A repeated
     ``submission_token`` (double submit) is refused and names the subject already enrolled.
     """
-    if submission_token:
-        existing = Subject.objects.filter(submission_token=submission_token).first()
+    site = TrialSite.objects.select_related("trial", "hospital").get(pk=site.pk)
+    trial = site.trial
+    if not user_has_role(actor, Role.COORDINATOR, hospital=site.hospital):
+        raise ApplicationError("Only a coordinator of this site may enrol subjects here.", code="forbidden", status=403)
+    if submission_token:  # only after the permission check, and only at this site: nothing of another leaks
+        existing = Subject.objects.filter(site=site, submission_token=submission_token).first()
         if existing is not None:
             raise ApplicationError(
                 f"This enrolment was already submitted: subject {existing.pseudonym}. Nothing was changed.",
@@ -260,10 +264,6 @@ def subject_enroll(
                 status=409,
                 extra={"subject": existing.pseudonym},
             )
-    site = TrialSite.objects.select_related("trial", "hospital").get(pk=site.pk)
-    trial = site.trial
-    if not user_has_role(actor, Role.COORDINATOR, hospital=site.hospital):
-        raise ApplicationError("Only a coordinator of this site may enrol subjects here.", code="forbidden", status=403)
     if trial.status != TrialStatus.RECRUITING:
         raise ApplicationError(
             f"Trial {trial.protocol_number} is {trial.get_status_display().lower()}: enrolment is only possible "

@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trials.uploads.deidentify_dicom import DatePolicy, DeidentifyOptions, deidentify_dicom, frame_image
-from trials.uploads.deidentify_image import deidentify_image, image_to_jpeg, make_preview, make_thumbnail
+from trials.uploads.deidentify_image import (
+    check_gradable_size,
+    deidentify_image,
+    image_to_jpeg,
+    make_preview,
+    make_thumbnail,
+)
 from trials.uploads.detect import FileKind, detect_file_kind
 from trials.uploads.errors import UploadRejected
 from trials.uploads.visual_field import (
@@ -155,6 +161,9 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
     result = deidentify_dicom(data, options=options)
     meta = result.metadata
     _check_eye(meta.laterality, context, "DICOM file")
+    if meta.modality == "fundus" and meta.rows and meta.columns:
+        # Photographs only: OCT B-scans are legitimately narrow (a 200 x 1024 cube scan).
+        check_gradable_size(meta.columns, meta.rows, context.min_side)
     processed = ProcessedUpload(
         modality=meta.modality,
         file_format="dicom",

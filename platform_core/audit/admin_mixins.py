@@ -35,6 +35,54 @@ class AuditedAdminMixin(admin.ModelAdmin):
                 reason="changed in the admin",
             )
 
+    def save_formset(self, request, form, formset, change) -> None:  # noqa: ANN001
+        """Inline rows (a user's memberships, say) are audited like the object they belong to."""
+
+        def plain(value: Any) -> Any:
+            return str(value) if hasattr(value, "pk") else value
+
+        def value_of(obj: Any, name: str) -> Any:  # a relation as its key, as the form's initial holds it
+            return plain(getattr(obj, obj._meta.get_field(name).attname))
+
+        before = {
+            inline.instance.pk: {name: plain(inline.initial.get(name)) for name in inline.changed_data}
+            for inline in formset.forms
+            if inline.instance.pk is not None
+        }
+        with transaction.atomic():
+            for inline in formset.deleted_forms:
+                if inline.instance.pk is not None:
+                    audit_record(
+                        actor=request.user,
+                        action=f"{inline.instance._meta.model_name}.delete",
+                        obj=inline.instance,
+                        hospital_code=_hospital_code(inline.instance),
+                        reason="deleted in the admin",
+                    )
+            super().save_formset(request, form, formset, change)
+            for obj in formset.new_objects:
+                fields = [f.name for f in obj._meta.concrete_fields if f.name not in self.audit_exclude and f.editable]
+                audit_record(
+                    actor=request.user,
+                    action=f"{obj._meta.model_name}.create",
+                    obj=obj,
+                    hospital_code=_hospital_code(obj),
+                    changes=diff(None, {f: value_of(obj, f) for f in fields if f != "id"}),
+                    reason="created in the admin",
+                )
+            for obj, changed in formset.changed_objects:
+                names = [name for name in changed if name not in self.audit_exclude]
+                audit_record(
+                    actor=request.user,
+                    action=f"{obj._meta.model_name}.change",
+                    obj=obj,
+                    hospital_code=_hospital_code(obj),
+                    changes=diff(
+                        {n: before.get(obj.pk, {}).get(n) for n in names}, {n: value_of(obj, n) for n in names}
+                    ),
+                    reason="changed in the admin",
+                )
+
     def delete_model(self, request, obj) -> None:  # noqa: ANN001
         with transaction.atomic():
             audit_record(

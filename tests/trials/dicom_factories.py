@@ -158,8 +158,8 @@ def _image_pixels(ds: Dataset, *, rows: int, columns: int, frames: int = 1, rgb:
 def ophthalmic_photograph(
     *,
     bits: int = 8,
-    rows: int = 64,
-    columns: int = 64,
+    rows: int = 256,
+    columns: int = 256,
     burned_in: str | None = "NO",
     sop_instance_uid: str | None = FUNDUS_SOP_INSTANCE_UID,
     preamble: bool = True,
@@ -261,7 +261,7 @@ def secondary_capture(*, modality: str = "OT") -> bytes:
     _patient_and_study(ds, modality)
     ds.ConversionType = "WSD"
     ds.BurnedInAnnotation = "NO"
-    _image_pixels(ds, rows=40, columns=40, rgb=True)
+    _image_pixels(ds, rows=256, columns=256, rgb=True)
     return _finish(ds, SECONDARY_CAPTURE)
 
 

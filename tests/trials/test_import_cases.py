@@ -2,6 +2,7 @@ import io
 import tempfile
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 from django.core.files.storage import default_storage
 from django.core.management import call_command
@@ -97,3 +98,28 @@ class ImportCasesTests(TestCase):
     def test_unknown_trial_or_site_is_an_error(self):
         self.assertIn("No trial", run(self.tmp, trial="nope", site="H01")[1])
         self.assertIn("not a site", run(self.tmp, trial="dr-trial", site="H77")[1])
+
+    def test_a_refused_file_leaves_no_case_or_audit_event_behind(self):
+        from platform_core.audit.models import AuditEvent
+
+        (self.tmp / "broken.png").write_bytes(image_factories.plain_png(400, 400)[:60])
+        (self.tmp / "manifest.csv").write_text("file,subject,eye,visit_day\nbroken.png,DR01-H01-0001,OD,99\n")
+        cases, events = Case.objects.count(), AuditEvent.objects.count()
+        code, out = run(self.tmp, trial="dr-trial", site="H01")
+        self.assertEqual(code, 1)
+        self.assertIn("REJECTED   broken.png", out)
+        self.assertEqual((Case.objects.count(), AuditEvent.objects.count()), (cases, events))
+        self.assertEqual(stored_names() - self.before, set())
+
+    def test_a_file_over_the_size_limit_is_refused_before_it_is_read(self):
+        (self.tmp / "DR01-H01-0001" / "OD").mkdir(parents=True)
+        big = self.tmp / "DR01-H01-0001" / "OD" / "huge.png"
+        big.write_bytes(image_factories.plain_png(400, 400))
+        with (
+            self.settings(VISUS_MAX_UPLOAD_MB=0),
+            mock.patch("pathlib.Path.read_bytes", side_effect=AssertionError("read before the size check")),
+        ):
+            code, out = run(self.tmp, trial="dr-trial", site="H01", visit_day=3)
+        self.assertEqual(code, 1)
+        self.assertIn("larger than the upload limit of 0 MB", out)
+        self.assertFalse(Case.objects.filter(visit_day=3).exists())

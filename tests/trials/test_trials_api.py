@@ -132,6 +132,23 @@ class EnrolApiTests(TestCase):
         self.assertEqual(second.json()["error"]["subject"], first.json()["pseudonym"])
         self.assertEqual(Subject.objects.filter(submission_token=key).count(), 1)
 
+    def test_another_sites_idempotency_key_neither_blocks_nor_names_its_subject(self):
+        key = "1"  # simple client keys collide across sites
+        other = client_for(self.w.coord2).post(
+            self.url, {**ENROL_BODY, "site": "H02"}, format="json", HTTP_IDEMPOTENCY_KEY=key
+        )
+        self.assertEqual(other.status_code, 201, other.content)
+        mine = client_for(self.w.coord1).post(self.url, ENROL_BODY, format="json", HTTP_IDEMPOTENCY_KEY=key)
+        self.assertEqual(mine.status_code, 201, mine.content)
+        self.assertNotIn(other.json()["pseudonym"], mine.content.decode())
+        self.assertTrue(mine.json()["pseudonym"].startswith("DR01-H01-"))
+        # A foreign coordinator replaying H02's key at H02 is refused for the site, not told its subject.
+        foreign = client_for(self.w.coord1).post(
+            self.url, {**ENROL_BODY, "site": "H02"}, format="json", HTTP_IDEMPOTENCY_KEY=key
+        )
+        self.assertNotIn(other.json()["pseudonym"], foreign.content.decode())
+        self.assertIn(foreign.status_code, (400, 403, 404))
+
     def test_closed_trial_refuses_enrolment(self):
         client_for(self.w.manager).post(
             reverse("api:trials:trial-transition", args=["dr-trial"]),

@@ -158,6 +158,7 @@ class RefusedUploadTests(UploadTestCase):
             (b"%PDF-1.7\n" + b"x" * 2000 + b"\n%%EOF\n", "pdf_printout", "identifiers"),
             (b"just some text that is not an image", "unknown_text", ""),
             (image_factories.plain_png(100, 100), "image_too_small", "too small"),
+            (dicom_factories.ophthalmic_photograph(rows=16, columns=16), "image_too_small", "16 x 16 px"),
             (image_factories.png_bomb(), "image_too_large", "decompression bomb"),
             (dicom_factories.encapsulated_pdf(), "pdf_printout", "identifiers"),
             (dicom_factories.huge_header_image(), "too_many_pixels", "too large to process"),

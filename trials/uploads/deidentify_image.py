@@ -207,6 +207,16 @@ def _to_8bit_rgb_array(img: Image.Image) -> tuple[np.ndarray, bool]:
     return np.asarray(img, dtype=np.uint8), converted
 
 
+def check_gradable_size(width: int, height: int, min_side: int) -> None:
+    """Refuse a photograph too small to grade (a thumbnail or a crop), whatever its container."""
+    if min(width, height) < min_side:
+        raise UploadRejected(
+            f"The image is too small to grade ({width} x {height} px; the shorter side must be at least "
+            f"{min_side} px). Upload the camera's full-resolution image, not a thumbnail.",
+            "image_too_small",
+        )
+
+
 def deidentify_image(
     data: bytes,
     *,
@@ -236,12 +246,7 @@ def deidentify_image(
         orientation = 1
     pixels, converted = _to_8bit_rgb_array(oriented)
     height, width = pixels.shape[:2]
-    if min(width, height) < min_side:
-        raise UploadRejected(
-            f"The image is too small to grade ({width} x {height} px; the shorter side must be at least "
-            f"{min_side} px). Upload the camera's full-resolution image, not a thumbnail.",
-            "image_too_small",
-        )
+    check_gradable_size(width, height, min_side)
     clean = Image.fromarray(np.ascontiguousarray(pixels))  # a new image: no info dict, no profile, no EXIF
     out = io.BytesIO()
     if output_format == "PNG":

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from platform_core.accounts.models import User
 from platform_core.api.exceptions import ApplicationError
@@ -52,7 +53,7 @@ def safe_member_name(name: str) -> str | None:
     return str(PurePosixPath(*[p for p in parts if p != "."]))
 
 
-def folder_entries(root: Path) -> Iterator[Entry]:
+def folder_entries(root: Path, max_bytes: int) -> Iterator[Entry]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for filename in sorted(filenames):
@@ -63,7 +64,11 @@ def folder_entries(root: Path) -> Iterator[Entry]:
             if path.is_symlink():
                 yield Entry(rel, lambda: b"", 0, "symbolic links are not followed; copy the file itself")
                 continue
-            yield Entry(rel, path.read_bytes, path.stat().st_size)
+            size = path.stat().st_size
+            if size > max_bytes:  # refused before a byte is read into memory
+                yield Entry(rel, lambda: b"", size, f"larger than the upload limit of {max_bytes // 2**20} MB")
+                continue
+            yield Entry(rel, path.read_bytes, size)
 
 
 def zip_entries(archive: zipfile.ZipFile, max_bytes: int) -> Iterator[Entry]:
@@ -119,7 +124,7 @@ class Command(BaseCommand):
         if not path.exists():
             raise CommandError(f"{path} does not exist.")
         if path.is_dir():
-            entries = list(folder_entries(path))
+            entries = list(folder_entries(path, max_bytes))
             self._run(entries, trial, site, actor, options)
         elif zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -194,10 +199,12 @@ class Command(BaseCommand):
         if eye not in ("OD", "OS"):
             return f"REJECTED: eye must be OD or OS, not {eye!r}"
         try:
-            case = Case.objects.filter(subject=subject, laterality=eye, visit_day=day).first()
-            if case is None:
-                case = case_create(actor=actor, subject=subject, laterality=eye, visit_day=day)
-            result = case_file_upload(actor=actor, case=case, data=entry.read(), source="import_cases")
+            # A case made for this file exists only if the file is kept: a refusal rolls both back.
+            with transaction.atomic():
+                case = Case.objects.filter(subject=subject, laterality=eye, visit_day=day).first()
+                if case is None:
+                    case = case_create(actor=actor, subject=subject, laterality=eye, visit_day=day)
+                result = case_file_upload(actor=actor, case=case, data=entry.read(), source="import_cases")
         except UploadRejected as exc:
             return f"REJECTED: {exc.message}"
         except ApplicationError as exc:

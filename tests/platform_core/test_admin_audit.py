@@ -1,0 +1,98 @@
+"""The Django admin writes through the audit trail too, inline rows included, and keeps a trial's fixed
+protocol and its sites' hospitals fixed."""
+
+from __future__ import annotations
+
+from django.test import TestCase
+from django.urls import reverse
+
+from platform_core.accounts.models import Membership, Role, User
+from platform_core.audit.models import AuditEvent
+from tests.factories import HospitalFactory, TrialWorld, member
+from trials.models import Trial, TrialSite
+
+
+def management_data(response) -> dict[str, str]:
+    """The change form's current values, as the browser would post them back (inline management forms too)."""
+    data: dict[str, str] = {}
+    adminform = response.context["adminform"].form
+    for name, field in adminform.fields.items():
+        value = adminform.initial.get(name, field.initial)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+            continue
+        data[name] = str(value.pk if hasattr(value, "pk") else value)
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        for key, value in formset.management_form.initial.items():
+            data[f"{formset.prefix}-{key}"] = str(value)
+        for number, form in enumerate(formset.forms):
+            data[f"{formset.prefix}-{number}-id"] = str(form.instance.pk)
+            for name in form.fields:
+                value = form.initial.get(name)
+                if value is not None:
+                    data[f"{formset.prefix}-{number}-{name}"] = str(getattr(value, "pk", value))
+    return data
+
+
+class AdminInlineAuditTests(TestCase):
+    def setUp(self):
+        self.admin = User.objects.create_superuser(
+            email="root@visus.example", password="x-Admin-2026", full_name="Root"
+        )
+        self.client.force_login(self.admin)
+        self.hospital = HospitalFactory(code="H01")
+        self.person = member(Role.COORDINATOR, self.hospital, email="pat@visus.example")
+
+    def test_a_role_granted_through_the_users_inline_is_audited(self):
+        url = reverse("admin:accounts_user_change", args=[self.person.pk])
+        page = self.client.get(url)
+        data = management_data(page)
+        prefix = page.context["inline_admin_formsets"][0].formset.prefix
+        total = int(data[f"{prefix}-TOTAL_FORMS"])
+        data[f"{prefix}-TOTAL_FORMS"] = str(total + 1)
+        data[f"{prefix}-{total}-hospital"] = str(self.hospital.pk)
+        data[f"{prefix}-{total}-role"] = Role.READER
+        data[f"{prefix}-{total}-is_active"] = "on"
+        response = self.client.post(url, data)
+        self.assertEqual(response.status_code, 302, getattr(response, "context", {}) and response.context["errors"])
+        self.assertTrue(Membership.objects.filter(user=self.person, role=Role.READER).exists())
+        event = AuditEvent.objects.get(action="membership.create")
+        self.assertEqual(event.changes["role"], [None, "reader"])
+        self.assertEqual(event.actor, self.admin)
+        self.assertEqual(event.hospital_code, "H01")
+
+
+class TrialAdminTests(TestCase):
+    def setUp(self):
+        self.w = TrialWorld()
+        self.admin = User.objects.create_superuser(
+            email="root@visus.example", password="x-Admin-2026", full_name="Root"
+        )
+        self.client.force_login(self.admin)
+
+    def test_a_recruiting_trials_protocol_and_sites_are_not_editable_in_the_admin(self):
+        page = self.client.get(reverse("admin:trials_trial_change", args=[self.w.trial.pk]))
+        readonly = set(page.context["adminform"].readonly_fields)
+        self.assertTrue({"modalities", "reading_form", "reading_design", "slug", "subject_prefix"} <= readonly)
+        self.assertNotIn("title", readonly)
+        inline = page.context["inline_admin_formsets"][0]
+        self.assertFalse(inline.has_add_permission)
+        self.assertFalse(inline.formset.can_delete)
+        self.assertEqual(set(inline.readonly_fields), {"hospital", "enrolment_target", "status"})
+        self.assertEqual(Trial.objects.get(pk=self.w.trial.pk).modalities, ["fundus"])
+
+    def test_a_sites_hospital_cannot_be_changed_and_a_target_change_is_audited(self):
+        site = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h1)
+        url = reverse("admin:trials_trialsite_change", args=[site.pk])
+        page = self.client.get(url)
+        self.assertEqual(set(page.context["adminform"].readonly_fields), {"trial", "hospital"})
+        response = self.client.post(url, {"enrolment_target": "77", "status": site.status, "hospital": self.w.h2.pk})
+        self.assertEqual(response.status_code, 302)
+        site.refresh_from_db()
+        self.assertEqual((site.hospital, site.enrolment_target), (self.w.h1, 77))
+        event = AuditEvent.objects.filter(action="trialsite.change").get()
+        self.assertEqual(event.changes["enrolment_target"][1], 77)
