@@ -13,7 +13,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.selectors import hospital_ids_for, user_has_role
-from trials.models import Case, CaseFile, Subject, SubjectStatus, Trial, TrialSite
+from trials.models import Case, CaseFile, Subject, SubjectStatus, Trial, TrialSite, TrialStatus
 
 TRIAL_WIDE_ROLES = (Role.TRIAL_MANAGER, Role.STATISTICIAN, Role.MONITOR)
 SUBJECT_ROLES = (Role.COORDINATOR, *TRIAL_WIDE_ROLES)
@@ -31,7 +31,8 @@ def trials_for(user: User) -> QuerySet[Trial]:
     """Trials with a site where the user holds any role, and drafts the user created."""
     if not _active(user):
         return Trial.objects.none()
-    visible = Q(id__in=_trial_ids_with_role(user, tuple(Role))) | Q(created_by=user)
+    # A creator sees their own drafts; after that, memberships at the trial's sites decide.
+    visible = Q(id__in=_trial_ids_with_role(user, tuple(Role))) | Q(created_by=user, status=TrialStatus.DRAFT)
     return Trial.objects.filter(visible).select_related("created_by").distinct()
 
 
@@ -47,12 +48,13 @@ def managed_trials_for(user: User) -> QuerySet[Trial]:
         return Trial.objects.none()
     managed = Q(id__in=_trial_ids_with_role(user, (Role.TRIAL_MANAGER,)))
     if user_has_role(user, Role.TRIAL_MANAGER):
-        managed |= Q(created_by=user)
+        managed |= Q(created_by=user, status=TrialStatus.DRAFT)
     return Trial.objects.filter(managed).distinct()
 
 
 def trial_roles(user: User, trial: Trial) -> set[str]:
-    """The roles the user holds in this trial (at any of its sites; a creator manages their draft)."""
+    """The roles the user holds in this trial (at any of its sites; a creator manages their draft, and once
+    it leaves draft only memberships at its sites count)."""
     if not _active(user):
         return set()
     roles = set(
@@ -60,7 +62,7 @@ def trial_roles(user: User, trial: Trial) -> set[str]:
         .values_list("hospital__memberships__role", flat=True)
         .distinct()
     )
-    if trial.created_by_id == user.pk and user_has_role(user, Role.TRIAL_MANAGER):
+    if trial.created_by_id == user.pk and trial.status == TrialStatus.DRAFT and user_has_role(user, Role.TRIAL_MANAGER):
         roles.add(Role.TRIAL_MANAGER)
     return roles
 

@@ -120,6 +120,18 @@ def trial_transition(*, actor: User, trial: Trial, status: str, reason: str = ""
         )
     if status == TrialStatus.RECRUITING and not trial.sites.filter(status=SiteStatus.ACTIVE).exists():
         raise ApplicationError("Add at least one active site before recruiting starts.", code="no_sites")
+    if trial.status == TrialStatus.DRAFT:
+        manages_a_site = trial.sites.filter(
+            hospital__memberships__user=actor,
+            hospital__memberships__role=Role.TRIAL_MANAGER,
+            hospital__memberships__is_active=True,
+        ).exists()
+        if not manages_a_site:  # the creator's draft rights end here; they would lose the trial at once
+            raise ApplicationError(
+                "You are a trial manager at none of this trial's sites, so you could not manage it once it leaves "
+                "draft. Add a site at your hospital, or ask a manager at one of its sites to make this change.",
+                code="no_managing_site",
+            )
     if status == TrialStatus.CLOSED and not reason.strip():
         raise ValidationError({"reason": "Give a reason for closing the trial."})
     old = trial.status

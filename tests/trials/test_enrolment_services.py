@@ -32,6 +32,24 @@ class TrialSetUpTests(TestCase):
         self.assertEqual(event.trial_ref, "dr-trial")
         self.assertEqual(event.changes["washout_days"], [None, 28])
 
+    def test_a_creator_without_a_site_membership_manages_only_while_it_is_a_draft(self):
+        from trials.selectors import trials_for
+
+        elsewhere = member(Role.TRIAL_MANAGER, HospitalFactory(code="H03"), email="creator@visus.example")
+        trial = make_trial(manager=elsewhere, hospitals=[self.h1], recruiting=False)
+        self.assertIn(trial, trials_for(elsewhere))  # their draft: they set it up
+        services.trial_update(actor=elsewhere, trial=trial, title="Renamed draft")
+        with self.assertRaisesMessage(ApplicationError, "none of this trial's sites"):
+            services.trial_transition(actor=elsewhere, trial=trial, status="recruiting")
+        self.assertEqual(Trial.objects.get(pk=trial.pk).status, "draft")
+        services.trial_transition(actor=self.manager, trial=trial, status="recruiting")
+        # Recruiting: memberships at the trial's sites decide; the creator holds none.
+        self.assertNotIn(trial, trials_for(elsewhere))
+        with self.assertRaises(ApplicationError):
+            services.trial_update(actor=elsewhere, trial=trial, title="Renamed again", reason="x")
+        services.trial_update(actor=self.manager, trial=trial, title="Renamed by H01", reason="sponsor's wording")
+        self.assertEqual(Trial.objects.get(pk=trial.pk).title, "Renamed by H01")
+
     def test_only_trial_managers_create_trials(self):
         coordinator = member(Role.COORDINATOR, self.h1)
         with self.assertRaises(ApplicationError):
