@@ -18,6 +18,7 @@ from PIL import Image
 
 from diagnosis.models import InferenceJob, ModelVersion, Prediction
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet, locate_optic_disc
+from diagnosis.networks.fusion import GlaucomaEvidence, fuse_glaucoma
 from diagnosis.networks.inference import (
     load_checkpoint,
     normalise_images,
@@ -245,8 +246,9 @@ class FundusGlaucomaJobTests(InferenceFixture, TestCase):
         self.assertEqual(fused["used"], ["fundus", "visual_field"])
         fundus = Prediction.objects.get(model_version=self.fg).glaucoma_probability
         vf = Prediction.objects.get(model_version=self.vf).glaucoma_probability
-        low, high = sorted((fundus, vf))
-        self.assertTrue(low - 1e-9 <= fused["probability"] <= high + 1e-9)  # correlated evidence: in between
+        expected = fuse_glaucoma(GlaucomaEvidence(fundus_probability=fundus, vf_probability=vf, vf_reliable=True))
+        self.assertAlmostEqual(fused["probability"], expected.probability)
+        self.assertNotAlmostEqual(fused["probability"], vf)  # the photograph moved it
 
     def test_an_unreliable_field_leaves_the_fundus_evidence_and_says_why(self):
         from tests.trials.test_uploads_service import vf_csv
