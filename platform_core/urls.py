@@ -21,3 +21,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
+
+handler404 = "platform_core.api.exceptions.api_aware_not_found"
+handler500 = "platform_core.api.exceptions.api_aware_server_error"

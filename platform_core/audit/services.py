@@ -109,10 +109,15 @@ class ChainReport:
     checked: int
     first_bad_seq: int | None = None
     problem: str = ""
+    head: tuple[int, str] | None = None  # (seq, hash) of the last event, to keep outside the database
 
 
-def audit_verify(*, batch_size: int = 2000) -> ChainReport:
-    """Recompute the whole chain. Reports the first event whose content, link or number is wrong."""
+def audit_verify(*, batch_size: int = 2000, expect_head: tuple[int, str] | None = None) -> ChainReport:
+    """Recompute the whole chain. Reports the first event whose content, link or number is wrong.
+
+    The chain alone cannot show that its last events were deleted. ``expect_head`` is an event (seq, hash)
+    recorded earlier outside the database (the previous run's head): it must still be in the chain unchanged.
+    """
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0
@@ -131,7 +136,17 @@ def audit_verify(*, batch_size: int = 2000) -> ChainReport:
         fields = _fields_of(event)
         if event_hash(fields, event.prev_hash) != event.hash:
             return ChainReport(False, checked, event.seq, f"event #{event.seq} was modified after it was written")
+        if expect_head is not None and event.seq == expect_head[0] and event.hash != expect_head[1]:
+            return ChainReport(False, checked, event.seq, f"event #{event.seq} is not the one recorded earlier")
         prev_hash = event.hash
         expected_seq += 1
         checked += 1
-    return ChainReport(True, checked)
+    if expect_head is not None and checked < expect_head[0]:
+        return ChainReport(
+            False,
+            checked,
+            checked + 1,
+            f"the trail ends at #{checked} but event #{expect_head[0]} was recorded earlier: "
+            f"event(s) #{checked + 1}..#{expect_head[0]} were deleted",
+        )
+    return ChainReport(True, checked, head=(checked, prev_hash) if checked else None)

@@ -117,6 +117,22 @@ class AuditTamperDetectionTests(TestCase):
         self.assertEqual(code, 1)
         self.assertIn("event(s) #2..#2 were deleted", message)
 
+    def test_deleting_the_last_events_is_caught_against_a_head_kept_outside(self):
+        out = StringIO()
+        call_command("verify_audit_trail", stdout=out)
+        head = out.getvalue().split("Head: ")[1].strip()
+        self.assertTrue(head.startswith("5:"))
+        self._raw("DELETE FROM audit_auditevent WHERE seq >= %s", [4])
+        self.assertTrue(audit_verify().ok)  # the chain alone cannot see a cut at its end
+        with self.assertRaisesMessage(CommandError, "event(s) #4..#5 were deleted"):
+            call_command("verify_audit_trail", expect_head=head, stdout=StringIO())
+
+    def test_a_rewritten_head_is_caught(self):
+        report = audit_verify()
+        with self.assertRaisesMessage(CommandError, "event #5 is not the one recorded earlier"):
+            call_command("verify_audit_trail", expect_head=f"5:{'0' * 64}", stdout=StringIO())
+        call_command("verify_audit_trail", expect_head=f"{report.head[0]}:{report.head[1]}", stdout=StringIO())
+
     def test_rehashed_forgery_is_still_detected_by_the_next_link(self):
         event = AuditEvent.objects.get(seq=2)
         from platform_core.audit.chain import event_hash
@@ -151,4 +167,13 @@ class AuditPostgresTriggerTests(TestCase):
             cursor.execute(
                 "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_auditevent'::regclass AND NOT tgisinternal"
             )
-            self.assertEqual([row[0] for row in cursor.fetchall()], ["audit_auditevent_append_only"])
+            self.assertEqual(
+                sorted(row[0] for row in cursor.fetchall()),
+                ["audit_auditevent_append_only", "audit_auditevent_no_truncate"],
+            )
+
+    def test_truncate_is_refused_by_the_database(self):
+        with self.assertRaisesMessage(DatabaseError, "append-only"), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE audit_auditevent")
+        self.assertEqual(AuditEvent.objects.count(), 1)

@@ -17,6 +17,13 @@ class SeedDemoTests(TestCase):
         for name in stored_names() - self.before:
             default_storage.delete(name)
 
+    def test_refused_in_production(self):
+        from django.core.management.base import CommandError
+
+        with self.settings(PRODUCTION=True), self.assertRaisesMessage(CommandError, "refuses to run in production"):
+            call_command("seed_demo", skip_models=True, stdout=io.StringIO())
+        self.assertFalse(User.objects.exists())
+
     def test_seed_demo_is_idempotent_and_uploads_real_files_through_the_pipeline(self):
         out = io.StringIO()
         call_command("seed_demo", skip_models=True, stdout=out)

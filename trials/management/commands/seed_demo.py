@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.demo import DEMO_PASSWORD, DEMO_TRIAL, seed_models, seed_people, seed_trial
 
@@ -15,6 +16,11 @@ class Command(BaseCommand):
         parser.add_argument("--synthetic", type=int, default=600, help="generated photographs for the DR model")
 
     def handle(self, *args: object, **options: object) -> None:
+        if settings.PRODUCTION:
+            raise CommandError(
+                "seed_demo refuses to run in production: it creates demo accounts whose password is published in "
+                "the README. Use it on a laptop or a test instance only."
+            )
         people = seed_people()
         if not options["skip_models"]:
             seed_models(stdout=self.stdout, epochs_scale=options["epochs_scale"], synthetic=options["synthetic"])
