@@ -11,7 +11,8 @@ from django.core.exceptions import ValidationError
 from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
 from platform_core.api.exceptions import ApplicationError
-from platform_core.audit.admin_mixins import ReadOnlyAdmin
+from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin
+from trials.selectors import cases_for, reader_trial_ids
 
 
 class ModelRegisterForm(forms.ModelForm):
@@ -133,9 +134,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(InferenceJob)
-class InferenceJobAdmin(ReadOnlyAdmin):
-    list_display = ("case", "model_version", "status", "progress", "attempts", "finished_at")
-    list_filter = ("status", "model_version")
+class InferenceJobAdmin(ScopedAdminMixin, ReadOnlyAdmin):
+    """Jobs and predictions of the cases the staff member may see, never of trials they read (blinding)."""
+
+    list_display = ("case", "model_version", "status", "progress", "attempts", "is_current", "finished_at")
+    list_filter = ("status", "model_version", "is_current")
+
+    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+        return queryset.filter(case__in=cases_for(request.user).values("pk"))
+
+    def get_queryset(self, request):  # noqa: ANN001, ANN201
+        return super().get_queryset(request).exclude(case__subject__trial__in=reader_trial_ids(request.user))
 
 
 @admin.register(Prediction)

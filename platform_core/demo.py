@@ -58,11 +58,39 @@ def seed_people() -> list[DemoPerson]:
             full_name=person.full_name,
             password=DEMO_PASSWORD,
             is_staff=person.is_staff,
-            is_superuser=person.is_staff,
+            is_superuser=False,  # staff see their own hospitals and trials in the admin (see ScopedAdminMixin)
         )
         for code, role in person.memberships:
             membership_grant(actor=None, user=user, hospital=hospitals[code], role=role)
+        if person.is_staff:
+            user.groups.add(trial_manager_admin_group())
     return PEOPLE
+
+
+# What a trial manager may do in the Django admin (trial set-up, the model registry); every row they see is
+# scoped to their trials and hospitals, and every change is audited.
+TRIAL_MANAGER_ADMIN_PERMISSIONS = (
+    ("trials", "trial", ("add", "change", "view")),
+    ("trials", "trialsite", ("add", "change", "view")),
+    ("trials", "subject", ("view",)),
+    ("trials", "case", ("view",)),
+    ("diagnosis", "modelversion", ("add", "change", "view")),
+    ("diagnosis", "inferencejob", ("view",)),
+    ("diagnosis", "prediction", ("view",)),
+    ("audit", "auditevent", ("view",)),
+)
+
+
+def trial_manager_admin_group():  # noqa: ANN201
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name="Trial managers (admin)")
+    for app_label, model, actions in TRIAL_MANAGER_ADMIN_PERMISSIONS:
+        for action in actions:
+            group.permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=f"{action}_{model}")
+            )
+    return group
 
 
 DEMO_TRIAL = {

@@ -1,7 +1,8 @@
 from django.contrib import admin
 
-from platform_core.audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin
+from platform_core.audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin, ScopedAdminMixin
 from trials.models import Case, Subject, Trial, TrialSite, TrialStatus
+from trials.selectors import cases_for, managed_trials_for, subjects_for, trials_for
 from trials.services import EDITABLE_AFTER_DRAFT
 
 
@@ -20,12 +21,21 @@ class TrialSiteInline(admin.TabularInline):
 
 
 @admin.register(Trial)
-class TrialAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class TrialAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("protocol_number", "title", "status", "reading_design", "reference_rule")
     list_filter = ("status",)
     search_fields = ("protocol_number", "title", "slug")
     readonly_fields = ("status", "created_by")
     inlines = [TrialSiteInline]
+
+    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+        return queryset.filter(pk__in=trials_for(request.user).values("pk"))
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        allowed = super().has_change_permission(request, obj)
+        if obj is None or request.user.is_superuser:
+            return allowed
+        return allowed and managed_trials_for(request.user).filter(pk=obj.pk).exists()
 
     def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         """Once a trial leaves draft its protocol is fixed here as on the trial pages (only the title and the
@@ -46,9 +56,12 @@ class TrialAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(TrialSite)
-class TrialSiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class TrialSiteAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("trial", "hospital", "enrolment_target", "status")
     list_filter = ("status", "trial")
+
+    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+        return queryset.filter(trial__in=managed_trials_for(request.user).values("pk"))
 
     def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         # Moving a site to another trial or hospital would hand its subjects to other people.
@@ -59,12 +72,15 @@ class TrialSiteAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Subject)
-class SubjectAdmin(ReadOnlyAdmin):
+class SubjectAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     """Read-only here: subjects are enrolled and withdrawn by coordinators through the audited pages."""
 
     list_display = ("pseudonym", "trial", "site", "status", "sex", "age")
     list_filter = ("status", "trial")
     search_fields = ("pseudonym",)
+
+    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+        return queryset.filter(pk__in=subjects_for(request.user).values("pk"))
 
 
 @admin.register(Case)
@@ -72,3 +88,6 @@ class CaseAdmin(SubjectAdmin):
     list_display = ("subject", "laterality", "visit_day", "status")
     list_filter = ("status", "laterality")
     search_fields = ("subject__pseudonym",)
+
+    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+        return queryset.filter(pk__in=cases_for(request.user).values("pk"))

@@ -111,3 +111,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
         return False
+
+
+class ScopedAdminMixin(admin.ModelAdmin):
+    """The admin shows staff only what the pages would: rows of their hospitals and trials (``scope``), never
+    AI outputs of trials they read. Superusers are platform operators and see every row (their every change
+    is audited); the blinding still applies to them where they are also readers."""
+
+    def scope(self, request, queryset):  # noqa: ANN001, ANN201 - override: the rows a staff member may see
+        return queryset.none()
+
+    def get_queryset(self, request):  # noqa: ANN001, ANN201
+        queryset = super().get_queryset(request)
+        return queryset if request.user.is_superuser else self.scope(request, queryset)

@@ -3,13 +3,15 @@ protocol and its sites' hospitals fixed."""
 
 from __future__ import annotations
 
+from django.core.files.storage import default_storage
 from django.test import TestCase
 from django.urls import reverse
 
 from platform_core.accounts.models import Membership, Role, User
 from platform_core.audit.models import AuditEvent
-from tests.factories import HospitalFactory, TrialWorld, member
+from tests.factories import HospitalFactory, TrialWorld, make_trial, member
 from trials.models import Trial, TrialSite
+from trials.selectors import cases_for, subjects_for
 
 
 def management_data(response) -> dict[str, str]:
@@ -96,3 +98,47 @@ class TrialAdminTests(TestCase):
         self.assertEqual((site.hospital, site.enrolment_target), (self.w.h1, 77))
         event = AuditEvent.objects.filter(action="trialsite.change").get()
         self.assertEqual(event.changes["enrolment_target"][1], 77)
+
+
+class AdminScopeTests(TestCase):
+    """Staff see in the admin only what their memberships show them on the pages; AI outputs stay blinded."""
+
+    def setUp(self):
+        from platform_core.demo import trial_manager_admin_group
+
+        self.w = TrialWorld()
+        self.staff = member(Role.TRIAL_MANAGER, self.w.h1, email="staff@visus.example")
+        self.staff.is_staff = True
+        self.staff.save(update_fields=["is_staff"])
+        self.staff.groups.add(trial_manager_admin_group())
+        self.other_trial = make_trial(manager=self.w.manager, hospitals=[self.w.h2], slug="h2-only", prefix="HT")
+        self.client.force_login(self.staff)
+
+    def changelist(self, name: str) -> list:
+        response = self.client.get(reverse(f"admin:{name}_changelist"))
+        self.assertEqual(response.status_code, 200, name)
+        return list(response.context["cl"].queryset)
+
+    def test_subjects_cases_trials_and_audit_events_are_scoped_to_the_staff_members_hospitals(self):
+        self.assertEqual(set(self.changelist("trials_trial")), {self.w.trial})
+        self.assertNotIn(self.other_trial, self.changelist("trials_trial"))
+        self.assertEqual(self.changelist("trials_subject"), list(subjects_for(self.staff)))
+        self.assertEqual(set(self.changelist("trials_case")), set(cases_for(self.staff)))
+        events = self.changelist("audit_auditevent")
+        self.assertTrue(events)
+        self.assertFalse([e for e in events if e.trial_ref == "h2-only"])
+        other = self.client.get(reverse("admin:trials_trial_change", args=[self.other_trial.pk]))
+        self.assertIn(other.status_code, (302, 404))  # Django's admin redirects a missing object to the index
+
+    def test_predictions_are_hidden_from_staff_who_read_the_trial(self):
+        from diagnosis.models import InferenceJob, Prediction
+        from tests.diagnosis.registry_helpers import register_small_models
+
+        dr, _ = register_small_models()
+        job = InferenceJob.objects.create(case=self.w.case1, model_version=dr, status="succeeded")
+        Prediction.objects.create(job=job, case=self.w.case1, model_version=dr, runtime_ms=1.0)
+        self.assertEqual(len(self.changelist("diagnosis_prediction")), 1)
+        Membership.objects.create(user=self.staff, hospital=self.w.h1, role=Role.READER)
+        self.assertEqual(self.changelist("diagnosis_prediction"), [])
+        self.assertEqual(self.changelist("diagnosis_inferencejob"), [])
+        default_storage.delete(dr.weights.name)
