@@ -230,11 +230,12 @@ def attention_overlay(
     heat = Image.fromarray((np.clip(attention, 0, 1) * 255).astype(np.uint8)).resize(preview.size)
     level = np.asarray(heat, dtype=np.float32) / 255.0
     base = np.asarray(preview.convert("RGB"), dtype=np.float32)
-    # Cyan stands out on the red-orange fundus; weak attention (< 0.2) is left uncoloured.
+    # Cyan stands out on the red-orange fundus. The map is min-max normalised, so its lower half is the
+    # background of an image; only the upper half is coloured, or the whole fundus would turn cyan.
     heat_colour = np.zeros_like(base)
     heat_colour[..., 1] = 255.0
     heat_colour[..., 2] = 255.0
-    alpha = (0.7 * np.clip((level - 0.2) / 0.8, 0, 1))[..., None]
+    alpha = (0.7 * np.clip((level - 0.5) / 0.5, 0, 1))[..., None]
     blended = Image.fromarray((base * (1 - alpha) + heat_colour * alpha).clip(0, 255).astype(np.uint8))
     return region_overlay(blended, boxes, original_size)
 
