@@ -9,10 +9,14 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from PIL import Image
+from pydicom import dcmread
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from trials.uploads.deidentify_dicom import (
     ENCAPSULATED_PDF,
@@ -287,3 +291,81 @@ def huge_header_image() -> bytes:
     ds.PixelRepresentation = 0
     ds.PixelData = b"\x00" * 64
     return _finish(ds, OP_8_BIT)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Compressed frames and malformed headers
+# --------------------------------------------------------------------------------------------------------------
+def jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def canary_jpeg(*, rows: int = 64, columns: int = 64, progressive: bool = False, seed: int = 7) -> bytes:
+    """An RGB JPEG whose COM, EXIF (APP1), IPTC (APP13) and Adobe (APP14) segments and a trailer after EOI all
+    carry canaries, as camera and PACS software write them. A progressive JPEG also gets a COM between scans."""
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(rows, columns, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x013B] = "CANARY^PATIENT (Artist)"  # Artist
+    exif[0x010E] = f"{CANARY_ID} {CANARY_BIRTH_DATE}"  # ImageDescription
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(
+        out, format="JPEG", quality=90, progressive=progressive, comment=b"Patient CANARY^PATIENT", exif=exif.tobytes()
+    )
+    data = out.getvalue()
+    iptc = jpeg_segment(0xED, b"Photoshop 3.0\x00" + b"8BIM\x04\x04\x00\x00\x00\x00\x00\x10CANARY IPTC NAME")
+    adobe = jpeg_segment(0xEE, b"Adobe" + b"CA" + b"NA" + b"RY" + b"\x01")  # version/flags hold text; YCbCr
+    data = data[:2] + iptc + adobe + data[2:]
+    if progressive:  # a comment between the first scan and the next table
+        first_scan = data.index(b"\xff\xda")
+        next_table = data.index(b"\xff\xc4", first_scan)
+        data = data[:next_table] + jpeg_segment(0xFE, b"CANARY between scans") + data[next_table:]
+    return data + b"CANARY trailer after EOI"
+
+
+def encapsulated_photograph(
+    frames: list[bytes], *, syntax: str = JPEGBaseline8Bit, rows: int = 64, columns: int = 64, rgb: bool = True
+) -> bytes:
+    """An Ophthalmic Photography object (with the usual header canaries) holding ``frames`` encapsulated."""
+    ds = dcmread(io.BytesIO(ophthalmic_photograph(rows=rows, columns=columns)))
+    if not rgb:
+        ds.SamplesPerPixel = 1
+        del ds.PlanarConfiguration
+    ds.PhotometricInterpretation = ("YBR_FULL_422" if syntax == JPEGBaseline8Bit else "RGB") if rgb else "MONOCHROME2"
+    if len(frames) > 1:
+        ds.NumberOfFrames = len(frames)
+    ds.PixelData = encapsulate(frames)
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def jpeg_photograph(*, progressive: bool = False, size: int = 256) -> bytes:
+    """A JPEG-compressed fundus photograph whose frame carries canaries in COM, EXIF, IPTC and Adobe segments."""
+    frame = canary_jpeg(rows=size, columns=size, progressive=progressive)
+    return encapsulated_photograph([frame], rows=size, columns=size)
+
+
+def unknown_tags_photograph() -> bytes:
+    """Canaries in even-group tags the DICOM dictionary does not know, with whatever VR the writer chose."""
+    ds = dcmread(io.BytesIO(ophthalmic_photograph()))
+    ds.add(DataElement(0x00221FFE, "LO", "CANARY^PATIENT unknown LO"))
+    ds.add(DataElement(0x00221FFC, "UN", b"CANARY unknown UN "))
+    ds.add(DataElement(0xFFFE0001, "LO", "CANARY in FFFE"))
+    ds.AnatomicRegionSequence[0].add(DataElement(0x00221FFE, "LO", f"{CANARY_ID} nested"))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def mislabelled_vr_photograph() -> bytes:
+    """Canaries in attributes written with a VR that contradicts the dictionary (a name written as LO...)."""
+    ds = dcmread(io.BytesIO(ophthalmic_photograph()))
+    ds.add(DataElement(0x00140104, "LO", "CANARY^REVIEWER"))  # SecondaryReviewerName is PN
+    ds.add(DataElement(0x00080108, "LO", "CANARY extended meaning"))  # ExtendedCodeMeaning is LT
+    ds.add(DataElement(0x00280106, "LO", "CANARY"))  # SmallestImagePixelValue is US or SS
+    ds.AnatomicRegionSequence[0].add(DataElement(0x00140104, "LO", "CANARY^NESTED"))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

@@ -8,9 +8,19 @@ import numpy as np
 from django.test import SimpleTestCase
 from PIL import Image
 from pydicom import dcmread
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import JPEGBaseline8Bit
+from pydicom.encaps import generate_fragments, generate_frames, parse_basic_offsets
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    HEVCMP51,
+    MPEG4HP41,
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLSLossless,
+    RLELossless,
+)
 
 from tests.trials import dicom_factories as factories
 from trials.uploads.deidentify_dicom import (
@@ -364,23 +374,6 @@ class PixelHandlingTests(SimpleTestCase):
         result = read(deidentify_dicom(factories.ophthalmic_photograph(), options=options()).data)
         self.assertEqual(result.PixelData, source.PixelData)
 
-    def test_compressed_pixel_data_is_copied_without_decoding(self):
-        ds = read(factories.ophthalmic_photograph(rows=64, columns=64))
-        jpeg = io.BytesIO()
-        Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(jpeg, format="JPEG")
-        ds.PixelData = encapsulate([jpeg.getvalue()])
-        ds.PhotometricInterpretation = "YBR_FULL_422"
-        ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
-        ds["PixelData"].VR = "OB"
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-        with mock.patch("trials.uploads.deidentify_dicom.pixel_array") as decode:
-            result = deidentify_dicom(out.getvalue(), options=options())
-        decode.assert_not_called()
-        clean = read(result.data)
-        self.assertEqual(clean.file_meta.TransferSyntaxUID, JPEGBaseline8Bit)
-        self.assertEqual(clean.PixelData, ds.PixelData)
-
     def test_frame_image_decodes_one_frame_to_eight_bits(self):
         photo16 = frame_image(deidentify_dicom(factories.ophthalmic_photograph(bits=16), options=options()).data)
         self.assertEqual((photo16.mode, photo16.size), ("L", (256, 256)))
@@ -389,3 +382,315 @@ class PixelHandlingTests(SimpleTestCase):
         self.assertEqual(oct_frame.size, (48, 32))
         with self.assertRaises(ValueError):
             frame_image(deidentify_dicom(factories.oct_volume(), options=options()).data, frame=4)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Compressed frames: metadata segments go, the image stays
+# ----------------------------------------------------------------------------------------------------------------
+def save(ds: Dataset) -> bytes:
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def frames_of(data: bytes) -> list[bytes]:
+    ds = read(data)
+    return list(generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames") or 1)))
+
+
+def jpeg_markers(frame: bytes) -> list[int]:
+    """Every marker of a JPEG stream in order, entropy-coded data skipped (RSTn included as markers)."""
+    markers, pos = [], 2
+    while pos < len(frame):
+        assert frame[pos] == 0xFF, f"no marker at {pos}"
+        marker = frame[pos + 1]
+        markers.append(marker)
+        if marker == 0xD9:
+            break
+        length = int.from_bytes(frame[pos + 2 : pos + 4], "big")
+        pos += 2 + length
+        if marker == 0xDA:
+            while not (frame[pos] == 0xFF and frame[pos + 1] not in (0x00, *range(0xD0, 0xD8))):
+                pos += 1
+    return markers
+
+
+def pixels(data: bytes, frame: int = 0) -> np.ndarray:
+    return np.asarray(frame_image(data, frame=frame))
+
+
+def grey_j2k(*, jp2: bool = False) -> bytes:
+    out = io.BytesIO()
+    image = Image.fromarray(np.random.default_rng(3).integers(0, 256, size=(64, 64), dtype=np.uint8))
+    image.save(out, format="JPEG2000", no_jp2=not jp2, comment=b"CANARY^PATIENT main header")
+    return out.getvalue()
+
+
+_METADATA_MARKERS = {*range(0xE0, 0xEE), 0xEF, 0xFE}  # APP0-APP13, APP15, COM
+
+
+class CompressedFrameTests(SimpleTestCase):
+    def assertNoCanary(self, data: bytes) -> None:
+        for canary in factories.CANARY_STRINGS:
+            self.assertNotIn(canary, data)
+
+    def test_jpeg_frames_lose_com_exif_iptc_and_trailers_and_decode_to_the_same_pixels(self):
+        source = factories.jpeg_photograph()
+        self.assertIn(b"CANARY IPTC NAME", source)
+        with mock.patch("trials.uploads.deidentify_dicom.pixel_array") as decode:
+            result = deidentify_dicom(source, options=options())
+        decode.assert_not_called()  # cleaned without decoding
+        self.assertNoCanary(result.data)
+        (frame,) = frames_of(result.data)
+        markers = jpeg_markers(frame)
+        self.assertFalse(_METADATA_MARKERS & set(markers), [hex(m) for m in markers])
+        self.assertTrue({0xC0, 0xC4, 0xDB, 0xDA} <= set(markers))
+        self.assertEqual(markers[-1], 0xD9)
+        self.assertTrue(frame.rstrip(b"\x00").endswith(b"\xff\xd9"))  # nothing after EOI
+        # APP14 "Adobe" survives only as the fixed 12 bytes: version 100, no flags, the colour transform.
+        self.assertIn(b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x01", frame)
+        np.testing.assert_array_equal(pixels(result.data), pixels(source))
+        self.assertIn(("PixelData", "stripped"), {(r.keyword, r.action) for r in result.report})
+        self.assertEqual(read(result.data).file_meta.TransferSyntaxUID, JPEGBaseline8Bit)
+
+    def test_progressive_jpeg_is_cleaned_between_scans_too(self):
+        source = factories.jpeg_photograph(progressive=True)
+        self.assertIn(b"CANARY between scans", source)
+        result = deidentify_dicom(source, options=options())
+        self.assertNoCanary(result.data)
+        (frame,) = frames_of(result.data)
+        markers = jpeg_markers(frame)
+        self.assertGreater(markers.count(0xDA), 1)  # still every scan
+        self.assertFalse(_METADATA_MARKERS & set(markers))
+        np.testing.assert_array_equal(pixels(result.data), pixels(source))
+
+    def test_every_frame_of_a_multi_frame_object_is_cleaned_and_kept_one_fragment_per_frame(self):
+        frames = [factories.canary_jpeg(seed=1), factories.canary_jpeg(seed=2)]
+        source = factories.encapsulated_photograph(frames)
+        result = deidentify_dicom(source, options=options())
+        self.assertNoCanary(result.data)
+        ds = read(result.data)
+        self.assertEqual(ds.NumberOfFrames, 2)
+        offsets = parse_basic_offsets(ds.PixelData)
+        self.assertEqual(len(offsets), 2)  # basic offset table as pydicom writes it
+        after_table = ds.PixelData[8 + 4 * len(offsets) :]
+        self.assertEqual(len(list(generate_fragments(after_table))), 2)  # one fragment per frame
+        for i in range(2):
+            np.testing.assert_array_equal(pixels(result.data, i), pixels(source, i))
+        self.assertIn(("PixelData", "stripped", 2), {(r.keyword, r.action, r.count) for r in result.report})
+
+    def test_identifier_in_a_kept_jpeg_table_is_caught_by_the_leak_check(self):
+        jpeg = bytearray(factories.canary_jpeg())
+        table = jpeg.index(b"\xff\xdb") + 5  # first DQT's 64 quantisation values
+        jpeg[table : table + len(factories.CANARY_ID)] = factories.CANARY_ID.encode()
+        with self.assertRaises(UploadRejected) as ctx:
+            deidentify_dicom(factories.encapsulated_photograph([bytes(jpeg)]), options=options())
+        self.assertEqual(ctx.exception.code, "deidentification_incomplete")
+
+    def test_malformed_jpeg_frames_are_refused_as_damaged(self):
+        good = factories.canary_jpeg()
+        sos = good.index(b"\xff\xda")
+        for name, frame in {
+            "no SOI": b"\x00\x00" + good[2:],
+            "segment longer than the frame": good[:2] + b"\xff\xfe\xff\xf0CANARY",
+            "no EOI": good[: good.rindex(b"\xff\xd9")],
+            "scan before the frame header": good[:2] + good[sos:],
+        }.items():
+            with self.subTest(name), self.assertRaises(UploadRejected) as ctx:
+                deidentify_dicom(factories.encapsulated_photograph([frame]), options=options())
+            self.assertEqual(ctx.exception.code, "dicom_pixels_damaged")
+            self.assertNotIn("CANARY", ctx.exception.message)
+
+    def test_jpeg_ls_frames_lose_comments_and_keep_bit_stuffed_data(self):
+        sof55 = factories.jpeg_segment(0xF7, bytes([8, 0, 2, 0, 2, 1, 1, 0x11, 0]))
+        sos = factories.jpeg_segment(0xDA, bytes([1, 1, 0, 0, 0, 0]))
+        data = b"\x12\xff\x7f\x34\xff\x00\x56\x78"  # in JPEG-LS, 0xFF then a byte below 0x80 is data
+        comment = factories.jpeg_segment(0xFE, b"CANARY^PATIENT")
+        frame = b"\xff\xd8" + comment + sof55 + sos + data + b"\xff\xd9"
+        source = factories.encapsulated_photograph([frame], syntax=JPEGLSLossless, rows=2, columns=2, rgb=False)
+        (clean,) = frames_of(deidentify_dicom(source, options=options()).data)
+        self.assertEqual(clean.rstrip(b"\x00"), b"\xff\xd8" + sof55 + sos + data + b"\xff\xd9")
+
+    def test_jpeg_2000_comments_go_from_the_main_and_tile_part_headers(self):
+        code = bytearray(grey_j2k())
+        sot = code.index(b"\xff\x90")
+        comment = factories.jpeg_segment(0x64, b"\x00\x01CANARY in a tile-part header")
+        psot = int.from_bytes(code[sot + 6 : sot + 10], "big")
+        if psot:
+            code[sot + 6 : sot + 10] = (psot + len(comment)).to_bytes(4, "big")
+        code[sot + 12 : sot + 12] = comment
+        source = factories.encapsulated_photograph([bytes(code)], syntax=JPEG2000Lossless, rgb=False)
+        self.assertEqual(bytes(code).count(b"CANARY"), 2)
+        result = deidentify_dicom(source, options=options())
+        self.assertNoCanary(result.data)
+        (frame,) = frames_of(result.data)
+        self.assertNotIn(b"\xff\x64", frame[: frame.index(b"\xff\x93")])
+        np.testing.assert_array_equal(pixels(result.data), pixels(source))
+
+    def test_jp2_wrapper_is_stripped_to_the_codestream(self):
+        jp2 = grey_j2k(jp2=True)
+        box = b"CANARY^PATIENT xml"
+        jp2c = jp2.index(b"jp2c") - 4
+        wrapped = jp2[:jp2c] + (8 + len(box)).to_bytes(4, "big") + b"xml " + box + jp2[jp2c:]
+        source = factories.encapsulated_photograph([wrapped], syntax=JPEG2000Lossless, rgb=False)
+        result = deidentify_dicom(source, options=options())
+        self.assertNoCanary(result.data)
+        (frame,) = frames_of(result.data)
+        self.assertEqual(frame[:4], b"\xff\x4f\xff\x51")
+        np.testing.assert_array_equal(pixels(result.data), pixels(source))
+
+    def test_rle_frames_are_kept(self):
+        ds = read(factories.ophthalmic_photograph(rows=32, columns=32))
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+        source = save(ds)
+        result = deidentify_dicom(source, options=options())
+        self.assertEqual(frames_of(result.data), frames_of(source))
+        np.testing.assert_array_equal(pixels(result.data), pixels(source))
+
+    def test_compressions_that_cannot_be_cleaned_without_decoding_are_refused(self):
+        for syntax in (MPEG4HP41, HEVCMP51, DeflatedExplicitVRLittleEndian, "1.2.840.10008.1.2.4.53", "1.2.3.4"):
+            with self.subTest(syntax):
+                ds = read(factories.jpeg_photograph())
+                ds.file_meta.TransferSyntaxUID = syntax
+                if syntax == DeflatedExplicitVRLittleEndian:
+                    ds = read(factories.ophthalmic_photograph(rows=16, columns=16))
+                    ds.file_meta.TransferSyntaxUID = syntax
+                with self.assertRaises(UploadRejected) as ctx:
+                    deidentify_dicom(save(ds), options=options())
+                self.assertEqual(ctx.exception.code, "compression_refused")
+                self.assertIn("uncompressed or as JPEG", ctx.exception.message)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The dictionary, not the file, says what an element is
+# ----------------------------------------------------------------------------------------------------------------
+class DictionaryVrTests(SimpleTestCase):
+    def deidentify(self, mutate) -> tuple[Dataset, bytes]:
+        ds = read(factories.ophthalmic_photograph())
+        mutate(ds)
+        data = deidentify_dicom(save(ds), options=options()).data
+        return read(data), data
+
+    def test_attributes_written_with_a_contradicting_vr_are_classified_by_the_dictionary(self):
+        def mutate(ds):
+            ds.add(DataElement(0x00140104, "LO", "JOHN^SMITH"))  # SecondaryReviewerName: PN
+            ds.add(DataElement(0x00080108, "LO", "JOHN SMITH extended"))  # ExtendedCodeMeaning: LT
+            ds.add(DataElement(0x00280106, "LO", "JOHN SMITH"))  # SmallestImagePixelValue: US or SS
+            ds.add(DataElement(0x00082218, "LO", "JOHN SMITH"))  # AnatomicRegionSequence written as text
+            ds.add(DataElement(0x00080020, "LO", "19610203"))  # StudyDate (Z) written as LO
+
+        clean, data = self.deidentify(mutate)
+        self.assertNotIn(b"JOHN", data)
+        for keyword in ("SecondaryReviewerName", "ExtendedCodeMeaning", "SmallestImagePixelValue"):
+            self.assertNotIn(keyword, clean)
+        self.assertNotIn("AnatomicRegionSequence", clean)
+        self.assertEqual((clean["StudyDate"].VR, clean.StudyDate), ("DA", ""))
+
+    def test_a_uid_written_as_text_is_replaced_and_written_as_ui(self):
+        def mutate(ds):
+            ds.add(DataElement(0x00080018, "LO", "1.2.826.0.1.4455667788"))  # SOPInstanceUID
+
+        clean, data = self.deidentify(mutate)
+        self.assertEqual(clean["SOPInstanceUID"].VR, "UI")
+        self.assertEqual(clean.SOPInstanceUID, uid_for(KEY, "1.2.826.0.1.4455667788"))
+        self.assertNotIn(b"4455667788", data)
+
+    def test_tags_the_dictionary_does_not_know_are_removed_whatever_vr_the_file_claims(self):
+        def mutate(ds):
+            ds.add(DataElement(0x00221FFE, "LO", "JOHN SMITH"))
+            ds.add(DataElement(0x00221FFC, "UN", b"JOHN SMITH"))
+            ds.add(DataElement(0xFFFE0001, "LO", "JOHN SMITH"))
+            ds.AnatomicRegionSequence[0].add(DataElement(0x00221FFE, "LO", "JOHN SMITH nested"))
+            ds.AnatomicRegionSequence[0].add(DataElement(0x00140104, "LO", "JOHN^NESTED"))
+
+        clean, data = self.deidentify(mutate)
+        self.assertNotIn(b"JOHN", data)
+        tags = {int(e.tag) for e in walk(clean)}
+        self.assertFalse({0x00221FFE, 0x00221FFC, 0xFFFE0001, 0x00140104} & tags)
+
+    def test_pixel_data_inside_a_sequence_item_is_removed(self):
+        def mutate(ds):
+            ds.AnatomicRegionSequence[0].add(DataElement(0x7FE00010, "OB", b"JOHN SMITH"))
+
+        clean, data = self.deidentify(mutate)
+        self.assertNotIn(b"JOHN", data)
+        self.assertNotIn("PixelData", clean.AnatomicRegionSequence[0])
+
+    def test_unlisted_urls_and_dicomdir_fields_are_removed(self):
+        def mutate(ds):
+            ds.RetrieveURL = "https://pacs.example/studies/1?PatientID=MRN778899"
+            ds.add_new(0x0040E010, "UR", "https://pacs.example/x?PatientID=MRN778899")  # RetrieveURI
+            ds.add_new(0x00041130, "CS", "MRN778899")  # FileSetID
+            ds.add_new(0x00041500, "CS", ["PATIENTS", "MRN778899"])  # ReferencedFileID
+
+        clean, data = self.deidentify(mutate)
+        self.assertNotIn(b"778899", data)
+        self.assertFalse({int(e.tag) for e in walk(clean)} & {0x00081190, 0x0040E010, 0x00041130, 0x00041500})
+
+    def test_only_uids_the_dicom_dictionary_knows_are_kept(self):
+        def mutate(ds):
+            ds.add(DataElement(0x00081167, "UI", "1.2.840.10008.999.4455667788"))  # MultiFrameSourceSOPInstanceUID
+            item = Dataset()
+            item.ReferencedSOPClassUID = "1.2.826.0.1.4455667799"  # a class keyword, but not a known class
+            item.ReferencedSOPInstanceUID = "1.2.3"
+            known = Dataset()
+            known.ReferencedSOPClassUID = OP_8_BIT
+            known.ReferencedSOPInstanceUID = "1.2.4"
+            ds.ReferencedImageSequence = Sequence([item, known])
+
+        clean, data = self.deidentify(mutate)
+        self.assertNotIn(b"4455667788", data)
+        self.assertNotIn(b"4455667799", data)
+        self.assertEqual(clean.MultiFrameSourceSOPInstanceUID, uid_for(KEY, "1.2.840.10008.999.4455667788"))
+        references = clean.ReferencedImageSequence
+        self.assertEqual(references[0].ReferencedSOPClassUID, uid_for(KEY, "1.2.826.0.1.4455667799"))
+        self.assertEqual(references[1].ReferencedSOPClassUID, OP_8_BIT)
+
+
+class LeakCheckTests(SimpleTestCase):
+    def test_the_bytes_of_the_pixel_data_tag_in_an_earlier_element_do_not_end_the_leak_search(self):
+        ds = read(factories.ophthalmic_photograph())
+        ds.ImageType = ["ORIGINAL", "\xe0\x7f\x10\x00"]  # kept, and before Manufacturer
+        ds.Manufacturer = "Optics for CANARY^PATIENT"
+        data = save(ds)
+        self.assertLess(data.index(b"\xe0\x7f\x10\x00"), data.index(b"Optics for"))
+        with self.assertRaises(UploadRejected) as ctx:
+            deidentify_dicom(data, options=options())
+        self.assertEqual(ctx.exception.code, "deidentification_incomplete")
+
+
+class NativePixelTests(SimpleTestCase):
+    def test_bits_above_high_bit_are_cleared_and_reported(self):
+        ds = read(factories.ophthalmic_photograph(bits=16))
+        stored = np.frombuffer(ds.PixelData, dtype="<u2").reshape(256, 256).copy()
+        overlay = np.zeros_like(stored)
+        overlay[10:20, 10:200] = 1  # an old-style overlay (text bitmap) in bit 15
+        ds.PixelData = (stored | (overlay << 15) | (overlay << 12)).tobytes()
+        result = deidentify_dicom(save(ds), options=options())
+        clean = np.frombuffer(read(result.data).PixelData, dtype="<u2").reshape(256, 256)
+        np.testing.assert_array_equal(clean, stored)  # the 12 stored bits unchanged, nothing above
+        self.assertIn(("PixelData", "masked"), {(r.keyword, r.action) for r in result.report})
+
+    def test_signed_samples_are_sign_extended_from_the_high_bit(self):
+        ds = read(factories.ophthalmic_photograph(bits=16, rows=2, columns=2))
+        ds.PixelRepresentation = 1
+        # 12-bit two's complement: -5 (0xFFB) and 2047 (0x7FF), with junk in the top four bits.
+        ds.PixelData = np.array([0x5FFB, 0xA7FF, 0x0FFB, 0xF001], dtype="<u2").tobytes()
+        clean = read(deidentify_dicom(save(ds), options=options()).data)
+        values = np.frombuffer(clean.PixelData, dtype="<i2")
+        np.testing.assert_array_equal(values, [-5, 2047, -5, 1])
+
+    def test_bytes_after_the_declared_frames_are_dropped(self):
+        ds = read(factories.ophthalmic_photograph(rows=16, columns=16))
+        expected = len(ds.PixelData)
+        ds.PixelData = ds.PixelData + b"CANARY^PATIENT hidden after the last frame"
+        result = deidentify_dicom(save(ds), options=options())
+        self.assertNotIn(b"CANARY", result.data)
+        self.assertEqual(len(read(result.data).PixelData), expected)
+
+    def test_pixel_data_in_a_perimetry_object_is_removed(self):
+        ds = read(factories.visual_field(vf_sensitivities()))
+        ds.add(DataElement(0x7FE00010, "OB", b"CANARY^PATIENT in pixels"))
+        result = deidentify_dicom(save(ds), options=options())
+        self.assertNotIn(b"CANARY", result.data)
+        self.assertNotIn("PixelData", read(result.data))

@@ -6,7 +6,9 @@ from pathlib import Path
 import numpy as np
 from django.test import SimpleTestCase
 from PIL import Image
+from pydicom import dcmread
 
+from tests.trials import dicom_factories
 from trials.uploads.errors import UploadRejected
 from trials.uploads.visual_field import (
     GLAUCOMA_TRIALS_33,
@@ -18,6 +20,7 @@ from trials.uploads.visual_field import (
     load_normals,
     parse_visual_field_csv,
     render_pattern_deviation_plot,
+    visual_field_from_dicom,
 )
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -357,3 +360,32 @@ class PatternDeviationPlotTests(SimpleTestCase):
     def test_rendering_is_deterministic(self):
         analysis = self.defect_analysis()
         self.assertEqual(render_pattern_deviation_plot(analysis), render_pattern_deviation_plot(analysis))
+
+
+class DicomHemifieldTests(SimpleTestCase):
+    """The glaucoma hemifield test read from a perimetry DICOM object keeps only the known results."""
+
+    def field_with_ght(self, meaning: str | None = None, text: str | None = None) -> VisualField:
+        values = [28.0] * 54
+        values[25] = values[34] = math.nan
+        ds = dcmread(io.BytesIO(dicom_factories.visual_field(tuple(values))))
+        ght = ds.VisualFieldGlobalResultsIndexSequence[0].DataObservationSequence[1]
+        if text is not None:
+            del ght.ConceptCodeSequence
+            ght.TextValue = text
+        elif meaning is not None:
+            ght.ConceptCodeSequence[0].CodeMeaning = meaning
+        return visual_field_from_dicom(ds, age=60)
+
+    def test_known_results_are_mapped_to_the_csv_labels(self):
+        self.assertEqual(self.field_with_ght().glaucoma_hemifield_test, "Within normal limits")
+        self.assertEqual(self.field_with_ght("OUTSIDE NORMAL LIMITS").glaucoma_hemifield_test, "Outside normal limits")
+        self.assertEqual(self.field_with_ght(text=" Borderline ").glaucoma_hemifield_test, "Borderline")
+        self.assertEqual(self.field_with_ght(text="GRS").glaucoma_hemifield_test, "General reduction of sensitivity")
+
+    def test_free_text_in_code_meaning_or_text_value_becomes_unknown_never_the_text(self):
+        for kwargs in ({"meaning": "Reviewed: JOHN SMITH MRN 778899"}, {"text": "Reviewed: JOHN SMITH MRN 778899"}):
+            with self.subTest(**kwargs):
+                field = self.field_with_ght(**kwargs)
+                self.assertIsNone(field.glaucoma_hemifield_test)
+                self.assertNotIn("JOHN", repr(field))

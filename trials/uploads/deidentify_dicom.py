@@ -8,16 +8,24 @@ What happens to a file, in order:
    decode pixels (pydicom has no decompression-bomb guard).
 2. Walk every element, recursively through all nested sequences (OCT per-frame functional groups, Humphrey
    sequences that repeat the patient's name), and apply ``ps315_table.BASIC_PROFILE``; remove every private
-   element; apply defence-in-depth rules to attributes the table does not list (names, dates, free text, UIDs).
+   element; apply defence-in-depth rules to attributes the table does not list (names, dates, free text, URLs,
+   DICOMDIR fields, UIDs the standard does not define). Every element is classified by the DICOM dictionary's
+   VR, never the VR the file claims: a name written as LO is still a name, a tag the dictionary does not know is
+   removed, and an element whose file VR holds another kind of value than the dictionary's is removed.
    Sequences whose table action is D (Content, Graphic Annotation, Person Identification Code...) are emptied:
    none is Type 1 in an accepted IOD, and their items are where identifiers hide.
 3. Replace UIDs with a keyed HMAC-SHA256 under ``2.25.`` so references between files of one trial still
    resolve but cannot be reversed without the trial's key.
-4. Write the subject pseudonym, the de-identification markers and the Clinical Trial attributes, rebuild the
+4. Clean the pixel data without decoding it: native pixels are masked to the bits BitsStored/HighBit allow (old
+   overlays hid text in the bits above) and trimmed to the frames the header declares; every JPEG / JPEG-LS
+   frame is rewritten with only the markers a decoder needs (COM, EXIF, IPTC, XMP... go), JPEG 2000 / HTJ2K
+   codestreams lose their comment (COM) segments, RLE frames are re-encapsulated as they are, and any other
+   compression (MPEG, HEVC, deflate, unknown) is refused.
+5. Write the subject pseudonym, the de-identification markers and the Clinical Trial attributes, rebuild the
    file meta information, serialise, and check that no identifying value read from the input survived in the
-   output's non-pixel bytes.
+   serialisation of every element but the pixel data, nor in the compressed frames' marker segments.
 
-Pixel data is copied, never decoded (``frame_image`` decodes one frame on demand, behind the same budget).
+Pixel data is never decoded here (``frame_image`` decodes one frame on demand, behind the same budget).
 """
 
 from __future__ import annotations
@@ -36,18 +44,34 @@ from typing import Any, Final
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
+from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    JPEG2000MC,
     PYDICOM_IMPLEMENTATION_UID,
     UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEG2000MCLossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
 )
 
 from trials.uploads.errors import PDF_REFUSAL, UploadRejected
@@ -88,7 +112,18 @@ ACCEPTED_SOP_CLASSES: Final[dict[str, tuple[str, str | None]]] = {
 _SC_MODALITY = {"OPT": "oct", "OPV": "visual_field"}  # anything else (OP, XC, OT, ...) is graded as a photograph
 
 _PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloatPixelData
+_EXTENDED_OFFSET_TAGS = (0x7FE00001, 0x7FE00002)  # ExtendedOffsetTable(Lengths): stale once frames are rewritten
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
+# Compressed syntaxes whose frames can be cleaned without decoding (see "Pixel data" below). Everything else
+# (MPEG-2/4, HEVC, deflate, JPEG XL, retired JPEG processes, private syntaxes) is refused.
+_JPEG_SYNTAXES = frozenset({JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1})
+_JPEG_LS_SYNTAXES = frozenset({JPEGLSLossless, JPEGLSNearLossless})
+_JPEG_2000_SYNTAXES = frozenset(
+    {JPEG2000Lossless, JPEG2000, JPEG2000MCLossless, JPEG2000MC, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K}
+)
+_ACCEPTED_SYNTAXES = (
+    _NATIVE_SYNTAXES | _JPEG_SYNTAXES | _JPEG_LS_SYNTAXES | _JPEG_2000_SYNTAXES | frozenset({RLELossless})
+)
 
 # Attributes whose compound action must fall through to a dummy because they are Type 1 in an accepted IOD
 # (Ophthalmic Photography / Tomography Image modules, Enhanced General Equipment): removing them would make the
@@ -105,26 +140,14 @@ _TYPE1_DUMMY: Final = frozenset(
 # images), and consistent HMAC UIDs keep those links inside the trial. Their items are cleaned by the same table.
 _KEEP_REFERENCE_SEQUENCES: Final = frozenset({0x00081140, 0x00082112})  # ReferencedImageSequence, SourceImageSequence
 
-# UI attributes that name classes, syntaxes or coding schemes, never instances: kept when the table is silent.
-_CLASS_UID_KEYWORDS: Final = frozenset(
-    {
-        "SOPClassUID",
-        "ReferencedSOPClassUID",
-        "ReferencedSOPClassUIDInFile",
-        "MediaStorageSOPClassUID",
-        "TransferSyntaxUID",
-        "ReferencedTransferSyntaxUIDInFile",
-        "ImplementationClassUID",
-        "CodingSchemeUID",
-        "ContextUID",
-        "MappingResourceUID",
-        "RelatedGeneralSOPClassUID",
-        "OriginalSpecializedSOPClassUID",
-        "SOPClassesInStudy",
-        "EncryptedContentTransferSyntaxUID",
-    }
-)
 _FREE_TEXT_VRS: Final = frozenset({"LT", "ST", "UT", "UC"})
+# Value representations by what their value is, to tell a mislabelled element (a name written as OB, a number
+# written as LO) from a harmless variant (US written as SS). An element whose file VR falls in another class than
+# its dictionary VR cannot be interpreted reliably, so it is removed.
+_TEXT_VRS: Final = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+_NUMBER_VRS: Final = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD", "AT"})
 _DATE_VRS: Final = frozenset({"DA", "DT"})
 
 # Kept under the Retain Patient Characteristics option (113108); free-text characteristics (allergies, history)
@@ -362,8 +385,10 @@ class _Cleaner:
             return "X"  # private
         if tag & 0xFFFF == 0 or 0x5000 <= group <= 0x50FF or 0x6000 <= group <= 0x60FF:
             return "X"  # group lengths (stale after edits), curves, overlays (can carry annotation text)
+        if group == 0x0004:
+            return "X"  # DICOMDIR directory records (file-set IDs, file paths) never belong in an object
         if vr is None:
-            return "X"  # not in the dictionary: nobody can say what it holds
+            return "X"  # not in the dictionary: nobody can say what it holds, whatever VR the file claims
         if vr == "SQ":
             return None
         if vr == "PN":
@@ -374,19 +399,18 @@ class _Cleaner:
             return "K" if self.options.date_policy == DatePolicy.SHIFT else "X"
         if vr in _FREE_TEXT_VRS:
             return "X"  # comments and descriptions not in the table, e.g. perimetry performance comments
+        if vr == "UR":
+            return "X"  # RetrieveURL and friends: links to the hospital's archive, often with patient IDs
         if vr == "UI":
-            keyword = keyword_for_tag(tag)
-            if keyword in _CLASS_UID_KEYWORDS:
+            # Only UIDs the DICOM standard defines (SOP classes, transfer syntaxes, coding schemes) identify
+            # nobody; anything else, including a UID merely starting with the DICOM root, is replaced.
+            if all(v in UID_dictionary for v in _text_values(ds[tag]) if v):
                 return None
-            value = ds[tag].value
-            values = [value] if isinstance(value, str) else list(value or ())
-            if all(str(v).startswith("1.2.840.10008.") for v in values if v):
-                return None  # DICOM-defined UIDs identify nobody
             return "U"
         return None
 
     # -- actions ---------------------------------------------------------------------------------------------
-    def clean(self, ds: Dataset) -> None:
+    def clean(self, ds: Dataset, *, nested: bool = False) -> None:
         for tag in list(ds.keys()):
             raw = ds.get_item(tag)
             if raw is None:
@@ -394,6 +418,16 @@ class _Cleaner:
             tag = int(tag)
             vr = _vr_of(tag, raw)
             code = ACTIONS.get(tag)
+            try:
+                fits = vr is None or _fits(ds[tag].VR, vr)
+            except Exception:
+                fits = False  # a value pydicom cannot even convert (a broken UN sequence) is not kept
+            if not fits or (nested and tag in _PIXEL_DATA_TAGS):
+                # The file's VR contradicts the dictionary (a name written as OB, a number written as text), or
+                # pixel data hides inside an item (only the top-level image is an image): remove it.
+                del ds[tag]
+                self.record(tag, "X")
+                continue
             if code is None:
                 unlisted = self._unlisted_action(tag, vr, ds)
                 if unlisted is None:  # kept; a kept sequence still has its items cleaned
@@ -407,7 +441,7 @@ class _Cleaner:
 
     def _recurse(self, ds: Dataset, tag: int) -> None:
         for item in ds[tag].value or ():
-            self.clean(item)
+            self.clean(item, nested=True)
 
     def _apply(self, ds: Dataset, tag: int, vr: str, action: str) -> None:
         if action == "K":
@@ -428,42 +462,44 @@ class _Cleaner:
                 self._recurse(ds, tag)
                 self.record(tag, "U")
             return
+        # The new value is written with the dictionary VR, whatever VR the file gave the element.
+        values = _text_values(ds[tag])
         elem = ds[tag]
+        if elem.VR != vr and vr != "UN":
+            elem = ds[tag] = DataElement(tag, vr, None)
         if action == "Z":
             elem.value = None if vr not in ("OB", "OW", "UN") else b""
             self.record(tag, "Z")
         elif action == "U" or (action == "D" and vr == "UI"):
-            self._replace_uids(elem)
+            self._replace_uids(elem, values, keep_known=ACTIONS.get(tag) is None)
             self.record(tag, "U")
         elif action == "C":
-            self._clean_date(ds, tag, elem, vr)
+            self._clean_date(ds, tag, elem, vr, values)
         elif action == "D":
             elem.value = self.forced.get(tag, _DUMMY_BY_VR.get(vr, b"\x00\x00"))
             self.record(tag, "D")
         else:  # pragma: no cover - the table only holds the codes above
             raise ValueError(f"unknown action {action!r}")
 
-    def _replace_uids(self, elem: DataElement) -> None:
-        value = elem.value
-        if value is None or value == "":
+    def _replace_uids(self, elem: DataElement, values: list[str], *, keep_known: bool) -> None:
+        """HMAC every UID; with ``keep_known`` (attributes the table does not list) standard UIDs stay."""
+        if not any(values):
+            elem.value = None
             return
-        if isinstance(value, str):
-            elem.value = self.uid(value)
-        else:
-            elem.value = [self.uid(str(v)) for v in value]
+        new = [v if keep_known and v in UID_dictionary else self.uid(v) for v in values if v]
+        elem.value = new[0] if len(new) == 1 else new
 
-    def _clean_date(self, ds: Dataset, tag: int, elem: DataElement, vr: str) -> None:
+    def _clean_date(self, ds: Dataset, tag: int, elem: DataElement, vr: str, values: list[str]) -> None:
         def transform(v: str) -> str | None:
             if self.options.date_policy == DatePolicy.KEEP_YEAR:
                 return _year_only(v, vr)
             days = self.options.date_shift_days
             return _shift_da(v, days) if vr == "DA" else _shift_dt(v, days)
 
-        value = elem.value
-        if value is None or value == "":
+        if not any(values):
+            elem.value = None
             return
-        values = [value] if isinstance(value, str) else [str(v) for v in value]
-        cleaned = [transform(str(v)) for v in values]
+        cleaned = [transform(v) for v in values]
         if any(c is None for c in cleaned):
             # A value the policy cannot parse is not kept: it may be a date in a form nobody anticipated.
             del ds[tag]
@@ -474,13 +510,52 @@ class _Cleaner:
 
 
 def _vr_of(tag: int, raw: Any) -> str | None:
-    vr = getattr(raw, "VR", None)
-    if vr and vr != "UN":
-        return str(vr)
+    """The element's VR from the DICOM dictionary, never from the file (a file can label a name LO or UN).
+
+    For the dictionary's ambiguous VRs ('US or SS', 'OB or OW') the file's VR is used when it is one of the
+    options, else the first option. None: the tag is not in the dictionary (private tags included).
+    """
     try:
-        return str(dictionary_VR(tag))
+        entry = str(dictionary_VR(tag))
     except KeyError:
-        return None if vr is None else "UN"
+        return None
+    choices = [v.strip() for v in entry.split(" or ")]
+    if len(choices) == 1:
+        return choices[0]
+    file_vr = str(getattr(raw, "VR", "") or "")
+    return file_vr if file_vr in choices else choices[0]
+
+
+def _vr_class(vr: str) -> str:
+    if vr == "SQ":
+        return "sequence"
+    if vr in _TEXT_VRS:
+        return "text"
+    return "number" if vr in _NUMBER_VRS else "bytes"
+
+
+def _fits(file_vr: str, vr: str) -> bool:
+    """Whether an element the file labelled ``file_vr`` can hold a value of the dictionary's ``vr``.
+
+    UN (and a still-ambiguous VR) says nothing about the value, so it fits: actions rewrite it with the dictionary
+    VR, and a kept one is unchanged bytes as before. Otherwise the two must hold the same kind of value.
+    """
+    if file_vr == vr or file_vr == "UN" or " or " in file_vr:
+        return True
+    return _vr_class(file_vr) == _vr_class(vr)
+
+
+def _text_values(elem: DataElement) -> list[str]:
+    """An element's value as a list of strings (bytes of a UN element decoded as ASCII), for UIDs and dates."""
+    value = elem.value
+    if value is None:
+        return []
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("ascii", "replace").strip("\x00 ")
+        return [v.strip("\x00 ") for v in text.split("\\")] if text else []
+    if isinstance(value, str):
+        return [value.strip("\x00 ")]
+    return [str(v).strip("\x00 ") for v in value]
 
 
 def _cap_age(ds: Dataset) -> None:
@@ -606,6 +681,303 @@ def _laterality(ds: Dataset) -> str | None:
     return {"R": "OD", "L": "OS", "B": "OU"}.get(value)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Pixel data
+# --------------------------------------------------------------------------------------------------------------
+def _check_syntax(syntax: UID) -> None:
+    if syntax not in _ACCEPTED_SYNTAXES:
+        raise UploadRejected(
+            "The image is stored with a compression (transfer syntax) whose embedded metadata cannot be removed "
+            "safely (for example MPEG or HEVC video, deflate, or an unknown format). Export it again uncompressed "
+            "or as JPEG.",
+            "compression_refused",
+        )
+
+
+def _damaged() -> UploadRejected:
+    return UploadRejected(
+        "The image's compressed pixel data is damaged (a frame does not follow its compression format), so it "
+        "cannot be checked for embedded text. Export the image again from the device.",
+        "dicom_pixels_damaged",
+    )
+
+
+# JPEG (ITU T.81) and JPEG-LS (T.87) markers a decoder needs: SOFn, DHT, DAC, DQT, DNL, DRI, DHP, EXP (SOS and
+# EOI are handled by the walk). APPn (JFIF, EXIF, XMP, ICC, IPTC, vendor blocks), COM, JPGn and reserved markers
+# are dropped; APP14 "Adobe" is rebuilt (it says whether the components are YCbCr).
+_JPEG_SOF: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_KEEP: Final = _JPEG_SOF | frozenset({0xC4, 0xCC, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF})
+_JPEG_LS_KEEP: Final = _JPEG_KEEP | frozenset({0xF7, 0xF8})  # SOF55, LSE (preset parameters, mapping tables)
+_APP14: Final = 0xEE
+
+
+def _strip_jpeg(frame: bytes, *, ls: bool) -> tuple[bytes, bytes, bool]:
+    """Rebuild one JPEG / JPEG-LS frame from its decoding markers and entropy-coded data, without decoding.
+
+    Returns the new frame, its marker segments (everything but the entropy-coded data, for the leak check) and
+    whether anything was dropped. Raises UploadRejected ("damaged") for a stream that does not parse.
+    """
+    n = len(frame)
+    if frame[:2] != b"\xff\xd8":
+        raise _damaged()
+    out = bytearray(b"\xff\xd8")
+    headers = bytearray()
+    keep = _JPEG_LS_KEEP if ls else _JPEG_KEEP
+    pos, dropped, seen_frame, seen_scan = 2, False, False, False
+    while True:
+        if pos >= n or frame[pos] != 0xFF:
+            raise _damaged()
+        while pos < n and frame[pos] == 0xFF:  # fill bytes before a marker
+            pos += 1
+        if pos >= n:
+            raise _damaged()
+        marker = frame[pos]
+        pos += 1
+        if marker == 0xD9:  # EOI: whatever follows (trailers, appended files) is dropped
+            if not seen_scan:
+                raise _damaged()
+            out += b"\xff\xd9"
+            dropped = dropped or bool(frame[pos:].strip(b"\x00"))  # one zero byte is the DICOM even-length pad
+            return bytes(out), bytes(headers), dropped
+        if marker == 0x01:  # TEM: standalone, means nothing to a decoder
+            dropped = True
+            continue
+        if marker in (0x00, 0xD8) or 0xD0 <= marker <= 0xD7:  # stuffing, a second SOI, RSTn outside a scan
+            raise _damaged()
+        if pos + 2 > n:
+            raise _damaged()
+        length = int.from_bytes(frame[pos : pos + 2], "big")
+        if length < 2 or pos + length > n:
+            raise _damaged()
+        segment = bytes((0xFF, marker)) + frame[pos : pos + length]
+        payload = frame[pos + 2 : pos + length]
+        pos += length
+        if marker == 0xDA:  # SOS, then entropy-coded data up to the next marker that is not RSTn
+            if not seen_frame:
+                raise _damaged()
+            seen_scan = True
+            out += segment
+            headers += segment
+            end = _end_of_scan(frame, pos, ls=ls)
+            out += frame[pos:end]
+            pos = end
+        elif marker in keep:
+            seen_frame = seen_frame or marker in _JPEG_SOF or (ls and marker == 0xF7)
+            out += segment
+            headers += segment
+        elif marker == _APP14 and payload[:5] == b"Adobe" and len(payload) >= 12:
+            # The fixed 12 bytes with version 100 and zero flags; only the colour transform is carried over.
+            if payload[11] > 2:
+                raise _damaged()
+            adobe = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00" + payload[11:12]
+            dropped = dropped or adobe != segment
+            out += adobe
+            headers += adobe
+        else:
+            dropped = True
+
+
+def _end_of_scan(frame: bytes, pos: int, *, ls: bool) -> int:
+    """Offset of the marker that ends the entropy-coded data starting at ``pos`` (RSTn markers belong to it).
+
+    In JPEG a data byte 0xFF is followed by a stuffed 0x00; in JPEG-LS by a byte below 0x80 (bit stuffing).
+    """
+    n = len(frame)
+    while True:
+        i = frame.find(b"\xff", pos)
+        if i < 0 or i + 1 >= n:
+            raise _damaged()  # the scan runs off the end: no EOI
+        j = i + 1
+        while j < n and frame[j] == 0xFF:
+            j += 1
+        if j >= n:
+            raise _damaged()
+        code = frame[j]
+        if code == 0x00 or (ls and code < 0x80):
+            if j != i + 1:
+                raise _damaged()  # fill bytes before a stuffed byte
+            pos = j + 1
+        elif 0xD0 <= code <= 0xD7:
+            pos = j + 1
+        else:
+            return i
+
+
+def _jp2_codestream(data: bytes) -> bytes:
+    """The codestream inside a JP2 file-format wrapper (DICOM wants the bare codestream); its boxes (XML, UUID,
+    IPR, colour) are dropped. Exactly one contiguous codestream box is accepted."""
+    found: list[bytes] = []
+    pos, n = 0, len(data)
+    while pos < n:
+        if pos + 8 > n:
+            if data[pos:].strip(b"\x00"):
+                raise _damaged()
+            break
+        length, kind = int.from_bytes(data[pos : pos + 4], "big"), data[pos + 4 : pos + 8]
+        head = 8
+        if length == 1:
+            if pos + 16 > n:
+                raise _damaged()
+            length, head = int.from_bytes(data[pos + 8 : pos + 16], "big"), 16
+        elif length == 0:
+            length = n - pos
+        if length < head or pos + length > n:
+            raise _damaged()
+        if kind == b"jp2c":
+            found.append(data[pos + head : pos + length])
+        pos += length
+    if len(found) != 1:
+        raise _damaged()
+    return found[0]
+
+
+_J2K_SOC, _J2K_SOT, _J2K_SOD, _J2K_EOC = 0x4F, 0x90, 0x93, 0xD9
+_J2K_DROP: Final = frozenset({0x64, 0x55})  # COM (free text); TLM (tile-part lengths, stale once COMs go)
+
+
+def _j2k_segments(code: bytes, pos: int, stop: int, limit: int) -> tuple[bytearray, int, bool]:
+    """Marker segments from ``pos`` up to the ``stop`` marker: (kept bytes, offset of ``stop``, anything dropped)."""
+    kept, dropped = bytearray(), False
+    while True:
+        if pos + 2 > limit or code[pos] != 0xFF:
+            raise _damaged()
+        marker = code[pos + 1]
+        if marker == stop:
+            return kept, pos, dropped
+        if 0x30 <= marker <= 0x3F:  # reserved markers without a length
+            kept += code[pos : pos + 2]
+            pos += 2
+            continue
+        if pos + 4 > limit:
+            raise _damaged()
+        length = int.from_bytes(code[pos + 2 : pos + 4], "big")
+        if length < 2 or pos + 2 + length > limit:
+            raise _damaged()
+        if marker in _J2K_DROP:
+            dropped = True
+        else:
+            kept += code[pos : pos + 2 + length]
+        pos += 2 + length
+
+
+def _strip_jpeg2000(frame: bytes) -> tuple[bytes, bytes, bool]:
+    """Drop COM segments from a JPEG 2000 / HTJ2K codestream's main header and tile-part headers.
+
+    Tile-part lengths (Psot) are corrected; the optional TLM index goes. Returns the new frame, its headers (for
+    the leak check) and whether anything was dropped. Raises UploadRejected ("damaged") if it does not parse.
+    """
+    dropped = False
+    code = frame
+    if frame[4:8] == b"jP  ":
+        code, dropped = _jp2_codestream(frame), True
+    if code[:4] != b"\xff\x4f\xff\x51":  # SOC, then SIZ
+        raise _damaged()
+    end = len(code.rstrip(b"\x00")) if code.endswith(b"\x00") else len(code)
+    if end < 4 or code[end - 2 : end] != b"\xff\xd9":
+        raise _damaged()
+    eoc = end - 2
+    main, pos, removed = _j2k_segments(code, 2, _J2K_SOT, eoc)
+    dropped = dropped or removed
+    out = bytearray(b"\xff\x4f") + main
+    headers = bytearray(out)
+    while pos < eoc:
+        if code[pos : pos + 4] != b"\xff\x90\x00\x0a" or pos + 12 > eoc:
+            raise _damaged()
+        psot = int.from_bytes(code[pos + 6 : pos + 10], "big")
+        part_end = pos + psot if psot else eoc
+        if (psot and psot < 14) or part_end > eoc:
+            raise _damaged()
+        tile_header, sod, removed = _j2k_segments(code, pos + 12, _J2K_SOD, part_end)
+        dropped = dropped or removed
+        body = code[sod + 2 : part_end]
+        new_psot = 12 + len(tile_header) + 2 + len(body) if psot else 0
+        sot = code[pos : pos + 6] + new_psot.to_bytes(4, "big") + code[pos + 10 : pos + 12]
+        out += sot + tile_header + b"\xff\x93" + body
+        headers += sot + tile_header
+        pos = part_end
+    out += b"\xff\xd9"
+    return bytes(out), bytes(headers), dropped
+
+
+def _clean_encapsulated(ds: Dataset, syntax: UID, frames: int, cleaner: _Cleaner) -> list[bytes]:
+    """Rewrite every compressed frame (see the module docstring) and re-encapsulate one fragment per frame.
+
+    Returns the frames' marker segments for the leak check. Nothing is decoded.
+    """
+    elem = ds.get_item(0x7FE00010)
+    if elem is None or elem.value is None:
+        return []
+    offsets = None
+    if all(t in ds for t in _EXTENDED_OFFSET_TAGS):
+        offsets = (ds[_EXTENDED_OFFSET_TAGS[0]].value, ds[_EXTENDED_OFFSET_TAGS[1]].value)
+    try:
+        originals = list(generate_frames(bytes(ds.PixelData), number_of_frames=frames, extended_offsets=offsets))
+    except Exception:
+        raise _damaged() from None
+    if len(originals) != frames:
+        raise _damaged()
+    cleaned: list[bytes] = []
+    headers: list[bytes] = []
+    changed = 0
+    for original in originals:
+        if syntax in _JPEG_2000_SYNTAXES:
+            frame, header, dropped = _strip_jpeg2000(original)
+        elif syntax == RLELossless:  # RLE segments hold only run-length codes: the frame is kept as it is
+            frame, header, dropped = original, b"", False
+        else:
+            frame, header, dropped = _strip_jpeg(original, ls=syntax in _JPEG_LS_SYNTAXES)
+        cleaned.append(frame)
+        headers.append(header)
+        changed += dropped
+    # Re-encapsulating also drops whatever the encapsulation held outside the frames (extra fragments).
+    ds.PixelData = encapsulate(cleaned)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    for tag in _EXTENDED_OFFSET_TAGS:
+        if tag in ds:
+            del ds[tag]
+            cleaner.record(tag, "X")
+    if changed:
+        cleaner.actions[(0x7FE00010, "stripped")] += changed  # one per frame that lost a marker segment
+    return headers
+
+
+def _clean_native(ds: Dataset, syntax: UID, samples_total: int, cleaner: _Cleaner) -> None:
+    """Trim native pixel data to the frames the header declares, and clear every bit outside BitsStored/HighBit.
+
+    Old devices embedded overlays (annotation text, names) in the unused high bits; a viewer that ignores
+    BitsStored would show them. Signed samples are sign-extended from HighBit so their values do not change.
+    """
+    elem = ds.get_item(0x7FE00010)
+    if elem is None or elem.value is None:
+        return
+    raw = bytes(ds.PixelData)
+    allocated = _int(ds, "BitsAllocated") or 8
+    expected = math.ceil(samples_total * allocated / 8)
+    if len(raw) > expected + expected % 2:
+        raw = raw[:expected]
+        cleaner.record(0x7FE00010, "trimmed")
+    stored = _int(ds, "BitsStored") or allocated
+    if allocated in (8, 16, 32) and stored < allocated:
+        high = _int(ds, "HighBit")
+        high = stored - 1 if high is None else high
+        if stored < 1 or not stored - 1 <= high < allocated:
+            raise UploadRejected("The DICOM attributes BitsStored and HighBit do not agree.", "dicom_invalid")
+        order = ">" if syntax == ExplicitVRBigEndian else "<"
+        dtype = np.dtype(f"{order}u{allocated // 8}")
+        count = len(raw) // dtype.itemsize
+        samples = np.frombuffer(raw, dtype=dtype, count=count).astype(dtype.newbyteorder("="))
+        full = (1 << allocated) - 1
+        kept = samples & (((1 << stored) - 1) << (high + 1 - stored))
+        if _int(ds, "PixelRepresentation") == 1:
+            above = full & ~((1 << (high + 1)) - 1)
+            kept = np.where(kept & (1 << high), kept | above, kept)
+        raw = kept.astype(dtype).tobytes() + raw[count * dtype.itemsize :]
+        cleaner.record(0x7FE00010, "masked")
+    if raw != ds.PixelData:
+        ds.PixelData = raw
+
+
 def _identifying_values(ds: Dataset) -> list[bytes]:
     """Values that must not survive anywhere in the output's header bytes (lower-case)."""
     found: set[str] = set()
@@ -658,6 +1030,7 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
     if modality is None:
         modality = _SC_MODALITY.get(str(ds.get("Modality", "") or "").upper(), "fundus")
     syntax = _transfer_syntax(ds)
+    _check_syntax(syntax)
 
     rows = columns = frames = samples = None
     if sop_class != VISUAL_FIELD_STATIC:
@@ -688,6 +1061,17 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
 
     cleaner = _Cleaner(options)
     cleaner.clean(ds)
+    frame_headers: list[bytes] = []
+    if frames is None:  # perimetry measurements have no image: pixel data there is not part of the object
+        for tag in _PIXEL_DATA_TAGS + _EXTENDED_OFFSET_TAGS:
+            if tag in ds:
+                del ds[tag]
+                cleaner.record(tag, "X")
+    elif rows and columns and samples:
+        if syntax in _NATIVE_SYNTAXES:
+            _clean_native(ds, syntax, rows * columns * frames * samples, cleaner)
+        else:
+            frame_headers = _clean_encapsulated(ds, syntax, frames, cleaner)
     options_used = _write_markers(ds, options, cleaner)
 
     warnings: list[str] = []
@@ -706,7 +1090,7 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     result = out.getvalue()
-    _assert_no_leak(result, leaks, syntax, written=_written_text(ds))
+    _assert_no_leak([_serialised_without_pixels(ds), *frame_headers], leaks, written=_written_text(ds))
 
     report = tuple(
         ActionRecord(
@@ -800,18 +1184,34 @@ def _written_text(ds: Dataset) -> list[bytes]:
     return sorted({v.lower().encode("utf-8", "ignore") for v in values if v}, key=len, reverse=True)
 
 
-def _assert_no_leak(result: bytes, leaks: Iterable[bytes], syntax: UID, *, written: Iterable[bytes]) -> None:
-    pixel_tag = b"\x7f\xe0\x00\x10" if syntax == ExplicitVRBigEndian else b"\xe0\x7f\x10\x00"
-    end = result.find(pixel_tag, 132)
-    header = result[: end if end > 0 else len(result)].lower()
-    for text in written:
-        header = header.replace(text, b"\x00")
-    if any(value in header for value in leaks):
-        raise UploadRejected(
-            "De-identification could not confirm that every identifying value was removed from this file, so it "
-            "was refused. Please contact the trial's data manager.",
-            "deidentification_incomplete",
-        )
+def _serialised_without_pixels(ds: Dataset) -> bytes:
+    """The file as written, minus its top-level pixel data: every other element serialised with the same transfer
+    syntax and character set, so no element can hide from the leak search (nested items included)."""
+    header = Dataset()
+    for elem in ds:
+        if elem.tag not in _PIXEL_DATA_TAGS:
+            header.add(elem)
+    header.file_meta = ds.file_meta
+    header.preamble = ds.preamble
+    out = io.BytesIO()
+    header.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _assert_no_leak(parts: Iterable[bytes], leaks: Iterable[bytes], *, written: Iterable[bytes]) -> None:
+    """Refuse the file if an identifying value read from the input is in any of ``parts`` (the non-pixel
+    serialisation and the compressed frames' marker segments), after blanking the text Visus wrote itself."""
+    leaks, written = list(leaks), list(written)
+    for part in parts:
+        text = part.lower()
+        for value in written:
+            text = text.replace(value, b"\x00")
+        if any(value in text for value in leaks):
+            raise UploadRejected(
+                "De-identification could not confirm that every identifying value was removed from this file, so "
+                "it was refused. Please contact the trial's data manager.",
+                "deidentification_incomplete",
+            )
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -550,7 +550,9 @@ def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
     if ght_obs is not None:
         code = _first_item(ght_obs, "ConceptCodeSequence")
         text = str(code.get("CodeMeaning", "")) if code is not None else str(ght_obs.get("TextValue", ""))
-        ght = GHT_LABELS.get(text.strip().lower(), text.strip() or None)
+        # Only the known GHT results (the labels the CSV accepts) are kept; anything else, including a
+        # reviewer's note typed into CodeMeaning or TextValue, becomes unknown: the raw text never leaves the file.
+        ght = GHT_LABELS.get(" ".join(text.split()).lower())
     return VisualField(
         eye=eye,
         age=age,
