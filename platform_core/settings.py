@@ -50,7 +50,6 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "platform_core.accounts",
@@ -229,13 +228,37 @@ else:
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_RESULT_EXPIRES = 24 * 3600
 
+# --- Cache (sign-in throttles, DRF throttles) -------------------------------------------------------
+# Shared across processes in production (Redis: CACHE_URL, else the Redis broker), so that limits hold for
+# every gunicorn worker; the embedded mode keeps one per process.
+CACHE_URL = env.str("CACHE_URL") or (CELERY_BROKER_URL if PRODUCTION and CELERY_BROKER_URL.startswith("redis") else "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- REST API -------------------------------------------------------------------------------------
+# API tokens end after VISUS_IDLE_TIMEOUT_MINUTES unused (as sessions do) and at the latest this long after issue.
+VISUS_API_TOKEN_MAX_AGE_HOURS = env.int("VISUS_API_TOKEN_MAX_AGE_HOURS", 12)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so that an unauthenticated call gets 401 with a WWW-Authenticate header.
-        "rest_framework.authentication.TokenAuthentication",
+        "platform_core.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # Throttle counts live in the default cache: per process in the embedded mode (LocMemCache); production with
+    # several processes should configure a shared cache (Redis) so the limits hold across them.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("VISUS_THROTTLE_ANON", "60/minute"),
+        "user": env.str("VISUS_THROTTLE_USER", "1000/minute"),
+        "auth_token": env.str("VISUS_THROTTLE_AUTH_TOKEN", "10/minute"),
+    },
+    # Proxies in front of the app that append to X-Forwarded-For (deploy/README.md: one TLS proxy in production).
+    # 0 uses the connection's address; without a number DRF would trust a client-supplied X-Forwarded-For.
+    "NUM_PROXIES": env.int("VISUS_NUM_PROXIES", 1 if PRODUCTION else 0),
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.hashers import make_password
 from django.http import HttpRequest
 
 from platform_core.accounts.models import User
 from platform_core.accounts.selectors import user_by_email
-from platform_core.accounts.services import login_failure_record
+from platform_core.accounts.services import login_attempt_begin, login_attempt_succeeded, login_failure_record
 
 
 class LockoutModelBackend(ModelBackend):
@@ -20,13 +21,15 @@ class LockoutModelBackend(ModelBackend):
         if not email or password is None:
             return None
         user = user_by_email(email)
-        if user is None:
-            # Same work as a real check, so response time does not reveal which emails exist.
-            User().set_password(password)
-            return None
-        if user.is_locked:
+        # The attempt is counted before the (slow) password check, so concurrent guesses cannot all be checked.
+        attempt = login_attempt_begin(user=user) if user is not None else None
+        if attempt is None:
+            # Unknown email or locked account: the same hashing work and the same answer as a wrong password,
+            # so neither the response nor its timing tells which emails exist or are locked.
+            make_password(password)
             return None
         if user.check_password(password) and self.user_can_authenticate(user):
+            login_attempt_succeeded(user=user)
             return user
-        login_failure_record(user=user)
+        login_failure_record(user=user, attempt=attempt)
         return None

@@ -3,33 +3,30 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 
-from platform_core.accounts.selectors import user_by_email
+from platform_core.accounts.throttling import failed_login_note, failed_logins_exceeded, throttled_message
 
 
 class LoginForm(AuthenticationForm):
+    """Sign-in by email. One answer for an unknown email, a wrong password and a locked account (no enumeration)."""
+
     username = forms.EmailField(
         label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
     )
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "That email and password do not match an active account.",
-        "locked": (
-            "This account is locked after too many failed sign-ins. Try again in %(minutes)s minute(s) "
-            "or ask your trial manager to unlock it."
-        ),
     }
 
     def clean(self) -> dict:
-        email = self.cleaned_data.get("username")
-        if email:
-            user = user_by_email(email)
-            if user is not None and user.is_locked:
-                minutes = max(1, int((user.locked_until - timezone.now()).total_seconds() // 60) + 1)
-                raise ValidationError(self.error_messages["locked"], code="locked", params={"minutes": minutes})
-        cleaned = super().clean()
-        return cleaned
+        if self.request is not None and failed_logins_exceeded(self.request):
+            raise ValidationError(throttled_message(), code="throttled")
+        try:
+            return super().clean()
+        except ValidationError as exc:
+            if self.request is not None and exc.code == "invalid_login":
+                failed_login_note(self.request)
+            raise
 
 
 class PasswordChangeForm(forms.Form):

@@ -1,4 +1,8 @@
-"""Idle logoff: a session unused for VISUS_IDLE_TIMEOUT_MINUTES is ended on its next request."""
+"""Idle logoff: a session unused for VISUS_IDLE_TIMEOUT_MINUTES is ended on its next request.
+
+Background requests (polls made by page scripts, marked with the ``X-Visus-Background: 1`` header) are held to
+the timeout but are not activity: a page left open on a running job does not keep its session alive.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 SESSION_KEY = "visus_last_activity"
+BACKGROUND_HEADER = "X-Visus-Background"
+
+
+def is_background(request: HttpRequest) -> bool:
+    return request.headers.get(BACKGROUND_HEADER, "").strip() == "1"
 
 
 class IdleTimeoutMiddleware:
@@ -26,12 +35,13 @@ class IdleTimeoutMiddleware:
             last = request.session.get(SESSION_KEY)
             if last is not None and now - float(last) > settings.VISUS_IDLE_TIMEOUT_MINUTES * 60:
                 logout(request)
+                message = f"You were signed out after {settings.VISUS_IDLE_TIMEOUT_MINUTES} minutes of inactivity."
                 if request.path.startswith("/api/"):
+                    if is_background(request):  # the page reloads on the 401 and shows why
+                        messages.info(request, message)
                     return self.get_response(request)
-                messages.info(
-                    request,
-                    f"You were signed out after {settings.VISUS_IDLE_TIMEOUT_MINUTES} minutes of inactivity.",
-                )
+                messages.info(request, message)
                 return redirect(f"{reverse('accounts:login')}?next={request.path}")
-            request.session[SESSION_KEY] = now
+            if last is None or not is_background(request):
+                request.session[SESSION_KEY] = now
         return self.get_response(request)

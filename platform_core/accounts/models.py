@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from platform_core.models import BaseModel
@@ -17,13 +18,18 @@ class Role(models.TextChoices):
     MONITOR = "monitor", "Monitor"
 
 
+def normalize_email(email: str) -> str:
+    """The one spelling of an address Visus stores and looks up: trimmed and lower case."""
+    return (email or "").strip().lower()
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def _create_user(self, email: str, password: str | None, **extra: object) -> User:
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user = self.model(email=normalize_email(email), **extra)
         user.set_password(password)
         user.full_clean(exclude=["password"])
         user.save(using=self._db)
@@ -56,9 +62,25 @@ class User(AbstractBaseUser, PermissionsMixin, BaseModel):
 
     class Meta:
         ordering = ["email"]
+        constraints = [
+            # Emails are stored in lower case (see save()); this also refuses a case variant written around it.
+            models.UniqueConstraint(
+                Lower("email"),
+                name="accounts_user_email_ci_unique",
+                violation_error_message="A user with this email address already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.full_name or self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email(self.email)
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.email = normalize_email(self.email)
+        super().save(*args, **kwargs)
 
     def get_full_name(self) -> str:
         return self.full_name
@@ -97,3 +119,21 @@ class Membership(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.user} — {self.get_role_display()} at {self.hospital.code}"
+
+
+class ApiToken(BaseModel):
+    """An API token for scripts. Only a digest of the key is stored; the key is shown once, at sign-in.
+
+    A token ends after VISUS_IDLE_TIMEOUT_MINUTES without use or VISUS_API_TOKEN_MAX_AGE_HOURS after it was
+    issued, and is deleted when its user's password changes or the account is locked or deactivated.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    key_digest = models.CharField(max_length=64, unique=True, editable=False)
+    last_used_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"API token of {self.user} issued {self.created_at:%Y-%m-%d %H:%M}"

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from datetime import timedelta
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import mail_admins
-from django.db import transaction
-from django.db.models import F
+from django.db import models, transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from platform_core.accounts.models import Hospital, Membership, Role, User
+from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User
 from platform_core.audit.services import audit_record, diff
 
 logger = logging.getLogger(__name__)
@@ -102,47 +105,118 @@ def membership_revoke(*, actor: User, membership: Membership, reason: str) -> Me
     return membership
 
 
-@transaction.atomic
+LOCKED_MESSAGE = (
+    "This account is locked after too many failed sign-ins. Try again in %(minutes)s minute(s) "
+    "or ask your trial manager to unlock it."
+)
+
+
+def locked_minutes(user: User) -> int:
+    """Whole minutes (at least 1) until a locked account opens again."""
+    if user.locked_until is None:
+        return 0
+    return max(1, int((user.locked_until - timezone.now()).total_seconds() // 60) + 1)
+
+
 def user_password_change(*, user: User, old_password: str, new_password: str) -> User:
+    """Change a password after checking the current one, which counts like a sign-in (and can lock the account).
+
+    Not one transaction: a wrong current password must stay counted when the change is refused.
+    """
+    attempt = login_attempt_begin(user=user)
+    if attempt is None:
+        raise ValidationError({"old_password": LOCKED_MESSAGE % {"minutes": locked_minutes(user)}})
     if not user.check_password(old_password):
+        login_failure_record(user=user, attempt=attempt)
         raise ValidationError({"old_password": "Your current password was entered incorrectly."})
+    login_attempt_succeeded(user=user)
     try:
         validate_password(new_password, user)
     except ValidationError as exc:
         raise ValidationError({"new_password": exc.messages}) from None
-    user.set_password(new_password)
-    user.save(update_fields=["password", "updated_at"])
-    # Never the hashes: only the fact that the password changed.
-    audit_record(actor=user, action="user.password_change", obj=user)
+    with transaction.atomic():
+        user.set_password(new_password)
+        # Saving a new password also deletes the user's API tokens (accounts.signals).
+        user.save(update_fields=["password", "updated_at"])
+        # Never the hashes: only the fact that the password changed.
+        audit_record(actor=user, action="user.password_change", obj=user)
+    return user
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A sign-in attempt counted before its password is checked."""
+
+    count: int  # failed_login_count including this attempt
+    locks: bool  # this attempt reached the threshold: the account is locked unless its password is right
+
+
+def login_attempt_begin(*, user: User) -> LoginAttempt | None:
+    """Count an attempt on ``user`` before the password is checked; None when the account is locked.
+
+    One conditional UPDATE counts the attempt, so of any number of concurrent guesses at most
+    VISUS_LOCKOUT_THRESHOLD pass this point before the lock applies: the attempt that reaches the threshold
+    sets the lock itself, and :func:`login_attempt_succeeded` lifts it again if its password was right.
+    After a lock expires the count stays at the threshold, so each further wrong password locks again at once.
+    """
+    now = timezone.now()
+    until = now + timedelta(minutes=settings.VISUS_LOCKOUT_MINUTES)
+    with transaction.atomic():
+        updated = (
+            User.objects.filter(pk=user.pk)
+            .filter(Q(locked_until__isnull=True) | Q(locked_until__lte=now))
+            .update(
+                failed_login_count=F("failed_login_count") + 1,
+                # SQL evaluates both assignments on the row as it was: this tests the count before this attempt.
+                locked_until=Case(
+                    When(failed_login_count__gte=settings.VISUS_LOCKOUT_THRESHOLD - 1, then=Value(until)),
+                    default=Value(None),
+                    output_field=models.DateTimeField(),
+                ),
+            )
+        )
+        # Read back in the same transaction, which holds the row (PostgreSQL) or the database (SQLite) locked.
+        count, locked_until = User.objects.filter(pk=user.pk).values_list("failed_login_count", "locked_until").get()
+    user.failed_login_count, user.locked_until = count, locked_until
+    if not updated:
+        return None
+    return LoginAttempt(count=count, locks=locked_until is not None)
+
+
+def login_attempt_succeeded(*, user: User) -> User:
+    """The password was right: clear the count (and the lock its attempt may have set). Audited by the caller."""
+    if (
+        User.objects.filter(pk=user.pk)
+        .filter(Q(failed_login_count__gt=0) | Q(locked_until__isnull=False))
+        .update(failed_login_count=0, locked_until=None)
+    ):
+        user.failed_login_count, user.locked_until = 0, None
     return user
 
 
 @transaction.atomic
-def login_failure_record(*, user: User) -> User:
-    """Count a failed sign-in; at the threshold, lock the account and alert the administrators."""
-    User.objects.filter(pk=user.pk).update(failed_login_count=F("failed_login_count") + 1)
-    user.refresh_from_db(fields=["failed_login_count", "locked_until"])
+def login_failure_record(*, user: User, attempt: LoginAttempt) -> User:
+    """Audit a failed attempt (counted by :func:`login_attempt_begin`); the one that locked alerts the admins."""
     audit_record(
         actor=None,
         action="login.failure",
         obj=user,
-        changes={"failed_login_count": [user.failed_login_count - 1, user.failed_login_count]},
+        changes={"failed_login_count": [attempt.count - 1, attempt.count]},
     )
-    if user.failed_login_count >= settings.VISUS_LOCKOUT_THRESHOLD and not user.is_locked:
-        until = timezone.now() + timedelta(minutes=settings.VISUS_LOCKOUT_MINUTES)
-        user.locked_until = until
-        user.save(update_fields=["locked_until", "updated_at"])
+    if attempt.locks:
+        until = user.locked_until or timezone.now()
         audit_record(
             actor=None,
             action="user.lock",
             obj=user,
             changes={"locked_until": [None, until.isoformat()]},
-            reason=f"{user.failed_login_count} failed sign-ins",
+            reason=f"{attempt.count} failed sign-ins",
         )
-        logger.warning("Account %s locked after %s failed sign-ins", user.pk, user.failed_login_count)
+        api_tokens_revoke(user=user, reason="account locked")
+        logger.warning("Account %s locked after %s failed sign-ins", user.pk, attempt.count)
         mail_admins(
             "Visus: account locked",
-            f"The account {user.pk} was locked after {user.failed_login_count} failed sign-ins.",
+            f"The account {user.pk} was locked after {attempt.count} failed sign-ins.",
             fail_silently=True,
         )
     return user
@@ -168,3 +242,63 @@ def user_unlock(*, actor: User, user: User, reason: str) -> User:
     user.save(update_fields=["failed_login_count", "locked_until", "updated_at"])
     audit_record(actor=actor, action="user.unlock", obj=user, changes={"locked_until": [old, None]}, reason=reason)
     return user
+
+
+# --- API tokens -----------------------------------------------------------------------------------
+
+
+def api_token_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def api_token_lifetimes() -> tuple[timedelta, timedelta]:
+    """(idle timeout, maximum age) of API tokens: the session idle timeout, and VISUS_API_TOKEN_MAX_AGE_HOURS."""
+    return (
+        timedelta(minutes=settings.VISUS_IDLE_TIMEOUT_MINUTES),
+        timedelta(hours=getattr(settings, "VISUS_API_TOKEN_MAX_AGE_HOURS", 12)),
+    )
+
+
+def api_token_is_expired(token: ApiToken, *, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    idle, max_age = api_token_lifetimes()
+    return now - token.last_used_at > idle or now - token.created_at > max_age
+
+
+@transaction.atomic
+def api_token_issue(*, user: User) -> str:
+    """A fresh token for each sign-in (returns the key, which is not stored); drops the user's expired ones."""
+    now = timezone.now()
+    idle, max_age = api_token_lifetimes()
+    ApiToken.objects.filter(user=user).filter(Q(last_used_at__lt=now - idle) | Q(created_at__lt=now - max_age)).delete()
+    key = secrets.token_hex(20)
+    token = ApiToken.objects.create(user=user, key_digest=api_token_digest(key), last_used_at=now)
+    audit_record(actor=user, action="api_token.issue", obj=token, changes={"user": [None, user.email]})
+    return key
+
+
+# Last use is written at most this often, not on every request.
+API_TOKEN_TOUCH_SECONDS = 60
+
+
+def api_token_touch(*, token: ApiToken) -> None:
+    now = timezone.now()
+    if (now - token.last_used_at).total_seconds() >= API_TOKEN_TOUCH_SECONDS:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+
+
+def api_token_expire(*, token: ApiToken) -> None:
+    """Delete a token refused for age or idleness (not audited: it was never revoked by anyone)."""
+    ApiToken.objects.filter(pk=token.pk).delete()
+
+
+@transaction.atomic
+def api_tokens_revoke(*, user: User, reason: str) -> int:
+    """Delete every API token of ``user`` (password changed, account locked or deactivated)."""
+    deleted, _ = ApiToken.objects.filter(user=user).delete()
+    if deleted:
+        audit_record(
+            actor=None, action="api_token.revoke", obj=user, changes={"api_tokens": [deleted, 0]}, reason=reason
+        )
+    return deleted

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -24,6 +24,7 @@ class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs: object) -> dict:
         context = super().get_context_data(**kwargs)
         context["lockout_threshold"] = settings.VISUS_LOCKOUT_THRESHOLD
+        context["lockout_minutes"] = settings.VISUS_LOCKOUT_MINUTES
         context["idle_minutes"] = settings.VISUS_IDLE_TIMEOUT_MINUTES
         return context
 
@@ -51,6 +52,11 @@ def password_change(request: HttpRequest) -> HttpResponse:
                 new_password=form.cleaned_data["new_password1"],
             )
         except ValidationError as exc:
+            if request.user.is_locked:
+                # Wrong current passwords lock the account like failed sign-ins; the session ends with it.
+                logout(request)
+                messages.error(request, exc.message_dict["old_password"][-1])
+                return redirect("accounts:login")
             for field, errors in exc.message_dict.items():
                 target = "new_password1" if field in ("__all__", "new_password") else field
                 for error in errors:

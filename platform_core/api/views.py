@@ -2,17 +2,17 @@ from __future__ import annotations
 
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
-from rest_framework import generics, serializers
-from rest_framework.authtoken.models import Token
+from rest_framework import exceptions, generics, serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Hospital, Membership, Role
-from platform_core.accounts.selectors import hospitals_for, memberships_of, user_by_email
-from platform_core.accounts.services import login_success_record
+from platform_core.accounts.selectors import hospitals_for, memberships_of
+from platform_core.accounts.services import api_token_issue, login_success_record
+from platform_core.accounts.throttling import failed_login_note, failed_logins_exceeded, throttled_message
 from platform_core.api.exceptions import ApplicationError
 from platform_core.api.permissions import IsMember, roles_required
 from platform_core.audit.models import AuditEvent
@@ -20,11 +20,18 @@ from platform_core.audit.selectors import audit_events_for
 
 
 class TokenObtainApi(APIView):
-    """Exchange email and password for an API token (for scripts). Locked accounts are refused."""
+    """Exchange email and password for a new API token (for scripts).
+
+    Each sign-in gets its own token. A token ends after VISUS_IDLE_TIMEOUT_MINUTES unused, after
+    VISUS_API_TOKEN_MAX_AGE_HOURS, and when the password changes or the account is locked or deactivated.
+    An unknown email, a wrong password and a locked account get the same answer. Throttled per client address
+    (scope ``auth_token``) and by the failed sign-ins from that address.
+    """
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [AnonRateThrottle]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth_token"
 
     @extend_schema_serializer(component_name="TokenObtainInput")
     class InputSerializer(serializers.Serializer):
@@ -35,23 +42,23 @@ class TokenObtainApi(APIView):
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
+    def throttled(self, request: Request, wait: float | None) -> None:
+        raise exceptions.Throttled(wait, detail="Too many sign-in requests from your network address.")
+
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        known = user_by_email(data.validated_data["email"])
-        if known is not None and known.is_locked:
-            raise ApplicationError(
-                "This account is locked after too many failed sign-ins.", code="account_locked", status=403
-            )
+        if failed_logins_exceeded(request):
+            raise ApplicationError(throttled_message(), code="throttled", status=429)
         user = authenticate(request, username=data.validated_data["email"], password=data.validated_data["password"])
         if user is None:
+            failed_login_note(request)
             raise ApplicationError(
                 "That email and password do not match an active account.", code="invalid_login", status=401
             )
         login_success_record(user=user)
-        token, _ = Token.objects.get_or_create(user=user)
-        return Response(self.OutputSerializer({"token": token.key}).data)
+        return Response(self.OutputSerializer({"token": api_token_issue(user=user)}).data)
 
 
 class MembershipSerializer(serializers.ModelSerializer):

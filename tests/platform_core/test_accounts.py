@@ -3,6 +3,7 @@ from unittest import mock
 
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
+from django.core.cache import cache
 from django.test import TestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -41,6 +42,7 @@ class PasswordHashingTests(TestCase):
 
 class LoginTests(TestCase):
     def setUp(self):
+        cache.clear()
         self.hospital = HospitalFactory(code="H01")
         self.user = member(Role.COORDINATOR, self.hospital, email="coord@visus.example", full_name="Chris Coord")
 
@@ -83,6 +85,7 @@ class LoginTests(TestCase):
 @override_settings(VISUS_LOCKOUT_THRESHOLD=3, VISUS_LOCKOUT_MINUTES=15)
 class LockoutTests(TestCase):
     def setUp(self):
+        cache.clear()
         self.user = UserFactory(email="reader@visus.example")
 
     def fail_login(self, times):
@@ -96,7 +99,9 @@ class LockoutTests(TestCase):
         response = self.client.post(
             reverse("accounts:login"), {"username": "reader@visus.example", "password": TEST_PASSWORD}
         )
-        self.assertContains(response, "This account is locked after too many failed sign-ins")
+        # The same answer as a wrong password: the page does not tell which accounts exist or are locked.
+        self.assertContains(response, "That email and password do not match an active account.")
+        self.assertNotContains(response, "is locked")
         self.assertNotIn("_auth_user_id", self.client.session)
         self.assertEqual(AuditEvent.objects.filter(action="user.lock", object_id=str(self.user.pk)).count(), 1)
 
@@ -126,13 +131,14 @@ class LockoutTests(TestCase):
             {"email": "reader@visus.example", "password": TEST_PASSWORD},
             content_type="application/json",
         )
-        self.assertEqual(response.status_code, 403)
-        self.assertEqual(response.json()["error"]["code"], "account_locked")
+        self.assertEqual(response.status_code, 401)
+        self.assertEqual(response.json()["error"]["code"], "invalid_login")
 
 
 @override_settings(VISUS_IDLE_TIMEOUT_MINUTES=30)
 class IdleTimeoutTests(TestCase):
     def setUp(self):
+        cache.clear()
         self.user = member(Role.READER, HospitalFactory(code="H01"))
         self.client.post(reverse("accounts:login"), {"username": self.user.email, "password": TEST_PASSWORD})
 

@@ -1,11 +1,12 @@
 import re
 
+from django.core.cache import cache
 from django.test import TestCase
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from platform_core.accounts.models import Role
+from platform_core.accounts.models import ApiToken, Role
+from platform_core.accounts.services import api_token_digest
 from platform_core.audit.services import audit_record
 from tests.factories import TEST_PASSWORD, HospitalFactory, UserFactory, member
 
@@ -39,6 +40,9 @@ class SchemaTests(TestCase):
 
 
 class ErrorFormatTests(TestCase):
+    def setUp(self):
+        cache.clear()
+
     def test_validation_errors_share_one_format(self):
         response = APIClient().post(reverse("api:core:token-obtain"), {"email": "not-an-email"}, format="json")
         self.assertEqual(response.status_code, 400)
@@ -73,6 +77,9 @@ class ErrorFormatTests(TestCase):
 
 
 class TokenAuthTests(TestCase):
+    def setUp(self):
+        cache.clear()
+
     def test_script_gets_a_token_and_uses_it(self):
         hospital = HospitalFactory(code="H01")
         user = member(Role.STATISTICIAN, hospital, email="stats@visus.example")
@@ -81,7 +88,9 @@ class TokenAuthTests(TestCase):
         )
         self.assertEqual(response.status_code, 200)
         token = response.json()["token"]
-        self.assertEqual(Token.objects.get(user=user).key, token)
+        # Only a digest of the key is stored.
+        self.assertEqual(ApiToken.objects.get(user=user).key_digest, api_token_digest(token))
+        self.assertFalse(ApiToken.objects.filter(key_digest=token).exists())
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
         me = client.get(reverse("api:core:me")).json()
