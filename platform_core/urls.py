@@ -16,6 +16,7 @@ urlpatterns = [
     path("audit/", include("platform_core.audit.urls")),
     path("trials/", include("trials.urls")),
     path("diagnosis/", include("diagnosis.urls")),
+    path("admin/login/", account_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

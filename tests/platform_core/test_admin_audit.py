@@ -142,3 +142,30 @@ class AdminScopeTests(TestCase):
         self.assertEqual(self.changelist("diagnosis_prediction"), [])
         self.assertEqual(self.changelist("diagnosis_inferencejob"), [])
         default_storage.delete(dr.weights.name)
+
+
+class AdminSignInTests(TestCase):
+    """The admin signs in through Visus's login page: audited, locked out and throttled like every sign-in."""
+
+    def setUp(self):
+        self.staff = member(Role.TRIAL_MANAGER, HospitalFactory(code="H01"), email="staff@visus.example")
+        self.staff.is_staff = True
+        self.staff.save(update_fields=["is_staff"])
+
+    def test_admin_login_goes_through_the_audited_login_page(self):
+        from tests.factories import TEST_PASSWORD
+
+        response = self.client.get("/admin/login/?next=/admin/trials/")
+        self.assertRedirects(response, "/accounts/login/?next=%2Fadmin%2Ftrials%2F", fetch_redirect_response=False)
+        response = self.client.post(
+            "/accounts/login/?next=/admin/", {"username": "staff@visus.example", "password": TEST_PASSWORD}
+        )
+        self.assertRedirects(response, "/admin/", fetch_redirect_response=False)
+        self.assertTrue(AuditEvent.objects.filter(action="login.success", actor=self.staff).exists())
+        self.assertEqual(self.client.get("/admin/").status_code, 200)
+        self.assertRedirects(self.client.get("/admin/login/?next=https://evil.example/"), "/admin/")
+
+    def test_a_signed_in_person_without_admin_access_is_refused_not_looped(self):
+        coordinator = member(Role.COORDINATOR, HospitalFactory(code="H02"), email="coord@visus.example")
+        self.client.force_login(coordinator)
+        self.assertEqual(self.client.get("/admin/login/?next=/admin/").status_code, 403)
