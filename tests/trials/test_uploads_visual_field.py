@@ -319,8 +319,17 @@ class ReliabilityTests(SimpleTestCase):
         self.assertEqual(len(analyse_visual_field(field, criteria=strict).reliability.fired), 2)
 
     def test_missing_indices_are_reported_as_not_evaluated(self):
-        reliability = analyse_visual_field(normal_field()).reliability
+        import dataclasses
+
+        partly = dataclasses.replace(normal_field(), fixation_losses=1, fixation_checks=20)
+        reliability = analyse_visual_field(partly).reliability
         self.assertTrue(reliability.reliable)
+        self.assertEqual(set(reliability.not_evaluated), {"false_positives", "false_negatives"})
+
+    def test_a_field_without_any_reliability_index_is_not_called_reliable(self):
+        reliability = analyse_visual_field(normal_field()).reliability
+        self.assertFalse(reliability.reliable)
+        self.assertIn("no reliability indices", reliability.fired[0])
         self.assertEqual(set(reliability.not_evaluated), {"fixation_losses", "false_positives", "false_negatives"})
 
 

@@ -377,6 +377,9 @@ def reliability(field_: VisualField, criteria: ReliabilityCriteria = SITA_PRACTI
     }
     fired = tuple(f"{name} > {cut:g}%" for name, (rate, cut) in rates.items() if rate is not None and rate > cut)
     missing = tuple(name for name, (rate, _) in rates.items() if rate is None)
+    if len(missing) == len(rates):
+        # Nothing says the patient did the test well: such a field is not called reliable.
+        fired = ("no reliability indices (fixation losses, false positives, false negatives) in the export",)
     return Reliability(reliable=not fired, criteria=criteria, fired=fired, not_evaluated=missing)
 
 
