@@ -90,16 +90,20 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
             job = InferenceJob.objects.create(case=case, model_version=model, input_digest=digest)
             _audit_job(job, case, "inference_job.queue", {"model": [None, str(model)], "case": [None, str(case.pk)]})
             to_send.append(job)
-        elif job.status == JobStatus.FAILED:
-            old_error = job.error
+        elif job.status == JobStatus.QUEUED:
+            to_send.append(job)  # its message may be lost; a second one is harmless (claims are idempotent)
+        elif job.status == JobStatus.FAILED or (
+            job.status == JobStatus.RUNNING and job.lease_until is not None and job.lease_until <= timezone.now()
+        ):
+            # Failed, or running under a lease nobody renewed (its task died past the time limit).
+            old_status, old_error = job.status, job.error or f"left {job.status} when its task stopped"
             job.status, job.error, job.progress = JobStatus.QUEUED, "", 0
             job.claimed_by, job.lease_until, job.finished_at = "", None, None
             job.save(
                 update_fields=["status", "error", "progress", "claimed_by", "lease_until", "finished_at", "updated_at"]
             )
-            _audit_job(
-                job, case, "inference_job.retry", {"status": [JobStatus.FAILED, JobStatus.QUEUED]}, old_error[:500]
-            )
+            retry = {"status": [old_status, JobStatus.QUEUED]}
+            _audit_job(job, case, "inference_job.retry", retry, f"earlier attempt: {old_error}"[:500])
             to_send.append(job)
     for job in to_send:
         transaction.on_commit(lambda pk=job.pk: infer_case_task.apply_async(args=[str(pk)], queue="gpu"))
@@ -219,6 +223,8 @@ def _prepare(work: _Work) -> None:
                 md=result.mean_deviation,
                 psd=result.pattern_standard_deviation,
             )
+    except SoftTimeLimitExceeded:
+        raise  # the whole batch stops (inference_run fails its jobs), not this case alone
     except Exception as exc:  # noqa: BLE001 - one bad case fails alone
         work.error = f"{type(exc).__name__}: {exc}"
 
@@ -298,13 +304,22 @@ def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
     logger.warning("Inference job %s failed: %s", job.pk, reason.split(":")[0])
 
 
-def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -> dict[str, int]:
+def inference_run(
+    *,
+    job_pk: str,
+    task_id: str,
+    batch_size: int | None = None,
+    retryable: tuple[type[BaseException], ...] = (),
+    final_attempt: bool = True,
+) -> dict[str, int]:
     """Run a job and, in the same batch, other queued jobs of its model. Safe to call again for any job.
 
-    Whatever goes wrong after the claim (an error, the task's soft time limit), no claimed job is left
-    "running": each one that is not finished is failed with the reason, and completing the case again
-    queues it again. Only the worker's death leaves them running, and then the redelivered message takes
-    them back.
+    Whatever goes wrong after the claim, no claimed job is left "running":
+    - an error of a ``retryable`` type (the task will run again) puts the unfinished jobs back in the queue,
+      unless this is the ``final_attempt``;
+    - any other error, and the task's soft time limit, fails each unfinished job with the reason; completing
+      the case again queues it again.
+    Only the worker's death leaves them running, and then the redelivered message takes them back.
     """
     batch_size = batch_size or settings.VISUS_INFERENCE_BATCH_SIZE
     jobs = _claim(job_pk, task_id, batch_size)
@@ -313,6 +328,10 @@ def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -
     try:
         return _run_claimed(jobs, task_id, batch_size)
     except Exception as exc:
+        if isinstance(exc, retryable) and not final_attempt:
+            for job in jobs:
+                _release(job, task_id)
+            raise
         reason = (
             "the worker's time limit ran out"
             if isinstance(exc, SoftTimeLimitExceeded)
@@ -321,6 +340,13 @@ def inference_run(*, job_pk: str, task_id: str, batch_size: int | None = None) -
         for job in jobs:
             _fail(job, task_id, reason)  # does nothing for a job already finished
         raise
+
+
+def _release(job: InferenceJob, task_id: str) -> None:
+    """Back to the queue (a retry of the same task takes it again); nothing if it already finished."""
+    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=task_id).update(
+        status=JobStatus.QUEUED, claimed_by="", lease_until=None, progress=0, updated_at=timezone.now()
+    )
 
 
 def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dict[str, int]:
@@ -345,6 +371,8 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
     try:
         device = select_device()
         network = model_load(model_version, device=device)
+    except SoftTimeLimitExceeded:
+        raise
     except Exception as exc:  # noqa: BLE001 - every claimed job fails with the reason
         for work in works:
             _fail(work.job, task_id, f"model could not be loaded: {exc}")
@@ -389,6 +417,8 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
         try:
             fields, overlay = _prediction_fields(model_version, work, output, per_item_ms, device)
             counts["succeeded"] += int(_finish(work.job, task_id, fields, overlay))
+        except SoftTimeLimitExceeded:
+            raise
         except Exception as exc:  # noqa: BLE001 - e.g. storage refused the overlay: this job fails alone
             _fail(work.job, task_id, f"the result could not be stored: {type(exc).__name__}: {exc}")
             counts["failed"] += 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from platform_core.tasks import TransientError, project_task
 
+TRANSIENT = (TransientError, ConnectionError)
 
-@project_task(queue="gpu", soft_time_limit=600, max_retries=3, transient=(TransientError, ConnectionError))
+
+@project_task(queue="gpu", soft_time_limit=600, max_retries=3, transient=TRANSIENT)
 def infer_case_task(job_pk: str) -> dict[str, int]:
     """Run an inference job (batched with other queued jobs of its model). Safe to deliver twice."""
     import os
@@ -15,4 +17,10 @@ def infer_case_task(job_pk: str) -> dict[str, int]:
     from platform_core.celery import CONCURRENCY_ENV
 
     configure_threads(concurrency=int(os.environ.get(CONCURRENCY_ENV) or 1))
-    return inference_run(job_pk=job_pk, task_id=infer_case_task.request.id or f"local-{job_pk}")
+    request = infer_case_task.request
+    return inference_run(
+        job_pk=job_pk,
+        task_id=request.id or f"local-{job_pk}",
+        retryable=TRANSIENT,  # Celery runs the task again: its jobs go back to the queue for it
+        final_attempt=(request.retries or 0) >= infer_case_task.max_retries,
+    )

@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 
+from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin, ScopedAdminMixin
 from trials.models import Case, Subject, Trial, TrialSite, TrialStatus
 from trials.selectors import cases_for, managed_trials_for, subjects_for, trials_for
-from trials.services import EDITABLE_AFTER_DRAFT
+from trials.services import EDITABLE_AFTER_DRAFT, trial_site_add
 
 
 class TrialSiteInline(admin.TabularInline):
@@ -58,10 +60,29 @@ class TrialAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
 @admin.register(TrialSite)
 class TrialSiteAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("trial", "hospital", "enrolment_target", "status")
-    list_filter = ("status", "trial")
+    list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
 
     def scope(self, request, queryset):  # noqa: ANN001, ANN201
         return queryset.filter(trial__in=managed_trials_for(request.user).values("pk"))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201
+        if db_field.name == "trial" and not request.user.is_superuser:
+            kwargs["queryset"] = managed_trials_for(request.user)  # a site only for a trial they manage
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+        if change or request.user.is_superuser:
+            super().save_model(request, obj, form, change)
+            return
+        # Staff add sites through the same service (and rules, and audit event) as the trial pages.
+        try:
+            site = trial_site_add(
+                actor=request.user, trial=obj.trial, hospital=obj.hospital, enrolment_target=obj.enrolment_target
+            )
+        except ApplicationError as exc:
+            raise PermissionDenied(exc.message) from None
+        obj.pk = site.pk
+        obj.refresh_from_db()
 
     def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         # Moving a site to another trial or hospital would hand its subjects to other people.
@@ -76,7 +97,7 @@ class SubjectAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     """Read-only here: subjects are enrolled and withdrawn by coordinators through the audited pages."""
 
     list_display = ("pseudonym", "trial", "site", "status", "sex", "age")
-    list_filter = ("status", "trial")
+    list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
     search_fields = ("pseudonym",)
 
     def scope(self, request, queryset):  # noqa: ANN001, ANN201

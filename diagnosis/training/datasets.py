@@ -47,9 +47,15 @@ class FundusSet:
     images: Tensor  # N x 3 x S x S uint8
     grades: Tensor  # N long: ICDR 0-4 for DR sets, 0/1 (glaucoma) for glaucoma sets
     names: list[str]
+    # Who each photograph belongs to (a subject), so that a validation split never puts one person's eyes
+    # or visits on both sides; None: every photograph is its own group.
+    groups: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.grades.shape[0])
+
+    def group_of_each(self) -> list[str]:
+        return list(self.groups) if self.groups is not None else list(self.names)
 
 
 GRADE_LABELS = ("grade", range(5))  # CSV column and allowed values: ICDR grades
@@ -95,7 +101,10 @@ def fundus_folder(folder: Path, labels_csv: Path, size: int, labels: tuple[str, 
 
 def merge(*sets: FundusSet) -> FundusSet:
     return FundusSet(
-        torch.cat([s.images for s in sets]), torch.cat([s.grades for s in sets]), [n for s in sets for n in s.names]
+        torch.cat([s.images for s in sets]),
+        torch.cat([s.grades for s in sets]),
+        [n for s in sets for n in s.names],
+        [g for s in sets for g in s.group_of_each()] if any(s.groups is not None for s in sets) else None,
     )
 
 
@@ -107,6 +116,8 @@ def split(count: int, validation_fraction: float, seed: int, groups: Sequence[st
         cut = max(1, round(count * validation_fraction)) if validation_fraction > 0 else 0
         return sorted(order[cut:].tolist()), sorted(order[:cut].tolist())
     unique = sorted(set(groups))
+    if len(unique) < 2:  # one subject cannot be held out from itself: everything trains, nothing validates
+        return list(range(count)), []
     rng.shuffle(unique)
     held = set(unique[: max(1, round(len(unique) * validation_fraction))]) if validation_fraction > 0 else set()
     train = [i for i, g in enumerate(groups) if g not in held]

@@ -71,7 +71,7 @@ def _resized(data: datasets.FundusSet, size: int) -> datasets.FundusSet:
     if data.images.shape[-1] == size:
         return data
     images = torch.nn.functional.interpolate(data.images.float(), size=size, mode="bilinear")
-    return datasets.FundusSet(images.round().clamp(0, 255).to(torch.uint8), data.grades, data.names)
+    return datasets.FundusSet(images.round().clamp(0, 255).to(torch.uint8), data.grades, data.names, data.groups)
 
 
 @dataclass
@@ -89,7 +89,7 @@ def photograph_split(
     if not parts:
         raise ValueError("no training data")
     everything = datasets.merge(*parts)
-    train_idx, val_idx = datasets.split(len(everything), fraction, seed)
+    train_idx, val_idx = datasets.split(len(everything), fraction, seed, groups=everything.groups)
     return PhotographSplit(
         (everything.images[train_idx], everything.grades[train_idx]),
         (everything.images[val_idx], everything.grades[val_idx]) if val_idx else None,

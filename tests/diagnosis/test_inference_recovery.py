@@ -111,13 +111,66 @@ class BatchFailureTests(InferenceFixture, TestCase):
         self.assertEqual(job.status, "failed")
         case_set_status(actor=self.w.coord1, case=self.case, status="open", reason="models failed; run again")
         send = complete(self.case, self.w.coord1, reason="run the failed model again")
-        self.assertEqual([c.kwargs["args"][0] for c in send.call_args_list], [str(job.pk)])  # only the failed one
+        vf_job = InferenceJob.objects.get(case=self.case, model_version=self.vf)  # never ran: still queued
+        sent = sorted(c.kwargs["args"][0] for c in send.call_args_list)
+        self.assertEqual(sent, sorted([str(job.pk), str(vf_job.pk)]))  # no job that succeeded is sent again
         job.refresh_from_db()
         self.assertEqual((job.status, job.error), ("queued", ""))
         retry = AuditEvent.objects.get(action="inference_job.retry")
         self.assertIn("boom", retry.reason)
+        self.assertEqual(retry.changes["status"], ["failed", "queued"])
         self.assertEqual(inference_run(job_pk=str(job.pk), task_id="t2", batch_size=1)["succeeded"], 1)
         self.assertEqual(InferenceJob.objects.filter(case=self.case, model_version=self.dr).count(), 1)
+
+
+class RetryAndTimeLimitTests(InferenceFixture, TestCase):
+    def setUp(self):
+        self.build()
+        self.addCleanup(self.cleanup)
+        complete(self.case, self.w.coord1)
+        self.job = InferenceJob.objects.get(case=self.case, model_version=self.dr)
+
+    def test_a_transient_error_puts_the_jobs_back_for_the_tasks_retry_and_fails_them_on_the_last(self):
+        blip = mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=ConnectionError("storage blip"))
+        with blip, self.assertRaises(ConnectionError):
+            inference_run(job_pk=str(self.job.pk), task_id="t", retryable=(ConnectionError,), final_attempt=False)
+        self.job.refresh_from_db()
+        self.assertEqual((self.job.status, self.job.claimed_by), ("queued", ""))
+        retried = inference_run(job_pk=str(self.job.pk), task_id="t", retryable=(ConnectionError,))  # the retry
+        self.assertEqual(retried["succeeded"], 1)
+        other = InferenceJob.objects.get(case=self.case, model_version=self.vf)
+        with (
+            mock.patch("diagnosis.networks.inference.predict_visual_fields", side_effect=ConnectionError("again")),
+            self.assertRaises(ConnectionError),
+        ):
+            inference_run(job_pk=str(other.pk), task_id="t2", retryable=(ConnectionError,), final_attempt=True)
+        other.refresh_from_db()
+        self.assertEqual(other.status, "failed")
+
+    def test_the_time_limit_while_reading_a_case_stops_the_batch(self):
+        with (
+            mock.patch("diagnosis.services._fundus_image", side_effect=SoftTimeLimitExceeded()),
+            self.assertRaises(SoftTimeLimitExceeded),
+        ):
+            inference_run(job_pk=str(self.job.pk), task_id="t")
+        self.job.refresh_from_db()
+        self.assertEqual((self.job.status, self.job.error), ("failed", "the worker's time limit ran out"))
+
+    def test_a_job_left_running_past_its_lease_is_queued_again_when_the_case_is_completed_again(self):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        InferenceJob.objects.filter(pk=self.job.pk).update(
+            status="running", claimed_by="dead-task", lease_until=timezone.now() - timedelta(minutes=1)
+        )
+        case_set_status(actor=self.w.coord1, case=self.case, status="open", reason="stuck job")
+        send = complete(self.case, self.w.coord1, reason="run it again")
+        self.assertIn(str(self.job.pk), [c.kwargs["args"][0] for c in send.call_args_list])
+        self.job.refresh_from_db()
+        self.assertEqual(self.job.status, "queued")
+        retry = AuditEvent.objects.get(action="inference_job.retry", object_id=str(self.job.pk))
+        self.assertEqual(retry.changes["status"], ["running", "queued"])
 
 
 class ChangedFilesTests(InferenceFixture, TestCase):

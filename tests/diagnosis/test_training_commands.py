@@ -131,3 +131,17 @@ class TrainFromTrialReferenceTests(TestCase):
         )
         model = ModelVersion.objects.get(name="dr-trial-model")
         self.assertIn("10 photographs of trial", model.model_card["training_data"])
+
+
+class SubjectGroupedSplitTests(SimpleTestCase):
+    def test_a_subjects_photographs_never_straddle_training_and_validation(self):
+        from diagnosis.training import datasets
+        from diagnosis.training.runner import photograph_split
+
+        images = torch.zeros(12, 3, 32, 32, dtype=torch.uint8)
+        labels = torch.tensor([n % 2 for n in range(12)])
+        data = datasets.FundusSet(images, labels, [f"c{n}" for n in range(12)], [f"s{n // 3}" for n in range(12)])
+        split = photograph_split(None, data, 32, 0.25, seed=1)
+        train, validation = split.sizes
+        self.assertEqual(train + validation, 12)
+        self.assertEqual(validation % 3, 0)  # whole subjects (three photographs each) are held out

@@ -130,6 +130,22 @@ class AdminScopeTests(TestCase):
         other = self.client.get(reverse("admin:trials_trial_change", args=[self.other_trial.pk]))
         self.assertIn(other.status_code, (302, 404))  # Django's admin redirects a missing object to the index
 
+    def test_staff_add_sites_only_to_trials_they_manage_through_the_audited_service(self):
+        url = reverse("admin:trials_trialsite_add")
+        page = self.client.get(url)
+        self.assertEqual(set(page.context["adminform"].form.fields["trial"].queryset), {self.w.trial})
+        h3 = HospitalFactory(code="H03")
+        form = {"hospital": h3.pk, "enrolment_target": "9", "status": "active"}
+        response = self.client.post(url, {**form, "trial": self.other_trial.pk})
+        self.assertEqual(response.status_code, 200)  # refused: not a choice for them
+        self.assertFalse(TrialSite.objects.filter(trial=self.other_trial, hospital=h3).exists())
+        response = self.client.post(url, {**form, "trial": self.w.trial.pk})
+        self.assertEqual(response.status_code, 302, response.context and response.context["adminform"].form.errors)
+        site = TrialSite.objects.get(trial=self.w.trial, hospital=h3)
+        self.assertTrue(AuditEvent.objects.filter(object_id=str(site.pk), action__startswith="trial_site").exists())
+        listing = self.client.get(reverse("admin:trials_subject_changelist")).content.decode()
+        self.assertNotIn("P-h2-only", listing)  # the trial filter lists only trials of the rows shown
+
     def test_predictions_are_hidden_from_staff_who_read_the_trial(self):
         from diagnosis.models import InferenceJob, Prediction
         from tests.diagnosis.registry_helpers import register_small_models

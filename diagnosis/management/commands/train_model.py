@@ -68,12 +68,14 @@ def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> data
     else:
         grades = dict(references.filter(icdr_grade__isnull=False).values_list("case_id", "icdr_grade"))
     latest: dict = {}
-    for case_id, name in (
+    subject_of: dict = {}
+    for case_id, name, subject_id in (
         CaseFile.objects.filter(case_id__in=grades, modality="fundus", file_format__in=["jpeg", "png", "tiff"])
         .order_by("created_at")
-        .values_list("case_id", "content")
+        .values_list("case_id", "content", "case__subject_id")
     ):
         latest[case_id] = name
+        subject_of[case_id] = str(subject_id)
     items = []
     for case_id, name in latest.items():
         with default_storage.open(name, "rb") as handle:
@@ -83,7 +85,9 @@ def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> data
     if not items:
         what = "glaucoma reference" if glaucoma else "DR reference grade"
         raise CommandError(f"Trial {trial.slug} has no case with both a {what} and a photograph.")
-    return datasets.fundus_set(items, size, datasets.GLAUCOMA_LABELS if glaucoma else datasets.GRADE_LABELS)
+    data = datasets.fundus_set(items, size, datasets.GLAUCOMA_LABELS if glaucoma else datasets.GRADE_LABELS)
+    data.groups = [subject_of[case_id] for case_id in latest]  # validation holds out whole subjects
+    return data
 
 
 def trial_visual_fields(trial: Trial) -> list:
