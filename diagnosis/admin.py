@@ -151,3 +151,14 @@ class InferenceJobAdmin(ScopedAdminMixin, ReadOnlyAdmin):
 class PredictionAdmin(InferenceJobAdmin):
     list_display = ("case", "model_version", "kind", "grade", "referable_probability", "glaucoma_probability")
     list_filter = ("kind", "model_version")
+    exclude = ("attention_overlay",)  # a private file: shown through the authorised view below, never its path
+    readonly_fields = ("overlay",)
+
+    @admin.display(description="Overlay")
+    def overlay(self, obj: Prediction) -> str:
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        if not obj.attention_overlay:
+            return "-"
+        return format_html('<a href="{}">open</a>', reverse("diagnosis:prediction-overlay", args=[obj.pk]))

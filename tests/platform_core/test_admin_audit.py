@@ -154,6 +154,12 @@ class AdminScopeTests(TestCase):
         job = InferenceJob.objects.create(case=self.w.case1, model_version=dr, status="succeeded")
         Prediction.objects.create(job=job, case=self.w.case1, model_version=dr, runtime_ms=1.0)
         self.assertEqual(len(self.changelist("diagnosis_prediction")), 1)
+        prediction = Prediction.objects.get(job=job)
+        prediction.attention_overlay = "predictions/x.png"
+        prediction.save(update_fields=["attention_overlay"])
+        page = self.client.get(reverse("admin:diagnosis_prediction_change", args=[prediction.pk]))
+        self.assertContains(page, reverse("diagnosis:prediction-overlay", args=[prediction.pk]))
+        self.assertNotContains(page, "predictions/x.png")  # the private file's path is never shown
         Membership.objects.create(user=self.staff, hospital=self.w.h1, role=Role.READER)
         self.assertEqual(self.changelist("diagnosis_prediction"), [])
         self.assertEqual(self.changelist("diagnosis_inferencejob"), [])
