@@ -281,14 +281,9 @@ def generated_photo_png() -> bytes:
 
 class TrainFundusGlaucomaFromTrialTests(TestCase):
     def tearDown(self):
-        from trials.models import CaseFile
+        from tests.diagnosis.test_training_commands import delete_stored_models_and_case_files
 
-        for model in ModelVersion.objects.all():
-            default_storage.delete(model.weights.name)
-        for case_file in CaseFile.objects.all():
-            for name in (case_file.content.name, case_file.preview.name, case_file.thumbnail.name):
-                if name:
-                    default_storage.delete(name)
+        delete_stored_models_and_case_files()
 
     def test_the_trials_glaucoma_reference_drives_training(self):
         from tests.factories import TrialWorld

@@ -90,16 +90,21 @@ class TrainModelCommandTests(TestCase):
         self.assertFalse(ModelVersion.objects.exists())
 
 
+def delete_stored_models_and_case_files() -> None:
+    """Test clean-up: the weights and case files the test's rows point to (storage is not rolled back)."""
+    from trials.models import CaseFile
+
+    for model in ModelVersion.objects.all():
+        default_storage.delete(model.weights.name)
+    for case_file in CaseFile.objects.all():
+        for name in (case_file.content.name, case_file.preview.name, case_file.thumbnail.name):
+            if name:
+                default_storage.delete(name)
+
+
 class TrainFromTrialReferenceTests(TestCase):
     def tearDown(self):
-        for model in ModelVersion.objects.all():
-            default_storage.delete(model.weights.name)
-        from trials.models import CaseFile
-
-        for case_file in CaseFile.objects.all():
-            for name in (case_file.content.name, case_file.preview.name, case_file.thumbnail.name):
-                if name:
-                    default_storage.delete(name)
+        delete_stored_models_and_case_files()
 
     def test_imported_reference_standard_drives_training_on_a_trial(self):
         from tests.factories import TrialWorld
