@@ -335,3 +335,21 @@ class PropagateTests(SimpleTestCase):
 
         with self.assertRaises(SoftTimeLimitExceeded):
             run_in_batches([1, 2], lambda x: x, stopped, batch_size=2, propagate=(SoftTimeLimitExceeded,))
+
+
+class DigestMigrationTests(InferenceFixture, TestCase):
+    def test_jobs_from_before_digests_get_their_files_digest_and_are_not_rerun(self):
+        import importlib
+
+        from django.apps import apps
+
+        from diagnosis.services import input_digests
+
+        self.build()
+        self.addCleanup(self.cleanup)
+        complete(self.case, self.w.coord1)
+        InferenceJob.objects.filter(case=self.case).update(input_digest="")
+        importlib.import_module("diagnosis.migrations.0004_fill_input_digests").fill(apps, None)
+        digests = input_digests(self.case)
+        self.assertEqual(InferenceJob.objects.get(model_version=self.dr).input_digest, digests["fundus"])
+        self.assertEqual(InferenceJob.objects.get(model_version=self.vf).input_digest, digests["visual_field"])
