@@ -418,10 +418,16 @@ class _Cleaner:
             tag = int(tag)
             vr = _vr_of(tag, raw)
             code = ACTIONS.get(tag)
-            try:
-                fits = vr is None or _fits(ds[tag].VR, vr)
-            except Exception:
-                fits = False  # a value pydicom cannot even convert (a broken UN sequence) is not kept
+            file_vr = getattr(raw, "VR", None)
+            if vr is None:
+                fits = True
+            elif file_vr and file_vr != "UN":  # explicit VR as read: compare without converting the value
+                fits = _fits(str(file_vr), vr)
+            else:
+                try:
+                    fits = _fits(ds[tag].VR, vr)
+                except Exception:
+                    fits = False  # a value pydicom cannot even convert (a broken UN sequence) is not kept
             if not fits or (nested and tag in _PIXEL_DATA_TAGS):
                 # The file's VR contradicts the dictionary (a name written as OB, a number written as text), or
                 # pixel data hides inside an item (only the top-level image is an image): remove it.
@@ -1090,7 +1096,7 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     result = out.getvalue()
-    _assert_no_leak([_serialised_without_pixels(ds), *frame_headers], leaks, written=_written_text(ds))
+    _assert_no_leak([*_outside_pixel_value(result, ds), *frame_headers], leaks, written=_written_text(ds))
 
     report = tuple(
         ActionRecord(
@@ -1182,6 +1188,23 @@ def _written_text(ds: Dataset) -> list[bytes]:
         if ds.get(keyword):
             values.append(str(ds.get(keyword)))
     return sorted({v.lower().encode("utf-8", "ignore") for v in values if v}, key=len, reverse=True)
+
+
+def _outside_pixel_value(result: bytes, ds: Dataset) -> list[bytes]:
+    """Every byte of the written file except the top-level pixel data value itself.
+
+    The value is the last top-level element's payload, written verbatim, so its last occurrence in the file is
+    it: whatever an element before it holds (even bytes that look like the pixel data tag) stays in the part
+    searched. Cheaper than serialising the file a second time without its pixels, which is the fallback.
+    """
+    values = [ds.get_item(tag).value for tag in _PIXEL_DATA_TAGS if tag in ds]
+    value = values[0] if len(values) == 1 else None
+    if isinstance(value, bytes | bytearray) and len(value) >= 1024:
+        # Usually nothing follows it and the check is one comparison; otherwise search from the end.
+        start = len(result) - len(value) if result.endswith(value) else result.rfind(value)
+        if start > 0:
+            return [result[:start], result[start + len(value) :]]
+    return [_serialised_without_pixels(ds)]
 
 
 def _serialised_without_pixels(ds: Dataset) -> bytes:
