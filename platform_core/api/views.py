@@ -6,13 +6,17 @@ from rest_framework import exceptions, generics, serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Hospital, Membership, Role
 from platform_core.accounts.selectors import hospitals_for, memberships_of
 from platform_core.accounts.services import api_token_issue, login_success_record
-from platform_core.accounts.throttling import failed_login_note, failed_logins_exceeded, throttled_message
+from platform_core.accounts.throttling import (
+    FailOpenScopedRateThrottle,
+    failed_login_note,
+    failed_logins_exceeded,
+    throttled_message,
+)
 from platform_core.api.exceptions import ApplicationError
 from platform_core.api.permissions import IsMember, roles_required
 from platform_core.audit.models import AuditEvent
@@ -30,7 +34,7 @@ class TokenObtainApi(APIView):
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [FailOpenScopedRateThrottle]
     throttle_scope = "auth_token"
 
     @extend_schema_serializer(component_name="TokenObtainInput")

@@ -77,3 +77,29 @@ class FailedSignInThrottleTests(TestCase):
         )
         self.assertEqual(response.status_code, 429)
         self.assertEqual(response.json()["error"]["code"], "throttled")
+
+
+class CacheOutageTests(TestCase):
+    """A cache (Redis) outage must not stop people signing in: the throttles let them through, logged."""
+
+    def test_page_and_token_sign_in_work_when_the_cache_fails(self):
+        from unittest import mock
+
+        user = UserFactory(email="ok@visus.example")
+        broken = mock.Mock(side_effect=ConnectionError("redis down"))
+        with (
+            mock.patch.object(cache, "get", broken),
+            mock.patch.object(cache, "add", broken),
+            mock.patch.object(cache, "set", broken),
+            self.assertLogs("platform_core.accounts.throttling", "WARNING"),
+        ):
+            page = self.client.post(reverse("accounts:login"), {"username": user.email, "password": TEST_PASSWORD})
+            self.assertEqual(page.status_code, 302)
+            api = APIClient().post(
+                reverse("api:core:token-obtain"), {"email": user.email, "password": TEST_PASSWORD}, format="json"
+            )
+            self.assertEqual(api.status_code, 200, api.content)
+            wrong = APIClient().post(
+                reverse("api:core:token-obtain"), {"email": user.email, "password": "nope"}, format="json"
+            )
+            self.assertEqual(wrong.status_code, 401)
