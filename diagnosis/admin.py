@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
 from platform_core.api.exceptions import ApplicationError
-from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin
+from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin, ServiceAddAdminMixin
 from trials.selectors import cases_for, reader_trial_ids
 
 
@@ -49,7 +49,7 @@ class ModelRegisterForm(forms.ModelForm):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ServiceAddAdminMixin, admin.ModelAdmin):
     list_display = ("name", "version", "architecture", "task", "status", "sha256_short", "created_at")
     list_filter = ("status", "architecture", "task")
     actions = ["retire", "activate"]
@@ -106,19 +106,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 expected_sha256=data.get("sha256") or "",
             )
         except (ApplicationError, ValidationError) as exc:
-            message = exc.message if isinstance(exc, ApplicationError) else " ".join(exc.messages)
-            raise ValidationError(message) from None
+            raise self.refused(exc) from None
         obj.pk = registered.pk
         obj.refresh_from_db()
-
-    def add_view(self, request, form_url="", extra_context=None):  # noqa: ANN001, ANN201
-        try:
-            return super().add_view(request, form_url, extra_context)
-        except ValidationError as exc:
-            self.message_user(request, " ".join(exc.messages), level=messages.ERROR)
-            from django.http import HttpResponseRedirect
-
-            return HttpResponseRedirect(request.path)
 
     @admin.action(description="Retire the selected models")
     def retire(self, request, queryset) -> None:  # noqa: ANN001

@@ -1,8 +1,13 @@
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError
 
 from platform_core.api.exceptions import ApplicationError
-from platform_core.audit.admin_mixins import AuditedAdminMixin, ReadOnlyAdmin, ScopedAdminMixin
+from platform_core.audit.admin_mixins import (
+    AuditedAdminMixin,
+    ReadOnlyAdmin,
+    ScopedAdminMixin,
+    ServiceAddAdminMixin,
+)
 from trials.models import Case, Subject, Trial, TrialSite, TrialStatus
 from trials.selectors import cases_for, managed_trials_for, subjects_for, trials_for
 from trials.services import EDITABLE_AFTER_DRAFT, trial_site_add
@@ -58,7 +63,7 @@ class TrialAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(TrialSite)
-class TrialSiteAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
+class TrialSiteAdmin(ScopedAdminMixin, ServiceAddAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("trial", "hospital", "enrolment_target", "status")
     list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
 
@@ -79,8 +84,8 @@ class TrialSiteAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
             site = trial_site_add(
                 actor=request.user, trial=obj.trial, hospital=obj.hospital, enrolment_target=obj.enrolment_target
             )
-        except ApplicationError as exc:
-            raise PermissionDenied(exc.message) from None
+        except (ApplicationError, ValidationError) as exc:
+            raise self.refused(exc) from None
         obj.pk = site.pk
         obj.refresh_from_db()
 

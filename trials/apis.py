@@ -36,26 +36,7 @@ from trials.selectors import cases_for, coordinated_sites, sites_for, subjects_f
 class TrialSerializer(serializers.ModelSerializer):
     class Meta:
         model = Trial
-        fields = [
-            "id",
-            "slug",
-            "protocol_number",
-            "title",
-            "subject_prefix",
-            "status",
-            "modalities",
-            "reading_form",
-            "readers_per_case",
-            "reading_design",
-            "washout_days",
-            "reference_rule",
-            "inclusion_criteria",
-            "exclusion_criteria",
-            "vf_max_fixation_losses",
-            "vf_max_false_positives",
-            "vf_max_false_negatives",
-            "created_at",
-        ]
+        fields = ["id", *services.TRIAL_FIELDS, "status", "created_at"]
 
 
 class TrialSiteSerializer(serializers.ModelSerializer):

@@ -7,7 +7,18 @@ from typing import Any, Self
 
 
 class JsonConfig:
-    """Mixin for frozen dataclasses: tuples become lists in JSON and back; unknown keys are refused."""
+    """Mixin for frozen dataclasses: tuples become lists in JSON and back; unknown keys are refused.
+
+    Network configs also name their presets: ``small()`` for CPUs (tests, demos) and ``full()`` for GPUs.
+    """
+
+    PRESETS = ("small", "full")
+
+    @classmethod
+    def preset(cls, name: str) -> Self:
+        if name not in cls.PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known: {', '.join(cls.PRESETS)}")
+        return getattr(cls, name)()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)  # type: ignore[call-overload]

@@ -120,7 +120,7 @@ def train_dr(
     description: str,
     time_budget_s: float | None = None,
 ) -> TrainedModel:
-    config = ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()
+    config = ZoomInNetConfig.preset(preset)
     generated = None
     if synthetic:
         generated = datasets.FundusSet(
@@ -164,7 +164,7 @@ def train_vf(
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
 ) -> TrainedModel:
-    config = VFGlaucomaConfig.small() if preset == "small" else VFGlaucomaConfig.full()
+    config = VFGlaucomaConfig.preset(preset)
     data = datasets.visual_field_set(fields, size=config.input_size)
     train_idx, val_idx = datasets.split(len(data), validation_fraction, seed, groups=data.groups)
     train, validation = data.subset(train_idx), data.subset(val_idx)
@@ -205,7 +205,7 @@ def train_fundus_glaucoma_model(
     description: str,
 ) -> TrainedModel:
     """The fundus glaucoma net from labelled photographs (`data.grades` holding 0/1) and/or generated ones."""
-    config = FundusGlaucomaConfig.small() if preset == "small" else FundusGlaucomaConfig.full()
+    config = FundusGlaucomaConfig.preset(preset)
     generated = None
     if synthetic:
         samples = generate_glaucoma_fundus_set(synthetic, seed=seed, size=config.view_size)
@@ -230,9 +230,13 @@ def train_fundus_glaucoma_model(
     return _trained("fundus_glaucoma", model, result, card, seed=seed, preset=preset, device=device)
 
 
+def _epochs_scaled(plan: Any, scale: float) -> Any:
+    """A one-stage plan with its epochs scaled (at least one)."""
+    return replace(plan, epochs=max(1, round(plan.epochs * scale)))
+
+
 def demo_fundus_glaucoma_plan(scale: float = 1.0) -> FundusGlaucomaTrainingPlan:
-    base = FundusGlaucomaTrainingPlan()
-    return replace(base, epochs=max(1, round(base.epochs * scale)))
+    return _epochs_scaled(FundusGlaucomaTrainingPlan(), scale)
 
 
 def train_demo_fundus_glaucoma(
@@ -245,7 +249,7 @@ def train_demo_fundus_glaucoma(
     progress: Callable[[TrainingProgress], None] | None = None,
 ) -> TrainedModel:
     """The demo fundus glaucoma net: generated discs with small or large cups plus the shipped HRF photographs."""
-    config = FundusGlaucomaConfig.small() if preset == "small" else FundusGlaucomaConfig.full()
+    config = FundusGlaucomaConfig.preset(preset)
     return train_fundus_glaucoma_model(
         data=hrf_demo_set(config.view_size, glaucoma=True),
         synthetic=synthetic,
@@ -266,7 +270,7 @@ def demo_visual_fields() -> list[tuple[Any, int, str]]:
 
 
 def demo_vf_plan(scale: float = 1.0) -> VFTrainingPlan:
-    return replace(VFTrainingPlan(), epochs=max(1, round(VFTrainingPlan().epochs * scale)))
+    return _epochs_scaled(VFTrainingPlan(), scale)
 
 
 def train_demo_dr(
@@ -279,7 +283,7 @@ def train_demo_dr(
     progress: Callable[[TrainingProgress], None] | None = None,
 ) -> TrainedModel:
     """The demo DR grader: generated photographs with controlled lesions plus the shipped HRF photographs."""
-    config = ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()
+    config = ZoomInNetConfig.preset(preset)
     return train_dr(
         data=hrf_demo_set(config.highres_size),
         synthetic=synthetic,

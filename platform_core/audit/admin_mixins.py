@@ -124,3 +124,28 @@ class ScopedAdminMixin(admin.ModelAdmin):
     def get_queryset(self, request):  # noqa: ANN001, ANN201
         queryset = super().get_queryset(request)
         return queryset if request.user.is_superuser else self.scope(request, queryset)
+
+
+class ServiceAddAdminMixin(admin.ModelAdmin):
+    """Admin add pages that create through a service. ``save_model`` raises ``refused(exc)`` when the service
+    says no; the add page then shows that reason as an error message, and nothing is saved."""
+
+    @staticmethod
+    def refused(exc: Exception) -> Exception:
+        from django.core.exceptions import ValidationError
+
+        from platform_core.api.exceptions import ApplicationError
+
+        message = exc.message if isinstance(exc, ApplicationError) else " ".join(getattr(exc, "messages", [str(exc)]))
+        return ValidationError(message)
+
+    def add_view(self, request, form_url="", extra_context=None):  # noqa: ANN001, ANN201
+        from django.contrib import messages
+        from django.core.exceptions import ValidationError
+        from django.http import HttpResponseRedirect
+
+        try:
+            return super().add_view(request, form_url, extra_context)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), level=messages.ERROR)
+            return HttpResponseRedirect(request.path)

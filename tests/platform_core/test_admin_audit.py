@@ -146,6 +146,17 @@ class AdminScopeTests(TestCase):
         listing = self.client.get(reverse("admin:trials_subject_changelist")).content.decode()
         self.assertNotIn("P-h2-only", listing)  # the trial filter lists only trials of the rows shown
 
+    def test_a_site_the_service_refuses_comes_back_as_a_message_and_nothing_is_saved(self):
+        from trials.services import trial_transition
+
+        trial_transition(actor=self.w.manager, trial=self.w.trial, status="closed", reason="study ended")
+        url = reverse("admin:trials_trialsite_add")
+        h3 = HospitalFactory(code="H03")
+        form = {"trial": self.w.trial.pk, "hospital": h3.pk, "enrolment_target": "9", "status": "active"}
+        response = self.client.post(url, form, follow=True)
+        self.assertContains(response, "The trial is closed: no sites can be added.")
+        self.assertFalse(TrialSite.objects.filter(hospital=h3).exists())
+
     def test_predictions_are_hidden_from_staff_who_read_the_trial(self):
         from diagnosis.models import InferenceJob, Prediction
         from tests.diagnosis.registry_helpers import register_small_models

@@ -33,6 +33,19 @@ class LoginInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.wait_for("input[name=username]")
         self.assertIn("/accounts/login/", self.browser.current_url)
 
+    def test_staff_reach_the_admin_through_the_visus_login_page(self):
+        staff = member(Role.TRIAL_MANAGER, HospitalFactory(code="H02"), email="sam@visus.example", full_name="Sam")
+        staff.is_staff = True
+        staff.save(update_fields=["is_staff"])
+        self.browser.get(f"{self.live_server_url}/admin/")
+        self.wait_for("input[name=username]")
+        self.assertIn("/accounts/login/", self.browser.current_url)
+        self.browser.find_element(By.NAME, "username").send_keys("sam@visus.example")
+        self.browser.find_element(By.NAME, "password").send_keys(TEST_PASSWORD)
+        self.submit("Sign in")
+        self.wait_for("#site-name")
+        self.assertTrue(self.browser.current_url.endswith("/admin/"))
+
     def test_wrong_password_shows_a_clear_error_in_the_page(self):
         self.sign_in("chris@visus.example", "not-my-password")
         error = WebDriverWait(self.browser, 10).until(

@@ -89,6 +89,15 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.assertIn("Give a reason", self.wait_for(".messages").text)
         self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-testid=rnfl-thickness]").text, "71.5 µm")
 
+    def test_a_coordinator_who_also_reads_sees_the_case_blinded(self):
+        from platform_core.accounts.models import Membership, Role
+
+        Membership.objects.create(user=self.w.coord1, hospital=self.w.h1, role=Role.READER)
+        self.sign_in("coord1@visus.example", TEST_PASSWORD)
+        self.browser.get(f"{self.live_server_url}/trials/cases/{self.w.case1.pk}/")
+        self.assertIn("blind reading", self.wait_for("[data-testid=blinded]").text)
+        self.assertFalse(self.browser.find_elements(By.CSS_SELECTOR, "[data-testid=inference-jobs]"))
+
     def test_password_change_audit_trail_and_api_docs(self):
         b = self.browser
         self.sign_in("monitor@visus.example", TEST_PASSWORD)

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import io
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image
 
+from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
 from diagnosis.networks.inference import configure_threads
+from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
 from diagnosis.training.core import TrainingProgress
@@ -36,6 +41,44 @@ from diagnosis.training.runner import (
 )
 from platform_core.api.exceptions import ApplicationError
 from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
+
+
+@dataclass(frozen=True)
+class PhotographNet:
+    """How this command trains a network that reads photographs."""
+
+    train: Callable[..., Any]
+    train_demo: Callable[..., Any]
+    plan: Callable[[float], Any]  # epochs scale -> training plan
+    demo_synthetic: int  # generated photographs with --demo unless --demo-synthetic
+    view_size: Callable[[str], int]  # preset -> side of the photographs it trains on
+    labels: tuple[str, range]  # labels CSV column and values
+    generated: str  # what --synthetic generates
+    reference: str  # what a trial's reference standard gives it
+
+
+PHOTOGRAPH_NETS = {
+    "zoom_in_net": PhotographNet(
+        train_dr,
+        train_demo_dr,
+        demo_dr_plan,
+        600,
+        lambda preset: ZoomInNetConfig.preset(preset).highres_size,
+        datasets.GRADE_LABELS,
+        "generated photographs with controlled lesions",
+        "reference grades",
+    ),
+    "fundus_glaucoma": PhotographNet(
+        train_fundus_glaucoma_model,
+        train_demo_fundus_glaucoma,
+        demo_fundus_glaucoma_plan,
+        300,
+        lambda preset: FundusGlaucomaConfig.preset(preset).view_size,
+        datasets.GLAUCOMA_LABELS,
+        "generated photographs with small (healthy) or large (glaucoma) optic cups",
+        "glaucoma references",
+    ),
+}
 
 
 class ProgressBar:
@@ -139,9 +182,8 @@ class Command(BaseCommand):
         if options["folder"] and not options["labels"]:
             raise CommandError("--folder needs --labels.")
         try:
-            if architecture in ("zoom_in_net", "fundus_glaucoma"):
-                glaucoma = architecture == "fundus_glaucoma"
-                trained = self._photographs(options, seed, preset, fraction, bar, glaucoma=glaucoma)
+            if architecture in PHOTOGRAPH_NETS:
+                trained = self._photographs(options, seed, preset, fraction, bar, net=PHOTOGRAPH_NETS[architecture])
             else:
                 trained = self._vf(options, seed, preset, fraction, bar)
         except ValueError as exc:
@@ -160,64 +202,39 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         self.stdout.write(self.style.SUCCESS(f"Registered {model} (sha256 {model.sha256[:16]}...)"))
 
-    def _photographs(self, options, seed, preset, fraction, bar, *, glaucoma: bool):  # noqa: ANN001, ANN202
-        """The DR grader (glaucoma False) or the fundus glaucoma net from photographs."""
-        from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
-        from diagnosis.networks.zoom_in_net import ZoomInNetConfig
-
+    def _photographs(self, options, seed, preset, fraction, bar, *, net: PhotographNet):  # noqa: ANN001, ANN202
+        """A network that reads photographs (the DR grader, the fundus glaucoma net), from the chosen source."""
         scale = float(options["epochs_scale"])
-        if glaucoma:
-            train, train_demo, plan, demo_default = (
-                train_fundus_glaucoma_model,
-                train_demo_fundus_glaucoma,
-                demo_fundus_glaucoma_plan(scale),
-                300,
-            )
-            config = FundusGlaucomaConfig.small() if preset == "small" else FundusGlaucomaConfig.full()
-            size, labels, generated, reference = (
-                config.view_size,
-                datasets.GLAUCOMA_LABELS,
-                "generated photographs with small (healthy) or large (glaucoma) optic cups",
-                "glaucoma references",
-            )
-        else:
-            train, train_demo, plan, demo_default = train_dr, train_demo_dr, demo_dr_plan(scale), 600
-            config = ZoomInNetConfig.small() if preset == "small" else ZoomInNetConfig.full()
-            size, labels, generated, reference = (
-                config.highres_size,
-                datasets.GRADE_LABELS,
-                "generated photographs with controlled lesions",
-                "reference grades",
-            )
         if options["demo"]:
-            return train_demo(
-                synthetic=int(options["demo_synthetic"] or demo_default),
+            return net.train_demo(
+                synthetic=int(options["demo_synthetic"] or net.demo_synthetic),
                 seed=seed,
                 preset=preset,
                 validation_fraction=fraction,
                 epochs_scale=scale,
                 progress=bar,
             )
+        size = net.view_size(preset)
         data, synthetic = None, 0
         if options["synthetic"]:
             synthetic = int(options["synthetic"])
-            description = f"{synthetic} {generated}"
+            description = f"{synthetic} {net.generated}"
         elif options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
             if trial is None:
                 raise CommandError(f"No trial {options['trial']!r}.")
-            data = trial_fundus_set(trial, size, glaucoma=glaucoma)
-            description = f"{len(data)} photographs of trial {trial.protocol_number} with their {reference}"
+            data = trial_fundus_set(trial, size, glaucoma=net.labels == datasets.GLAUCOMA_LABELS)
+            description = f"{len(data)} photographs of trial {trial.protocol_number} with their {net.reference}"
         else:
-            data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size, labels)
+            data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size, net.labels)
             description = f"{len(data)} labelled photographs from {options['folder']}"
-        return train(
+        return net.train(
             data=data,
             synthetic=synthetic,
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
-            plan=plan,
+            plan=net.plan(scale),
             progress=bar,
             description=description,
         )
