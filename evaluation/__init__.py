@@ -1,0 +1,1 @@
+"""Evaluation: statistics of AI and reader performance (pure core in ``evaluation.stats``) and their commands."""
