@@ -69,10 +69,11 @@ def or_power(
     ddf = expected_denominator**2 / (expected_ms_tr**2 / (readers - 1)) if expected_ms_tr > 0 else float("inf")
     if np.isfinite(ddf):
         critical = float(sps.f.ppf(1 - alpha, 1, ddf))
-        power = float(sps.ncf.sf(critical, 1, ddf, noncentrality))
+        # scipy's non-central F is wrong at non-centrality 0 (it returns sf − 1), so the central one is used there.
+        power = float(sps.ncf.sf(critical, 1, ddf, noncentrality) if noncentrality > 0 else sps.f.sf(critical, 1, ddf))
     else:
         critical = float(sps.chi2.ppf(1 - alpha, 1))
-        power = float(sps.ncx2.sf(critical, 1, noncentrality))
+        power = float(sps.ncx2.sf(critical, 1, noncentrality) if noncentrality > 0 else sps.chi2.sf(critical, 1))
     return PowerResult(power=power, readers=readers, cases=cases, effect=effect, noncentrality=noncentrality, ddf=ddf)
 
 
