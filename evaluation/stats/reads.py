@@ -123,12 +123,12 @@ def parse_reads_csv(lines: Iterable[str]) -> ReadsTable:
         raise ReadsCsvError(
             f"the design is not fully crossed: {shown}{more}. Every reader must rate every case in every modality."
         )
-    truth = np.array([truth_of[case][0] == 1 for case in cases])
-    if truth.all() or not truth.any():
-        only = "diseased (truth 1)" if truth.all() else "non-diseased (truth 0)"
+    diseased = np.array([truth_of[case][0] == 1 for case in cases])
+    if diseased.all() or not diseased.any():
+        only = "diseased (truth 1)" if diseased.all() else "non-diseased (truth 0)"
         raise ReadsCsvError(f"every case is {only}: an ROC analysis needs both diseased and non-diseased cases")
     ratings = np.array(
         [[[rating_of[(r, m, c)] for c in cases] for r in readers] for m in modalities],
         dtype=float,
     )
-    return ReadsTable(readers=readers, modalities=modalities, cases=cases, truth=truth, ratings=ratings)
+    return ReadsTable(readers=readers, modalities=modalities, cases=cases, truth=diseased, ratings=ratings)
