@@ -171,6 +171,8 @@ def foms_and_jackknife(
     t_count, r_count, _ = values.shape
     if figure_of_merit == "auc":
         m, n = int(diseased.sum()), int((~diseased).sum())
+        if m < 2 or n < 2:
+            raise ValueError("the case jackknife needs at least two diseased and two non-diseased cases")
         foms = np.empty((t_count, r_count))
         jack = np.empty(values.shape)
         for t in range(t_count):
@@ -231,6 +233,14 @@ def covariance_averages(covariance: np.ndarray, modalities: int, readers: int) -
     )
 
 
+def _ratio(numerator: float, denominator: float) -> float:
+    """A test statistic: nan when there is neither a difference nor any variance (the test is undefined, e.g. every
+    reader has sensitivity 1 in both modalities), inf for a difference without variance."""
+    if denominator > 0:
+        return numerator / denominator
+    return float("inf") if numerator > 0 else float("nan")
+
+
 def _t_quantile(confidence: float, df: float) -> float:
     q = 0.5 + confidence / 2
     return float(sps.norm.ppf(q)) if not np.isfinite(df) else float(sps.t.ppf(q, df))
@@ -285,7 +295,7 @@ def or_analysis(
     # Random readers, random cases (Hillis 2007 ddf).
     den_rrrc = ms_tr + r_count * max(cov2 - cov3, 0.0)
     ddf_h = den_rrrc**2 / (ms_tr**2 / ((t_count - 1) * (r_count - 1))) if ms_tr > 0 else float("inf")
-    f_rrrc = ms_t / den_rrrc if den_rrrc > 0 else float("inf")
+    f_rrrc = _ratio(ms_t, den_rrrc)
     rrrc = OrTest(
         analysis="random readers, random cases",
         statistic=f_rrrc,
@@ -296,7 +306,7 @@ def or_analysis(
     )
     # Fixed readers, random cases.
     den_frrc = var - cov1 + (r_count - 1) * max(cov2 - cov3, 0.0)
-    chi2 = ndf * ms_t / den_frrc if den_frrc > 0 else float("inf")
+    chi2 = _ratio(ndf * ms_t, den_frrc)
     frrc = OrTest(
         analysis="fixed readers, random cases",
         statistic=chi2,
@@ -307,7 +317,7 @@ def or_analysis(
     )
     # Random readers, fixed cases.
     ddf_rrfc = float((t_count - 1) * (r_count - 1))
-    f_rrfc = ms_t / ms_tr if ms_tr > 0 else float("inf")
+    f_rrfc = _ratio(ms_t, ms_tr)
     rrfc = OrTest(
         analysis="random readers, fixed cases",
         statistic=f_rrfc,

@@ -2,8 +2,8 @@
 
 A standalone algorithm is a modality whose rating is the same for every reader. The design must be fully
 crossed (every reader rated every case in every modality), each case has one truth (0 non-diseased, 1
-diseased) and both classes occur. Anything else is refused with a ``ReadsCsvError`` that names the line or the
-missing read, so nothing is analysed from a partial table.
+diseased) and each class has at least two cases (the case jackknife needs them). Anything else is refused
+with a ``ReadsCsvError`` that names the line or the missing read, so nothing is analysed from a partial table.
 """
 
 from __future__ import annotations
@@ -127,6 +127,11 @@ def parse_reads_csv(lines: Iterable[str]) -> ReadsTable:
     if diseased.all() or not diseased.any():
         only = "diseased (truth 1)" if diseased.all() else "non-diseased (truth 0)"
         raise ReadsCsvError(f"every case is {only}: an ROC analysis needs both diseased and non-diseased cases")
+    if min(int(diseased.sum()), int((~diseased).sum())) < 2:
+        raise ReadsCsvError(
+            f"{int(diseased.sum())} diseased and {int((~diseased).sum())} non-diseased cases: the case jackknife "
+            "needs at least two of each"
+        )
     ratings = np.array(
         [[[rating_of[(r, m, c)] for c in cases] for r in readers] for m in modalities],
         dtype=float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from evaluation.stats.mrmc import foms_and_jackknife, jackknife_covariance, or_mrmc, reader_average
+from evaluation.stats.power import study_plan
 from evaluation.stats.proportions import proportion
 from evaluation.stats.reads import ReadsTable
 from evaluation.stats.roc import auc_delong
@@ -51,8 +52,9 @@ def _mrmc_summary(result, modalities: list[str]) -> dict:
     return summary
 
 
-def analyze(table: ReadsTable, threshold: float | None = None) -> dict:
-    """All figures of ``analyze_reads`` for a validated reads table."""
+def analyze(table: ReadsTable, threshold: float | None = None, effect: float | None = None) -> dict:
+    """All figures of ``analyze_reads`` for a validated reads table; with ``effect``, the power of this study's
+    design to detect that AUC difference and the cases or readers that would give 80% (two modalities)."""
     t_count, r_count = len(table.modalities), len(table.readers)
     diseased = int(table.truth.sum())
     report: dict = {
@@ -101,8 +103,15 @@ def analyze(table: ReadsTable, threshold: float | None = None) -> dict:
                 }
             )
     report["auc_per_modality"] = per_modality
+    report["power"] = None
     if t_count >= 2 and r_count >= 2:
-        report["mrmc"] = _mrmc_summary(or_mrmc(table.ratings, table.truth), table.modalities)
+        mrmc = or_mrmc(table.ratings, table.truth)
+        report["mrmc"] = _mrmc_summary(mrmc, table.modalities)
+        if effect is not None and t_count == 2:
+            plan = study_plan(mrmc.components, effect)
+            report["power"] = {**plan.as_dict(), "summary": plan.sentence()}
+        elif effect is not None:
+            report["notes"].append("Power is computed for two modalities only; this study has more.")
     else:
         report["mrmc"] = None
         report["notes"].append("OR-MRMC needs at least two modalities and two readers; it was not run.")
@@ -176,9 +185,15 @@ def format_report(report: dict) -> str:
             "",
             f"{title} (Obuchowski-Rockette, {result['covariance']} covariances; random readers and random cases, "
             "Hillis ddf)",
-            f"  difference {head['difference']}: {head['estimate']:.6f}  95% CI {_ci(head['ci95'])}",
-            f"  F {_number(head['F'])}  ndf {head['ndf']}  ddf {_number(head['ddf'])}  p {_number(head['p_value'])}",
         ]
+        for difference in result["random_readers_random_cases"]["differences"]:
+            out.append(
+                f"  difference {difference['first']} - {difference['second']}: {difference['estimate']:.6f}  "
+                f"95% CI {_ci(difference['ci95'])}"
+            )
+        out.append(
+            f"  F {_number(head['F'])}  ndf {head['ndf']}  ddf {_number(head['ddf'])}  p {_number(head['p_value'])}"
+        )
         frrc, rrfc = result["fixed_readers_random_cases"], result["random_readers_fixed_cases"]
         out.append(
             f"  fixed readers: chi2 {_number(frrc['statistic'])}  p {_number(frrc['p_value'])}  "
@@ -200,6 +215,8 @@ def format_report(report: dict) -> str:
                 f"sensitivity {sens['estimate']:.6f} ({sens['successes']}/{sens['total']}) {_ci(sens['wilson_95ci'])}  "
                 f"specificity {spec['estimate']:.6f} ({spec['successes']}/{spec['total']}) {_ci(spec['wilson_95ci'])}"
             )
+    if report.get("power"):
+        out += ["", f"Power (OR-MRMC, Hillis-Obuchowski): {report['power']['summary']}"]
     if report["notes"]:
         out += ["", *[f"Note: {note}" for note in report["notes"]]]
     return "\n".join(out) + "\n"

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import SimpleTestCase
@@ -95,6 +96,37 @@ class JsonOutputTests(SimpleTestCase):
         assert_printed(self, report["auc_per_reader"][0]["auc"], "0.81692708")
 
 
+class PowerAndDesignTests(SimpleTestCase):
+    def test_effect_prints_the_power_now_and_the_cases_or_readers_for_80_percent(self):
+        report = json.loads(run(VAN_DYKE, "--json", "--effect", "0.05"))
+        power = report["power"]
+        self.assertEqual((power["current"]["readers"], power["current"]["cases"]), (5, 114))
+        self.assertGreater(power["cases_needed"], 114)
+        self.assertIn(f"{power['more_cases']} more cases", power["summary"])
+        self.assertIn(power["summary"], run(VAN_DYKE, "--effect", "0.05"))
+
+    def test_three_modalities_give_every_pairwise_difference_and_strict_json(self):
+        rng = np.random.default_rng(4)
+        truth = rng.integers(0, 2, 40)
+        truth[:2] = [0, 1]
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "reads.csv"
+            lines = ["reader,modality,case,truth,rating"]
+            for modality in ("A", "B", "C"):
+                for reader in range(3):
+                    for case in range(40):
+                        rating = int(np.clip(round(truth[case] * 2 + rng.normal(1.5, 1)), 1, 5))
+                        lines.append(f"{reader},{modality},{case},{truth[case]},{rating}")
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            report = json.loads(run(str(path), "--json", "--threshold", "3"))
+            text = run(str(path))
+        pairs = [(d["first"], d["second"]) for d in report["mrmc"]["random_readers_random_cases"]["differences"]]
+        self.assertEqual(pairs, [("A", "B"), ("A", "C"), ("B", "C")])
+        self.assertEqual(report["mrmc"]["random_readers_random_cases"]["ndf"], 2)
+        for first, second in pairs:
+            self.assertIn(f"difference {first} - {second}:", text)
+
+
 class BadCsvTests(SimpleTestCase):
     def write(self, folder: str, text: str) -> str:
         path = Path(folder) / "reads.csv"
@@ -108,6 +140,7 @@ class BadCsvTests(SimpleTestCase):
             "reader,modality,case,truth,rating\n1,1,1,0,1\n1,1,2,1,3\n1,1,2,1,3\n": "duplicate row",
             "reader,modality,case,truth,rating\n1,1,1,0,1\n1,1,2,1,3\n2,1,1,0,2\n": "reader 2 did not read case 2",
             "reader,modality,case,truth,rating\n1,1,1,1,1\n1,1,2,1,3\n": "every case is diseased",
+            "reader,modality,case,truth,rating\n1,1,1,1,1\n1,1,2,0,3\n1,1,3,0,3\n": "needs at least two of each",
         }
         with tempfile.TemporaryDirectory() as folder:
             for text, message in cases.items():

@@ -207,6 +207,17 @@ class ReadersVersusStandaloneTests(SimpleTestCase):
         assert_printed(self, 2 * (c.cov2 - c.cov3), "0.00092417", "Cov2(D)")
 
 
+class UndefinedTestTests(SimpleTestCase):
+    def test_no_difference_and_no_variance_gives_no_statistic_rather_than_significance(self):
+        # Every reader calls every diseased case positive in both modalities: sensitivity 1 everywhere.
+        truth = np.array([0, 0, 0, 1, 1, 1])
+        ratings = np.array([[[1, 2, 1, 5, 5, 4], [2, 1, 1, 4, 5, 5]], [[1, 1, 3, 5, 4, 4], [1, 2, 1, 5, 5, 5]]])
+        result = or_mrmc(ratings, truth, "sensitivity", threshold=3)
+        self.assertTrue(np.isnan(result.rrrc.statistic))
+        self.assertTrue(np.isnan(result.rrrc.p_value))
+        self.assertTrue(np.isnan(result.frrc.p_value))
+
+
 class DesignRefusalTests(SimpleTestCase):
     def test_one_modality_is_refused(self):
         with self.assertRaisesMessage(ValueError, "at least two modalities and two readers"):

@@ -19,6 +19,14 @@ r1,B,c1,0,2
 r1,B,c2,1,5
 r2,B,c1,0,1
 r2,B,c2,1,5
+r1,A,c3,0,2
+r1,A,c4,1,3
+r2,A,c3,0,1
+r2,A,c4,1,4
+r1,B,c3,0,3
+r1,B,c4,1,4
+r2,B,c3,0,3
+r2,B,c4,1,4
 """
 
 
@@ -29,10 +37,13 @@ def parse(text: str):
 class ParseTests(SimpleTestCase):
     def test_a_good_file_gives_modality_reader_case_ratings(self):
         table = parse(GOOD)
-        self.assertEqual((table.modalities, table.readers, table.cases), (["A", "B"], ["r1", "r2"], ["c1", "c2"]))
-        np.testing.assert_array_equal(table.truth, [False, True])
+        self.assertEqual(table.modalities, ["A", "B"])
+        self.assertEqual(table.readers, ["r1", "r2"])
+        self.assertEqual(table.cases, ["c1", "c2", "c3", "c4"])
+        np.testing.assert_array_equal(table.truth, [False, True, False, True])
         self.assertEqual(table.ratings[1, 0, 1], 5.0)
-        self.assertEqual(table.ratings.shape, (2, 2, 2))
+        self.assertEqual(table.ratings[0, 1, 3], 4.0)
+        self.assertEqual(table.ratings.shape, (2, 2, 4))
 
     def test_numeric_ids_sort_numerically_and_rows_may_come_in_any_order(self):
         table = load_reads("vandyke_mrmc.csv")
@@ -47,7 +58,7 @@ class ParseTests(SimpleTestCase):
     def test_header_names_are_trimmed_and_case_insensitive_and_extra_columns_ignored(self):
         text = GOOD.replace("reader,modality,case,truth,rating", " Reader,MODALITY,case,truth,rating,comment")
         text = "\n".join(line + ",x" if i else line for i, line in enumerate(text.splitlines()))
-        self.assertEqual(parse(text).ratings.shape, (2, 2, 2))
+        self.assertEqual(parse(text).ratings.shape, (2, 2, 4))
 
     def test_standalone_modality_is_recognised(self):
         text = GOOD.replace("r2,B,c1,0,1", "r2,B,c1,0,2")
@@ -81,7 +92,7 @@ class RefusalTests(SimpleTestCase):
 
     def test_duplicate_rows(self):
         self.assertRefused(
-            GOOD + "r1,A,c2,1,2\n", "line 10: duplicate row: reader r1 rated case c2 in modality A already on line 3"
+            GOOD + "r1,A,c2,1,2\n", "line 18: duplicate row: reader r1 rated case c2 in modality A already on line 3"
         )
 
     def test_a_reader_who_did_not_read_every_case(self):
@@ -96,6 +107,10 @@ class RefusalTests(SimpleTestCase):
     def test_one_class_only(self):
         text = "reader,modality,case,truth,rating\nr1,A,c1,1,3\nr1,A,c2,1,4\n"
         self.assertRefused(text, "every case is diseased (truth 1)")
+
+    def test_a_single_case_of_a_class(self):
+        text = "reader,modality,case,truth,rating\nr1,A,c1,1,3\nr1,A,c2,0,4\nr1,A,c3,0,4\n"
+        self.assertRefused(text, "1 diseased and 2 non-diseased cases: the case jackknife needs at least two of each")
 
     def test_wrong_number_of_fields(self):
         self.assertRefused(GOOD.replace("r1,B,c1,0,2", "r1,B,c1,0"), "line 6: 4 fields, but the header has 5")

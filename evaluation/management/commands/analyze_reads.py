@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("csv", help="path of the reads CSV (UTF-8)")
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
         parser.add_argument("--threshold", type=float, help="rating >= THRESHOLD counts as positive")
+        parser.add_argument(
+            "--effect",
+            type=float,
+            help="an AUC difference to plan for: prints this design's power and the cases or readers for 80%%",
+        )
 
     def handle(self, *args, **options):
         try:
@@ -34,7 +39,10 @@ class Command(BaseCommand):
             raise CommandError(f"{options['csv']}: not a UTF-8 text file") from None
         except ReadsCsvError as error:
             raise CommandError(f"{options['csv']}: {error}") from None
-        report = analyze(table, threshold=options["threshold"])
+        try:
+            report = analyze(table, threshold=options["threshold"], effect=options["effect"])
+        except ValueError as error:
+            raise CommandError(f"{options['csv']}: {error}") from None
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2, allow_nan=False))
         else:
