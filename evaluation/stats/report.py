@@ -118,22 +118,26 @@ def analyze(table: ReadsTable, threshold: float | None = None, effect: float | N
     report["threshold"] = threshold
     if threshold is not None:
         positive = table.ratings >= threshold
+        standalone = set(report["standalone_modalities"])
         rows = []
         for t, modality in enumerate(table.modalities):
-            called = positive[t]
+            # A standalone algorithm's copies for each reader are one set of reads: count them once.
+            called = positive[t, :1] if modality in standalone else positive[t]
             tp = int(called[:, table.truth].sum())
             tn = int((~called[:, ~table.truth]).sum())
             rows.append(
                 {
                     "modality": modality,
-                    "sensitivity": proportion(tp, r_count * diseased).as_dict(),
-                    "specificity": proportion(tn, r_count * (len(table.cases) - diseased)).as_dict(),
+                    "pooled_readers": called.shape[0],
+                    "sensitivity": proportion(tp, called.shape[0] * diseased).as_dict(),
+                    "specificity": proportion(tn, called.shape[0] * (len(table.cases) - diseased)).as_dict(),
                 }
             )
         report["sensitivity_specificity"] = rows
         report["notes"].append(
-            "Sensitivity and specificity are pooled over readers; their Wilson intervals treat reads as "
-            "independent. The OR-MRMC of sensitivity and specificity below accounts for readers and cases."
+            "Sensitivity and specificity are pooled over readers (a standalone modality counted once); their "
+            "Wilson intervals treat reads as independent. The OR-MRMC of sensitivity and specificity accounts for "
+            "readers and cases."
         )
         if t_count >= 2 and r_count >= 2:
             for fom in ("sensitivity", "specificity"):

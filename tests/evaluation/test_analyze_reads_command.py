@@ -78,8 +78,14 @@ class JsonOutputTests(SimpleTestCase):
                     if row["reader"] != "1":
                         writer.writerow([row["reader"], "radiologists", row["case"], row["truth"], row["rating"]])
                         writer.writerow([row["reader"], "CAD", row["case"], row["truth"], cad[row["case"]]])
-            report = json.loads(run(str(path), "--json"))
+            report = json.loads(run(str(path), "--json", "--threshold", "50"))
         self.assertEqual(report["standalone_modalities"], ["CAD"])
+        # The CAD's reads are counted once (80 diseased cases), the nine radiologists' nine times.
+        pooled = {row["modality"]: row for row in report["sensitivity_specificity"]}
+        self.assertEqual(pooled["CAD"]["sensitivity"]["total"], 80)
+        self.assertEqual(pooled["radiologists"]["sensitivity"]["total"], 9 * 80)
+        cad_called = sum(float(cad[str(case)]) >= 50 for case in range(121, 201))
+        self.assertEqual(pooled["CAD"]["sensitivity"]["successes"], cad_called)
         head = report["mrmc"]["headline"]
         self.assertEqual(head["difference"], "radiologists - CAD")
         assert_printed(self, head["estimate"], "0.03173611")
