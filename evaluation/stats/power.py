@@ -12,9 +12,10 @@ variance σ²_TR unchanged. For a true difference δ:
     ddf  = D² / (M² / (R − 1))                                      Hillis ddf
     power = P(F(1, ddf; λ) > F_{1−α}(1, ddf))                      non-central F
 
-Negative estimates of σ²_TR, Var − Cov1 and Cov2 − Cov3 are set to 0, as Hillis et al. do. For sensitivity or
-specificity the cases are those of the class the figure of merit uses (diseased, resp. non-diseased). The
-formula is checked against a simulation of the OR model in tests/evaluation/test_stats_power.py.
+Negative estimates of σ²_TR, Var − Cov1 and Cov2 − Cov3 are set to 0 (no variance may be negative). For
+sensitivity or specificity the cases are those of the class the figure of merit uses (diseased, resp.
+non-diseased). tests/evaluation/test_stats_power.py checks it against RJafroc's published power and sample
+sizes for Van Dyke (``SsPowerGivenJK``, ``SsSampleSizeKGivenJ``) and against a simulation of the OR model.
 """
 
 from __future__ import annotations

@@ -63,6 +63,35 @@ class PowerAgainstSimulationTests(SimpleTestCase):
         self.assertAlmostEqual(simulated_power(self.components, 0.0, 5, 114, runs=20_000, seed=3), 0.05, delta=0.01)
 
 
+class RJafrocPublishedPowerTests(SimpleTestCase):
+    """RJafroc (Chakraborty) on Van Dyke (its dataset02), Wilcoxon AUC, OR method, RRRC, effect size = the observed
+    difference −0.043800322: the regression values of tests/testthat (SsPowerGivenJK, SsSampleSizeKGivenJ, after
+    "updating Ss routines from Hillis 2011 and 2018 papers") and the sample-size vignette's printout."""
+
+    EFFECT = -0.043800322
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        table = load_reads("vandyke_mrmc.csv")
+        cls.components = or_mrmc(table.ratings, table.truth).components
+
+    def test_ten_readers_165_cases(self):
+        assert_printed(self, or_power(self.components, self.EFFECT, readers=10, cases=165).power, "0.80541995")
+
+    def test_six_readers_111_cases(self):
+        assert_printed(self, or_power(self.components, self.EFFECT, readers=6, cases=111).power, "0.5526116")
+
+    def test_six_readers_112_cases_as_the_vignette_prints(self):
+        result = or_power(self.components, self.EFFECT, readers=6, cases=112)
+        assert_printed(self, result.power, "0.5555789")
+        assert_printed(self, result.noncentrality, "4.8", "ncp")
+        assert_printed(self, result.ddf, "23.1", "ddf")
+
+    def test_six_readers_need_251_cases_for_80_percent(self):
+        self.assertEqual(cases_for_power(self.components, self.EFFECT, readers=6), 251)
+
+
 class SampleSizeTests(SimpleTestCase):
     @classmethod
     def setUpClass(cls):
