@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.test import SimpleTestCase
+from scipy.stats import binomtest
 
 from evaluation.stats.proportions import clopper_pearson_interval, diagnostic_metrics, proportion, wilson_interval
 from tests.evaluation.helpers import assert_printed
@@ -28,6 +29,15 @@ class IntervalTests(SimpleTestCase):
             lower, upper = clopper_pearson_interval(successes, total)
             assert_printed(self, lower, exact[0], f"exact lower {successes}/{total}")
             assert_printed(self, upper, exact[1], f"exact upper {successes}/{total}")
+
+    def test_both_intervals_equal_scipys_binomtest(self):
+        for successes, total in ((0, 7), (3, 17), (50, 51), (400, 1000)):
+            result = binomtest(successes, total)
+            for ours, method in ((wilson_interval, "wilson"), (clopper_pearson_interval, "exact")):
+                expected = result.proportion_ci(confidence_level=0.95, method=method)
+                lower, upper = ours(successes, total)
+                self.assertAlmostEqual(lower, expected.low, delta=1e-12, msg=f"{method} {successes}/{total}")
+                self.assertAlmostEqual(upper, expected.high, delta=1e-12, msg=f"{method} {successes}/{total}")
 
     def test_all_successes_close_the_exact_interval_at_one(self):
         self.assertEqual(clopper_pearson_interval(20, 20)[1], 1.0)
