@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from evaluation.stats.mrmc import foms_and_jackknife, jackknife_covariance, or_mrmc, reader_average
+from evaluation.stats.mrmc import MrmcResult, foms_and_jackknife, jackknife_covariance, or_mrmc, reader_average
 from evaluation.stats.power import study_plan
 from evaluation.stats.proportions import proportion
 from evaluation.stats.reads import ReadsTable
@@ -29,7 +29,7 @@ def _clean(value):
     return value
 
 
-def _mrmc_summary(result, modalities: list[str]) -> dict:
+def _mrmc_summary(result: MrmcResult, modalities: list[str]) -> dict:
     rrrc = result.rrrc
     summary = result.as_dict()
     for test in ("random_readers_random_cases", "fixed_readers_random_cases", "random_readers_fixed_cases"):
