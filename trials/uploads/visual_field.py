@@ -530,10 +530,26 @@ def _probability_levels(values: np.ndarray, lut: np.ndarray, probs: Sequence[flo
 
 
 def reliability(field_: VisualField, criteria: ReliabilityCriteria = LI_2018) -> Reliability:
+    return reliability_from_rates(
+        fixation_loss_percent=field_.fixation_loss_percent,
+        false_positive_percent=field_.false_positive_percent,
+        false_negative_percent=field_.false_negative_percent,
+        criteria=criteria,
+    )
+
+
+def reliability_from_rates(
+    *,
+    fixation_loss_percent: float | None,
+    false_positive_percent: float | None,
+    false_negative_percent: float | None,
+    criteria: ReliabilityCriteria,
+) -> Reliability:
+    """The verdict from the three rates (percent); also what re-judging a stored field uses."""
     rates = {
-        "fixation_losses": (field_.fixation_loss_percent, criteria.fixation_losses_max),
-        "false_positives": (field_.false_positive_percent, criteria.false_positives_max),
-        "false_negatives": (field_.false_negative_percent, criteria.false_negatives_max),
+        "fixation_losses": (fixation_loss_percent, criteria.fixation_losses_max),
+        "false_positives": (false_positive_percent, criteria.false_positives_max),
+        "false_negatives": (false_negative_percent, criteria.false_negatives_max),
     }
     # Reliable means strictly under each cut-off (Li et al.: FL < 2/13, FP < 15%, FN < 15%).
     fired = tuple(
@@ -800,18 +816,43 @@ def _global_index(ds: Any, words: str) -> Any:
     return None
 
 
+def _dicom_probability(value: float | None) -> float | None:
+    """A DICOM probability value is a percentage (5 = p < 5%); it maps to the printout's symbol levels."""
+    if value is None:
+        return None
+    for level in sorted(PROBABILITY_LEVELS):
+        if value / 100.0 <= level + 1e-9:
+            return level
+    return NOT_SIGNIFICANT
+
+
+def visual_field_from_dicom_bytes(data: bytes, *, age: float) -> VisualField:
+    """Parse a perimetry object from the uploaded bytes, in memory and before de-identification.
+
+    De-identification removes what the analysis needs (a GHT given as ``TextValue``, for one), so the field is read
+    from the original; only numbers and the known GHT labels leave this function, never the file's text.
+    """
+    from pydicom import dcmread  # local: the CSV path does not need pydicom
+
+    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    return visual_field_from_dicom(ds, age=age)
+
+
 def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
     """Read a pydicom Dataset of Ophthalmic Visual Field Static Perimetry Measurements into a VisualField.
 
-    ``age`` comes from the caller because de-identification removes PatientAge; the DICOM upload path passes the
-    age it derived before cleaning. Test-point coordinates are matched to the 24-2 grid (mirrored for left eyes);
-    raises UploadRejected when the object is not a 24-2 threshold test.
+    ``age`` comes from the caller (the subject's age at the visit). Test-point coordinates are matched to the 24-2
+    grid (mirrored for left eyes); raises UploadRejected when the object is not a 24-2 threshold test or comes from
+    a perimeter other than the Humphrey Field Analyzer. The perimeter's per-point total and pattern deviation and
+    their probabilities (Visual Field Test Point Normals Sequence) are kept when every analysed point has them.
     """
+    check_humphrey(str(ds.get("Manufacturer", "") or "") or None)
     laterality = str(ds.get("Laterality", "") or ds.get("MeasurementLaterality", "")).upper()
     if laterality not in ("R", "L"):
         raise UploadRejected("The perimetry object does not say which eye was tested (Laterality).", "vf_laterality")
     eye: Eye = "OD" if laterality == "R" else "OS"
     sens = [math.nan] * N_POINTS
+    device: dict[str, list[float | None]] = {name: [None] * N_POINTS for name in DEVICE_MAPS}
     points = ds.get("VisualFieldTestPointSequence", None) or ()
     for item in points:
         x, y = (
@@ -829,9 +870,21 @@ def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
             )
         value = _get_number(item, "SensitivityValue")
         if str(item.get("StimulusResults", "")).upper() == "NOT SEEN" and (value is None or value <= 0):
-            value = -1.0
+            value = NOT_SEEN_DB
         if value is not None:
             sens[index] = value
+        normals = _first_item(item, "VisualFieldTestPointNormalsSequence")
+        if normals is not None:
+            device["device_total_deviation"][index] = _get_number(normals, "AgeCorrectedSensitivityDeviationValue")
+            device["device_pattern_deviation"][index] = _get_number(
+                normals, "GeneralizedDefectCorrectedSensitivityDeviationValue"
+            )
+            device["device_total_deviation_probability"][index] = _dicom_probability(
+                _get_number(normals, "AgeCorrectedSensitivityDeviationProbabilityValue")
+            )
+            device["device_pattern_deviation_probability"][index] = _dicom_probability(
+                _get_number(normals, "GeneralizedDefectCorrectedSensitivityDeviationProbabilityValue")
+            )
     if any(math.isnan(sens[i]) for i in range(N_POINTS) if _ANALYSED[i]):
         raise UploadRejected(
             "The perimetry object does not hold a sensitivity for every 24-2 point; only 24-2 threshold tests "
@@ -878,7 +931,14 @@ def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
             "NegativeCatchTrialsQuantity",
         ),
         source="dicom",
+        **{name: _complete_map(values) for name, values in device.items()},  # type: ignore[arg-type]
     )
+
+
+def _complete_map(values: list[float | None]) -> tuple[float | None, ...] | None:
+    """A device map is kept only when every analysed point has a value (the blind spot is dropped)."""
+    out = tuple(None if _BLIND[i] else v for i, v in enumerate(values))
+    return out if all(v is not None for i, v in enumerate(out) if _ANALYSED[i]) else None
 
 
 # --------------------------------------------------------------------------------------------------------------
