@@ -513,3 +513,81 @@ class DicomHemifieldTests(SimpleTestCase):
                 field = self.field_with_ght(**kwargs)
                 self.assertIsNone(field.glaucoma_hemifield_test)
                 self.assertNotIn("JOHN", repr(field))
+
+
+def vfseries_with_perimeter_values() -> list[tuple[dict[str, str], VisualField]]:
+    """The 20 vfseries fields with the perimeter's own indices, GHT and the four maps, in the documented CSV."""
+    with (DATA / "vfseries.csv").open(encoding="utf-8") as fh:
+        source = list(csv.DictReader(fh))
+    maps = [f"{p}{i}" for p in ("td", "pd", "tdp", "pdp") for i in range(1, 55) if i not in (26, 35)]
+    header = [*HEADER, "perimeter", *maps]
+    rows = []
+    for r in source:
+        losses, checks = catch_trial_counts(float(r["malfixrate"]))
+        row = {f"s{i}": r[f"s{i}"] for i in range(1, 55)}
+        row.update({c: r[c] for c in maps})
+        row.update(
+            eye="OD" if r["righteye"] == "1" else "OS",
+            age=r["age"],
+            md=r["md"],
+            psd=r["psd"],
+            vfi=r["vfi"],
+            ght={"1": "WNL", "2": "Borderline", "3": "ONL"}[r["ght"]],
+            perimeter="Humphrey HFA II",
+            fixation_losses=losses,
+            fixation_checks=checks,
+            false_positives=float(r["falseposrate"]) * 100,
+            false_negatives=float(r["falsenegrate"]) * 100,
+        )
+        rows.append(row)
+    return list(zip(source, parse_visual_field_csv(csv_text(rows, header)), strict=True))
+
+
+class PerimeterValuesCsvTests(SimpleTestCase):
+    def test_the_perimeter_maps_and_indices_of_all_20_real_fields_are_what_the_analysis_reports(self):
+        for row, field in vfseries_with_perimeter_values():
+            with self.subTest(eye=row["eyeid"], visit=row["nvisit"]):
+                analysis = analyse_visual_field(field)
+                for i in range(54):
+                    if i in (25, 34):
+                        self.assertIsNone(analysis.pattern_deviation_probability[i])
+                        continue
+                    self.assertEqual(analysis.pattern_deviation_probability[i], float(row[f"pdp{i + 1}"]))
+                    self.assertEqual(analysis.total_deviation[i], float(row[f"td{i + 1}"]))
+                self.assertEqual(analysis.mean_deviation, float(row["md"]))
+                self.assertEqual(analysis.glaucoma_hemifield_test, GHT_CODES[row["ght"]])
+                self.assertEqual(set(analysis.indices_source.values()), {"perimeter"})
+
+    def test_the_net_plot_of_a_real_field_is_drawn_from_the_perimeter_symbols(self):
+        # Eye 2, visit 1: the recomputed symbols differ from the perimeter's at several points.
+        (row, with_device), (_, computed) = vfseries_with_perimeter_values()[10], vfseries_fields()[10]
+        device_plot = render_pattern_deviation_plot(analyse_visual_field(with_device))
+        computed_analysis = analyse_visual_field(computed)
+        self.assertNotEqual(device_plot, render_pattern_deviation_plot(computed_analysis))
+        symbols = tuple(None if i in (26, 35) else float(row[f"pdp{i}"]) for i in range(1, 55))
+        import dataclasses
+
+        rebuilt = dataclasses.replace(computed_analysis, pattern_deviation_probability=symbols)
+        self.assertEqual(device_plot, render_pattern_deviation_plot(rebuilt))
+
+    def test_a_map_with_missing_columns_or_a_bad_symbol_is_refused(self):
+        header = [*HEADER, *[f"pdp{i}" for i in range(1, 54)]]  # pdp54 missing
+        row = csv_row(**{f"pdp{i}": 1 for i in range(1, 54)})
+        with self.assertRaisesMessage(UploadRejected, "pdp54"):
+            parse_visual_field_csv(csv_text([row], header))
+        header = [*HEADER, *[f"pdp{i}" for i in range(1, 55)]]
+        row = csv_row(**{**{f"pdp{i}": 1 for i in range(1, 55)}, "pdp7": "0.03"})
+        with self.assertRaisesMessage(UploadRejected, "column pdp7"):
+            parse_visual_field_csv(csv_text([row], header))
+
+    def test_a_field_of_another_maker_is_refused_naming_it(self):
+        header = [*HEADER, "perimeter"]
+        with self.assertRaises(UploadRejected) as ctx:
+            parse_visual_field_csv(csv_text([csv_row(perimeter="Octopus 900")], header))
+        self.assertIn("Haag-Streit Octopus", ctx.exception.message)
+        self.assertEqual(ctx.exception.code, "vf_not_humphrey")
+        with self.assertRaises(UploadRejected) as ctx:
+            parse_visual_field_csv(csv_text([csv_row(perimeter="CANARY device")], header))
+        self.assertNotIn("CANARY", ctx.exception.message)
+        (field,) = parse_visual_field_csv(csv_text([csv_row(perimeter="Zeiss HFA3 860")], header))
+        self.assertEqual(field.eye, "OD")

@@ -95,7 +95,7 @@ DEVICE_MAP_PREFIXES = {
 
 # Perimeters whose dB scale and normative database are not the Humphrey Field Analyzer's. Their fields cannot be
 # analysed against HFA normals (Octopus, for one, reports MD with the opposite sign on a different dB scale).
-HUMPHREY_MAKERS = ("humphrey", "zeiss")
+HUMPHREY_MAKERS = ("humphrey", "zeiss", "hfa")
 OTHER_MAKERS = {
     "octopus": "Haag-Streit Octopus",
     "haag-streit": "Haag-Streit Octopus",
@@ -393,23 +393,25 @@ def _parse_sensitivity(cell: str, column: str, row: int, *, blind_spot: bool) ->
 
 
 def _parse_device_map(row: dict[str, str], name: str, n: int) -> tuple[float | None, ...] | None:
-    """A device map is all-or-nothing: every analysed point or no column of it (blind-spot cells may be empty)."""
+    """A device map is all-or-nothing: every analysed point or no column of it. The blind-spot columns (26, 35)
+    may be absent or empty (exports such as vfprogression's omit them)."""
     columns = DEVICE_MAP_COLUMNS[name]
-    present = [c for c in columns if c in row]
+    needed = [c for i, c in enumerate(columns) if (i + 1) not in BLIND_SPOT_POINTS]
+    present = [c for c in needed if c in row]
     if not present:
         return None
-    if len(present) != len(columns):
-        missing = [c for c in columns if c not in row]
+    if len(present) != len(needed):
+        missing = [c for c in needed if c not in row]
         raise _reject(f"The CSV header has some {DEVICE_MAP_PREFIXES[name]}* columns but not {', '.join(missing[:5])}.")
-    cells = [row[c].strip() for c in columns]
-    if all(c == "" for c in cells):
+    if all(row[c].strip() == "" for c in needed):
         return None
     probability = name.endswith("probability")
     values: list[float | None] = []
-    for i, (column, cell) in enumerate(zip(columns, cells, strict=True)):
+    for i, column in enumerate(columns):
         if (i + 1) in BLIND_SPOT_POINTS:
             values.append(None)
             continue
+        cell = row[column].strip()
         if cell == "":
             raise _reject(f"Row {n}, column {column}: a value is needed at every point outside the blind spot.")
         if probability:
