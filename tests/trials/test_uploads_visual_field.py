@@ -570,6 +570,12 @@ class PerimeterValuesCsvTests(SimpleTestCase):
         rebuilt = dataclasses.replace(computed_analysis, pattern_deviation_probability=symbols)
         self.assertEqual(device_plot, render_pattern_deviation_plot(rebuilt))
 
+    def test_vfi_from_the_perimeter_symbols_is_within_1_point_of_its_vfi_on_all_20_fields(self):
+        for row, field in vfseries_with_perimeter_values():
+            with self.subTest(eye=row["eyeid"], visit=row["nvisit"]):
+                analysis = analyse_visual_field(field)
+                self.assertLessEqual(abs(analysis.computed_visual_field_index - float(row["vfi"])), 1.0)
+
     def test_a_map_with_missing_columns_or_a_bad_symbol_is_refused(self):
         header = [*HEADER, *[f"pdp{i}" for i in range(1, 54)]]  # pdp54 missing
         row = csv_row(**{f"pdp{i}": 1 for i in range(1, 54)})
