@@ -15,10 +15,11 @@ from trials.uploads.visual_field import reliability_from_rates
 def visual_field_rejudge(*, actor: User, trial: Trial, reason: str) -> int:
     """Judge every stored visual field of ``trial`` again with its current cut-offs; returns how many verdicts
     changed. Each result records the cut-offs it now carries; each change of verdict is an audit event
-    (``visual_field.rejudge``) with the reason. Called by ``trial_update`` when the cut-offs change, in its
-    transaction, so that the cut-offs and the verdicts never disagree."""
+    (``visual_field.rejudge``) with the reason, and the whole re-judging one more (``trial.visual_fields_rejudge``).
+    Called by ``trial_update`` when the cut-offs change, in its transaction, so that the cut-offs and the verdicts
+    never disagree."""
     criteria = trial_reliability_criteria(trial)
-    changed = 0
+    changed = judged = 0
     results = (
         VisualFieldResult.objects.select_for_update()
         .filter(case__subject__trial=trial)
@@ -26,6 +27,7 @@ def visual_field_rejudge(*, actor: User, trial: Trial, reason: str) -> int:
         .order_by("created_at", "pk")
     )
     for result in results:
+        judged += 1
         verdict = reliability_from_rates(
             fixation_loss_percent=result.fixation_loss_percent,
             false_positive_percent=result.false_positive_percent,
@@ -62,4 +64,17 @@ def visual_field_rejudge(*, actor: User, trial: Trial, reason: str) -> int:
                 },
                 reason=reason,
             )
+    # One event for the whole re-judging: every stored field now carries the new cut-offs, changed verdict or not.
+    audit_record(
+        actor=actor,
+        action="trial.visual_fields_rejudge",
+        obj=trial,
+        trial_ref=trial.slug,
+        changes={
+            "fields_judged": [None, judged],
+            "verdicts_changed": [None, changed],
+            "reliability_criteria": [None, criteria.as_dict()],
+        },
+        reason=reason,
+    )
     return changed

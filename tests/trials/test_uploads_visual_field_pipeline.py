@@ -168,6 +168,18 @@ class RejudgeTests(UploadTestCase):
         event = AuditEvent.objects.get(action="visual_field.rejudge")
         self.assertEqual(event.reason, "DSMB advice")
         self.assertEqual(event.changes["reliable"], [True, False])
+        summary = AuditEvent.objects.get(action="trial.visual_fields_rejudge")
+        self.assertEqual(summary.changes["fields_judged"], [None, 1])
+        self.assertEqual(summary.changes["verdicts_changed"], [None, 1])
+
+    def test_fields_whose_verdict_stays_still_carry_the_new_cut_offs(self):
+        self.upload(vf_csv(fp=3), "vf.csv")
+        trial_update(actor=self.w.manager, trial=self.w.trial, vf_max_false_negatives=33, reason="protocol v2")
+        result = VisualFieldResult.objects.get()
+        self.assertTrue(result.reliable)
+        self.assertEqual(result.reliability_criteria["false_negatives_max"], 33.0)
+        self.assertFalse(AuditEvent.objects.filter(action="visual_field.rejudge").exists())
+        self.assertEqual(AuditEvent.objects.get(action="trial.visual_fields_rejudge").reason, "protocol v2")
 
     def test_changing_cut_offs_of_a_recruiting_trial_needs_a_reason_and_changes_nothing_without(self):
         self.upload(vf_csv(fp=12), "vf.csv")
