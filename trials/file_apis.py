@@ -38,6 +38,7 @@ class VisualFieldSerializer(serializers.ModelSerializer):
             "reliable",
             "reliability_rule",
             "reliability_reasons",
+            "reliability_criteria",
             "sensitivities",
             "total_deviation",
             "pattern_deviation",

@@ -18,7 +18,7 @@ from platform_core.accounts.models import User
 from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record
 from platform_core.storage import delete_quietly, save_private
-from trials.models import Case, CaseFile, CaseStatus, TrialStatus, VisualFieldResult
+from trials.models import Case, CaseFile, CaseStatus, Trial, TrialStatus, VisualFieldResult
 from trials.services import require_site_writer
 from trials.upload_pipeline import ProcessedUpload, UploadContext, process_upload
 from trials.uploads.errors import UploadRejected
@@ -36,7 +36,8 @@ class UploadOutcome:
 def upload_context(case: Case) -> UploadContext:
     subject = case.subject
     trial = subject.trial
-    age = 90.0 if subject.age == "90+" else float(subject.age)
+    # Age at the visit: the enrolment age plus the visit day (the normal values are age-corrected).
+    age = 90.0 if subject.age == "90+" else min(90.0, float(subject.age) + case.visit_day / 365.25)
     return UploadContext(
         uid_key=bytes.fromhex(trial.deid_key),
         subject_pseudonym=subject.pseudonym,
@@ -47,15 +48,19 @@ def upload_context(case: Case) -> UploadContext:
         eye=case.laterality,
         trial_modalities=tuple(trial.modalities),
         subject_age_years=age,
-        reliability=ReliabilityCriteria(
-            name=f"trial {trial.protocol_number}",
-            fixation_losses_max=float(trial.vf_max_fixation_losses),
-            false_positives_max=float(trial.vf_max_false_positives),
-            false_negatives_max=float(trial.vf_max_false_negatives),
-        ),
+        reliability=trial_reliability_criteria(trial),
         max_bytes=settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024,
         max_pixels=settings.VISUS_MAX_IMAGE_PIXELS,
         min_side=settings.VISUS_MIN_IMAGE_SIDE,
+    )
+
+
+def trial_reliability_criteria(trial: Trial) -> ReliabilityCriteria:
+    return ReliabilityCriteria(
+        name=f"trial {trial.protocol_number}",
+        fixation_losses_max=float(trial.vf_max_fixation_losses),
+        false_positives_max=float(trial.vf_max_false_positives),
+        false_negatives_max=float(trial.vf_max_false_negatives),
     )
 
 
@@ -166,7 +171,7 @@ def _create_rows(
             mean_deviation=analysis.mean_deviation,
             pattern_standard_deviation=analysis.pattern_standard_deviation,
             visual_field_index=analysis.visual_field_index,
-            glaucoma_hemifield_test=vf.glaucoma_hemifield_test or "",
+            glaucoma_hemifield_test=analysis.glaucoma_hemifield_test,
             indices_source=dict(analysis.indices_source),
             fixation_loss_percent=vf.fixation_loss_percent,
             false_positive_percent=vf.false_positive_percent,
@@ -174,6 +179,7 @@ def _create_rows(
             reliable=analysis.reliability.reliable,
             reliability_rule=analysis.reliability.criteria.name[:60],
             reliability_reasons=list(analysis.reliability.fired),
+            reliability_criteria=analysis.reliability.criteria.as_dict(),
             pd_plot=names["pd_plot"],
         )
         result.full_clean()

@@ -46,14 +46,15 @@ class TrialForm(forms.Form):
     exclusion_criteria = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="One criterion per line."
     )
-    vf_max_fixation_losses = forms.IntegerField(
-        min_value=0, max_value=100, initial=20, label="VF max fixation losses (%)"
+    # Li et al. 2018: a field is reliable when each rate is under its cut-off (fixation losses under 2/13).
+    vf_max_fixation_losses = forms.FloatField(
+        min_value=0, max_value=100, initial=round(200 / 13, 4), label="VF fixation losses cut-off (%)"
     )
-    vf_max_false_positives = forms.IntegerField(
-        min_value=0, max_value=100, initial=15, label="VF max false positives (%)"
+    vf_max_false_positives = forms.FloatField(
+        min_value=0, max_value=100, initial=15, label="VF false positives cut-off (%)"
     )
-    vf_max_false_negatives = forms.IntegerField(
-        min_value=0, max_value=100, initial=33, label="VF max false negatives (%)"
+    vf_max_false_negatives = forms.FloatField(
+        min_value=0, max_value=100, initial=15, label="VF false negatives cut-off (%)"
     )
     reason = forms.CharField(required=False, help_text="Required when changing a trial that has left draft.")
 

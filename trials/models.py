@@ -94,11 +94,23 @@ class Trial(BaseModel):
     reference_rule = models.CharField(max_length=14, choices=ReferenceRule.choices, default=ReferenceRule.ADJUDICATION)
     inclusion_criteria = models.JSONField(default=list, blank=True, validators=[validate_criteria])
     exclusion_criteria = models.JSONField(default=list, blank=True, validators=[validate_criteria])
-    vf_max_fixation_losses = models.PositiveSmallIntegerField(
-        default=20, validators=[MaxValueValidator(100)], help_text="Percent; above it a visual field is unreliable."
+    # Li et al. 2018: a visual field is reliable when fixation losses are under 2/13 of the checks and false
+    # positives and false negatives under 15%. Changing them after recruiting re-judges the stored fields.
+    vf_max_fixation_losses = models.FloatField(
+        default=round(200 / 13, 4),
+        validators=[MinValueValidator(0.0), MaxValueValidator(100)],
+        help_text="Percent of fixation checks; at or above it a visual field is unreliable (Li et al.: 2/13).",
     )
-    vf_max_false_positives = models.PositiveSmallIntegerField(default=15, validators=[MaxValueValidator(100)])
-    vf_max_false_negatives = models.PositiveSmallIntegerField(default=33, validators=[MaxValueValidator(100)])
+    vf_max_false_positives = models.FloatField(
+        default=15.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(100)],
+        help_text="Percent; at or above it a visual field is unreliable.",
+    )
+    vf_max_false_negatives = models.FloatField(
+        default=15.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(100)],
+        help_text="Percent; at or above it a visual field is unreliable.",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     # Key of the HMAC that replaces DICOM UIDs consistently within this trial. Never shown or exported.
     deid_key = models.CharField(max_length=64, default=new_deid_key, editable=False)
@@ -319,14 +331,23 @@ class VisualFieldResult(BaseModel):
     mean_deviation = models.FloatField()
     pattern_standard_deviation = models.FloatField()
     visual_field_index = models.FloatField()
-    glaucoma_hemifield_test = models.CharField(max_length=60, blank=True)
-    indices_source = models.JSONField(default=dict, blank=True, help_text='{"md": "perimeter" | "computed", ...}')
+    glaucoma_hemifield_test = models.CharField(
+        max_length=60, blank=True, help_text="The perimeter's GHT when it gave one, otherwise computed."
+    )
+    indices_source = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='{"md" | "psd" | "vfi" | "ght" | "td" | "pd" | "tdp" | "pdp": "perimeter" | "computed"}',
+    )
     fixation_loss_percent = models.FloatField(null=True, blank=True)
     false_positive_percent = models.FloatField(null=True, blank=True)
     false_negative_percent = models.FloatField(null=True, blank=True)
     reliable = models.BooleanField()
     reliability_rule = models.CharField(max_length=60)
     reliability_reasons = models.JSONField(default=list, blank=True)
+    reliability_criteria = models.JSONField(
+        default=dict, blank=True, help_text="The cut-offs (percent) the verdict was made with."
+    )
     pd_plot = models.FileField(max_length=200, help_text="Pattern Deviation probability plot (network input).")
 
     class Meta:

@@ -47,7 +47,9 @@ TRIAL_FIELDS = (
     "vf_max_false_positives",
     "vf_max_false_negatives",
 )
-# Once recruiting starts, the protocol's design is fixed; these stay editable (with a reason).
+VF_CUT_OFFS = {"vf_max_fixation_losses", "vf_max_false_positives", "vf_max_false_negatives"}
+# Once recruiting starts, the protocol's design is fixed; these stay editable (with a reason; new cut-offs
+# re-judge the stored visual fields).
 EDITABLE_AFTER_DRAFT = {"title", "vf_max_fixation_losses", "vf_max_false_positives", "vf_max_false_negatives"}
 
 
@@ -104,6 +106,10 @@ def trial_update(*, actor: User, trial: Trial, reason: str = "", **fields: Any) 
     trial.full_clean()
     trial.save()
     audit_record(actor=actor, action="trial.update", obj=trial, trial_ref=trial.slug, changes=changes, reason=reason)
+    if set(changes) & VF_CUT_OFFS:
+        from trials.vf_services import visual_field_rejudge  # local: vf_services imports file_services
+
+        visual_field_rejudge(actor=actor, trial=trial, reason=reason or "reliability cut-offs changed")
     return trial
 
 

@@ -22,6 +22,8 @@ from trials.uploads.deidentify_image import (
 from trials.uploads.detect import FileKind, detect_file_kind
 from trials.uploads.errors import UploadRejected
 from trials.uploads.visual_field import (
+    DEVICE_MAP_COLUMNS,
+    DEVICE_MAPS,
     N_POINTS,
     ReliabilityCriteria,
     VisualField,
@@ -29,6 +31,7 @@ from trials.uploads.visual_field import (
     analyse_visual_field,
     parse_visual_field_csv,
     render_pattern_deviation_plot,
+    visual_field_from_dicom_bytes,
 )
 
 logger = logging.getLogger(__name__)
@@ -184,18 +187,25 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
         },
     )
     if meta.modality == "visual_field":
-        if result.visual_field is None:
-            raise UploadRejected(
-                "This visual-field DICOM holds no threshold sensitivities, so it cannot be analysed.",
-                "visual_field_incomplete",
-            )
-        _attach_visual_field(processed, result.visual_field, context)
+        _attach_visual_field(processed, _perimetry_before_deidentification(data, result, context), context)
     elif meta.rows and meta.columns:
         frames = processed.frames
         img = frame_image(result.data, frame=frames // 2, max_pixels=context.max_pixels)
         processed.preview = image_to_jpeg(img, max_side=PREVIEW_SIDE)
         processed.thumbnail = image_to_jpeg(img, max_side=THUMBNAIL_SIDE)
     return processed
+
+
+def _perimetry_before_deidentification(data: bytes, result: Any, context: UploadContext) -> VisualField:
+    """The field as the perimeter wrote it (GHT text and device maps included), read from the original bytes in
+    memory; the de-identified file is what is stored. Perimetry in a secondary capture has no measurements."""
+    age = context.subject_age_years if context.subject_age_years is not None else result.metadata.patient_age_years
+    if result.metadata.sop_class_name != "Ophthalmic Visual Field Static Perimetry Measurements" or age is None:
+        raise UploadRejected(
+            "This visual-field DICOM holds no threshold sensitivities, so it cannot be analysed.",
+            "visual_field_incomplete",
+        )
+    return visual_field_from_dicom_bytes(data, age=age)
 
 
 def _attach_visual_field(processed: ProcessedUpload, vf: VisualField, context: UploadContext) -> None:
@@ -263,6 +273,9 @@ def visual_field_csv_bytes(vf: VisualField) -> bytes:
         "false_positives",
         "false_negatives",
     ]
+    maps = [name for name in DEVICE_MAPS if getattr(vf, name) is not None]  # the perimeter's own maps travel too
+    for name in maps:
+        header.extend(DEVICE_MAP_COLUMNS[name])
     row = [
         vf.eye,
         num(min(vf.age, 90.0)),
@@ -276,6 +289,8 @@ def visual_field_csv_bytes(vf: VisualField) -> bytes:
         num(vf.false_positive_percent),
         num(vf.false_negative_percent),
     ]
+    for name in maps:
+        row.extend(num(v) for v in getattr(vf, name))
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)

@@ -171,7 +171,7 @@ def visualfields_package_rows(path: Path) -> list[tuple[VisualField, str]]:
         sens = []
         for i in range(1, N_POINTS + 1):
             value = float(row[f"l{i}"])
-            sens.append(math.nan if i in (26, 35) else max(value, 0.0))
+            sens.append(math.nan if i in (26, 35) else value)  # negative = "<0 dB", kept as the pipeline keeps it
         vf = VisualField(
             eye=row["eye"],
             age=min(float(row["age"]), 90.0),

@@ -31,6 +31,7 @@ from diagnosis.training.core import (
     train_vf_glaucoma,
     train_zoom_in_net,
 )
+from trials.uploads.visual_field import reliability
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "trials" / "demo_data"
 HRF_DEMO_GRADES = {"diabetic_retinopathy": 2, "glaucoma": 0, "healthy": 0}
@@ -154,6 +155,13 @@ def train_dr(
     return _trained("zoom_in_net", model, result, card, seed=seed, preset=preset, device=device)
 
 
+def reliable_training_fields(fields: list[tuple[Any, int, str]]) -> tuple[list[tuple[Any, int, str]], int]:
+    """The fields the upload pipeline would call reliable (Li et al. 2018 cut-offs), and how many were left out:
+    the net is trained on what it is allowed to score."""
+    kept = [item for item in fields if reliability(item[0]).reliable]
+    return kept, len(fields) - len(kept)
+
+
 def train_vf(
     *,
     fields: list[tuple[Any, int, str]],
@@ -165,6 +173,7 @@ def train_vf(
     description: str,
 ) -> TrainedModel:
     config = VFGlaucomaConfig.preset(preset)
+    fields, unreliable = reliable_training_fields(fields)
     data = datasets.visual_field_set(fields, size=config.input_size)
     train_idx, val_idx = datasets.split(len(data), validation_fraction, seed, groups=data.groups)
     train, validation = data.subset(train_idx), data.subset(val_idx)
@@ -186,7 +195,8 @@ def train_vf(
         "intended_use": "Research and platform demonstration: glaucoma probability from a reliable Humphrey 24-2 "
         "visual field (Pattern Deviation probability plot with VFI, MD and PSD).",
         "training_data": f"{description}; {len(train)} training and {len(validation)} validation fields, split by "
-        f"patient (seed {seed}).",
+        f"patient (seed {seed}); {unreliable} unreliable fields (Li et al. 2018 cut-offs) left out.",
+        "unreliable_fields_excluded": unreliable,
         "metrics_note": "On the held-out patients' fields: ROC AUC, accuracy, sensitivity and specificity at 0.5.",
         "limitations": "Trained on few patients; unreliable fields are not scored.",
     }

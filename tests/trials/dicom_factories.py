@@ -222,6 +222,7 @@ def visual_field(
     """Perimetry object for a right-eye-orientation field; left eyes get native (mirrored) X coordinates."""
     ds = Dataset()
     _patient_and_study(ds, "OPV")
+    ds.Manufacturer = "Carl Zeiss Meditec"  # a Humphrey field: other makers are refused
     ds.Laterality = laterality
     ds.CommentsOnPatientPerformanceOfVisualField = "CANARY^PATIENT was cooperative"
     ds.GlobalDeviationFromNormal = md

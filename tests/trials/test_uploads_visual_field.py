@@ -17,13 +17,17 @@ from trials.uploads.visual_field import (
     ReliabilityCriteria,
     VisualField,
     analyse_visual_field,
+    ght_normal_limits,
+    load_ght_limits,
     load_normals,
+    looks_mirrored,
     parse_visual_field_csv,
     render_pattern_deviation_plot,
     visual_field_from_dicom,
 )
 
 DATA = Path(__file__).resolve().parent / "data"
+DEMO_FIELDS = Path(__file__).resolve().parents[2] / "trials" / "demo_data" / "visual_fields"
 HEADER = (
     ["eye", "age"]
     + [f"s{i}" for i in range(1, 55)]
@@ -67,8 +71,9 @@ def catch_trial_counts(rate: float) -> tuple[int, int]:
 
 
 def vfseries_fields() -> list[tuple[dict[str, str], VisualField]]:
-    """The validation rows in tests/trials/data, fed through the documented CSV format."""
-    with (DATA / "vfseries_sample.csv").open(encoding="utf-8") as fh:
+    """The 20 vfseries fields in tests/trials/data, fed through the documented CSV format (without the perimeter's
+    indices and maps, so that everything analysed is computed)."""
+    with (DATA / "vfseries.csv").open(encoding="utf-8") as fh:
         source = list(csv.DictReader(fh))
     rows = []
     for r in source:
@@ -97,7 +102,7 @@ class CsvParsingTests(SimpleTestCase):
         self.assertEqual(field.eye, "OD")
         self.assertEqual(field.age, 60)
         self.assertEqual(len(field.sensitivities), 54)
-        self.assertEqual(field.sensitivities[0], -1.0)  # "<0" means not seen
+        self.assertEqual(field.sensitivities[0], -2.0)  # "<0" means not seen: -2 dB as HFA exports it
         self.assertTrue(math.isnan(field.sensitivities[25]))  # empty blind spot
         self.assertEqual((field.mean_deviation, field.pattern_standard_deviation), (-1.2, 2.5))
         self.assertEqual((field.visual_field_index, field.glaucoma_hemifield_test), (98, "Within normal limits"))
@@ -191,8 +196,9 @@ class AnalysisTests(SimpleTestCase):
         self.assertEqual({p for p in analysis.pattern_deviation_probability if p is not None}, {1.0})
         self.assertLess(min(p for p in analysis.total_deviation_probability if p is not None), 0.05)
 
-    def test_md_and_psd_weight_each_point_by_its_normative_variance(self):
-        # One peripheral point 10 dB down: HFA-style MD weights it by 1/s^2, far less than a plain mean would.
+    def test_md_weights_each_point_by_its_normative_sd_and_psd_by_its_variance(self):
+        # One peripheral point 10 dB down: MD weights it by 1/s (visualFields' weights for SUNY-IU), less than a plain
+        # mean would; PSD is Flammer's variance-weighted formula.
         values = expected_normal(60.0).copy()
         values[0] -= 10.0
         analysis = analyse_visual_field(VisualField("OD", 60.0, tuple(float(v) for v in values)))
@@ -200,7 +206,7 @@ class AnalysisTests(SimpleTestCase):
         s2 = load_normals().sd_td[analysed] ** 2
         td = np.zeros(52)
         td[0] = -10.0
-        md = float(np.sum(td / s2) / np.sum(1 / s2))
+        md = float(np.sum(td / np.sqrt(s2)) / np.sum(1 / np.sqrt(s2)))
         psd = math.sqrt(np.mean(s2) * np.sum((td - md) ** 2 / s2) / 51)
         self.assertAlmostEqual(analysis.computed_mean_deviation, md)
         self.assertAlmostEqual(analysis.computed_pattern_standard_deviation, psd)
@@ -249,52 +255,149 @@ class AnalysisTests(SimpleTestCase):
             analyse_visual_field(VisualField("OD", 60.0, tuple(values)))
 
 
+GHT_CODES = {"1": "Within normal limits", "2": "Borderline", "3": "Outside normal limits"}
+GHT_ORDER = ["Within normal limits", "Borderline", "Outside normal limits"]
+
+
 class ValidationAgainstHumphreyTests(SimpleTestCase):
-    """Computed indices against the HFA's own STATPAC values for real fields (tests/trials/data/README.md).
+    """Computed indices against the HFA's own STATPAC values for all 20 vfseries fields (tests/trials/data/README.md):
+    ten of a progressing right eye (MD -0.2 to -6.7 dB) and ten of an advanced left eye (MD -9.8 to -12.1 dB)."""
 
-    Measured with the SUNY-IU smoothed normals: MD error -0.12..-0.06 dB on the five mild fields, +0.50 and
-    +0.47 dB on the two advanced ones (HFA's normative variances are proprietary); PSD within 0.15 dB on mild
-    fields; VFI within 1.2 points.
-    """
+    def setUp(self):
+        self.fields = vfseries_fields()
+        self.assertEqual(len(self.fields), 20)
+        self.assertEqual(sum(1 for r, _ in self.fields if float(r["md"]) < -9), 10)
 
-    def test_md_is_within_0_3_db_of_the_perimeter_on_mild_fields(self):
-        mild = [(r, f) for r, f in vfseries_fields() if float(r["md"]) > -3]
-        self.assertEqual(len(mild), 5)
-        for row, field in mild:
-            with self.subTest(visit=row["nvisit"]):
+    def test_md_is_within_0_3_db_of_the_perimeter_on_all_20_fields(self):
+        for row, field in self.fields:
+            with self.subTest(eye=row["eyeid"], visit=row["nvisit"]):
                 error = analyse_visual_field(field).computed_mean_deviation - float(row["md"])
                 self.assertLessEqual(abs(error), 0.3)
 
-    def test_psd_and_vfi_are_close_to_the_perimeter_on_mild_fields(self):
-        for row, field in vfseries_fields():
-            if float(row["md"]) <= -3:
-                continue
-            with self.subTest(visit=row["nvisit"]):
-                analysis = analyse_visual_field(field)
-                self.assertLessEqual(abs(analysis.computed_pattern_standard_deviation - float(row["psd"])), 0.3)
-                self.assertLessEqual(abs(analysis.computed_visual_field_index - float(row["vfi"])), 2.0)
+    def test_psd_is_within_0_3_db_on_19_fields_and_0_35_on_all(self):
+        # Measured: the one field over 0.3 dB is the advanced eye's first visit (-0.33 dB), see the module README.
+        errors = []
+        for row, field in self.fields:
+            errors.append(analyse_visual_field(field).computed_pattern_standard_deviation - float(row["psd"]))
+        self.assertLessEqual(max(abs(e) for e in errors), 0.35)
+        self.assertGreaterEqual(sum(abs(e) <= 0.3 for e in errors), 19)
 
-    def test_md_on_advanced_fields_is_within_the_documented_one_db(self):
-        # Not 0.3 dB: on MD -10 to -12 dB fields the SUNY-IU variances weight points differently from HFA's.
-        advanced = [(r, f) for r, f in vfseries_fields() if float(r["md"]) <= -3]
-        self.assertEqual(len(advanced), 2)
-        for row, field in advanced:
-            with self.subTest(visit=row["nvisit"]):
-                self.assertEqual(field.eye, "OS")
-                error = analyse_visual_field(field).computed_mean_deviation - float(row["md"])
-                self.assertLessEqual(abs(error), 1.0)
+    def test_vfi_is_within_2_points_on_19_fields_and_2_2_on_all(self):
+        # Measured: the one field over 2 points is the advanced eye's fourth visit (+2.16), from PD symbols that the
+        # SUNY-IU normals flag less often than HFA's; the perimeter's own symbols are used when it gives them.
+        errors = []
+        for row, field in self.fields:
+            errors.append(analyse_visual_field(field).computed_visual_field_index - float(row["vfi"]))
+        self.assertLessEqual(max(abs(e) for e in errors), 2.2)
+        self.assertGreaterEqual(sum(abs(e) <= 2.0 for e in errors), 19)
+
+    def test_not_seen_points_count_at_their_exported_value_as_the_perimeter_does(self):
+        # The perimeter's TD at a "<0" point is -2 dB minus the normal (within its 1 dB rounding and ~0.3 dB normals
+        # offset); clamping such points to 0 dB is what put MD 0.5-0.8 dB above the perimeter's on the advanced eye.
+        normals = load_normals()
+        checked = 0
+        for row, field in self.fields:
+            expected = normals.expected(field.age)
+            for i, value in enumerate(field.sensitivities):
+                if value < 0 and (i + 1) not in (26, 35):
+                    self.assertAlmostEqual(float(row[f"td{i + 1}"]), value - expected[i], delta=1.3)
+                    checked += 1
+        self.assertGreater(checked, 80)
+
+    def test_computed_ght_agrees_with_the_perimeter_on_18_of_20_and_is_never_two_steps_off(self):
+        agree = 0
+        for row, field in self.fields:
+            computed = analyse_visual_field(field).computed_glaucoma_hemifield_test
+            device = GHT_CODES[row["ght"]]
+            agree += computed == device
+            self.assertLessEqual(abs(GHT_ORDER.index(computed) - GHT_ORDER.index(device)), 1)
+        self.assertGreaterEqual(agree, 18)
+
+
+class HemifieldTests(SimpleTestCase):
+    def test_shipped_limits_are_those_of_the_suny_iu_controls(self):
+        with (DEMO_FIELDS / "vfctrSunyiu24d2.csv").open(encoding="utf-8") as fh:
+            controls = [
+                VisualField(
+                    r["eye"],
+                    float(r["age"]),
+                    tuple(math.nan if i in (26, 35) else float(r[f"l{i}"]) for i in range(1, 55)),
+                )
+                for r in csv.DictReader(fh)
+            ]
+        self.assertEqual(ght_normal_limits(controls), dict(load_ght_limits()))
+
+    def test_a_field_at_the_age_normal_is_within_normal_limits(self):
+        self.assertEqual(analyse_visual_field(normal_field()).glaucoma_hemifield_test, "Within normal limits")
+
+    def test_a_superior_arcuate_defect_is_outside_normal_limits(self):
+        values = expected_normal(60.0).copy()
+        values[[0, 1, 4, 5, 6, 10, 11]] = 5.0  # sectors 1 and 3 above, their mirrors intact
+        analysis = analyse_visual_field(VisualField("OD", 60.0, tuple(float(v) for v in values)))
+        self.assertEqual(analysis.computed_glaucoma_hemifield_test, "Outside normal limits")
+        self.assertEqual(analysis.indices_source["ght"], "computed")
+
+    def test_a_uniform_depression_is_a_general_reduction(self):
+        analysis = analyse_visual_field(normal_field(offset=-6.0))
+        self.assertEqual(analysis.computed_glaucoma_hemifield_test, "General reduction of sensitivity")
+
+    def test_the_perimeter_ght_is_preferred(self):
+        analysis = analyse_visual_field(normal_field(glaucoma_hemifield_test="Borderline"))
+        self.assertEqual(analysis.glaucoma_hemifield_test, "Borderline")
+        self.assertEqual(analysis.computed_glaucoma_hemifield_test, "Within normal limits")
+        self.assertEqual(analysis.indices_source["ght"], "perimeter")
+
+
+def real_fields() -> list[tuple[str, tuple[float, ...]]]:
+    """All 700 real 24-2 fields the repository ships (right-eye orientation): 263 + 360 demo fields, 42 of
+    vfpwgSunyiu24d2, 20 vfseries and 15 UWHVF (tests/trials/data/README.md)."""
+    fields: list[tuple[str, tuple[float, ...]]] = []
+
+    def read(path: Path, prefix: str, name: str) -> None:
+        with path.open(encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                values = tuple(
+                    math.nan if r[f"{prefix}{i}"] in ("", "NA") else float(r[f"{prefix}{i}"]) for i in range(1, 55)
+                )
+                fields.append((name, values))
+
+    read(DEMO_FIELDS / "vfctrSunyiu24d2.csv", "l", "vfctrSunyiu24d2")
+    read(DEMO_FIELDS / "vfpwgRetest24d2.csv", "l", "vfpwgRetest24d2")
+    read(DATA / "vfpwgSunyiu24d2.csv", "l", "vfpwgSunyiu24d2")
+    read(DATA / "vfseries.csv", "s", "vfseries")
+    read(DATA / "uwhvf_sample15.csv", "Sens_", "uwhvf")
+    return fields
+
+
+class OrientationTests(SimpleTestCase):
+    def test_all_700_real_fields_pass_the_orientation_check(self):
+        fields = real_fields()
+        self.assertEqual(len(fields), 700)
+        refused = [name for name, values in fields if looks_mirrored(values)]
+        self.assertEqual(refused, [])
+
+    def test_most_real_fields_typed_in_native_left_eye_order_are_refused(self):
+        # Each printed row typed left to right: the right-eye rows reversed.
+        rows, start = [], 0
+        for count in (4, 6, 8, 9, 9, 8, 6, 4):
+            rows.append(list(range(start, start + count)))
+            start += count
+        order = [i for row in rows for i in reversed(row)]
+        fields = real_fields()
+        refused = sum(looks_mirrored(tuple(values[i] for i in order)) for _, values in fields)
+        self.assertGreater(refused, 0.8 * len(fields))
 
 
 class ReliabilityTests(SimpleTestCase):
-    def test_default_rules_flag_each_index_over_its_cut_off(self):
+    def test_default_rules_are_li_et_al_and_flag_each_index_at_its_cut_off(self):
         cases = {
-            "fixation_losses > 20%": {"fixation_losses": 3, "fixation_checks": 14},  # 21.4 %
-            "false_positives > 15%": {"false_positive_percent": 16.0},
-            "false_negatives > 33%": {"false_negative_percent": 34.0},
+            "fixation_losses >= 15.38%": {"fixation_losses": 2, "fixation_checks": 13},  # 2/13
+            "false_positives >= 15%": {"false_positive_percent": 15.0},
+            "false_negatives >= 15%": {"false_negative_percent": 15.0},
         }
         base = {
             "fixation_losses": 1,
-            "fixation_checks": 14,
+            "fixation_checks": 13,
             "false_positive_percent": 2.0,
             "false_negative_percent": 3.0,
         }
@@ -303,13 +406,25 @@ class ReliabilityTests(SimpleTestCase):
                 reliability = analyse_visual_field(normal_field(**{**base, **change})).reliability
                 self.assertFalse(reliability.reliable)
                 self.assertEqual(reliability.fired, (rule,))
-                self.assertEqual(reliability.criteria.name, "SITA practice")
+                self.assertEqual(reliability.criteria.name, "Li et al. 2018")
 
-    def test_values_at_the_cut_off_are_still_reliable(self):
+    def test_values_just_under_the_cut_offs_are_reliable(self):
         field = normal_field(
-            fixation_losses=2, fixation_checks=10, false_positive_percent=15, false_negative_percent=33
+            fixation_losses=2, fixation_checks=14, false_positive_percent=14.9, false_negative_percent=14.9
         )
         self.assertTrue(analyse_visual_field(field).reliability.reliable)
+
+    def test_a_verdict_carries_its_cut_offs(self):
+        criteria = analyse_visual_field(normal_field()).reliability.criteria
+        self.assertEqual(
+            criteria.as_dict(),
+            {
+                "name": "Li et al. 2018",
+                "fixation_losses_max": 200 / 13,
+                "false_positives_max": 15.0,
+                "false_negatives_max": 15.0,
+            },
+        )
 
     def test_cut_offs_are_parameters(self):
         field = normal_field(fixation_losses=3, fixation_checks=10, false_positive_percent=20, false_negative_percent=0)
@@ -398,3 +513,87 @@ class DicomHemifieldTests(SimpleTestCase):
                 field = self.field_with_ght(**kwargs)
                 self.assertIsNone(field.glaucoma_hemifield_test)
                 self.assertNotIn("JOHN", repr(field))
+
+
+def vfseries_with_perimeter_values() -> list[tuple[dict[str, str], VisualField]]:
+    """The 20 vfseries fields with the perimeter's own indices, GHT and the four maps, in the documented CSV."""
+    with (DATA / "vfseries.csv").open(encoding="utf-8") as fh:
+        source = list(csv.DictReader(fh))
+    maps = [f"{p}{i}" for p in ("td", "pd", "tdp", "pdp") for i in range(1, 55) if i not in (26, 35)]
+    header = [*HEADER, "perimeter", *maps]
+    rows = []
+    for r in source:
+        losses, checks = catch_trial_counts(float(r["malfixrate"]))
+        row = {f"s{i}": r[f"s{i}"] for i in range(1, 55)}
+        row.update({c: r[c] for c in maps})
+        row.update(
+            eye="OD" if r["righteye"] == "1" else "OS",
+            age=r["age"],
+            md=r["md"],
+            psd=r["psd"],
+            vfi=r["vfi"],
+            ght={"1": "WNL", "2": "Borderline", "3": "ONL"}[r["ght"]],
+            perimeter="Humphrey HFA II",
+            fixation_losses=losses,
+            fixation_checks=checks,
+            false_positives=float(r["falseposrate"]) * 100,
+            false_negatives=float(r["falsenegrate"]) * 100,
+        )
+        rows.append(row)
+    return list(zip(source, parse_visual_field_csv(csv_text(rows, header)), strict=True))
+
+
+class PerimeterValuesCsvTests(SimpleTestCase):
+    def test_the_perimeter_maps_and_indices_of_all_20_real_fields_are_what_the_analysis_reports(self):
+        for row, field in vfseries_with_perimeter_values():
+            with self.subTest(eye=row["eyeid"], visit=row["nvisit"]):
+                analysis = analyse_visual_field(field)
+                for i in range(54):
+                    if i in (25, 34):
+                        self.assertIsNone(analysis.pattern_deviation_probability[i])
+                        continue
+                    self.assertEqual(analysis.pattern_deviation_probability[i], float(row[f"pdp{i + 1}"]))
+                    self.assertEqual(analysis.total_deviation[i], float(row[f"td{i + 1}"]))
+                self.assertEqual(analysis.mean_deviation, float(row["md"]))
+                self.assertEqual(analysis.glaucoma_hemifield_test, GHT_CODES[row["ght"]])
+                self.assertEqual(set(analysis.indices_source.values()), {"perimeter"})
+
+    def test_the_net_plot_of_a_real_field_is_drawn_from_the_perimeter_symbols(self):
+        # Eye 2, visit 1: the recomputed symbols differ from the perimeter's at several points.
+        (row, with_device), (_, computed) = vfseries_with_perimeter_values()[10], vfseries_fields()[10]
+        device_plot = render_pattern_deviation_plot(analyse_visual_field(with_device))
+        computed_analysis = analyse_visual_field(computed)
+        self.assertNotEqual(device_plot, render_pattern_deviation_plot(computed_analysis))
+        symbols = tuple(None if i in (26, 35) else float(row[f"pdp{i}"]) for i in range(1, 55))
+        import dataclasses
+
+        rebuilt = dataclasses.replace(computed_analysis, pattern_deviation_probability=symbols)
+        self.assertEqual(device_plot, render_pattern_deviation_plot(rebuilt))
+
+    def test_vfi_from_the_perimeter_symbols_is_within_1_point_of_its_vfi_on_all_20_fields(self):
+        for row, field in vfseries_with_perimeter_values():
+            with self.subTest(eye=row["eyeid"], visit=row["nvisit"]):
+                analysis = analyse_visual_field(field)
+                self.assertLessEqual(abs(analysis.computed_visual_field_index - float(row["vfi"])), 1.0)
+
+    def test_a_map_with_missing_columns_or_a_bad_symbol_is_refused(self):
+        header = [*HEADER, *[f"pdp{i}" for i in range(1, 54)]]  # pdp54 missing
+        row = csv_row(**{f"pdp{i}": 1 for i in range(1, 54)})
+        with self.assertRaisesMessage(UploadRejected, "pdp54"):
+            parse_visual_field_csv(csv_text([row], header))
+        header = [*HEADER, *[f"pdp{i}" for i in range(1, 55)]]
+        row = csv_row(**{**{f"pdp{i}": 1 for i in range(1, 55)}, "pdp7": "0.03"})
+        with self.assertRaisesMessage(UploadRejected, "column pdp7"):
+            parse_visual_field_csv(csv_text([row], header))
+
+    def test_a_field_of_another_maker_is_refused_naming_it(self):
+        header = [*HEADER, "perimeter"]
+        with self.assertRaises(UploadRejected) as ctx:
+            parse_visual_field_csv(csv_text([csv_row(perimeter="Octopus 900")], header))
+        self.assertIn("Haag-Streit Octopus", ctx.exception.message)
+        self.assertEqual(ctx.exception.code, "vf_not_humphrey")
+        with self.assertRaises(UploadRejected) as ctx:
+            parse_visual_field_csv(csv_text([csv_row(perimeter="CANARY device")], header))
+        self.assertNotIn("CANARY", ctx.exception.message)
+        (field,) = parse_visual_field_csv(csv_text([csv_row(perimeter="Zeiss HFA3 860")], header))
+        self.assertEqual(field.eye, "OD")

@@ -5,10 +5,14 @@ Conventions (see ``VISUAL_FIELD_CSV.md``):
 * 54 points numbered 1..54 row by row from the top, left to right, in **right-eye orientation**: left-eye
   fields are mirrored left-right so the blind spot is always points 26 and 35 (the convention of the
   visualFields R package, vfprogression and UWHVF). 52 points are analysed.
-* Sensitivities in dB; a negative value means "< 0 dB" (stimulus not seen at maximum intensity).
+* Sensitivities in dB; a negative value means "< 0 dB" (stimulus not seen at maximum intensity). "<0" is
+  stored as -2 dB, the value HFA exports carry (vfprogression, visualFields): the perimeter's own total
+  deviation at such points is -2 dB minus the age normal (checked in the tests on the vfseries fields), so a
+  not-seen point is not clamped to 0 dB.
 * Normative values: SUNY-IU 24-2 (SITA Standard) from visualFields, stored in ``data/``. HFA's own normative
-  variances are proprietary, so computed MD/PSD approximate the perimeter's values (see the tests for the
-  measured agreement); values the perimeter reported are kept and preferred.
+  variances are proprietary, so computed MD/PSD/VFI/GHT approximate the perimeter's values (the tests measure
+  the agreement on 20 real HFA fields); what the perimeter reported (indices, GHT, TD/PD maps and their
+  probability symbols) is kept and preferred, and ``indices_source`` says which values are whose.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from trials.uploads.errors import UploadRejected
 
 N_POINTS = 54
 BLIND_SPOT_POINTS = (26, 35)  # 1-based, right-eye orientation
+NOT_SEEN_DB = -2.0  # "<0 dB": how HFA exports a point not seen at maximum intensity
 
 # (x, y) in degrees, right-eye orientation, in point order: rows of 4, 6, 8, 9, 9, 8, 6, 4 points.
 _ROWS: tuple[tuple[int, tuple[int, ...]], ...] = (
@@ -72,6 +77,64 @@ GHT_LABELS = {
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 NORMALS_FILE = DATA_DIR / "normvals_sunyiu_24d2.json"
+GHT_LIMITS_FILE = DATA_DIR / "ght_limits_sunyiu_24d2.json"
+
+DEVICE_MAPS = (
+    "device_total_deviation",
+    "device_pattern_deviation",
+    "device_total_deviation_probability",
+    "device_pattern_deviation_probability",
+)
+# CSV column prefix of each device map (td1..td54, ...), blind-spot cells empty.
+DEVICE_MAP_PREFIXES = {
+    "device_total_deviation": "td",
+    "device_pattern_deviation": "pd",
+    "device_total_deviation_probability": "tdp",
+    "device_pattern_deviation_probability": "pdp",
+}
+
+# Perimeters whose dB scale and normative database are not the Humphrey Field Analyzer's. Their fields cannot be
+# analysed against HFA normals (Octopus, for one, reports MD with the opposite sign on a different dB scale).
+HUMPHREY_MAKERS = ("humphrey", "zeiss", "hfa")
+OTHER_MAKERS = {
+    "octopus": "Haag-Streit Octopus",
+    "haag-streit": "Haag-Streit Octopus",
+    "haag streit": "Haag-Streit Octopus",
+    "medmont": "Medmont",
+    "kowa": "Kowa",
+    "oculus": "Oculus",
+    "centervue": "CenterVue Compass",
+    "compass": "CenterVue Compass",
+    "icare": "iCare Compass",
+    "heidelberg": "Heidelberg Edge Perimeter",
+    "topcon": "Topcon",
+    "olleyes": "Olleyes VisuALL",
+    "virtual field": "Virtual Field",
+}
+
+
+def check_humphrey(maker: str | None) -> None:
+    """Refuse a field from a perimeter other than the Humphrey Field Analyzer, naming the maker when it is a known
+    one (any other text is not echoed: it came from the file). ``None`` (not stated) is accepted: the CSV format
+    and the DICOM object do not require it."""
+    if maker is None or not maker.strip():
+        return
+    text = " ".join(maker.lower().split())
+    if any(word in text for word in HUMPHREY_MAKERS):
+        return
+    known = next((name for key, name in OTHER_MAKERS.items() if key in text), None)
+    if known is not None:
+        raise UploadRejected(
+            f"This visual field comes from a {known} perimeter. Visus analyses Humphrey (HFA) 24-2 fields only: "
+            f"{known} uses its own dB scale and normative values, so its field cannot be compared with HFA normals.",
+            "vf_not_humphrey",
+        )
+    raise UploadRejected(
+        "This visual field does not come from a Humphrey Field Analyzer (the perimeter's maker is not Zeiss/"
+        "Humphrey). Visus analyses Humphrey 24-2 fields only, against HFA-scale normal values.",
+        "vf_not_humphrey",
+    )
+
 
 Eye = Literal["OD", "OS"]
 
@@ -96,12 +159,21 @@ class VisualField:
     false_positive_percent: float | None = None
     false_negative_percent: float | None = None
     source: str = "csv"
+    # The perimeter's own maps (54 values, right-eye orientation, None at the blind spot) when the export has them.
+    device_total_deviation: tuple[float | None, ...] | None = None
+    device_pattern_deviation: tuple[float | None, ...] | None = None
+    device_total_deviation_probability: tuple[float | None, ...] | None = None
+    device_pattern_deviation_probability: tuple[float | None, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.sensitivities) != N_POINTS:
             raise ValueError(f"a 24-2 field has {N_POINTS} points, got {len(self.sensitivities)}")
         if self.eye not in ("OD", "OS"):
             raise ValueError("eye must be OD or OS")
+        for name in DEVICE_MAPS:
+            values = getattr(self, name)
+            if values is not None and len(values) != N_POINTS:
+                raise ValueError(f"{name} needs {N_POINTS} values, got {len(values)}")
 
     @property
     def fixation_loss_percent(self) -> float | None:
@@ -112,15 +184,28 @@ class VisualField:
 
 @dataclass(frozen=True)
 class ReliabilityCriteria:
-    """Cut-offs in percent; a field is unreliable when any rate is strictly above its cut-off."""
+    """Cut-offs in percent; a field is reliable when every rate is strictly below its cut-off.
 
-    name: str = "SITA practice"
-    fixation_losses_max: float = 20.0
+    The default is Li et al.'s (BMC Medical Imaging 2018;18:35), the gate of the data the VF net follows: fixation
+    losses under 2/13 of the fixation checks, false positives and false negatives under 15%.
+    """
+
+    name: str = "Li et al. 2018"
+    fixation_losses_max: float = 100.0 * 2 / 13
     false_positives_max: float = 15.0
-    false_negatives_max: float = 33.0
+    false_negatives_max: float = 15.0
+
+    def as_dict(self) -> dict[str, float | str]:
+        """What a verdict stores so that it can be re-read and re-judged later."""
+        return {
+            "name": self.name,
+            "fixation_losses_max": self.fixation_losses_max,
+            "false_positives_max": self.false_positives_max,
+            "false_negatives_max": self.false_negatives_max,
+        }
 
 
-SITA_PRACTICE = ReliabilityCriteria()
+LI_2018 = ReliabilityCriteria()
 HFA_FULL_THRESHOLD = ReliabilityCriteria("HFA full threshold", 20.0, 33.0, 33.0)
 GLAUCOMA_TRIALS_33 = ReliabilityCriteria("33% on each index", 33.0, 33.0, 33.0)
 
@@ -149,9 +234,12 @@ class VisualFieldAnalysis:
     mean_deviation: float  # as reported by the perimeter when it did, otherwise computed
     pattern_standard_deviation: float
     visual_field_index: float
-    indices_source: Mapping[str, str]  # {"md": "perimeter" | "computed", ...}
+    # {"md" | "psd" | "vfi" | "ght" | "td" | "pd" | "tdp" | "pdp": "perimeter" | "computed"}
+    indices_source: Mapping[str, str]
     reliability: Reliability
     normals: str
+    computed_glaucoma_hemifield_test: str = ""
+    glaucoma_hemifield_test: str = ""  # the perimeter's when it gave one, otherwise computed
 
 
 @dataclass(frozen=True)
@@ -216,8 +304,15 @@ REQUIRED_COLUMNS = (
     "false_positives",
     "false_negatives",
 )
-OPTIONAL_COLUMNS = ("md", "psd", "vfi", "ght")
-ALL_COLUMNS = frozenset(REQUIRED_COLUMNS) | frozenset(OPTIONAL_COLUMNS)
+OPTIONAL_COLUMNS = ("md", "psd", "vfi", "ght", "perimeter")
+DEVICE_MAP_COLUMNS = {
+    name: tuple(f"{prefix}{i}" for i in range(1, N_POINTS + 1)) for name, prefix in DEVICE_MAP_PREFIXES.items()
+}
+ALL_COLUMNS = (
+    frozenset(REQUIRED_COLUMNS)
+    | frozenset(OPTIONAL_COLUMNS)
+    | frozenset(c for columns in DEVICE_MAP_COLUMNS.values() for c in columns)
+)
 MAX_CSV_ROWS = 20
 
 
@@ -293,8 +388,40 @@ def _parse_sensitivity(cell: str, column: str, row: int, *, blind_spot: bool) ->
     if blind_spot and cell == "":
         return math.nan
     if cell == "<0":
-        return -1.0
+        return NOT_SEEN_DB
     return _parse_float(cell, column, row, lo=-5.0, hi=50.0)
+
+
+def _parse_device_map(row: dict[str, str], name: str, n: int) -> tuple[float | None, ...] | None:
+    """A device map is all-or-nothing: every analysed point or no column of it. The blind-spot columns (26, 35)
+    may be absent or empty (exports such as vfprogression's omit them)."""
+    columns = DEVICE_MAP_COLUMNS[name]
+    needed = [c for i, c in enumerate(columns) if (i + 1) not in BLIND_SPOT_POINTS]
+    present = [c for c in needed if c in row]
+    if not present:
+        return None
+    if len(present) != len(needed):
+        missing = [c for c in needed if c not in row]
+        raise _reject(f"The CSV header has some {DEVICE_MAP_PREFIXES[name]}* columns but not {', '.join(missing[:5])}.")
+    if all(row[c].strip() == "" for c in needed):
+        return None
+    probability = name.endswith("probability")
+    values: list[float | None] = []
+    for i, column in enumerate(columns):
+        if (i + 1) in BLIND_SPOT_POINTS:
+            values.append(None)
+            continue
+        cell = row[column].strip()
+        if cell == "":
+            raise _reject(f"Row {n}, column {column}: a value is needed at every point outside the blind spot.")
+        if probability:
+            value = _parse_float(cell, column, n, lo=0.0, hi=1.0)
+            if value not in (*PROBABILITY_LEVELS, NOT_SIGNIFICANT):
+                raise _reject(f"Row {n}, column {column}: use 0.005, 0.01, 0.02, 0.05 or 1 (not significant).")
+        else:
+            value = _parse_float(cell, column, n, lo=-60.0, hi=30.0)
+        values.append(value)
+    return tuple(values)
 
 
 def _parse_row(row: dict[str, str], n: int) -> VisualField:
@@ -322,6 +449,13 @@ def _parse_row(row: dict[str, str], n: int) -> VisualField:
         cell = _optional(row.get(column))
         return None if cell is None else _parse_float(cell, column, n, lo=lo, hi=hi)
 
+    perimeter = _optional(row.get("perimeter"))
+    if perimeter is not None:
+        try:
+            check_humphrey(perimeter)
+        except UploadRejected as exc:
+            raise _reject(f"Row {n}: {exc.message}", exc.code) from None
+
     ght_cell = _optional(row.get("ght"))
     ght = None
     if ght_cell is not None:
@@ -341,14 +475,42 @@ def _parse_row(row: dict[str, str], n: int) -> VisualField:
         false_positive_percent=_parse_float(row["false_positives"].strip(), "false_positives", n, lo=0, hi=100),
         false_negative_percent=_parse_float(row["false_negatives"].strip(), "false_negatives", n, lo=0, hi=100),
         source="csv",
+        **{name: _parse_device_map(row, name, n) for name in DEVICE_MAPS},  # type: ignore[arg-type]
     )
 
 
+def _is_hole(sens: Sequence[float], index: int) -> bool:
+    """A point under 10 dB whose 4-neighbours (outside the blind spot) have a median at least 10 dB higher."""
+    x, y = COORDINATES[index]
+    neighbours = [
+        sens[_POINT_BY_XY[(x + dx, y + dy)]]
+        for dx, dy in ((6, 0), (-6, 0), (0, 6), (0, -6))
+        if (x + dx, y + dy) in _POINT_BY_XY and not _BLIND[_POINT_BY_XY[(x + dx, y + dy)]]
+    ]
+    value = sens[index]
+    return value < 10 and float(np.median(neighbours)) >= value + 10
+
+
+# Where the blind spot falls when a left-eye field is typed in its native orientation: (-15, -3) when the points
+# keep their coordinates, (-21, -3) when each printed row is typed left to right (the 9-point rows shift by one).
+_MIRRORED_BLIND_SPOT = (_POINT_BY_XY[(-15, -3)], _POINT_BY_XY[(-21, -3)])
+
+
+def looks_mirrored(sens: Sequence[float]) -> bool:
+    """True when the blind spot is missing at (15, -3) and a blind-spot-like hole sits at its mirror position.
+
+    A hole (a point under 10 dB with neighbours 10 dB higher) tells a blind spot from a glaucomatous nasal defect,
+    which is deep over several neighbouring points: all 700 real right-eye-oriented fields of the test data pass.
+    """
+    values = [0.0 if math.isnan(v) else v for v in sens]
+    lower_blind = sens[_POINT_BY_XY[(15, -3)]]
+    if math.isnan(lower_blind) or lower_blind < 15:
+        return False
+    return any(_is_hole(values, i) for i in _MIRRORED_BLIND_SPOT)
+
+
 def _check_orientation(sens: tuple[float, ...], row: int) -> None:
-    # The lower blind-spot point (15, -3) is essentially never seen at 15 dB or more; a high value there with a
-    # deep point at its mirror position (-15, -3) means the row was typed in the left eye's native orientation.
-    lower_blind, mirror = sens[34], sens[29]
-    if not math.isnan(lower_blind) and lower_blind >= 15 and mirror < 10:
+    if looks_mirrored(sens):
         raise _reject(
             f"Row {row}: the blind spot does not fall on points 26 and 35. Enter left-eye fields mirrored into "
             "right-eye orientation (see VISUAL_FIELD_CSV.md).",
@@ -369,13 +531,32 @@ def _probability_levels(values: np.ndarray, lut: np.ndarray, probs: Sequence[flo
     return levels
 
 
-def reliability(field_: VisualField, criteria: ReliabilityCriteria = SITA_PRACTICE) -> Reliability:
+def reliability(field_: VisualField, criteria: ReliabilityCriteria = LI_2018) -> Reliability:
+    return reliability_from_rates(
+        fixation_loss_percent=field_.fixation_loss_percent,
+        false_positive_percent=field_.false_positive_percent,
+        false_negative_percent=field_.false_negative_percent,
+        criteria=criteria,
+    )
+
+
+def reliability_from_rates(
+    *,
+    fixation_loss_percent: float | None,
+    false_positive_percent: float | None,
+    false_negative_percent: float | None,
+    criteria: ReliabilityCriteria,
+) -> Reliability:
+    """The verdict from the three rates (percent); also what re-judging a stored field uses."""
     rates = {
-        "fixation_losses": (field_.fixation_loss_percent, criteria.fixation_losses_max),
-        "false_positives": (field_.false_positive_percent, criteria.false_positives_max),
-        "false_negatives": (field_.false_negative_percent, criteria.false_negatives_max),
+        "fixation_losses": (fixation_loss_percent, criteria.fixation_losses_max),
+        "false_positives": (false_positive_percent, criteria.false_positives_max),
+        "false_negatives": (false_negative_percent, criteria.false_negatives_max),
     }
-    fired = tuple(f"{name} > {cut:g}%" for name, (rate, cut) in rates.items() if rate is not None and rate > cut)
+    # Reliable means strictly under each cut-off (Li et al.: FL < 2/13, FP < 15%, FN < 15%).
+    fired = tuple(
+        f"{name} >= {cut:.4g}%" for name, (rate, cut) in rates.items() if rate is not None and rate >= cut - 1e-9
+    )
     missing = tuple(name for name, (rate, _) in rates.items() if rate is None)
     if len(missing) == len(rates):
         # Nothing says the patient did the test well: such a field is not called reliable.
@@ -383,21 +564,33 @@ def reliability(field_: VisualField, criteria: ReliabilityCriteria = SITA_PRACTI
     return Reliability(reliable=not fired, criteria=criteria, fired=fired, not_evaluated=missing)
 
 
+def _device_map(values: tuple[float | None, ...] | None) -> np.ndarray | None:
+    if values is None:
+        return None
+    out = np.array([math.nan if v is None else float(v) for v in values], dtype=float)
+    out[_BLIND] = math.nan
+    return out if not np.isnan(out[_ANALYSED]).any() else None
+
+
 def analyse_visual_field(
     field_: VisualField,
     *,
     normals: Normals | None = None,
-    criteria: ReliabilityCriteria = SITA_PRACTICE,
+    criteria: ReliabilityCriteria = LI_2018,
 ) -> VisualFieldAnalysis:
-    """TD, PD, probability maps, MD, PSD and VFI against the normative set (SUNY-IU 24-2 by default)."""
+    """TD, PD, probability maps, MD, PSD, VFI and GHT against the normative set (SUNY-IU 24-2 by default).
+
+    The computed values are always computed; where the perimeter gave its own (indices, GHT, TD/PD maps and their
+    probability symbols) those are what the analysis reports, and ``indices_source`` says so per value.
+    """
     nv = normals or load_normals()
     sens = np.array(field_.sensitivities, dtype=float)
     analysed = sens[_ANALYSED]
     if np.isnan(analysed).any():
         raise UploadRejected("Every point outside the blind spot needs a sensitivity value.", "visual_field_incomplete")
     expected = nv.expected(field_.age)
-    # "<0 dB" points count as 0 dB, as on the HFA printout: the stimulus was not seen at maximum intensity.
-    td = np.maximum(sens, 0.0) - expected
+    # Not-seen points keep their exported value (-2 dB): the perimeter's TD there is that value minus the normal.
+    td = sens - expected
     td[_BLIND] = np.nan
 
     td_analysed = td[_ANALYSED]
@@ -407,29 +600,46 @@ def analyse_visual_field(
     gh = float(np.sort(td_analysed)[::-1][k - 1])
     pd = td - gh
 
-    s2 = nv.sd_td[_ANALYSED] ** 2
-    md = float(np.sum(td_analysed / s2) / np.sum(1.0 / s2))
+    sd = nv.sd_td[_ANALYSED]
+    # MD weights each point by the inverse of its normative SD (visualFields' gl_wtd for SUNY-IU); weighting by the
+    # inverse variance, as for HFA's own proprietary variances, puts the SUNY-IU MD 0.5-0.8 dB above the
+    # perimeter's on advanced fields, where the deep peripheral points are down-weighted too much.
+    md = float(np.sum(td_analysed / sd) / np.sum(1.0 / sd))
+    s2 = sd**2
     psd = float(math.sqrt(np.mean(s2) * np.sum((td_analysed - md) ** 2 / s2) / (n - 1)))
 
     tdp = _probability_levels(td, nv.td_lut, nv.probs)
     pdp = _probability_levels(pd, nv.pd_lut, nv.probs)
-    vfi = _visual_field_index(sens, td, tdp, pdp, expected, md)
+    computed_ght = glaucoma_hemifield_test(pd, pdp, gh, nv)
 
+    maps = {
+        "td": (td, _device_map(field_.device_total_deviation)),
+        "pd": (pd, _device_map(field_.device_pattern_deviation)),
+        "tdp": (tdp, _device_map(field_.device_total_deviation_probability)),
+        "pdp": (pdp, _device_map(field_.device_pattern_deviation_probability)),
+    }
     sources = {
         "md": "perimeter" if field_.mean_deviation is not None else "computed",
         "psd": "perimeter" if field_.pattern_standard_deviation is not None else "computed",
         "vfi": "perimeter" if field_.visual_field_index is not None else "computed",
+        "ght": "perimeter" if field_.glaucoma_hemifield_test else "computed",
+        **{key: "perimeter" if device is not None else "computed" for key, (_, device) in maps.items()},
     }
+    chosen = {key: computed if device is None else device for key, (computed, device) in maps.items()}
+    # The VFI's significance comes from the perimeter's symbols when it gave them: with them the formula is within
+    # 1 point of the perimeter's VFI on the 20 vfseries fields, while the SUNY-IU PD limits, wider than HFA's,
+    # flag fewer points (up to 2.2 points high).
+    vfi = _visual_field_index(sens, chosen["td"], chosen["tdp"], chosen["pdp"], expected, md)
 
     def per_point(values: np.ndarray) -> tuple[float | None, ...]:
         return tuple(None if math.isnan(v) else float(v) for v in values)
 
     return VisualFieldAnalysis(
         eye=field_.eye,
-        total_deviation=per_point(td),
-        pattern_deviation=per_point(pd),
-        total_deviation_probability=per_point(tdp),
-        pattern_deviation_probability=per_point(pdp),
+        total_deviation=per_point(chosen["td"]),
+        pattern_deviation=per_point(chosen["pd"]),
+        total_deviation_probability=per_point(chosen["tdp"]),
+        pattern_deviation_probability=per_point(chosen["pdp"]),
         general_height=gh,
         computed_mean_deviation=md,
         computed_pattern_standard_deviation=psd,
@@ -442,6 +652,8 @@ def analyse_visual_field(
         indices_source=sources,
         reliability=reliability(field_, criteria),
         normals=nv.name,
+        computed_glaucoma_hemifield_test=computed_ght,
+        glaucoma_hemifield_test=field_.glaucoma_hemifield_test or computed_ght,
     )
 
 
@@ -457,6 +669,112 @@ def _visual_field_index(
     score[sens < 0] = 0.0
     mask = _ANALYSED
     return float(np.sum(score[mask] * VFI_WEIGHTS[mask]) / np.sum(VFI_WEIGHTS[mask]))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Glaucoma Hemifield Test (Asman & Heijl, Arch Ophthalmol 1992;110:812-819)
+# --------------------------------------------------------------------------------------------------------------
+# Five sectors of the superior hemifield (1-based points, right-eye orientation), each compared with its mirror
+# image below the horizontal meridian: the 24-2 layout of the 30-2 sectors of the paper.
+GHT_SECTORS: tuple[tuple[int, ...], ...] = (
+    (1, 2, 5, 6, 7, 8),
+    (3, 4, 9, 10),
+    (11, 12, 19, 20, 21),
+    (13, 14, 15, 16),
+    (22, 23, 24),
+)
+
+
+def _mirror(point: int) -> int:
+    x, y = COORDINATES[point - 1]
+    return _POINT_BY_XY[(x, -y)] + 1
+
+
+GHT_MIRROR_SECTORS = tuple(tuple(_mirror(p) for p in sector) for sector in GHT_SECTORS)
+
+
+def ght_sector_scores(pd: np.ndarray, pdp: np.ndarray, nv: Normals) -> np.ndarray:
+    """(5, 2) sums of point scores, superior and inferior, from the PD map: 0 when not significant, 2 at p < 5%,
+    5 at p < 2%, and 10 x PD / (the 1% PD limit) at p < 1% (Asman & Heijl's scoring)."""
+    limit_1 = nv.pd_lut[:, nv.probs.index(0.01)]
+    score = np.zeros(N_POINTS)
+    score[pdp <= 0.05] = 2.0
+    score[pdp <= 0.02] = 5.0
+    deep = pdp <= 0.01
+    score[deep] = 10.0 * np.abs(pd[deep] / limit_1[deep])
+    return np.array(
+        [
+            [score[[p - 1 for p in up]].sum(), score[[p - 1 for p in down]].sum()]
+            for up, down in zip(GHT_SECTORS, GHT_MIRROR_SECTORS, strict=True)
+        ]
+    )
+
+
+@lru_cache(maxsize=1)
+def load_ght_limits() -> Mapping[str, Any]:
+    """Normal limits of the GHT sector sums, differences and general height (``data/ght_limits_sunyiu_24d2.json``,
+    made by ``ght_normal_limits`` from the SUNY-IU controls; a test checks the file against a recomputation)."""
+    with GHT_LIMITS_FILE.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def ght_normal_limits(fields: Sequence[VisualField], *, normals: Normals | None = None) -> dict[str, Any]:
+    """Percentiles over normal fields: up-down differences at 0.5/99.5% (outside normal limits) and 1.5/98.5%
+    (borderline), sector sums at 99.5%, general height at 0.5/99.5%."""
+    nv = normals or load_normals()
+    diffs, sums, heights = [], [], []
+    for f in fields:
+        sens = np.array(f.sensitivities, dtype=float)
+        td = sens - nv.expected(f.age)
+        td[_BLIND] = np.nan
+        k = int((1.0 - nv.gh_perc) * int(_ANALYSED.sum()))
+        gh = float(np.sort(td[_ANALYSED])[::-1][k - 1])
+        pd = td - gh
+        pdp = _probability_levels(pd, nv.pd_lut, nv.probs)
+        scores = ght_sector_scores(pd, pdp, nv)
+        diffs.append(scores[:, 0] - scores[:, 1])
+        sums.append(scores)
+        heights.append(gh)
+    d, s, h = np.array(diffs), np.array(sums), np.array(heights)
+
+    def q(values: np.ndarray, level: float) -> list[float]:
+        return [round(float(v), 4) for v in np.atleast_1d(np.quantile(values, level, axis=0))]
+
+    return {
+        "fields": len(fields),
+        "diff_low_onl": q(d, 0.005),
+        "diff_high_onl": q(d, 0.995),
+        "diff_low_borderline": q(d, 0.015),
+        "diff_high_borderline": q(d, 0.985),
+        "sum_high_onl": q(s.reshape(len(fields), -1), 0.995),
+        "gh_low": q(h, 0.005)[0],
+        "gh_high": q(h, 0.995)[0],
+    }
+
+
+def glaucoma_hemifield_test(
+    pd: np.ndarray, pdp: np.ndarray, general_height: float, nv: Normals, limits: Mapping[str, Any] | None = None
+) -> str:
+    """Asman & Heijl's decision: outside normal limits when a sector pair differs beyond the 0.5/99.5% limits or
+    both sectors of a pair are beyond their 99.5% sums; borderline beyond the 1.5/98.5% limits; otherwise general
+    reduction (or abnormally high sensitivity) when the general height is beyond its 0.5/99.5% limits."""
+    lim = limits or load_ght_limits()
+    scores = ght_sector_scores(pd, pdp, nv)
+    diff = scores[:, 0] - scores[:, 1]
+    sum_high = np.array(lim["sum_high_onl"]).reshape(len(GHT_SECTORS), 2)
+    if (
+        (diff < np.array(lim["diff_low_onl"])).any()
+        or (diff > np.array(lim["diff_high_onl"])).any()
+        or ((scores > sum_high).all(axis=1)).any()
+    ):
+        return "Outside normal limits"
+    if (diff < np.array(lim["diff_low_borderline"])).any() or (diff > np.array(lim["diff_high_borderline"])).any():
+        return "Borderline"
+    if general_height < lim["gh_low"]:
+        return "General reduction of sensitivity"
+    if general_height > lim["gh_high"]:
+        return "Abnormally high sensitivity"
+    return "Within normal limits"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -503,18 +821,43 @@ def _global_index(ds: Any, words: str) -> Any:
     return None
 
 
+def _dicom_probability(value: float | None) -> float | None:
+    """A DICOM probability value is a percentage (5 = p < 5%); it maps to the printout's symbol levels."""
+    if value is None:
+        return None
+    for level in sorted(PROBABILITY_LEVELS):
+        if value / 100.0 <= level + 1e-9:
+            return level
+    return NOT_SIGNIFICANT
+
+
+def visual_field_from_dicom_bytes(data: bytes, *, age: float) -> VisualField:
+    """Parse a perimetry object from the uploaded bytes, in memory and before de-identification.
+
+    De-identification removes what the analysis needs (a GHT given as ``TextValue``, for one), so the field is read
+    from the original; only numbers and the known GHT labels leave this function, never the file's text.
+    """
+    from pydicom import dcmread  # local: the CSV path does not need pydicom
+
+    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    return visual_field_from_dicom(ds, age=age)
+
+
 def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
     """Read a pydicom Dataset of Ophthalmic Visual Field Static Perimetry Measurements into a VisualField.
 
-    ``age`` comes from the caller because de-identification removes PatientAge; the DICOM upload path passes the
-    age it derived before cleaning. Test-point coordinates are matched to the 24-2 grid (mirrored for left eyes);
-    raises UploadRejected when the object is not a 24-2 threshold test.
+    ``age`` comes from the caller (the subject's age at the visit). Test-point coordinates are matched to the 24-2
+    grid (mirrored for left eyes); raises UploadRejected when the object is not a 24-2 threshold test or comes from
+    a perimeter other than the Humphrey Field Analyzer. The perimeter's per-point total and pattern deviation and
+    their probabilities (Visual Field Test Point Normals Sequence) are kept when every analysed point has them.
     """
+    check_humphrey(str(ds.get("Manufacturer", "") or "") or None)
     laterality = str(ds.get("Laterality", "") or ds.get("MeasurementLaterality", "")).upper()
     if laterality not in ("R", "L"):
         raise UploadRejected("The perimetry object does not say which eye was tested (Laterality).", "vf_laterality")
     eye: Eye = "OD" if laterality == "R" else "OS"
     sens = [math.nan] * N_POINTS
+    device: dict[str, list[float | None]] = {name: [None] * N_POINTS for name in DEVICE_MAPS}
     points = ds.get("VisualFieldTestPointSequence", None) or ()
     for item in points:
         x, y = (
@@ -532,9 +875,21 @@ def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
             )
         value = _get_number(item, "SensitivityValue")
         if str(item.get("StimulusResults", "")).upper() == "NOT SEEN" and (value is None or value <= 0):
-            value = -1.0
+            value = NOT_SEEN_DB
         if value is not None:
             sens[index] = value
+        normals = _first_item(item, "VisualFieldTestPointNormalsSequence")
+        if normals is not None:
+            device["device_total_deviation"][index] = _get_number(normals, "AgeCorrectedSensitivityDeviationValue")
+            device["device_pattern_deviation"][index] = _get_number(
+                normals, "GeneralizedDefectCorrectedSensitivityDeviationValue"
+            )
+            device["device_total_deviation_probability"][index] = _dicom_probability(
+                _get_number(normals, "AgeCorrectedSensitivityDeviationProbabilityValue")
+            )
+            device["device_pattern_deviation_probability"][index] = _dicom_probability(
+                _get_number(normals, "GeneralizedDefectCorrectedSensitivityDeviationProbabilityValue")
+            )
     if any(math.isnan(sens[i]) for i in range(N_POINTS) if _ANALYSED[i]):
         raise UploadRejected(
             "The perimetry object does not hold a sensitivity for every 24-2 point; only 24-2 threshold tests "
@@ -581,7 +936,14 @@ def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
             "NegativeCatchTrialsQuantity",
         ),
         source="dicom",
+        **{name: _complete_map(values) for name, values in device.items()},  # type: ignore[arg-type]
     )
+
+
+def _complete_map(values: list[float | None]) -> tuple[float | None, ...] | None:
+    """A device map is kept only when every analysed point has a value (the blind spot is dropped)."""
+    out = tuple(None if _BLIND[i] else v for i, v in enumerate(values))
+    return out if all(v is not None for i, v in enumerate(out) if _ANALYSED[i]) else None
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -143,7 +143,18 @@ def trial_visual_fields(trial: Trial) -> list:
             continue
         sens = tuple(float("nan") if v is None else v for v in result.sensitivities)
         age = reference.case.subject.age
-        vf = VisualField(eye=result.eye, age=90.0 if age == "90+" else float(age), sensitivities=sens)
+        # The stored rates travel with the field: training keeps only fields reliable by Li et al.'s cut-offs
+        # (fixation losses as a percentage, exact to 0.01%, since only the percentage is stored).
+        fl = result.fixation_loss_percent
+        vf = VisualField(
+            eye=result.eye,
+            age=90.0 if age == "90+" else float(age),
+            sensitivities=sens,
+            fixation_losses=None if fl is None else round(fl * 100),
+            fixation_checks=None if fl is None else 10000,
+            false_positive_percent=result.false_positive_percent,
+            false_negative_percent=result.false_negative_percent,
+        )
         out.append((vf, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
     if not out:
         raise CommandError(f"Trial {trial.slug} has no case with both a glaucoma reference and a reliable field.")
