@@ -116,7 +116,7 @@ DEMO_SUBJECTS = [
     ("H02", "female", 55, "type2", 8, [("OD", 0, "01_h.jpg", "ctr"), ("OS", 0, "02_g.jpg", "pwg")]),
     ("H02", "male", 70, "type2", 15, [("OD", 0, "02_h.jpg", "ctr"), ("OD", 180, "03_g.jpg", "pwg")]),
 ]
-DEMO_DATA = Path(__file__).resolve().parent.parent / "trials" / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parent / "data"
 
 
 def demo_visual_field_csv(kind: str, eye: str, index: int) -> bytes:

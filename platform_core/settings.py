@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "platform_core.audit",
     "trials",
     "diagnosis",
+    "demo",
 ]
 
 MIDDLEWARE = [

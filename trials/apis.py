@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Hospital, Role
-from platform_core.api.exceptions import ApplicationError
 from platform_core.api.permissions import IsMember, roles_required
+from platform_core.errors import ApplicationError
 from trials import services
 from trials.models import (
     Case,

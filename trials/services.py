@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from platform_core.accounts.models import Hospital, Role, User
 from platform_core.accounts.selectors import user_has_role
-from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record, diff, snapshot
+from platform_core.errors import ApplicationError
 from trials.models import (
     RNFL_RANGE_UM,
     Case,

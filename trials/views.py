@@ -19,7 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role
 from platform_core.accounts.selectors import user_has_role
-from platform_core.api.exceptions import ApplicationError
+from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
 from trials import services
 from trials.charts import accrual_figure

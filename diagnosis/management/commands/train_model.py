@@ -39,7 +39,7 @@ from diagnosis.training.runner import (
     train_fundus_glaucoma_model,
     train_vf,
 )
-from platform_core.api.exceptions import ApplicationError
+from platform_core.errors import ApplicationError
 from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
 
 
