@@ -209,10 +209,10 @@ DEMO_MODELS = (
 
 def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:  # noqa: ANN001
     """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there."""
+    from demo.training import train_demo_dr, train_demo_fundus_glaucoma, train_demo_vf
     from diagnosis.models import ModelVersion
     from diagnosis.networks.inference import configure_threads
     from diagnosis.registry import model_register
-    from diagnosis.training.runner import train_demo_dr, train_demo_fundus_glaucoma, train_demo_vf
 
     configure_threads()
     for name, architecture in DEMO_MODELS:

@@ -43,6 +43,12 @@ def reader_trial_ids(user: User) -> QuerySet:
     return Trial.objects.filter(id__in=_trial_ids_with_role(user, (Role.READER,))).values("pk")
 
 
+def audit_scope(user: User, roles: tuple[Role, ...]) -> Q:
+    """Audit events of the trials where the user holds one of ``roles`` at a site (registered with the
+    audit app in ``TrialsConfig.ready()``: trial-wide oversight for managers and monitors)."""
+    return Q(trial_ref__in=TrialSite.objects.filter(hospital__in=hospital_ids_for(user, roles)).values("trial__slug"))
+
+
 def managed_trials_for(user: User) -> QuerySet[Trial]:
     if not _active(user):
         return Trial.objects.none()

@@ -21,7 +21,7 @@ from platform_core.accounts.models import Role
 from platform_core.accounts.selectors import user_has_role
 from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
-from trials import services
+from trials import hooks, services
 from trials.charts import accrual_figure
 from trials.forms import (
     CaseForm,
@@ -313,10 +313,14 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 def case_page_extras(request: HttpRequest, case) -> dict:  # noqa: ANN001
-    """Sections other apps add to the case page (inference jobs and predictions)."""
-    from diagnosis.selectors import case_inference_context
-
-    return case_inference_context(user=request.user, case=case)
+    """Sections higher apps add to the case page (diagnosis: inference jobs and predictions), through
+    ``trials.hooks``: each panel's context, and the templates to include in order."""
+    context: dict = {}
+    templates = []
+    for panel in hooks.case_page_panels():
+        context |= panel.context(user=request.user, case=case)
+        templates.append(panel.template)
+    return {**context, "case_panel_templates": templates}
 
 
 FILE_VARIANTS = {"content", "preview", "thumbnail", "pd_plot"}
