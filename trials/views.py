@@ -36,7 +36,7 @@ from trials.forms import (
 )
 from trials.models import TRIAL_TRANSITIONS, TrialStatus
 from trials.selectors import (
-    TRIAL_WIDE_ROLES,
+    SUBJECT_ROLES,
     accrual_for,
     case_files_for,
     cases_for,
@@ -48,8 +48,6 @@ from trials.selectors import (
     trial_roles,
     trials_for,
 )
-
-SUBJECT_ROLES = {Role.COORDINATOR, *TRIAL_WIDE_ROLES}
 
 
 def run_service(form: forms.Form, call: Callable[[], Any]) -> Any | None:
