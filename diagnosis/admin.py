@@ -12,7 +12,7 @@ from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersi
 from diagnosis.registry import model_register, model_set_status
 from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin, ServiceAddAdminMixin
-from trials.selectors import cases_for, reader_trial_ids
+from trials.selectors import ai_blinded_trial_ids, cases_for
 
 
 class ModelRegisterForm(forms.ModelForm):
@@ -134,7 +134,7 @@ class InferenceJobAdmin(ScopedAdminMixin, ReadOnlyAdmin):
         return queryset.filter(case__in=cases_for(request.user).values("pk"))
 
     def get_queryset(self, request):  # noqa: ANN001, ANN201
-        return super().get_queryset(request).exclude(case__subject__trial__in=reader_trial_ids(request.user))
+        return super().get_queryset(request).exclude(case__subject__trial__in=ai_blinded_trial_ids(request.user))
 
 
 @admin.register(Prediction)

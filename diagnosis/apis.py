@@ -11,7 +11,7 @@ from diagnosis.selectors import jobs_for, predictions_for
 from platform_core.accounts.models import User
 from platform_core.api.permissions import IsMember, roles_required
 from trials.models import Case
-from trials.selectors import SUBJECT_ROLES, cases_for, reader_trial_ids
+from trials.selectors import SUBJECT_ROLES, cases_for, user_is_blinded_to_ai
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -81,7 +81,7 @@ class ModelVersionListApi(generics.ListAPIView):
 def unblinded_case(user: User, pk: str) -> Case:
     """The case (404 if the user may not see it); 403 if the user reads cases of its trial (blind reading)."""
     case = get_object_or_404(cases_for(user), pk=pk)
-    if reader_trial_ids(user).filter(pk=case.subject.trial_id).exists():
+    if user_is_blinded_to_ai(user, case.subject.trial):
         raise PermissionDenied("You read cases of this trial: its AI outputs stay hidden from you (blind reading).")
     return case
 

@@ -23,8 +23,8 @@ from diagnosis.networks.inference import (
     prepare_for_inference,
 )
 from platform_core.accounts.models import User
-from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record
+from platform_core.errors import ApplicationError
 from platform_core.storage import delete_quietly, save_private
 
 REQUIRED_CARD_FIELDS = ("intended_use", "training_data", "not_for_clinical_use")

@@ -10,23 +10,26 @@ from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind,
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
 from platform_core.accounts.models import User
 from trials.models import Case
-from trials.selectors import cases_for, reader_trial_ids
+from trials.selectors import ai_blinded_trial_ids, cases_for, user_is_blinded_to_ai
 
 
-def _unblinded_cases(user: User) -> QuerySet:
-    """Cases the user may see, less those of trials where they read: a reader never sees AI outputs, also
-    when they hold another role (say, coordinator) in the same trial."""
-    return cases_for(user).exclude(subject__trial__in=reader_trial_ids(user)).values("pk")
+def ai_visible_cases(user: User) -> QuerySet[Case]:
+    """Cases the user may see, less those of trials whose AI outputs are hidden from them (the blinding rule
+    of ``trials.selectors.ai_blinded_trial_ids``: a reader never sees AI outputs, also when they hold another
+    role, say coordinator, in the same trial)."""
+    return cases_for(user).exclude(subject__trial__in=ai_blinded_trial_ids(user))
 
 
 def jobs_for(user: User) -> QuerySet[InferenceJob]:
     """Current inference jobs (on the case's present files) of cases the user may see unblinded."""
-    return InferenceJob.objects.filter(case__in=_unblinded_cases(user), is_current=True).select_related("model_version")
+    return InferenceJob.objects.filter(case__in=ai_visible_cases(user).values("pk"), is_current=True).select_related(
+        "model_version"
+    )
 
 
 def predictions_for(user: User) -> QuerySet[Prediction]:
     """Predictions of current jobs of cases the user may see unblinded."""
-    return Prediction.objects.filter(case__in=_unblinded_cases(user), job__is_current=True).select_related(
+    return Prediction.objects.filter(case__in=ai_visible_cases(user).values("pk"), job__is_current=True).select_related(
         "model_version", "job"
     )
 
@@ -59,7 +62,7 @@ def fused_glaucoma(predictions: list[Prediction], rnfl_thickness_um: float | Non
 def case_inference_context(*, user: User, case: Case) -> dict[str, Any]:
     """Inference jobs, predictions and the fused glaucoma probability of a case, for its page (nothing of
     them for a reader of the case's trial: `blinded`)."""
-    if reader_trial_ids(user).filter(pk=case.subject.trial_id).exists():
+    if user_is_blinded_to_ai(user, case.subject.trial):
         return {"blinded": True, "inference_jobs": [], "predictions": [], "fused_glaucoma": None, "jobs_pending": False}
     jobs = list(jobs_for(user).filter(case=case).order_by("model_version__name"))
     predictions = list(predictions_for(user).filter(case=case).order_by("model_version__name"))

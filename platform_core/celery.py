@@ -27,7 +27,9 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
-app.autodiscover_tasks(["platform_core", "trials", "diagnosis"])
+app.autodiscover_tasks(["platform_core"])  # the kernel's own tasks (worker_ping)
+# Every installed app's ``tasks`` module, found through INSTALLED_APPS: the kernel names no app above it.
+app.autodiscover_tasks()
 
 
 CONCURRENCY_ENV = "VISUS_WORKER_CONCURRENCY"

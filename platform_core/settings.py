@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "trials",
     "diagnosis",
     "evaluation",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -268,7 +269,7 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Visus API",
-    "DESCRIPTION": "Clinical trials of AI eye diagnosis: trials, sites, subjects, cases, reads, models.",
+    "DESCRIPTION": "Clinical trials of AI eye diagnosis: trials, sites, subjects, cases, files, models, predictions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -11,8 +11,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Hospital, Role
-from platform_core.api.exceptions import ApplicationError
 from platform_core.api.permissions import IsMember, roles_required
+from platform_core.errors import ApplicationError
 from trials import services
 from trials.models import (
     Case,
@@ -30,7 +30,7 @@ from trials.models import (
     TrialStatus,
 )
 from trials.reading_form import CATALOGUE_CHOICES
-from trials.selectors import cases_for, coordinated_sites, sites_for, subjects_for, trials_for
+from trials.selectors import SUBJECT_ROLES, cases_for, coordinated_sites, sites_for, subjects_for, trials_for
 
 
 class TrialSerializer(serializers.ModelSerializer):
@@ -216,8 +216,6 @@ class TrialSiteUpdateApi(APIView):
 
 
 # --- Subjects --------------------------------------------------------------------------------------
-
-SUBJECT_ROLES = (Role.COORDINATOR, Role.TRIAL_MANAGER, Role.STATISTICIAN, Role.MONITOR)
 
 
 @extend_schema(

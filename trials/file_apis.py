@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Role
-from platform_core.api.exceptions import ApplicationError
 from platform_core.api.permissions import roles_required
+from platform_core.errors import ApplicationError
 from trials.file_services import case_file_upload
 from trials.models import CaseFile, VisualFieldResult
 from trials.selectors import SUBJECT_ROLES, case_files_for, cases_for

@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from platform_core.accounts.models import User
-from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record
+from platform_core.errors import ApplicationError
 from platform_core.storage import delete_quietly, save_private
 from trials.models import Case, CaseFile, CaseStatus, Trial, TrialStatus, VisualFieldResult
 from trials.services import require_site_writer

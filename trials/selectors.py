@@ -16,6 +16,8 @@ from platform_core.accounts.selectors import hospital_ids_for, user_has_role
 from trials.models import Case, CaseFile, Subject, SubjectStatus, Trial, TrialSite, TrialStatus
 
 TRIAL_WIDE_ROLES = (Role.TRIAL_MANAGER, Role.STATISTICIAN, Role.MONITOR)
+# Who may see subjects and cases (and so their files and, unless blinded, their AI outputs): defined here
+# only; pages, APIs and diagnosis import it.
 SUBJECT_ROLES = (Role.COORDINATOR, *TRIAL_WIDE_ROLES)
 
 
@@ -36,11 +38,29 @@ def trials_for(user: User) -> QuerySet[Trial]:
     return Trial.objects.filter(visible).select_related("created_by").distinct()
 
 
-def reader_trial_ids(user: User) -> QuerySet:
-    """Ids of trials with a site where the user is a reader (blinded to AI outputs there)."""
+def ai_blinded_trial_ids(user: User) -> QuerySet:
+    """The blinding rule, written once: ids of the trials whose AI outputs (inference jobs, predictions,
+    attention maps, fused probabilities) the user must not see, which are the trials where they read cases
+    (blind reading), whatever other role they also hold there. The AI selectors, the API, the admin and the
+    case page all apply it through this function or ``user_is_blinded_to_ai``."""
     if not _active(user):
         return Trial.objects.none().values("pk")
     return Trial.objects.filter(id__in=_trial_ids_with_role(user, (Role.READER,))).values("pk")
+
+
+def user_is_blinded_to_ai(user: User, trial: Trial) -> bool:
+    """Whether ``ai_blinded_trial_ids`` hides this trial's AI outputs from the user (one query)."""
+    return ai_blinded_trial_ids(user).filter(pk=trial.pk).exists()
+
+
+# The earlier name, kept so that code written against it still imports; new code uses ai_blinded_trial_ids.
+reader_trial_ids = ai_blinded_trial_ids
+
+
+def audit_scope(user: User, roles: tuple[Role, ...]) -> Q:
+    """Audit events of the trials where the user holds one of ``roles`` at a site (registered with the
+    audit app in ``TrialsConfig.ready()``: trial-wide oversight for managers and monitors)."""
+    return Q(trial_ref__in=TrialSite.objects.filter(hospital__in=hospital_ids_for(user, roles)).values("trial__slug"))
 
 
 def managed_trials_for(user: User) -> QuerySet[Trial]:

@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from platform_core.accounts.models import Hospital, Role, User
 from platform_core.accounts.selectors import user_has_role
-from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record, diff, snapshot
+from platform_core.errors import ApplicationError
+from trials import hooks
 from trials.models import (
     RNFL_RANGE_UM,
     Case,
@@ -448,10 +449,8 @@ def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -
         reason=reason.strip(),
     )
     if status == CaseStatus.COMPLETE:
-        # A complete case is read by every active model that fits its files (queued after commit).
-        from diagnosis.services import inference_jobs_queue
-
-        inference_jobs_queue(case=case)
+        # What higher apps do with a complete case (diagnosis queues inference), in this transaction.
+        hooks.case_completed(case)
     return case
 
 

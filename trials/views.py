@@ -19,9 +19,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role
 from platform_core.accounts.selectors import user_has_role
-from platform_core.api.exceptions import ApplicationError
+from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
-from trials import services
+from trials import hooks, services
 from trials.charts import accrual_figure
 from trials.forms import (
     CaseForm,
@@ -36,7 +36,7 @@ from trials.forms import (
 )
 from trials.models import TRIAL_TRANSITIONS, TrialStatus
 from trials.selectors import (
-    TRIAL_WIDE_ROLES,
+    SUBJECT_ROLES,
     accrual_for,
     case_files_for,
     cases_for,
@@ -48,8 +48,6 @@ from trials.selectors import (
     trial_roles,
     trials_for,
 )
-
-SUBJECT_ROLES = {Role.COORDINATOR, *TRIAL_WIDE_ROLES}
 
 
 def run_service(form: forms.Form, call: Callable[[], Any]) -> Any | None:
@@ -313,10 +311,14 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
 
 
 def case_page_extras(request: HttpRequest, case) -> dict:  # noqa: ANN001
-    """Sections other apps add to the case page (inference jobs and predictions)."""
-    from diagnosis.selectors import case_inference_context
-
-    return case_inference_context(user=request.user, case=case)
+    """Sections higher apps add to the case page (diagnosis: inference jobs and predictions), through
+    ``trials.hooks``: each panel's context, and the templates to include in order."""
+    context: dict = {}
+    templates = []
+    for panel in hooks.case_page_panels():
+        context |= panel.context(user=request.user, case=case)
+        templates.append(panel.template)
+    return {**context, "case_panel_templates": templates}
 
 
 FILE_VARIANTS = {"content", "preview", "thumbnail", "pd_plot"}

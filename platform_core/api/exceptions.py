@@ -14,16 +14,10 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+# Re-exported: the old import path (``platform_core.api.exceptions.ApplicationError``) keeps working.
+from platform_core.errors import ApplicationError
 
-class ApplicationError(Exception):
-    """A business rule refused the action (closed trial, missing consent...). Maps to 400 or ``status``."""
-
-    def __init__(self, message: str, *, code: str = "refused", status: int = 400, extra: dict | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-        self.extra = extra or {}
+__all__ = ["ApplicationError", "api_exception_handler", "error_body"]
 
 
 def _django_validation_fields(exc: DjangoValidationError) -> dict[str, list[str]]:

@@ -17,10 +17,10 @@ from platform_core.accounts.throttling import (
     failed_logins_exceeded,
     throttled_message,
 )
-from platform_core.api.exceptions import ApplicationError
 from platform_core.api.permissions import IsMember, roles_required
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.selectors import audit_events_for
+from platform_core.errors import ApplicationError
 
 
 class TokenObtainApi(APIView):

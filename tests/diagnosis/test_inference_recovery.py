@@ -19,8 +19,8 @@ from diagnosis.registry import model_register, model_set_status
 from diagnosis.selectors import predictions_for
 from diagnosis.services import inference_run
 from platform_core.accounts.models import Membership, Role
-from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.models import AuditEvent
+from platform_core.errors import ApplicationError
 from tests.diagnosis.registry_helpers import CARD, checkpoint_bytes, small_dr_network
 from tests.diagnosis.test_inference_jobs import InferenceFixture
 from tests.trials import image_factories

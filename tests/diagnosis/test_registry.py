@@ -13,8 +13,8 @@ from django.test import TestCase
 from diagnosis.models import ModelVersion
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
 from diagnosis.registry import ModelIntegrityError, clear_model_cache, model_load, model_register, model_set_status
-from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.models import AuditEvent
+from platform_core.errors import ApplicationError
 from tests.diagnosis.registry_helpers import CARD, checkpoint_bytes, small_dr_network, small_vf_network
 
 

@@ -104,7 +104,7 @@ class AdminScopeTests(TestCase):
     """Staff see in the admin only what their memberships show them on the pages; AI outputs stay blinded."""
 
     def setUp(self):
-        from platform_core.demo import trial_manager_admin_group
+        from demo.seeding import trial_manager_admin_group
 
         self.w = TrialWorld()
         self.staff = member(Role.TRIAL_MANAGER, self.w.h1, email="staff@visus.example")

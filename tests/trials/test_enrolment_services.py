@@ -4,9 +4,9 @@ from django.core.exceptions import ValidationError
 from django.test import TestCase
 
 from platform_core.accounts.models import Role
-from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_verify
+from platform_core.errors import ApplicationError
 from tests.factories import ELIGIBLE, HospitalFactory, TrialWorld, enrol, make_trial, member
 from trials import services
 from trials.models import Case, Subject, Trial, TrialSite

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from diagnosis.models import ModelStatus, ModelVersion
 from diagnosis.registry import model_register, model_set_status
 from platform_core.accounts.models import User
-from platform_core.api.exceptions import ApplicationError
+from platform_core.errors import ApplicationError
 
 
 def _json_file(path: str | None, what: str) -> dict | None:

@@ -28,18 +28,16 @@ from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
 from diagnosis.training.core import TrainingProgress
+from diagnosis.training.recipes import demo_recipe
 from diagnosis.training.runner import (
     demo_dr_plan,
     demo_fundus_glaucoma_plan,
     demo_vf_plan,
-    train_demo_dr,
-    train_demo_fundus_glaucoma,
-    train_demo_vf,
     train_dr,
     train_fundus_glaucoma_model,
     train_vf,
 )
-from platform_core.api.exceptions import ApplicationError
+from platform_core.errors import ApplicationError
 from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
 
 
@@ -47,8 +45,8 @@ from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
 class PhotographNet:
     """How this command trains a network that reads photographs."""
 
+    architecture: str
     train: Callable[..., Any]
-    train_demo: Callable[..., Any]
     plan: Callable[[float], Any]  # epochs scale -> training plan
     demo_synthetic: int  # generated photographs with --demo unless --demo-synthetic
     view_size: Callable[[str], int]  # preset -> side of the photographs it trains on
@@ -59,8 +57,8 @@ class PhotographNet:
 
 PHOTOGRAPH_NETS = {
     "zoom_in_net": PhotographNet(
+        "zoom_in_net",
         train_dr,
-        train_demo_dr,
         demo_dr_plan,
         600,
         lambda preset: ZoomInNetConfig.preset(preset).highres_size,
@@ -69,8 +67,8 @@ PHOTOGRAPH_NETS = {
         "reference grades",
     ),
     "fundus_glaucoma": PhotographNet(
+        "fundus_glaucoma",
         train_fundus_glaucoma_model,
-        train_demo_fundus_glaucoma,
         demo_fundus_glaucoma_plan,
         300,
         lambda preset: FundusGlaucomaConfig.preset(preset).view_size,
@@ -217,7 +215,7 @@ class Command(BaseCommand):
         """A network that reads photographs (the DR grader, the fundus glaucoma net), from the chosen source."""
         scale = float(options["epochs_scale"])
         if options["demo"]:
-            return net.train_demo(
+            return demo_recipe(net.architecture)(
                 synthetic=int(options["demo_synthetic"] or net.demo_synthetic),
                 seed=seed,
                 preset=preset,
@@ -255,7 +253,7 @@ class Command(BaseCommand):
         if options["synthetic"]:
             raise CommandError("--synthetic is for zoom_in_net; use --demo for the shipped visual fields.")
         if options["demo"]:
-            return train_demo_vf(
+            return demo_recipe("vf_glaucoma")(
                 seed=seed, preset=preset, validation_fraction=fraction, epochs_scale=scale, progress=bar
             )
         if options["trial"]:

@@ -24,7 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from platform_core.accounts.models import User
-from platform_core.api.exceptions import ApplicationError
+from platform_core.errors import ApplicationError
 from trials.file_services import case_file_upload
 from trials.models import Case, Subject, Trial, TrialSite
 from trials.services import case_create

@@ -14,7 +14,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.api.exceptions import ApplicationError
+from platform_core.errors import ApplicationError
 from trials.models import Case, ReferenceSource, Trial
 from trials.services import reference_standard_record
 

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from platform_core.demo import DEMO_PASSWORD, DEMO_TRIAL, seed_models, seed_people, seed_trial
+from demo.seeding import DEMO_PASSWORD, DEMO_TRIAL, seed_models, seed_people, seed_trial
 
 
 class Command(BaseCommand):

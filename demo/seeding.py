@@ -116,7 +116,7 @@ DEMO_SUBJECTS = [
     ("H02", "female", 55, "type2", 8, [("OD", 0, "01_h.jpg", "ctr"), ("OS", 0, "02_g.jpg", "pwg")]),
     ("H02", "male", 70, "type2", 15, [("OD", 0, "02_h.jpg", "ctr"), ("OD", 180, "03_g.jpg", "pwg")]),
 ]
-DEMO_DATA = Path(__file__).resolve().parent.parent / "trials" / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parent / "data"
 
 
 def demo_visual_field_csv(kind: str, eye: str, index: int) -> bytes:
@@ -209,10 +209,10 @@ DEMO_MODELS = (
 
 def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:  # noqa: ANN001
     """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there."""
+    from demo.training import train_demo_dr, train_demo_fundus_glaucoma, train_demo_vf
     from diagnosis.models import ModelVersion
     from diagnosis.networks.inference import configure_threads
     from diagnosis.registry import model_register
-    from diagnosis.training.runner import train_demo_dr, train_demo_fundus_glaucoma, train_demo_vf
 
     configure_threads()
     for name, architecture in DEMO_MODELS:

@@ -53,8 +53,8 @@ class SeedDemoModelsTests(TestCase):
             default_storage.delete(model.weights.name)
 
     def test_trains_and_registers_each_demo_network_once(self):
+        from demo.seeding import seed_models
         from diagnosis.models import ModelVersion
-        from platform_core.demo import seed_models
 
         out = io.StringIO()
         seed_models(stdout=out, epochs_scale=0.05, synthetic=40)

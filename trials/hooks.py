@@ -1,0 +1,57 @@
+"""Extension points that trials offers to the apps above it.
+
+Trials must not import diagnosis (or any higher layer), yet completing a case queues inference and the case
+page shows the AI panel. So trials calls what higher apps register here, from their ``AppConfig.ready()``:
+
+- ``case_completed``: callbacks ``(*, case)`` run by ``case_set_status`` when a case becomes complete, inside the same
+  transaction (an exception in one rolls the completion back);
+- ``case_page_panels``: sections of the case page, each a template and a function that gives its context
+  (the function owns any scoping, blinding included).
+
+Registering the same callback or panel twice keeps one (``ready()`` may run more than once in tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trials.models import Case
+
+CaseCompleted = Callable[..., object]  # (*, case) -> ignored
+
+
+@dataclass(frozen=True)
+class CasePagePanel:
+    """A section of the case page: ``template`` is included with the page's context plus ``context(...)``."""
+
+    name: str
+    template: str
+    context: Callable[..., dict[str, Any]]  # (*, user, case) -> template context
+
+
+_case_completed: list[CaseCompleted] = []
+_case_page_panels: dict[str, CasePagePanel] = {}
+
+
+def on_case_completed(callback: CaseCompleted) -> CaseCompleted:
+    """Register ``callback(case=case)`` to run when a case becomes complete (usable as a decorator)."""
+    if callback not in _case_completed:
+        _case_completed.append(callback)
+    return callback
+
+
+def case_completed(case: Case) -> None:
+    """Run the registered callbacks; the caller holds the transaction that completes the case."""
+    for callback in list(_case_completed):
+        callback(case=case)
+
+
+def register_case_page_panel(panel: CasePagePanel) -> None:
+    _case_page_panels[panel.name] = panel
+
+
+def case_page_panels() -> list[CasePagePanel]:
+    return list(_case_page_panels.values())
