@@ -1,0 +1,249 @@
+"""No secret typed into the admin ever reaches the audit trail, a log line or a page.
+
+The walk visits the add page and the change page of an existing row of every model registered with the admin
+(``admin.site._registry``: a model registered later is walked too), types a distinct secret into every
+password-, token- or key-like field (and into such extra fields a browser might send), submits, and then
+searches every column of every audit event, every log record and every response body for each secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.models import Group
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase
+from django.urls import NoReverseMatch, reverse
+
+from platform_core.accounts.models import Role, User
+from platform_core.audit.models import AuditEvent
+from tests.factories import TEST_PASSWORD, HospitalFactory, TrialWorld
+
+SECRET_LIKE = re.compile(r"pass|token|key|secret", re.IGNORECASE)
+EXTRA_SECRET_FIELDS = ("password", "api_token", "api_key", "secret")
+
+
+class RecordingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.lines.append(f"{record.name}: {text} {record.args!r} {record.__dict__!r}")
+
+
+def form_values(page) -> dict[str, Any]:  # noqa: ANN001
+    """What the browser would post back unchanged: the form's initial values."""
+    data: dict[str, Any] = {}
+    adminform = page.context["adminform"].form
+    for name, field in adminform.fields.items():
+        value = adminform.initial.get(name, field.initial)
+        if value is None or getattr(field, "disabled", False):
+            continue
+        if isinstance(value, bool):
+            if value:
+                data[name] = "on"
+        elif isinstance(value, list | tuple) and value and hasattr(value[0], "pk"):
+            data[name] = [str(item.pk) for item in value]
+        elif isinstance(value, list | dict):
+            data[name] = json.dumps(value)
+        else:
+            data[name] = str(getattr(value, "pk", value))
+    for inline in page.context.get("inline_admin_formsets", []):
+        formset = inline.formset
+        for key, value in formset.management_form.initial.items():
+            data[f"{formset.prefix}-{key}"] = str(value)
+        for number, form in enumerate(formset.forms):
+            data[f"{formset.prefix}-{number}-id"] = str(form.instance.pk)
+    return data
+
+
+class AdminSecretWalkTests(TestCase):
+    def setUp(self):
+        from tests.diagnosis.registry_helpers import register_small_models
+
+        self.w = TrialWorld()
+        self.root = User.objects.create_superuser(email="root@visus.example", password=TEST_PASSWORD, full_name="Root")
+        # A superuser who manages the trial, so the services accept the walk's writes where the rules allow.
+        self.root.memberships.create(hospital=self.w.h1, role=Role.TRIAL_MANAGER)
+        self.models = register_small_models()
+        from diagnosis.models import InferenceJob, Prediction
+
+        job = InferenceJob.objects.create(case=self.w.case1, model_version=self.models[0], status="succeeded")
+        Prediction.objects.create(job=job, case=self.w.case1, model_version=self.models[0], runtime_ms=1.0)
+        Group.objects.create(name="Walkers")
+        self.client.force_login(self.root)
+        self.secrets: dict[str, str] = {}  # secret -> where it was typed
+
+    def tearDown(self):
+        from diagnosis.models import ModelVersion
+
+        for model in ModelVersion.objects.all():
+            default_storage.delete(model.weights.name)
+
+    def secret(self, where: str) -> str:
+        value = f"Sx{len(self.secrets):03d}-wRmK-q7Zt-secret"  # passes the password rules
+        self.secrets[value] = where
+        return value
+
+    def valid_add_data(self, model: type) -> dict[str, Any]:
+        """Enough for each known add page to succeed, so the walk reaches the services' audit events."""
+        from tests.diagnosis.registry_helpers import checkpoint_bytes, small_dr_network
+
+        label = model._meta.label_lower
+        if label == "accounts.user":
+            return {"email": "walker@visus.example", "full_name": "Walker"}
+        if label == "accounts.hospital":
+            return {"code": "h42", "name": "Walk Hospital", "country": "GB"}
+        if label == "accounts.membership":
+            return {"user": str(self.w.reader.pk), "hospital": str(self.w.h2.pk), "role": Role.MONITOR}
+        if label == "auth.group":
+            return {"name": "Walk group"}
+        if label == "trials.trial":
+            return {
+                "slug": "walk-trial",
+                "protocol_number": "P-walk",
+                "title": "Walk trial",
+                "subject_prefix": "WK01",
+                "modalities": '["fundus"]',
+                "reading_form": '["icdr_grade", "referable_dr", "confidence"]',
+                "readers_per_case": "2",
+                "reading_design": "unaided",
+                "washout_days": "0",
+                "reference_rule": "adjudication",
+                "inclusion_criteria": "[]",
+                "exclusion_criteria": "[]",
+                "vf_max_fixation_losses": "20",
+                "vf_max_false_positives": "15",
+                "vf_max_false_negatives": "33",
+            }
+        if label == "trials.trialsite":
+            return {
+                "trial": str(self.w.trial.pk),
+                "hospital": str(HospitalFactory(code="H43").pk),
+                "enrolment_target": "5",
+            }
+        if label == "diagnosis.modelversion":
+            return {
+                "name": "walk-model",
+                "version": "1",
+                "checkpoint": SimpleUploadedFile("walk.pt", checkpoint_bytes(small_dr_network(seed=3))),
+                "model_card_json": json.dumps({"intended_use": "walk", "training_data": "none", "metrics": {}}),
+            }
+        return {}
+
+    def type_secrets(self, page, data: dict[str, Any], where: str) -> dict[str, Any]:  # noqa: ANN001
+        form = page.context["adminform"].form
+        from django import forms
+
+        for name, field in form.fields.items():
+            if SECRET_LIKE.search(name) or isinstance(field.widget, forms.PasswordInput):
+                data[name] = self.secret(f"{where} field {name}")
+        if {"password1", "password2"} <= set(form.fields):
+            data["password2"] = data["password1"]
+        for name in EXTRA_SECRET_FIELDS:
+            data.setdefault(name, self.secret(f"{where} extra {name}"))
+        return data
+
+    def submit(self, url: str, data: dict[str, Any], where: str) -> None:
+        response = self.client.post(url, data, follow=True)
+        self.bodies.append((where, response.content.decode(errors="replace")))
+
+    def walk(self) -> set[str]:
+        walked = set()
+        for model, model_admin in admin.site._registry.items():
+            opts = model._meta
+            name = f"{opts.app_label}_{opts.model_name}"
+            try:
+                add_url = reverse(f"admin:{name}_add")
+            except NoReverseMatch:
+                add_url = None
+            obj = model_admin.get_queryset(self.request_for_root()).first()
+            urls = [("add", add_url, None)]
+            if obj is not None:
+                urls.append(("change", reverse(f"admin:{name}_change", args=[obj.pk]), obj))
+            for kind, url, _ in urls:
+                if url is None:
+                    continue
+                page = self.client.get(url)
+                self.bodies.append((f"{name} {kind} page", page.content.decode(errors="replace")))
+                if page.status_code != 200 or "adminform" not in (page.context or {}):
+                    walked.add(name)
+                    continue
+                data = form_values(page)
+                if kind == "add":
+                    data.update(self.valid_add_data(model))
+                else:
+                    data["reason"] = "walked by the secret test"
+                self.submit(url, self.type_secrets(page, data, f"{name} {kind}"), f"{name} {kind}")
+                walked.add(name)
+        return walked
+
+    def request_for_root(self):  # noqa: ANN201
+        from django.test import RequestFactory
+
+        request = RequestFactory().get("/admin/")
+        request.user = self.root
+        return request
+
+    def test_no_secret_typed_into_the_admin_reaches_the_trail_a_log_line_or_a_page(self):
+        self.bodies: list[tuple[str, str]] = []
+        handler = RecordingHandler()
+        root_logger = logging.getLogger()
+        loggers = [root_logger] + [
+            logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+        ]
+        for logger in loggers:
+            logger.addHandler(handler)
+        old_level = root_logger.level
+        root_logger.setLevel(logging.DEBUG)
+        try:
+            walked = self.walk()
+            # The user pages the model walk does not reach: a refused add, and setting another's password.
+            page = self.client.get(reverse("admin:accounts_user_add"))
+            mismatch = {
+                "email": "refused@visus.example",
+                "full_name": "Refused",
+                "password1": self.secret("user add, first of two different passwords"),
+                "password2": self.secret("user add, second of two different passwords"),
+            }
+            self.submit(reverse("admin:accounts_user_add"), mismatch, "user add refused")
+            url = reverse("admin:accounts_user_password_change", args=[self.w.coord1.pk])
+            page = self.client.get(url)
+            self.assertEqual(page.status_code, 200)
+            password = self.secret("set password of another user")
+            self.submit(url, {"password1": password, "password2": password, "reason": "walk"}, "set password")
+            first, second = self.secret("set password, first of two"), self.secret("set password, second of two")
+            self.submit(url, {"password1": first, "password2": second, "reason": "walk"}, "set password refused")
+        finally:
+            root_logger.setLevel(old_level)
+            for logger in loggers:
+                logger.removeHandler(handler)
+
+        registered = {f"{m._meta.app_label}_{m._meta.model_name}" for m in admin.site._registry}
+        self.assertEqual(walked, registered)
+        # The walk reached the services: it created a user with a typed password and set another's password.
+        walker = User.objects.get(email="walker@visus.example")
+        self.assertTrue(any(walker.check_password(s) for s in self.secrets))
+        self.assertTrue(AuditEvent.objects.filter(action="user.create", object_id=str(walker.pk)).exists())
+        self.w.coord1.refresh_from_db()
+        self.assertTrue(self.w.coord1.check_password(password))
+        self.assertTrue(AuditEvent.objects.filter(action="user.password_set").exists())
+        self.assertFalse(User.objects.filter(email="refused@visus.example").exists())
+
+        trail = [json.dumps(row, default=str) for row in AuditEvent.objects.values()]
+        for secret, where in self.secrets.items():
+            for row in trail:
+                self.assertNotIn(secret, row, f"the secret typed into {where} is in the audit trail")
+            for line in handler.lines:
+                self.assertNotIn(secret, line, f"the secret typed into {where} is in a log line")
+            for page_name, body in self.bodies:
+                self.assertNotIn(secret, body, f"the secret typed into {where} is in the response to {page_name}")
