@@ -504,3 +504,26 @@ class AdminSignInTests(TestCase):
         coordinator = member(Role.COORDINATOR, HospitalFactory(code="H02"), email="coord@visus.example")
         self.client.force_login(coordinator)
         self.assertEqual(self.client.get("/admin/login/?next=/admin/").status_code, 403)
+
+
+class ModelVersionAdminTests(SuperuserAdminTestCase):
+    def test_retiring_a_model_asks_for_the_reason_model_set_status_records(self):
+        from tests.diagnosis.registry_helpers import register_small_models
+
+        dr, vf = register_small_models()
+        self.addCleanup(lambda: [default_storage.delete(m.weights.name) for m in (dr, vf)])
+        url = reverse("admin:diagnosis_modelversion_changelist")
+        action = {"action": "retire_the_selected_models", "_selected_action": [str(dr.pk)]}
+        self.assertContains(self.client.post(url, action), "Retire the selected models")
+        self.client.post(url, {**action, "apply": "1", "reason": ""})
+        dr.refresh_from_db()
+        self.assertEqual(dr.status, "active")
+        self.client.post(url, {**action, "apply": "1", "reason": "superseded by version 2"})
+        dr.refresh_from_db()
+        vf.refresh_from_db()
+        self.assertEqual((dr.status, vf.status), ("retired", "active"))
+        event = AuditEvent.objects.filter(object_id=str(dr.pk), reason="superseded by version 2").get()
+        self.assertEqual(event.changes["status"], ["active", "retired"])
+        self.assertEqual(
+            self.client.post(reverse("admin:diagnosis_modelversion_change", args=[dr.pk]), {}).status_code, 403
+        )
