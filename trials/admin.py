@@ -6,7 +6,13 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from platform_core.audit.admin_mixins import ReadOnlyAdmin, ReasonFormMixin, ScopedAdminMixin, ServiceAdminMixin
+from platform_core.audit.admin_mixins import (
+    ReadOnlyAdmin,
+    ReasonFormMixin,
+    ScopedAdminMixin,
+    ServiceAdminMixin,
+    reasoned_action,
+)
 from trials.models import Case, Subject, Trial, TrialSite, TrialStatus
 from trials.selectors import cases_for, managed_trials_for, subjects_for, trials_for
 from trials.services import (
@@ -15,6 +21,7 @@ from trials.services import (
     trial_create,
     trial_site_add,
     trial_site_update,
+    trial_transition,
     trial_update,
 )
 
@@ -53,12 +60,26 @@ class TrialChangeForm(ReasonFormMixin, forms.ModelForm):
         return self.instance.status != TrialStatus.DRAFT and super().reason_needed()
 
 
+def _transition_to(status: str):  # noqa: ANN202
+    def transition(actor, trial: Trial, reason: str) -> None:  # noqa: ANN001
+        trial_transition(actor=actor, trial=trial, status=status, reason=reason)
+
+    return transition
+
+
 @admin.register(Trial)
 class TrialAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+    """Status changes are the list's actions, through the audited transitions of the trial pages."""
+
     list_display = ("protocol_number", "title", "status", "reading_design", "reference_rule")
     list_filter = ("status",)
     search_fields = ("protocol_number", "title", "slug")
     inlines = [TrialSiteInline]
+    actions = [
+        reasoned_action(description="Start recruiting", service=_transition_to(TrialStatus.RECRUITING)),
+        reasoned_action(description="Start reading", service=_transition_to(TrialStatus.READING)),
+        reasoned_action(description="Close the selected trials", service=_transition_to(TrialStatus.CLOSED)),
+    ]
 
     def scope(self, request, queryset):  # noqa: ANN001, ANN201
         return queryset.filter(pk__in=trials_for(request.user).values("pk"))

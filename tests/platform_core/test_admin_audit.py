@@ -399,6 +399,21 @@ class TrialAdminTests(TestCase):
         self.assertIn("The trial is closed: no sites can be added.", messages_of(response))
         self.assertFalse(TrialSite.objects.filter(hospital=h3).exists())
 
+    def test_a_trial_is_closed_by_the_audited_transition_with_a_reason_and_only_by_its_managers(self):
+        url = reverse("admin:trials_trial_changelist")
+        action = {"action": "close_the_selected_trials", "_selected_action": [str(self.w.trial.pk)]}
+        refused = self.client.post(url, {**action, "apply": "1", "reason": "sponsor stopped it"}, follow=True)
+        self.assertIn(
+            f"Refused, nothing changed for {self.w.trial}: Only a trial manager of this trial may do this.",
+            messages_of(refused),
+        )
+        self.root.memberships.create(hospital=self.w.h1, role=Role.TRIAL_MANAGER)
+        self.client.post(url, {**action, "apply": "1", "reason": "sponsor stopped it"})
+        self.w.trial.refresh_from_db()
+        self.assertEqual(self.w.trial.status, "closed")
+        event = AuditEvent.objects.get(action="trial.transition", changes__status=["recruiting", "closed"])
+        self.assertEqual((event.actor, event.reason, event.trial_ref), (self.root, "sponsor stopped it", "dr-trial"))
+
     def test_subjects_and_cases_are_read_only(self):
         for name, obj in (("trials_subject", self.w.subject1), ("trials_case", self.w.case1)):
             url = reverse(f"admin:{name}_change", args=[obj.pk])
