@@ -13,6 +13,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.http import HttpResponseRedirect
@@ -42,7 +43,7 @@ class ReasonFormMixin(forms.Form):
         return bool(set(self.changed_data) - {"reason"})
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if self.reason_needed() and not (cleaned.get("reason") or "").strip():
             self.add_error("reason", self.reason_required_message)
         return cleaned
@@ -172,7 +173,7 @@ def reasoned_action(
             "queryset": queryset,
             "form": form,
             "action_name": action.__name__,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/visus/reasoned_action.html", context)
 
