@@ -1,4 +1,4 @@
-"""No secret typed into the admin ever reaches the audit trail, a log line or a page.
+"""No secret typed into the admin, or given to a service, ever reaches the audit trail, a log line or a page.
 
 The walk visits the add page and the change page of an existing row of every model registered with the admin
 (``admin.site._registry``: a model registered later is walked too), types a distinct secret into every
@@ -247,3 +247,105 @@ class AdminSecretWalkTests(TestCase):
                 self.assertNotIn(secret, line, f"the secret typed into {where} is in a log line")
             for page_name, body in self.bodies:
                 self.assertNotIn(secret, body, f"the secret typed into {where} is in the response to {page_name}")
+
+
+# Service parameters whose names look secret but hold no secret: API token rows (not keys), a pure digest.
+NOT_SECRET_PARAMETERS = {
+    ("platform_core.accounts.services", "api_token_digest"),  # hashes a key; writes nothing
+    ("platform_core.accounts.services", "api_token_is_expired"),  # an ApiToken row
+    ("platform_core.accounts.services", "api_token_touch"),
+    ("platform_core.accounts.services", "api_token_expire"),
+}
+SERVICE_MODULES = (
+    "platform_core.accounts.services",
+    "platform_core.audit.services",
+    "trials.services",
+    "trials.file_services",
+    "diagnosis.services",
+    "diagnosis.registry",
+)
+
+
+def services_taking_secrets() -> set[tuple[str, str]]:
+    import importlib
+    import inspect
+
+    found = set()
+    for name in SERVICE_MODULES:
+        module = importlib.import_module(name)
+        for attribute, function in vars(module).items():
+            if inspect.isfunction(function) and function.__module__ == name:
+                if any(SECRET_LIKE.search(parameter) for parameter in inspect.signature(function).parameters):
+                    found.add((name, attribute))
+    return found - NOT_SECRET_PARAMETERS
+
+
+class ServiceSecretTests(TestCase):
+    """The services that take a password or token, called on their success and refusal paths, and the
+    sign-in and token pages that call them: no secret in the trail or a log line."""
+
+    COVERED = {
+        ("platform_core.accounts.services", "user_create"),
+        ("platform_core.accounts.services", "user_create_superuser"),
+        ("platform_core.accounts.services", "user_password_change"),
+        ("platform_core.accounts.services", "user_password_set"),
+        ("trials.services", "subject_enroll"),
+    }
+
+    def test_every_service_that_takes_a_secret_is_covered_here(self):
+        self.assertEqual(services_taking_secrets(), self.COVERED)
+
+    def test_no_secret_given_to_a_service_reaches_the_trail_or_a_log_line(self):
+        from django.core.exceptions import ValidationError
+
+        from platform_core.accounts.services import (
+            user_create,
+            user_create_superuser,
+            user_password_change,
+            user_password_set,
+        )
+        from platform_core.api.exceptions import ApplicationError
+        from tests.factories import enrol
+
+        secrets = [f"Sv{n:03d}-pQ4r-Lm8x-secret" for n in range(10)]
+        handler = RecordingHandler()
+        root_logger = logging.getLogger()
+        loggers = [root_logger] + [
+            logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+        ]
+        for logger in loggers:
+            logger.addHandler(handler)
+        old_level = root_logger.level
+        root_logger.setLevel(logging.DEBUG)
+        try:
+            w = TrialWorld()
+            admin_user = user_create_superuser(email="ops@visus.example", full_name="Ops", password=secrets[0])
+            person = user_create(actor=admin_user, email="p@visus.example", full_name="P", password=secrets[1])
+            with self.assertRaises(ValidationError):
+                user_password_change(user=person, old_password=secrets[2], new_password=secrets[3])
+            user_password_change(user=person, old_password=secrets[1], new_password=secrets[4])
+            user_password_set(actor=admin_user, user=person, password=secrets[5], reason="reset")
+            with self.assertRaises(ValidationError):
+                user_password_set(actor=admin_user, user=person, password=secrets[6][:6], reason="too short")
+            enrol(coordinator=w.coord1, trial=w.trial, hospital=w.h1, token=secrets[7])
+            with self.assertRaises(ApplicationError):
+                enrol(coordinator=w.coord1, trial=w.trial, hospital=w.h1, token=secrets[7])
+            self.client.post("/accounts/login/", {"username": "p@visus.example", "password": secrets[8]})
+            self.client.post("/accounts/login/", {"username": "p@visus.example", "password": secrets[5]})
+            response = self.client.post("/api/v1/auth/token/", {"email": "p@visus.example", "password": secrets[5]})
+            self.assertEqual(response.status_code, 200, response.content)
+            key = response.json()["token"]
+        finally:
+            root_logger.setLevel(old_level)
+            for logger in loggers:
+                logger.removeHandler(handler)
+
+        person.refresh_from_db()
+        self.assertTrue(person.check_password(secrets[5]))
+        self.assertTrue(AuditEvent.objects.filter(action="login.failure", object_id=str(person.pk)).exists())
+        trail = [json.dumps(row, default=str) for row in AuditEvent.objects.values()]
+        for secret in [*secrets[:6], secrets[6][:6], secrets[7], secrets[8], key]:
+            for row in trail:
+                self.assertNotIn(secret, row)
+            for line in handler.lines:
+                self.assertNotIn(secret, line)
