@@ -8,6 +8,7 @@ searches every column of every audit event, every log record and every response 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -38,6 +39,30 @@ class RecordingHandler(logging.Handler):
         if record.exc_info:
             text += logging.Formatter().formatException(record.exc_info)
         self.lines.append(f"{record.name}: {text} {record.args!r} {record.__dict__!r}")
+
+
+@contextlib.contextmanager
+def recorded_logs():  # noqa: ANN201
+    """Every record of the project's and Django's loggers at DEBUG and above (the test runner quietens
+    django.request to ERROR; here it speaks), and of any other logger at its own level; recorded, not printed."""
+    handler = RecordingHandler()
+    root = logging.getLogger()
+    loggers = [root] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    saved = {logger: (logger.level, logger.handlers[:], logger.propagate) for logger in loggers}
+    for logger in loggers:
+        logger.handlers = [handler]
+        logger.propagate = False
+        if logger is root or logger.name.split(".")[0] in ("django", "platform_core", "trials", "diagnosis"):
+            logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        for logger, (level, handlers, propagate) in saved.items():
+            logger.setLevel(level)
+            logger.handlers = handlers
+            logger.propagate = propagate
 
 
 def form_values(page) -> dict[str, Any]:  # noqa: ANN001
@@ -196,16 +221,7 @@ class AdminSecretWalkTests(TestCase):
 
     def test_no_secret_typed_into_the_admin_reaches_the_trail_a_log_line_or_a_page(self):
         self.bodies: list[tuple[str, str]] = []
-        handler = RecordingHandler()
-        root_logger = logging.getLogger()
-        loggers = [root_logger] + [
-            logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
-        ]
-        for logger in loggers:
-            logger.addHandler(handler)
-        old_level = root_logger.level
-        root_logger.setLevel(logging.DEBUG)
-        try:
+        with recorded_logs() as handler:
             walked = self.walk()
             # The user pages the model walk does not reach: a refused add, and setting another's password.
             page = self.client.get(reverse("admin:accounts_user_add"))
@@ -223,10 +239,6 @@ class AdminSecretWalkTests(TestCase):
             self.submit(url, {"password1": password, "password2": password, "reason": "walk"}, "set password")
             first, second = self.secret("set password, first of two"), self.secret("set password, second of two")
             self.submit(url, {"password1": first, "password2": second, "reason": "walk"}, "set password refused")
-        finally:
-            root_logger.setLevel(old_level)
-            for logger in loggers:
-                logger.removeHandler(handler)
 
         registered = {f"{m._meta.app_label}_{m._meta.model_name}" for m in admin.site._registry}
         self.assertEqual(walked, registered)
@@ -239,6 +251,7 @@ class AdminSecretWalkTests(TestCase):
         self.assertTrue(AuditEvent.objects.filter(action="user.password_set").exists())
         self.assertFalse(User.objects.filter(email="refused@visus.example").exists())
 
+        self.assertTrue([line for line in handler.lines if line.startswith("django.request: Forbidden")])  # recorded
         trail = [json.dumps(row, default=str) for row in AuditEvent.objects.values()]
         for secret, where in self.secrets.items():
             for row in trail:
@@ -308,16 +321,7 @@ class ServiceSecretTests(TestCase):
         from tests.factories import enrol
 
         secrets = [f"Sv{n:03d}-pQ4r-Lm8x-secret" for n in range(10)]
-        handler = RecordingHandler()
-        root_logger = logging.getLogger()
-        loggers = [root_logger] + [
-            logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
-        ]
-        for logger in loggers:
-            logger.addHandler(handler)
-        old_level = root_logger.level
-        root_logger.setLevel(logging.DEBUG)
-        try:
+        with recorded_logs() as handler:
             w = TrialWorld()
             admin_user = user_create_superuser(email="ops@visus.example", full_name="Ops", password=secrets[0])
             person = user_create(actor=admin_user, email="p@visus.example", full_name="P", password=secrets[1])
@@ -335,11 +339,8 @@ class ServiceSecretTests(TestCase):
             response = self.client.post("/api/v1/auth/token/", {"email": "p@visus.example", "password": secrets[5]})
             self.assertEqual(response.status_code, 200, response.content)
             key = response.json()["token"]
-        finally:
-            root_logger.setLevel(old_level)
-            for logger in loggers:
-                logger.removeHandler(handler)
 
+        self.assertTrue(handler.lines)
         person.refresh_from_db()
         self.assertTrue(person.check_password(secrets[5]))
         self.assertTrue(AuditEvent.objects.filter(action="login.failure", object_id=str(person.pk)).exists())
