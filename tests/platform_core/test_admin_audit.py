@@ -113,6 +113,24 @@ class UserAdminTests(SuperuserAdminTestCase):
         self.assertEqual(event.changes, {"is_staff": [False, True], "groups": [[], [TRIAL_MANAGERS]]})
         self.assertEqual((event.actor, event.reason), (self.root, "runs the admin for H01"))
 
+    def test_a_membership_row_posted_with_the_users_page_is_not_saved(self):
+        old_name = self.person.full_name
+        url = reverse("admin:accounts_user_change", args=[self.person.pk])
+        page = self.client.get(url)
+        data = change_data(page)
+        prefix = page.context["inline_admin_formsets"][0].formset.prefix
+        total = int(data[f"{prefix}-TOTAL_FORMS"])
+        data.update({f"{prefix}-TOTAL_FORMS": str(total + 1), f"{prefix}-{total}-hospital": str(self.hospital.pk)})
+        data.update({f"{prefix}-{total}-role": Role.READER, f"{prefix}-{total}-is_active": "on"})
+        data.update({f"{prefix}-0-role": Role.MONITOR, f"{prefix}-0-DELETE": "on", "full_name": "Pat P"})
+        response = self.client.post(url, {**data, "reason": "name spelt out"})
+        self.assertEqual(response.status_code, 302)
+        memberships = list(Membership.objects.filter(user=self.person).values_list("role", "is_active"))
+        self.assertEqual(memberships, [(Role.COORDINATOR, True)])  # granted and revoked on their own pages only
+        event = AuditEvent.objects.get(action="user.update")
+        self.assertEqual(event.changes, {"full_name": [old_name, "Pat P"]})
+        self.assertFalse(AuditEvent.objects.filter(action__startswith="membership.").exists())
+
     def test_the_lock_fields_are_read_only_on_the_change_page(self):
         self.person.locked_until = timezone.now() + timezone.timedelta(minutes=10)
         self.person.failed_login_count = 5
