@@ -87,7 +87,13 @@ def staff_groups_sync(app_config: AppConfig, *, using: str = "default") -> list[
             group.permissions.remove(*(current - wanted))
             group.permissions.add(*(wanted - current))
             changed.append(name)
-            logger.info("Staff group %r: permissions on %s set as declared", name, app_config.label)
+            # A first installation (or a flushed test database) is news to nobody; a changed policy is.
+            logger.log(
+                logging.INFO if current else logging.DEBUG,
+                "Staff group %r: permissions on %s set as declared",
+                name,
+                app_config.label,
+            )
     return changed
 
 

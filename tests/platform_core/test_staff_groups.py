@@ -47,7 +47,9 @@ class StaffGroupTests(TestCase):
         group.permissions.remove(Permission.objects.get(codename="add_trial"))
         group.permissions.add(Permission.objects.get(codename="delete_trial"))
         group.permissions.add(Permission.objects.get(codename="change_user"))  # another app's: left alone
-        self.assertEqual(staff_groups_sync(apps.get_app_config("trials")), [TRIAL_MANAGERS])
+        with self.assertLogs("platform_core.accounts.staff_groups", "INFO") as logs:  # a changed policy is news
+            self.assertEqual(staff_groups_sync(apps.get_app_config("trials")), [TRIAL_MANAGERS])
+        self.assertIn("permissions on trials set as declared", logs.output[0])
         self.assertEqual(permission_names(group), EXPECTED_TRIAL_MANAGER_PERMISSIONS | {"accounts.change_user"})
         self.assertEqual(staff_groups_sync(apps.get_app_config("trials")), [])
         self.assertEqual(staff_groups_sync(apps.get_app_config("accounts")), [])  # declares nothing
