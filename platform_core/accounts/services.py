@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import mail_admins
@@ -16,8 +19,8 @@ from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User
-from platform_core.audit.services import audit_record, diff
+from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User, normalize_email
+from platform_core.audit.services import audit_record, diff, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -302,3 +305,176 @@ def api_tokens_revoke(*, user: User, reason: str) -> int:
             actor=None, action="api_token.revoke", obj=user, changes={"api_tokens": [deleted, 0]}, reason=reason
         )
     return deleted
+
+
+# --- Administration (the Django admin and manage.py call these; each writes its audit event) ----------
+# Audit payloads name explicit fields only: never a form's data, never a password or its hash.
+
+USER_ADMIN_FIELDS = ("full_name", "is_active", "is_staff", "is_superuser")
+HOSPITAL_ADMIN_FIELDS = ("name", "country")
+
+
+def _reason_required(reason: str, message: str) -> str:
+    if not (reason or "").strip():
+        raise ValidationError({"reason": message})
+    return reason.strip()
+
+
+@transaction.atomic
+def user_create_superuser(*, email: str, full_name: str, password: str | None) -> User:
+    """``manage.py createsuperuser`` (through ``User.objects.create_superuser``): an operator at the server.
+
+    The command itself checks the password rules (and lets the operator override them), so this does not.
+    """
+    email = normalize_email(email)
+    if not email:
+        raise ValueError("An email address is required.")
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "A user with this email address already exists."})
+    user = User(email=email, full_name=(full_name or "").strip(), is_staff=True, is_superuser=True)
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    audit_record(
+        actor=None,
+        action="user.create",
+        obj=user,
+        changes=diff(None, snapshot(user, ("email", *USER_ADMIN_FIELDS))),
+        reason="created with manage.py createsuperuser",
+    )
+    return user
+
+
+@transaction.atomic
+def user_update(*, actor: User, user: User, reason: str, groups: Iterable[Group] | None = None, **fields: Any) -> User:
+    """Change an account's name, access flags or permission groups. A reason is required for any change;
+    nobody removes their own access (is_active, is_staff, is_superuser) here."""
+    unknown = set(fields) - set(USER_ADMIN_FIELDS)
+    if unknown:
+        raise ValueError(f"Unknown user fields: {sorted(unknown)}")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    before = snapshot(user, fields.keys())
+    for name, value in fields.items():
+        setattr(user, name, value)
+    changes = diff(before, snapshot(user, fields.keys()))
+    new_groups = None
+    if groups is not None:
+        new_groups = list(groups)
+        old_names = sorted(user.groups.values_list("name", flat=True))
+        new_names = sorted(group.name for group in new_groups)
+        if old_names != new_names:
+            changes["groups"] = [old_names, new_names]
+    if not changes:
+        return user
+    reason = _reason_required(reason, "Give a reason for changing an account.")
+    if actor.pk == user.pk and {"is_active", "is_staff", "is_superuser"} & set(changes):
+        raise ValidationError("You cannot change your own access; ask another administrator.")
+    user.full_clean(exclude=["password"])
+    user.save()  # deactivating also deletes the account's API tokens (accounts.signals)
+    if new_groups is not None:
+        user.groups.set(new_groups)
+    audit_record(actor=actor, action="user.update", obj=user, changes=changes, reason=reason)
+    return user
+
+
+@transaction.atomic
+def user_password_set(*, actor: User, user: User, password: str, reason: str) -> User:
+    """An administrator sets another person's password (a reset). The event records that it happened and why,
+    never the password or its hash. Your own password is changed on the password page, which checks the
+    current one."""
+    if actor.pk == user.pk:
+        raise ValidationError("Change your own password on your password page; it asks for your current one.")
+    reason = _reason_required(reason, "Give a reason for setting another person's password.")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    user.set_password(password)
+    user.save(update_fields=["password", "updated_at"])  # also deletes the user's API tokens (accounts.signals)
+    audit_record(actor=actor, action="user.password_set", obj=user, reason=reason)
+    return user
+
+
+@transaction.atomic
+def hospital_update(*, actor: User, hospital: Hospital, reason: str, **fields: Any) -> Hospital:
+    """Rename a hospital or correct its country. Its code is fixed: subjects' pseudonyms contain it."""
+    unknown = set(fields) - set(HOSPITAL_ADMIN_FIELDS)
+    if unknown:
+        raise ValueError(f"Unknown hospital fields: {sorted(unknown)}")
+    hospital = Hospital.objects.select_for_update().get(pk=hospital.pk)
+    before = snapshot(hospital, fields.keys())
+    if "name" in fields:
+        hospital.name = (fields["name"] or "").strip()
+    if "country" in fields:
+        hospital.country = (fields["country"] or "").strip().upper()
+    changes = diff(before, snapshot(hospital, fields.keys()))
+    if not changes:
+        return hospital
+    reason = _reason_required(reason, "Give a reason for changing a hospital.")
+    hospital.full_clean()
+    hospital.save()
+    audit_record(
+        actor=actor, action="hospital.update", obj=hospital, hospital_code=hospital.code, changes=changes, reason=reason
+    )
+    return hospital
+
+
+def _permission_names(permissions: Iterable[Permission]) -> list[str]:
+    return sorted(f"{p.content_type.app_label}.{p.codename}" for p in permissions)
+
+
+def _refuse_declared_group(name: str) -> None:
+    from platform_core.accounts.staff_groups import declared_staff_groups
+
+    if name in declared_staff_groups():
+        message = f"{name!r} is a staff group declared by the code and re-created on every migrate; change it there."
+        raise ValidationError({"name": message})
+
+
+@transaction.atomic
+def group_create(*, actor: User, name: str, permissions: Iterable[Permission]) -> Group:
+    name = (name or "").strip()
+    _refuse_declared_group(name)
+    group = Group(name=name)
+    group.full_clean()
+    group.save()
+    permissions = list(permissions)
+    group.permissions.set(permissions)
+    audit_record(
+        actor=actor,
+        action="group.create",
+        obj=group,
+        changes=diff(None, {"name": name, "permissions": _permission_names(permissions)}),
+    )
+    return group
+
+
+@transaction.atomic
+def group_update(
+    *, actor: User, group: Group, reason: str, name: str | None = None, permissions: Iterable[Permission] | None = None
+) -> Group:
+    """Rename a group or change its permissions (which changes what each of its members may do)."""
+    group = Group.objects.select_for_update().get(pk=group.pk)
+    _refuse_declared_group(group.name)
+    changes: dict[str, list[Any]] = {}
+    if name is not None and name.strip() != group.name:
+        _refuse_declared_group(name.strip())
+        changes["name"] = [group.name, name.strip()]
+        group.name = name.strip()
+    new_permissions = None
+    if permissions is not None:
+        new_permissions = list(permissions)
+        old_names = _permission_names(group.permissions.select_related("content_type"))
+        new_names = _permission_names(new_permissions)
+        if old_names != new_names:
+            changes["permissions"] = [old_names, new_names]
+    if not changes:
+        return group
+    reason = _reason_required(reason, "Give a reason for changing a group.")
+    group.full_clean()
+    group.save()
+    if new_permissions is not None:
+        group.permissions.set(new_permissions)
+    audit_record(actor=actor, action="group.update", obj=group, changes=changes, reason=reason)
+    return group
