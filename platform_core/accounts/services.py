@@ -17,7 +17,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User
-from platform_core.audit.services import audit_record, diff
+from platform_core.audit.services import audit_record, audit_snapshot, audited_save
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +25,7 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def hospital_create(*, actor: User | None, code: str, name: str, country: str = "") -> Hospital:
     hospital = Hospital(code=code.strip().upper(), name=name.strip(), country=country.upper())
-    hospital.full_clean()
-    hospital.save()
-    audit_record(
-        actor=actor,
-        action="hospital.create",
-        obj=hospital,
-        hospital_code=hospital.code,
-        changes=diff(None, {"code": hospital.code, "name": hospital.name, "country": hospital.country}),
-    )
+    audited_save(hospital, actor=actor, action="hospital.create", hospital_code=hospital.code)
     return hospital
 
 
@@ -54,35 +46,23 @@ def user_create(
     if password is not None:
         validate_password(password, user)
     user.set_password(password)
-    user.full_clean()
-    user.save()
-    audit_record(
-        actor=actor,
-        action="user.create",
-        obj=user,
-        changes=diff(None, {"email": user.email, "full_name": user.full_name, "is_staff": is_staff}),
-    )
+    # The password's hash is not an auditable field (accounts/auditing.py): the event never holds it.
+    audited_save(user, actor=actor, action="user.create")
     return user
 
 
 @transaction.atomic
 def membership_grant(*, actor: User | None, user: User, hospital: Hospital, role: Role | str) -> Membership:
-    membership, created = Membership.objects.get_or_create(user=user, hospital=hospital, role=str(role))
-    if not created and membership.is_active:
+    membership = Membership.objects.filter(user=user, hospital=hospital, role=str(role)).first()
+    if membership is None:
+        membership = Membership(user=user, hospital=hospital, role=str(role))
+        before = None
+    elif membership.is_active:
         return membership
-    if not created:
+    else:
+        before = audit_snapshot(membership)
         membership.is_active = True
-    membership.full_clean()
-    membership.save()
-    audit_record(
-        actor=actor,
-        action="membership.grant",
-        obj=membership,
-        hospital_code=hospital.code,
-        changes=diff(
-            {"is_active": False} if not created else None, {"user": user.email, "role": str(role), "is_active": True}
-        ),
-    )
+    audited_save(membership, actor=actor, action="membership.grant", before=before, hospital_code=hospital.code)
     return membership
 
 
@@ -92,14 +72,15 @@ def membership_revoke(*, actor: User, membership: Membership, reason: str) -> Me
         raise ValidationError({"reason": "Give a reason for revoking a membership."})
     if not membership.is_active:
         return membership
+    before = audit_snapshot(membership)
     membership.is_active = False
-    membership.save(update_fields=["is_active", "updated_at"])
-    audit_record(
+    audited_save(
+        membership,
         actor=actor,
         action="membership.revoke",
-        obj=membership,
+        before=before,
+        update_fields=["is_active", "updated_at"],
         hospital_code=membership.hospital.code,
-        changes={"is_active": [True, False]},
         reason=reason,
     )
     return membership
@@ -135,11 +116,13 @@ def user_password_change(*, user: User, old_password: str, new_password: str) ->
     except ValidationError as exc:
         raise ValidationError({"new_password": exc.messages}) from None
     with transaction.atomic():
+        before = audit_snapshot(user)
         user.set_password(new_password)
-        # Saving a new password also deletes the user's API tokens (accounts.signals).
-        user.save(update_fields=["password", "updated_at"])
-        # Never the hashes: only the fact that the password changed.
-        audit_record(actor=user, action="user.password_change", obj=user)
+        # Saving a new password also deletes the user's API tokens (accounts.signals). The event records only
+        # the fact: the password's hash is not an auditable field.
+        audited_save(
+            user, actor=user, action="user.password_change", before=before, update_fields=["password", "updated_at"]
+        )
     return user
 
 
@@ -236,11 +219,17 @@ def login_success_record(*, user: User) -> User:
 def user_unlock(*, actor: User, user: User, reason: str) -> User:
     if not reason.strip():
         raise ValidationError({"reason": "Give a reason for unlocking an account."})
-    old = user.locked_until
+    before = audit_snapshot(user)
     user.failed_login_count = 0
     user.locked_until = None
-    user.save(update_fields=["failed_login_count", "locked_until", "updated_at"])
-    audit_record(actor=actor, action="user.unlock", obj=user, changes={"locked_until": [old, None]}, reason=reason)
+    audited_save(
+        user,
+        actor=actor,
+        action="user.unlock",
+        before=before,
+        update_fields=["failed_login_count", "locked_until", "updated_at"],
+        reason=reason,
+    )
     return user
 
 
@@ -272,8 +261,9 @@ def api_token_issue(*, user: User) -> str:
     idle, max_age = api_token_lifetimes()
     ApiToken.objects.filter(user=user).filter(Q(last_used_at__lt=now - idle) | Q(created_at__lt=now - max_age)).delete()
     key = secrets.token_hex(20)
-    token = ApiToken.objects.create(user=user, key_digest=api_token_digest(key), last_used_at=now)
-    audit_record(actor=user, action="api_token.issue", obj=token, changes={"user": [None, user.email]})
+    token = ApiToken(user=user, key_digest=api_token_digest(key), last_used_at=now)
+    # Neither the key nor its digest is an auditable field: the event names the token's owner.
+    audited_save(token, actor=user, action="api_token.issue")
     return key
 
 
