@@ -110,6 +110,7 @@ def audited_save(
 
     An existing row needs ``before=audit_snapshot(instance)`` taken before it was changed.
     """
+    auditable_fields(instance._meta.label)  # a model that declares none is refused before anything is written
     adding = instance._state.adding
     if not adding and before is None:
         raise TypeError(
