@@ -8,15 +8,17 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.test import TestCase
+from django.urls import reverse
 
+from platform_core.accounts.models import Hospital, Role
 from platform_core.accounts.services import hospital_create
 from platform_core.audit.chain import payload_digest
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_record, audit_redact, audit_verify, redaction_marker
-from tests.factories import UserFactory
+from tests.factories import UserFactory, member
 from tests.support import require_postgresql
 
-SECRET = "Tr0ub4dor&3-typed-in-a-note"
+SECRET = "Tr0ub4dor-3-typed-in-a-note"
 
 migration = importlib.import_module("platform_core.audit.migrations.0004_audit_payload_digest")
 
@@ -108,6 +110,16 @@ class RedactionTests(TestCase):
             redact_command("2", "--reason", "  ")
         self.assertEqual(AuditEvent.objects.get(seq=2).redacted_by_seq, None)
         self.assertEqual(AuditEvent.objects.count(), 3)
+
+    def test_the_audit_page_shows_a_redacted_event_as_redacted(self):
+        manager = member(Role.TRIAL_MANAGER, Hospital.objects.get(code="H01"))
+        self.client.force_login(manager)
+        self.assertContains(self.client.get(reverse("audit:event-list")), SECRET)
+        audit_redact(actor=self.actor, seq=2, reason="a password was typed into a note")
+        response = self.client.get(reverse("audit:event-list"))
+        self.assertContains(response, "redacted (see event #4)")
+        self.assertContains(response, "a password was typed into a note")
+        self.assertNotContains(response, SECRET)
 
     def test_the_salt_goes_with_the_payload_so_the_digest_cannot_confirm_a_guess(self):
         original = {"object_repr": f"note {SECRET}", "changes": {"note": [None, SECRET]}, "reason": f"typed {SECRET}"}
