@@ -180,6 +180,10 @@ class EditsStillCaughtTests(TestCase):
         )
         self.assert_caught(3, "redacted twice")
 
+    def test_a_recorded_redaction_that_did_not_redact_is_caught(self):
+        audit_record(actor=None, action="audit_event.redact", object_id="3", reason="claims a redaction")  # 6
+        self.assert_caught(6, "records the redaction of event #3, which is not redacted")
+
     def test_an_edited_redaction_marker_is_caught(self):
         raw("UPDATE audit_auditevent SET changes = %s WHERE seq = 2", ['{"redacted_by_event": 5, "n": [1, 2]}'])
         self.assert_caught(2, "neither the original nor a redaction marker")
