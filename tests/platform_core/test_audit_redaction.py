@@ -94,6 +94,13 @@ class RedactionTests(TestCase):
         # Those who may review the redacted event see its redaction too.
         self.assertEqual((redaction.hospital_code, redaction.trial_ref), ("H01", "dr-trial"))
 
+    def test_the_operator_is_recorded_as_the_actor(self):
+        redact_command("2", "--reason", "secret", "--actor", "MANAGER@visus.example")
+        self.assertEqual(AuditEvent.objects.get(seq=4).actor, self.actor)
+        with self.assertRaisesMessage(CommandError, "No Visus account has the email nobody@visus.example"):
+            redact_command("3", "--reason", "secret", "--actor", "nobody@visus.example")
+        self.assertIsNone(AuditEvent.objects.get(seq=3).redacted_by_seq)
+
     def test_redacting_an_event_twice_is_a_clear_error(self):
         redact_command("2", "--reason", "secret")
         with self.assertRaisesMessage(CommandError, "Audit event #2 was already redacted by event #4."):
