@@ -136,6 +136,34 @@ def audited_save(
 
 
 @transaction.atomic
+def audited_delete(
+    instance: models.Model,
+    *,
+    actor: Any,
+    action: str,
+    reason: str = "",
+    trial_ref: str = "",
+    hospital_code: str = "",
+) -> AuditEvent:
+    """Record the event, then delete: the event keeps the declared auditable fields as they were
+    (``{field: [old, None]}``) and the object's key and description, in the delete's transaction."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Give a reason for deleting this."})
+    changes = {name: [value, None] for name, value in audit_snapshot(instance).items()}
+    event = audit_record(
+        actor=actor,
+        action=action,
+        obj=instance,
+        changes=changes,
+        reason=reason.strip(),
+        trial_ref=trial_ref,
+        hospital_code=hospital_code,
+    )
+    instance.delete()
+    return event
+
+
+@transaction.atomic
 def audit_record(
     *,
     actor: Any,

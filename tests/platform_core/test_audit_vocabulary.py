@@ -5,7 +5,13 @@ from django.test import SimpleTestCase, TestCase
 
 from platform_core.accounts.models import Hospital, Role
 from platform_core.audit.models import AuditEvent
-from platform_core.audit.services import SecretInAuditPayload, audit_record, audit_snapshot, audited_save
+from platform_core.audit.services import (
+    SecretInAuditPayload,
+    audit_record,
+    audit_snapshot,
+    audited_delete,
+    audited_save,
+)
 from platform_core.audit.vocabulary import (
     ACTION_NAME,
     UnknownAuditAction,
@@ -149,6 +155,17 @@ class AuditedSaveTests(TestCase):
             audited_save(Hospital(code="", name="No code"), actor=self.actor, action="hospital.create")
         self.assertFalse(Hospital.objects.filter(name="No code").exists())
         self.assertFalse(AuditEvent.objects.exists())
+
+    def test_a_delete_records_the_declared_fields_as_they_were_and_needs_a_reason(self):
+        hospital = HospitalFactory(code="H08", name="Eight", country="NL")
+        with self.assertRaisesMessage(ValidationError, "Give a reason for deleting this."):
+            audited_delete(hospital, actor=self.actor, action="hospital.delete", reason=" ")
+        self.assertTrue(Hospital.objects.filter(pk=hospital.pk).exists())
+        pk = hospital.pk
+        event = audited_delete(hospital, actor=self.actor, action="hospital.delete", reason="created by mistake")
+        self.assertFalse(Hospital.objects.filter(pk=pk).exists())
+        self.assertEqual(event.changes, {"code": ["H08", None], "name": ["Eight", None], "country": ["NL", None]})
+        self.assertEqual((event.object_id, event.reason), (str(pk), "created by mistake"))
 
     def test_a_model_without_declared_fields_is_refused(self):
         with self.assertRaisesMessage(ImproperlyConfigured, "declares no auditable fields"):
