@@ -78,7 +78,7 @@ def snapshot(instance: models.Model, fields: Iterable[str]) -> dict[str, Any]:
     values = {}
     for name in fields:
         field = instance._meta.get_field(name)
-        values[name] = json_safe(getattr(instance, field.attname))
+        values[name] = json_safe(getattr(instance, getattr(field, "attname", name)))
     return values
 
 
