@@ -19,6 +19,9 @@ register_actions(
         "case_file.upload": "a de-identified file was stored on a case",
         "reference.record": "a case's reference standard was recorded",
         "reference.amend": "a case's reference standard was amended, with a reason",
+        # Recorded by trials/vf_services.py (on main since the vfield branch): new cut-offs re-judge stored fields.
+        "visual_field.rejudge": "a stored visual field's reliability verdict changed under new cut-offs",
+        "trial.visual_fields_rejudge": "a trial's stored visual fields were re-judged under new cut-offs",
     },
 )
 
