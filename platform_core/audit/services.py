@@ -117,12 +117,17 @@ def audited_save(
             f"audited_save of an existing {instance._meta.label} needs before=audit_snapshot(instance), "
             "taken before the change."
         )
+    changes = diff(None if adding else before, audit_snapshot(instance))
+    if update_fields is not None:
+        update_fields = list(update_fields)
+        unsaved = sorted(set(changes) - set(update_fields))
+        if unsaved:  # the event would record a change that the save leaves out
+            raise ValueError(f"audited_save: {', '.join(unsaved)} changed but not in update_fields.")
     instance.full_clean()
     if adding:
         instance.save(force_insert=force_insert)
     else:
-        instance.save(update_fields=list(update_fields) if update_fields is not None else None)
-    changes = diff(None if adding else before, audit_snapshot(instance))
+        instance.save(update_fields=update_fields)
     changes.update(extra_changes or {})
     return audit_record(
         actor=actor,

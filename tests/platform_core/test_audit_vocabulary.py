@@ -144,6 +144,21 @@ class AuditedSaveTests(TestCase):
         self.assertEqual(event.changes["user"], [None, "reader@visus.example"])
         self.assertEqual(event.changes["hospital"], [None, "H07"])
 
+    def test_an_event_never_records_a_change_the_save_leaves_out(self):
+        hospital = HospitalFactory(name="Before")
+        before = audit_snapshot(hospital)
+        hospital.name, hospital.country = "After", "NL"
+        with self.assertRaisesMessage(ValueError, "country changed but not in update_fields"):
+            audited_save(
+                hospital,
+                actor=self.actor,
+                action="hospital.create",
+                before=before,
+                update_fields=["name", "updated_at"],
+            )
+        self.assertEqual(Hospital.objects.get(pk=hospital.pk).name, "Before")
+        self.assertFalse(AuditEvent.objects.exists())
+
     def test_a_change_without_the_before_snapshot_is_a_programming_error(self):
         hospital = HospitalFactory()
         hospital.name = "Renamed"
