@@ -20,7 +20,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User, normalize_email
-from platform_core.audit.services import audit_record, diff, snapshot
+from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +28,7 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def hospital_create(*, actor: User | None, code: str, name: str, country: str = "") -> Hospital:
     hospital = Hospital(code=code.strip().upper(), name=name.strip(), country=country.upper())
-    hospital.full_clean()
-    hospital.save()
-    audit_record(
-        actor=actor,
-        action="hospital.create",
-        obj=hospital,
-        hospital_code=hospital.code,
-        changes=diff(None, {"code": hospital.code, "name": hospital.name, "country": hospital.country}),
-    )
+    audited_save(hospital, actor=actor, action="hospital.create", hospital_code=hospital.code)
     return hospital
 
 
@@ -57,35 +49,23 @@ def user_create(
     if password is not None:
         validate_password(password, user)
     user.set_password(password)
-    user.full_clean()
-    user.save()
-    audit_record(
-        actor=actor,
-        action="user.create",
-        obj=user,
-        changes=diff(None, {"email": user.email, "full_name": user.full_name, "is_staff": is_staff}),
-    )
+    # The password's hash is not an auditable field (accounts/auditing.py): the event never holds it.
+    audited_save(user, actor=actor, action="user.create")
     return user
 
 
 @transaction.atomic
 def membership_grant(*, actor: User | None, user: User, hospital: Hospital, role: Role | str) -> Membership:
-    membership, created = Membership.objects.get_or_create(user=user, hospital=hospital, role=str(role))
-    if not created and membership.is_active:
+    membership = Membership.objects.filter(user=user, hospital=hospital, role=str(role)).first()
+    if membership is None:
+        membership = Membership(user=user, hospital=hospital, role=str(role))
+        before = None
+    elif membership.is_active:
         return membership
-    if not created:
+    else:
+        before = audit_snapshot(membership)
         membership.is_active = True
-    membership.full_clean()
-    membership.save()
-    audit_record(
-        actor=actor,
-        action="membership.grant",
-        obj=membership,
-        hospital_code=hospital.code,
-        changes=diff(
-            {"is_active": False} if not created else None, {"user": user.email, "role": str(role), "is_active": True}
-        ),
-    )
+    audited_save(membership, actor=actor, action="membership.grant", before=before, hospital_code=hospital.code)
     return membership
 
 
@@ -95,14 +75,15 @@ def membership_revoke(*, actor: User, membership: Membership, reason: str) -> Me
         raise ValidationError({"reason": "Give a reason for revoking a membership."})
     if not membership.is_active:
         return membership
+    before = audit_snapshot(membership)
     membership.is_active = False
-    membership.save(update_fields=["is_active", "updated_at"])
-    audit_record(
+    audited_save(
+        membership,
         actor=actor,
         action="membership.revoke",
-        obj=membership,
+        before=before,
+        update_fields=["is_active", "updated_at"],
         hospital_code=membership.hospital.code,
-        changes={"is_active": [True, False]},
         reason=reason,
     )
     return membership
@@ -138,11 +119,13 @@ def user_password_change(*, user: User, old_password: str, new_password: str) ->
     except ValidationError as exc:
         raise ValidationError({"new_password": exc.messages}) from None
     with transaction.atomic():
+        before = audit_snapshot(user)
         user.set_password(new_password)
-        # Saving a new password also deletes the user's API tokens (accounts.signals).
-        user.save(update_fields=["password", "updated_at"])
-        # Never the hashes: only the fact that the password changed.
-        audit_record(actor=user, action="user.password_change", obj=user)
+        # Saving a new password also deletes the user's API tokens (accounts.signals). The event records only
+        # the fact: the password's hash is not an auditable field.
+        audited_save(
+            user, actor=user, action="user.password_change", before=before, update_fields=["password", "updated_at"]
+        )
     return user
 
 
@@ -239,11 +222,17 @@ def login_success_record(*, user: User) -> User:
 def user_unlock(*, actor: User, user: User, reason: str) -> User:
     if not reason.strip():
         raise ValidationError({"reason": "Give a reason for unlocking an account."})
-    old = user.locked_until
+    before = audit_snapshot(user)
     user.failed_login_count = 0
     user.locked_until = None
-    user.save(update_fields=["failed_login_count", "locked_until", "updated_at"])
-    audit_record(actor=actor, action="user.unlock", obj=user, changes={"locked_until": [old, None]}, reason=reason)
+    audited_save(
+        user,
+        actor=actor,
+        action="user.unlock",
+        before=before,
+        update_fields=["failed_login_count", "locked_until", "updated_at"],
+        reason=reason,
+    )
     return user
 
 
@@ -275,8 +264,9 @@ def api_token_issue(*, user: User) -> str:
     idle, max_age = api_token_lifetimes()
     ApiToken.objects.filter(user=user).filter(Q(last_used_at__lt=now - idle) | Q(created_at__lt=now - max_age)).delete()
     key = secrets.token_hex(20)
-    token = ApiToken.objects.create(user=user, key_digest=api_token_digest(key), last_used_at=now)
-    audit_record(actor=user, action="api_token.issue", obj=token, changes={"user": [None, user.email]})
+    token = ApiToken(user=user, key_digest=api_token_digest(key), last_used_at=now)
+    # Neither the key nor its digest is an auditable field: the event names the token's owner.
+    audited_save(token, actor=user, action="api_token.issue")
     return key
 
 
@@ -353,27 +343,30 @@ def user_update(*, actor: User, user: User, reason: str, groups: Iterable[Group]
     if unknown:
         raise ValueError(f"Unknown user fields: {sorted(unknown)}")
     user = User.objects.select_for_update().get(pk=user.pk)
+    audited_before = audit_snapshot(user)
     before = snapshot(user, fields.keys())
     for name, value in fields.items():
         setattr(user, name, value)
     changes = diff(before, snapshot(user, fields.keys()))
     new_groups = None
+    group_change: dict[str, list[Any]] = {}
     if groups is not None:
         new_groups = list(groups)
         old_names = sorted(user.groups.values_list("name", flat=True))
         new_names = sorted(group.name for group in new_groups)
         if old_names != new_names:
-            changes["groups"] = [old_names, new_names]
-    if not changes:
+            group_change["groups"] = [old_names, new_names]
+    if not changes and not group_change:
         return user
     reason = _reason_required(reason, "Give a reason for changing an account.")
     if actor.pk == user.pk and {"is_active", "is_staff", "is_superuser"} & set(changes):
         raise ValidationError("You cannot change your own access; ask another administrator.")
-    user.full_clean(exclude=["password"])
-    user.save()  # deactivating also deletes the account's API tokens (accounts.signals)
+    # Deactivating also deletes the account's API tokens (accounts.signals).
+    audited_save(
+        user, actor=actor, action="user.update", before=audited_before, reason=reason, extra_changes=group_change
+    )
     if new_groups is not None:
         user.groups.set(new_groups)
-    audit_record(actor=actor, action="user.update", obj=user, changes=changes, reason=reason)
     return user
 
 
@@ -390,9 +383,18 @@ def user_password_set(*, actor: User, user: User, password: str, reason: str) ->
         validate_password(password, user)
     except ValidationError as exc:
         raise ValidationError({"password": exc.messages}) from None
+    before = audit_snapshot(user)
     user.set_password(password)
-    user.save(update_fields=["password", "updated_at"])  # also deletes the user's API tokens (accounts.signals)
-    audit_record(actor=actor, action="user.password_set", obj=user, reason=reason)
+    # The password is no auditable field: the event says that it was set and why. Saving also deletes the
+    # user's API tokens (accounts.signals).
+    audited_save(
+        user,
+        actor=actor,
+        action="user.password_set",
+        before=before,
+        reason=reason,
+        update_fields=["password", "updated_at"],
+    )
     return user
 
 
@@ -403,19 +405,16 @@ def hospital_update(*, actor: User, hospital: Hospital, reason: str, **fields: A
     if unknown:
         raise ValueError(f"Unknown hospital fields: {sorted(unknown)}")
     hospital = Hospital.objects.select_for_update().get(pk=hospital.pk)
-    before = snapshot(hospital, fields.keys())
+    before = audit_snapshot(hospital)
     if "name" in fields:
         hospital.name = (fields["name"] or "").strip()
     if "country" in fields:
         hospital.country = (fields["country"] or "").strip().upper()
-    changes = diff(before, snapshot(hospital, fields.keys()))
-    if not changes:
+    if audit_snapshot(hospital) == before:
         return hospital
     reason = _reason_required(reason, "Give a reason for changing a hospital.")
-    hospital.full_clean()
-    hospital.save()
-    audit_record(
-        actor=actor, action="hospital.update", obj=hospital, hospital_code=hospital.code, changes=changes, reason=reason
+    audited_save(
+        hospital, actor=actor, action="hospital.update", before=before, hospital_code=hospital.code, reason=reason
     )
     return hospital
 
