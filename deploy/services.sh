@@ -78,7 +78,7 @@ JSON
   local s3port=${VISUS_S3_PORT:-$((18333 + off))}
   "$weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port=$((19333 + off)) -master.electionTimeout=1s -volume.port=$((18080 + off)) -filer.port=$((18888 + off)) \
-    -s3 -s3.port="$s3port" -s3.config="$dir/s3.json" -volume.max=20 >"$dir/weed.log" 2>&1 &
+    -s3 -s3.port="$s3port" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" -volume.max=20 >"$dir/weed.log" 2>&1 &
   echo $! > "$dir/weed.pid"
   disown  # stopped by stop_seaweedfs, not by this shell's job control (no "Killed" line at the end)
   export AWS_S3_ENDPOINT_URL="http://127.0.0.1:$s3port"
