@@ -167,7 +167,9 @@ def ophthalmic_photograph(
     burned_in: str | None = "NO",
     sop_instance_uid: str | None = FUNDUS_SOP_INSTANCE_UID,
     preamble: bool = True,
+    pixels: np.ndarray | None = None,
 ) -> bytes:
+    """``pixels`` (H x W x 3 uint8) replaces the random 8-bit image."""
     ds = Dataset()
     _patient_and_study(ds, "OP")
     if sop_instance_uid:
@@ -178,6 +180,9 @@ def ophthalmic_photograph(
     if burned_in is not None:
         ds.BurnedInAnnotation = burned_in
     _image_pixels(ds, rows=rows, columns=columns, rgb=bits == 8, bits=bits)
+    if pixels is not None:
+        ds.Rows, ds.Columns = pixels.shape[:2]
+        ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
     return _finish(ds, OP_8_BIT if bits == 8 else OP_16_BIT, preamble=preamble)
 
 
