@@ -7,11 +7,14 @@ What happens to a file, in order:
    and check Rows x Columns x NumberOfFrames x SamplesPerPixel against a budget **before** anything could
    decode pixels (pydicom has no decompression-bomb guard).
 2. Walk every element, recursively through all nested sequences (OCT per-frame functional groups, Humphrey
-   sequences that repeat the patient's name), and apply ``ps315_table.BASIC_PROFILE``; remove every private
-   element; apply defence-in-depth rules to attributes the table does not list (names, dates, free text, URLs,
-   DICOMDIR fields, UIDs the standard does not define). Every element is classified by the DICOM dictionary's
-   VR, never the VR the file claims: a name written as LO is still a name, a tag the dictionary does not know is
-   removed, and an element whose file VR holds another kind of value than the dictionary's is removed.
+   sequences that repeat the patient's name), and keep only what the IOD's allow-list (``dicom_allowlist``) keeps:
+   the attributes the product needs to display and analyse the object and the Type 2 identity attributes the IOD
+   requires present; everything else goes, private elements and free text included. Kept attributes then take
+   their ``ps315_table.BASIC_PROFILE`` action (names, dates and IDs emptied or dummied, UIDs replaced) and Clean
+   Descriptors: a code meaning is replaced by the standard meaning of its code value (or dropped), code strings,
+   numbers and code values must look like what their VR holds. Every element is classified by the DICOM
+   dictionary's VR, never the VR the file claims: a name written as LO is still a name, a tag the dictionary does
+   not know is removed, and an element whose file VR holds another kind of value than the dictionary's is removed.
    Sequences whose table action is D (Content, Graphic Annotation, Person Identification Code...) are emptied:
    none is Type 1 in an accepted IOD, and their items are where identifiers hide.
 3. Replace UIDs with a keyed HMAC-SHA256 under ``2.25.`` so references between files of one trial still
@@ -23,7 +26,9 @@ What happens to a file, in order:
    compression (MPEG, HEVC, deflate, unknown) is refused.
 5. Write the subject pseudonym, the de-identification markers and the Clinical Trial attributes, rebuild the
    file meta information, serialise, and check that no identifying value read from the input survived in the
-   serialisation of every element but the pixel data, nor in the compressed frames' marker segments.
+   serialisation of every element but the pixel data, nor in the compressed frames' marker segments, and that no
+   name part or patient, order or device identifier, however short, is a word of any kept text value
+   (``dicom_leaks``).
 
 Pixel data is never decoded here (``frame_image`` decodes one frame on demand, behind the same budget).
 """
@@ -42,6 +47,7 @@ from pydicom.uid import (
     UID,
 )
 
+from trials.uploads.dicom_allowlist import allowed_for
 from trials.uploads.dicom_dataset import (
     _EXTENDED_OFFSET_TAGS,
     _NATIVE_SYNTAXES,
@@ -232,7 +238,7 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
     )
     leaks = _identifying_values(ds)
 
-    cleaner = _Cleaner(options)
+    cleaner = _Cleaner(options, allowed=allowed_for(sop_class), perimetry=sop_class == VISUAL_FIELD_STATIC)
     cleaner.clean(ds)
     frame_headers: list[bytes] = []
     if frames is None:  # perimetry measurements have no image: pixel data there is not part of the object
@@ -263,7 +269,7 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     result = out.getvalue()
-    _assert_no_leak([*_outside_pixel_value(result, ds), *frame_headers], leaks, written=_written_text(ds))
+    _assert_no_leak([*_outside_pixel_value(result, ds), *frame_headers], leaks, written=_written_text(ds), output=ds)
 
     report = tuple(
         ActionRecord(

@@ -17,8 +17,10 @@ from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
+from trials.uploads.dicom_allowlist import NESTED, PERIMETRY_GROUP, clean_text, standard_meaning
 from trials.uploads.dicom_dataset import _PIXEL_DATA_TAGS, DEFAULT_MAX_PIXELS
 from trials.uploads.ps315_table import ACTIONS
 
@@ -50,6 +52,10 @@ _DATE_VRS: Final = frozenset({"DA", "DT"})
 # Kept under the Retain Patient Characteristics option (113108); free-text characteristics (allergies, history)
 # stay removed because they can hold anything.
 _PATIENT_CHARACTERISTICS: Final = frozenset({0x00100040, 0x00101010, 0x00101020, 0x00101030})  # sex, age, size, wt
+
+CODE_MEANING: Final = 0x00080104
+# Value representations whose kept values are held to Clean Descriptors (see ``dicom_allowlist.clean_text``).
+_DESCRIPTOR_VRS: Final = frozenset({"CS", "AS", "IS", "DS", "SH", "LO", "LT", "ST", "UT", "UC", "PN"})
 
 PATIENT_NAME: Final = 0x00100010
 PATIENT_ID: Final = 0x00100020
@@ -187,8 +193,14 @@ _DUMMY_BY_VR: Final[dict[str, Any]] = {
 # The walk
 # --------------------------------------------------------------------------------------------------------------
 class _Cleaner:
-    def __init__(self, options: DeidentifyOptions) -> None:
+    def __init__(
+        self, options: DeidentifyOptions, *, allowed: frozenset[int] | None = None, perimetry: bool = False
+    ) -> None:
+        """``allowed``: the IOD's top-level allow-list (None: no allow-list, only the table); ``perimetry`` also
+        keeps the Visual Field measurement attributes (group 0024) at every depth."""
         self.options = options
+        self.allowed = allowed
+        self.perimetry = perimetry
         self.actions: Counter[tuple[int, str]] = Counter()
         self.uid_cache: dict[str, str] = {}
         self.forced: dict[int, str] = {
@@ -264,12 +276,23 @@ class _Cleaner:
         return None
 
     # -- actions ---------------------------------------------------------------------------------------------
+    def _allowed(self, tag: int, nested: bool) -> bool:
+        if self.allowed is None:
+            return True
+        if self.perimetry and tag >> 16 == PERIMETRY_GROUP:
+            return True
+        return tag in (NESTED if nested else self.allowed)
+
     def clean(self, ds: Dataset, *, nested: bool = False) -> None:
         for tag in list(ds.keys()):
+            tag = int(tag)
+            if not self._allowed(tag, nested):
+                del ds[tag]
+                self.record(tag, "X")
+                continue
             raw = ds.get_item(tag)
             if raw is None:
                 continue
-            tag = int(tag)
             vr = _vr_of(tag, raw)
             code = ACTIONS.get(tag)
             file_vr = getattr(raw, "VR", None)
@@ -288,6 +311,15 @@ class _Cleaner:
                 del ds[tag]
                 self.record(tag, "X")
                 continue
+            if tag == CODE_MEANING:
+                self._standard_meaning(ds)
+                continue
+            if (code is None or code == "K") and vr in _DESCRIPTOR_VRS and tag not in self.forced:
+                if vr in _FREE_TEXT_VRS or vr == "PN" or not clean_text(vr, _text_values(ds[tag])):
+                    # Clean Descriptors: a kept attribute holds what its VR is for, or goes.
+                    del ds[tag]
+                    self.record(tag, "X")
+                    continue
             if code is None:
                 unlisted = self._unlisted_action(tag, vr, ds)
                 if unlisted is None:  # kept; a kept sequence still has its items cleaned
@@ -298,6 +330,18 @@ class _Cleaner:
             else:
                 action = self._resolve(tag, vr or "UN", code)
             self._apply(ds, tag, vr or "UN", action)
+
+    def _standard_meaning(self, item: Dataset) -> None:
+        """Replace a code meaning by the standard meaning of its code value, or drop it when there is none."""
+        scheme = str(item.get("CodingSchemeDesignator", "") or "")
+        value = str(item.get("CodeValue", "") or item.get("LongCodeValue", "") or "")
+        meaning = standard_meaning(scheme, value) if scheme and value else None
+        if meaning is None:
+            del item[CODE_MEANING]
+            self.record(CODE_MEANING, "X")
+        else:
+            item[CODE_MEANING] = DataElement(CODE_MEANING, "LO", meaning)
+            self.record(CODE_MEANING, "C")
 
     def _recurse(self, ds: Dataset, tag: int) -> None:
         for item in ds[tag].value or ():
@@ -413,8 +457,8 @@ def _text_values(elem: DataElement) -> list[str]:
     if isinstance(value, (bytes, bytearray)):
         text = bytes(value).decode("ascii", "replace").strip("\x00 ")
         return [v.strip("\x00 ") for v in text.split("\\")] if text else []
-    if isinstance(value, str):
-        return [value.strip("\x00 ")]
+    if isinstance(value, str) or not isinstance(value, list | tuple | MultiValue):
+        return [str(value).strip("\x00 ")]
     return [str(v).strip("\x00 ") for v in value]
 
 

@@ -1,40 +1,153 @@
 """The leak check: identifying values read from the input must not survive anywhere in the output's bytes (every
-element but the pixel data, and the compressed frames' marker segments)."""
+element but the pixel data, and the compressed frames' marker segments), and no name part or identifier, however
+short, may be among the words of the output's text values."""
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
 
+from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from trials.uploads.dicom_dataset import _PIXEL_DATA_TAGS
 from trials.uploads.errors import UploadRejected
 
+_PN_TAGS: Final = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "PN")
+_SQ_TAGS: Final = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+# Identifiers of the patient, the order and the device: every one is looked for in the output, whatever its length.
+_ID_TAGS: Final = frozenset(
+    {
+        0x00100020,  # PatientID
+        0x00101000,  # OtherPatientIDs (retired)
+        0x00080050,  # AccessionNumber
+        0x00200010,  # StudyID
+        0x00401001,  # RequestedProcedureID
+        0x00400009,  # ScheduledProcedureStepID
+        0x00400253,  # PerformedProcedureStepID
+        0x00402016,  # PlacerOrderNumberImagingServiceRequest
+        0x00402017,  # FillerOrderNumberImagingServiceRequest
+        0x00401006,  # PlacerOrderNumberProcedure (retired)
+        0x00401007,  # FillerOrderNumberProcedure (retired)
+        0x00402006,  # PlacerOrderNumberImagingServiceRequestRetired
+        0x00402007,  # FillerOrderNumberImagingServiceRequestRetired
+        0x00181000,  # DeviceSerialNumber
+        0x00181002,  # DeviceUID
+        0x00181003,  # DeviceID
+        0x00181010,  # SecondaryCaptureDeviceID
+        0x00081010,  # StationName
+        0x00100030,  # PatientBirthDate
+    }
+)
+_WORD: Final = re.compile(rb"[a-z0-9]+")
+# Text Visus writes itself, or replaces from the standard's tables: not searched by tokens (a patient called
+# "Patient", or "Retinal", must not match the markers or a standard code meaning).
+_WRITTEN_TAGS: Final = frozenset(
+    {
+        0x00100010,  # PatientName: the subject pseudonym
+        0x00100020,  # PatientID: the subject pseudonym
+        0x00080104,  # CodeMeaning: the standard meaning of the code, or removed
+        0x00120062,  # PatientIdentityRemoved
+        0x00120063,  # DeidentificationMethod
+        0x00280303,  # LongitudinalTemporalInformationModified
+    }
+)
+_TRIAL_GROUP_TAGS: Final = range(0x00120010, 0x00120090)  # Clinical Trial Subject/Study/Series attributes
 
-def _identifying_values(ds: Dataset) -> list[bytes]:
-    """Values that must not survive anywhere in the output's header bytes (lower-case)."""
-    found: set[str] = set()
-    name = str(ds.get("PatientName", "") or "")
-    for part in name.replace("=", "^").split("^"):
-        if len(part.strip()) >= 4:
-            found.add(part.strip())
-    for keyword in ("PatientID", "AccessionNumber", "OtherPatientIDs"):
-        value = ds.get(keyword)
-        for v in [value] if isinstance(value, str) else list(value or ()):
-            if len(str(v).strip()) >= 6:
-                found.add(str(v).strip())
-    birth = str(ds.get("PatientBirthDate", "") or "").strip()
-    if len(birth) == 8:
-        found.add(birth)
-    return [v.lower().encode("utf-8", "ignore") for v in found if v]
+
+@dataclass(frozen=True)
+class IdentifyingValues:
+    """What must not survive: ``values`` are searched as bytes in every byte of the output but the pixels (long
+    enough not to match by chance in binary data); ``needles`` are every name part and identifier, tokenised
+    (" li ", " mrn 123 "), searched among the words of every text value of the output, with no length floor."""
+
+    values: tuple[bytes, ...]
+    needles: tuple[bytes, ...]
+
+
+def _identifying_values(ds: Dataset) -> IdentifyingValues:
+    """Every name part (of every person named in the file) and every patient, order and device identifier."""
+    names: set[str] = set()
+    ids: set[str] = set()
+    _collect(ds, names, ids, depth=0)
+    values = {p for p in names if len(p) >= 4} | {i for i in ids if len(i) >= 6}
+    needles: set[bytes] = set()
+    for value in names | ids:
+        words = _WORD.findall(value.lower().encode("utf-8", "ignore"))
+        if words:
+            needles.add(b" " + b" ".join(words) + b" ")
+    return IdentifyingValues(
+        values=tuple(v.lower().encode("utf-8", "ignore") for v in values if v), needles=tuple(sorted(needles))
+    )
+
+
+def _collect(ds: Dataset, names: set[str], ids: set[str], *, depth: int) -> None:
+    for tag in ds.keys():
+        tag = int(tag)
+        if tag in _PN_TAGS:
+            for value in _strings(ds, tag):
+                for part in value.replace("=", "^").split("^"):
+                    if part.strip():
+                        names.add(part.strip())
+        elif tag in _ID_TAGS:
+            ids.update(v.strip() for v in _strings(ds, tag) if v.strip())
+        elif tag in _SQ_TAGS and depth < 16:
+            try:
+                items = ds[tag].value or ()
+            except Exception:  # noqa: S112 - an unreadable sequence is removed by the walk; nothing to collect
+                continue
+            for item in items:
+                if isinstance(item, Dataset):
+                    _collect(item, names, ids, depth=depth + 1)
+
+
+def _strings(ds: Dataset, tag: int) -> list[str]:
+    try:
+        value = ds[tag].value
+    except Exception:
+        return []
+    if value is None:
+        return []
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1").split("\\")
+    if isinstance(value, list | tuple | MultiValue):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _text_words(ds: Dataset) -> bytes:
+    """The words of every text value in the output (names and free text could only hide there), space-separated."""
+    words: list[bytes] = []
+    _walk_text(ds, words)
+    return b" " + b" ".join(words) + b" "
+
+
+def _walk_text(ds: Dataset, words: list[bytes]) -> None:
+    for elem in ds:
+        tag = int(elem.tag)
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _walk_text(item, words)
+        elif elem.VR in _TEXT_VRS and tag not in _WRITTEN_TAGS and tag not in _TRIAL_GROUP_TAGS:
+            value = elem.value
+            if value is None:
+                continue
+            text = "\\".join(str(v) for v in value) if isinstance(value, list | tuple | MultiValue) else str(value)
+            words += _WORD.findall(text.lower().encode("utf-8", "ignore"))
+
+
+_TEXT_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UT"})
 
 
 def _written_text(ds: Dataset) -> list[bytes]:
-    """Text Visus itself wrote (markers, trial attributes), blanked before the leak search: a patient called
-    "Patient" or "Sponsor" must not match the words of the markers."""
+    """Text Visus itself wrote (markers, trial attributes, the standard's code meanings), blanked before the leak
+    search: a patient called "Patient" or "Sponsor" must not match the words of the markers."""
     values: list[str] = [str(v) for v in ds.DeidentificationMethod]
-    values += [str(item.CodeMeaning) for item in ds.DeidentificationMethodCodeSequence]
+    _code_meanings(ds, values)
     for keyword in (
         "ClinicalTrialSponsorName",
         "ClinicalTrialProtocolID",
@@ -49,6 +162,15 @@ def _written_text(ds: Dataset) -> list[bytes]:
         if ds.get(keyword):
             values.append(str(ds.get(keyword)))
     return sorted({v.lower().encode("utf-8", "ignore") for v in values if v}, key=len, reverse=True)
+
+
+def _code_meanings(ds: Dataset, values: list[str]) -> None:
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _code_meanings(item, values)
+        elif elem.tag == 0x00080104 and elem.value:
+            values.append(str(elem.value))
 
 
 def _outside_pixel_value(result: bytes, ds: Dataset) -> list[bytes]:
@@ -82,17 +204,27 @@ def _serialised_without_pixels(ds: Dataset) -> bytes:
     return out.getvalue()
 
 
-def _assert_no_leak(parts: Iterable[bytes], leaks: Iterable[bytes], *, written: Iterable[bytes]) -> None:
+def _assert_no_leak(
+    parts: Iterable[bytes], leaks: IdentifyingValues, *, written: Iterable[bytes], output: Dataset
+) -> None:
     """Refuse the file if an identifying value read from the input is in any of ``parts`` (the non-pixel
-    serialisation and the compressed frames' marker segments), after blanking the text Visus wrote itself."""
-    leaks, written = list(leaks), list(written)
+    serialisation and the compressed frames' marker segments), after blanking the text Visus wrote itself, or if a
+    name part or identifier is among the words of the output's text values."""
+    written = list(written)
+    found = False
     for part in parts:
         text = part.lower()
         for value in written:
             text = text.replace(value, b"\x00")
-        if any(value in text for value in leaks):
-            raise UploadRejected(
-                "De-identification could not confirm that every identifying value was removed from this file, so "
-                "it was refused. Please contact the trial's data manager.",
-                "deidentification_incomplete",
-            )
+        if any(value in text for value in leaks.values):
+            found = True
+            break
+    if not found and leaks.needles:
+        words = _text_words(output)
+        found = any(needle in words for needle in leaks.needles)
+    if found:
+        raise UploadRejected(
+            "De-identification could not confirm that every identifying value was removed from this file, so "
+            "it was refused. Please contact the trial's data manager.",
+            "deidentification_incomplete",
+        )
