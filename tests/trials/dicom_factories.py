@@ -374,3 +374,21 @@ def mislabelled_vr_photograph() -> bytes:
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def free_text_leaks_photograph(*, patient_name: str = CANARY_NAME, reviewer: str = "Dr CANARY") -> bytes:
+    """Identifiers where the Basic Profile table does not look (issue 9): a reviewer in a code meaning, the owner in
+    the model name, retired order numbers, device IDs."""
+    ds = dcmread(io.BytesIO(ophthalmic_photograph()))
+    ds.PatientName = patient_name
+    ds.ManufacturerModelName = "CAM owned by CANARYCLINIC"
+    ds.AnatomicRegionSequence[0].CodeMeaning = f"Reviewed by {reviewer}"
+    ds.add(DataElement(0x00401006, "SH", "ORD-CANARY-1"))  # PlacerOrderNumberProcedure (retired)
+    ds.add(DataElement(0x00401007, "SH", "ORD-CANARY-2"))  # FillerOrderNumberProcedure (retired)
+    ds.add(DataElement(0x00402006, "SH", "ORD-CANARY-3"))  # PlacerOrderNumberImagingServiceRequestRetired
+    ds.add(DataElement(0x00402007, "SH", "ORD-CANARY-4"))  # FillerOrderNumberImagingServiceRequestRetired
+    ds.DeviceID = "DEV-CANARY-5"
+    ds.SecondaryCaptureDeviceID = "SCDEV-CANARY-6"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

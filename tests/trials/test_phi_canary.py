@@ -32,6 +32,7 @@ CANARIES = tuple(
         *dicom_factories.CANARY_STRINGS,
         *image_factories.CANARY_BYTES,
         b"CANARY^PATIENT",
+        b"Li Wu",  # a short patient name written into a code meaning
         dicom_factories.FUNDUS_SOP_INSTANCE_UID.encode(),
     }
 )
@@ -106,7 +107,15 @@ class PhiCanaryTests(TestCase):
             default_storage.delete(name)
 
     MUST_BE_ACCEPTED = frozenset(
-        {"jpeg_frames.dcm", "unknown_tags.dcm", "mislabelled_vr.dcm", "stamped_border.jpg", "stamped_border.png"}
+        {
+            "jpeg_frames.dcm",
+            "unknown_tags.dcm",
+            "mislabelled_vr.dcm",
+            "free_text.dcm",
+            "short_name.dcm",
+            "stamped_border.jpg",
+            "stamped_border.png",
+        }
     )
 
     def corpus(self) -> list[tuple[str, bytes]]:
@@ -123,6 +132,10 @@ class PhiCanaryTests(TestCase):
             ("jpeg_frames.dcm", dicom_factories.jpeg_photograph(progressive=True)),
             ("unknown_tags.dcm", dicom_factories.unknown_tags_photograph()),
             ("mislabelled_vr.dcm", dicom_factories.mislabelled_vr_photograph()),
+            # Free text the Basic Profile table does not list: code meanings, model names, retired order numbers,
+            # device IDs; and a two-letter patient name inside a code meaning.
+            ("free_text.dcm", dicom_factories.free_text_leaks_photograph()),
+            ("short_name.dcm", dicom_factories.free_text_leaks_photograph(patient_name="Li^Wu", reviewer="Li Wu")),
             # Canaries in the pixels: stamped in the camera's text panel outside the field of view (blanked, then
             # stored) and across the retina (refused), as cameras and viewers stamp them into exported photographs.
             ("stamped_border.jpg", image_factories.encoded(image_factories.stamped_fundus(border=STAMP))),
