@@ -804,3 +804,19 @@ class AllowListSweepTests(SimpleTestCase):
         ds.PatientName = "Li^Wu"
         ds.AnatomicRegionSequence[0].CodeValue = "LIWUX1"  # the letters, but not as words
         deidentify_dicom(save(ds), options=options())  # accepted
+
+    def test_a_patient_called_no_and_a_study_numbered_1_are_not_refused(self):
+        # "No" is also BurnedInAnnotation's value and "1" every stack ID and series number: neither is a leak.
+        ds = read(factories.oct_volume())
+        ds.PatientName = "No^Li"
+        ds.StudyID = "1"
+        ds.SeriesNumber = "1"
+        clean = read(deidentify_dicom(save(ds), options=options()).data)
+        self.assertEqual(clean.BurnedInAnnotation, "NO")
+
+    def test_a_bench_style_file_set_is_never_refused_by_the_word_search(self):
+        for index in (1, 7, 100):
+            ds = read(factories.ophthalmic_photograph())
+            ds.PatientName = f"DOE^JANE^{index}"
+            ds.StudyID = "1"
+            deidentify_dicom(save(ds), options=options())
