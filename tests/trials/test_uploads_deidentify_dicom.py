@@ -198,8 +198,8 @@ class MarkersAndDatePolicyTests(SimpleTestCase):
         self.assertEqual(ds.PatientIdentityRemoved, "YES")
         self.assertIn("PS3.15 E.1 Basic Application Confidentiality Profile", ds.DeidentificationMethod)
         codes = [(i.CodeValue, i.CodingSchemeDesignator) for i in ds.DeidentificationMethodCodeSequence]
-        self.assertEqual(codes, [("113100", "DCM")])
-        self.assertEqual(result.options_used, ("113100",))
+        self.assertEqual(codes, [("113100", "DCM"), ("113105", "DCM")])  # Basic Profile, Clean Descriptors
+        self.assertEqual(result.options_used, ("113100", "113105"))
         self.assertEqual(ds.ClinicalTrialSponsorName, "Visus Sponsor")
         self.assertEqual(ds.ClinicalTrialProtocolID, "VIS-DR-01")
         self.assertEqual(ds.ClinicalTrialSiteID, "SITE-07")

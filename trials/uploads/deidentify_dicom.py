@@ -180,6 +180,7 @@ def _laterality(ds: Dataset) -> str | None:
 # --------------------------------------------------------------------------------------------------------------
 _CODE_MEANINGS: Final = {
     "113100": "Basic Application Confidentiality Profile",
+    "113105": "Clean Descriptors Option",
     "113107": "Retain Longitudinal Temporal Information Modified Dates Option",
     "113108": "Retain Patient Characteristics Option",
 }
@@ -307,8 +308,8 @@ def _write_markers(ds: Dataset, options: DeidentifyOptions, cleaner: _Cleaner) -
     for keyword, value in trial.items():
         if value:
             setattr(ds, keyword, value)
-    codes = ["113100"]
-    method = ["PS3.15 E.1 Basic Application Confidentiality Profile", "Visus: private tags removed"]
+    codes = ["113100", "113105"]
+    method = ["PS3.15 E.1 Basic Application Confidentiality Profile", "Visus: per-IOD allow-list"]
     method.append("Visus: UIDs replaced by keyed HMAC-SHA256 (2.25)")
     if options.date_policy == DatePolicy.REMOVE:
         ds.LongitudinalTemporalInformationModified = "REMOVED"

@@ -1,6 +1,7 @@
-"""Element actions: the walk over every element (nested sequences included) that applies the PS3.15 Basic Profile
-table, removes private elements, and applies defence-in-depth rules to attributes the table does not list.
-Also the options that govern it, keyed-HMAC UIDs, date policies and dummy values.
+"""Element actions: the walk over every element (nested sequences included) that removes what the IOD's allow-list
+(``dicom_allowlist``) does not keep, replaces code meanings by the standard's, holds kept values to Clean
+Descriptors, applies the PS3.15 Basic Profile table to what remains, and applies defence-in-depth rules to kept
+attributes the table does not list. Also the options that govern it, keyed-HMAC UIDs, date policies and dummy values.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
         bits=meta.bits_stored,
         report={
             "pipeline": "dicom",
-            "profile": "PS3.15 Annex E Basic Application Level Confidentiality Profile",
+            "profile": "PS3.15 Annex E Basic Application Level Confidentiality Profile on a per-IOD allow-list",
             "options": list(result.options_used),
             "actions": result.report_dicts(),
             "warnings": list(result.warnings),
