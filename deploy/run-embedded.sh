@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/bootstrap.sh
+source deploy/services.sh
+ensure_tesseract  # photographs are checked for burned-in text with Tesseract OCR
 
 PY=.venv/bin/python
 HOST=${VISUS_HOST:-127.0.0.1}

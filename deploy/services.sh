@@ -61,6 +61,19 @@ ensure_chromium() {
   fi
 }
 
+# Tesseract OCR: uploads of photographs are refused unchecked without it (burned-in text gate).
+# Also sourced by deploy/run-embedded.sh for this function alone.
+ensure_tesseract() {
+  if ! command -v tesseract >/dev/null; then
+    echo "Installing Tesseract OCR (Debian package tesseract-ocr)..."
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    ($sudo apt-get update -q && $sudo apt-get install -y -q tesseract-ocr) >/tmp/visus-apt-tesseract.log 2>&1 \
+      || { tail -20 /tmp/visus-apt-tesseract.log; echo "ERROR: could not install tesseract-ocr." >&2; return 1; }
+  fi
+}
+
 # SeaweedFS S3 on loopback, always with an identity file: without one it checks no signatures.
 start_seaweedfs() {  # start_seaweedfs DATA_DIR ; exports AWS_* for the tests
   local dir=$1 weed

@@ -8,6 +8,7 @@ source deploy/services.sh
 
 deploy/bootstrap.sh
 ensure_chromium
+ensure_tesseract
 ensure_postgres
 ensure_redis
 ensure_rabbitmq

@@ -20,8 +20,8 @@ from platform_core.errors import ApplicationError
 from platform_core.storage import delete_quietly, save_private
 from trials.models import Case, CaseFile, CaseStatus, Trial, TrialStatus, VisualFieldResult
 from trials.services import require_site_writer
-from trials.upload_pipeline import ProcessedUpload, UploadContext, process_upload
 from trials.uploads.errors import UploadRejected
+from trials.uploads.pipeline import ProcessedUpload, UploadContext, process_upload
 from trials.uploads.visual_field import ReliabilityCriteria
 
 logger = logging.getLogger(__name__)

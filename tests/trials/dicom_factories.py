@@ -167,7 +167,9 @@ def ophthalmic_photograph(
     burned_in: str | None = "NO",
     sop_instance_uid: str | None = FUNDUS_SOP_INSTANCE_UID,
     preamble: bool = True,
+    pixels: np.ndarray | None = None,
 ) -> bytes:
+    """``pixels`` (H x W x 3 uint8) replaces the random 8-bit image."""
     ds = Dataset()
     _patient_and_study(ds, "OP")
     if sop_instance_uid:
@@ -178,6 +180,9 @@ def ophthalmic_photograph(
     if burned_in is not None:
         ds.BurnedInAnnotation = burned_in
     _image_pixels(ds, rows=rows, columns=columns, rgb=bits == 8, bits=bits)
+    if pixels is not None:
+        ds.Rows, ds.Columns = pixels.shape[:2]
+        ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
     return _finish(ds, OP_8_BIT if bits == 8 else OP_16_BIT, preamble=preamble)
 
 
@@ -250,11 +255,11 @@ def visual_field(
         points.append(item)
     ds.VisualFieldTestPointSequence = Sequence(points)
     vfi = Dataset()
-    vfi.ConceptNameCodeSequence = Sequence([_code("111548", "DCM", "Visual Field Index")])
+    vfi.ConceptNameCodeSequence = Sequence([_code("111852", "DCM", "Visual Field Index")])
     vfi.NumericValue = 97
     ght = Dataset()
-    ght.ConceptNameCodeSequence = Sequence([_code("111549", "DCM", "Glaucoma Hemifield Test Analysis")])
-    ght.ConceptCodeSequence = Sequence([_code("111550", "DCM", "Within normal limits")])
+    ght.ConceptNameCodeSequence = Sequence([_code("111855", "DCM", "Glaucoma Hemifield Test Analysis")])
+    ght.ConceptCodeSequence = Sequence([_code("125112009", "SCT", "Within normal limits")])
     index = Dataset()
     index.DataObservationSequence = Sequence([vfi, ght])
     ds.VisualFieldGlobalResultsIndexSequence = Sequence([index])
@@ -367,6 +372,24 @@ def mislabelled_vr_photograph() -> bytes:
     ds.add(DataElement(0x00080108, "LO", "CANARY extended meaning"))  # ExtendedCodeMeaning is LT
     ds.add(DataElement(0x00280106, "LO", "CANARY"))  # SmallestImagePixelValue is US or SS
     ds.AnatomicRegionSequence[0].add(DataElement(0x00140104, "LO", "CANARY^NESTED"))
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def free_text_leaks_photograph(*, patient_name: str = CANARY_NAME, reviewer: str = "Dr CANARY") -> bytes:
+    """Identifiers where the Basic Profile table does not look (issue 9): a reviewer in a code meaning, the owner in
+    the model name, retired order numbers, device IDs."""
+    ds = dcmread(io.BytesIO(ophthalmic_photograph()))
+    ds.PatientName = patient_name
+    ds.ManufacturerModelName = "CAM owned by CANARYCLINIC"
+    ds.AnatomicRegionSequence[0].CodeMeaning = f"Reviewed by {reviewer}"
+    ds.add(DataElement(0x00401006, "SH", "ORD-CANARY-1"))  # PlacerOrderNumberProcedure (retired)
+    ds.add(DataElement(0x00401007, "SH", "ORD-CANARY-2"))  # FillerOrderNumberProcedure (retired)
+    ds.add(DataElement(0x00402006, "SH", "ORD-CANARY-3"))  # PlacerOrderNumberImagingServiceRequestRetired
+    ds.add(DataElement(0x00402007, "SH", "ORD-CANARY-4"))  # FillerOrderNumberImagingServiceRequestRetired
+    ds.DeviceID = "DEV-CANARY-5"
+    ds.SecondaryCaptureDeviceID = "SCDEV-CANARY-6"
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

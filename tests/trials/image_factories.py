@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 import zlib
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
 CANARY = "CANARY^PATIENT MRN-CANARY-123 1961-02-03"
@@ -105,4 +106,31 @@ def png_16bit_grey(width: int = 300, height: int = 300) -> bytes:
     arr = (np.arange(width * height, dtype=np.uint32).reshape(height, width) * 7 % 65536).astype(np.uint16)
     out = io.BytesIO()
     Image.fromarray(arr).save(out, format="PNG")
+    return out.getvalue()
+
+
+HRF = Path(__file__).resolve().parents[2] / "trials" / "demo_data" / "hrf"
+BORDER_PANEL = 220  # px of black added left of the field, where cameras put their text panel
+
+
+def stamped_fundus(*, border: str | None = None, field: str | None = None, photograph: str = "01_h.jpg") -> Image.Image:
+    """A shipped HRF photograph (1024 x 683, circular field) with a black text panel on its left, and text stamped
+    in white the way cameras do: ``border`` in the panel (outside the field of view), ``field`` across the middle
+    of the retina."""
+    fundus = Image.open(HRF / photograph).convert("RGB")
+    img = Image.new("RGB", (fundus.width + BORDER_PANEL, fundus.height))
+    img.paste(fundus, (BORDER_PANEL, 0))
+    draw = ImageDraw.Draw(img)
+    if border:
+        font = ImageFont.load_default(size=22)
+        for i, line in enumerate(border.split("\n")):
+            draw.text((8, 12 + 34 * i), line, fill=(255, 255, 255), font=font)
+    if field:
+        draw.text((BORDER_PANEL + 330, 320), field, fill=(255, 255, 255), font=ImageFont.load_default(size=40))
+    return img
+
+
+def encoded(img: Image.Image, fmt: str = "JPEG") -> bytes:
+    out = io.BytesIO()
+    img.save(out, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return out.getvalue()

@@ -7,18 +7,24 @@ import io
 import logging
 import zipfile
 
+import numpy as np
 from django.apps import apps
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import TestCase
 from django.urls import reverse
+from PIL import Image, UnidentifiedImageError
+from pydicom import dcmread
 from rest_framework.test import APIClient
 
 from tests.factories import TrialWorld
 from tests.trials import dicom_factories, image_factories
 from tests.trials.test_uploads_service import stored_names
 from trials.models import CaseFile
+from trials.uploads.burned_in_text import read_words
+from trials.uploads.deidentify_dicom import frame_image
+from trials.uploads.errors import UploadRejected
 from trials.uploads.visual_field import COORDINATES
 
 CANARIES = tuple(
@@ -26,6 +32,7 @@ CANARIES = tuple(
         *dicom_factories.CANARY_STRINGS,
         *image_factories.CANARY_BYTES,
         b"CANARY^PATIENT",
+        b"Li Wu",  # a short patient name written into a code meaning
         dicom_factories.FUNDUS_SOP_INSTANCE_UID.encode(),
     }
 )
@@ -45,6 +52,31 @@ class CapturingHandler(logging.Handler):
 def canary_visual_field() -> bytes:
     sensitivities = tuple(0.0 if i in (25, 34) else 29.0 - abs(x) / 9 for i, (x, _y) in enumerate(COORDINATES))
     return dicom_factories.visual_field(sensitivities, laterality="R")
+
+
+STAMP = "CANARY^PATIENT\nMRN-CANARY-123\n1961-02-03"
+
+
+def stamped_field_pixels() -> np.ndarray:
+    return np.asarray(image_factories.stamped_fundus(field="CANARY PATIENT"))
+
+
+def ocr_of_stored(data: bytes) -> str | None:
+    """What OCR reads in a stored image, preview or thumbnail (every frame of a DICOM image); None if not an image."""
+    images: list[Image.Image] = []
+    if data[128:132] == b"DICM":
+        try:
+            first = frame_image(data)
+        except (UploadRejected, ValueError):
+            return None  # a perimetry object: no pixels
+        frames = int(getattr(dcmread(io.BytesIO(data), stop_before_pixels=True), "NumberOfFrames", 1) or 1)
+        images = [first] + [frame_image(data, frame=i) for i in range(1, frames)]
+    else:
+        try:
+            images = [Image.open(io.BytesIO(data))]
+        except UnidentifiedImageError:
+            return None
+    return " ".join(word for img in images for word, _conf, _box in read_words(img)).upper()
 
 
 class PhiCanaryTests(TestCase):
@@ -74,7 +106,17 @@ class PhiCanaryTests(TestCase):
         for name in stored_names() - self.before:
             default_storage.delete(name)
 
-    MUST_BE_ACCEPTED = frozenset({"jpeg_frames.dcm", "unknown_tags.dcm", "mislabelled_vr.dcm"})
+    MUST_BE_ACCEPTED = frozenset(
+        {
+            "jpeg_frames.dcm",
+            "unknown_tags.dcm",
+            "mislabelled_vr.dcm",
+            "free_text.dcm",
+            "short_name.dcm",
+            "stamped_border.jpg",
+            "stamped_border.png",
+        }
+    )
 
     def corpus(self) -> list[tuple[str, bytes]]:
         return [
@@ -90,6 +132,16 @@ class PhiCanaryTests(TestCase):
             ("jpeg_frames.dcm", dicom_factories.jpeg_photograph(progressive=True)),
             ("unknown_tags.dcm", dicom_factories.unknown_tags_photograph()),
             ("mislabelled_vr.dcm", dicom_factories.mislabelled_vr_photograph()),
+            # Free text the Basic Profile table does not list: code meanings, model names, retired order numbers,
+            # device IDs; and a two-letter patient name inside a code meaning.
+            ("free_text.dcm", dicom_factories.free_text_leaks_photograph()),
+            ("short_name.dcm", dicom_factories.free_text_leaks_photograph(patient_name="Li^Wu", reviewer="Li Wu")),
+            # Canaries in the pixels: stamped in the camera's text panel outside the field of view (blanked, then
+            # stored) and across the retina (refused), as cameras and viewers stamp them into exported photographs.
+            ("stamped_border.jpg", image_factories.encoded(image_factories.stamped_fundus(border=STAMP))),
+            ("stamped_border.png", image_factories.encoded(image_factories.stamped_fundus(border=STAMP), "PNG")),
+            ("stamped_field.jpg", image_factories.encoded(image_factories.stamped_fundus(field="CANARY PATIENT"))),
+            ("stamped_field.dcm", dicom_factories.ophthalmic_photograph(pixels=stamped_field_pixels())),
             # Refused files: their error messages must not echo identifiers either.
             ("CANARY_printout.pdf", dicom_factories.encapsulated_pdf()),
             ("oct_wrong_eye.dcm", dicom_factories.oct_volume()),
@@ -130,11 +182,17 @@ class PhiCanaryTests(TestCase):
 
         self.assertGreaterEqual(CaseFile.objects.count(), 12)
         hits: list[str] = []
-        # 1. Every stored object.
+        # 1. Every stored object, and what OCR reads in every stored image, preview and thumbnail.
+        read_by_ocr = 0
         for name in stored_names():
             with default_storage.open(name, "rb") as handle:
                 data = handle.read()
             hits += [f"storage {name}: {c!r}" for c in CANARIES if c in data]
+            seen = ocr_of_stored(data)
+            if seen is not None:
+                read_by_ocr += 1
+                hits += [f"pixels {name}: CANARY" for _ in range(seen.count("CANARY"))]
+        self.assertGreaterEqual(read_by_ocr, 24)
         self.assertGreaterEqual(len(stored_names() - self.before), 24)
         # 2. Every row of every table.
         for model in apps.get_models():

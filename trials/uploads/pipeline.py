@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from trials.uploads.burned_in_text import FieldOfView, refuse_burned_in_text
 from trials.uploads.deidentify_dicom import DatePolicy, DeidentifyOptions, deidentify_dicom, frame_image
 from trials.uploads.deidentify_image import (
     check_gradable_size,
@@ -133,10 +134,16 @@ def _image(data: bytes, context: UploadContext) -> ProcessedUpload:
             "orientation_applied": image.orientation_applied,
             "colour_converted": image.colour_converted,
             "rebuilt_from_pixels": True,
+            "burned_in_text": _text_report(image.field_of_view, image.border_pixels_blanked),
         },
         preview=make_preview(image.data, PREVIEW_SIDE, max_pixels=context.max_pixels),
         thumbnail=make_thumbnail(image.data, THUMBNAIL_SIDE, max_pixels=context.max_pixels),
     )
+
+
+def _text_report(fov: FieldOfView | None, blanked: int) -> dict[str, Any]:
+    field = None if fov is None else [round(fov.centre_x), round(fov.centre_y), round(fov.radius)]
+    return {"ocr": "tesseract", "field_of_view": field, "border_pixels_blanked": blanked}
 
 
 def _check_eye(found: str | None, context: UploadContext, what: str) -> None:
@@ -180,7 +187,7 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
         bits=meta.bits_stored,
         report={
             "pipeline": "dicom",
-            "profile": "PS3.15 Annex E Basic Application Level Confidentiality Profile",
+            "profile": "PS3.15 Annex E Basic Application Level Confidentiality Profile on a per-IOD allow-list",
             "options": list(result.options_used),
             "actions": result.report_dicts(),
             "warnings": list(result.warnings),
@@ -190,6 +197,14 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
         _attach_visual_field(processed, _perimetry_before_deidentification(data, result, context), context)
     elif meta.rows and meta.columns:
         frames = processed.frames
+        if meta.modality == "fundus":
+            # The file declares BurnedInAnnotation NO (missing or YES was refused): check that it tells the truth.
+            # Its pixels are kept as they are, so text anywhere in a frame refuses it, border included.
+            for index in range(frames):
+                shown = frame_image(result.data, frame=index, max_pixels=context.max_pixels)
+                where = "although the file declares none (BurnedInAnnotation NO)"
+                refuse_burned_in_text(shown, where=where)
+            processed.report["burned_in_text"] = {"ocr": "tesseract", "frames_checked": frames}
         img = frame_image(result.data, frame=frames // 2, max_pixels=context.max_pixels)
         processed.preview = image_to_jpeg(img, max_side=PREVIEW_SIDE)
         processed.thumbnail = image_to_jpeg(img, max_side=THUMBNAIL_SIDE)

@@ -1,0 +1,250 @@
+"""The leak check: identifying values read from the input must not survive anywhere in the output's bytes (every
+element but the pixel data, and the compressed frames' marker segments), and no name part or identifier, however
+short, may be among the words of the output's text values."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from pydicom.datadict import DicomDictionary
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from trials.uploads.dicom_dataset import _PIXEL_DATA_TAGS
+from trials.uploads.errors import UploadRejected
+
+_PN_TAGS: Final = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "PN")
+_SQ_TAGS: Final = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
+# Identifiers of the patient, the order and the device: every one is looked for in the output, whatever its length.
+_ID_TAGS: Final = frozenset(
+    {
+        0x00100020,  # PatientID
+        0x00101000,  # OtherPatientIDs (retired)
+        0x00080050,  # AccessionNumber
+        0x00200010,  # StudyID
+        0x00401001,  # RequestedProcedureID
+        0x00400009,  # ScheduledProcedureStepID
+        0x00400253,  # PerformedProcedureStepID
+        0x00402016,  # PlacerOrderNumberImagingServiceRequest
+        0x00402017,  # FillerOrderNumberImagingServiceRequest
+        0x00401006,  # PlacerOrderNumberProcedure (retired)
+        0x00401007,  # FillerOrderNumberProcedure (retired)
+        0x00402006,  # PlacerOrderNumberImagingServiceRequestRetired
+        0x00402007,  # FillerOrderNumberImagingServiceRequestRetired
+        0x00181000,  # DeviceSerialNumber
+        0x00181002,  # DeviceUID
+        0x00181003,  # DeviceID
+        0x00181010,  # SecondaryCaptureDeviceID
+        0x00081010,  # StationName
+        0x00100030,  # PatientBirthDate
+    }
+)
+_WORD: Final = re.compile(rb"[a-z0-9]+")
+# Text Visus writes itself, or replaces from the standard's tables: not searched by tokens (a patient called
+# "Patient", or "Retinal", must not match the markers or a standard code meaning).
+_WRITTEN_TAGS: Final = frozenset(
+    {
+        0x00100010,  # PatientName: the subject pseudonym
+        0x00100020,  # PatientID: the subject pseudonym
+        0x00080005,  # SpecificCharacterSet: "ISO_IR 100" is a character set, not a number of anyone's
+        0x00080104,  # CodeMeaning: the standard meaning of the code, or removed
+        0x00120062,  # PatientIdentityRemoved
+        0x00120063,  # DeidentificationMethod
+        0x00280303,  # LongitudinalTemporalInformationModified
+    }
+)
+_TRIAL_GROUP_TAGS: Final = range(0x00120010, 0x00120090)  # Clinical Trial Subject/Study/Series attributes
+
+
+@dataclass(frozen=True)
+class IdentifyingValues:
+    """What must not survive: ``values`` are searched as bytes in every byte of the output but the pixels (long
+    enough not to match by chance in binary data); ``needles`` are every name part and identifier, tokenised
+    (" li ", " mrn 123 "), searched among the words of every text value of the output, with no length floor."""
+
+    values: tuple[bytes, ...]
+    needles: tuple[bytes, ...]
+
+
+def _identifying_values(ds: Dataset) -> IdentifyingValues:
+    """Every name part (of every person named in the file) and every patient, order and device identifier."""
+    names: set[str] = set()
+    ids: set[str] = set()
+    _collect(ds, names, ids, depth=0)
+    values = {p for p in names if len(p) >= 4} | {i for i in ids if len(i) >= 6}
+    needles: set[bytes] = set()
+    for value in names | ids:
+        words = _WORD.findall(value.lower().encode("utf-8", "ignore"))
+        if words:
+            needles.add(b" " + b" ".join(words) + b" ")
+    return IdentifyingValues(
+        values=tuple(v.lower().encode("utf-8", "ignore") for v in values if v), needles=tuple(sorted(needles))
+    )
+
+
+def _collect(ds: Dataset, names: set[str], ids: set[str], *, depth: int) -> None:
+    for tag in ds.keys():
+        tag = int(tag)
+        if tag in _PN_TAGS:
+            for value in _strings(ds, tag):
+                for part in value.replace("=", "^").split("^"):
+                    if part.strip():
+                        names.add(part.strip())
+        elif tag in _ID_TAGS:
+            ids.update(v.strip() for v in _strings(ds, tag) if v.strip())
+        elif tag in _SQ_TAGS and depth < 16:
+            try:
+                items = ds[tag].value or ()
+            except Exception:  # noqa: S112 - an unreadable sequence is removed by the walk; nothing to collect
+                continue
+            for item in items:
+                if isinstance(item, Dataset):
+                    _collect(item, names, ids, depth=depth + 1)
+
+
+def _strings(ds: Dataset, tag: int) -> list[str]:
+    try:
+        value = ds[tag].value
+    except Exception:
+        return []
+    if value is None:
+        return []
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("latin-1").split("\\")
+    if isinstance(value, list | tuple | MultiValue):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _text_words(ds: Dataset) -> tuple[bytes, bytes]:
+    """The words of every string value of the output (names and free text could only hide there), space-separated:
+    (all of them, those outside code strings). Numbers, dates and the character set name are not words of text."""
+    words: list[bytes] = []
+    coded: list[bytes] = []
+    _walk_text(ds, words, coded)
+    return b" " + b" ".join(words + coded) + b" ", b" " + b" ".join(words) + b" "
+
+
+def _walk_text(ds: Dataset, words: list[bytes], coded: list[bytes]) -> None:
+    for elem in ds:
+        tag = int(elem.tag)
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _walk_text(item, words, coded)
+        elif elem.VR in _STRING_VRS and tag not in _WRITTEN_TAGS and tag not in _TRIAL_GROUP_TAGS:
+            value = elem.value
+            if value is None:
+                continue
+            text = "\\".join(str(v) for v in value) if isinstance(value, list | tuple | MultiValue) else str(value)
+            (coded if elem.VR == "CS" else words).extend(_WORD.findall(text.lower().encode("utf-8", "ignore")))
+
+
+def _found_by_words(needles: Iterable[bytes], output: Dataset) -> bool:
+    """Whether a name part or identifier is a word (or run of words) of the output's string values.
+
+    No length floor, with two exceptions that would refuse clean files, not catch leaks: a name part of one or two
+    letters is not looked for among code strings (a patient called "No" or "R" would otherwise match
+    BurnedInAnnotation NO or Laterality R), and an identifier of one to three digits is not looked for at all (a
+    StudyID "1" would match every stack ID and series number "1"; three digits identify nobody).
+    """
+    everything, outside_codes = _text_words(output)
+    for needle in needles:
+        core = needle.strip()
+        if core.isdigit() and len(core) < 4:
+            continue
+        if needle in (outside_codes if len(core) < 3 else everything):
+            return True
+    return False
+
+
+_STRING_VRS: Final = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+
+
+def _written_text(ds: Dataset) -> list[bytes]:
+    """Text Visus itself wrote (markers, trial attributes, the standard's code meanings), blanked before the leak
+    search: a patient called "Patient" or "Sponsor" must not match the words of the markers."""
+    values: list[str] = [str(v) for v in ds.DeidentificationMethod]
+    _code_meanings(ds, values)
+    for keyword in (
+        "ClinicalTrialSponsorName",
+        "ClinicalTrialProtocolID",
+        "ClinicalTrialProtocolName",
+        "ClinicalTrialSiteID",
+        "ClinicalTrialSiteName",
+        "ClinicalTrialSubjectID",
+        "ClinicalTrialTimePointID",
+        "PatientName",
+        "PatientID",
+    ):
+        if ds.get(keyword):
+            values.append(str(ds.get(keyword)))
+    return sorted({v.lower().encode("utf-8", "ignore") for v in values if v}, key=len, reverse=True)
+
+
+def _code_meanings(ds: Dataset, values: list[str]) -> None:
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value or ():
+                _code_meanings(item, values)
+        elif elem.tag == 0x00080104 and elem.value:
+            values.append(str(elem.value))
+
+
+def _outside_pixel_value(result: bytes, ds: Dataset) -> list[bytes]:
+    """Every byte of the written file except the top-level pixel data value itself.
+
+    The value is the last top-level element's payload, written verbatim, so its last occurrence in the file is
+    it: whatever an element before it holds (even bytes that look like the pixel data tag) stays in the part
+    searched. Cheaper than serialising the file a second time without its pixels, which is the fallback.
+    """
+    values = [ds.get_item(tag).value for tag in _PIXEL_DATA_TAGS if tag in ds]
+    value = values[0] if len(values) == 1 else None
+    if isinstance(value, bytes | bytearray) and len(value) >= 1024:
+        # Usually nothing follows it and the check is one comparison; otherwise search from the end.
+        start = len(result) - len(value) if result.endswith(value) else result.rfind(value)
+        if start > 0:
+            return [result[:start], result[start + len(value) :]]
+    return [_serialised_without_pixels(ds)]
+
+
+def _serialised_without_pixels(ds: Dataset) -> bytes:
+    """The file as written, minus its top-level pixel data: every other element serialised with the same transfer
+    syntax and character set, so no element can hide from the leak search (nested items included)."""
+    header = Dataset()
+    for elem in ds:
+        if elem.tag not in _PIXEL_DATA_TAGS:
+            header.add(elem)
+    header.file_meta = ds.file_meta
+    header.preamble = ds.preamble
+    out = io.BytesIO()
+    header.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _assert_no_leak(
+    parts: Iterable[bytes], leaks: IdentifyingValues, *, written: Iterable[bytes], output: Dataset
+) -> None:
+    """Refuse the file if an identifying value read from the input is in any of ``parts`` (the non-pixel
+    serialisation and the compressed frames' marker segments), after blanking the text Visus wrote itself, or if a
+    name part or identifier is among the words of the output's text values."""
+    written = list(written)
+    found = False
+    for part in parts:
+        text = part.lower()
+        for value in written:
+            text = text.replace(value, b"\x00")
+        if any(value in text for value in leaks.values):
+            found = True
+            break
+    if not found and leaks.needles:
+        found = _found_by_words(leaks.needles, output)
+    if found:
+        raise UploadRejected(
+            "De-identification could not confirm that every identifying value was removed from this file, so "
+            "it was refused. Please contact the trial's data manager.",
+            "deidentification_incomplete",
+        )
