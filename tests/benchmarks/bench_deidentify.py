@@ -190,7 +190,7 @@ def burned_in_text_figures() -> None:
     from trials.uploads.burned_in_text import FIELD_PASSES, blank_outside_field, find_field_of_view, find_text
     from trials.uploads.deidentify_image import deidentify_image
 
-    hrf = Path(__file__).resolve().parents[2] / "trials" / "demo_data" / "hrf"
+    hrf = Path(__file__).resolve().parents[2] / "demo" / "data" / "hrf"
     photographs = [p.read_bytes() for p in sorted(hrf.glob("*.jpg"))]
     timings = {}
     for checked in (False, True):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.test import SimpleTestCase
 
-from diagnosis.training.runner import demo_visual_fields, reliable_training_fields
+from demo.training import demo_visual_fields
+from diagnosis.training.runner import reliable_training_fields
 from tests.trials.test_uploads_service import UploadTestCase, vf_csv
 from trials.services import reference_standard_record
 from trials.uploads.visual_field import reliability

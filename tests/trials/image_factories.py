@@ -109,7 +109,7 @@ def png_16bit_grey(width: int = 300, height: int = 300) -> bytes:
     return out.getvalue()
 
 
-HRF = Path(__file__).resolve().parents[2] / "trials" / "demo_data" / "hrf"
+HRF = Path(__file__).resolve().parents[2] / "demo" / "data" / "hrf"
 BORDER_PANEL = 220  # px of black added left of the field, where cameras put their text panel
 
 
