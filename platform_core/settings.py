@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "platform_core.audit",
     "trials",
     "diagnosis",
+    "reading",
     "evaluation",
     "demo",
 ]
