@@ -284,6 +284,8 @@ SPECTACULAR_SETTINGS = {
         "SubjectStatusEnum": "trials.models.SubjectStatus",
         "CaseStatusEnum": "trials.models.CaseStatus",
         "ModalityEnum": "trials.models.Modality",
+        "LesionKindEnum": "reading.models.MarkKind",
+        "ReadingPhaseEnum": "reading.models.Phase",
     },
 }
 

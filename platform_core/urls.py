@@ -8,6 +8,7 @@ api_v1 = [
     path("", include(("platform_core.api.urls", "core"))),
     path("", include("trials.api_urls")),
     path("", include("diagnosis.api_urls")),
+    path("", include("reading.api_urls")),
 ]
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
     path("audit/", include("platform_core.audit.urls")),
     path("trials/", include("trials.urls")),
     path("diagnosis/", include("diagnosis.urls")),
+    path("reading/", include("reading.urls")),
     path("admin/login/", account_views.admin_login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),

@@ -211,3 +211,33 @@ def calibration_agreement(trial: Trial) -> list[dict[str, Any]]:
         row["reads"] += 1
         row["agree"] += all(str(read.answers.get(k)) == str(v) for k, v in known[read.case_id].items())
     return list(rows.values())
+
+
+def read_case_files_qs(read: Read) -> QuerySet[CaseFile]:
+    return CaseFile.objects.filter(case_id=read.case_id, status=FileStatus.ACCEPTED).select_related("visual_field")
+
+
+def marks_of(user: User) -> QuerySet:
+    """Lesion marks of the user's own reads."""
+    from reading.models import LesionMark
+
+    if not _active(user):
+        return LesionMark.objects.none()
+    return LesionMark.objects.filter(read__reader=user).select_related("read__case__subject__trial", "case_file")
+
+
+def reads_managed_by(user: User) -> QuerySet[Read]:
+    """Reads of the trials the user manages (for reset; pages and API show them no answers)."""
+    from trials.selectors import managed_trials_for
+
+    return Read.objects.filter(case__subject__trial__in=managed_trials_for(user).values("pk")).select_related(
+        "case__subject__trial"
+    )
+
+
+def adjudications_for(user: User) -> QuerySet[Adjudication]:
+    if not _active(user):
+        return Adjudication.objects.none()
+    return Adjudication.objects.filter(
+        trial__panel_members__user=user, trial__panel_members__is_active=True
+    ).select_related("trial", "case")
