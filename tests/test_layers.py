@@ -17,9 +17,9 @@ from django.test import SimpleTestCase
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("platform_core", "trials", "diagnosis", "demo")
+PACKAGES = ("platform_core", "trials", "diagnosis", "reading", "evaluation", "demo")
 CONTRACTS = (
-    "Layers: demo > diagnosis > trials > platform_core",
+    "Layers: demo > evaluation > reading > diagnosis > trials > platform_core",
     "Pure cores (de-identification and parsing, networks, training) import no Django",
     "Models, services and selectors import no DRF",
 )
