@@ -67,30 +67,13 @@ def seed_people() -> list[DemoPerson]:
     return PEOPLE
 
 
-# What a trial manager may do in the Django admin (trial set-up, the model registry); every row they see is
-# scoped to their trials and hospitals, and every change is audited.
-TRIAL_MANAGER_ADMIN_PERMISSIONS = (
-    ("trials", "trial", ("add", "change", "view")),
-    ("trials", "trialsite", ("add", "change", "view")),
-    ("trials", "subject", ("view",)),
-    ("trials", "case", ("view",)),
-    ("diagnosis", "modelversion", ("add", "change", "view")),
-    ("diagnosis", "inferencejob", ("view",)),
-    ("diagnosis", "prediction", ("view",)),
-    ("audit", "auditevent", ("view",)),
-)
-
-
 def trial_manager_admin_group():  # noqa: ANN201
-    from django.contrib.auth.models import Group, Permission
+    """The trial managers' staff group, declared by the apps and created by every migrate (accounts.staff_groups)."""
+    from django.contrib.auth.models import Group
 
-    group, _ = Group.objects.get_or_create(name="Trial managers (admin)")
-    for app_label, model, actions in TRIAL_MANAGER_ADMIN_PERMISSIONS:
-        for action in actions:
-            group.permissions.add(
-                Permission.objects.get(content_type__app_label=app_label, codename=f"{action}_{model}")
-            )
-    return group
+    from platform_core.accounts.staff_groups import TRIAL_MANAGERS
+
+    return Group.objects.get(name=TRIAL_MANAGERS)
 
 
 DEMO_TRIAL = {

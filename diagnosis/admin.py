@@ -6,12 +6,10 @@ import json
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
 
 from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
-from platform_core.api.exceptions import ApplicationError
-from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin, ServiceAddAdminMixin
+from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin, ServiceAdminMixin, reasoned_action
 from trials.selectors import ai_blinded_trial_ids, cases_for
 
 
@@ -48,11 +46,25 @@ class ModelRegisterForm(forms.ModelForm):
         return cleaned
 
 
+def _retire(actor, model: ModelVersion, reason: str) -> None:  # noqa: ANN001
+    model_set_status(actor=actor, model=model, status=ModelStatus.RETIRED, reason=reason)
+
+
+def _activate(actor, model: ModelVersion, reason: str) -> None:  # noqa: ANN001
+    model_set_status(actor=actor, model=model, status=ModelStatus.ACTIVE, reason=reason)
+
+
 @admin.register(ModelVersion)
-class ModelVersionAdmin(ServiceAddAdminMixin, admin.ModelAdmin):
+class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
+    """Registered through ``model_register`` (the checks of ``register_model``); never edited; retired or
+    activated, with a reason, by the actions on the list."""
+
     list_display = ("name", "version", "architecture", "task", "status", "sha256_short", "created_at")
     list_filter = ("status", "architecture", "task")
-    actions = ["retire", "activate"]
+    actions = [
+        reasoned_action(description="Retire the selected models", service=_retire, permission="set_status"),
+        reasoned_action(description="Activate the selected models", service=_activate, permission="set_status"),
+    ]
     readonly_fields = (
         "architecture",
         "task",
@@ -84,43 +96,21 @@ class ModelVersionAdmin(ServiceAddAdminMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         return (*self.readonly_fields, "name", "version") if obj else ()
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return obj is None or super().has_change_permission(request, obj)
+    def has_set_status_permission(self, request) -> bool:  # noqa: ANN001
+        return request.user.has_perm("diagnosis.change_modelversion")
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
-
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
-        if change:
-            return
+    def create_through_service(self, request, form) -> ModelVersion:  # noqa: ANN001
         data = form.cleaned_data
-        try:
-            registered = model_register(
-                actor=request.user,
-                name=data["name"],
-                version=data["version"],
-                weights=data["checkpoint"].read(),
-                model_card=data["model_card_json"] or {},
-                architecture=data["architecture_choice"] or None,
-                config=data["config_json"],
-                expected_sha256=data.get("sha256") or "",
-            )
-        except (ApplicationError, ValidationError) as exc:
-            raise self.refused(exc) from None
-        obj.pk = registered.pk
-        obj.refresh_from_db()
-
-    @admin.action(description="Retire the selected models")
-    def retire(self, request, queryset) -> None:  # noqa: ANN001
-        for model in queryset:
-            model_set_status(actor=request.user, model=model, status=ModelStatus.RETIRED, reason="retired in the admin")
-
-    @admin.action(description="Activate the selected models")
-    def activate(self, request, queryset) -> None:  # noqa: ANN001
-        for model in queryset:
-            model_set_status(
-                actor=request.user, model=model, status=ModelStatus.ACTIVE, reason="activated in the admin"
-            )
+        return model_register(
+            actor=request.user,
+            name=data["name"],
+            version=data["version"],
+            weights=data["checkpoint"].read(),
+            model_card=data["model_card_json"] or {},
+            architecture=data["architecture_choice"] or None,
+            config=data["config_json"],
+            expected_sha256=data.get("sha256") or "",
+        )
 
 
 @admin.register(InferenceJob)

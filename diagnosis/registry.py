@@ -23,7 +23,7 @@ from diagnosis.networks.inference import (
     prepare_for_inference,
 )
 from platform_core.accounts.models import User
-from platform_core.audit.services import audit_record
+from platform_core.audit.services import audit_snapshot, audited_save
 from platform_core.errors import ApplicationError
 from platform_core.storage import delete_quietly, save_private
 
@@ -172,19 +172,7 @@ def model_register(
             metrics=dict(metrics or model_card.get("metrics", {})),
             registered_by=actor,
         )
-        model.full_clean()
-        model.save(force_insert=True)
-        audit_record(
-            actor=actor,
-            action="model.register",
-            obj=model,
-            changes={
-                "name": [None, name],
-                "version": [None, version],
-                "architecture": [None, architecture],
-                "sha256": [None, digest],
-            },
-        )
+        audited_save(model, actor=actor, action="model.register", force_insert=True)
     except BaseException:
         delete_quietly([stored])  # nothing half-registered: no orphaned weights in storage
         raise
@@ -226,10 +214,11 @@ def model_set_status(*, actor: User | None, model: ModelVersion, status: str, re
     model = ModelVersion.objects.select_for_update().get(pk=model.pk)
     if model.status == status:
         return model
-    old = model.status
+    before = audit_snapshot(model)
     model.status = status
-    model.save(update_fields=["status", "updated_at"])
-    audit_record(actor=actor, action="model.status", obj=model, changes={"status": [old, status]}, reason=reason)
+    audited_save(
+        model, actor=actor, action="model.status", before=before, update_fields=["status", "updated_at"], reason=reason
+    )
     return model
 
 

@@ -30,7 +30,7 @@ from django.utils import timezone
 from PIL import Image
 
 from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind, Task
-from platform_core.audit.services import audit_record
+from platform_core.audit.services import audit_snapshot, audited_save
 from platform_core.storage import delete_quietly, save_private
 from trials.models import Case, CaseFile, FileStatus, VisualFieldResult
 
@@ -49,15 +49,27 @@ def input_digests(case: Case) -> dict[str, str]:
     }
 
 
-def _audit_job(job: InferenceJob, case: Case, action: str, changes: dict[str, list[Any]], reason: str = "") -> None:
-    audit_record(
+def _save_job(
+    job: InferenceJob,
+    case: Case,
+    action: str,
+    *,
+    before: dict[str, Any] | None,
+    update_fields: list[str] | None = None,
+    reason: str = "",
+    extra_changes: dict[str, list[Any]] | None = None,
+) -> None:
+    """Save a job and record its event (the worker acts for the platform: no actor)."""
+    audited_save(
+        job,
         actor=None,
         action=action,
-        obj=job,
+        before=before,
+        update_fields=update_fields,
         trial_ref=case.subject.trial.slug,
         hospital_code=case.subject.site.hospital.code,
-        changes=changes,
         reason=reason,
+        extra_changes=extra_changes,
     )
 
 
@@ -82,13 +94,18 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
         )
         if job is None:
             for older in InferenceJob.objects.filter(case=case, model_version=model, is_current=True):
+                before = audit_snapshot(older)
                 older.is_current = False
-                older.save(update_fields=["is_current", "updated_at"])
-                _audit_job(
-                    older, case, "inference_job.supersede", {"is_current": [True, False]}, "the case's files changed"
+                _save_job(
+                    older,
+                    case,
+                    "inference_job.supersede",
+                    before=before,
+                    update_fields=["is_current", "updated_at"],
+                    reason="the case's files changed",
                 )
-            job = InferenceJob.objects.create(case=case, model_version=model, input_digest=digest)
-            _audit_job(job, case, "inference_job.queue", {"model": [None, str(model)], "case": [None, str(case.pk)]})
+            job = InferenceJob(case=case, model_version=model, input_digest=digest)
+            _save_job(job, case, "inference_job.queue", before=None, extra_changes={"model": [None, str(model)]})
             to_send.append(job)
         elif job.status == JobStatus.QUEUED:
             to_send.append(job)  # its message may be lost; a second one is harmless (claims are idempotent)
@@ -96,14 +113,17 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
             job.status == JobStatus.RUNNING and job.lease_until is not None and job.lease_until <= timezone.now()
         ):
             # Failed, or running under a lease nobody renewed (its task died past the time limit).
-            old_status, old_error = job.status, job.error or f"left {job.status} when its task stopped"
+            before, old_error = audit_snapshot(job), job.error or f"left {job.status} when its task stopped"
             job.status, job.error, job.progress = JobStatus.QUEUED, "", 0
             job.claimed_by, job.lease_until, job.finished_at = "", None, None
-            job.save(
-                update_fields=["status", "error", "progress", "claimed_by", "lease_until", "finished_at", "updated_at"]
+            _save_job(
+                job,
+                case,
+                "inference_job.retry",
+                before=before,
+                update_fields=["status", "error", "progress", "claimed_by", "lease_until", "finished_at", "updated_at"],
+                reason=f"earlier attempt: {old_error}"[:500],
             )
-            retry = {"status": [old_status, JobStatus.QUEUED]}
-            _audit_job(job, case, "inference_job.retry", retry, f"earlier attempt: {old_error}"[:500])
             to_send.append(job)
     for job in to_send:
         transaction.on_commit(lambda pk=job.pk: infer_case_task.apply_async(args=[str(pk)], queue="gpu"))
@@ -133,9 +153,16 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
         if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             return []
         if job.model_version.status != ModelStatus.ACTIVE and job.status == JobStatus.QUEUED:
+            before = audit_snapshot(job)
             job.status, job.error, job.finished_at = JobStatus.FAILED, "the model was retired before the job ran", now
-            job.save(update_fields=["status", "error", "finished_at", "updated_at"])
-            _audit_job(job, job.case, "inference_job.fail", {"status": [JobStatus.QUEUED, JobStatus.FAILED]}, job.error)
+            _save_job(
+                job,
+                job.case,
+                "inference_job.fail",
+                before=before,
+                update_fields=["status", "error", "finished_at", "updated_at"],
+                reason=job.error,
+            )
             return []
         if (
             job.status == JobStatus.RUNNING
@@ -273,15 +300,17 @@ def _finish(job: InferenceJob, task_id: str, fields: dict[str, Any], overlay: by
             prediction = Prediction.objects.create(
                 job=locked, case_id=job.case_id, model_version=job.model_version, attention_overlay=stored, **fields
             )
+            before = audit_snapshot(locked)
             locked.status = JobStatus.SUCCEEDED
             locked.progress = 100
             locked.finished_at = timezone.now()
-            locked.save(update_fields=["status", "progress", "finished_at", "updated_at"])
-            _audit_job(
+            _save_job(
                 locked,
                 job.case,
                 "inference_job.succeed",
-                {"status": [JobStatus.RUNNING, JobStatus.SUCCEEDED], "prediction": [None, str(prediction.pk)]},
+                before=before,
+                update_fields=["status", "progress", "finished_at", "updated_at"],
+                extra_changes={"prediction": [None, str(prediction.pk)]},
             )
     except BaseException:
         delete_quietly([stored])
@@ -294,12 +323,17 @@ def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
         locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
         if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id:
             return
+        before = audit_snapshot(locked)
         locked.status = JobStatus.FAILED
         locked.error = reason[:2000]
         locked.finished_at = timezone.now()
-        locked.save(update_fields=["status", "error", "finished_at", "updated_at"])
-        _audit_job(
-            locked, job.case, "inference_job.fail", {"status": [JobStatus.RUNNING, JobStatus.FAILED]}, reason[:500]
+        _save_job(
+            locked,
+            job.case,
+            "inference_job.fail",
+            before=before,
+            update_fields=["status", "error", "finished_at", "updated_at"],
+            reason=reason[:500],
         )
     logger.warning("Inference job %s failed: %s", job.pk, reason.split(":")[0])
 

@@ -1,16 +1,29 @@
-from django.contrib import admin
-from django.core.exceptions import ValidationError
+"""Trials in the admin: created and changed through the same audited services (and rules) as the trial pages;
+subjects and cases are read-only here (coordinators enrol and withdraw through the audited pages)."""
 
-from platform_core.api.exceptions import ApplicationError
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+
 from platform_core.audit.admin_mixins import (
-    AuditedAdminMixin,
     ReadOnlyAdmin,
+    ReasonFormMixin,
     ScopedAdminMixin,
-    ServiceAddAdminMixin,
+    ServiceAdminMixin,
+    reasoned_action,
 )
 from trials.models import Case, Subject, Trial, TrialSite, TrialStatus
 from trials.selectors import cases_for, managed_trials_for, subjects_for, trials_for
-from trials.services import EDITABLE_AFTER_DRAFT, trial_site_add
+from trials.services import (
+    EDITABLE_AFTER_DRAFT,
+    TRIAL_FIELDS,
+    trial_create,
+    trial_site_add,
+    trial_site_update,
+    trial_transition,
+    trial_update,
+)
 
 
 class TrialSiteInline(admin.TabularInline):
@@ -26,14 +39,47 @@ class TrialSiteInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
         return False
 
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+
+class TrialAddForm(forms.ModelForm):
+    class Meta:
+        model = Trial
+        fields = TRIAL_FIELDS
+
+
+class TrialChangeForm(ReasonFormMixin, forms.ModelForm):
+    reason_required_message = "Give a reason for changing a trial that is under way."
+
+    class Meta:
+        model = Trial
+        fields = TRIAL_FIELDS
+
+    def reason_needed(self) -> bool:  # a draft's protocol is still being written (as on the trial pages)
+        return self.instance.status != TrialStatus.DRAFT and super().reason_needed()
+
+
+def _transition_to(status: str):  # noqa: ANN202
+    def transition(actor, trial: Trial, reason: str) -> None:  # noqa: ANN001
+        trial_transition(actor=actor, trial=trial, status=status, reason=reason)
+
+    return transition
+
 
 @admin.register(Trial)
-class TrialAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
+class TrialAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+    """Status changes are the list's actions, through the audited transitions of the trial pages."""
+
     list_display = ("protocol_number", "title", "status", "reading_design", "reference_rule")
     list_filter = ("status",)
     search_fields = ("protocol_number", "title", "slug")
-    readonly_fields = ("status", "created_by")
     inlines = [TrialSiteInline]
+    actions = [
+        reasoned_action(description="Start recruiting", service=_transition_to(TrialStatus.RECRUITING)),
+        reasoned_action(description="Start reading", service=_transition_to(TrialStatus.READING)),
+        reasoned_action(description="Close the selected trials", service=_transition_to(TrialStatus.CLOSED)),
+    ]
 
     def scope(self, request, queryset):  # noqa: ANN001, ANN201
         return queryset.filter(pk__in=trials_for(request.user).values("pk"))
@@ -44,26 +90,51 @@ class TrialAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
             return allowed
         return allowed and managed_trials_for(request.user).filter(pk=obj.pk).exists()
 
+    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+        kwargs["form"] = TrialAddForm if obj is None else TrialChangeForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        if obj is None:
+            return TRIAL_FIELDS
+        return ("status", *TRIAL_FIELDS, "created_by", "reason")
+
     def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         """Once a trial leaves draft its protocol is fixed here as on the trial pages (only the title and the
         visual-field cut-offs may change; status changes go through the audited transitions)."""
-        readonly = list(super().get_readonly_fields(request, obj))
-        if obj is not None and obj.status != TrialStatus.DRAFT:
-            readonly += [
-                f.name
-                for f in Trial._meta.concrete_fields
-                if f.editable and f.name not in EDITABLE_AFTER_DRAFT and f.name not in readonly
-            ]
+        if obj is None:
+            return ()
+        readonly = ["status", "created_by"]
+        if obj.status != TrialStatus.DRAFT:
+            readonly += [name for name in TRIAL_FIELDS if name not in EDITABLE_AFTER_DRAFT]
         return readonly
 
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+    def create_through_service(self, request, form) -> Trial:  # noqa: ANN001
+        return trial_create(actor=request.user, **{name: form.cleaned_data[name] for name in TRIAL_FIELDS})
+
+    def update_through_service(self, request, obj, form) -> Trial:  # noqa: ANN001
+        data = form.cleaned_data
+        return trial_update(
+            actor=request.user,
+            trial=obj,
+            reason=data.get("reason", ""),
+            **{name: data[name] for name in TRIAL_FIELDS if name in data},
+        )
+
+
+class TrialSiteChangeForm(ReasonFormMixin, forms.ModelForm):
+    reason_required_message = "Give a reason for changing a site."
+
+    class Meta:
+        model = TrialSite
+        fields = ("enrolment_target", "status")
 
 
 @admin.register(TrialSite)
-class TrialSiteAdmin(ScopedAdminMixin, ServiceAddAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
+class TrialSiteAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
+    """Sites are added and changed through the trial pages' services: only by a manager of the trial (a
+    superuser included), never to a closed trial, and a change needs a reason."""
+
     list_display = ("trial", "hospital", "enrolment_target", "status")
     list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
 
@@ -75,26 +146,38 @@ class TrialSiteAdmin(ScopedAdminMixin, ServiceAddAdminMixin, AuditedAdminMixin, 
             kwargs["queryset"] = managed_trials_for(request.user)  # a site only for a trial they manage
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
-        if change or request.user.is_superuser:
-            super().save_model(request, obj, form, change)
-            return
-        # Staff add sites through the same service (and rules, and audit event) as the trial pages.
-        try:
-            site = trial_site_add(
-                actor=request.user, trial=obj.trial, hospital=obj.hospital, enrolment_target=obj.enrolment_target
-            )
-        except (ApplicationError, ValidationError) as exc:
-            raise self.refused(exc) from None
-        obj.pk = site.pk
-        obj.refresh_from_db()
+    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+        if obj is not None:
+            kwargs["form"] = TrialSiteChangeForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+        if obj is None:
+            return ("trial", "hospital", "enrolment_target")
+        return ("trial", "hospital", "enrolment_target", "status", "reason")
 
     def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         # Moving a site to another trial or hospital would hand its subjects to other people.
         return ("trial", "hospital") if obj is not None else ()
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
+    def create_through_service(self, request, form) -> TrialSite:  # noqa: ANN001
+        data = form.cleaned_data
+        return trial_site_add(
+            actor=request.user,
+            trial=data["trial"],
+            hospital=data["hospital"],
+            enrolment_target=data["enrolment_target"],
+        )
+
+    def update_through_service(self, request, obj, form) -> TrialSite:  # noqa: ANN001
+        data = form.cleaned_data
+        return trial_site_update(
+            actor=request.user,
+            site=obj,
+            reason=data.get("reason", ""),
+            enrolment_target=data["enrolment_target"],
+            status=data["status"],
+        )
 
 
 @admin.register(Subject)

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from platform_core.accounts.models import User
-from platform_core.audit.services import audit_record
+from platform_core.audit.services import audited_save
 from platform_core.errors import ApplicationError
 from platform_core.storage import delete_quietly, save_private
 from trials.models import Case, CaseFile, CaseStatus, Trial, TrialStatus, VisualFieldResult
@@ -155,8 +155,15 @@ def _create_rows(
         deid_report=processed.report,
         uploaded_by=actor,
     )
-    case_file.full_clean()
-    case_file.save(force_insert=True)
+    audited_save(
+        case_file,
+        actor=actor,
+        action="case_file.upload",
+        force_insert=True,
+        trial_ref=case.subject.trial.slug,
+        hospital_code=case.subject.site.hospital.code,
+        reason=f"uploaded via {source}",
+    )
     if processed.analysis is not None and processed.visual_field is not None:
         vf, analysis = processed.visual_field, processed.analysis
         result = VisualFieldResult(
@@ -184,21 +191,6 @@ def _create_rows(
         )
         result.full_clean()
         result.save(force_insert=True)
-    audit_record(
-        actor=actor,
-        action="case_file.upload",
-        obj=case_file,
-        trial_ref=case.subject.trial.slug,
-        hospital_code=case.subject.site.hospital.code,
-        changes={
-            "case": [None, str(case.pk)],
-            "modality": [None, processed.modality],
-            "format": [None, processed.file_format],
-            "sha256": [None, digest],
-            "size": [None, len(processed.content)],
-        },
-        reason=f"uploaded via {source}",
-    )
     return case_file
 
 

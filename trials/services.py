@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from platform_core.accounts.models import Hospital, Role, User
 from platform_core.accounts.selectors import user_has_role
-from platform_core.audit.services import audit_record, diff, snapshot
+from platform_core.audit.services import audit_snapshot, audited_save, diff, snapshot
 from platform_core.errors import ApplicationError
 from trials import hooks
 from trials.models import (
@@ -70,15 +70,7 @@ def trial_create(*, actor: User, **fields: Any) -> Trial:
     if unknown:
         raise ValueError(f"Unknown trial fields: {sorted(unknown)}")
     trial = Trial(created_by=actor, status=TrialStatus.DRAFT, **fields)
-    trial.full_clean()
-    trial.save()
-    audit_record(
-        actor=actor,
-        action="trial.create",
-        obj=trial,
-        trial_ref=trial.slug,
-        changes=diff(None, snapshot(trial, TRIAL_FIELDS)),
-    )
+    audited_save(trial, actor=actor, action="trial.create", trial_ref=trial.slug)
     return trial
 
 
@@ -89,6 +81,7 @@ def trial_update(*, actor: User, trial: Trial, reason: str = "", **fields: Any) 
     unknown = set(fields) - set(TRIAL_FIELDS)
     if unknown:
         raise ValueError(f"Unknown trial fields: {sorted(unknown)}")
+    audited_before = audit_snapshot(trial)
     before = snapshot(trial, fields.keys())
     for name, value in fields.items():
         setattr(trial, name, value)
@@ -104,9 +97,7 @@ def trial_update(*, actor: User, trial: Trial, reason: str = "", **fields: Any) 
             )
         if not reason.strip():
             raise ValidationError({"reason": "Give a reason for changing a trial that is under way."})
-    trial.full_clean()
-    trial.save()
-    audit_record(actor=actor, action="trial.update", obj=trial, trial_ref=trial.slug, changes=changes, reason=reason)
+    audited_save(trial, actor=actor, action="trial.update", before=audited_before, trial_ref=trial.slug, reason=reason)
     if set(changes) & VF_CUT_OFFS:
         from trials.vf_services import visual_field_rejudge  # local: vf_services imports file_services
 
@@ -141,15 +132,15 @@ def trial_transition(*, actor: User, trial: Trial, status: str, reason: str = ""
             )
     if status == TrialStatus.CLOSED and not reason.strip():
         raise ValidationError({"reason": "Give a reason for closing the trial."})
-    old = trial.status
+    before = audit_snapshot(trial)
     trial.status = status
-    trial.save(update_fields=["status", "updated_at"])
-    audit_record(
+    audited_save(
+        trial,
         actor=actor,
         action="trial.transition",
-        obj=trial,
+        before=before,
+        update_fields=["status", "updated_at"],
         trial_ref=trial.slug,
-        changes={"status": [old, status]},
         reason=reason,
     )
     return trial
@@ -163,16 +154,7 @@ def trial_site_add(*, actor: User, trial: Trial, hospital: Hospital, enrolment_t
     if TrialSite.objects.filter(trial=trial, hospital=hospital).exists():
         raise ApplicationError(f"{hospital.code} is already a site of this trial.", code="duplicate_site")
     site = TrialSite(trial=trial, hospital=hospital, enrolment_target=enrolment_target)
-    site.full_clean()
-    site.save()
-    audit_record(
-        actor=actor,
-        action="trial_site.create",
-        obj=site,
-        trial_ref=trial.slug,
-        hospital_code=hospital.code,
-        changes=diff(None, {"hospital": hospital.code, "enrolment_target": enrolment_target, "status": site.status}),
-    )
+    audited_save(site, actor=actor, action="trial_site.create", trial_ref=trial.slug, hospital_code=hospital.code)
     return site
 
 
@@ -182,25 +164,22 @@ def trial_site_update(
 ) -> TrialSite:
     site = TrialSite.objects.select_for_update().select_related("trial", "hospital").get(pk=site.pk)
     _require_manager(actor, site.trial)
-    before = snapshot(site, ["enrolment_target", "status"])
+    before = audit_snapshot(site)
     if enrolment_target is not None:
         site.enrolment_target = enrolment_target
     if status is not None:
         site.status = status
-    changes = diff(before, snapshot(site, ["enrolment_target", "status"]))
-    if not changes:
+    if not diff(before, audit_snapshot(site)):
         return site
     if not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing a site."})
-    site.full_clean()
-    site.save()
-    audit_record(
+    audited_save(
+        site,
         actor=actor,
         action="trial_site.update",
-        obj=site,
+        before=before,
         trial_ref=site.trial.slug,
         hospital_code=site.hospital.code,
-        changes=changes,
         reason=reason,
     )
     return site
@@ -318,37 +297,20 @@ def subject_enroll(
         diabetes_duration_years=diabetes_duration_years,
         submission_token=submission_token or None,
     )
-    subject.full_clean()
     try:
         with transaction.atomic():
-            subject.save(force_insert=True)
+            audited_save(
+                subject,
+                actor=actor,
+                action="subject.enroll",
+                force_insert=True,
+                trial_ref=trial.slug,
+                hospital_code=site.hospital.code,
+            )
     except IntegrityError:
         raise ApplicationError(
             "This enrolment was already submitted. Nothing was changed.", code="duplicate_submission", status=409
         ) from None
-    audit_record(
-        actor=actor,
-        action="subject.enroll",
-        obj=subject,
-        trial_ref=trial.slug,
-        hospital_code=site.hospital.code,
-        changes=diff(
-            None,
-            snapshot(
-                subject,
-                [
-                    "pseudonym",
-                    "consent_date",
-                    "consent_form_version",
-                    "eligibility",
-                    "sex",
-                    "age",
-                    "diabetes_type",
-                    "diabetes_duration_years",
-                ],
-            ),
-        ),
-    )
     return subject
 
 
@@ -370,17 +332,18 @@ def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
         raise ValidationError({"reason": "Give the reason for the withdrawal."})
     if subject.is_withdrawn:
         raise ApplicationError(f"{subject.pseudonym} is already withdrawn.", code="already_withdrawn")
+    before = audit_snapshot(subject)
     subject.status = SubjectStatus.WITHDRAWN
     subject.withdrawn_at = timezone.now()
     subject.withdrawal_reason = reason.strip()
-    subject.save(update_fields=["status", "withdrawn_at", "withdrawal_reason", "updated_at"])
-    audit_record(
+    audited_save(
+        subject,
         actor=actor,
         action="subject.withdraw",
-        obj=subject,
+        before=before,
+        update_fields=["status", "withdrawn_at", "withdrawal_reason", "updated_at"],
         trial_ref=subject.trial.slug,
         hospital_code=subject.site.hospital.code,
-        changes={"status": [SubjectStatus.ENROLLED, SubjectStatus.WITHDRAWN]},
         reason=reason.strip(),
     )
     return subject
@@ -401,24 +364,22 @@ def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_
             status=409,
         )
     case = Case(subject=subject, laterality=laterality, visit_day=visit_day)
-    case.full_clean()
     try:
         with transaction.atomic():
-            case.save(force_insert=True)
+            audited_save(
+                case,
+                actor=actor,
+                action="case.create",
+                force_insert=True,
+                trial_ref=subject.trial.slug,
+                hospital_code=subject.site.hospital.code,
+            )
     except IntegrityError:
         raise ApplicationError(
             f"{subject.pseudonym} already has a case for {laterality} on day {visit_day}.",
             code="duplicate_case",
             status=409,
         ) from None
-    audit_record(
-        actor=actor,
-        action="case.create",
-        obj=case,
-        trial_ref=subject.trial.slug,
-        hospital_code=subject.site.hospital.code,
-        changes=diff(None, {"subject": subject.pseudonym, "laterality": laterality, "visit_day": visit_day}),
-    )
     return case
 
 
@@ -434,18 +395,17 @@ def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -
         raise ValidationError({"reason": "Give the reason for excluding the case."})
     if case.status != CaseStatus.OPEN and not reason.strip():
         raise ValidationError({"reason": "Give a reason for reopening or changing a closed case."})
-    old = case.status
+    before = audit_snapshot(case)
     case.status = status
     case.exclusion_reason = reason.strip() if status == CaseStatus.EXCLUDED else ""
-    case.full_clean()
-    case.save(update_fields=["status", "exclusion_reason", "updated_at"])
-    audit_record(
+    audited_save(
+        case,
         actor=actor,
         action="case.status",
-        obj=case,
+        before=before,
+        update_fields=["status", "exclusion_reason", "updated_at"],
         trial_ref=case.subject.trial.slug,
         hospital_code=case.subject.site.hospital.code,
-        changes={"status": [old, status]},
         reason=reason.strip(),
     )
     if status == CaseStatus.COMPLETE:
@@ -487,16 +447,16 @@ def case_record_rnfl(*, actor: User, case: Case, thickness_um: float | None, rea
         raise ApplicationError("That is already the recorded RNFL thickness.", code="no_change")
     if old is not None and not reason.strip():
         raise ValidationError({"reason": "Give a reason for changing or clearing a recorded measurement."})
+    before = audit_snapshot(case)
     case.oct_rnfl_thickness_um = thickness_um
-    case.full_clean()
-    case.save(update_fields=["oct_rnfl_thickness_um", "updated_at"])
-    audit_record(
+    audited_save(
+        case,
         actor=actor,
         action="case.rnfl",
-        obj=case,
+        before=before,
+        update_fields=["oct_rnfl_thickness_um", "updated_at"],
         trial_ref=trial.slug,
         hospital_code=case.subject.site.hospital.code,
-        changes={"oct_rnfl_thickness_um": [old, thickness_um]},
         reason=reason.strip(),
     )
     return case
@@ -523,30 +483,25 @@ def reference_standard_record(
     existing = ReferenceStandard.objects.select_for_update().filter(case=case).first()
     new_values = {"icdr_grade": icdr_grade, "glaucoma": glaucoma, "source": source}
     if existing is not None:
-        before = snapshot(existing, new_values.keys())
-        changes = diff(before, new_values)
-        if not changes:
+        before = audit_snapshot(existing)
+        if not diff(snapshot(existing, new_values.keys()), new_values):
             return existing
         if not reason.strip():
             raise ValidationError({"reason": "Give a reason for amending a reference standard."})
         for name, value in new_values.items():
             setattr(existing, name, value)
         existing.recorded_by = actor
-        existing.full_clean()
-        existing.save()
         reference, action = existing, "reference.amend"
     else:
         reference = ReferenceStandard(case=case, recorded_by=actor, **new_values)
-        reference.full_clean()
-        reference.save()
-        changes, action = diff(None, new_values), "reference.record"
-    audit_record(
+        before, action = None, "reference.record"
+    audited_save(
+        reference,
         actor=actor,
         action=action,
-        obj=reference,
+        before=before,
         trial_ref=trial.slug,
         hospital_code=case.subject.site.hospital.code,
-        changes=changes,
         reason=reason,
     )
     return reference

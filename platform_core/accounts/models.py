@@ -41,9 +41,10 @@ class UserManager(BaseUserManager["User"]):
         return self._create_user(email, password, **extra)
 
     def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
-        extra["is_staff"] = True
-        extra["is_superuser"] = True
-        return self._create_user(email, password, **extra)
+        """What ``manage.py createsuperuser`` calls: through the audited service, like every other account."""
+        from platform_core.accounts.services import user_create_superuser
+
+        return user_create_superuser(email=email, full_name=str(extra.get("full_name", "")), password=password)
 
 
 class User(AbstractBaseUser, PermissionsMixin, BaseModel):

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.mail import mail_admins
@@ -16,8 +19,8 @@ from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User
-from platform_core.audit.services import audit_record, diff
+from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User, normalize_email
+from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +28,7 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def hospital_create(*, actor: User | None, code: str, name: str, country: str = "") -> Hospital:
     hospital = Hospital(code=code.strip().upper(), name=name.strip(), country=country.upper())
-    hospital.full_clean()
-    hospital.save()
-    audit_record(
-        actor=actor,
-        action="hospital.create",
-        obj=hospital,
-        hospital_code=hospital.code,
-        changes=diff(None, {"code": hospital.code, "name": hospital.name, "country": hospital.country}),
-    )
+    audited_save(hospital, actor=actor, action="hospital.create", hospital_code=hospital.code)
     return hospital
 
 
@@ -54,35 +49,23 @@ def user_create(
     if password is not None:
         validate_password(password, user)
     user.set_password(password)
-    user.full_clean()
-    user.save()
-    audit_record(
-        actor=actor,
-        action="user.create",
-        obj=user,
-        changes=diff(None, {"email": user.email, "full_name": user.full_name, "is_staff": is_staff}),
-    )
+    # The password's hash is not an auditable field (accounts/auditing.py): the event never holds it.
+    audited_save(user, actor=actor, action="user.create")
     return user
 
 
 @transaction.atomic
 def membership_grant(*, actor: User | None, user: User, hospital: Hospital, role: Role | str) -> Membership:
-    membership, created = Membership.objects.get_or_create(user=user, hospital=hospital, role=str(role))
-    if not created and membership.is_active:
+    membership = Membership.objects.filter(user=user, hospital=hospital, role=str(role)).first()
+    if membership is None:
+        membership = Membership(user=user, hospital=hospital, role=str(role))
+        before = None
+    elif membership.is_active:
         return membership
-    if not created:
+    else:
+        before = audit_snapshot(membership)
         membership.is_active = True
-    membership.full_clean()
-    membership.save()
-    audit_record(
-        actor=actor,
-        action="membership.grant",
-        obj=membership,
-        hospital_code=hospital.code,
-        changes=diff(
-            {"is_active": False} if not created else None, {"user": user.email, "role": str(role), "is_active": True}
-        ),
-    )
+    audited_save(membership, actor=actor, action="membership.grant", before=before, hospital_code=hospital.code)
     return membership
 
 
@@ -92,14 +75,15 @@ def membership_revoke(*, actor: User, membership: Membership, reason: str) -> Me
         raise ValidationError({"reason": "Give a reason for revoking a membership."})
     if not membership.is_active:
         return membership
+    before = audit_snapshot(membership)
     membership.is_active = False
-    membership.save(update_fields=["is_active", "updated_at"])
-    audit_record(
+    audited_save(
+        membership,
         actor=actor,
         action="membership.revoke",
-        obj=membership,
+        before=before,
+        update_fields=["is_active", "updated_at"],
         hospital_code=membership.hospital.code,
-        changes={"is_active": [True, False]},
         reason=reason,
     )
     return membership
@@ -135,11 +119,13 @@ def user_password_change(*, user: User, old_password: str, new_password: str) ->
     except ValidationError as exc:
         raise ValidationError({"new_password": exc.messages}) from None
     with transaction.atomic():
+        before = audit_snapshot(user)
         user.set_password(new_password)
-        # Saving a new password also deletes the user's API tokens (accounts.signals).
-        user.save(update_fields=["password", "updated_at"])
-        # Never the hashes: only the fact that the password changed.
-        audit_record(actor=user, action="user.password_change", obj=user)
+        # Saving a new password also deletes the user's API tokens (accounts.signals). The event records only
+        # the fact: the password's hash is not an auditable field.
+        audited_save(
+            user, actor=user, action="user.password_change", before=before, update_fields=["password", "updated_at"]
+        )
     return user
 
 
@@ -236,11 +222,17 @@ def login_success_record(*, user: User) -> User:
 def user_unlock(*, actor: User, user: User, reason: str) -> User:
     if not reason.strip():
         raise ValidationError({"reason": "Give a reason for unlocking an account."})
-    old = user.locked_until
+    before = audit_snapshot(user)
     user.failed_login_count = 0
     user.locked_until = None
-    user.save(update_fields=["failed_login_count", "locked_until", "updated_at"])
-    audit_record(actor=actor, action="user.unlock", obj=user, changes={"locked_until": [old, None]}, reason=reason)
+    audited_save(
+        user,
+        actor=actor,
+        action="user.unlock",
+        before=before,
+        update_fields=["failed_login_count", "locked_until", "updated_at"],
+        reason=reason,
+    )
     return user
 
 
@@ -272,8 +264,9 @@ def api_token_issue(*, user: User) -> str:
     idle, max_age = api_token_lifetimes()
     ApiToken.objects.filter(user=user).filter(Q(last_used_at__lt=now - idle) | Q(created_at__lt=now - max_age)).delete()
     key = secrets.token_hex(20)
-    token = ApiToken.objects.create(user=user, key_digest=api_token_digest(key), last_used_at=now)
-    audit_record(actor=user, action="api_token.issue", obj=token, changes={"user": [None, user.email]})
+    token = ApiToken(user=user, key_digest=api_token_digest(key), last_used_at=now)
+    # Neither the key nor its digest is an auditable field: the event names the token's owner.
+    audited_save(token, actor=user, action="api_token.issue")
     return key
 
 
@@ -302,3 +295,185 @@ def api_tokens_revoke(*, user: User, reason: str) -> int:
             actor=None, action="api_token.revoke", obj=user, changes={"api_tokens": [deleted, 0]}, reason=reason
         )
     return deleted
+
+
+# --- Administration (the Django admin and manage.py call these; each writes its audit event) ----------
+# Audit payloads name explicit fields only: never a form's data, never a password or its hash.
+
+USER_ADMIN_FIELDS = ("full_name", "is_active", "is_staff", "is_superuser")
+HOSPITAL_ADMIN_FIELDS = ("name", "country")
+
+
+def _reason_required(reason: str, message: str) -> str:
+    if not (reason or "").strip():
+        raise ValidationError({"reason": message})
+    return reason.strip()
+
+
+@transaction.atomic
+def user_create_superuser(*, email: str, full_name: str, password: str | None) -> User:
+    """``manage.py createsuperuser`` (through ``User.objects.create_superuser``): an operator at the server.
+
+    The command itself checks the password rules (and lets the operator override them), so this does not.
+    """
+    email = normalize_email(email)
+    if not email:
+        raise ValueError("An email address is required.")
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "A user with this email address already exists."})
+    user = User(email=email, full_name=(full_name or "").strip(), is_staff=True, is_superuser=True)
+    user.set_password(password)
+    user.full_clean(exclude=["password"])
+    user.save()
+    audit_record(
+        actor=None,
+        action="user.create",
+        obj=user,
+        changes=diff(None, snapshot(user, ("email", *USER_ADMIN_FIELDS))),
+        reason="created with manage.py createsuperuser",
+    )
+    return user
+
+
+@transaction.atomic
+def user_update(*, actor: User, user: User, reason: str, groups: Iterable[Group] | None = None, **fields: Any) -> User:
+    """Change an account's name, access flags or permission groups. A reason is required for any change;
+    nobody removes their own access (is_active, is_staff, is_superuser) here."""
+    unknown = set(fields) - set(USER_ADMIN_FIELDS)
+    if unknown:
+        raise ValueError(f"Unknown user fields: {sorted(unknown)}")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    audited_before = audit_snapshot(user)
+    before = snapshot(user, fields.keys())
+    for name, value in fields.items():
+        setattr(user, name, value)
+    changes = diff(before, snapshot(user, fields.keys()))
+    new_groups = None
+    group_change: dict[str, list[Any]] = {}
+    if groups is not None:
+        new_groups = list(groups)
+        old_names = sorted(user.groups.values_list("name", flat=True))
+        new_names = sorted(group.name for group in new_groups)
+        if old_names != new_names:
+            group_change["groups"] = [old_names, new_names]
+    if not changes and not group_change:
+        return user
+    reason = _reason_required(reason, "Give a reason for changing an account.")
+    if actor.pk == user.pk and {"is_active", "is_staff", "is_superuser"} & set(changes):
+        raise ValidationError("You cannot change your own access; ask another administrator.")
+    # Deactivating also deletes the account's API tokens (accounts.signals).
+    audited_save(
+        user, actor=actor, action="user.update", before=audited_before, reason=reason, extra_changes=group_change
+    )
+    if new_groups is not None:
+        user.groups.set(new_groups)
+    return user
+
+
+@transaction.atomic
+def user_password_set(*, actor: User, user: User, password: str, reason: str) -> User:
+    """An administrator sets another person's password (a reset). The event records that it happened and why,
+    never the password or its hash. Your own password is changed on the password page, which checks the
+    current one."""
+    if actor.pk == user.pk:
+        raise ValidationError("Change your own password on your password page; it asks for your current one.")
+    reason = _reason_required(reason, "Give a reason for setting another person's password.")
+    user = User.objects.select_for_update().get(pk=user.pk)
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    before = audit_snapshot(user)
+    user.set_password(password)
+    # The password is no auditable field: the event says that it was set and why. Saving also deletes the
+    # user's API tokens (accounts.signals).
+    audited_save(
+        user,
+        actor=actor,
+        action="user.password_set",
+        before=before,
+        reason=reason,
+        update_fields=["password", "updated_at"],
+    )
+    return user
+
+
+@transaction.atomic
+def hospital_update(*, actor: User, hospital: Hospital, reason: str, **fields: Any) -> Hospital:
+    """Rename a hospital or correct its country. Its code is fixed: subjects' pseudonyms contain it."""
+    unknown = set(fields) - set(HOSPITAL_ADMIN_FIELDS)
+    if unknown:
+        raise ValueError(f"Unknown hospital fields: {sorted(unknown)}")
+    hospital = Hospital.objects.select_for_update().get(pk=hospital.pk)
+    before = audit_snapshot(hospital)
+    if "name" in fields:
+        hospital.name = (fields["name"] or "").strip()
+    if "country" in fields:
+        hospital.country = (fields["country"] or "").strip().upper()
+    if audit_snapshot(hospital) == before:
+        return hospital
+    reason = _reason_required(reason, "Give a reason for changing a hospital.")
+    audited_save(
+        hospital, actor=actor, action="hospital.update", before=before, hospital_code=hospital.code, reason=reason
+    )
+    return hospital
+
+
+def _permission_names(permissions: Iterable[Permission]) -> list[str]:
+    return sorted(f"{p.content_type.app_label}.{p.codename}" for p in permissions)
+
+
+def _refuse_declared_group(name: str) -> None:
+    from platform_core.accounts.staff_groups import declared_staff_groups
+
+    if name in declared_staff_groups():
+        message = f"{name!r} is a staff group declared by the code and re-created on every migrate; change it there."
+        raise ValidationError({"name": message})
+
+
+@transaction.atomic
+def group_create(*, actor: User, name: str, permissions: Iterable[Permission]) -> Group:
+    name = (name or "").strip()
+    _refuse_declared_group(name)
+    group = Group(name=name)
+    group.full_clean()
+    group.save()
+    permissions = list(permissions)
+    group.permissions.set(permissions)
+    audit_record(
+        actor=actor,
+        action="group.create",
+        obj=group,
+        changes=diff(None, {"name": name, "permissions": _permission_names(permissions)}),
+    )
+    return group
+
+
+@transaction.atomic
+def group_update(
+    *, actor: User, group: Group, reason: str, name: str | None = None, permissions: Iterable[Permission] | None = None
+) -> Group:
+    """Rename a group or change its permissions (which changes what each of its members may do)."""
+    group = Group.objects.select_for_update().get(pk=group.pk)
+    _refuse_declared_group(group.name)
+    changes: dict[str, list[Any]] = {}
+    if name is not None and name.strip() != group.name:
+        _refuse_declared_group(name.strip())
+        changes["name"] = [group.name, name.strip()]
+        group.name = name.strip()
+    new_permissions = None
+    if permissions is not None:
+        new_permissions = list(permissions)
+        old_names = _permission_names(group.permissions.select_related("content_type"))
+        new_names = _permission_names(new_permissions)
+        if old_names != new_names:
+            changes["permissions"] = [old_names, new_names]
+    if not changes:
+        return group
+    reason = _reason_required(reason, "Give a reason for changing a group.")
+    group.full_clean()
+    group.save()
+    if new_permissions is not None:
+        group.permissions.set(new_permissions)
+    audit_record(actor=actor, action="group.update", obj=group, changes=changes, reason=reason)
+    return group

@@ -1,109 +1,115 @@
-"""Admin pages write through the audit trail too: every add, change and delete is recorded."""
+"""The Django admin is a write path like the pages and the API, so it writes only through the same services.
+
+A model admin either calls a service for each add and change (:class:`ServiceAdminMixin`), or is read-only
+(:class:`ReadOnlyAdmin`) with actions that call services (:func:`reasoned_action` asks for the reason the
+service needs). The admin never records form data in the audit trail: each service writes its own event from
+an explicit list of fields, so a password, token or key typed into a form cannot reach the trail.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
-from django.db import transaction
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
 
-from platform_core.audit.services import audit_record, diff
-
-
-def _hospital_code(obj: Any) -> str:
-    hospital = getattr(obj, "hospital", None)
-    if hospital is not None:
-        return hospital.code
-    return getattr(obj, "code", "") if obj.__class__.__name__ == "Hospital" else ""
+REASON_HELP = "Why this change is made; recorded in the audit trail."
 
 
-class AuditedAdminMixin(admin.ModelAdmin):
-    audit_exclude = ("password", "last_login", "updated_at", "created_at")
+def refusal_message(exc: Exception) -> str:
+    """One readable sentence from a service's refusal (an ApplicationError or a ValidationError)."""
+    from platform_core.api.exceptions import ApplicationError
+
+    if isinstance(exc, ApplicationError):
+        return str(exc.message)
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
+class ReasonFormMixin(forms.Form):
+    """A change form with a reason field, required (before any service is called) when anything changed."""
+
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, help_text=REASON_HELP)
+    reason_required_message = "Give a reason for this change; it is recorded in the audit trail."
+
+    def reason_needed(self) -> bool:
+        return bool(set(self.changed_data) - {"reason"})
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if self.reason_needed() and not (cleaned.get("reason") or "").strip():
+            self.add_error("reason", self.reason_required_message)
+        return cleaned
+
+
+class ServiceAdminMixin(admin.ModelAdmin):
+    """Adds and changes call a service; nothing is deleted here; related rows (inlines, many-to-many) are
+    written by the services too, never saved from the form.
+
+    Override ``create_through_service(request, form)`` to allow adding and ``update_through_service(request,
+    obj, form)`` to allow changing; each returns the saved object. A refusal of the service (an
+    ApplicationError or ValidationError) comes back on the page as an error message and nothing is saved.
+    """
+
+    create_through_service: Callable[..., models.Model] | None = None
+    update_through_service: Callable[..., models.Model] | None = None
+
+    def has_add_permission(self, request, *args: Any) -> bool:  # noqa: ANN001
+        return self.create_through_service is not None and super().has_add_permission(request, *args)
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return self.update_through_service is not None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
 
     def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
-        fields = [f for f in form.changed_data if f not in self.audit_exclude]
-        old = {f: form.initial.get(f) for f in fields} if change else None
-        new = {f: form.cleaned_data.get(f) for f in fields}
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            audit_record(
-                actor=request.user,
-                action=f"{obj._meta.model_name}.{'change' if change else 'create'}",
-                obj=obj,
-                hospital_code=_hospital_code(obj),
-                changes=diff(old, {k: (str(v) if hasattr(v, "pk") else v) for k, v in new.items()}),
-                reason="changed in the admin",
-            )
+        from platform_core.api.exceptions import ApplicationError
 
-    def save_formset(self, request, form, formset, change) -> None:  # noqa: ANN001
-        """Inline rows (a user's memberships, say) are audited like the object they belong to."""
+        service = self.update_through_service if change else self.create_through_service
+        if service is None:
+            raise PermissionDenied
+        try:
+            saved = service(request, obj, form) if change else service(request, form)
+        except (ApplicationError, ValidationError) as exc:
+            raise ValidationError(refusal_message(exc)) from None
+        obj.pk = saved.pk
+        obj.refresh_from_db()
 
-        def plain(value: Any) -> Any:
-            return str(value) if hasattr(value, "pk") else value
+    def save_related(self, request, form, formsets, change) -> None:  # noqa: ANN001
+        """Many-to-many values and inline rows are the services' to write (see ``save_model``); inlines here
+        are read-only, and nothing of a formset is saved (the admin's change message finds nothing new)."""
+        for formset in formsets:
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
-        def value_of(obj: Any, name: str) -> Any:  # a relation as its key, as the form's initial holds it
-            return plain(getattr(obj, obj._meta.get_field(name).attname))
-
-        before = {
-            inline.instance.pk: {name: plain(inline.initial.get(name)) for name in inline.changed_data}
-            for inline in formset.forms
-            if inline.instance.pk is not None
-        }
-        with transaction.atomic():
-            for inline in formset.deleted_forms:
-                if inline.instance.pk is not None:
-                    audit_record(
-                        actor=request.user,
-                        action=f"{inline.instance._meta.model_name}.delete",
-                        obj=inline.instance,
-                        hospital_code=_hospital_code(inline.instance),
-                        reason="deleted in the admin",
-                    )
-            super().save_formset(request, form, formset, change)
-            for obj in formset.new_objects:
-                fields = [f.name for f in obj._meta.concrete_fields if f.name not in self.audit_exclude and f.editable]
-                audit_record(
-                    actor=request.user,
-                    action=f"{obj._meta.model_name}.create",
-                    obj=obj,
-                    hospital_code=_hospital_code(obj),
-                    changes=diff(None, {f: value_of(obj, f) for f in fields if f != "id"}),
-                    reason="created in the admin",
-                )
-            for obj, changed in formset.changed_objects:
-                names = [name for name in changed if name not in self.audit_exclude]
-                audit_record(
-                    actor=request.user,
-                    action=f"{obj._meta.model_name}.change",
-                    obj=obj,
-                    hospital_code=_hospital_code(obj),
-                    changes=diff(
-                        {n: before.get(obj.pk, {}).get(n) for n in names}, {n: value_of(obj, n) for n in names}
-                    ),
-                    reason="changed in the admin",
-                )
+    def get_inlines(self, request, obj):  # noqa: ANN001, ANN201
+        return super().get_inlines(request, obj) if obj is not None else []  # read-only rows of an existing object
 
     def delete_model(self, request, obj) -> None:  # noqa: ANN001
-        with transaction.atomic():
-            audit_record(
-                actor=request.user,
-                action=f"{obj._meta.model_name}.delete",
-                obj=obj,
-                hospital_code=_hospital_code(obj),
-                reason="deleted in the admin",
-            )
-            super().delete_model(request, obj)
+        raise PermissionDenied
 
     def delete_queryset(self, request, queryset) -> None:  # noqa: ANN001
-        with transaction.atomic():
-            for obj in queryset:
-                self.delete_model(request, obj)
+        raise PermissionDenied
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):  # noqa: ANN001, ANN201
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as exc:  # raised by save_model inside the admin's transaction, now rolled back
+            self.message_user(request, " ".join(exc.messages), level=messages.ERROR)
+            return HttpResponseRedirect(request.path)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Listed for oversight; written only by the services (which audit every change)."""
 
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request, *args: Any) -> bool:  # noqa: ANN001
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
@@ -116,7 +122,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ScopedAdminMixin(admin.ModelAdmin):
     """The admin shows staff only what the pages would: rows of their hospitals and trials (``scope``), never
     AI outputs of trials they read. Superusers are platform operators and see every row (their every change
-    is audited); the blinding still applies to them where they are also readers."""
+    goes through the audited services); the blinding still applies to them where they are also readers."""
 
     def scope(self, request, queryset):  # noqa: ANN001, ANN201 - override: the rows a staff member may see
         return queryset.none()
@@ -126,26 +132,50 @@ class ScopedAdminMixin(admin.ModelAdmin):
         return queryset if request.user.is_superuser else self.scope(request, queryset)
 
 
-class ServiceAddAdminMixin(admin.ModelAdmin):
-    """Admin add pages that create through a service. ``save_model`` raises ``refused(exc)`` when the service
-    says no; the add page then shows that reason as an error message, and nothing is saved."""
+class ReasonActionForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text=REASON_HELP)
 
-    @staticmethod
-    def refused(exc: Exception) -> Exception:
-        from django.core.exceptions import ValidationError
 
-        from platform_core.api.exceptions import ApplicationError
+def reasoned_action(
+    *,
+    description: str,
+    service: Callable[[Any, Any, str], Any],
+    permission: str = "change",
+    done: str = "Done for {count} row(s).",
+) -> Callable[..., Any]:
+    """An admin action that asks for a reason on its own page, then calls ``service(actor, obj, reason)`` for
+    each selected row. Each call is its own audited transaction; a row the service refuses is named in an
+    error message and the others still go through. A blank reason calls nothing."""
 
-        message = exc.message if isinstance(exc, ApplicationError) else " ".join(getattr(exc, "messages", [str(exc)]))
-        return ValidationError(message)
+    from platform_core.api.exceptions import ApplicationError
 
-    def add_view(self, request, form_url="", extra_context=None):  # noqa: ANN001, ANN201
-        from django.contrib import messages
-        from django.core.exceptions import ValidationError
-        from django.http import HttpResponseRedirect
+    def action(modeladmin: admin.ModelAdmin, request, queryset):  # noqa: ANN001, ANN202
+        form = ReasonActionForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            reason = form.cleaned_data["reason"].strip()
+            done_count, refused = 0, []
+            for obj in queryset:
+                try:
+                    service(request.user, obj, reason)
+                except (ApplicationError, ValidationError) as exc:
+                    refused.append(f"{obj}: {refusal_message(exc)}")
+                else:
+                    done_count += 1
+            if done_count:
+                modeladmin.message_user(request, done.format(count=done_count), level=messages.SUCCESS)
+            for line in refused:
+                modeladmin.message_user(request, f"Refused, nothing changed for {line}", level=messages.ERROR)
+            return None
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": description,
+            "opts": modeladmin.model._meta,
+            "queryset": queryset,
+            "form": form,
+            "action_name": action.__name__,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/visus/reasoned_action.html", context)
 
-        try:
-            return super().add_view(request, form_url, extra_context)
-        except ValidationError as exc:
-            self.message_user(request, " ".join(exc.messages), level=messages.ERROR)
-            return HttpResponseRedirect(request.path)
+    action.__name__ = description.lower().replace(" ", "_").strip("_")[:60]
+    return admin.action(description=description, permissions=[permission])(action)

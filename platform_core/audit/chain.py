@@ -1,4 +1,9 @@
-"""Hashing of audit events. Pure: no Django imports."""
+"""Hashing of audit events. Pure: no Django imports.
+
+Each event's hash covers its header (number, time, actor, action, object, scope), the digest of its payload
+and the previous event's hash. The payload itself (what changed, the reason, the object's description) is
+outside the hash, behind its salted digest, so that an operator can redact a secret that landed there.
+"""
 
 from __future__ import annotations
 
@@ -42,3 +47,15 @@ def event_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
         ensure_ascii=True,
     )
     return hashlib.sha256(payload.encode("ascii")).hexdigest()
+
+
+def payload_digest(payload: Mapping[str, Any], salt: str) -> str:
+    """SHA-256 of an event's payload (its free text: changes, reason, object_repr) and a random salt.
+
+    The chain covers this digest, not the payload, so the payload can be redacted without breaking the chain.
+    The salt is erased with the payload: a redacted low-entropy secret cannot be confirmed by guessing.
+    """
+    text = json.dumps(
+        {"payload": json_safe(payload), "salt": salt}, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(text.encode("ascii")).hexdigest()

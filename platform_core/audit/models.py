@@ -9,10 +9,13 @@ from django.db import models
 class AuditEvent(models.Model):
     """One create/change/delete/sign/login event.
 
-    ``seq`` numbers events 1, 2, 3... without gaps; ``hash`` covers every field and the previous
-    event's hash, so editing, inserting or deleting a row breaks the chain from that row on.
-    Rows are written only by :func:`platform_core.audit.services.audit_record`; on PostgreSQL a
-    trigger refuses UPDATE and DELETE.
+    ``seq`` numbers events 1, 2, 3... without gaps; ``hash`` covers the header fields, ``payload_digest``
+    (a salted SHA-256 of ``changes``, ``reason`` and ``object_repr``) and the previous event's hash, so
+    editing, inserting or deleting a row breaks the chain from that row on.
+    Rows are written only by :func:`platform_core.audit.services.audit_record`. The one permitted change is
+    a redaction (:func:`platform_core.audit.services.audit_redact`): the payload and its salt are replaced by
+    a marker naming the ``audit_event.redact`` event that did it, the digest stays. On PostgreSQL triggers
+    refuse DELETE, TRUNCATE and every UPDATE but that one.
     """
 
     seq = models.PositiveBigIntegerField(unique=True, editable=False)
@@ -29,6 +32,11 @@ class AuditEvent(models.Model):
     trial_ref = models.CharField(max_length=64, blank=True, db_index=True)
     changes = models.JSONField(default=dict, blank=True, help_text="{field: [old, new]}")
     reason = models.TextField(blank=True)
+    payload_digest = models.CharField(max_length=64, editable=False)
+    payload_salt = models.CharField(max_length=32, blank=True, editable=False, help_text="Erased by a redaction.")
+    redacted_by_seq = models.PositiveBigIntegerField(
+        null=True, blank=True, editable=False, help_text="The audit_event.redact event that redacted the payload."
+    )
     prev_hash = models.CharField(max_length=64, editable=False)
     hash = models.CharField(max_length=64, unique=True, editable=False)
 
@@ -37,3 +45,7 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"
+
+    @property
+    def is_redacted(self) -> bool:
+        return self.redacted_by_seq is not None

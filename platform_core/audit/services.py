@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from platform_core.audit.chain import GENESIS_HASH, event_hash, json_safe
+from platform_core.audit.chain import GENESIS_HASH, event_hash, json_safe, payload_digest
 from platform_core.audit.models import AuditEvent
+from platform_core.audit.vocabulary import auditable_fields, is_secret_name, read_path, require_action
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock that serialises appends.
 _CHAIN_LOCK_KEY = 0x56495355  # "VISU"
 
+# The chain hashes these header fields and the payload's digest...
 HASHED_FIELDS = (
     "seq",
     "occurred_at",
@@ -23,16 +27,33 @@ HASHED_FIELDS = (
     "action",
     "object_type",
     "object_id",
-    "object_repr",
     "hospital_code",
     "trial_ref",
-    "changes",
-    "reason",
+    "payload_digest",
 )
+# ...and the digest covers these free-text fields, which a redaction replaces.
+PAYLOAD_FIELDS = ("object_repr", "changes", "reason")
+REDACT_ACTION = "audit_event.redact"
+REDACTION_MARKER_KEY = "redacted_by_event"
+
+M = TypeVar("M", bound=models.Model)
+
+
+class SecretInAuditPayload(ValueError):
+    """A payload key that names a secret: refused, so that no password or token reaches the trail."""
 
 
 def _fields_of(event: AuditEvent) -> dict[str, Any]:
     return {name: getattr(event, name) for name in HASHED_FIELDS}
+
+
+def _payload_of(event: AuditEvent) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in PAYLOAD_FIELDS}
+
+
+def redaction_marker(redaction_seq: int) -> dict[str, int]:
+    """What a redacted event's ``changes`` hold instead of its payload."""
+    return {REDACTION_MARKER_KEY: redaction_seq}
 
 
 def _lock_chain() -> None:
@@ -57,8 +78,94 @@ def snapshot(instance: models.Model, fields: Iterable[str]) -> dict[str, Any]:
     values = {}
     for name in fields:
         field = instance._meta.get_field(name)
-        values[name] = json_safe(getattr(instance, field.attname))
+        values[name] = json_safe(getattr(instance, getattr(field, "attname", name)))
     return values
+
+
+def audit_snapshot(instance: models.Model) -> dict[str, Any]:
+    """The values of the model's declared auditable fields (its app's auditing.py), JSON-safe.
+
+    Take it before changing an existing row and give it to :func:`audited_save` as ``before``.
+    """
+    return {f.name: json_safe(read_path(instance, f.path)) for f in auditable_fields(instance._meta.label)}
+
+
+@transaction.atomic
+def audited_save(
+    instance: M,
+    *,
+    actor: Any,
+    action: str,
+    before: Mapping[str, Any] | None = None,
+    reason: str = "",
+    trial_ref: str = "",
+    hospital_code: str = "",
+    update_fields: Iterable[str] | None = None,
+    extra_changes: Mapping[str, list[Any]] | None = None,
+    force_insert: bool = False,
+) -> AuditEvent:
+    """Save, then record the event: ``full_clean()``, save, and record the declared auditable fields that
+    changed (all of them for a new row), plus ``extra_changes`` (``{key: [old, new]}``, for facts that are not
+    fields of the row), in one transaction. Nothing else of the instance reaches the trail.
+
+    An existing row needs ``before=audit_snapshot(instance)`` taken before it was changed.
+    """
+    auditable_fields(instance._meta.label)  # a model that declares none is refused before anything is written
+    adding = instance._state.adding
+    if not adding and before is None:
+        raise TypeError(
+            f"audited_save of an existing {instance._meta.label} needs before=audit_snapshot(instance), "
+            "taken before the change."
+        )
+    changes = diff(None if adding else before, audit_snapshot(instance))
+    if update_fields is not None:
+        update_fields = list(update_fields)
+        unsaved = sorted(set(changes) - set(update_fields))
+        if unsaved:  # the event would record a change that the save leaves out
+            raise ValueError(f"audited_save: {', '.join(unsaved)} changed but not in update_fields.")
+    instance.full_clean()
+    if adding:
+        instance.save(force_insert=force_insert)
+    else:
+        instance.save(update_fields=update_fields)
+    changes.update(extra_changes or {})
+    return audit_record(
+        actor=actor,
+        action=action,
+        obj=instance,
+        changes=changes,
+        reason=reason,
+        trial_ref=trial_ref,
+        hospital_code=hospital_code,
+    )
+
+
+@transaction.atomic
+def audited_delete(
+    instance: models.Model,
+    *,
+    actor: Any,
+    action: str,
+    reason: str = "",
+    trial_ref: str = "",
+    hospital_code: str = "",
+) -> AuditEvent:
+    """Record the event, then delete: the event keeps the declared auditable fields as they were
+    (``{field: [old, None]}``) and the object's key and description, in the delete's transaction."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Give a reason for deleting this."})
+    changes = {name: [value, None] for name, value in audit_snapshot(instance).items()}
+    event = audit_record(
+        actor=actor,
+        action=action,
+        obj=instance,
+        changes=changes,
+        reason=reason.strip(),
+        trial_ref=trial_ref,
+        hospital_code=hospital_code,
+    )
+    instance.delete()
+    return event
 
 
 @transaction.atomic
@@ -75,7 +182,17 @@ def audit_record(
     hospital_code: str = "",
     trial_ref: str = "",
 ) -> AuditEvent:
-    """Append one event to the chain. Call it inside the transaction of the change it records."""
+    """Append one event to the chain. Call it inside the transaction of the change it records.
+
+    Refuses an action that no app registered (vocabulary.py) and a ``changes`` key that names a secret.
+    """
+    require_action(action)
+    secret_keys = sorted(str(key) for key in (changes or {}) if is_secret_name(str(key)))
+    if secret_keys:
+        raise SecretInAuditPayload(
+            f"Refused to record {', '.join(secret_keys)} in the audit trail of {action}: a secret never enters it "
+            "(record only the model's declared auditable fields)."
+        )
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
@@ -96,11 +213,50 @@ def audit_record(
         trial_ref=trial_ref,
         changes=json_safe(dict(changes or {})),
         reason=reason,
+        payload_salt=secrets.token_hex(16),
         prev_hash=last.hash if last else GENESIS_HASH,
     )
+    event.payload_digest = payload_digest(_payload_of(event), event.payload_salt)
     event.hash = event_hash(_fields_of(event), event.prev_hash)
     event.save(force_insert=True)
     return event
+
+
+@transaction.atomic
+def audit_redact(*, actor: Any, seq: int, reason: str) -> AuditEvent:
+    """Replace event ``seq``'s payload (changes, reason, description) and its salt by a redaction marker.
+
+    For a secret that reached the trail. The event's digest, hash and header stay, so the chain still verifies;
+    the redaction is itself an ``audit_event.redact`` event naming the redacted one, its digest and the reason.
+    Returns that event. Refused with a clear message for an unknown event, an event already redacted, or no reason.
+    """
+    if not reason.strip():
+        raise ValidationError({"reason": "Give the reason for redacting an audit event."})
+    _lock_chain()  # no other redaction or append between the check and the update
+    target = AuditEvent.objects.filter(seq=seq).first()
+    if target is None:
+        raise ValidationError(f"There is no audit event #{seq}.")
+    if target.is_redacted:
+        raise ValidationError(f"Audit event #{seq} was already redacted by event #{target.redacted_by_seq}.")
+    redaction = audit_record(
+        actor=actor,
+        action=REDACT_ACTION,
+        object_type=AuditEvent._meta.label_lower,
+        object_id=str(target.seq),
+        object_repr=f"audit event #{target.seq} ({target.action})",
+        hospital_code=target.hospital_code,
+        trial_ref=target.trial_ref,
+        changes={"payload": [target.payload_digest, "redacted"]},
+        reason=reason.strip(),
+    )
+    AuditEvent.objects.filter(pk=target.pk).update(
+        changes=redaction_marker(redaction.seq),
+        reason="",
+        object_repr="",
+        payload_salt="",
+        redacted_by_seq=redaction.seq,
+    )
+    return redaction
 
 
 @dataclass(frozen=True)
@@ -110,43 +266,84 @@ class ChainReport:
     first_bad_seq: int | None = None
     problem: str = ""
     head: tuple[int, str] | None = None  # (seq, hash) of the last event, to keep outside the database
+    redacted: int = 0  # events whose payload a recorded redaction replaced
+
+
+def _redaction_problem(event: AuditEvent) -> str:
+    """Why a redacted event's marker is not one that :func:`audit_redact` writes ("" when it is)."""
+    by = event.redacted_by_seq
+    if by is None or by <= event.seq:
+        return f"it names event #{by} as its redaction, which cannot be"
+    if event.changes != redaction_marker(by) or event.reason or event.object_repr or event.payload_salt:
+        return "its payload is neither the original nor a redaction marker"
+    return ""
 
 
 def audit_verify(*, batch_size: int = 2000, expect_head: tuple[int, str] | None = None) -> ChainReport:
     """Recompute the whole chain. Reports the first event whose content, link or number is wrong.
 
+    Each event's payload must match its digest, unless a later ``audit_event.redact`` event names it and its
+    payload is exactly the redaction marker pointing back there; any other edit of an event is reported.
     The chain alone cannot show that its last events were deleted. ``expect_head`` is an event (seq, hash)
     recorded earlier outside the database (the previous run's head): it must still be in the chain unchanged.
     """
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0
+    redacted = 0
+    awaiting: dict[int, int] = {}  # seq of a redaction event -> seq of the event it must have redacted
+
+    def bad(seq: int, problem: str) -> ChainReport:
+        return ChainReport(False, checked, seq, problem)
+
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=batch_size):
         if event.seq != expected_seq:
-            return ChainReport(
-                False,
-                checked,
+            return bad(
                 event.seq,
-                f"event #{event.seq} follows #{expected_seq - 1}: event(s) #{expected_seq}"
-                f"..#{event.seq - 1} were deleted",
+                f"event #{event.seq} follows #{expected_seq - 1}: "
+                f"event(s) #{expected_seq}..#{event.seq - 1} were deleted",
             )
         if event.prev_hash != prev_hash:
-            return ChainReport(False, checked, event.seq, f"event #{event.seq} does not link to its predecessor")
-        # Re-read JSON through json_safe so the stored value is hashed exactly as it was written.
-        fields = _fields_of(event)
-        if event_hash(fields, event.prev_hash) != event.hash:
-            return ChainReport(False, checked, event.seq, f"event #{event.seq} was modified after it was written")
+            return bad(event.seq, f"event #{event.seq} does not link to its predecessor")
+        if event_hash(_fields_of(event), event.prev_hash) != event.hash:
+            return bad(event.seq, f"event #{event.seq} was modified after it was written")
+        if event.redacted_by_seq is not None:
+            problem = _redaction_problem(event)
+            if problem or event.redacted_by_seq in awaiting:
+                return bad(
+                    event.seq, f"event #{event.seq} was modified after it was written: {problem or 'redacted twice'}"
+                )
+            awaiting[event.redacted_by_seq] = event.seq
+            redacted += 1
+        # Re-read JSON through json_safe (in payload_digest) so the stored value is hashed as it was written.
+        elif payload_digest(_payload_of(event), event.payload_salt) != event.payload_digest:
+            return bad(
+                event.seq,
+                f"event #{event.seq} was modified after it was written: its payload does not match its digest "
+                "and no recorded redaction replaced it",
+            )
+        if event.action == REDACT_ACTION:
+            target = awaiting.pop(event.seq, None)
+            if target is None or event.object_id != str(target):
+                return bad(
+                    event.seq,
+                    f"event #{event.seq} records the redaction of event #{event.object_id}, which is not redacted",
+                )
+        elif event.seq in awaiting:
+            target = awaiting[event.seq]
+            return bad(target, f"event #{target} was modified after it was written: #{event.seq} is no redaction")
         if expect_head is not None and event.seq == expect_head[0] and event.hash != expect_head[1]:
-            return ChainReport(False, checked, event.seq, f"event #{event.seq} is not the one recorded earlier")
+            return bad(event.seq, f"event #{event.seq} is not the one recorded earlier")
         prev_hash = event.hash
         expected_seq += 1
         checked += 1
+    if awaiting:
+        by, target = min(awaiting.items(), key=lambda item: item[1])
+        return bad(target, f"event #{target} was modified after it was written: its redaction #{by} does not exist")
     if expect_head is not None and checked < expect_head[0]:
-        return ChainReport(
-            False,
-            checked,
+        return bad(
             checked + 1,
             f"the trail ends at #{checked} but event #{expect_head[0]} was recorded earlier: "
             f"event(s) #{checked + 1}..#{expect_head[0]} were deleted",
         )
-    return ChainReport(True, checked, head=(checked, prev_hash) if checked else None)
+    return ChainReport(True, checked, head=(checked, prev_hash) if checked else None, redacted=redacted)

@@ -135,12 +135,16 @@ class AuditTamperDetectionTests(TestCase):
 
     def test_rehashed_forgery_is_still_detected_by_the_next_link(self):
         event = AuditEvent.objects.get(seq=2)
-        from platform_core.audit.chain import event_hash
-        from platform_core.audit.services import _fields_of
+        from platform_core.audit.chain import event_hash, payload_digest
+        from platform_core.audit.services import _fields_of, _payload_of
 
         event.reason = "forged"
+        event.payload_digest = payload_digest(_payload_of(event), event.payload_salt)
         forged_hash = event_hash(_fields_of(event), event.prev_hash)
-        self._raw("UPDATE audit_auditevent SET reason = %s, hash = %s WHERE seq = %s", ["forged", forged_hash, 2])
+        self._raw(
+            "UPDATE audit_auditevent SET reason = %s, payload_digest = %s, hash = %s WHERE seq = %s",
+            ["forged", event.payload_digest, forged_hash, 2],
+        )
         report = audit_verify()
         self.assertFalse(report.ok)
         self.assertEqual(report.first_bad_seq, 3)
@@ -169,7 +173,7 @@ class AuditPostgresTriggerTests(TestCase):
             )
             self.assertEqual(
                 sorted(row[0] for row in cursor.fetchall()),
-                ["audit_auditevent_append_only", "audit_auditevent_no_truncate"],
+                ["audit_auditevent_no_delete", "audit_auditevent_no_truncate", "audit_auditevent_redact_only"],
             )
 
     def test_truncate_is_refused_by_the_database(self):

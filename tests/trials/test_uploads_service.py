@@ -216,7 +216,7 @@ class RefusedUploadTests(UploadTestCase):
 
     def test_database_failure_after_storing_deletes_the_objects(self):
         before = stored_names()
-        with mock.patch("trials.file_services.audit_record", side_effect=RuntimeError("db down")):
+        with mock.patch("platform_core.audit.services.audit_record", side_effect=RuntimeError("db down")):
             from trials.file_services import case_file_upload
 
             with self.assertRaises(RuntimeError):

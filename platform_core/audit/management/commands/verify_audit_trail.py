@@ -23,6 +23,7 @@ class Command(BaseCommand):
         report = audit_verify(expect_head=expect)
         if not report.ok:
             raise CommandError(f"Audit trail BROKEN after {report.checked} good event(s): {report.problem}.")
-        self.stdout.write(self.style.SUCCESS(f"Audit trail intact: {report.checked} event(s) verified."))
+        redacted = f" ({report.redacted} redacted by a recorded redaction)" if report.redacted else ""
+        self.stdout.write(self.style.SUCCESS(f"Audit trail intact: {report.checked} event(s) verified{redacted}."))
         if report.head:
             self.stdout.write(f"Head: {report.head[0]}:{report.head[1]}")

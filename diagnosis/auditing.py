@@ -1,0 +1,21 @@
+"""Audit actions of the model registry and inference jobs, and the fields their events record."""
+
+from platform_core.audit.vocabulary import register_actions, register_auditable_fields
+
+register_actions(
+    "diagnosis",
+    {
+        "model.register": "a diagnostic network's weights were registered",
+        "model.status": "a model version was activated or retired, with a reason",
+        "inference_job.queue": "a case was queued for a model",
+        "inference_job.supersede": "a job stopped being current because the case's files changed",
+        "inference_job.retry": "a failed or abandoned job was queued again",
+        "inference_job.fail": "a job failed, with the reason",
+        "inference_job.succeed": "a job wrote its prediction",
+    },
+)
+
+register_auditable_fields(
+    "diagnosis.ModelVersion", ["name", "version", "architecture", "task", "sha256", "size", "status"]
+)
+register_auditable_fields("diagnosis.InferenceJob", ["case", "model_version", "status", "is_current"])

@@ -1,0 +1,11 @@
+"""The audit trail's own actions (see vocabulary.py for how every app declares its own)."""
+
+from platform_core.audit.vocabulary import register_actions
+
+register_actions(
+    "audit",
+    {
+        "audit_event.redact": "an operator replaced an event's payload by a redaction marker (the digest stays)",
+        "audit_trail.rehash": "the chain was brought across to a new hashing scheme by a migration",
+    },
+)
