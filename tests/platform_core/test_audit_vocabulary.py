@@ -47,7 +47,7 @@ class ActionVocabularyTests(TestCase):
     def test_each_entity_is_spelled_one_way(self):
         """trial_site.update and trialsite.change named the same thing two ways (the admin wrote model names)."""
         spellings: dict[str, set[str]] = {}
-        for name, action in registered_actions().items():
+        for name, _action in registered_actions().items():
             entity = name.split(".")[0]
             spellings.setdefault(entity.replace("_", ""), set()).add(entity)
         self.assertEqual({k: v for k, v in spellings.items() if len(v) > 1}, {})
