@@ -22,7 +22,7 @@ from platform_core.accounts.services import (
     login_attempt_succeeded,
     login_failure_record,
 )
-from platform_core.audit.services import audit_record, diff, snapshot
+from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 from platform_core.errors import ApplicationError
 from reading.forms_core import check_answers, discordance
 from reading.models import (
@@ -123,6 +123,7 @@ def reading_setup_set(*, actor: User, trial: Trial, **fields: Any) -> ReadingSet
         raise ApplicationError("This trial is closed.", code="trial_closed", status=409)
     setup = ReadingSetup.objects.select_for_update().filter(trial=trial).first()
     before = snapshot(setup, SETUP_FIELDS) if setup else None
+    before_audit = audit_snapshot(setup) if setup else None
     setup = setup or ReadingSetup(trial=trial)
     for name, value in fields.items():
         setattr(setup, name, value)
@@ -134,8 +135,7 @@ def reading_setup_set(*, actor: User, trial: Trial, **fields: Any) -> ReadingSet
         fixed = {"crossing", "aided_phase", "washout_days"} & set(changes)
         if fixed:
             raise ValidationError({next(iter(fixed)): "Reads have started: the design can no longer change."})
-    setup.save()
-    audit_record(actor=actor, action="reading.setup_set", obj=setup, trial_ref=_trial_ref(trial), changes=changes)
+    audited_save(setup, actor=actor, action="reading.setup_set", before=before_audit, trial_ref=_trial_ref(trial))
     return setup
 
 
@@ -161,18 +161,15 @@ def reader_assign(*, actor: User, trial: Trial, reader: User, phase: str, group:
     if not _reader_of_trial(reader, trial):
         raise ValidationError({"reader": "This person holds no reader role at a site of this trial."})
     assignment = ReaderAssignment.objects.select_for_update().filter(trial=trial, reader=reader, phase=phase).first()
+    before = None
     if assignment is not None:
-        before = snapshot(assignment, ("group", "is_active"))
+        before = audit_snapshot(assignment)
         assignment.group, assignment.is_active = group, True
-        changes = diff(before, snapshot(assignment, ("group", "is_active")))
-        if not changes:
+        if not diff(before, audit_snapshot(assignment)):
             return assignment
     else:
         assignment = ReaderAssignment(trial=trial, reader=reader, phase=phase, group=group, seed=secrets.randbits(62))
-        changes = diff(None, {"reader": reader.email, "phase": phase, "group": group})
-    assignment.full_clean()
-    assignment.save()
-    audit_record(actor=actor, action="reading.reader_assign", obj=assignment, trial_ref=trial.slug, changes=changes)
+    audited_save(assignment, actor=actor, action="reading.reader_assign", before=before, trial_ref=trial.slug)
     return assignment
 
 
@@ -366,15 +363,20 @@ def read_draft_save(
         raise ValidationError(errors)
     if not isinstance(seconds, int) or seconds < 0:
         raise ValidationError({"seconds": "Time on case is a whole number of seconds, 0 or more."})
-    before = snapshot(read, READ_FIELDS)
+    before = audit_snapshot(read)
     read.answers, read.confidences = dict(answers), dict(confidences)
     read.seconds_on_case += min(seconds, MAX_SECONDS_PER_SAVE)
-    changes = diff(before, snapshot(read, READ_FIELDS))
-    if not changes:
+    if not diff(before, audit_snapshot(read)):
         return read
     read.version += 1
-    read.save(update_fields=[*READ_FIELDS, "version", "updated_at"])
-    audit_record(actor=reader, action="read.draft_save", obj=read, trial_ref=trial.slug, changes=changes)
+    audited_save(
+        read,
+        actor=reader,
+        action="read.draft_save",
+        before=before,
+        update_fields=[*READ_FIELDS, "version", "updated_at"],
+        trial_ref=trial.slug,
+    )
     return read
 
 
@@ -463,17 +465,18 @@ def read_sign(*, read: Read, signer: User, password: str, meaning: str, version:
         errors = check_answers(trial.reading_form, read.answers, read.confidences, complete=True)
         if errors:
             raise ValidationError(errors)
+        before = audit_snapshot(read)
         for name, value in _signature(signer, meaning).items():
             setattr(read, name, value)
         read.status = ReadStatus.SIGNED
         read.version += 1
-        read.save(update_fields=[*SIGNED_FIELDS, "version", "updated_at"])
-        audit_record(
+        audited_save(
+            read,
             actor=signer,
             action="read.sign",
-            obj=read,
+            before=before,
+            update_fields=[*SIGNED_FIELDS, "version", "updated_at"],
             trial_ref=trial.slug,
-            changes=diff({"status": ReadStatus.DRAFT}, snapshot(read, SIGNED_FIELDS)),
         )
         if read.phase == Phase.UNAIDED:
             adjudication_check(case=read.case)
@@ -516,20 +519,20 @@ def read_amend(
         errors = check_answers(trial.reading_form, answers, confidences, complete=True)
         if errors:
             raise ValidationError(errors)
-        before = snapshot(read, ("answers", "confidences", "signed_at", "signature_meaning"))
+        before = audit_snapshot(read)
         read.answers, read.confidences = dict(answers), dict(confidences)
         if not diff(before, snapshot(read, ("answers", "confidences"))):
             raise ValidationError({"answers": "Nothing changed: there is nothing to amend."})
         for name, value in _signature(signer, meaning).items():
             setattr(read, name, value)
         read.version += 1
-        read.save(update_fields=["answers", "confidences", *SIGNED_FIELDS, "version", "updated_at"])
-        audit_record(
+        audited_save(
+            read,
             actor=signer,
             action="read.amend",
-            obj=read,
+            before=before,
+            update_fields=["answers", "confidences", *SIGNED_FIELDS, "version", "updated_at"],
             trial_ref=trial.slug,
-            changes=diff(before, snapshot(read, ("answers", "confidences", "signed_at", "signature_meaning"))),
             reason=reason,
         )
         if read.phase == Phase.UNAIDED:

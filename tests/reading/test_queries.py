@@ -14,7 +14,7 @@ from tests.reading.helpers import GOOD, GOOD_CONF, ReadingWorld
 
 # Pinned: the same in a trial of 2 cases and 3 readers as in one of 27 cases and 9 readers.
 NEXT_CASE_QUERIES = 24  # permission, trial, assignment lock, resume check, order, insert, audit, response
-DRAFT_SAVE_QUERIES = 16
+DRAFT_SAVE_QUERIES = 26  # audited_save runs full_clean: foreign keys and unique constraints checked
 
 
 class QueryPinTests(TestCase):
