@@ -241,3 +241,13 @@ def adjudications_for(user: User) -> QuerySet[Adjudication]:
     return Adjudication.objects.filter(
         trial__panel_members__user=user, trial__panel_members__is_active=True
     ).select_related("trial", "case")
+
+
+def analysable_reads(trial: Trial) -> QuerySet[Read]:
+    """Signed reads of the trial for its analyses: hidden calibration cases are left out (they measure the
+    readers, not the AI), and each read carries its reader's group and phase."""
+    return (
+        Read.objects.filter(case__subject__trial=trial, status=ReadStatus.SIGNED, case__calibration__isnull=True)
+        .select_related("assignment", "reader")
+        .order_by("phase", "reader_id", "case_id")
+    )
