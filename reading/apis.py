@@ -18,7 +18,7 @@ from platform_core.accounts.models import Role, User
 from platform_core.api.permissions import roles_required
 from reading import selectors, services
 from reading.models import Adjudication, LesionMark, MarkKind, MarkShape, Phase, Read
-from trials.models import Trial
+from trials.models import Case, Trial
 from trials.selectors import trials_for
 
 IsReader = roles_required(Role.READER)
@@ -428,3 +428,81 @@ class AdjudicationSignApi(APIView):
         services.adjudication_sign(adjudication=adjudication, signer=request.user, **data.validated_data)
         adjudication = selectors.adjudication_queue(request.user, adjudication.trial).get(pk=adjudication.pk)
         return Response(AdjudicationSerializer(adjudication).data)
+
+
+class ReaderUnassignApi(APIView):
+    """End a reader's assignment, with a reason (managers)."""
+
+    permission_classes = [IsManager]
+
+    class ReaderUnassignInputSerializer(serializers.Serializer):
+        reason = serializers.CharField()
+
+    @extend_schema(request=ReaderUnassignInputSerializer, responses={204: None})
+    def post(self, request: Request, pk: str) -> Response:
+        assignment = get_object_or_404(selectors.assignments_managed_by(request.user), pk=pk)
+        data = self.ReaderUnassignInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.reader_unassign(actor=request.user, assignment=assignment, reason=data.validated_data["reason"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PanelMemberAddApi(APIView):
+    """Add a reader of the trial to its adjudication panel (managers)."""
+
+    permission_classes = [IsManager]
+
+    class PanelMemberAddInputSerializer(serializers.Serializer):
+        user = serializers.EmailField()
+
+    @extend_schema(request=PanelMemberAddInputSerializer, responses={204: None})
+    def post(self, request: Request, slug: str) -> Response:
+        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        data = self.PanelMemberAddInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = User.objects.filter(email__iexact=data.validated_data["user"]).first()
+        if user is None:
+            raise serializers.ValidationError({"user": ["No user has this email address."]})
+        services.panel_member_add(actor=request.user, trial=trial, user=user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CalibrationCaseMarkApi(APIView):
+    """Mark a case of the trial as a hidden calibration case with its known answers (managers)."""
+
+    permission_classes = [IsManager]
+
+    class CalibrationCaseMarkInputSerializer(serializers.Serializer):
+        case = serializers.UUIDField()
+        known_answers = serializers.DictField()
+
+    @extend_schema(request=CalibrationCaseMarkInputSerializer, responses={204: None})
+    def post(self, request: Request, slug: str) -> Response:
+        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        data = self.CalibrationCaseMarkInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        case = get_object_or_404(
+            Case.objects.select_related("subject__trial"), pk=data.validated_data["case"], subject__trial=trial
+        )
+        services.calibration_case_mark(
+            actor=request.user, case=case, known_answers=data.validated_data["known_answers"]
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReferenceLockApi(APIView):
+    """Lock the trial's reference standard, signed with the password (managers)."""
+
+    permission_classes = [IsManager]
+
+    class ReferenceLockInputSerializer(serializers.Serializer):
+        password = serializers.CharField(trim_whitespace=False, write_only=True)
+        meaning = serializers.ChoiceField(choices=[(m, m) for m in services.MEANINGS["lock"]])
+
+    @extend_schema(request=ReferenceLockInputSerializer, responses={204: None})
+    def post(self, request: Request, slug: str) -> Response:
+        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        data = self.ReferenceLockInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.reference_lock(actor=request.user, trial=trial, **data.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)

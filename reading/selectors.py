@@ -251,3 +251,9 @@ def analysable_reads(trial: Trial) -> QuerySet[Read]:
         .select_related("assignment", "reader")
         .order_by("phase", "reader_id", "case_id")
     )
+
+
+def assignments_managed_by(user: User) -> QuerySet[ReaderAssignment]:
+    from trials.selectors import managed_trials_for
+
+    return ReaderAssignment.objects.filter(trial__in=managed_trials_for(user).values("pk")).select_related("trial")

@@ -93,7 +93,9 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
             messages.success(request, "Draft saved.")
             return redirect("reading:read", pk=read.pk)
     elif request.method == "POST" and read.is_signed:
-        raise PermissionDenied("This read is signed and locked.")
+        # A second submit, or a form left open in another tab: nothing changes, and the reader is told why.
+        messages.error(request, f"Case {read.number} is already signed and locked: nothing was changed.")
+        return redirect("reading:read", pk=read.pk)
     return render(
         request,
         "reading/read.html",

@@ -262,3 +262,46 @@ class SchemaTests(TestCase):
             "/reading/adjudications/{id}/sign/",
         ):
             self.assertIn(path, schema)
+
+
+class ManagerApiTests(ApiTestCase):
+    def test_manager_ends_an_assignment_adds_a_panel_member_marks_calibration_and_locks(self):
+        from reading.models import CalibrationCase, PanelMember, ReaderAssignment, ReadingSetup
+
+        assignment = self.w.assignments[(self.w.reader3.pk, "unaided")]
+        posts = [
+            (f"/api/v1/reading/assignments/{assignment.pk}/end/", {"reason": "left"}),
+            (f"/api/v1/reading/trials/{self.slug}/panel/", {"user": self.w.reader3.email}),
+            (
+                f"/api/v1/reading/trials/{self.slug}/calibration/",
+                {"case": str(self.w.case1.pk), "known_answers": {"icdr_grade": "2"}},
+            ),
+            (
+                f"/api/v1/reading/trials/{self.slug}/reference-lock/",
+                {"password": PASSWORD, "meaning": services.MEANING_LOCK},
+            ),
+        ]
+        for role, user in self.others().items():
+            if role == "manager":
+                continue
+            for url, body in posts:
+                self.assertIn(self.as_(user).post(url, body, format="json").status_code, (401, 403, 404), (role, url))
+        self.assertEqual(self.as_(self.w.manager).post(posts[0][0], {"reason": ""}, format="json").status_code, 400)
+        for url, body in posts:
+            response = self.as_(self.w.manager).post(url, body, format="json")
+            self.assertEqual(response.status_code, 204, (url, response.content))
+        self.assertFalse(ReaderAssignment.objects.get(pk=assignment.pk).is_active)
+        self.assertTrue(PanelMember.objects.filter(user=self.w.reader3).exists())
+        self.assertTrue(CalibrationCase.objects.filter(case=self.w.case1).exists())
+        self.assertIsNotNone(ReadingSetup.objects.get(trial=self.w.trial).reference_locked_at)
+
+    def test_a_wrong_password_does_not_lock_the_reference(self):
+        from reading.models import ReadingSetup
+
+        response = self.as_(self.w.manager).post(
+            f"/api/v1/reading/trials/{self.slug}/reference-lock/",
+            {"password": "nope", "meaning": services.MEANING_LOCK},
+            format="json",
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertIsNone(ReadingSetup.objects.get(trial=self.w.trial).reference_locked_at)

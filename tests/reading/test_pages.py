@@ -62,7 +62,10 @@ class WorklistAndReadPageTests(TestCase):
         read.refresh_from_db()
         self.assertEqual(read.status, "signed")
         self.assertContains(self.client.get(f"/reading/reads/{read.pk}/"), "I confirm this read")
-        self.assertEqual(self.client.post(f"/reading/reads/{read.pk}/", read_post(read, save="1")).status_code, 403)
+        again = self.client.post(f"/reading/reads/{read.pk}/", read_post(read, save="1", q_icdr_grade="4"), follow=True)
+        self.assertContains(again, "already signed and locked: nothing was changed")
+        read.refresh_from_db()
+        self.assertEqual((read.answers["icdr_grade"], read.status), ("2", "signed"))
 
     def test_a_stale_form_shows_a_clear_message(self):
         read = services.read_next(reader=self.w.reader, trial=self.w.trial, phase="unaided")
