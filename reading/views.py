@@ -15,7 +15,7 @@ from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
 from reading import selectors, services
 from reading.forms import AdjudicationForm, AssignForm, ReadForm, SetupForm, SignForm
-from reading.models import Phase
+from reading.models import Phase, Read
 from trials.selectors import trials_for
 from trials.views import run_service
 
@@ -86,7 +86,7 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
                 )
                 if signed is not None:
                     messages.success(request, f"Case {signed.number} signed.")
-                    return redirect("reading:worklist")
+                    return _next_or_worklist(request, signed)
             read = saved
             form = ReadForm(questions=trial.reading_form, initial=ReadForm.initial_for(read))
         elif saved is not None:
@@ -108,6 +108,16 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
             "ai_outputs": selectors.read_ai_outputs(read),
         },
     )
+
+
+def _next_or_worklist(request: HttpRequest, read: Read) -> HttpResponse:
+    """After signing, straight on to the reader's next case in the phase (the worklist when none is left)."""
+    try:
+        following = services.read_next(reader=request.user, trial=read.assignment.trial, phase=read.phase)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        following = None
+    return redirect("reading:read", pk=following.pk) if following else redirect("reading:worklist")
 
 
 @role_required(Role.READER)

@@ -58,7 +58,8 @@ class WorklistAndReadPageTests(TestCase):
         response = self.client.post(
             f"/reading/reads/{read.pk}/", read_post(read, sign="1", password=PASSWORD, meaning=services.MEANING_READ)
         )
-        self.assertRedirects(response, "/reading/")
+        following = Read.objects.get(reader=self.w.reader, number=2)
+        self.assertRedirects(response, f"/reading/reads/{following.pk}/")  # straight on to the next case
         read.refresh_from_db()
         self.assertEqual(read.status, "signed")
         self.assertContains(self.client.get(f"/reading/reads/{read.pk}/"), "I confirm this read")
