@@ -9,5 +9,6 @@ register_actions(
         "test.h1": "a test event at hospital H01",
         "test.h2": "a test event at hospital H02",
         "test.more": "one more test event",
+        "test.delete": "a row deleted by a test of audited_delete",
     },
 )

@@ -11,13 +11,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 from django.test import SimpleTestCase
 
 ROOT = Path(__file__).resolve().parent.parent
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("platform_core", "trials", "diagnosis", "reading", "evaluation", "demo")
+# Every package the contracts name (a new app joins root_packages and is copied with the rest).
+PACKAGES = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"])
 CONTRACTS = (
     "Layers: demo > evaluation > reading > diagnosis > trials > platform_core",
     "Pure cores (de-identification and parsing, networks, training) import no Django",

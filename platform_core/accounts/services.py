@@ -371,11 +371,11 @@ def user_update(*, actor: User, user: User, reason: str, groups: Iterable[Group]
 
 
 @transaction.atomic
-def user_password_set(*, actor: User, user: User, password: str, reason: str) -> User:
-    """An administrator sets another person's password (a reset). The event records that it happened and why,
-    never the password or its hash. Your own password is changed on the password page, which checks the
-    current one."""
-    if actor.pk == user.pk:
+def user_password_set(*, actor: User | None, user: User, password: str, reason: str) -> User:
+    """An administrator sets another person's password (a reset; ``actor`` None: an operator at the console,
+    ``manage.py changepassword``). The event records that it happened and why, never the password or its hash.
+    Your own password is changed on the password page, which checks the current one."""
+    if actor is not None and actor.pk == user.pk:
         raise ValidationError("Change your own password on your password page; it asks for your current one.")
     reason = _reason_required(reason, "Give a reason for setting another person's password.")
     user = User.objects.select_for_update().get(pk=user.pk)
