@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "platform_core.audit",
     "trials",
     "diagnosis",
+    "reading",
     "evaluation",
     "demo",
 ]
@@ -284,6 +285,8 @@ SPECTACULAR_SETTINGS = {
         "SubjectStatusEnum": "trials.models.SubjectStatus",
         "CaseStatusEnum": "trials.models.CaseStatus",
         "ModalityEnum": "trials.models.Modality",
+        "LesionKindEnum": "reading.models.MarkKind",
+        "ReadingPhaseEnum": "reading.models.Phase",
     },
 }
 

@@ -9,6 +9,7 @@ api_v1 = [
     path("", include(("platform_core.api.urls", "core"))),
     path("", include("trials.api_urls")),
     path("", include("diagnosis.api_urls")),
+    path("", include("reading.api_urls")),
 ]
 
 urlpatterns = [
@@ -17,6 +18,7 @@ urlpatterns = [
     path("audit/", include("platform_core.audit.urls")),
     path("trials/", include("trials.urls")),
     path("diagnosis/", include("diagnosis.urls")),
+    path("reading/", include("reading.urls")),
     path("admin/login/", account_views.admin_login, name="admin-login"),
     # The admin's own password change neither counted wrong current passwords nor audited the change.
     path("admin/password_change/", RedirectView.as_view(pattern_name="accounts:password-change")),

@@ -21,7 +21,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # Every package the contracts name (a new app joins root_packages and is copied with the rest).
 PACKAGES = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"])
 CONTRACTS = (
-    "Layers: demo > evaluation > diagnosis > trials > platform_core",
+    "Layers: demo > evaluation > reading > diagnosis > trials > platform_core",
     "Pure cores (de-identification and parsing, networks, training) import no Django",
     "Models, services and selectors import no DRF",
 )

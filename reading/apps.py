@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class ReadingConfig(AppConfig):
+    name = "reading"
+    verbose_name = "Blind reading"
+
+    def ready(self) -> None:
+        # The kernel's navigation lists what apps add; readers get their worklist.
+        from platform_core.accounts.models import Role
+        from platform_core.accounts.navigation import NAV_ITEMS, NavItem
+
+        item = NavItem("Reading", "reading:worklist", frozenset({Role.READER}))
+        if item not in NAV_ITEMS:
+            NAV_ITEMS.insert(2, item)

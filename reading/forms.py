@@ -1,0 +1,87 @@
+"""Page forms of blind reading: the trial's reading form (answers and 0-100 confidences) and signatures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from reading import services
+from reading.forms_core import answer_questions, diagnostic_questions
+from reading.models import Crossing, Phase
+from trials.reading_form import CATALOGUE
+
+
+class ReadForm(forms.Form):
+    """Built from the trial's reading form: one field per question, one 0-100 confidence per diagnostic one."""
+
+    version = forms.IntegerField(widget=forms.HiddenInput)
+    seconds = forms.IntegerField(widget=forms.HiddenInput, required=False, min_value=0)
+
+    def __init__(self, *args: Any, questions: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.questions = answer_questions(questions)
+        self.diagnostic = diagnostic_questions(questions)
+        for key in self.questions:
+            q = CATALOGUE[key]
+            if q.kind in ("choice", "boolean"):
+                self.fields[f"q_{key}"] = forms.ChoiceField(
+                    label=q.label, choices=[("", "—"), *q.choices], required=False
+                )
+            else:
+                self.fields[f"q_{key}"] = forms.IntegerField(
+                    label=q.label, min_value=q.minimum, max_value=q.maximum, required=False
+                )
+            if key in self.diagnostic:
+                self.fields[f"c_{key}"] = forms.IntegerField(
+                    label=f"Confidence: {q.label} (0-100)", min_value=0, max_value=100, required=False
+                )
+
+    @staticmethod
+    def initial_for(read: Any) -> dict[str, Any]:
+        initial: dict[str, Any] = {"version": read.version, "seconds": 0}
+        initial |= {f"q_{k}": v for k, v in read.answers.items()}
+        initial |= {f"c_{k}": v for k, v in read.confidences.items()}
+        return initial
+
+    def answers(self) -> dict[str, Any]:
+        return {
+            key: self.cleaned_data[f"q_{key}"]
+            for key in self.questions
+            if self.cleaned_data.get(f"q_{key}") not in (None, "")
+        }
+
+    def confidences(self) -> dict[str, Any]:
+        return {
+            key: self.cleaned_data[f"c_{key}"]
+            for key in self.diagnostic
+            if self.cleaned_data.get(f"c_{key}") is not None
+        }
+
+
+class SignForm(forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["read"]])
+
+
+class SetupForm(forms.Form):
+    crossing = forms.ChoiceField(choices=Crossing.choices)
+    readers_per_case = forms.IntegerField(min_value=1, initial=3)
+    aided_phase = forms.BooleanField(required=False, label="AI-aided phase after a washout")
+    washout_days = forms.IntegerField(min_value=0, initial=28)
+    grade_gap = forms.IntegerField(min_value=1, initial=2, label="Grades this far apart are discordant")
+
+
+class AssignForm(forms.Form):
+    reader = forms.EmailField(label="Reader's email")
+    phase = forms.ChoiceField(choices=Phase.choices)
+    group = forms.CharField(max_length=40, help_text="resident, attending, specialist, optometrist, general_physician")
+
+
+class AdjudicationForm(forms.Form):
+    version = forms.IntegerField(widget=forms.HiddenInput)
+    icdr_grade = forms.ChoiceField(choices=[("", "—"), *CATALOGUE["icdr_grade"].choices], required=False)
+    glaucoma = forms.ChoiceField(choices=[("", "—"), *CATALOGUE["glaucoma"].choices], required=False)
+    reason = forms.CharField(required=False, help_text="Needed once signed or after the reference lock.")
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["adjudicate"]])

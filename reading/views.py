@@ -1,0 +1,240 @@
+"""Pages of blind reading: the reader's worklist and reading page, the manager's set-up and progress, the
+adjudication queue. Same services and selectors as the API; small local JS only (autosave, time on case)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from platform_core.accounts.decorators import role_required
+from platform_core.accounts.models import Role, User
+from platform_core.errors import ApplicationError
+from platform_core.storage import serve_private
+from reading import selectors, services
+from reading.forms import AdjudicationForm, AssignForm, ReadForm, SetupForm, SignForm
+from reading.models import Phase, Read
+from trials.selectors import trials_for
+from trials.views import run_service
+
+READER_FILE_VARIANTS = {"preview", "thumbnail", "pd_plot"}
+
+
+@role_required(Role.READER)
+def worklist(request: HttpRequest) -> HttpResponse:
+    trials = []
+    for trial in selectors.reading_trials_for(request.user).order_by("protocol_number"):
+        trials.append(
+            {
+                "trial": trial,
+                "progress": selectors.reader_progress(request.user, trial),
+                "adjudicates": selectors.is_panel_member(request.user, trial),
+            }
+        )
+    return render(request, "reading/worklist.html", {"trials": trials})
+
+
+@role_required(Role.READER)
+@require_POST
+def read_next(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
+    trial = get_object_or_404(selectors.reading_trials_for(request.user), slug=slug)
+    if phase not in Phase.values:
+        raise Http404("Unknown phase.")
+    try:
+        read = services.read_next(reader=request.user, trial=trial, phase=phase)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("reading:worklist")
+    if read is None:
+        messages.success(request, f"Nothing left to read in the {Phase(phase).label.lower()} phase.")
+        return redirect("reading:worklist")
+    return redirect("reading:read", pk=read.pk)
+
+
+@role_required(Role.READER)
+@require_http_methods(["GET", "POST"])
+def read_page(request: HttpRequest, pk: str) -> HttpResponse:
+    read = get_object_or_404(selectors.reads_of(request.user), pk=pk)
+    trial = read.assignment.trial
+    form = ReadForm(request.POST or None, questions=trial.reading_form, initial=ReadForm.initial_for(read))
+    sign_form = SignForm(request.POST if "sign" in request.POST else None)
+    if request.method == "POST" and not read.is_signed and form.is_valid():
+        saved = run_service(
+            form,
+            lambda: services.read_draft_save(
+                reader=request.user,
+                read=read,
+                version=form.cleaned_data["version"],
+                answers=form.answers(),
+                confidences=form.confidences(),
+                seconds=form.cleaned_data.get("seconds") or 0,
+            ),
+        )
+        if saved is not None and "sign" in request.POST:
+            if sign_form.is_valid():
+                signed = run_service(
+                    sign_form,
+                    lambda: services.read_sign(
+                        read=saved,
+                        signer=request.user,
+                        password=sign_form.cleaned_data["password"],
+                        meaning=sign_form.cleaned_data["meaning"],
+                        version=saved.version,
+                    ),
+                )
+                if signed is not None:
+                    messages.success(request, f"Case {signed.number} signed.")
+                    return _next_or_worklist(request, signed)
+            read = saved
+            form = ReadForm(questions=trial.reading_form, initial=ReadForm.initial_for(read))
+        elif saved is not None:
+            messages.success(request, "Draft saved.")
+            return redirect("reading:read", pk=read.pk)
+    elif request.method == "POST" and read.is_signed:
+        # A second submit, or a form left open in another tab: nothing changes, and the reader is told why.
+        messages.error(request, f"Case {read.number} is already signed and locked: nothing was changed.")
+        return redirect("reading:read", pk=read.pk)
+    return render(
+        request,
+        "reading/read.html",
+        {
+            "read": read,
+            "trial": trial,
+            "view": selectors.read_case_view(read),
+            "form": form,
+            "sign_form": sign_form,
+            "ai_outputs": selectors.read_ai_outputs(read),
+        },
+    )
+
+
+def _next_or_worklist(request: HttpRequest, read: Read) -> HttpResponse:
+    """After signing, straight on to the reader's next case in the phase (the worklist when none is left)."""
+    try:
+        following = services.read_next(reader=request.user, trial=read.assignment.trial, phase=read.phase)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        following = None
+    return redirect("reading:read", pk=following.pk) if following else redirect("reading:worklist")
+
+
+@role_required(Role.READER)
+def read_file(request: HttpRequest, pk: str, file_pk: str, variant: str) -> HttpResponse:
+    """An image of the case being read, under the read's own URL (no pseudonym in any name it sends)."""
+    if variant not in READER_FILE_VARIANTS:
+        raise Http404("Unknown file variant.")
+    read = get_object_or_404(selectors.reads_of(request.user), pk=pk)
+    case_file = get_object_or_404(selectors.read_case_files_qs(read), pk=file_pk)
+    if variant == "pd_plot":
+        name = case_file.visual_field.pd_plot.name if hasattr(case_file, "visual_field") else ""
+    else:
+        name = getattr(case_file, variant).name
+    if not name:
+        raise Http404("This file has no such variant.")
+    return serve_private(name, content_type="image/png" if name.endswith(".png") else "image/jpeg")
+
+
+@role_required(Role.READER)
+def read_overlay(request: HttpRequest, pk: str, prediction_pk: str) -> HttpResponse:
+    """The AI attention overlay, inside the reader's own AI-aided read of the case only."""
+    read = get_object_or_404(selectors.reads_of(request.user), pk=pk)
+    prediction = next((p for p in selectors.read_ai_outputs(read) if str(p.pk) == str(prediction_pk)), None)
+    if prediction is None or not prediction.attention_overlay:
+        raise Http404("No such AI output for this read.")
+    return serve_private(prediction.attention_overlay.name, content_type="image/png")
+
+
+@role_required(Role.TRIAL_MANAGER, Role.MONITOR, Role.STATISTICIAN)
+@require_http_methods(["GET", "POST"])
+def manage(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = get_object_or_404(trials_for(request.user), slug=slug)
+    if not selectors.may_oversee_reading(request.user, trial):
+        raise PermissionDenied("Only the trial's managers, monitors and statisticians see reading progress.")
+    can_manage = selectors.may_manage_reading(request.user, trial)
+    setup = selectors.setup_of(trial)
+    initial = (
+        {f: getattr(setup, f) for f in ("crossing", "readers_per_case", "aided_phase", "washout_days", "grade_gap")}
+        if setup
+        else {}
+    )
+    setup_form = SetupForm(request.POST if "setup" in request.POST else None, initial=initial)
+    assign_form = AssignForm(request.POST if "assign" in request.POST else None)
+    if request.method == "POST":
+        if not can_manage:
+            raise PermissionDenied("Only the trial's managers change its reading set-up.")
+        if "setup" in request.POST and setup_form.is_valid():
+            if run_service(
+                setup_form,
+                lambda: services.reading_setup_set(actor=request.user, trial=trial, **setup_form.cleaned_data),
+            ):
+                messages.success(request, "Reading set-up saved.")
+                return redirect("reading:manage", slug=slug)
+        if "assign" in request.POST and assign_form.is_valid():
+            reader = User.objects.filter(email__iexact=assign_form.cleaned_data["reader"]).first()
+            if reader is None:
+                assign_form.add_error("reader", "No user has this email address.")
+            elif run_service(
+                assign_form,
+                lambda: services.reader_assign(
+                    actor=request.user,
+                    trial=trial,
+                    reader=reader,
+                    phase=assign_form.cleaned_data["phase"],
+                    group=assign_form.cleaned_data["group"],
+                ),
+            ):
+                messages.success(request, "Reader assigned.")
+                return redirect("reading:manage", slug=slug)
+    return render(
+        request,
+        "reading/manage.html",
+        {
+            "trial": trial,
+            "setup": setup,
+            "can_manage": can_manage,
+            "setup_form": setup_form,
+            "assign_form": assign_form,
+            "rows": selectors.progress_table(trial),
+            "open_adjudications": selectors.open_adjudication_count(trial),
+            "calibration": selectors.calibration_agreement(trial),
+        },
+    )
+
+
+@role_required(Role.READER)
+@require_http_methods(["GET", "POST"])
+def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
+    trial = get_object_or_404(selectors.reading_trials_for(request.user), slug=slug)
+    if not selectors.is_panel_member(request.user, trial):
+        raise PermissionDenied("Only the trial's adjudication panel sees the adjudication queue.")
+    queue = list(selectors.adjudication_queue(request.user, trial))
+    forms = {a.pk: AdjudicationForm(initial={"version": a.version, **a.answers}, prefix=str(a.pk)) for a in queue}
+    if request.method == "POST":
+        target = next((a for a in queue if str(a.pk) == request.POST.get("adjudication")), None)
+        if target is None:
+            raise Http404("No such adjudication in your queue.")
+        form = AdjudicationForm(request.POST, prefix=str(target.pk))
+        forms[target.pk] = form
+        if form.is_valid():
+            answers = {k: form.cleaned_data[k] for k in ("icdr_grade", "glaucoma") if form.cleaned_data[k]}
+            if run_service(
+                form,
+                lambda: services.adjudication_sign(
+                    adjudication=target,
+                    signer=request.user,
+                    password=form.cleaned_data["password"],
+                    meaning=form.cleaned_data["meaning"],
+                    answers=answers,
+                    version=form.cleaned_data["version"],
+                    reason=form.cleaned_data["reason"],
+                ),
+            ):
+                messages.success(request, "Adjudication signed: the reference standard is recorded.")
+                return redirect("reading:adjudication", slug=slug)
+    return render(
+        request,
+        "reading/adjudication.html",
+        {"trial": trial, "items": [(a, forms[a.pk]) for a in queue]},
+    )

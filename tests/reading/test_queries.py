@@ -1,0 +1,54 @@
+"""Query-count pins: the next-case request and the draft save stay constant as cases and readers grow."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from platform_core.accounts.models import Role
+from reading import services
+from tests.factories import member
+from tests.reading.helpers import GOOD, GOOD_CONF, ReadingWorld
+
+# Pinned: the same in a trial of 2 cases and 3 readers as in one of 27 cases and 9 readers.
+NEXT_CASE_QUERIES = 24  # permission, trial, assignment lock, resume check, order, insert, audit, response
+DRAFT_SAVE_QUERIES = 26  # audited_save runs full_clean: foreign keys and unique constraints checked
+
+
+class QueryPinTests(TestCase):
+    def count(self, call) -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            call()
+        return len(ctx.captured_queries)
+
+    def measure(self, w):
+        api = APIClient()
+        api.force_authenticate(w.reader)
+        url = f"/api/v1/reading/trials/{w.trial.slug}/next/"
+        next_case = self.count(lambda: api.post(url, {"phase": "unaided"}))
+        read = services.read_next(reader=w.reader, trial=w.trial, phase="unaided")
+        draft = self.count(
+            lambda: api.put(
+                f"/api/v1/reading/reads/{read.pk}/draft/",
+                {"version": read.version, "answers": GOOD, "confidences": GOOD_CONF},
+                format="json",
+            )
+        )
+        return next_case, draft
+
+    def test_small_trial(self):
+        w = ReadingWorld()
+        self.assertEqual(self.measure(w), (NEXT_CASE_QUERIES, DRAFT_SAVE_QUERIES))
+
+    def test_more_cases_and_readers_same_counts(self):
+        w = ReadingWorld(reading=False)
+        w.add_cases(25)
+        for n in range(6):
+            reader = member(Role.READER, w.h1, email=f"more{n}@visus.example")
+            services.reader_assign(actor=w.manager, trial=w.trial, reader=reader, phase="unaided", group="resident")
+        w.start_reading()
+        for reader in (w.reader2, w.reader3):
+            w.signed_read(reader)
+        self.assertEqual(self.measure(w), (NEXT_CASE_QUERIES, DRAFT_SAVE_QUERIES))
