@@ -473,6 +473,7 @@ class VFTrainingPlan:
     batch_size: int = 16
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
+    warm_start_indices: bool = True  # start from the indices-only model (diagnosis.training.vf_indices)
 
 
 def train_vf_glaucoma(
@@ -499,6 +500,10 @@ def train_vf_glaucoma(
     device = device or select_device()
     generator = seed_everything(seed)
     model.to(device)
+    if plan.warm_start_indices:
+        from diagnosis.training.vf_indices import warm_start_index_head
+
+        warm_start_index_head(model, indices, labels)
     optimiser = torch.optim.AdamW(model.parameters(), lr=plan.learning_rate, weight_decay=plan.weight_decay)
     scaler = _grad_scaler(device)
     result = TrainingResult()
