@@ -13,10 +13,10 @@ Three parts, as in the paper:
   probabilities of those grades (renormalised), so a grade the image probably does not have cannot steer
   the crops. We first used the disease-grade gates A_c themselves (weighted the same way); trained on
   the synthetic photographs of `synthetic.py` the gates stayed diffuse (an 8 x 8 softmax peaking at
-  2-4x uniform) and their crops covered no more lesions than random boxes in the fundus, whereas E's do
-  (`tests/diagnosis/test_training_core.py` trains a small net and checks E's crops against random boxes;
-  `python -m tests.benchmarks zoom_localisation` prints the figures). The gates still weight A-Net's
-  grade scores.
+  2-4x uniform) and their crops covered no more lesions than random boxes in the fundus. E's crops do
+  (`AttentionLocalisationTests` in `tests/diagnosis/test_training_core.py` trains a small net on generated
+  photographs, prints the share of held-out lesions its crops cover next to random boxes', and requires a
+  clear margin). The gates still weight A-Net's grade scores.
 - **Field of view**: a photograph is a bright disc of retina on a black border (and the square view adds
   black padding). The field of view is where the brightest channel exceeds `FOV_THRESHOLD` (of full
   scale); the attention map is zeroed outside it, and a crop is only centred where at least
@@ -352,10 +352,11 @@ class ZoomInNet(nn.Module):
         attention = F.interpolate(
             whole.attention_grid[:, None], size=(self.config.input_size,) * 2, mode="bilinear", align_corners=False
         )[:, 0]
-        # The map is shown on the photograph: outside the field of view it is zero.
+        # The map is shown on the photograph: scaled over the field of view, zero outside it.
         inside = field_of_view(self.low_view(highres) if lowres is None else lowres)
-        low = attention.amin(dim=(1, 2), keepdim=True)
-        high = attention.amax(dim=(1, 2), keepdim=True)
+        retina = inside > 0
+        low = torch.where(retina, attention, attention.amax(dim=(1, 2), keepdim=True)).amin(dim=(1, 2), keepdim=True)
+        high = torch.where(retina, attention, low).amax(dim=(1, 2), keepdim=True)
         return ZoomInNetOutput(
             logits=logits,
             m_logits=whole.m_logits,
