@@ -163,9 +163,13 @@ def train_vf(
     plan: VFTrainingPlan | None = None,
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
+    data: datasets.VisualFieldSet | None = None,
 ) -> TrainedModel:
+    """`fields` are analysed and drawn as the upload pipeline does; `data` (instead) is already in the
+    network's inputs, e.g. a trial's stored plots and indices (`datasets.stored_visual_field_set`)."""
     config = VFGlaucomaConfig.preset(preset)
-    data = datasets.visual_field_set(fields, size=config.input_size)
+    if data is None:
+        data = datasets.visual_field_set(fields, size=config.input_size)
     train_idx, val_idx = datasets.split(len(data), validation_fraction, seed, groups=data.groups)
     train, validation = data.subset(train_idx), data.subset(val_idx)
     seed_everything(seed)

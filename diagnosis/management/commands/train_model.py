@@ -24,6 +24,7 @@ from PIL import Image
 
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
 from diagnosis.networks.inference import configure_threads
+from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig
 from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
@@ -133,21 +134,22 @@ def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> data
     return data
 
 
-def trial_visual_fields(trial: Trial) -> list:
-    from trials.uploads.visual_field import VisualField
-
-    out = []
-    for reference in ReferenceStandard.objects.filter(case__subject__trial=trial, glaucoma__in=["yes", "no"]):
+def trial_visual_fields(trial: Trial, size: int) -> datasets.VisualFieldSet:
+    """The trial's reliable fields with a yes/no glaucoma reference, as the workers read them: the stored PD
+    plot and the stored VFI/MD/PSD (the perimeter's own values where it reported them)."""
+    items = []
+    references = ReferenceStandard.objects.filter(case__subject__trial=trial, glaucoma__in=["yes", "no"])
+    for reference in references.select_related("case"):
         result = VisualFieldResult.objects.filter(case=reference.case, reliable=True).order_by("-created_at").first()
         if result is None:
             continue
-        sens = tuple(float("nan") if v is None else v for v in result.sensitivities)
-        age = reference.case.subject.age
-        vf = VisualField(eye=result.eye, age=90.0 if age == "90+" else float(age), sensitivities=sens)
-        out.append((vf, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
-    if not out:
+        with default_storage.open(result.pd_plot.name, "rb") as handle:
+            png = handle.read()
+        indices = (result.visual_field_index, result.mean_deviation, result.pattern_standard_deviation)
+        items.append((png, indices, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
+    if not items:
         raise CommandError(f"Trial {trial.slug} has no case with both a glaucoma reference and a reliable field.")
-    return out
+    return datasets.stored_visual_field_set(items, size)
 
 
 class Command(BaseCommand):
@@ -251,13 +253,16 @@ class Command(BaseCommand):
             trial = Trial.objects.filter(slug=options["trial"]).first()
             if trial is None:
                 raise CommandError(f"No trial {options['trial']!r}.")
-            fields = trial_visual_fields(trial)
-            description = f"{len(fields)} reliable fields of trial {trial.protocol_number} with glaucoma references"
+            data = trial_visual_fields(trial, VFGlaucomaConfig.preset(preset).input_size)
+            description = f"{len(data)} reliable fields of trial {trial.protocol_number} with glaucoma references"
+            fields = []
         else:
+            data = None
             fields = datasets.visual_field_folder(Path(options["folder"]), Path(options["labels"]))
             description = f"{len(fields)} labelled fields from {options['folder']}"
         return train_vf(
             fields=fields,
+            data=data,
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
