@@ -33,8 +33,6 @@ from diagnosis.training.core import (
 )
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "trials" / "demo_data"
-HRF_DEMO_GRADES = {"diabetic_retinopathy": 2, "glaucoma": 0, "healthy": 0}
-HRF_DEMO_GLAUCOMA = {"diabetic_retinopathy": 0, "glaucoma": 1, "healthy": 0}
 
 
 @dataclass
@@ -53,20 +51,6 @@ def _checkpoint(model: torch.nn.Module, metadata: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def hrf_demo_set(size: int, *, glaucoma: bool = False) -> datasets.FundusSet:
-    """The shipped HRF photographs with a demo label: for DR, DR photographs as grade 2 and others 0; for
-    glaucoma, the glaucoma photographs 1 and the others (healthy and DR) 0."""
-    import csv
-
-    from PIL import Image
-
-    rows = list(csv.DictReader((DEMO_DATA / "hrf" / "labels.csv").read_text().splitlines()))
-    table = HRF_DEMO_GLAUCOMA if glaucoma else HRF_DEMO_GRADES
-    labels = datasets.GLAUCOMA_LABELS if glaucoma else datasets.GRADE_LABELS
-    items = [(row["image"], Image.open(DEMO_DATA / "hrf" / row["image"]), table[row["label"]]) for row in rows]
-    return datasets.fundus_set(items, size, labels)
-
-
 def _resized(data: datasets.FundusSet, size: int) -> datasets.FundusSet:
     if data.images.shape[-1] == size:
         return data
@@ -82,14 +66,26 @@ class PhotographSplit:
 
 
 def photograph_split(
-    generated: datasets.FundusSet | None, data: datasets.FundusSet | None, size: int, fraction: float, seed: int
+    generated: datasets.FundusSet | None,
+    data: datasets.FundusSet | None,
+    size: int,
+    fraction: float,
+    seed: int,
+    *,
+    data_in_training_only: bool = False,
 ) -> PhotographSplit:
-    """Generated and/or given photographs at `size`, split into seeded training and validation sets."""
+    """Generated and/or given photographs at `size`, split into seeded training and validation sets.
+    `data_in_training_only`: the given photographs all train and the validation set is generated only (the
+    demo scores its real photographs on its own held-out set, diagnosis.training.crossval)."""
     parts = [part for part in (generated, None if data is None else _resized(data, size)) if part is not None]
     if not parts:
         raise ValueError("no training data")
     everything = datasets.merge(*parts)
-    train_idx, val_idx = datasets.split(len(everything), fraction, seed, groups=everything.groups)
+    if data_in_training_only and generated is not None and data is not None:
+        train_idx, val_idx = datasets.split(len(generated), fraction, seed)
+        train_idx += list(range(len(generated), len(everything)))
+    else:
+        train_idx, val_idx = datasets.split(len(everything), fraction, seed, groups=everything.groups)
     return PhotographSplit(
         (everything.images[train_idx], everything.grades[train_idx]),
         (everything.images[val_idx], everything.grades[val_idx]) if val_idx else None,
@@ -118,6 +114,7 @@ def train_dr(
     plan: DRTrainingPlan | None = None,
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
+    data_in_training_only: bool = False,
     time_budget_s: float | None = None,
 ) -> TrainedModel:
     config = ZoomInNetConfig.preset(preset)
@@ -127,7 +124,9 @@ def train_dr(
             *fundus_tensors(generate_fundus_set(synthetic, seed=seed, size=config.highres_size)),
             names=[f"synthetic-{i}" for i in range(synthetic)],
         )
-    split = photograph_split(generated, data, config.highres_size, validation_fraction, seed)
+    split = photograph_split(
+        generated, data, config.highres_size, validation_fraction, seed, data_in_training_only=data_in_training_only
+    )
     seed_everything(seed)
     model = ZoomInNet(config)
     device = select_device()
@@ -207,6 +206,7 @@ def train_fundus_glaucoma_model(
     plan: FundusGlaucomaTrainingPlan | None = None,
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
+    data_in_training_only: bool = False,
 ) -> TrainedModel:
     """The fundus glaucoma net from labelled photographs (`data.grades` holding 0/1) and/or generated ones."""
     config = FundusGlaucomaConfig.preset(preset)
@@ -215,7 +215,9 @@ def train_fundus_glaucoma_model(
         samples = generate_glaucoma_fundus_set(synthetic, seed=seed, size=config.view_size)
         labels = torch.tensor([int(sample.glaucoma) for sample in samples], dtype=torch.long)
         generated = datasets.FundusSet(fundus_tensors(samples)[0], labels, [f"synthetic-{i}" for i in range(synthetic)])
-    split = photograph_split(generated, data, config.view_size, validation_fraction, seed)
+    split = photograph_split(
+        generated, data, config.view_size, validation_fraction, seed, data_in_training_only=data_in_training_only
+    )
     seed_everything(seed)
     model = FundusGlaucomaNet(config)
     device = select_device()
@@ -251,11 +253,18 @@ def train_demo_fundus_glaucoma(
     validation_fraction: float = 0.2,
     epochs_scale: float = 1.0,
     progress: Callable[[TrainingProgress], None] | None = None,
+    cross_validation_folds: int = 0,
+    real: datasets.FundusSet | None = None,
 ) -> TrainedModel:
-    """The demo fundus glaucoma net: generated discs with small or large cups plus the shipped HRF photographs."""
+    """The demo fundus glaucoma net: generated discs with small or large cups plus the shipped HRF photographs
+    the demo trial does not use (`real` instead: a cross-validation fold). Its card reports the demo trial's
+    own photographs, held out (diagnosis.training.crossval)."""
+    from diagnosis.training import crossval
+
     config = FundusGlaucomaConfig.preset(preset)
-    return train_fundus_glaucoma_model(
-        data=hrf_demo_set(config.view_size, glaucoma=True),
+    data = real if real is not None else crossval.hrf_set(config.view_size, glaucoma=True, held_out=False)
+    trained = train_fundus_glaucoma_model(
+        data=data,
         synthetic=synthetic,
         seed=seed,
         preset=preset,
@@ -263,8 +272,23 @@ def train_demo_fundus_glaucoma(
         plan=demo_fundus_glaucoma_plan(epochs_scale),
         progress=progress,
         description=f"{synthetic} generated photographs (glaucoma: cup-to-disc ratio 0.65-0.9, healthy 0.2-0.45) and "
-        "the 20 shipped HRF photographs (glaucoma 1; healthy and DR 0)",
+        f"{len(data)} shipped real HRF photographs (glaucoma 1; healthy and DR 0), all real ones in training",
+        data_in_training_only=True,
     )
+    if real is not None:
+        return trained
+    trained = crossval.real_held_out_card(trained)
+    if cross_validation_folds:
+        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
+            "fundus_glaucoma",
+            lambda fold, number: train_demo_fundus_glaucoma(
+                synthetic=synthetic, seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
+            ),
+            config=config,
+            folds=cross_validation_folds,
+            seed=seed,
+        )
+    return trained
 
 
 def demo_visual_fields() -> list[tuple[Any, int, str]]:
@@ -285,20 +309,42 @@ def train_demo_dr(
     validation_fraction: float = 0.2,
     epochs_scale: float = 1.0,
     progress: Callable[[TrainingProgress], None] | None = None,
+    cross_validation_folds: int = 0,
+    real: datasets.FundusSet | None = None,
 ) -> TrainedModel:
-    """The demo DR grader: generated photographs with controlled lesions plus the shipped HRF photographs."""
+    """The demo DR grader: generated photographs with controlled lesions plus the shipped HRF photographs the
+    demo trial does not use (`real` instead: a cross-validation fold). Its card reports the demo trial's own
+    photographs, held out (diagnosis.training.crossval)."""
+    from diagnosis.training import crossval
+
     config = ZoomInNetConfig.preset(preset)
-    return train_dr(
-        data=hrf_demo_set(config.highres_size),
+    data = real if real is not None else crossval.hrf_set(config.highres_size, glaucoma=False, held_out=False)
+    trained = train_dr(
+        data=data,
         synthetic=synthetic,
         seed=seed,
         preset=preset,
         validation_fraction=validation_fraction,
         plan=demo_dr_plan(epochs_scale),
         progress=progress,
-        description=f"{synthetic} generated photographs with controlled lesions (grade from the lesions) and the "
-        "20 shipped HRF photographs (DR as grade 2, others 0)",
+        description=f"{synthetic} generated photographs with controlled lesions (grade from the lesions) and "
+        f"{len(data)} shipped real HRF photographs (DR as grade 2, others 0), all real ones in training",
+        data_in_training_only=True,
     )
+    if real is not None:
+        return trained
+    trained = crossval.real_held_out_card(trained)
+    if cross_validation_folds:
+        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
+            "zoom_in_net",
+            lambda fold, number: train_demo_dr(
+                synthetic=synthetic, seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
+            ),
+            config=config,
+            folds=cross_validation_folds,
+            seed=seed,
+        )
+    return trained
 
 
 def train_demo_vf(
@@ -308,19 +354,41 @@ def train_demo_vf(
     validation_fraction: float = 0.2,
     epochs_scale: float = 1.0,
     progress: Callable[[TrainingProgress], None] | None = None,
+    cross_validation_folds: int = 0,
+    real: datasets.VisualFieldSet | None = None,
 ) -> TrainedModel:
-    """The demo glaucoma net: the shipped real 24-2 fields, healthy controls against glaucoma patients."""
-    fields = demo_visual_fields()
-    return train_vf(
+    """The demo glaucoma net: the shipped real 24-2 fields, healthy controls against glaucoma patients, less
+    the patients whose fields the demo trial uses (`real` instead: a cross-validation fold). Its card
+    reports those patients' fields, held out (diagnosis.training.crossval)."""
+    from diagnosis.training import crossval
+
+    fields = [] if real is not None else crossval.demo_vf_fields(held_out=False)
+    count = len(real) if real is not None else len(fields)
+    trained = train_vf(
         fields=fields,
+        data=real,
         seed=seed,
         preset=preset,
         validation_fraction=validation_fraction,
         plan=demo_vf_plan(epochs_scale),
         progress=progress,
-        description=f"{len(fields)} real 24-2 fields shipped with Visus (visualFields package: SUNY-IU healthy "
+        description=f"{count} real 24-2 fields shipped with Visus (visualFields package: SUNY-IU healthy "
         "controls and glaucoma test-retest series)",
     )
+    if real is not None:
+        return trained
+    trained = crossval.real_held_out_card(trained)
+    if cross_validation_folds:
+        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
+            "vf_glaucoma",
+            lambda fold, number: train_demo_vf(
+                seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
+            ),
+            config=VFGlaucomaConfig.preset(preset),
+            folds=cross_validation_folds,
+            seed=seed,
+        )
+    return trained
 
 
 def demo_dr_plan(scale: float = 1.0) -> DRTrainingPlan:

@@ -173,6 +173,13 @@ class Command(BaseCommand):
             "--demo-synthetic", type=int, help="generated photographs with --demo (default 600 DR, 300 glaucoma)"
         )
         parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+        parser.add_argument(
+            "--cross-validate",
+            type=int,
+            default=0,
+            metavar="K",
+            help="with --demo: also K-fold cross-validation over all the shipped real data, by subject (K more runs)",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         configure_threads(options["threads"])  # type: ignore[arg-type]
@@ -183,6 +190,8 @@ class Command(BaseCommand):
         fraction = float(options["validation_fraction"])  # type: ignore[arg-type]
         if options["folder"] and not options["labels"]:
             raise CommandError("--folder needs --labels.")
+        if options["cross_validate"] and not options["demo"]:
+            raise CommandError("--cross-validate is for --demo (the shipped real data).")
         try:
             if architecture in PHOTOGRAPH_NETS:
                 trained = self._photographs(options, seed, preset, fraction, bar, net=PHOTOGRAPH_NETS[architecture])
@@ -191,6 +200,9 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Trained in {trained.seconds:.0f} s. Validation: {trained.metrics}")
+        for key in ("real_data_performance", "metrics_validation_split", "metrics_real_cross_validated"):
+            if key in trained.model_card:
+                self.stdout.write(f"{key}: {trained.model_card[key]}")
         try:
             model = model_register(
                 actor=None,
@@ -215,6 +227,7 @@ class Command(BaseCommand):
                 validation_fraction=fraction,
                 epochs_scale=scale,
                 progress=bar,
+                cross_validation_folds=int(options["cross_validate"]),  # type: ignore[arg-type]
             )
         size = net.view_size(preset)
         data, synthetic = None, 0
@@ -247,7 +260,12 @@ class Command(BaseCommand):
             raise CommandError("--synthetic is for zoom_in_net; use --demo for the shipped visual fields.")
         if options["demo"]:
             return train_demo_vf(
-                seed=seed, preset=preset, validation_fraction=fraction, epochs_scale=scale, progress=bar
+                seed=seed,
+                preset=preset,
+                validation_fraction=fraction,
+                epochs_scale=scale,
+                progress=bar,
+                cross_validation_folds=int(options["cross_validate"]),
             )
         if options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
