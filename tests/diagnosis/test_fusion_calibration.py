@@ -141,3 +141,51 @@ class FusionCalibrationTests(TestCase):
         self.assertGreater(fitted.weights["platt"]["fundus"][0], 0)
         self.assertLess(flipped.weights["platt"]["fundus"][0], 0)
         self.assertTrue(np.isfinite(flipped.weights["prior_probability"]))
+
+
+class FusionCalibrationPageTests(TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
+        cls.model = register_fundus_glaucoma_model()
+        for index, (probability, answer) in enumerate(
+            [(p, "yes") for p in GLAUCOMATOUS] + [(p, "no") for p in HEALTHY]
+        ):
+            subject = enrol(coordinator=cls.w.coord1, trial=cls.w.trial, hospital=cls.w.h1)
+            case = case_create(actor=cls.w.coord1, subject=subject, laterality="OD", visit_day=index)
+            predict(case, cls.model, probability)
+            reference_standard_record(actor=cls.w.manager, case=case, source="imported", glaucoma=answer)
+        cls.url = reverse("diagnosis:fusion-calibrate", args=[cls.w.trial.slug])
+        cls.trial_page = reverse("trials:trial-detail", args=[cls.w.trial.slug])
+
+    def test_a_manager_fits_it_from_the_trial_page_and_sees_the_result(self):
+        self.client.force_login(self.w.manager)
+        self.assertContains(self.client.get(self.trial_page), "Not fitted: case pages show")
+        page = self.client.post(self.url, follow=True)
+        self.assertRedirects(page, self.trial_page)
+        self.assertContains(page, "Fusion calibrated on 13 eyes (5 glaucomatous)")
+        self.assertContains(page, 'data-testid="fusion-calibration-latest"')
+        self.assertContains(page, "13 eyes, 5 glaucomatous (prevalence 0.385)")
+        calibration = FusionCalibration.objects.get()
+        self.assertEqual(calibration.fitted_by, self.w.manager)
+        self.assertEqual(AuditEvent.objects.get(action="fusion.calibrate").actor, self.w.manager)
+
+    def test_a_refusal_is_shown_and_stores_nothing(self):
+        from trials.models import ReferenceStandard
+
+        ReferenceStandard.objects.filter(glaucoma="no").delete()
+        self.client.force_login(self.w.manager)
+        page = self.client.post(self.url, follow=True)
+        self.assertContains(page, "Cannot calibrate the fusion of trial")
+        self.assertFalse(FusionCalibration.objects.exists())
+
+    def test_other_roles_cannot_fit_it_or_see_the_form(self):
+        for user in (self.w.coord1, self.w.monitor, self.w.statistician, self.w.reader, self.w.outsider):
+            with self.subTest(user=user.email):
+                self.client.force_login(user)
+                self.assertIn(self.client.post(self.url).status_code, (403, 404))
+                page = self.client.get(self.trial_page)
+                self.assertNotContains(page, 'data-testid="fusion-calibration"', status_code=page.status_code)
+        self.assertFalse(FusionCalibration.objects.exists())
+        self.client.force_login(self.w.manager)
+        self.assertEqual(self.client.get(self.url).status_code, 405)
