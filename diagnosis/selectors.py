@@ -67,7 +67,7 @@ def fused_glaucoma(
     weights = fusion_weights_of(calibration)
     result = fuse_glaucoma(evidence, weights)
     shown = {
-        FUNDUS: f"{evidence.fundus_probability:.3f}" if fundus is not None else "",
+        FUNDUS: f"{evidence.fundus_probability:.3f}" if evidence.fundus_probability is not None else "",
         VISUAL_FIELD: f"{evidence.vf_probability:.3f}" if evidence.vf_probability is not None else "",
         OCT_RNFL: f"{rnfl_thickness_um:.1f} µm" if rnfl_thickness_um is not None else "",
     }

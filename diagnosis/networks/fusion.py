@@ -32,8 +32,9 @@ probability. `fit_fusion_calibration` fits them on a trial's reference standard 
    logistic regression on the discounted calibrated LLRs (missing = 0, as at prediction time), the
    "small learned logistic layer" variant.
 
-The fitted prior is the trial's prevalence as the reference standard gives it; `with_prior` moves the
-result to another prevalence (Bayes: only the prior term changes).
+The fitted prior (the intercept) comes out close to the prevalence in the trial's reference standard (a
+test checks this on a 5% population); `with_prior` moves the result to another prevalence (Bayes: only
+the prior term changes).
 """
 
 from __future__ import annotations

@@ -151,3 +151,10 @@ class FusionCalibrationCoreTests(SimpleTestCase):
         self.assertEqual(FusionWeights.from_dict(json.loads(json.dumps(fitted.to_dict()))), fitted)
         with self.assertRaisesMessage(ValueError, "platt['retina']"):
             FusionWeights(platt={"retina": [1.0, 0.0, 0.5]})
+
+    def test_another_prevalence_changes_only_the_prior_term(self):
+        evidence = GlaucomaEvidence(fundus_probability=0.9, rnfl_thickness_um=70.0)
+        base = fuse_glaucoma(evidence)
+        moved = fuse_glaucoma(evidence, FusionWeights().with_prior(0.05))
+        self.assertEqual(moved.contributions, base.contributions)
+        self.assertAlmostEqual(logit(moved.probability) - logit(base.probability), logit(0.05))
