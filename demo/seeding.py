@@ -105,8 +105,11 @@ DEMO_DATA = Path(__file__).resolve().parent / "data"
 def demo_visual_field_csv(kind: str, eye: str, index: int) -> bytes:
     """A real 24-2 field from the shipped visualFields data, in Visus's documented CSV format."""
     source = DEMO_DATA / "visual_fields" / ("vfctrSunyiu24d2.csv" if kind == "ctr" else "vfpwgRetest24d2.csv")
+    from demo.crossval import DEMO_CASE_VF_PATIENTS  # patients the demo networks never train on
+
     with source.open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["eye"] == eye]
+        held_out = DEMO_CASE_VF_PATIENTS[source.stem]
+        rows = [row for row in csv.DictReader(handle) if row["eye"] == eye and row["id"] in held_out]
     row = rows[(index * 7) % len(rows)]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

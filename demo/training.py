@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
+from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig
 from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 from diagnosis.training import datasets
 from diagnosis.training.core import TrainingProgress
@@ -50,11 +51,18 @@ def train_demo_fundus_glaucoma(
     validation_fraction: float = 0.2,
     epochs_scale: float = 1.0,
     progress: Callable[[TrainingProgress], None] | None = None,
+    cross_validation_folds: int = 0,
+    real: datasets.FundusSet | None = None,
 ) -> TrainedModel:
-    """The demo fundus glaucoma net: generated discs with small or large cups plus the shipped HRF photographs."""
+    """The demo fundus glaucoma net: generated discs with small or large cups plus the shipped HRF photographs
+    the demo trial does not use (`real` instead: a cross-validation fold). Its card reports the demo trial's
+    own photographs, held out (demo.crossval)."""
+    from demo import crossval
+
     config = FundusGlaucomaConfig.preset(preset)
-    return train_fundus_glaucoma_model(
-        data=hrf_demo_set(config.view_size, glaucoma=True),
+    data = real if real is not None else crossval.hrf_set(config.view_size, glaucoma=True, held_out=False)
+    trained = train_fundus_glaucoma_model(
+        data=data,
         synthetic=synthetic,
         seed=seed,
         preset=preset,
@@ -62,8 +70,23 @@ def train_demo_fundus_glaucoma(
         plan=demo_fundus_glaucoma_plan(epochs_scale),
         progress=progress,
         description=f"{synthetic} generated photographs (glaucoma: cup-to-disc ratio 0.65-0.9, healthy 0.2-0.45) and "
-        "the 20 shipped HRF photographs (glaucoma 1; healthy and DR 0)",
+        f"{len(data)} shipped real HRF photographs (glaucoma 1; healthy and DR 0), all real ones in training",
+        data_in_training_only=True,
     )
+    if real is not None:
+        return trained
+    trained = crossval.real_held_out_card(trained)
+    if cross_validation_folds:
+        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
+            "fundus_glaucoma",
+            lambda fold, number: train_demo_fundus_glaucoma(
+                synthetic=synthetic, seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
+            ),
+            config=config,
+            folds=cross_validation_folds,
+            seed=seed,
+        )
+    return trained
 
 
 def demo_visual_fields() -> list[tuple[Any, int, str]]:
@@ -80,20 +103,42 @@ def train_demo_dr(
     validation_fraction: float = 0.2,
     epochs_scale: float = 1.0,
     progress: Callable[[TrainingProgress], None] | None = None,
+    cross_validation_folds: int = 0,
+    real: datasets.FundusSet | None = None,
 ) -> TrainedModel:
-    """The demo DR grader: generated photographs with controlled lesions plus the shipped HRF photographs."""
+    """The demo DR grader: generated photographs with controlled lesions plus the shipped HRF photographs the
+    demo trial does not use (`real` instead: a cross-validation fold). Its card reports the demo trial's own
+    photographs, held out (demo.crossval)."""
+    from demo import crossval
+
     config = ZoomInNetConfig.preset(preset)
-    return train_dr(
-        data=hrf_demo_set(config.highres_size),
+    data = real if real is not None else crossval.hrf_set(config.highres_size, glaucoma=False, held_out=False)
+    trained = train_dr(
+        data=data,
         synthetic=synthetic,
         seed=seed,
         preset=preset,
         validation_fraction=validation_fraction,
         plan=demo_dr_plan(epochs_scale),
         progress=progress,
-        description=f"{synthetic} generated photographs with controlled lesions (grade from the lesions) and the "
-        "20 shipped HRF photographs (DR as grade 2, others 0)",
+        description=f"{synthetic} generated photographs with controlled lesions (grade from the lesions) and "
+        f"{len(data)} shipped real HRF photographs (DR as grade 2, others 0), all real ones in training",
+        data_in_training_only=True,
     )
+    if real is not None:
+        return trained
+    trained = crossval.real_held_out_card(trained)
+    if cross_validation_folds:
+        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
+            "zoom_in_net",
+            lambda fold, number: train_demo_dr(
+                synthetic=synthetic, seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
+            ),
+            config=config,
+            folds=cross_validation_folds,
+            seed=seed,
+        )
+    return trained
 
 
 def train_demo_vf(
@@ -103,16 +148,38 @@ def train_demo_vf(
     validation_fraction: float = 0.2,
     epochs_scale: float = 1.0,
     progress: Callable[[TrainingProgress], None] | None = None,
+    cross_validation_folds: int = 0,
+    real: datasets.VisualFieldSet | None = None,
 ) -> TrainedModel:
-    """The demo glaucoma net: the shipped real 24-2 fields, healthy controls against glaucoma patients."""
-    fields = demo_visual_fields()
-    return train_vf(
+    """The demo glaucoma net: the shipped real 24-2 fields, healthy controls against glaucoma patients, less
+    the patients whose fields the demo trial uses (`real` instead: a cross-validation fold). Its card
+    reports those patients' fields, held out (demo.crossval)."""
+    from demo import crossval
+
+    fields = [] if real is not None else crossval.demo_vf_fields(held_out=False)
+    count = len(real) if real is not None else len(fields)
+    trained = train_vf(
         fields=fields,
+        data=real,
         seed=seed,
         preset=preset,
         validation_fraction=validation_fraction,
         plan=demo_vf_plan(epochs_scale),
         progress=progress,
-        description=f"{len(fields)} real 24-2 fields shipped with Visus (visualFields package: SUNY-IU healthy "
+        description=f"{count} real 24-2 fields shipped with Visus (visualFields package: SUNY-IU healthy "
         "controls and glaucoma test-retest series)",
     )
+    if real is not None:
+        return trained
+    trained = crossval.real_held_out_card(trained)
+    if cross_validation_folds:
+        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
+            "vf_glaucoma",
+            lambda fold, number: train_demo_vf(
+                seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
+            ),
+            config=VFGlaucomaConfig.preset(preset),
+            folds=cross_validation_folds,
+            seed=seed,
+        )
+    return trained

@@ -12,6 +12,7 @@ register_actions(
         "inference_job.retry": "a failed or abandoned job was queued again",
         "inference_job.fail": "a job failed, with the reason",
         "inference_job.succeed": "a job wrote its prediction",
+        "fusion.calibrate": "a trial's glaucoma fusion was calibrated on its reference standard (weights stored)",
     },
 )
 
@@ -19,3 +20,6 @@ register_auditable_fields(
     "diagnosis.ModelVersion", ["name", "version", "architecture", "task", "sha256", "size", "status"]
 )
 register_auditable_fields("diagnosis.InferenceJob", ["case", "model_version", "status", "is_current"])
+register_auditable_fields(
+    "diagnosis.FusionCalibration", ["fundus_model", "vf_model", "eyes", "positives", "weights", "fitted_by.email"]
+)

@@ -138,3 +138,30 @@ class Prediction(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.model_version} on {self.case_id}"
+
+
+class FusionCalibration(BaseModel):
+    """Fusion weights fitted on a trial's reference standard for the model versions it fused (Platt scaling
+    per modality, then the weights and prior; diagnosis/networks/fusion.py). The newest one that matches a
+    case's models is used on its page; older ones stay in the record."""
+
+    trial = models.ForeignKey("trials.Trial", on_delete=models.PROTECT, related_name="fusion_calibrations")
+    fundus_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    vf_model = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    weights = models.JSONField(help_text="FusionWeights.to_dict() of the fitted weights.")
+    eyes = models.PositiveIntegerField(help_text="Eyes with a yes/no glaucoma reference standard it was fitted on.")
+    positives = models.PositiveIntegerField(help_text="Of them, glaucomatous.")
+    report = models.JSONField(default=dict, help_text="Per modality: eyes, positives, Platt slope/intercept.")
+    fitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"fusion calibration of {self.trial} ({self.eyes} eyes)"
+
+    @property
+    def prevalence(self) -> float:
+        return self.positives / self.eyes if self.eyes else 0.0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.db.models import QuerySet
 
+from diagnosis.calibration import fusion_calibration_for, fusion_weights_of
 from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind, Task
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
 from platform_core.accounts.models import User
@@ -37,9 +39,15 @@ def predictions_for(user: User) -> QuerySet[Prediction]:
 MODALITY_LABELS = {FUNDUS: "fundus photograph", VISUAL_FIELD: "visual field", OCT_RNFL: "OCT RNFL thickness"}
 
 
-def fused_glaucoma(predictions: list[Prediction], rnfl_thickness_um: float | None = None) -> dict[str, Any] | None:
-    """Per-eye glaucoma probability from this case's model outputs and its recorded OCT RNFL thickness
-    (see diagnosis/networks/fusion.py); None when the eye has none of them."""
+def fused_glaucoma(
+    predictions: list[Prediction], rnfl_thickness_um: float | None = None, *, trial_id: Any = None
+) -> dict[str, Any] | None:
+    """Per-eye glaucoma evidence from this case's model outputs and its recorded OCT RNFL thickness (see
+    diagnosis/networks/fusion.py); None when the eye has none of them.
+
+    With a fusion calibration of the trial for these model versions, `probability` is the fused posterior
+    at the calibration's prior. Without one it is None: the page shows each modality's own evidence,
+    marked uncalibrated, rather than one number at an arbitrary 50% prior."""
     vf = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_VF), None)
     fundus = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_FUNDUS), None)
     if vf is None and fundus is None and rnfl_thickness_um is None:
@@ -50,9 +58,39 @@ def fused_glaucoma(predictions: list[Prediction], rnfl_thickness_um: float | Non
         vf_reliable=(vf.kind == ResultKind.PREDICTION) if vf is not None else None,
         rnfl_thickness_um=rnfl_thickness_um,
     )
-    result = fuse_glaucoma(evidence)
+    calibration = (
+        fusion_calibration_for(
+            trial_id=trial_id,
+            fundus_model_id=fundus.model_version_id if fundus is not None else None,
+            vf_model_id=vf.model_version_id if vf is not None else None,
+        )
+        if trial_id is not None
+        else None
+    )
+    weights = fusion_weights_of(calibration)
+    result = fuse_glaucoma(evidence, weights)
+    shown = {
+        FUNDUS: f"{evidence.fundus_probability:.3f}" if evidence.fundus_probability is not None else "",
+        VISUAL_FIELD: f"{evidence.vf_probability:.3f}" if evidence.vf_probability is not None else "",
+        OCT_RNFL: f"{rnfl_thickness_um:.1f} µm" if rnfl_thickness_um is not None else "",
+    }
+    components = [
+        {
+            "modality": m,
+            "label": MODALITY_LABELS[m],
+            "value": shown[m],
+            "log_odds": result.contributions[m],
+            "likelihood_ratio": math.exp(result.contributions[m]),
+            "calibrated": m in weights.platt,
+        }
+        for m in result.used
+    ]
     return {
-        "probability": result.probability,
+        "probability": result.probability if result.calibrated else None,
+        "calibrated": result.calibrated,
+        "prior_probability": result.prior_probability,
+        "calibration": calibration,
+        "components": components,
         "used": list(result.used),
         "used_labels": [MODALITY_LABELS[m] for m in result.used],
         "excluded": {MODALITY_LABELS[m]: why for m, why in result.excluded.items()},
@@ -69,7 +107,7 @@ def case_inference_context(*, user: User, case: Case) -> dict[str, Any]:
     return {
         "inference_jobs": jobs,
         "predictions": predictions,
-        "fused_glaucoma": fused_glaucoma(predictions, case.oct_rnfl_thickness_um),
+        "fused_glaucoma": fused_glaucoma(predictions, case.oct_rnfl_thickness_um, trial_id=case.subject.trial_id),
         "jobs_pending": any(job.status in ("queued", "running") for job in jobs),
     }
 

@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_POST
 
+from diagnosis.calibration import fusion_calibration_fit
 from diagnosis.selectors import predictions_for
 from platform_core.accounts.decorators import role_required
+from platform_core.accounts.models import Role
+from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
-from trials.selectors import SUBJECT_ROLES
+from trials.selectors import SUBJECT_ROLES, trial_roles, trials_for
 
 
 @role_required(*SUBJECT_ROLES)
@@ -16,3 +22,23 @@ def prediction_overlay(request: HttpRequest, pk: str) -> HttpResponse:
     if not prediction.attention_overlay:
         raise Http404("This prediction has no attention map.")
     return serve_private(prediction.attention_overlay.name, content_type="image/png")
+
+
+@require_POST
+@role_required(Role.TRIAL_MANAGER)
+def fusion_calibrate(request: HttpRequest, slug: str) -> HttpResponse:
+    """A trial manager fits the trial's glaucoma fusion on its reference standard (audited by the service)."""
+    trial = get_object_or_404(trials_for(request.user), slug=slug)
+    if Role.TRIAL_MANAGER not in trial_roles(request.user, trial):
+        raise PermissionDenied("Only a manager of this trial may calibrate its fusion.")
+    try:
+        calibration = fusion_calibration_fit(actor=request.user, trial=trial)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"Fusion calibrated on {calibration.eyes} eyes ({calibration.positives} glaucomatous); prior "
+            f"{calibration.weights['prior_probability']:.3f}.",
+        )
+    return redirect("trials:trial-detail", slug=trial.slug)

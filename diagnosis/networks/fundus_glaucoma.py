@@ -4,11 +4,14 @@ Glaucoma shows on a fundus photograph at the optic disc (a large, deep cup: a hi
 rim thinning), so most published fundus-glaucoma systems work in two steps: locate the disc, then
 classify a disc-centred crop. This network does the same:
 
-- **Disc locator** (fixed, not learned): the optic disc is the largest bright yellow-white region of the
-  fundus. Luminance is box-averaged over a window the size of a disc on a coarse view (so small bright
-  spots such as hard exudates or a reflex cannot outweigh it) and the maximum is the disc centre. The
-  crop is a square of `window` (a fraction of the square view's side) around it, moved inside the view
-  at the edges, cut from the `view_size` view with RoIAlign and resized to `input_size`.
+- **Disc locator** (fixed, not learned): the optic disc is the brightest disc-sized region of the fundus
+  in the green channel (green carries the disc's contrast on a red fundus). On a coarse 64 px view the
+  green mean over a disc-sized window (so small bright spots such as hard exudates or a reflex cannot
+  outweigh it) minus the mean green of the fundus pixels in a window three times as wide (a
+  centre-surround contrast, so uneven illumination and the fundus edge do not win) is maximised over the
+  windows that lie inside the fundus (pixels brighter than the black border); the maximum is the disc
+  centre. The crop is a square of `window` (a fraction of the square view's side) around it, moved inside
+  the view at the edges, cut from the `view_size` view with RoIAlign and resized to `input_size`.
 - **Classifier**: a ResNet of BasicBlocks (the Zoom-in-Net backbone; widths and depths are config) on
   the crop, global average pooling, dropout and one logit for glaucoma.
 

@@ -79,9 +79,9 @@ def select_device(preferred: str | None = None) -> torch.device:
 def prepare_for_inference(model: nn.Module, device: torch.device | None = None) -> nn.Module:
     """Eval mode, on the device, weights in channels-last layout.
 
-    Channels-last is what oneDNN (CPU) and cuDNN's tensor-core kernels work in; measured on the 2-core
-    CPUs it makes the full presets 25-50% faster than the default layout, results equal to float
-    rounding. `predict_*` convert their input batches to match.
+    Channels-last is what oneDNN (CPU) and cuDNN's tensor-core kernels work in (`make bench` times the
+    networks in this layout), results equal to the default layout's up to float rounding. `predict_*`
+    convert their input batches to match.
     """
     device = device or select_device()
     return model.to(device=device, memory_format=torch.channels_last).eval()

@@ -15,18 +15,15 @@ The `full` preset is torchvision's VGG16 (`vgg16(weights=None)`; never pretraine
 has no network access and must not download) at 224 px. The `small` preset keeps the VGG16 layer
 pattern with channel widths scaled down and a 64 px plot, so tests run on a CPU in milliseconds.
 
-`render_pd_probability_plot` draws the plot from the 54 per-point PD probabilities, the way the HFA
-printout shows it (darker symbol = less probable under normal variation), so fields that arrive as
-numbers (XML/DICOM exports) and fields that arrive as printouts are read the same way.
+The plot itself is drawn by the upload pipeline (`trials.uploads.visual_field.render_pattern_deviation_plot`,
+stored with every field at 224 px); training (`diagnosis.training.datasets`) and the workers read that same
+image, resized to `input_size`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.models import vgg16
@@ -57,19 +54,6 @@ VGG16_LAYERS: tuple[int | str, ...] = (
     512,
     "M",
 )
-
-# Humphrey 24-2, right eye, row by row from the top, left to right: (x, y) in degrees.
-_ROWS_24_2 = ((21, (-9, 9)), (15, (-15, 15)), (9, (-21, 21)), (3, (-27, 21)))
-HFA_24_2_POINTS_OD: tuple[tuple[int, int], ...] = tuple(
-    (x, y)
-    for y, (first, last) in [*_ROWS_24_2, *[(-y, span) for y, span in reversed(_ROWS_24_2)]]
-    for x in range(first, last + 1, 6)
-)
-BLIND_SPOT_INDICES_OD = (25, 34)  # points 26 and 35 at (15, +-3)
-
-# PD probability levels of the HFA printout and the darkness (0 white .. 1 black) each symbol gets.
-PD_PROBABILITY_LEVELS: tuple[tuple[float, float], ...] = ((0.005, 1.0), (0.01, 0.75), (0.02, 0.55), (0.05, 0.35))
-NORMAL_POINT_DARKNESS = 0.12  # the small dot printed where p >= 5 %
 
 
 @dataclass(frozen=True)
@@ -152,42 +136,3 @@ class VFGlaucomaNet(nn.Module):
 
     def predict_proba(self, plots: Tensor, indices: Tensor) -> Tensor:
         return torch.sigmoid(self.forward(plots, indices).float())
-
-
-def render_pd_probability_plot(p_values: Sequence[float], eye: str = "OD", size: int = 224) -> np.ndarray:
-    """The PD probability plot as a size x size x 3 uint8 image (white paper, dark symbols).
-
-    `p_values`: 54 per-point PD probabilities in the 24-2 order for a right eye (1.0 or any value >= 0.05
-    for "within normal limits"; NaN where there is no value). The blind-spot points are left blank. For a
-    left eye (`eye="OS"`) the points are mirrored left-right, as the printout shows them.
-    """
-    values = np.asarray(p_values, dtype=np.float64)
-    if values.shape != (len(HFA_24_2_POINTS_OD),):
-        raise ValueError(f"expected {len(HFA_24_2_POINTS_OD)} PD probabilities, got shape {values.shape}")
-    if eye not in ("OD", "OS"):
-        raise ValueError("eye must be 'OD' or 'OS'")
-    canvas = np.ones((size, size), dtype=np.float64)
-    cell = size / 10.0  # 10 columns span x = -27..27 so both eyes fit; 8 rows centred vertically
-    top = (size - 8 * cell) / 2
-    mid = size / 2
-    line = max(1, round(size / 224))
-    canvas[int(top) : int(size - top), int(mid - line / 2) : int(mid - line / 2) + line] = 0.6  # meridians
-    canvas[int(mid - line / 2) : int(mid - line / 2) + line, int(cell / 2) : int(size - cell / 2)] = 0.6
-    mirror = -1 if eye == "OS" else 1
-    for index, ((x, y), p) in enumerate(zip(HFA_24_2_POINTS_OD, values, strict=True)):
-        if index in BLIND_SPOT_INDICES_OD or math.isnan(p):
-            continue
-        column = (mirror * x + 27) / 6  # 0..9
-        row = (21 - y) / 6  # 0..7
-        darkness, extent = NORMAL_POINT_DARKNESS, 0.25
-        for threshold, level in PD_PROBABILITY_LEVELS:
-            if p < threshold:
-                darkness, extent = level, 0.8
-                break
-        cx, cy = column * cell + cell / 2, top + row * cell + cell / 2
-        half = extent * cell / 2
-        x0, x1 = round(cx - half), max(round(cx + half), round(cx - half) + 1)
-        y0, y1 = round(cy - half), max(round(cy + half), round(cy - half) + 1)
-        canvas[y0:y1, x0:x1] = np.minimum(canvas[y0:y1, x0:x1], 1.0 - darkness)
-    grey = np.clip(np.round(canvas * 255), 0, 255).astype(np.uint8)
-    return np.repeat(grey[:, :, None], 3, axis=2)

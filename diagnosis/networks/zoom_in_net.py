@@ -13,8 +13,15 @@ Three parts, as in the paper:
   probabilities of those grades (renormalised), so a grade the image probably does not have cannot steer
   the crops. We first used the disease-grade gates A_c themselves (weighted the same way); trained on
   the synthetic photographs of `synthetic.py` the gates stayed diffuse (an 8 x 8 softmax peaking at
-  2-4x uniform) and their peaks covered 31-44% of lesions, no better than random boxes in the fundus
-  (34%), whereas E covered 62-65% (a greedy oracle: 82%). The gates still weight A-Net's grade scores.
+  2-4x uniform) and their crops covered no more lesions than random boxes in the fundus. E's crops do
+  (`AttentionLocalisationTests` in `tests/diagnosis/test_training_core.py` trains a small net on generated
+  photographs, prints the share of held-out lesions its crops cover next to random boxes', and requires a
+  clear margin). The gates still weight A-Net's grade scores.
+- **Field of view**: a photograph is a bright disc of retina on a black border (and the square view adds
+  black padding). The field of view is where the brightest channel exceeds `FOV_THRESHOLD` (of full
+  scale); the attention map is zeroed outside it, and a crop is only centred where at least
+  `MIN_CROP_FOV` of its box lies inside it (where no position reaches that, the best-covered ones), so
+  neither the map nor the zoomed regions rest on the border.
 - **Crops**: the `num_crops` highest attention peaks are chosen greedily; after each choice every cell
   whose centre lies inside the chosen crop (scaled by `suppression_scale`) is suppressed, so later crops
   look elsewhere. The crops are cut from a higher-resolution view (`highres_size`, the paper zooms into
@@ -48,6 +55,13 @@ from diagnosis.networks.config import JsonConfig
 ARCHITECTURE = "zoom_in_net"
 NUM_GRADES = 5  # ICDR: none, mild, moderate, severe NPDR, proliferative
 REFERABLE_FROM_GRADE = 2  # referable DR = moderate NPDR or worse
+FOV_THRESHOLD = 0.08  # brightest channel (0-1) above which a pixel is retina, not the black border
+MIN_CROP_FOV = 0.9  # share of a crop box that must lie in the field of view
+_FOV_GRID = 64  # resolution of the field-of-view mask used to place crops
+
+# Must match diagnosis.networks.inference.IMAGE_MEAN/STD (the field of view is found on the raw pixels).
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -215,20 +229,66 @@ def disease_evidence(score_maps: Tensor, a_logits: Tensor) -> Tensor:
     return (weights[:, :, None, None] * score_maps[:, 1:]).sum(dim=1) - score_maps[:, 0]
 
 
+def field_of_view(views: Tensor) -> Tensor:
+    """B x H x W float mask (1 = retina) of normalised B x 3 x H x W views."""
+    mean = torch.tensor(_MEAN, device=views.device).view(1, 3, 1, 1)
+    std = torch.tensor(_STD, device=views.device).view(1, 3, 1, 1)
+    pixels = views.detach().float() * std + mean
+    return (pixels.amax(dim=1) > FOV_THRESHOLD).float()
+
+
+def crop_field_of_view_share(mask: Tensor, grid: tuple[int, int], box_fraction: float) -> Tensor:
+    """B x h x w: the share of the field of view (mask B x H x W) inside a square box of side `box_fraction`
+    centred on each cell of an h x w grid and shifted inside the view, as `select_attention_peaks` places it."""
+    batch, height, width = mask.shape
+    height_cells, width_cells = grid
+    half = min(box_fraction, 1.0) / 2
+    # Integral image with a zero row and column in front: box sums in O(1).
+    integral = F.pad(mask.float().cumsum(1).cumsum(2), (1, 0, 1, 0))
+    centres_y = ((torch.arange(height_cells, device=mask.device) + 0.5) / height_cells).clamp(half, 1 - half)
+    centres_x = ((torch.arange(width_cells, device=mask.device) + 0.5) / width_cells).clamp(half, 1 - half)
+    y0 = ((centres_y - half) * height).round().long().clamp(0, height)
+    y1 = ((centres_y + half) * height).round().long().clamp(0, height)
+    x0 = ((centres_x - half) * width).round().long().clamp(0, width)
+    x1 = ((centres_x + half) * width).round().long().clamp(0, width)
+    sums = (
+        integral[:, y1[:, None], x1[None, :]]
+        - integral[:, y0[:, None], x1[None, :]]
+        - integral[:, y1[:, None], x0[None, :]]
+        + integral[:, y0[:, None], x0[None, :]]
+    )
+    area = ((y1 - y0)[:, None] * (x1 - x0)[None, :]).clamp_min(1).float()
+    return sums / area
+
+
+def crop_positions_in_field_of_view(share: Tensor, minimum: float = MIN_CROP_FOV) -> Tensor:
+    """B x h x w bool: cells whose crop has at least `minimum` in the field of view; where none has, the
+    best-covered cells (so every image keeps somewhere to look)."""
+    best = share.flatten(1).amax(dim=1).view(-1, 1, 1)
+    return share >= torch.minimum(best - 1e-6, torch.full_like(best, minimum))
+
+
 def select_attention_peaks(
-    attention: Tensor, num_peaks: int, box_fraction: float, suppression_scale: float = 1.0
+    attention: Tensor,
+    num_peaks: int,
+    box_fraction: float,
+    suppression_scale: float = 1.0,
+    allowed: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Greedy peak picking with suppression of the chosen area.
 
     attention: B x h x w. Each step takes the highest unsuppressed cell, centres a square box of side
     `box_fraction` (of the view) on it, shifts the box to lie inside the view, then suppresses every cell
     whose centre lies in that box scaled by `suppression_scale` about its centre (boundary included).
-    Only when every cell is suppressed does a step fall back to the best cell not yet picked.
+    Only when every cell is suppressed does a step fall back to the best cell not yet picked. `allowed`
+    (B x h x w bool, at least one True per image) restricts the peaks to those cells.
     Returns peaks (B x k x 2, row/column, long) and boxes (B x k x 4, x0 y0 x1 y1 as view fractions).
     """
     batch, height, width = attention.shape
     device = attention.device
     scores = attention.detach().float().reshape(batch, -1).clone()
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed.reshape(batch, -1), float("-inf"))
     original = scores.clone()
     rows = (torch.arange(height, device=device, dtype=torch.float32) + 0.5) / height
     cols = (torch.arange(width, device=device, dtype=torch.float32) + 0.5) / width
@@ -292,15 +352,18 @@ class ZoomInNet(nn.Module):
         attention = F.interpolate(
             whole.attention_grid[:, None], size=(self.config.input_size,) * 2, mode="bilinear", align_corners=False
         )[:, 0]
-        low = attention.amin(dim=(1, 2), keepdim=True)
-        high = attention.amax(dim=(1, 2), keepdim=True)
+        # The map is shown on the photograph: scaled over the field of view, zero outside it.
+        inside = field_of_view(self.low_view(highres) if lowres is None else lowres)
+        retina = inside > 0
+        low = torch.where(retina, attention, attention.amax(dim=(1, 2), keepdim=True)).amin(dim=(1, 2), keepdim=True)
+        high = torch.where(retina, attention, low).amax(dim=(1, 2), keepdim=True)
         return ZoomInNetOutput(
             logits=logits,
             m_logits=whole.m_logits,
             a_logits=whole.a_logits,
             c_logits=c_logits,
             attention_grid=whole.attention_grid,
-            attention=(attention - low) / (high - low).clamp_min(1e-12),
+            attention=(attention - low) / (high - low).clamp_min(1e-12) * inside,
             peaks=whole.peaks,
             boxes=whole.boxes,
         )
@@ -312,8 +375,15 @@ class ZoomInNet(nn.Module):
         pooled = features.mean(dim=(2, 3))
         a_logits, score_maps, _ = self.a_net(features)
         attention_grid = disease_evidence(score_maps.detach().float(), a_logits.detach().float())
+        box_fraction = config.crop_size / config.highres_size
+        mask = F.adaptive_avg_pool2d(field_of_view(lowres)[:, None], _FOV_GRID)[:, 0] > 0.5
+        share = crop_field_of_view_share(mask, tuple(attention_grid.shape[1:]), box_fraction)
         peaks, boxes = select_attention_peaks(
-            attention_grid, config.num_crops, config.crop_size / config.highres_size, config.suppression_scale
+            attention_grid,
+            config.num_crops,
+            box_fraction,
+            config.suppression_scale,
+            allowed=crop_positions_in_field_of_view(share),
         )
         return WholeImageReading(pooled, self.m_head(pooled), a_logits, attention_grid, peaks, boxes)
 

@@ -164,6 +164,22 @@ def visual_field_set(fields: Sequence[tuple[VisualField, int, str]], size: int) 
     )
 
 
+def stored_visual_field_set(
+    items: Sequence[tuple[bytes, tuple[float, float, float], int, str]], size: int
+) -> VisualFieldSet:
+    """(stored PD plot PNG, (VFI, MD, PSD) as stored, label 0/1, group) -> the set, read exactly as the
+    workers read a case (`diagnosis.services`): the plot the upload pipeline stored, resized, and the stored
+    indices (the perimeter's own where it reported them)."""
+    if not items:
+        raise ValueError("no labelled visual fields")
+    return VisualFieldSet(
+        torch.from_numpy(np.stack([plot_array(png, size) for png, _, _, _ in items])),
+        torch.tensor([list(values) for _, values, _, _ in items], dtype=torch.float32),
+        torch.tensor([int(label) for _, _, label, _ in items], dtype=torch.long),
+        [group for _, _, _, group in items],
+    )
+
+
 def visualfields_package_rows(path: Path) -> list[tuple[VisualField, str]]:
     """Fields from the visualFields R package's CSV export (``id, eye, age, fpr, fnr, fl, l1..l54``)."""
     out = []

@@ -64,14 +64,26 @@ class PhotographSplit:
 
 
 def photograph_split(
-    generated: datasets.FundusSet | None, data: datasets.FundusSet | None, size: int, fraction: float, seed: int
+    generated: datasets.FundusSet | None,
+    data: datasets.FundusSet | None,
+    size: int,
+    fraction: float,
+    seed: int,
+    *,
+    data_in_training_only: bool = False,
 ) -> PhotographSplit:
-    """Generated and/or given photographs at `size`, split into seeded training and validation sets."""
+    """Generated and/or given photographs at `size`, split into seeded training and validation sets.
+    `data_in_training_only`: the given photographs all train and the validation set is generated only (the
+    demo scores its real photographs on its own held-out set, demo/crossval.py)."""
     parts = [part for part in (generated, None if data is None else _resized(data, size)) if part is not None]
     if not parts:
         raise ValueError("no training data")
     everything = datasets.merge(*parts)
-    train_idx, val_idx = datasets.split(len(everything), fraction, seed, groups=everything.groups)
+    if data_in_training_only and generated is not None and data is not None:
+        train_idx, val_idx = datasets.split(len(generated), fraction, seed)
+        train_idx += list(range(len(generated), len(everything)))
+    else:
+        train_idx, val_idx = datasets.split(len(everything), fraction, seed, groups=everything.groups)
     return PhotographSplit(
         (everything.images[train_idx], everything.grades[train_idx]),
         (everything.images[val_idx], everything.grades[val_idx]) if val_idx else None,
@@ -100,6 +112,7 @@ def train_dr(
     plan: DRTrainingPlan | None = None,
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
+    data_in_training_only: bool = False,
     time_budget_s: float | None = None,
 ) -> TrainedModel:
     config = ZoomInNetConfig.preset(preset)
@@ -109,7 +122,9 @@ def train_dr(
             *fundus_tensors(generate_fundus_set(synthetic, seed=seed, size=config.highres_size)),
             names=[f"synthetic-{i}" for i in range(synthetic)],
         )
-    split = photograph_split(generated, data, config.highres_size, validation_fraction, seed)
+    split = photograph_split(
+        generated, data, config.highres_size, validation_fraction, seed, data_in_training_only=data_in_training_only
+    )
     seed_everything(seed)
     model = ZoomInNet(config)
     device = select_device()
@@ -152,10 +167,17 @@ def train_vf(
     plan: VFTrainingPlan | None = None,
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
+    data: datasets.VisualFieldSet | None = None,
 ) -> TrainedModel:
+    """`fields` are analysed and drawn as the upload pipeline does; `data` (instead) is already in the
+    network's inputs, e.g. a trial's stored plots and indices (`datasets.stored_visual_field_set`)."""
     config = VFGlaucomaConfig.preset(preset)
-    fields, unreliable = reliable_training_fields(fields)
-    data = datasets.visual_field_set(fields, size=config.input_size)
+    if data is None:
+        fields, unreliable = reliable_training_fields(fields)
+        data = datasets.visual_field_set(fields, size=config.input_size)
+        left_out = f"; {unreliable} unreliable fields (Li et al. 2018 cut-offs) left out"
+    else:  # a trial's stored fields: only those the pipeline judged reliable are stored for training
+        unreliable, left_out = 0, "; reliable fields only"
     train_idx, val_idx = datasets.split(len(data), validation_fraction, seed, groups=data.groups)
     train, validation = data.subset(train_idx), data.subset(val_idx)
     seed_everything(seed)
@@ -176,7 +198,7 @@ def train_vf(
         "intended_use": "Research and platform demonstration: glaucoma probability from a reliable Humphrey 24-2 "
         "visual field (Pattern Deviation probability plot with VFI, MD and PSD).",
         "training_data": f"{description}; {len(train)} training and {len(validation)} validation fields, split by "
-        f"patient (seed {seed}); {unreliable} unreliable fields (Li et al. 2018 cut-offs) left out.",
+        f"patient (seed {seed}){left_out}.",
         "unreliable_fields_excluded": unreliable,
         "metrics_note": "On the held-out patients' fields: ROC AUC, accuracy, sensitivity and specificity at 0.5.",
         "limitations": "Trained on few patients; unreliable fields are not scored.",
@@ -194,6 +216,7 @@ def train_fundus_glaucoma_model(
     plan: FundusGlaucomaTrainingPlan | None = None,
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
+    data_in_training_only: bool = False,
 ) -> TrainedModel:
     """The fundus glaucoma net from labelled photographs (`data.grades` holding 0/1) and/or generated ones."""
     config = FundusGlaucomaConfig.preset(preset)
@@ -202,7 +225,9 @@ def train_fundus_glaucoma_model(
         samples = generate_glaucoma_fundus_set(synthetic, seed=seed, size=config.view_size)
         labels = torch.tensor([int(sample.glaucoma) for sample in samples], dtype=torch.long)
         generated = datasets.FundusSet(fundus_tensors(samples)[0], labels, [f"synthetic-{i}" for i in range(synthetic)])
-    split = photograph_split(generated, data, config.view_size, validation_fraction, seed)
+    split = photograph_split(
+        generated, data, config.view_size, validation_fraction, seed, data_in_training_only=data_in_training_only
+    )
     seed_everything(seed)
     model = FundusGlaucomaNet(config)
     device = select_device()

@@ -159,7 +159,6 @@ def device_check(device: torch.device) -> int:
 
     from diagnosis.networks.inference import ItemError, VisualFieldItem, predict_fundus, predict_visual_fields
     from diagnosis.networks.synthetic import generate_fundus_set
-    from diagnosis.networks.vf_glaucoma import render_pd_probability_plot
     from diagnosis.training.core import (
         DRTrainingPlan,
         VFTrainingPlan,
@@ -192,9 +191,9 @@ def device_check(device: torch.device) -> int:
     )
 
     config = VFGlaucomaConfig.small()
-    plots = torch.from_numpy(
-        np.stack([render_pd_probability_plot(np.where(np.arange(54) < i % 20, 0.004, 1.0), size=64) for i in range(64)])
-    ).permute(0, 3, 1, 2)
+    from tests.diagnosis.helpers import pd_plot
+
+    plots = torch.from_numpy(np.stack([pd_plot([0.005 if p < i % 20 else 1.0 for p in range(54)]) for i in range(64)]))
     indices = torch.tensor([[90.0 - i % 20, -(i % 20) / 2, 2.0 + i % 20 / 3] for i in range(64)])
     labels = torch.tensor([int(i % 20 > 8) for i in range(64)])
     vf_model = VFGlaucomaNet(config)

@@ -9,8 +9,10 @@ from diagnosis.networks.fusion import (
     VISUAL_FIELD,
     FusionWeights,
     GlaucomaEvidence,
+    fit_fusion_calibration,
     fit_fusion_weights,
     fuse_glaucoma,
+    platt_scaling,
     rnfl_log_likelihood_ratio,
 )
 
@@ -101,3 +103,58 @@ class GlaucomaFusionTests(SimpleTestCase):
         self.assertAlmostEqual(fitted.rnfl_weight, 1.0)  # no RNFL data: only the penalty acts on it
         self.assertLess(fitted.prior_probability, 0.5)
         self.assertEqual(FusionWeights.from_dict(fitted.to_dict()), fitted)
+
+
+class FusionCalibrationCoreTests(SimpleTestCase):
+    def test_default_weights_say_they_are_uncalibrated_at_a_50_percent_prior(self):
+        fused = fuse_glaucoma(GlaucomaEvidence(rnfl_thickness_um=62.0))
+        self.assertFalse(fused.calibrated)
+        self.assertEqual(fused.prior_probability, 0.5)
+        self.assertGreater(fused.probability, 0.98)  # the undisclosed-prior number the page no longer shows
+
+    def test_fitting_on_a_low_prevalence_population_gives_its_bayes_posterior_not_the_50_percent_one(self):
+        rng = np.random.default_rng(1)
+        labels = (rng.uniform(size=4000) < 0.05).astype(int)
+        thickness = np.where(labels == 1, rng.normal(70, 11, labels.size), rng.normal(95, 11, labels.size))
+        evidence = [GlaucomaEvidence(rnfl_thickness_um=float(t)) for t in thickness]
+        fit = fit_fusion_calibration(evidence, labels.tolist())
+        self.assertTrue(fit.weights.calibrated)
+        self.assertEqual((fit.eyes, fit.positives), (4000, int(labels.sum())))
+        self.assertAlmostEqual(fit.weights.prior_probability, labels.mean(), delta=0.02)
+        fused = fuse_glaucoma(GlaucomaEvidence(rnfl_thickness_um=62.0), fit.weights)
+        # Bayes: LR(62 um) = exp(25/121 * 20.5) = 69; at 5% prevalence the posterior is about 0.78.
+        bayes = 1 / (1 + 19 / math.exp(25 / 121 * 20.5))
+        self.assertAlmostEqual(fused.probability, bayes, delta=0.08)
+        self.assertTrue(fused.calibrated)
+        # Calibration in the large: predicted probabilities average to the observed prevalence.
+        mean = np.mean([fuse_glaucoma(e, fit.weights).probability for e in evidence[:1000]])
+        self.assertAlmostEqual(mean, labels[:1000].mean(), delta=0.02)
+
+    def test_platt_scaling_shrinks_an_overconfident_network(self):
+        rng = np.random.default_rng(2)
+        labels = (rng.uniform(size=2000) < 0.3).astype(int)
+        true_logit = np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 1.0, labels.size)
+        overconfident = 1 / (1 + np.exp(-4 * true_logit))  # four times the log-odds it should give
+        slope, _ = platt_scaling(np.log(overconfident / (1 - overconfident)), labels)
+        self.assertAlmostEqual(slope, 2 / 4, delta=0.1)  # true LLR slope is 2 (d' = 2, var 1), / 4
+
+    def test_too_few_eyes_of_a_class_are_refused_with_the_counts(self):
+        evidence = [GlaucomaEvidence(fundus_probability=p) for p in (0.9, 0.8, 0.2, 0.1, 0.3)]
+        with self.assertRaisesMessage(ValueError, "fundus: 5 eyes, 2 glaucomatous"):
+            fit_fusion_calibration(evidence, [1, 1, 0, 0, 0])
+
+    def test_fitted_weights_survive_a_json_round_trip(self):
+        evidence = [GlaucomaEvidence(fundus_probability=p) for p in (0.9, 0.8, 0.7, 0.2, 0.1, 0.3, 0.6)]
+        fitted = fit_fusion_calibration(evidence, [1, 1, 1, 0, 0, 0, 1]).weights
+        import json
+
+        self.assertEqual(FusionWeights.from_dict(json.loads(json.dumps(fitted.to_dict()))), fitted)
+        with self.assertRaisesMessage(ValueError, "platt['retina']"):
+            FusionWeights(platt={"retina": [1.0, 0.0, 0.5]})
+
+    def test_another_prevalence_changes_only_the_prior_term(self):
+        evidence = GlaucomaEvidence(fundus_probability=0.9, rnfl_thickness_um=70.0)
+        base = fuse_glaucoma(evidence)
+        moved = fuse_glaucoma(evidence, FusionWeights().with_prior(0.05))
+        self.assertEqual(moved.contributions, base.contributions)
+        self.assertAlmostEqual(logit(moved.probability) - logit(base.probability), logit(0.05))

@@ -26,9 +26,9 @@ from diagnosis.networks.inference import (
     select_device,
 )
 from diagnosis.networks.synthetic import generate_fundus
-from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet, render_pd_probability_plot
+from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
-from tests.diagnosis.helpers import use_test_threads
+from tests.diagnosis.helpers import pd_plot, use_test_threads
 
 
 def widescreen_photo() -> np.ndarray:
@@ -119,7 +119,7 @@ class VisualFieldBatchTests(SimpleTestCase):
         use_test_threads()
         torch.manual_seed(0)
         model = VFGlaucomaNet(VFGlaucomaConfig.small())
-        plot = render_pd_probability_plot(np.ones(54), size=128)
+        plot = pd_plot([1.0] * 54, size=128).transpose(1, 2, 0).copy()
         items = [
             VisualFieldItem(plot, vfi=95.0, md=-1.5, psd=2.0),
             VisualFieldItem(plot, vfi=140.0, md=-1.5, psd=2.0),

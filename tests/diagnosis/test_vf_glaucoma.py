@@ -1,18 +1,10 @@
 import json
-import math
 
-import numpy as np
 import torch
 from django.test import SimpleTestCase
 from torchvision.models import vgg16
 
-from diagnosis.networks.vf_glaucoma import (
-    BLIND_SPOT_INDICES_OD,
-    HFA_24_2_POINTS_OD,
-    VFGlaucomaConfig,
-    VFGlaucomaNet,
-    render_pd_probability_plot,
-)
+from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.training.core import trainable_parameters_without_gradient
 from tests.diagnosis.helpers import use_test_threads
 
@@ -62,54 +54,3 @@ class VFGlaucomaNetTests(SimpleTestCase):
     def test_config_survives_a_json_round_trip(self):
         for config in (VFGlaucomaConfig.small(), VFGlaucomaConfig.full()):
             self.assertEqual(VFGlaucomaConfig.from_dict(json.loads(json.dumps(config.to_dict()))), config)
-
-
-class PDProbabilityPlotTests(SimpleTestCase):
-    def cell_darkness(self, plot, x, y, eye="OD"):
-        size = plot.shape[0]
-        cell = size / 10
-        top = (size - 8 * cell) / 2
-        column = ((-x if eye == "OS" else x) + 27) / 6
-        row = (21 - y) / 6
-        cx, cy = int(column * cell + cell / 2), int(top + row * cell + cell / 2)
-        return 1 - plot[cy, cx, 0] / 255
-
-    def test_the_24_2_grid_has_54_points_with_the_blind_spot_at_points_26_and_35(self):
-        self.assertEqual(len(HFA_24_2_POINTS_OD), 54)
-        self.assertEqual([HFA_24_2_POINTS_OD[i] for i in BLIND_SPOT_INDICES_OD], [(15, 3), (15, -3)])
-        rows = {}
-        for _, y in HFA_24_2_POINTS_OD:
-            rows[y] = rows.get(y, 0) + 1
-        self.assertEqual([rows[y] for y in (21, 15, 9, 3, -3, -9, -15, -21)], [4, 6, 8, 9, 9, 8, 6, 4])
-
-    def test_less_probable_points_are_drawn_darker(self):
-        p = np.ones(54)
-        p[[0, 1, 2, 3]] = [0.004, 0.009, 0.019, 0.04]  # top row, x = -9, -3, 3, 9
-        plot = render_pd_probability_plot(p, size=220)
-        darkness = [self.cell_darkness(plot, x, 21) for x in (-9, -3, 3, 9)]
-        self.assertEqual(darkness, sorted(darkness, reverse=True))
-        self.assertGreater(darkness[-1], self.cell_darkness(plot, -9, -21))
-
-    def test_left_eyes_are_mirrored(self):
-        p = np.ones(54)
-        p[18] = 0.004  # (-27, 3): the nasal step of a right eye
-        right = render_pd_probability_plot(p, eye="OD", size=220)
-        left = render_pd_probability_plot(p, eye="OS", size=220)
-        self.assertAlmostEqual(self.cell_darkness(right, -27, 3), 1.0, places=2)
-        self.assertAlmostEqual(self.cell_darkness(left, -27, 3, eye="OS"), 1.0, places=2)  # drawn at x = +27
-        self.assertEqual(self.cell_darkness(left, -27, 3), 0.0)  # nothing at x = -27 for a left eye
-        for x, y in HFA_24_2_POINTS_OD:
-            with self.subTest(point=(x, y)):
-                self.assertAlmostEqual(self.cell_darkness(right, x, y), self.cell_darkness(left, x, y, eye="OS"))
-
-    def test_blind_spot_and_missing_points_stay_blank(self):
-        p = np.full(54, 0.004)
-        p[0] = math.nan
-        plot = render_pd_probability_plot(p, size=220)
-        self.assertEqual(self.cell_darkness(plot, 15, 3), 0.0)
-        self.assertEqual(self.cell_darkness(plot, -9, 21), 0.0)
-        self.assertAlmostEqual(self.cell_darkness(plot, -3, 21), 1.0, places=2)
-
-    def test_wrong_number_of_points_is_refused(self):
-        with self.assertRaisesMessage(ValueError, "expected 54 PD probabilities"):
-            render_pd_probability_plot([1.0] * 52)

@@ -10,6 +10,8 @@ from diagnosis.networks.zoom_in_net import (
     NUM_GRADES,
     ZoomInNet,
     ZoomInNetConfig,
+    crop_field_of_view_share,
+    crop_positions_in_field_of_view,
     disease_evidence,
     select_attention_peaks,
 )
@@ -177,3 +179,61 @@ class ZoomInNetConfigTests(SimpleTestCase):
             output = model(torch.randn(1, 3, config.highres_size, config.highres_size))
         self.assertEqual(output.attention_grid.shape, (1, 16, 16))
         self.assertAlmostEqual(counter.get_total_flops() / 1e9, 33.5, delta=0.5)
+
+
+class FieldOfViewTests(SimpleTestCase):
+    """Attention and crops stay on the retina, not on the black border of a real photograph."""
+
+    def setUp(self):
+        use_test_threads()
+        torch.manual_seed(0)
+
+    def test_crop_share_is_one_in_the_middle_of_a_disc_and_small_in_its_corners(self):
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 64), indexing="ij")
+        disc = ((xx**2 + yy**2) < 0.8**2).float()[None]
+        share = crop_field_of_view_share(disc, (8, 8), 0.25)
+        self.assertAlmostEqual(float(share[0, 3, 3]), 1.0)
+        self.assertLess(float(share[0, 0, 0]), 0.2)
+        allowed = crop_positions_in_field_of_view(share)
+        self.assertFalse(bool(allowed[0, 0, 0]))
+        self.assertTrue(bool(allowed[0, 3, 3]))
+        # An image with no retina at all keeps every position rather than none.
+        self.assertTrue(bool(crop_positions_in_field_of_view(torch.zeros(1, 8, 8)).all()))
+
+    def test_peaks_are_taken_only_from_allowed_cells(self):
+        attention = torch.zeros(1, 8, 8)
+        attention[0, 0, :] = 10.0  # the strongest evidence on the top edge
+        allowed = torch.ones(1, 8, 8, dtype=torch.bool)
+        allowed[0, :2] = False
+        peaks, _ = select_attention_peaks(attention, 4, 0.25, allowed=allowed)
+        self.assertTrue(bool((peaks[0, :, 0] >= 2).all()))
+
+    def test_on_a_shipped_hrf_photograph_the_map_and_every_crop_lie_in_the_field_of_view(self):
+        from unittest import mock
+
+        from PIL import Image
+
+        from diagnosis.networks.inference import preprocess_fundus
+        from diagnosis.networks.zoom_in_net import field_of_view
+        from diagnosis.training.runner import DEMO_DATA
+
+        config = ZoomInNetConfig.small()
+        model = ZoomInNet(config).eval()
+        photo = preprocess_fundus(Image.open(DEMO_DATA / "hrf" / "01_dr.jpg"), config)
+        highres = photo.highres[None]
+
+        def border_evidence(score_maps, a_logits):  # the strongest "evidence" on the top and bottom rows
+            grid = torch.zeros(score_maps.shape[0], *score_maps.shape[2:])
+            grid[:, 0] = grid[:, -1] = 5.0
+            return grid + torch.rand_like(grid)
+
+        with mock.patch("diagnosis.networks.zoom_in_net.disease_evidence", border_evidence), torch.no_grad():
+            output = model(highres)
+        mask = F.adaptive_avg_pool2d(field_of_view(model.low_view(highres))[:, None], 64)[0, 0] > 0.5
+        for x0, y0, x1, y1 in output.boxes[0].tolist():
+            box = mask[round(y0 * 64) : round(y1 * 64), round(x0 * 64) : round(x1 * 64)]
+            self.assertGreaterEqual(float(box.float().mean()), 0.9)
+        outside = field_of_view(model.low_view(highres))[0] == 0
+        self.assertTrue(bool(outside.any()))  # the letterboxed photograph has a black border
+        self.assertEqual(float(output.attention[0][outside].abs().max()), 0.0)
+        self.assertGreater(float(output.attention[0].max()), 0.5)

@@ -317,7 +317,7 @@ class ServiceSecretTests(TestCase):
             user_password_change,
             user_password_set,
         )
-        from platform_core.api.exceptions import ApplicationError
+        from platform_core.errors import ApplicationError
         from tests.factories import enrol
 
         secrets = [f"Sv{n:03d}-pQ4r-Lm8x-secret" for n in range(10)]

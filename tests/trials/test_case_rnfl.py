@@ -93,8 +93,8 @@ class RnflPageAndApiTests(TestCase):
         self.assertContains(page, "76.0 µm")
         # It joins the eye's fused glaucoma evidence even before any network has run.
         self.assertEqual(page.context["fused_glaucoma"]["used"], ["oct_rnfl"])
-        self.assertGreater(page.context["fused_glaucoma"]["probability"], 0.5)  # thin RNFL: towards glaucoma
-        self.assertContains(page, "(from OCT RNFL thickness)")
+        self.assertGreater(page.context["fused_glaucoma"]["components"][0]["log_odds"], 0)  # thin: towards glaucoma
+        self.assertContains(page, "(uncalibrated)")
 
     def test_readers_see_no_form_and_trials_without_oct_show_no_section(self):
         self.client.force_login(self.w.manager)

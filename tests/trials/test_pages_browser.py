@@ -81,7 +81,9 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.submit("Save RNFL thickness")
         self.assertIn("RNFL thickness saved.", self.wait_for(".messages").text)
         self.assertEqual(b.find_element(By.CSS_SELECTOR, "[data-testid=rnfl-thickness]").text, "71.5 µm")
-        self.assertIn("from OCT RNFL thickness", b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text)
+        evidence = b.find_element(By.CSS_SELECTOR, "[data-testid=fused-glaucoma]").text
+        self.assertIn("(uncalibrated)", evidence)  # no fusion calibration fitted for this trial
+        self.assertIn("OCT RNFL thickness 71.5 µm", evidence)
         field = b.find_element(By.NAME, "thickness_um")
         field.clear()
         field.send_keys("90")

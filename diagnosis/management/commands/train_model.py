@@ -24,6 +24,7 @@ from PIL import Image
 
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
 from diagnosis.networks.inference import configure_threads
+from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig
 from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
@@ -131,32 +132,22 @@ def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> data
     return data
 
 
-def trial_visual_fields(trial: Trial) -> list:
-    from trials.uploads.visual_field import VisualField
-
-    out = []
-    for reference in ReferenceStandard.objects.filter(case__subject__trial=trial, glaucoma__in=["yes", "no"]):
+def trial_visual_fields(trial: Trial, size: int) -> datasets.VisualFieldSet:
+    """The trial's reliable fields with a yes/no glaucoma reference, as the workers read them: the stored PD
+    plot and the stored VFI/MD/PSD (the perimeter's own values where it reported them)."""
+    items = []
+    references = ReferenceStandard.objects.filter(case__subject__trial=trial, glaucoma__in=["yes", "no"])
+    for reference in references.select_related("case"):
         result = VisualFieldResult.objects.filter(case=reference.case, reliable=True).order_by("-created_at").first()
         if result is None:
             continue
-        sens = tuple(float("nan") if v is None else v for v in result.sensitivities)
-        age = reference.case.subject.age
-        # The stored rates travel with the field: training keeps only fields reliable by Li et al.'s cut-offs
-        # (fixation losses as a percentage, exact to 0.01%, since only the percentage is stored).
-        fl = result.fixation_loss_percent
-        vf = VisualField(
-            eye=result.eye,
-            age=90.0 if age == "90+" else float(age),
-            sensitivities=sens,
-            fixation_losses=None if fl is None else round(fl * 100),
-            fixation_checks=None if fl is None else 10000,
-            false_positive_percent=result.false_positive_percent,
-            false_negative_percent=result.false_negative_percent,
-        )
-        out.append((vf, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
-    if not out:
+        with default_storage.open(result.pd_plot.name, "rb") as handle:
+            png = handle.read()
+        indices = (result.visual_field_index, result.mean_deviation, result.pattern_standard_deviation)
+        items.append((png, indices, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
+    if not items:
         raise CommandError(f"Trial {trial.slug} has no case with both a glaucoma reference and a reliable field.")
-    return out
+    return datasets.stored_visual_field_set(items, size)
 
 
 class Command(BaseCommand):
@@ -180,6 +171,13 @@ class Command(BaseCommand):
             "--demo-synthetic", type=int, help="generated photographs with --demo (default 600 DR, 300 glaucoma)"
         )
         parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+        parser.add_argument(
+            "--cross-validate",
+            type=int,
+            default=0,
+            metavar="K",
+            help="with --demo: also K-fold cross-validation over all the shipped real data, by subject (K more runs)",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         configure_threads(options["threads"])  # type: ignore[arg-type]
@@ -190,6 +188,8 @@ class Command(BaseCommand):
         fraction = float(options["validation_fraction"])  # type: ignore[arg-type]
         if options["folder"] and not options["labels"]:
             raise CommandError("--folder needs --labels.")
+        if options["cross_validate"] and not options["demo"]:
+            raise CommandError("--cross-validate is for --demo (the shipped real data).")
         try:
             if architecture in PHOTOGRAPH_NETS:
                 trained = self._photographs(options, seed, preset, fraction, bar, net=PHOTOGRAPH_NETS[architecture])
@@ -198,6 +198,9 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Trained in {trained.seconds:.0f} s. Validation: {trained.metrics}")
+        for key in ("real_data_performance", "metrics_validation_split", "metrics_real_cross_validated"):
+            if key in trained.model_card:
+                self.stdout.write(f"{key}: {trained.model_card[key]}")
         try:
             model = model_register(
                 actor=None,
@@ -222,6 +225,7 @@ class Command(BaseCommand):
                 validation_fraction=fraction,
                 epochs_scale=scale,
                 progress=bar,
+                cross_validation_folds=int(options["cross_validate"]),  # type: ignore[arg-type]
             )
         size = net.view_size(preset)
         data, synthetic = None, 0
@@ -254,19 +258,27 @@ class Command(BaseCommand):
             raise CommandError("--synthetic is for zoom_in_net; use --demo for the shipped visual fields.")
         if options["demo"]:
             return demo_recipe("vf_glaucoma")(
-                seed=seed, preset=preset, validation_fraction=fraction, epochs_scale=scale, progress=bar
+                seed=seed,
+                preset=preset,
+                validation_fraction=fraction,
+                epochs_scale=scale,
+                progress=bar,
+                cross_validation_folds=int(options["cross_validate"]),
             )
         if options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
             if trial is None:
                 raise CommandError(f"No trial {options['trial']!r}.")
-            fields = trial_visual_fields(trial)
-            description = f"{len(fields)} reliable fields of trial {trial.protocol_number} with glaucoma references"
+            data = trial_visual_fields(trial, VFGlaucomaConfig.preset(preset).input_size)
+            description = f"{len(data)} reliable fields of trial {trial.protocol_number} with glaucoma references"
+            fields = []
         else:
+            data = None
             fields = datasets.visual_field_folder(Path(options["folder"]), Path(options["labels"]))
             description = f"{len(fields)} labelled fields from {options['folder']}"
         return train_vf(
             fields=fields,
+            data=data,
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
