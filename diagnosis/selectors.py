@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind, Task
+from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
 from platform_core.accounts.models import User
 from trials.models import Case
@@ -37,8 +37,8 @@ MODALITY_LABELS = {FUNDUS: "fundus photograph", VISUAL_FIELD: "visual field", OC
 def fused_glaucoma(predictions: list[Prediction], rnfl_thickness_um: float | None = None) -> dict[str, Any] | None:
     """Per-eye glaucoma probability from this case's model outputs and its recorded OCT RNFL thickness
     (see diagnosis/networks/fusion.py); None when the eye has none of them."""
-    vf = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_VF), None)
-    fundus = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_FUNDUS), None)
+    vf = next((p for p in predictions if p.model_version.spec.glaucoma_evidence == VISUAL_FIELD), None)
+    fundus = next((p for p in predictions if p.model_version.spec.glaucoma_evidence == FUNDUS), None)
     if vf is None and fundus is None and rnfl_thickness_um is None:
         return None
     evidence = GlaucomaEvidence(

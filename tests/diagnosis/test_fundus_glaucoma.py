@@ -17,10 +17,10 @@ from django.urls import reverse
 from PIL import Image
 
 from diagnosis.models import InferenceJob, ModelVersion, Prediction
+from diagnosis.networks.checkpoints import load_checkpoint
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet, locate_optic_disc
 from diagnosis.networks.fusion import GlaucomaEvidence, fuse_glaucoma
 from diagnosis.networks.inference import (
-    load_checkpoint,
     normalise_images,
     predict_fundus_glaucoma,
     prepare_for_inference,

@@ -7,8 +7,8 @@ import torch
 from django.test import SimpleTestCase
 from PIL import Image
 
+from diagnosis.networks.checkpoints import CheckpointMismatch, load_checkpoint, load_state_dict_checked, save_checkpoint
 from diagnosis.networks.inference import (
-    CheckpointMismatch,
     FundusPrediction,
     ItemError,
     ViewGeometry,
@@ -16,13 +16,10 @@ from diagnosis.networks.inference import (
     VisualFieldPrediction,
     autocast_dtype,
     configure_threads,
-    load_checkpoint,
-    load_state_dict_checked,
     predict_fundus,
     predict_visual_fields,
     preprocess_fundus,
     run_in_batches,
-    save_checkpoint,
     select_device,
 )
 from diagnosis.networks.synthetic import generate_fundus
