@@ -73,12 +73,13 @@ start_seaweedfs() {  # start_seaweedfs DATA_DIR ; exports AWS_* for the tests
 {"identities": [{"name": "visus", "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
-  # VISUS_PORT_OFFSET lets several checkouts run their suites side by side on one machine.
+  # VISUS_PORT_OFFSET lets several checkouts run their suites side by side on one machine (the Iceberg
+  # and Lance listeners, unused here and on fixed ports, are off).
   local off=${VISUS_PORT_OFFSET:-0}
   local s3port=${VISUS_S3_PORT:-$((18333 + off))}
   "$weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port=$((19333 + off)) -master.electionTimeout=1s -volume.port=$((18080 + off)) -filer.port=$((18888 + off)) \
-    -s3 -s3.port="$s3port" -s3.config="$dir/s3.json" -volume.max=20 >"$dir/weed.log" 2>&1 &
+    -s3 -s3.port="$s3port" -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" -volume.max=20 >"$dir/weed.log" 2>&1 &
   echo $! > "$dir/weed.pid"
   disown  # stopped by stop_seaweedfs, not by this shell's job control (no "Killed" line at the end)
   export AWS_S3_ENDPOINT_URL="http://127.0.0.1:$s3port"

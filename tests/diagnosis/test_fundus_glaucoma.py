@@ -34,11 +34,12 @@ from diagnosis.networks.synthetic import (
 )
 from diagnosis.registry import model_load
 from diagnosis.services import inference_run
-from diagnosis.training.core import fundus_tensors, trainable_parameters_without_gradient
+from diagnosis.training.core import fundus_tensors
 from diagnosis.training.runner import demo_fundus_glaucoma_plan, train_fundus_glaucoma_model
-from tests.diagnosis.helpers import use_test_threads
-from tests.diagnosis.registry_helpers import checkpoint_bytes, register_fundus_glaucoma_model
 from tests.diagnosis.test_inference_jobs import InferenceFixture
+from tests.support.networks import use_test_threads
+from tests.support.registry import checkpoint_bytes, register_fundus_glaucoma_model
+from tests.support.training import trainable_parameters_without_gradient
 from trials.services import case_set_status
 
 
@@ -286,7 +287,7 @@ class TrainFundusGlaucomaFromTrialTests(TestCase):
         delete_stored_models_and_case_files()
 
     def test_the_trials_glaucoma_reference_drives_training(self):
-        from tests.factories import TrialWorld
+        from tests.support.factories import TrialWorld
         from trials.file_services import case_file_upload
         from trials.services import case_create
 

@@ -25,7 +25,7 @@ from diagnosis.networks.inference import (
 from diagnosis.networks.synthetic import generate_fundus
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet, render_pd_probability_plot
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
-from tests.diagnosis.helpers import use_test_threads
+from tests.support.networks import use_test_threads
 
 
 def widescreen_photo() -> np.ndarray:

@@ -17,10 +17,9 @@ from rest_framework.test import APIClient
 from diagnosis.models import InferenceJob, Prediction
 from diagnosis.registry import clear_model_cache
 from diagnosis.services import inference_run
-from tests.diagnosis.registry_helpers import register_small_models
-from tests.factories import TrialWorld
-from tests.support import LiveWorker, require_rabbitmq, require_redis_broker
-from tests.trials import image_factories
+from tests.support import LiveWorker, image_factories, require_rabbitmq, require_redis_broker
+from tests.support.factories import TrialWorld
+from tests.support.registry import register_small_models
 from tests.trials.test_uploads_service import stored_names, vf_csv
 from trials.file_services import case_file_upload
 from trials.services import case_create, case_set_status

@@ -21,9 +21,9 @@ from diagnosis.services import inference_run
 from platform_core.accounts.models import Membership, Role
 from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.models import AuditEvent
-from tests.diagnosis.registry_helpers import CARD, checkpoint_bytes, small_dr_network
 from tests.diagnosis.test_inference_jobs import InferenceFixture
-from tests.trials import image_factories
+from tests.support import image_factories
+from tests.support.registry import CARD, checkpoint_bytes, small_dr_network
 from tests.trials.test_uploads_service import stored_names
 from trials.file_services import case_file_upload
 from trials.services import case_create, case_set_status

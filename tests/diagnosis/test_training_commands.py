@@ -11,7 +11,7 @@ from django.test import SimpleTestCase, TestCase
 from diagnosis.models import ModelVersion
 from diagnosis.registry import model_load
 from diagnosis.training.runner import demo_dr_plan, train_dr
-from tests.trials import image_factories
+from tests.support import image_factories
 
 
 class TrainingReproducibilityTests(SimpleTestCase):
@@ -107,7 +107,7 @@ class TrainFromTrialReferenceTests(TestCase):
         delete_stored_models_and_case_files()
 
     def test_imported_reference_standard_drives_training_on_a_trial(self):
-        from tests.factories import TrialWorld
+        from tests.support.factories import TrialWorld
         from trials.file_services import case_file_upload
         from trials.services import case_create
 

@@ -13,8 +13,8 @@ from diagnosis.networks.vf_glaucoma import (
     VFGlaucomaNet,
     render_pd_probability_plot,
 )
-from diagnosis.training.core import trainable_parameters_without_gradient
-from tests.diagnosis.helpers import use_test_threads
+from tests.support.networks import use_test_threads
+from tests.support.training import trainable_parameters_without_gradient
 
 
 class VFGlaucomaNetTests(SimpleTestCase):

@@ -12,7 +12,7 @@ from platform_core.accounts.models import Hospital, Membership, Role, User
 from platform_core.accounts.selectors import hospitals_for, scope_to_memberships
 from platform_core.accounts.services import user_create
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, HospitalFactory, MembershipFactory, UserFactory, member
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, MembershipFactory, UserFactory, member
 
 ARGON2_FIRST = ["django.contrib.auth.hashers.Argon2PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from platform_core.accounts.models import Membership, Role, User
 from platform_core.audit.models import AuditEvent
-from tests.factories import HospitalFactory, TrialWorld, make_trial, member
+from tests.support.factories import HospitalFactory, TrialWorld, make_trial, member
 from trials.models import Trial, TrialSite
 from trials.selectors import cases_for, subjects_for
 
@@ -159,7 +159,7 @@ class AdminScopeTests(TestCase):
 
     def test_predictions_are_hidden_from_staff_who_read_the_trial(self):
         from diagnosis.models import InferenceJob, Prediction
-        from tests.diagnosis.registry_helpers import register_small_models
+        from tests.support.registry import register_small_models
 
         dr, _ = register_small_models()
         job = InferenceJob.objects.create(case=self.w.case1, model_version=dr, status="succeeded")
@@ -186,7 +186,7 @@ class AdminSignInTests(TestCase):
         self.staff.save(update_fields=["is_staff"])
 
     def test_admin_login_goes_through_the_audited_login_page(self):
-        from tests.factories import TEST_PASSWORD
+        from tests.support.factories import TEST_PASSWORD
 
         response = self.client.get("/admin/login/?next=/admin/trials/")
         self.assertRedirects(response, "/accounts/login/?next=%2Fadmin%2Ftrials%2F", fetch_redirect_response=False)

@@ -18,7 +18,7 @@ from platform_core.accounts.backends import LockoutModelBackend
 from platform_core.accounts.models import User
 from platform_core.accounts.services import user_password_change
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, UserFactory
+from tests.support.factories import TEST_PASSWORD, UserFactory
 
 EMAIL = "reader@visus.example"
 

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from platform_core.accounts.models import ApiToken, Role, User
 from platform_core.accounts.services import user_password_change
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, HospitalFactory, member
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, member
 
 EXPIRED = {"error": {"status": 401, "code": "token_expired", "message": "token expired: sign in again"}}
 

@@ -7,7 +7,7 @@ from platform_core.accounts.models import Role
 from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_verify
-from tests.factories import ELIGIBLE, HospitalFactory, TrialWorld, enrol, make_trial, member
+from tests.support.factories import ELIGIBLE, HospitalFactory, TrialWorld, enrol, make_trial, member
 from trials import services
 from trials.models import Case, Subject, Trial, TrialSite
 

@@ -15,8 +15,8 @@ from django.test import TestCase
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from tests.factories import TrialWorld
-from tests.trials import dicom_factories, image_factories
+from tests.support import dicom_factories, image_factories
+from tests.support.factories import TrialWorld
 from tests.trials.test_uploads_service import stored_names
 from trials.models import CaseFile
 from trials.uploads.visual_field import COORDINATES

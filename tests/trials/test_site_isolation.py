@@ -10,7 +10,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from platform_core.audit.models import AuditEvent
-from tests.factories import TrialWorld
+from tests.support.factories import TrialWorld
 from tests.trials.test_uploads_service import stored_names
 from trials.models import Case, Subject, TrialSite
 
@@ -48,8 +48,8 @@ class SiteIsolationWalkTests(TestCase):
         site_b = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h2)
         # Site B also has a file, an inference job and a prediction with an attention map.
         from diagnosis.models import InferenceJob, Prediction
-        from tests.diagnosis.registry_helpers import register_small_models
-        from tests.trials import image_factories
+        from tests.support import image_factories
+        from tests.support.registry import register_small_models
         from trials.file_services import case_file_upload
 
         self.before = stored_names("cases") | stored_names("models")

@@ -5,8 +5,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from platform_core.accounts.models import Role
-from tests.factories import ELIGIBLE, TrialWorld, enrol, member
 from tests.support import require_postgresql
+from tests.support.factories import ELIGIBLE, TrialWorld, enrol, member
 from trials.models import Subject
 
 

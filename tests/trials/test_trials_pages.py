@@ -2,7 +2,7 @@ from django.test import TestCase
 from django.urls import reverse
 
 from platform_core.audit.models import AuditEvent
-from tests.factories import TrialWorld
+from tests.support.factories import TrialWorld
 from trials.models import Subject, Trial
 
 

@@ -6,8 +6,7 @@ import sys
 from django.test import SimpleTestCase
 from PIL import Image
 
-from tests.support import ROOT
-from tests.trials import dicom_factories, image_factories
+from tests.support import ROOT, dicom_factories, image_factories
 from trials.uploads.detect import FileKind, UploadRejected, detect_file_kind
 
 VF_HEADER = "eye,age," + ",".join(f"s{i}" for i in range(1, 55)) + ",fixation_losses,fixation_checks"

@@ -12,8 +12,8 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from platform_core.audit.models import AuditEvent
-from tests.factories import TrialWorld
-from tests.trials import dicom_factories, image_factories
+from tests.support import dicom_factories, image_factories
+from tests.support.factories import TrialWorld
 from trials.models import CaseFile, VisualFieldResult
 from trials.services import case_create, case_set_status
 from trials.uploads.visual_field import N_POINTS
@@ -316,7 +316,7 @@ class PresignedFileAccessTests(UploadTestCase):
 
 class DeidentificationReportPageTests(UploadTestCase):
     def test_case_page_shows_each_files_report_without_values(self):
-        from tests.trials import dicom_factories
+        from tests.support import dicom_factories
 
         self.upload(dicom_factories.ophthalmic_photograph())
         self.upload(image_factories.jpeg_with_metadata(orientation=6))
