@@ -9,7 +9,8 @@ test:
 	deploy/test.sh
 
 lint:
-	deploy/bootstrap.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check .
+	deploy/bootstrap.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy && \
+	.venv/bin/python manage.py makemigrations --check --dry-run
 
 format:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

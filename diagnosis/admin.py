@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
@@ -37,8 +39,8 @@ class ModelRegisterForm(forms.ModelForm):
         model = ModelVersion
         fields = ["name", "version"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         for field in ("config_json", "model_card_json"):
             text = cleaned.get(field) or ""
             try:
@@ -71,10 +73,12 @@ class ModelVersionAdmin(ServiceAddAdminMixin, admin.ModelAdmin):
     def sha256_short(self, obj: ModelVersion) -> str:
         return obj.sha256[:12]
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+    def get_form(
+        self, request: HttpRequest, obj: Any | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Any]]:
         if obj is None:
             kwargs["form"] = ModelRegisterForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
         if obj is None:
@@ -127,8 +131,16 @@ class ModelVersionAdmin(ServiceAddAdminMixin, admin.ModelAdmin):
 class InferenceJobAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     """Jobs and predictions of the cases the staff member may see, never of trials they read (blinding)."""
 
-    list_display = ("case", "model_version", "status", "progress", "attempts", "is_current", "finished_at")
-    list_filter = ("status", "model_version", "is_current")
+    list_display: tuple[str, ...] = (
+        "case",
+        "model_version",
+        "status",
+        "progress",
+        "attempts",
+        "is_current",
+        "finished_at",
+    )
+    list_filter: ClassVar[tuple[str, ...]] = ("status", "model_version", "is_current")
 
     def scope(self, request, queryset):  # noqa: ANN001, ANN201
         return queryset.filter(case__in=cases_for(request.user).values("pk"))

@@ -10,10 +10,10 @@ from platform_core.models import BaseModel
 from trials.models import Case
 
 # Choices come from the network specs (diagnosis/networks/specs.py), the one description per architecture.
-Architecture = models.TextChoices(  # type: ignore[misc]
+Architecture = models.TextChoices(  # type: ignore[call-overload]  # django-stubs types only the class syntax
     "Architecture", [(spec.architecture.upper(), (spec.architecture, spec.label)) for spec in NETWORKS.values()]
 )
-Task = models.TextChoices(  # type: ignore[misc]
+Task = models.TextChoices(  # type: ignore[call-overload]  # django-stubs types only the class syntax
     "Task", [(spec.task.upper(), (spec.task, spec.task_label)) for spec in NETWORKS.values()]
 )
 

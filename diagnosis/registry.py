@@ -21,7 +21,7 @@ from diagnosis.networks.specs import NETWORKS, NetworkSpec
 from platform_core.accounts.models import User
 from platform_core.api.exceptions import ApplicationError
 from platform_core.audit.services import audit_record
-from platform_core.storage import delete_quietly, save_private
+from platform_core.storage import delete_quietly, save_private, stored_name
 
 REQUIRED_CARD_FIELDS = ("intended_use", "training_data", "not_for_clinical_use")
 
@@ -217,7 +217,7 @@ def model_load(model: ModelVersion, *, device: torch.device | None = None) -> nn
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-    with default_storage.open(model.weights.name, "rb") as handle:
+    with default_storage.open(stored_name(model.weights), "rb") as handle:
         data = handle.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != model.sha256:

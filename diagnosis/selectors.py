@@ -13,7 +13,7 @@ from trials.models import Case
 from trials.selectors import cases_for, reader_trial_ids
 
 
-def _unblinded_cases(user: User) -> QuerySet:
+def _unblinded_cases(user: User) -> QuerySet[Case, Any]:
     """Cases the user may see, less those of trials where they read: a reader never sees AI outputs, also
     when they hold another role (say, coordinator) in the same trial."""
     return cases_for(user).exclude(subject__trial__in=reader_trial_ids(user)).values("pk")

@@ -18,6 +18,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -31,7 +32,7 @@ from PIL import Image
 from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind
 from diagnosis.networks.specs import FUNDUS, ResultContext
 from platform_core.audit.services import audit_record
-from platform_core.storage import delete_quietly, save_private
+from platform_core.storage import delete_quietly, save_private, stored_name
 from trials.models import Case, CaseFile, FileStatus, VisualFieldResult
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,12 @@ def _audit_job(job: InferenceJob, case: Case, action: str, changes: dict[str, li
     )
 
 
+def _send_to_gpu(job_pk: str) -> None:
+    from diagnosis.tasks import infer_case_task
+
+    infer_case_task.apply_async(args=[job_pk], queue="gpu")
+
+
 @transaction.atomic
 def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
     """One job per active model that fits the case's files, sent to the ``gpu`` queue after commit.
@@ -69,8 +76,6 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
     queues nothing new, except that a failed job is queued again; with changed files each model gets a new
     job, and the earlier job and its prediction stay in the record but are no longer current.
     """
-    from diagnosis.tasks import infer_case_task
-
     digests = input_digests(case)
     to_send: list[InferenceJob] = []
     for model in ModelVersion.objects.filter(status=ModelStatus.ACTIVE).order_by("name", "version"):
@@ -106,7 +111,7 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
             _audit_job(job, case, "inference_job.retry", retry, f"earlier attempt: {old_error}"[:500])
             to_send.append(job)
     for job in to_send:
-        transaction.on_commit(lambda pk=job.pk: infer_case_task.apply_async(args=[str(pk)], queue="gpu"))
+        transaction.on_commit(partial(_send_to_gpu, str(job.pk)))
     return to_send
 
 
@@ -189,7 +194,7 @@ def _fundus_image(case: Case) -> Image.Image:
     case_file = CaseFile.objects.filter(case=case, modality="fundus").order_by("-created_at").first()
     if case_file is None:
         raise ValueError("the case has no fundus photograph")
-    with default_storage.open(case_file.content.name, "rb") as handle:
+    with default_storage.open(stored_name(case_file.content), "rb") as handle:
         data = handle.read()
     if case_file.file_format == "dicom":
         return frame_image(data, max_pixels=settings.VISUS_MAX_IMAGE_PIXELS).convert("RGB")
@@ -215,7 +220,7 @@ def _prepare(work: _Work) -> None:
             if not result.reliable:
                 work.unreliable = result
                 return
-            with default_storage.open(result.pd_plot.name, "rb") as handle:
+            with default_storage.open(stored_name(result.pd_plot), "rb") as handle:
                 plot = Image.open(io.BytesIO(handle.read())).convert("RGB")
             work.item = VisualFieldItem(
                 plot=plot,

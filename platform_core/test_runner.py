@@ -7,6 +7,7 @@ the tests of the triggers themselves run with them on.
 """
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.test.runner import DiscoverRunner
@@ -21,7 +22,7 @@ class VisusTestRunner(DiscoverRunner):
         print(f"{passed} passed, {failed} failed, {skipped} skipped")
         return super().suite_result(suite, result, **kwargs)
 
-    def setup_test_environment(self, **kwargs: object) -> None:
+    def setup_test_environment(self, **kwargs: Any) -> None:
         super().setup_test_environment(**kwargs)
         _flush_past_the_audit_triggers()
         # Hash with MD5 for speed; argon2 stays available to check existing hashes.

@@ -1,3 +1,5 @@
+from typing import Any, ClassVar
+
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
@@ -101,8 +103,8 @@ class TrialSiteAdmin(ScopedAdminMixin, ServiceAddAdminMixin, AuditedAdminMixin, 
 class SubjectAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     """Read-only here: subjects are enrolled and withdrawn by coordinators through the audited pages."""
 
-    list_display = ("pseudonym", "trial", "site", "status", "sex", "age")
-    list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
+    list_display: tuple[str, ...] = ("pseudonym", "trial", "site", "status", "sex", "age")
+    list_filter: ClassVar[tuple[Any, ...]] = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
     search_fields = ("pseudonym",)
 
     def scope(self, request, queryset):  # noqa: ANN001, ANN201

@@ -75,7 +75,7 @@ def prepare_for_inference(model: nn.Module, device: torch.device | None = None) 
     rounding. `predict_*` convert their input batches to match.
     """
     device = device or select_device()
-    return model.to(device=device, memory_format=torch.channels_last).eval()
+    return model.to(device=device).to(memory_format=torch.channels_last).eval()
 
 
 def to_device(batch: Tensor, device: torch.device) -> Tensor:

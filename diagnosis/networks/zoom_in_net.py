@@ -83,7 +83,7 @@ class ZoomInNetConfig(JsonConfig):
     @property
     def feature_stride(self) -> int:
         # Stem (conv stride 2, max-pool stride 2), then every stage after the first halves the size.
-        return (4 if self.m_stem_pool else 2) * 2 ** (len(self.m_widths) - 1)
+        return (4 if self.m_stem_pool else 2) << (len(self.m_widths) - 1)
 
     @property
     def attention_grid_size(self) -> int:
@@ -145,7 +145,8 @@ class ResNetBackbone(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.stages(self.stem(images))
+        features: Tensor = self.stages(self.stem(images))
+        return features
 
 
 class AttentionNet(nn.Module):
@@ -334,4 +335,7 @@ class ZoomInNet(nn.Module):
         rois = torch.cat([batch_index[:, None], boxes.reshape(-1, 4).to(highres.dtype) * scale], dim=1)
         size = self.config.crop_input_size
         # aligned=True treats pixel centres at +0.5, so a box [0, 64) samples exactly pixels 0..63.
-        return roi_align(highres, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        crops: Tensor = roi_align(
+            highres, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True
+        )
+        return crops

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from diagnosis.networks import fundus_glaucoma, vf_glaucoma, zoom_in_net
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
@@ -20,8 +20,8 @@ from diagnosis.training import datasets, runner
 from diagnosis.training.core import TrainingProgress
 from diagnosis.training.runner import TrainedModel
 
-PHOTOGRAPHS = "photographs"
-VISUAL_FIELDS = "visual_fields"
+PHOTOGRAPHS: Final = "photographs"
+VISUAL_FIELDS: Final = "visual_fields"
 
 
 @dataclass(frozen=True)

@@ -232,13 +232,14 @@ def train_fundus_glaucoma_model(
     return _trained(model, result, card, seed=seed, preset=preset, device=device)
 
 
-def _epochs_scaled(plan: Any, scale: float) -> Any:
-    """A one-stage plan with its epochs scaled (at least one)."""
-    return replace(plan, epochs=max(1, round(plan.epochs * scale)))
+def _epochs_scaled(epochs: int, scale: float) -> int:
+    """A stage's epochs scaled (at least one)."""
+    return max(1, round(epochs * scale))
 
 
 def demo_fundus_glaucoma_plan(scale: float = 1.0) -> FundusGlaucomaTrainingPlan:
-    return _epochs_scaled(FundusGlaucomaTrainingPlan(), scale)
+    plan = FundusGlaucomaTrainingPlan()
+    return replace(plan, epochs=_epochs_scaled(plan.epochs, scale))
 
 
 def train_demo_fundus_glaucoma(
@@ -272,7 +273,8 @@ def demo_visual_fields() -> list[tuple[Any, int, str]]:
 
 
 def demo_vf_plan(scale: float = 1.0) -> VFTrainingPlan:
-    return _epochs_scaled(VFTrainingPlan(), scale)
+    plan = VFTrainingPlan()
+    return replace(plan, epochs=_epochs_scaled(plan.epochs, scale))
 
 
 def train_demo_dr(

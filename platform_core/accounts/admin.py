@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -24,14 +26,14 @@ class UserCreationForm(forms.ModelForm):
     def clean_email(self) -> str:
         return normalize_email(self.cleaned_data["email"])
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if cleaned.get("password1") and cleaned.get("password2") and cleaned["password1"] != cleaned["password2"]:
             self.add_error("password2", "The two passwords do not match.")
         return cleaned
 
     def _post_clean(self) -> None:
-        super()._post_clean()  # fills self.instance, which the similarity validator compares with
+        super()._post_clean()  # type: ignore[misc]  # Django's hook, absent from django-stubs; fills self.instance, which the similarity validator compares with
         password = self.cleaned_data.get("password1")
         if password:
             try:

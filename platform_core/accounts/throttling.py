@@ -13,6 +13,7 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
+from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,13 @@ def _limits() -> tuple[int, int]:
     )
 
 
+def _address(request: HttpRequest) -> str:
+    """The client address as DRF's throttles see it (X-Forwarded-For behind the proxy)."""
+    return BaseThrottle().get_ident(Request(request))
+
+
 def _key(request: HttpRequest) -> str:
-    return f"visus:login-failures:{BaseThrottle().get_ident(request)}"
+    return f"visus:login-failures:{_address(request)}"
 
 
 def failed_logins_exceeded(request: HttpRequest) -> bool:
@@ -42,7 +48,7 @@ def failed_logins_exceeded(request: HttpRequest) -> bool:
         logger.warning("Sign-in throttle unavailable (cache error); allowing the attempt", exc_info=True)
         return False
     if exceeded:
-        logger.warning("Sign-in refused: too many failed sign-ins from %s", BaseThrottle().get_ident(request))
+        logger.warning("Sign-in refused: too many failed sign-ins from %s", _address(request))
     return exceeded
 
 

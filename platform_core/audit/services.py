@@ -57,6 +57,8 @@ def snapshot(instance: models.Model, fields: Iterable[str]) -> dict[str, Any]:
     values = {}
     for name in fields:
         field = instance._meta.get_field(name)
+        if not isinstance(field, models.Field):
+            raise ValueError(f"{name} is a reverse relation of {type(instance).__name__}, not one of its fields")
         values[name] = json_safe(getattr(instance, field.attname))
     return values
 

@@ -411,11 +411,11 @@ class _Cleaner:
 
     # -- actions ---------------------------------------------------------------------------------------------
     def clean(self, ds: Dataset, *, nested: bool = False) -> None:
-        for tag in list(ds.keys()):
-            raw = ds.get_item(tag)
+        for key in list(ds.keys()):
+            raw = ds.get_item(key)
             if raw is None:
                 continue
-            tag = int(tag)
+            tag = int(key)
             vr = _vr_of(tag, raw)
             code = ACTIONS.get(tag)
             file_vr = getattr(raw, "VR", None)

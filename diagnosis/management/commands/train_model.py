@@ -59,7 +59,9 @@ def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> data
             for case_id, value in references.filter(glaucoma__in=["yes", "no"]).values_list("case_id", "glaucoma")
         }
     else:
-        grades = dict(references.filter(icdr_grade__isnull=False).values_list("case_id", "icdr_grade"))
+        grades = {
+            case_id: grade for case_id, grade in references.values_list("case_id", "icdr_grade") if grade is not None
+        }
     latest: dict = {}
     subject_of: dict = {}
     for case_id, name, subject_id in (
@@ -93,7 +95,7 @@ def trial_visual_fields(trial: Trial) -> list:
             continue
         sens = tuple(float("nan") if v is None else v for v in result.sensitivities)
         age = reference.case.subject.age
-        vf = VisualField(eye=result.eye, age=90.0 if age == "90+" else float(age), sensitivities=sens)
+        vf = VisualField(eye=datasets.as_eye(result.eye), age=90.0 if age == "90+" else float(age), sensitivities=sens)
         out.append((vf, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
     if not out:
         raise CommandError(f"Trial {trial.slug} has no case with both a glaucoma reference and a reliable field.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--trial", required=True)
         parser.add_argument("--reason", default="", help="required to amend existing labels")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         trial = Trial.objects.filter(slug=options["trial"]).first()
         if trial is None:
             raise CommandError(f"No trial with slug {options['trial']!r}.")
