@@ -80,21 +80,21 @@ class ModelVersionAdmin(ServiceAddAdminMixin, admin.ModelAdmin):
             kwargs["form"] = ModelRegisterForm
         return super().get_form(request, obj, change, **kwargs)
 
-    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "version", "checkpoint", "sha256", "architecture_choice", "config_json", "model_card_json"]
         return ["name", "version", *self.readonly_fields]
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         return (*self.readonly_fields, "name", "version") if obj else ()
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return obj is None or super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+    def save_model(self, request, obj, form, change) -> None:
         if change:
             return
         data = form.cleaned_data
@@ -115,12 +115,12 @@ class ModelVersionAdmin(ServiceAddAdminMixin, admin.ModelAdmin):
         obj.refresh_from_db()
 
     @admin.action(description="Retire the selected models")
-    def retire(self, request, queryset) -> None:  # noqa: ANN001
+    def retire(self, request, queryset) -> None:
         for model in queryset:
             model_set_status(actor=request.user, model=model, status=ModelStatus.RETIRED, reason="retired in the admin")
 
     @admin.action(description="Activate the selected models")
-    def activate(self, request, queryset) -> None:  # noqa: ANN001
+    def activate(self, request, queryset) -> None:
         for model in queryset:
             model_set_status(
                 actor=request.user, model=model, status=ModelStatus.ACTIVE, reason="activated in the admin"
@@ -142,10 +142,10 @@ class InferenceJobAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     )
     list_filter: ClassVar[tuple[str, ...]] = ("status", "model_version", "is_current")
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(case__in=cases_for(request.user).values("pk"))
 
-    def get_queryset(self, request):  # noqa: ANN001, ANN201
+    def get_queryset(self, request):
         return super().get_queryset(request).exclude(case__subject__trial__in=reader_trial_ids(request.user))
 
 

@@ -33,7 +33,7 @@ class ModelIntegrityError(Exception):
 def _read_checkpoint(data: bytes) -> dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable file gets the same clear message
+    except Exception:  # any unreadable file gets the same clear message
         raise ApplicationError(
             "The checkpoint could not be read as PyTorch weights (torch.save of a state dict or a Visus checkpoint).",
             code="checkpoint_unreadable",

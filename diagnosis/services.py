@@ -230,7 +230,7 @@ def _prepare(work: _Work) -> None:
             )
     except SoftTimeLimitExceeded:
         raise  # the whole batch stops (inference_run fails its jobs), not this case alone
-    except Exception as exc:  # noqa: BLE001 - one bad case fails alone
+    except Exception as exc:  # one bad case fails alone
         work.error = f"{type(exc).__name__}: {exc}"
 
 
@@ -340,7 +340,7 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
         network = model_load(model_version, device=device)
     except SoftTimeLimitExceeded:
         raise
-    except Exception as exc:  # noqa: BLE001 - every claimed job fails with the reason
+    except Exception as exc:  # every claimed job fails with the reason
         for work in works:
             _fail(work.job, task_id, f"model could not be loaded: {exc}")
         counts["failed"] = len(works)
@@ -382,7 +382,7 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
             counts["succeeded"] += int(_finish(work.job, task_id, record.fields, record.overlay))
         except SoftTimeLimitExceeded:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. storage refused the overlay: this job fails alone
+        except Exception as exc:  # e.g. storage refused the overlay: this job fails alone
             _fail(work.job, task_id, f"the result could not be stored: {type(exc).__name__}: {exc}")
             counts["failed"] += 1
     return counts

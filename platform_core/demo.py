@@ -81,7 +81,7 @@ TRIAL_MANAGER_ADMIN_PERMISSIONS = (
 )
 
 
-def trial_manager_admin_group():  # noqa: ANN201
+def trial_manager_admin_group():
     from django.contrib.auth.models import Group, Permission
 
     group, _ = Group.objects.get_or_create(name="Trial managers (admin)")
@@ -200,7 +200,7 @@ def seed_trial() -> None:
                 case_set_status(actor=coordinator, case=case, status="complete")
 
 
-def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:  # noqa: ANN001
+def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:
     """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there.
 
     One per training recipe; `synthetic` is the DR grader's generated photographs, which each recipe scales.

@@ -33,7 +33,7 @@ def delete_quietly(names: Iterable[str], storage: Storage = default_storage) -> 
             continue
         try:
             storage.delete(name)
-        except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+        except Exception:  # cleanup must not hide the original error
             logger.exception("Could not delete orphaned object %s", name)
 
 

@@ -14,7 +14,7 @@ from django.test.runner import DiscoverRunner
 
 
 class VisusTestRunner(DiscoverRunner):
-    def suite_result(self, suite, result, **kwargs):  # noqa: ANN001, ANN201
+    def suite_result(self, suite, result, **kwargs):
         failed = len(result.failures) + len(result.errors) + len(getattr(result, "unexpectedSuccesses", []))
         skipped = len(result.skipped)
         passed = result.testsRun - failed - skipped
@@ -39,7 +39,7 @@ def _flush_past_the_audit_triggers() -> None:
         return
     original = DatabaseOperations.sql_flush
 
-    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):  # noqa: ANN001, ANN202
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
         statements = original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
         if statements and "audit_auditevent" in tables:
             # SET LOCAL: flush runs these in one transaction; the triggers are back on when it ends.

@@ -25,7 +25,7 @@ class TrialSiteInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -37,16 +37,16 @@ class TrialAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     readonly_fields = ("status", "created_by")
     inlines = [TrialSiteInline]
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(pk__in=trials_for(request.user).values("pk"))
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         allowed = super().has_change_permission(request, obj)
         if obj is None or request.user.is_superuser:
             return allowed
         return allowed and managed_trials_for(request.user).filter(pk=obj.pk).exists()
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         """Once a trial leaves draft its protocol is fixed here as on the trial pages (only the title and the
         visual-field cut-offs may change; status changes go through the audited transitions)."""
         readonly = list(super().get_readonly_fields(request, obj))
@@ -58,7 +58,7 @@ class TrialAdmin(ScopedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
             ]
         return readonly
 
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+    def save_model(self, request, obj, form, change) -> None:
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
@@ -69,15 +69,15 @@ class TrialSiteAdmin(ScopedAdminMixin, ServiceAddAdminMixin, AuditedAdminMixin, 
     list_display = ("trial", "hospital", "enrolment_target", "status")
     list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(trial__in=managed_trials_for(request.user).values("pk"))
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "trial" and not request.user.is_superuser:
             kwargs["queryset"] = managed_trials_for(request.user)  # a site only for a trial they manage
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+    def save_model(self, request, obj, form, change) -> None:
         if change or request.user.is_superuser:
             super().save_model(request, obj, form, change)
             return
@@ -91,11 +91,11 @@ class TrialSiteAdmin(ScopedAdminMixin, ServiceAddAdminMixin, AuditedAdminMixin, 
         obj.pk = site.pk
         obj.refresh_from_db()
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         # Moving a site to another trial or hospital would hand its subjects to other people.
         return ("trial", "hospital") if obj is not None else ()
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -107,7 +107,7 @@ class SubjectAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     list_filter: ClassVar[tuple[Any, ...]] = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
     search_fields = ("pseudonym",)
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(pk__in=subjects_for(request.user).values("pk"))
 
 
@@ -117,5 +117,5 @@ class CaseAdmin(SubjectAdmin):
     list_filter = ("status", "laterality")
     search_fields = ("subject__pseudonym",)
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(pk__in=cases_for(request.user).values("pk"))

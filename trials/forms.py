@@ -114,7 +114,7 @@ class EnrolForm(forms.Form):
     diabetes_type = forms.ChoiceField(choices=DiabetesType.choices)
     diabetes_duration_years = forms.IntegerField(min_value=0, max_value=100, required=False)
 
-    def __init__(self, *args: Any, trial: Trial, sites, **kwargs: Any) -> None:  # noqa: ANN001
+    def __init__(self, *args: Any, trial: Trial, sites, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {})["submission_token"] = uuid.uuid4().hex
         super().__init__(*args, **kwargs)
         self.trial = trial
@@ -146,7 +146,7 @@ class EnrolForm(forms.Form):
                 answers[text] = value == "yes"
         return answers
 
-    def clean_consent_date(self):  # noqa: ANN201
+    def clean_consent_date(self):
         value = self.cleaned_data.get("consent_date")
         if value and value > timezone.localdate():
             raise forms.ValidationError("The consent date cannot be in the future.")

@@ -72,7 +72,7 @@ def run_service(form: forms.Form, call: Callable[[], Any]) -> Any | None:
     return None
 
 
-def _trial(request: HttpRequest, slug: str):  # noqa: ANN202
+def _trial(request: HttpRequest, slug: str):
     return get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
 
 
@@ -246,7 +246,7 @@ def subject_enrol(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "trials/enrol_form.html", {"form": form, "trial": trial})
 
 
-def _subject(request: HttpRequest, slug: str, pseudonym: str):  # noqa: ANN202
+def _subject(request: HttpRequest, slug: str, pseudonym: str):
     trial = _trial(request, slug)
     return get_object_or_404(
         subject_with_cases(subjects_for(signed_in_user(request))), trial=trial, pseudonym=pseudonym
@@ -331,7 +331,7 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
     )
 
 
-def case_page_extras(request: HttpRequest, case) -> dict:  # noqa: ANN001
+def case_page_extras(request: HttpRequest, case) -> dict:
     """Sections other apps add to the case page (inference jobs and predictions)."""
     from diagnosis.selectors import case_inference_context
 

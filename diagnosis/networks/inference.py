@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+import torch.nn.functional as F  # the usual torch alias
 from PIL import Image
 from torch import Tensor, nn
 
@@ -296,7 +296,7 @@ def run_in_batches(
             prepared.append((index, prepare(item)))
         except propagate:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of one item is that item's result
+        except Exception as exc:  # any failure of one item is that item's result
             results[index] = ItemError(index, type(exc).__name__, str(exc))
 
     def settle(indices: list[int], outputs: list[R | ItemError]) -> None:
@@ -313,13 +313,13 @@ def run_in_batches(
             settle(indices, forward([value for _, value in batch]))
         except propagate:
             raise
-        except Exception:  # noqa: BLE001 - isolate the failing item below
+        except Exception:  # isolate the failing item below
             for index, value in batch:
                 try:
                     settle([index], forward([value]))
                 except propagate:
                     raise
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     results[index] = ItemError(index, type(exc).__name__, str(exc))
     return [result for result in results if result is not None]
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+import torch.nn.functional as F  # the usual torch alias
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops import roi_align

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+import torch.nn.functional as F  # the usual torch alias
 from torch import Tensor
 
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaNet, crop_boxes, locate_optic_disc

@@ -29,7 +29,7 @@ from diagnosis.networks.inference import autocast, autocast_dtype
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, numpy and torch; returns the generator every shuffle and augmentation draws from."""
     random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - libraries that use the legacy global state
+    np.random.seed(seed)  # libraries that use the legacy global state
     torch.manual_seed(seed)
     generator = torch.Generator()
     generator.manual_seed(seed)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+import torch.nn.functional as F  # the usual torch alias
 from torch import Tensor, nn
 
 from diagnosis.networks.inference import autocast, normalise_images, select_device

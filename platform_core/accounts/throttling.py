@@ -31,20 +31,21 @@ def _limits() -> tuple[int, int]:
     )
 
 
-def _address(request: HttpRequest) -> str:
-    """The client address as DRF's throttles see it (X-Forwarded-For behind the proxy)."""
-    return BaseThrottle().get_ident(Request(request))
+def _address(request: HttpRequest | Request) -> str:
+    """The client address as DRF's throttles see it (X-Forwarded-For behind the proxy); pages pass Django's
+    request, the API DRF's."""
+    return BaseThrottle().get_ident(request if isinstance(request, Request) else Request(request))
 
 
-def _key(request: HttpRequest) -> str:
+def _key(request: HttpRequest | Request) -> str:
     return f"visus:login-failures:{_address(request)}"
 
 
-def failed_logins_exceeded(request: HttpRequest) -> bool:
+def failed_logins_exceeded(request: HttpRequest | Request) -> bool:
     allowed, _ = _limits()
     try:
         exceeded = int(cache.get(_key(request), 0)) >= allowed
-    except Exception:  # noqa: BLE001 - the cache (Redis) is down: sign-ins go on, the account lock-out still holds
+    except Exception:  # the cache (Redis) is down: sign-ins go on, the account lock-out still holds
         logger.warning("Sign-in throttle unavailable (cache error); allowing the attempt", exc_info=True)
         return False
     if exceeded:
@@ -52,7 +53,7 @@ def failed_logins_exceeded(request: HttpRequest) -> bool:
     return exceeded
 
 
-def failed_login_note(request: HttpRequest) -> None:
+def failed_login_note(request: HttpRequest | Request) -> None:
     _, window = _limits()
     key = _key(request)
     try:
@@ -61,17 +62,17 @@ def failed_login_note(request: HttpRequest) -> None:
             cache.incr(key)
         except ValueError:  # expired between add and incr
             cache.set(key, 1, timeout=window)
-    except Exception:  # noqa: BLE001 - see failed_logins_exceeded
+    except Exception:  # see failed_logins_exceeded
         logger.warning("Sign-in throttle unavailable (cache error); failure not counted", exc_info=True)
 
 
 class FailOpenScopedRateThrottle(ScopedRateThrottle):
     """DRF's scoped throttle, but a cache outage lets the request through (logged) instead of answering 500."""
 
-    def allow_request(self, request, view) -> bool:  # noqa: ANN001
+    def allow_request(self, request, view) -> bool:
         try:
             return super().allow_request(request, view)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("API throttle unavailable (cache error); allowing the request", exc_info=True)
             return True
 

@@ -105,7 +105,7 @@ class HospitalListApi(generics.ListAPIView):
     permission_classes = [IsMember]
     serializer_class = HospitalSerializer
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         return hospitals_for(signed_in_user(self.request))
 
 
@@ -134,5 +134,5 @@ class AuditEventListApi(generics.ListAPIView):
     permission_classes = [roles_required(Role.TRIAL_MANAGER, Role.MONITOR)]
     serializer_class = AuditEventSerializer
 
-    def get_queryset(self):  # noqa: ANN201
+    def get_queryset(self):
         return audit_events_for(signed_in_user(self.request))

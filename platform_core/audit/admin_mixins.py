@@ -20,7 +20,7 @@ def _hospital_code(obj: Any) -> str:
 class AuditedAdminMixin(admin.ModelAdmin):
     audit_exclude = ("password", "last_login", "updated_at", "created_at")
 
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+    def save_model(self, request, obj, form, change) -> None:
         fields = [f for f in form.changed_data if f not in self.audit_exclude]
         old = {f: form.initial.get(f) for f in fields} if change else None
         new = {f: form.cleaned_data.get(f) for f in fields}
@@ -35,7 +35,7 @@ class AuditedAdminMixin(admin.ModelAdmin):
                 reason="changed in the admin",
             )
 
-    def save_formset(self, request, form, formset, change) -> None:  # noqa: ANN001
+    def save_formset(self, request, form, formset, change) -> None:
         """Inline rows (a user's memberships, say) are audited like the object they belong to."""
 
         def plain(value: Any) -> Any:
@@ -83,7 +83,7 @@ class AuditedAdminMixin(admin.ModelAdmin):
                     reason="changed in the admin",
                 )
 
-    def delete_model(self, request, obj) -> None:  # noqa: ANN001
+    def delete_model(self, request, obj) -> None:
         with transaction.atomic():
             audit_record(
                 actor=request.user,
@@ -94,7 +94,7 @@ class AuditedAdminMixin(admin.ModelAdmin):
             )
             super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset) -> None:  # noqa: ANN001
+    def delete_queryset(self, request, queryset) -> None:
         with transaction.atomic():
             for obj in queryset:
                 self.delete_model(request, obj)
@@ -103,13 +103,13 @@ class AuditedAdminMixin(admin.ModelAdmin):
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Listed for oversight; written only by the services (which audit every change)."""
 
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -118,10 +118,10 @@ class ScopedAdminMixin(admin.ModelAdmin):
     AI outputs of trials they read. Superusers are platform operators and see every row (their every change
     is audited); the blinding still applies to them where they are also readers."""
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201 - override: the rows a staff member may see
+    def scope(self, request, queryset):  # override: the rows a staff member may see
         return queryset.none()
 
-    def get_queryset(self, request):  # noqa: ANN001, ANN201
+    def get_queryset(self, request):
         queryset = super().get_queryset(request)
         return queryset if request.user.is_superuser else self.scope(request, queryset)
 
@@ -139,7 +139,7 @@ class ServiceAddAdminMixin(admin.ModelAdmin):
         message = exc.message if isinstance(exc, ApplicationError) else " ".join(getattr(exc, "messages", [str(exc)]))
         return ValidationError(message)
 
-    def add_view(self, request, form_url="", extra_context=None):  # noqa: ANN001, ANN201
+    def add_view(self, request, form_url="", extra_context=None):
         from django.contrib import messages
         from django.core.exceptions import ValidationError
         from django.http import HttpResponseRedirect

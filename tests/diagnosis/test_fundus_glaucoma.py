@@ -36,7 +36,7 @@ from diagnosis.registry import model_load
 from diagnosis.services import inference_run
 from diagnosis.training.core import fundus_tensors
 from diagnosis.training.runner import demo_fundus_glaucoma_plan, train_fundus_glaucoma_model
-from tests.diagnosis.test_inference_jobs import InferenceFixture
+from tests.support.inference import InferenceFixture
 from tests.support.networks import use_test_threads
 from tests.support.registry import checkpoint_bytes, register_fundus_glaucoma_model
 from tests.support.training import trainable_parameters_without_gradient
@@ -252,7 +252,7 @@ class FundusGlaucomaJobTests(InferenceFixture, TestCase):
         self.assertNotAlmostEqual(fused["probability"], vf)  # the photograph moved it
 
     def test_an_unreliable_field_leaves_the_fundus_evidence_and_says_why(self):
-        from tests.trials.test_uploads_service import vf_csv
+        from tests.support.uploads import vf_csv
         from trials.file_services import case_file_upload
         from trials.services import case_create
 
@@ -282,7 +282,7 @@ def generated_photo_png() -> bytes:
 
 class TrainFundusGlaucomaFromTrialTests(TestCase):
     def tearDown(self):
-        from tests.diagnosis.test_training_commands import delete_stored_models_and_case_files
+        from tests.support.storage import delete_stored_models_and_case_files
 
         delete_stored_models_and_case_files()
 

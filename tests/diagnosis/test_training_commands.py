@@ -12,6 +12,7 @@ from diagnosis.models import ModelVersion
 from diagnosis.registry import model_load
 from diagnosis.training.runner import demo_dr_plan, train_dr
 from tests.support import image_factories
+from tests.support.storage import delete_stored_models_and_case_files
 
 
 class TrainingReproducibilityTests(SimpleTestCase):
@@ -88,18 +89,6 @@ class TrainModelCommandTests(TestCase):
         with self.assertRaisesMessage(CommandError, "No trial"):
             call_command("train_model", architecture="zoom_in_net", name="x", model_version="1", trial="nope")
         self.assertFalse(ModelVersion.objects.exists())
-
-
-def delete_stored_models_and_case_files() -> None:
-    """Test clean-up: the weights and case files the test's rows point to (storage is not rolled back)."""
-    from trials.models import CaseFile
-
-    for model in ModelVersion.objects.all():
-        default_storage.delete(model.weights.name)
-    for case_file in CaseFile.objects.all():
-        for name in (case_file.content.name, case_file.preview.name, case_file.thumbnail.name):
-            if name:
-                default_storage.delete(name)
 
 
 class TrainFromTrialReferenceTests(TestCase):

@@ -2,7 +2,7 @@ import dataclasses
 import json
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from django.test import SimpleTestCase
 from torch.utils.flop_counter import FlopCounterMode
 

@@ -106,8 +106,9 @@ class EnumerationTests(TestCase):
     def setUp(self):
         cache.clear()
         self.user = UserFactory(email=EMAIL)
-        for _ in range(3):
-            self.client.post(reverse("accounts:login"), {"username": EMAIL, "password": "nope"})
+        with self.assertLogs("platform_core.accounts.services", "WARNING"):  # the lock is logged
+            for _ in range(3):
+                self.client.post(reverse("accounts:login"), {"username": EMAIL, "password": "nope"})
         self.user.refresh_from_db()
         self.assertTrue(self.user.is_locked)
 

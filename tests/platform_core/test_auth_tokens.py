@@ -102,8 +102,9 @@ class ApiTokenLifetimeTests(TestCase):
         self.assertEqual(self.me().status_code, 401)
 
     def test_lock_out_deletes_the_tokens(self):
-        for _ in range(3):
-            self.sign_in(password="wrong")
+        with self.assertLogs("platform_core.accounts.services", "WARNING"):  # the lock is logged
+            for _ in range(3):
+                self.sign_in(password="wrong")
         self.user.refresh_from_db()
         self.assertTrue(self.user.is_locked)
         self.assertFalse(ApiToken.objects.filter(user=self.user).exists())

@@ -11,7 +11,8 @@ from django.test import TestCase
 
 from tests.support import image_factories
 from tests.support.factories import TrialWorld
-from tests.trials.test_uploads_service import stored_names, vf_csv
+from tests.support.storage import stored_names
+from tests.support.uploads import vf_csv
 from trials.models import Case, CaseFile
 
 

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from tests.support import dicom_factories, image_factories
 from tests.support.factories import TrialWorld
-from tests.trials.test_uploads_service import stored_names
+from tests.support.storage import stored_names
 from trials.models import CaseFile
 from trials.uploads.visual_field import COORDINATES
 

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from platform_core.audit.models import AuditEvent
 from tests.support.factories import TrialWorld
-from tests.trials.test_uploads_service import stored_names
+from tests.support.storage import stored_names
 from trials.models import Case, Subject, TrialSite
 
 

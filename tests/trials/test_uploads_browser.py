@@ -11,7 +11,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.support import BrowserTestCase, image_factories
 from tests.support.factories import TEST_PASSWORD, TrialWorld
-from tests.trials.test_uploads_service import stored_names, vf_csv
+from tests.support.storage import stored_names
+from tests.support.uploads import vf_csv
 from trials.models import CaseFile
 
 

@@ -111,7 +111,7 @@ class UploadCoreImportsNoDjangoTests(SimpleTestCase):
             "sys.exit(1 if bad else 0)\n"
         )
         env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)

@@ -14,54 +14,10 @@ from rest_framework.test import APIClient
 from platform_core.audit.models import AuditEvent
 from tests.support import dicom_factories, image_factories
 from tests.support.factories import TrialWorld
+from tests.support.storage import fetch, stored_names
+from tests.support.uploads import vf_csv
 from trials.models import CaseFile, VisualFieldResult
 from trials.services import case_create, case_set_status
-from trials.uploads.visual_field import N_POINTS
-
-
-def stored_names(prefix: str = "cases") -> set[str]:
-    """Every object under ``prefix`` in the default storage (local disk or S3)."""
-    names: set[str] = set()
-
-    def walk(path: str) -> None:
-        try:
-            dirs, files = default_storage.listdir(path)
-        except FileNotFoundError:
-            return
-        names.update(f"{path}/{f}" for f in files)
-        for d in dirs:
-            walk(f"{path}/{d}")
-
-    walk(prefix)
-    return names
-
-
-def fetch(response) -> bytes:
-    """The bytes behind an authorised file view: streamed from disk, or via S3's presigned redirect."""
-    if response.status_code == 302:
-        import urllib.request
-
-        location = response["Location"]
-        assert "X-Amz-Signature=" in location, location
-        with urllib.request.urlopen(location, timeout=10) as handle:  # noqa: S310 - loopback S3 in tests
-            return handle.read()
-    assert response.status_code == 200, response.status_code
-    return b"".join(response.streaming_content)
-
-
-def vf_csv(eye="OD", *, fl=1, checks=14, fp=3, fn=2, sens=28.0) -> bytes:
-    values = [("" if i in (26, 35) else f"{sens - (i % 5):g}") for i in range(1, N_POINTS + 1)]
-    header = [
-        "eye",
-        "age",
-        *[f"s{i}" for i in range(1, N_POINTS + 1)],
-        "fixation_losses",
-        "fixation_checks",
-        "false_positives",
-        "false_negatives",
-    ]
-    row = [eye, "63", *values, str(fl), str(checks), str(fp), str(fn)]
-    return (",".join(header) + "\n" + ",".join(row) + "\n").encode()
 
 
 class UploadTestCase(TestCase):

@@ -32,7 +32,7 @@ DEFAULT_DEMO_SYNTHETIC = 600  # the DR grader's generated photographs with --dem
 
 
 class ProgressBar:
-    def __init__(self, stream) -> None:  # noqa: ANN001
+    def __init__(self, stream) -> None:
         self.stream = stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.last_epoch: tuple[str, int] | None = None
@@ -105,7 +105,7 @@ def trial_visual_fields(trial: Trial) -> list:
 class Command(BaseCommand):
     help = "Train a network (seeded), report validation metrics, and register it with its model card."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--architecture", required=True, choices=list(RECIPES))
         parser.add_argument("--name", required=True)
         parser.add_argument("--model-version", required=True)
@@ -173,7 +173,7 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         self.stdout.write(self.style.SUCCESS(f"Registered {model} (sha256 {model.sha256[:16]}...)"))
 
-    def _photographs(self, options, seed, preset, fraction, bar, *, recipe: TrainingRecipe):  # noqa: ANN001, ANN202
+    def _photographs(self, options, seed, preset, fraction, bar, *, recipe: TrainingRecipe):
         """A network that reads photographs (the DR grader, the fundus glaucoma net), from the chosen source."""
         scale = float(options["epochs_scale"])
         size = recipe.view_size(preset)
@@ -201,7 +201,7 @@ class Command(BaseCommand):
             description=description,
         )
 
-    def _visual_fields(self, options, seed, preset, fraction, bar, *, recipe: TrainingRecipe):  # noqa: ANN001, ANN202
+    def _visual_fields(self, options, seed, preset, fraction, bar, *, recipe: TrainingRecipe):
         """A network that reads visual fields, from a trial's reliable fields or a labelled folder."""
         scale = float(options["epochs_scale"])
         if options["synthetic"]:

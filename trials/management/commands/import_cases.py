@@ -102,7 +102,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int
 class Command(BaseCommand):
     help = "Import case files (folder or zip, optional manifest.csv) through the de-identification pipeline."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("path")
         parser.add_argument("--trial", required=True, help="trial slug")
         parser.add_argument("--site", required=True, help="hospital code of the site")

@@ -25,7 +25,7 @@ COLUMNS = ["subject", "eye", "visit_day", "icdr_grade", "glaucoma"]
 class Command(BaseCommand):
     help = "Import reference-standard labels for a trial's cases from CSV."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("csv")
         parser.add_argument("--trial", required=True)
         parser.add_argument("--reason", default="", help="required to amend existing labels")

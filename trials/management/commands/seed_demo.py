@@ -12,7 +12,7 @@ class Command(BaseCommand):
         "models (idempotent). Prints the demo logins."
     )
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--skip-models", action="store_true", help="do not train the demo networks")
         parser.add_argument("--epochs-scale", type=float, default=1.0, help="shorter training, e.g. 0.25")
         parser.add_argument("--synthetic", type=int, default=600, help="generated photographs for the DR model")

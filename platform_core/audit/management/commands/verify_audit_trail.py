@@ -12,7 +12,7 @@ class Command(BaseCommand):
         "that deleting the last events is caught too."
     )
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--expect-head", metavar="SEQ:HASH", help="a head printed by an earlier run")
 
     def handle(self, *args: Any, **options: Any) -> None:
