@@ -73,3 +73,12 @@ class NetworkSpecRegistryTests(SimpleTestCase):
         vf = NETWORKS["vf_glaucoma"].record(VisualFieldPrediction(0.9), ResultContext(runtime_ms=3.0, device="cpu"))
         self.assertEqual(vf.fields, {"glaucoma_probability": 0.9, "runtime_ms": 3.0, "details": {"device": "cpu"}})
         self.assertIsNone(vf.overlay)
+
+
+class EyeTests(SimpleTestCase):
+    def test_only_od_and_os_are_eyes(self):
+        from diagnosis.training.datasets import as_eye
+
+        self.assertEqual((as_eye("OD"), as_eye("OS")), ("OD", "OS"))
+        with self.assertRaisesMessage(ValueError, "eye must be OD or OS, not 'R'"):
+            as_eye("R")
