@@ -22,7 +22,7 @@ Three parts, as in the paper:
 - **C-Net**, a second backbone, reads every crop; its features are max-pooled over the crops (a lesion in
   any crop counts) and the fused prediction is a linear layer on [M-Net features, A-Net scores, C-Net
   features]. M-Net, A-Net and C-Net keep their own heads so training can supervise each (the paper
-  trains them in stages; see `diagnosis.training.core`).
+  trains them in stages; see `diagnosis.training.zoom_in_net`).
 
 The `full` preset is a ResNet-18 M-Net on 512 px and a ResNet-18 C-Net on four 224 px crops from a
 1024 px view (about 33.5 GFLOPs an image; the variant costed in DOMAIN.md). The paper's exact backbone

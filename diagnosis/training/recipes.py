@@ -17,7 +17,7 @@ from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
 from diagnosis.networks.specs import NETWORKS, NetworkSpec
 from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 from diagnosis.training import datasets, runner
-from diagnosis.training.core import TrainingProgress
+from diagnosis.training.loop import TrainingProgress
 from diagnosis.training.runner import TrainedModel
 
 PHOTOGRAPHS: Final = "photographs"

@@ -23,7 +23,7 @@ from PIL import Image
 from diagnosis.networks.inference import configure_threads
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
-from diagnosis.training.core import TrainingProgress
+from diagnosis.training.loop import TrainingProgress
 from diagnosis.training.recipes import PHOTOGRAPHS, RECIPES, TrainingRecipe
 from platform_core.api.exceptions import ApplicationError
 from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
