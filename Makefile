@@ -10,7 +10,8 @@ test:
 
 lint:
 	deploy/bootstrap.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check . && \
-	.venv/bin/lint-imports --no-cache --no-logo
+	.venv/bin/lint-imports --no-cache --no-logo && .venv/bin/mypy && \
+	.venv/bin/python manage.py makemigrations --check --dry-run
 
 format:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from diagnosis.networks.inference import build_network, normalise_images
+from diagnosis.networks.checkpoints import build_network
+from diagnosis.networks.inference import normalise_images
 from diagnosis.networks.zoom_in_net import REFERABLE_FROM_GRADE
 from diagnosis.training import datasets
 from diagnosis.training.core import binary_metrics, fundus_glaucoma_crops, predict_zoom_in_net
@@ -105,7 +106,7 @@ def real_set(architecture: str, config: Any, *, held_out: bool | None) -> RealSe
     )
 
 
-def positive_scores(model: torch.nn.Module, real: RealSet) -> np.ndarray:
+def positive_scores(model: Any, real: RealSet) -> np.ndarray:  # the network of real.architecture
     """Per item: the referable-DR probability (DR grader) or the glaucoma probability."""
     model.eval()
     if real.architecture == "zoom_in_net":

@@ -67,7 +67,7 @@ def seed_people() -> list[DemoPerson]:
     return PEOPLE
 
 
-def trial_manager_admin_group():  # noqa: ANN201
+def trial_manager_admin_group():
     """The trial managers' staff group, declared by the apps and created by every migrate (accounts.staff_groups)."""
     from django.contrib.auth.models import Group
 
@@ -186,31 +186,24 @@ def seed_trial() -> None:
                 case_set_status(actor=coordinator, case=case, status="complete")
 
 
-DEMO_MODELS = (
-    ("dr-demo", "zoom_in_net"),
-    ("vf-glaucoma-demo", "vf_glaucoma"),
-    ("fundus-glaucoma-demo", "fundus_glaucoma"),
-)
+def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:
+    """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there.
 
-
-def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:  # noqa: ANN001
-    """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there."""
-    from demo.training import train_demo_dr, train_demo_fundus_glaucoma, train_demo_vf
+    One per training recipe; `synthetic` is the DR grader's generated photographs, which each recipe scales.
+    """
     from diagnosis.models import ModelVersion
     from diagnosis.networks.inference import configure_threads
     from diagnosis.registry import model_register
+    from diagnosis.training.recipes import RECIPES, demo_recipe
 
     configure_threads()
-    for name, architecture in DEMO_MODELS:
+    for recipe in RECIPES.values():
+        name = recipe.demo_name
         if ModelVersion.objects.filter(name=name).exists():
             continue
         stdout.write(f"Training the demo model {name} (not for clinical use)...")
-        if architecture == "zoom_in_net":
-            trained = train_demo_dr(synthetic=synthetic, epochs_scale=epochs_scale)
-        elif architecture == "fundus_glaucoma":
-            trained = train_demo_fundus_glaucoma(synthetic=max(synthetic // 2, 40), epochs_scale=epochs_scale)
-        else:
-            trained = train_demo_vf(epochs_scale=epochs_scale)
+        train_demo = demo_recipe(recipe.architecture)
+        trained = train_demo(synthetic=recipe.demo_synthetic(synthetic), epochs_scale=epochs_scale)
         model_register(
             actor=None,
             name=name,

@@ -143,6 +143,7 @@ def train_demo_dr(
 
 def train_demo_vf(
     *,
+    synthetic: int = 0,
     seed: int = 0,
     preset: str = "small",
     validation_fraction: float = 0.2,
@@ -154,6 +155,8 @@ def train_demo_vf(
     """The demo glaucoma net: the shipped real 24-2 fields, healthy controls against glaucoma patients, less
     the patients whose fields the demo trial uses (`real` instead: a cross-validation fold). Its card
     reports those patients' fields, held out (demo.crossval)."""
+    if synthetic:
+        raise ValueError("The visual-field net trains on the shipped real fields; it has no generated data.")
     from demo import crossval
 
     fields = [] if real is not None else crossval.demo_vf_fields(held_out=False)

@@ -86,7 +86,8 @@ start_seaweedfs() {  # start_seaweedfs DATA_DIR ; exports AWS_* for the tests
 {"identities": [{"name": "visus", "credentials": [{"accessKey": "$AWS_ACCESS_KEY_ID", "secretKey": "$AWS_SECRET_ACCESS_KEY"}],
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 JSON
-  # VISUS_PORT_OFFSET lets several checkouts run their suites side by side on one machine.
+  # VISUS_PORT_OFFSET lets several checkouts run their suites side by side on one machine (the Iceberg
+  # and Lance listeners, unused here and on fixed ports, are off).
   local off=${VISUS_PORT_OFFSET:-0}
   local s3port=${VISUS_S3_PORT:-$((18333 + off))}
   "$weed" server -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \

@@ -22,6 +22,10 @@ echo "Lint (ruff)..."
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; echo "ERROR: ruff format would change files (run: .venv/bin/ruff format .)" >&2; exit 1; }
 echo "Lint (import-linter: layers and pure cores, contracts in pyproject.toml)..."
 .venv/bin/lint-imports --no-cache --no-logo
+echo "Types (mypy: strict on the pure cores, services and selectors)..."
+.venv/bin/mypy
+echo "Migrations (every model change has its migration)..."
+.venv/bin/python manage.py makemigrations --check --dry-run
 
 export DJANGO_ENV=development
 export DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/visus}

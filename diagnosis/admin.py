@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin
+from django.http import HttpRequest
 
 from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
@@ -35,8 +37,8 @@ class ModelRegisterForm(forms.ModelForm):
         model = ModelVersion
         fields = ["name", "version"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         for field in ("config_json", "model_card_json"):
             text = cleaned.get(field) or ""
             try:
@@ -46,11 +48,11 @@ class ModelRegisterForm(forms.ModelForm):
         return cleaned
 
 
-def _retire(actor, model: ModelVersion, reason: str) -> None:  # noqa: ANN001
+def _retire(actor, model: ModelVersion, reason: str) -> None:
     model_set_status(actor=actor, model=model, status=ModelStatus.RETIRED, reason=reason)
 
 
-def _activate(actor, model: ModelVersion, reason: str) -> None:  # noqa: ANN001
+def _activate(actor, model: ModelVersion, reason: str) -> None:
     model_set_status(actor=actor, model=model, status=ModelStatus.ACTIVE, reason=reason)
 
 
@@ -83,23 +85,25 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
     def sha256_short(self, obj: ModelVersion) -> str:
         return obj.sha256[:12]
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+    def get_form(
+        self, request: HttpRequest, obj: Any | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Any]]:
         if obj is None:
             kwargs["form"] = ModelRegisterForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
-    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "version", "checkpoint", "sha256", "architecture_choice", "config_json", "model_card_json"]
         return ["name", "version", *self.readonly_fields]
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         return (*self.readonly_fields, "name", "version") if obj else ()
 
-    def has_set_status_permission(self, request) -> bool:  # noqa: ANN001
+    def has_set_status_permission(self, request) -> bool:
         return request.user.has_perm("diagnosis.change_modelversion")
 
-    def create_through_service(self, request, form) -> ModelVersion:  # noqa: ANN001
+    def create_through_service(self, request, form) -> ModelVersion:
         data = form.cleaned_data
         return model_register(
             actor=request.user,
@@ -117,13 +121,21 @@ class ModelVersionAdmin(ServiceAdminMixin, admin.ModelAdmin):
 class InferenceJobAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     """Jobs and predictions of the cases the staff member may see, never of trials they read (blinding)."""
 
-    list_display = ("case", "model_version", "status", "progress", "attempts", "is_current", "finished_at")
-    list_filter = ("status", "model_version", "is_current")
+    list_display: tuple[str, ...] = (
+        "case",
+        "model_version",
+        "status",
+        "progress",
+        "attempts",
+        "is_current",
+        "finished_at",
+    )
+    list_filter: ClassVar[tuple[str, ...]] = ("status", "model_version", "is_current")
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(case__in=cases_for(request.user).values("pk"))
 
-    def get_queryset(self, request):  # noqa: ANN001, ANN201
+    def get_queryset(self, request):
         return super().get_queryset(request).exclude(case__subject__trial__in=ai_blinded_trial_ids(request.user))
 
 

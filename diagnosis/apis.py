@@ -9,6 +9,7 @@ from rest_framework.exceptions import PermissionDenied
 from diagnosis.models import InferenceJob, ModelVersion, Prediction
 from diagnosis.selectors import jobs_for, predictions_for
 from platform_core.accounts.models import User
+from platform_core.accounts.requests import signed_in_user
 from platform_core.api.permissions import IsMember, roles_required
 from trials.models import Case
 from trials.selectors import SUBJECT_ROLES, cases_for, user_is_blinded_to_ai
@@ -92,8 +93,8 @@ class CaseInferenceJobListApi(generics.ListAPIView):
     pagination_class = None
 
     def get_queryset(self) -> QuerySet[InferenceJob]:
-        case = unblinded_case(self.request.user, self.kwargs["pk"])
-        return jobs_for(self.request.user).filter(case=case).order_by("model_version__name")
+        case = unblinded_case(signed_in_user(self.request), self.kwargs["pk"])
+        return jobs_for(signed_in_user(self.request)).filter(case=case).order_by("model_version__name")
 
 
 class CasePredictionListApi(generics.ListAPIView):
@@ -101,5 +102,5 @@ class CasePredictionListApi(generics.ListAPIView):
     serializer_class = PredictionSerializer
 
     def get_queryset(self) -> QuerySet[Prediction]:
-        case = unblinded_case(self.request.user, self.kwargs["pk"])
-        return predictions_for(self.request.user).filter(case=case).order_by("model_version__name")
+        case = unblinded_case(signed_in_user(self.request), self.kwargs["pk"])
+        return predictions_for(signed_in_user(self.request)).filter(case=case).order_by("model_version__name")

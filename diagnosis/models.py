@@ -5,28 +5,17 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from diagnosis.networks.specs import NETWORKS, NetworkSpec, network_spec
 from platform_core.models import BaseModel
 from trials.models import Case
 
-
-class Architecture(models.TextChoices):
-    ZOOM_IN_NET = "zoom_in_net", "DR grader (Zoom-in-Net style)"
-    VF_GLAUCOMA = "vf_glaucoma", "Glaucoma from visual fields (VGG16 + VFI/MD/PSD)"
-    FUNDUS_GLAUCOMA = "fundus_glaucoma", "Glaucoma from fundus photographs (optic-disc crop classifier)"
-
-
-class Task(models.TextChoices):
-    DR_GRADING = "dr_grading", "Diabetic retinopathy grading (fundus)"
-    GLAUCOMA_VF = "glaucoma_vf", "Glaucoma from visual fields"
-    GLAUCOMA_FUNDUS = "glaucoma_fundus", "Glaucoma from fundus photographs"
-
-
-ARCHITECTURE_TASK = {
-    Architecture.ZOOM_IN_NET: Task.DR_GRADING,
-    Architecture.VF_GLAUCOMA: Task.GLAUCOMA_VF,
-    Architecture.FUNDUS_GLAUCOMA: Task.GLAUCOMA_FUNDUS,
-}
-TASK_MODALITY = {Task.DR_GRADING: "fundus", Task.GLAUCOMA_VF: "visual_field", Task.GLAUCOMA_FUNDUS: "fundus"}
+# Choices come from the network specs (diagnosis/networks/specs.py), the one description per architecture.
+Architecture = models.TextChoices(  # type: ignore[call-overload]  # django-stubs types only the class syntax
+    "Architecture", [(spec.architecture.upper(), (spec.architecture, spec.label)) for spec in NETWORKS.values()]
+)
+Task = models.TextChoices(  # type: ignore[call-overload]  # django-stubs types only the class syntax
+    "Task", [(spec.task.upper(), (spec.task, spec.task_label)) for spec in NETWORKS.values()]
+)
 
 
 class ModelStatus(models.TextChoices):
@@ -67,8 +56,13 @@ class ModelVersion(BaseModel):
         return bool(self.model_card.get("not_for_clinical_use", True))
 
     @property
+    def spec(self) -> NetworkSpec:
+        """Everything the platform knows about this model's architecture (how it predicts, what it shows)."""
+        return network_spec(self.architecture)
+
+    @property
     def modality(self) -> str:
-        return TASK_MODALITY[Task(self.task)]
+        return self.spec.modality
 
 
 class JobStatus(models.TextChoices):

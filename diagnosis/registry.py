@@ -14,18 +14,14 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from torch import nn
 
-from diagnosis.models import ARCHITECTURE_TASK, Architecture, ModelStatus, ModelVersion
-from diagnosis.networks.inference import (
-    CHECKPOINT_FORMAT,
-    CheckpointMismatch,
-    build_network,
-    load_state_dict_checked,
-    prepare_for_inference,
-)
+from diagnosis.models import ModelStatus, ModelVersion
+from diagnosis.networks.checkpoints import CHECKPOINT_FORMAT, CheckpointMismatch, load_state_dict_checked
+from diagnosis.networks.inference import prepare_for_inference
+from diagnosis.networks.specs import NETWORKS, NetworkSpec
 from platform_core.accounts.models import User
 from platform_core.audit.services import audit_snapshot, audited_save
 from platform_core.errors import ApplicationError
-from platform_core.storage import delete_quietly, save_private
+from platform_core.storage import delete_quietly, save_private, stored_name
 
 REQUIRED_CARD_FIELDS = ("intended_use", "training_data", "not_for_clinical_use")
 
@@ -37,7 +33,7 @@ class ModelIntegrityError(Exception):
 def _read_checkpoint(data: bytes) -> dict[str, Any]:
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any unreadable file gets the same clear message
+    except Exception:  # any unreadable file gets the same clear message
         raise ApplicationError(
             "The checkpoint could not be read as PyTorch weights (torch.save of a state dict or a Visus checkpoint).",
             code="checkpoint_unreadable",
@@ -92,15 +88,15 @@ def validate_model_card(model_card: Any) -> None:
         raise ValidationError({"model_card": f"The model card is not valid: {'; '.join(problems)}."})
 
 
-def _validated_network(architecture: str, config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> nn.Module:
+def _validated_network(spec: NetworkSpec, config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> nn.Module:
     try:
-        network = build_network(architecture, config)
+        network = spec.build(config)
     except (TypeError, ValueError) as exc:
         raise ApplicationError(
-            f"The configuration does not describe a {architecture} network: {exc}", code="bad_config"
+            f"The configuration does not describe a {spec.architecture} network: {exc}", code="bad_config"
         ) from None
     try:
-        load_state_dict_checked(network, state_dict, context=architecture)
+        load_state_dict_checked(network, state_dict, context=spec.architecture)
     except CheckpointMismatch as exc:
         raise ApplicationError(f"Refused: the {exc}.", code="checkpoint_mismatch") from None
     return network
@@ -138,13 +134,14 @@ def model_register(
                 "Refused: the configuration given differs from the checkpoint's.", code="checkpoint_mismatch"
             )
         architecture, config = payload["architecture"], payload["config"]
-    if architecture not in Architecture.values:
+    spec = NETWORKS.get(architecture or "")
+    if spec is None:
         raise ApplicationError(
-            f"Unknown architecture {architecture!r}; known: {', '.join(Architecture.values)}.", code="bad_config"
+            f"Unknown architecture {architecture!r}; known: {', '.join(NETWORKS)}.", code="bad_config"
         )
     if config is None:
         raise ApplicationError("A plain state dict needs its architecture configuration.", code="bad_config")
-    _validated_network(architecture, config, payload["state_dict"])
+    _validated_network(spec, config, payload["state_dict"])
     validate_model_card(model_card)
     digest = hashlib.sha256(weights).hexdigest()
     if expected_sha256 and expected_sha256.strip().lower() != digest:
@@ -161,10 +158,10 @@ def model_register(
         model = ModelVersion(
             name=name,
             version=version,
-            architecture=architecture,
-            task=ARCHITECTURE_TASK[Architecture(architecture)],
+            architecture=spec.architecture,
+            task=spec.task,
             config=dict(config),
-            input_spec=dict(input_spec or default_input_spec(architecture, config)),
+            input_spec=dict(input_spec or spec.describe_input(config)),
             weights=stored,
             sha256=digest,
             size=len(weights),
@@ -177,32 +174,6 @@ def model_register(
         delete_quietly([stored])  # nothing half-registered: no orphaned weights in storage
         raise
     return model
-
-
-def default_input_spec(architecture: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    if architecture == Architecture.ZOOM_IN_NET:
-        return {
-            "modality": "fundus",
-            "input": "colour fundus photograph, padded to a square with black, resized",
-            "lowres_size": config.get("input_size"),
-            "highres_size": config.get("highres_size"),
-            "normalisation": "ImageNet mean/std",
-        }
-    if architecture == Architecture.FUNDUS_GLAUCOMA:
-        return {
-            "modality": "fundus",
-            "input": "colour fundus photograph, padded to a square with black, resized; the optic disc is located "
-            "and a disc-centred crop is classified",
-            "view_size": config.get("view_size"),
-            "crop_input_size": config.get("input_size"),
-            "normalisation": "ImageNet mean/std",
-        }
-    return {
-        "modality": "visual_field",
-        "input": "Pattern Deviation probability plot (24-2) plus VFI %, MD dB, PSD dB",
-        "plot_size": config.get("input_size"),
-        "requires": "reliable field (trial cut-offs)",
-    }
 
 
 @transaction.atomic
@@ -235,7 +206,7 @@ def model_load(model: ModelVersion, *, device: torch.device | None = None) -> nn
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-    with default_storage.open(model.weights.name, "rb") as handle:
+    with default_storage.open(stored_name(model.weights), "rb") as handle:
         data = handle.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != model.sha256:
@@ -244,7 +215,7 @@ def model_load(model: ModelVersion, *, device: torch.device | None = None) -> nn
             f"{model.sha256[:12]}... (the file was changed or replaced)."
         )
     payload = _read_checkpoint(data)
-    network = _validated_network(model.architecture, model.config, payload["state_dict"])
+    network = _validated_network(model.spec, model.config, payload["state_dict"])
     network = prepare_for_inference(network, device)  # eval mode, channels-last (oneDNN and cuDNN layout)
     with _cache_lock:
         _cache[key] = network

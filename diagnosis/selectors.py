@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from diagnosis.calibration import fusion_calibration_for, fusion_weights_of
-from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind, Task
+from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
 from platform_core.accounts.models import User
 from trials.models import Case
@@ -48,8 +48,8 @@ def fused_glaucoma(
     With a fusion calibration of the trial for these model versions, `probability` is the fused posterior
     at the calibration's prior. Without one it is None: the page shows each modality's own evidence,
     marked uncalibrated, rather than one number at an arbitrary 50% prior."""
-    vf = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_VF), None)
-    fundus = next((p for p in predictions if p.model_version.task == Task.GLAUCOMA_FUNDUS), None)
+    vf = next((p for p in predictions if p.model_version.spec.glaucoma_evidence == VISUAL_FIELD), None)
+    fundus = next((p for p in predictions if p.model_version.spec.glaucoma_evidence == FUNDUS), None)
     if vf is None and fundus is None and rnfl_thickness_um is None:
         return None
     evidence = GlaucomaEvidence(

@@ -18,9 +18,9 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -29,9 +29,10 @@ from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 
-from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind, Task
+from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind
+from diagnosis.networks.specs import FUNDUS, ResultContext
 from platform_core.audit.services import audit_snapshot, audited_save
-from platform_core.storage import delete_quietly, save_private
+from platform_core.storage import delete_quietly, save_private, stored_name
 from trials.models import Case, CaseFile, FileStatus, VisualFieldResult
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ def _save_job(
     )
 
 
+def _send_to_gpu(job_pk: str) -> None:
+    from diagnosis.tasks import infer_case_task
+
+    infer_case_task.apply_async(args=[job_pk], queue="gpu")
+
+
 @transaction.atomic
 def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
     """One job per active model that fits the case's files, sent to the ``gpu`` queue after commit.
@@ -81,8 +88,6 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
     queues nothing new, except that a failed job is queued again; with changed files each model gets a new
     job, and the earlier job and its prediction stay in the record but are no longer current.
     """
-    from diagnosis.tasks import infer_case_task
-
     digests = input_digests(case)
     to_send: list[InferenceJob] = []
     for model in ModelVersion.objects.filter(status=ModelStatus.ACTIVE).order_by("name", "version"):
@@ -126,7 +131,7 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
             )
             to_send.append(job)
     for job in to_send:
-        transaction.on_commit(lambda pk=job.pk: infer_case_task.apply_async(args=[str(pk)], queue="gpu"))
+        transaction.on_commit(partial(_send_to_gpu, str(job.pk)))
     return to_send
 
 
@@ -216,7 +221,7 @@ def _fundus_image(case: Case) -> Image.Image:
     case_file = CaseFile.objects.filter(case=case, modality="fundus").order_by("-created_at").first()
     if case_file is None:
         raise ValueError("the case has no fundus photograph")
-    with default_storage.open(case_file.content.name, "rb") as handle:
+    with default_storage.open(stored_name(case_file.content), "rb") as handle:
         data = handle.read()
     if case_file.file_format == "dicom":
         return frame_image(data, max_pixels=settings.VISUS_MAX_IMAGE_PIXELS).convert("RGB")
@@ -228,7 +233,7 @@ def _prepare(work: _Work) -> None:
 
     job = work.job
     try:
-        if job.model_version.modality == "fundus":
+        if job.model_version.modality == FUNDUS:
             image = _fundus_image(job.case)
             work.image_size = image.size
             preview = image.copy()
@@ -242,7 +247,7 @@ def _prepare(work: _Work) -> None:
             if not result.reliable:
                 work.unreliable = result
                 return
-            with default_storage.open(result.pd_plot.name, "rb") as handle:
+            with default_storage.open(stored_name(result.pd_plot), "rb") as handle:
                 plot = Image.open(io.BytesIO(handle.read())).convert("RGB")
             work.item = VisualFieldItem(
                 plot=plot,
@@ -252,40 +257,8 @@ def _prepare(work: _Work) -> None:
             )
     except SoftTimeLimitExceeded:
         raise  # the whole batch stops (inference_run fails its jobs), not this case alone
-    except Exception as exc:  # noqa: BLE001 - one bad case fails alone
+    except Exception as exc:  # one bad case fails alone
         work.error = f"{type(exc).__name__}: {exc}"
-
-
-def attention_overlay(
-    preview: Image.Image, attention: np.ndarray, boxes: list[list[float]], original_size: tuple[int, int]
-) -> bytes:
-    """The attention map as a cyan heat layer over the photograph, with the zoomed regions outlined (PNG)."""
-    heat = Image.fromarray((np.clip(attention, 0, 1) * 255).astype(np.uint8)).resize(preview.size)
-    level = np.asarray(heat, dtype=np.float32) / 255.0
-    base = np.asarray(preview.convert("RGB"), dtype=np.float32)
-    # Cyan stands out on the red-orange fundus. The map is min-max normalised, so its lower half is the
-    # background of an image; only the upper half is coloured, or the whole fundus would turn cyan.
-    heat_colour = np.zeros_like(base)
-    heat_colour[..., 1] = 255.0
-    heat_colour[..., 2] = 255.0
-    alpha = (0.7 * np.clip((level - 0.5) / 0.5, 0, 1))[..., None]
-    blended = Image.fromarray((base * (1 - alpha) + heat_colour * alpha).clip(0, 255).astype(np.uint8))
-    return region_overlay(blended, boxes, original_size)
-
-
-def region_overlay(preview: Image.Image, boxes: list[list[float]], original_size: tuple[int, int]) -> bytes:
-    """The photograph with the regions a network read outlined and numbered (PNG)."""
-    from PIL import ImageDraw
-
-    image = preview.convert("RGB")
-    draw = ImageDraw.Draw(image)
-    scale = image.size[0] / max(original_size[0], 1)
-    for n, (x0, y0, x1, y1) in enumerate(boxes, start=1):
-        draw.rectangle([x0 * scale, y0 * scale, x1 * scale, y1 * scale], outline=(255, 230, 0), width=2)
-        draw.text((x0 * scale + 3, y0 * scale + 2), str(n), fill=(255, 230, 0))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
 
 
 def _finish(job: InferenceJob, task_id: str, fields: dict[str, Any], overlay: bytes | None) -> bool:
@@ -384,13 +357,7 @@ def _release(job: InferenceJob, task_id: str) -> None:
 
 
 def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dict[str, int]:
-    from diagnosis.networks.inference import (
-        ItemError,
-        predict_fundus,
-        predict_fundus_glaucoma,
-        predict_visual_fields,
-        select_device,
-    )
+    from diagnosis.networks.inference import ItemError, select_device
     from diagnosis.registry import model_load
 
     slowdown = settings.VISUS_INFERENCE_SLOWDOWN_SECONDS  # fault-injection knob for tests; 0 in production
@@ -407,7 +374,7 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
         network = model_load(model_version, device=device)
     except SoftTimeLimitExceeded:
         raise
-    except Exception as exc:  # noqa: BLE001 - every claimed job fails with the reason
+    except Exception as exc:  # every claimed job fails with the reason
         for work in works:
             _fail(work.job, task_id, f"model could not be loaded: {exc}")
         counts["failed"] = len(works)
@@ -416,14 +383,9 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
     runnable = [w for w in works if not w.error and w.unreliable is None]
     items = [w.item for w in runnable]
     # The time limit stops the whole batch (inference_run fails its jobs); it is not one item's error.
-    batching = {"batch_size": batch_size, "device": device, "propagate": (SoftTimeLimitExceeded,)}
+    batching: dict[str, Any] = {"batch_size": batch_size, "device": device, "propagate": (SoftTimeLimitExceeded,)}
     started = time.perf_counter()
-    if model_version.task == Task.DR_GRADING:
-        outputs = predict_fundus(network, items, attention_max_side=512, **batching)
-    elif model_version.task == Task.GLAUCOMA_FUNDUS:
-        outputs = predict_fundus_glaucoma(network, items, **batching)
-    else:
-        outputs = predict_visual_fields(network, items, **batching)
+    outputs = model_version.spec.predict(network, items, **batching)
     per_item_ms = (time.perf_counter() - started) * 1000 / max(len(runnable), 1)
     _progress(jobs, 90)
     results = dict(zip([id(w) for w in runnable], outputs, strict=True))
@@ -449,43 +411,12 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
             counts["failed"] += 1
             continue
         try:
-            fields, overlay = _prediction_fields(model_version, work, output, per_item_ms, device)
-            counts["succeeded"] += int(_finish(work.job, task_id, fields, overlay))
+            context = ResultContext(per_item_ms, str(device), work.image_size, work.preview)
+            record = model_version.spec.record(output, context)
+            counts["succeeded"] += int(_finish(work.job, task_id, record.fields, record.overlay))
         except SoftTimeLimitExceeded:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. storage refused the overlay: this job fails alone
+        except Exception as exc:  # e.g. storage refused the overlay: this job fails alone
             _fail(work.job, task_id, f"the result could not be stored: {type(exc).__name__}: {exc}")
             counts["failed"] += 1
     return counts
-
-
-def _prediction_fields(
-    model_version: ModelVersion, work: _Work, output: Any, per_item_ms: float, device: Any
-) -> tuple[dict[str, Any], bytes | None]:
-    """A network's output as Prediction fields, and the overlay image to store with it (or None)."""
-    if model_version.task == Task.DR_GRADING:
-        fields = {
-            "class_probabilities": list(output.grade_probabilities),
-            "grade": output.grade,
-            "referable_probability": output.referable_probability,
-            "crop_boxes": [list(box) for box in output.boxes],
-            "runtime_ms": per_item_ms,
-            "details": {"image_size": list(work.image_size or ()), "device": str(device)},
-        }
-        overlay = attention_overlay(work.preview, output.attention, fields["crop_boxes"], work.image_size)
-    elif model_version.task == Task.GLAUCOMA_FUNDUS:
-        fields = {
-            "glaucoma_probability": output.glaucoma_probability,
-            "crop_boxes": [list(output.disc_box)],
-            "runtime_ms": per_item_ms,
-            "details": {"image_size": list(work.image_size or ()), "device": str(device)},
-        }
-        overlay = region_overlay(work.preview, fields["crop_boxes"], work.image_size)
-    else:
-        fields = {
-            "glaucoma_probability": output.glaucoma_probability,
-            "runtime_ms": per_item_ms,
-            "details": {"device": str(device)},
-        }
-        overlay = None
-    return fields, overlay

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
@@ -10,29 +11,31 @@ from diagnosis.calibration import fusion_calibration_fit
 from diagnosis.selectors import predictions_for
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role
+from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
-from platform_core.storage import serve_private
+from platform_core.storage import serve_private, stored_name
 from trials.selectors import SUBJECT_ROLES, trial_roles, trials_for
 
 
 @role_required(*SUBJECT_ROLES)
-def prediction_overlay(request: HttpRequest, pk: str) -> HttpResponse:
+def prediction_overlay(request: HttpRequest, pk: str) -> HttpResponseBase:
     """The attention overlay of a prediction, for people who may see its case."""
-    prediction = get_object_or_404(predictions_for(request.user), pk=pk)
+    prediction = get_object_or_404(predictions_for(signed_in_user(request)), pk=pk)
     if not prediction.attention_overlay:
         raise Http404("This prediction has no attention map.")
-    return serve_private(prediction.attention_overlay.name, content_type="image/png")
+    return serve_private(stored_name(prediction.attention_overlay), content_type="image/png")
 
 
 @require_POST
 @role_required(Role.TRIAL_MANAGER)
 def fusion_calibrate(request: HttpRequest, slug: str) -> HttpResponse:
     """A trial manager fits the trial's glaucoma fusion on its reference standard (audited by the service)."""
-    trial = get_object_or_404(trials_for(request.user), slug=slug)
-    if Role.TRIAL_MANAGER not in trial_roles(request.user, trial):
+    user = signed_in_user(request)
+    trial = get_object_or_404(trials_for(user), slug=slug)
+    if Role.TRIAL_MANAGER not in trial_roles(user, trial):
         raise PermissionDenied("Only a manager of this trial may calibrate its fusion.")
     try:
-        calibration = fusion_calibration_fit(actor=request.user, trial=trial)
+        calibration = fusion_calibration_fit(actor=user, trial=trial)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:

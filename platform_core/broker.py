@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from time import monotonic
+from typing import Any
 
 from kombu.exceptions import ChannelError
 from kombu.transport import TRANSPORT_ALIASES, filesystem
@@ -21,7 +22,8 @@ ALIAS = "visusfs"
 
 
 class AtomicChannel(filesystem.Channel):
-    def _put(self, queue, payload, **kwargs):  # noqa: ANN001, ANN003 - kombu's signature
+    # kombu's stubs give filesystem.Channel._put a **kwargs that their AbstractChannel._put lacks.
+    def _put(self, queue: str, payload: dict[str, Any], **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         final = os.path.join(self.data_folder_out, name)
         # The temporary name does not end in ".<queue>.msg", so consumers never pick it up.

@@ -36,7 +36,7 @@ CONCURRENCY_ENV = "VISUS_WORKER_CONCURRENCY"
 
 
 @worker_init.connect
-def remember_concurrency(sender=None, **kwargs) -> None:  # noqa: ANN001, ANN003 - Celery's signal signature
+def remember_concurrency(sender=None, **kwargs) -> None:  # Celery's signal signature
     """Tell the worker's processes how many of them share the machine (they inherit the environment), so
     each sets torch's threads to its share of the cores instead of all of them."""
     os.environ[CONCURRENCY_ENV] = str(max(int(getattr(sender, "concurrency", 1) or 1), 1))

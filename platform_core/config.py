@@ -5,6 +5,7 @@ Pure helpers (no Django imports) so that they can be unit-tested with any mappin
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -35,7 +36,7 @@ class Env:
             return default
         return value
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self.environ.get(name)
         if value is None:
             return default
@@ -46,7 +47,7 @@ class Env:
             return False
         raise ValueError(f"{name} must be true or false, not {value!r}")
 
-    def int(self, name: str, default: int) -> int:
+    def int(self, name: builtins.str, default: builtins.int) -> builtins.int:
         value = self.environ.get(name)
         if value is None or value.strip() == "":
             return default
@@ -55,7 +56,9 @@ class Env:
         except ValueError:
             raise ValueError(f"{name} must be a whole number, not {value!r}") from None
 
-    def list(self, name: str, default: list[str] | None = None, *, required: bool = False) -> list[str]:
+    def list(
+        self, name: builtins.str, default: list[builtins.str] | None = None, *, required: builtins.bool = False
+    ) -> list[builtins.str]:
         raw = self.str(name, "", required=required)
         if not raw:
             return list(default or [])

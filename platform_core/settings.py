@@ -103,7 +103,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "visus.sqlite3",
+            "NAME": str(DATA_DIR / "visus.sqlite3"),
             "OPTIONS": sqlite_options(),
             "TEST": {"NAME": DATA_DIR / "test-visus.sqlite3"},
         }

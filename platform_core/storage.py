@@ -9,7 +9,9 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.db.models.fields.files import FieldFile
+from django.http import FileResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +33,18 @@ def delete_quietly(names: Iterable[str], storage: Storage = default_storage) -> 
             continue
         try:
             storage.delete(name)
-        except Exception:  # noqa: BLE001 - cleanup must not hide the original error
+        except Exception:  # cleanup must not hide the original error
             logger.exception("Could not delete orphaned object %s", name)
 
 
-def serve_private(name: str, *, content_type: str, download_name: str | None = None) -> HttpResponse:
+def stored_name(file: FieldFile) -> str:
+    """The storage name of a file field that must hold a file (ValueError naming the field otherwise)."""
+    if not file.name:
+        raise ValueError(f"{file.field.name} holds no stored file")
+    return file.name
+
+
+def serve_private(name: str, *, content_type: str, download_name: str | None = None) -> HttpResponseBase:
     """Hand a private object to an authorised user: a short-lived presigned URL on S3, a stream otherwise.
 
     Callers check permission first; this only decides how the bytes travel.
@@ -43,7 +52,7 @@ def serve_private(name: str, *, content_type: str, download_name: str | None = N
     storage = default_storage
     if is_s3(storage):
         seconds = getattr(settings, "VISUS_PRESIGNED_URL_SECONDS", 300)
-        url = storage.url(name, expire=seconds)
+        url = storage.url(name, expire=seconds)  # type: ignore[call-arg]  # django-storages' S3 url() takes expire
         return HttpResponseRedirect(url)
     response = FileResponse(storage.open(name, "rb"), content_type=content_type)
     if download_name:

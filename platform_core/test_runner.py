@@ -7,13 +7,14 @@ the tests of the triggers themselves run with them on.
 """
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.test.runner import DiscoverRunner
 
 
 class VisusTestRunner(DiscoverRunner):
-    def suite_result(self, suite, result, **kwargs):  # noqa: ANN001, ANN201
+    def suite_result(self, suite, result, **kwargs):
         failed = len(result.failures) + len(result.errors) + len(getattr(result, "unexpectedSuccesses", []))
         skipped = len(result.skipped)
         passed = result.testsRun - failed - skipped
@@ -21,7 +22,7 @@ class VisusTestRunner(DiscoverRunner):
         print(f"{passed} passed, {failed} failed, {skipped} skipped")
         return super().suite_result(suite, result, **kwargs)
 
-    def setup_test_environment(self, **kwargs: object) -> None:
+    def setup_test_environment(self, **kwargs: Any) -> None:
         super().setup_test_environment(**kwargs)
         _flush_past_the_audit_triggers()
         # Hash with MD5 for speed; argon2 stays available to check existing hashes.
@@ -38,7 +39,7 @@ def _flush_past_the_audit_triggers() -> None:
         return
     original = DatabaseOperations.sql_flush
 
-    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):  # noqa: ANN001, ANN202
+    def sql_flush(self, style, tables, *, reset_sequences=False, allow_cascade=False):
         statements = original(self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade)
         if statements and "audit_auditevent" in tables:
             # SET LOCAL: flush runs these in one transaction; the triggers are back on when it ends.

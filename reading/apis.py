@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Role, User
+from platform_core.accounts.requests import signed_in_user
 from platform_core.api.permissions import roles_required
 from reading import selectors, services
 from reading.models import Adjudication, LesionMark, MarkKind, MarkShape, Phase, Read
@@ -125,10 +126,10 @@ class ReadNextApi(APIView):
 
     @extend_schema(request=ReadNextInputSerializer, responses={200: ReadOutputSerializer, 204: None})
     def post(self, request: Request, slug: str) -> Response:
-        trial = reader_trial(request.user, slug)
+        trial = reader_trial(signed_in_user(request), slug)
         data = self.ReadNextInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        read = services.read_next(reader=request.user, trial=trial, phase=data.validated_data["phase"])
+        read = services.read_next(reader=signed_in_user(request), trial=trial, phase=data.validated_data["phase"])
         if read is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return read_response(read)
@@ -139,7 +140,7 @@ class ReadDetailApi(APIView):
 
     @extend_schema(responses=ReadOutputSerializer)
     def get(self, request: Request, pk: str) -> Response:
-        return read_response(own_read(request.user, pk))
+        return read_response(own_read(signed_in_user(request), pk))
 
 
 class ReadDraftApi(APIView):
@@ -155,10 +156,10 @@ class ReadDraftApi(APIView):
 
     @extend_schema(request=ReadDraftInputSerializer, responses=ReadOutputSerializer)
     def put(self, request: Request, pk: str) -> Response:
-        read = own_read(request.user, pk)
+        read = own_read(signed_in_user(request), pk)
         data = self.ReadDraftInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        read = services.read_draft_save(reader=request.user, read=read, **data.validated_data)
+        read = services.read_draft_save(reader=signed_in_user(request), read=read, **data.validated_data)
         return read_response(read)
 
 
@@ -174,10 +175,10 @@ class ReadSignApi(APIView):
 
     @extend_schema(request=ReadSignInputSerializer, responses=ReadOutputSerializer)
     def post(self, request: Request, pk: str) -> Response:
-        read = own_read(request.user, pk)
+        read = own_read(signed_in_user(request), pk)
         data = self.ReadSignInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        read = services.read_sign(read=read, signer=request.user, **data.validated_data)
+        read = services.read_sign(read=read, signer=signed_in_user(request), **data.validated_data)
         return read_response(read)
 
 
@@ -196,10 +197,10 @@ class ReadAmendApi(APIView):
 
     @extend_schema(request=ReadAmendInputSerializer, responses=ReadOutputSerializer)
     def post(self, request: Request, pk: str) -> Response:
-        read = own_read(request.user, pk)
+        read = own_read(signed_in_user(request), pk)
         data = self.ReadAmendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        read = services.read_amend(read=read, signer=request.user, **data.validated_data)
+        read = services.read_amend(read=read, signer=signed_in_user(request), **data.validated_data)
         return read_response(read)
 
 
@@ -218,12 +219,12 @@ class MarkAddApi(APIView):
 
     @extend_schema(request=MarkInputSerializer, responses={201: MarkSerializer})
     def post(self, request: Request, pk: str) -> Response:
-        read = own_read(request.user, pk)
+        read = own_read(signed_in_user(request), pk)
         data = MarkInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         case_file = get_object_or_404(selectors.read_case_files_qs(read), pk=values.pop("case_file"))
-        mark = services.mark_add(reader=request.user, read=read, case_file=case_file, **values)
+        mark = services.mark_add(reader=signed_in_user(request), read=read, case_file=case_file, **values)
         return Response(MarkSerializer(mark).data, status=status.HTTP_201_CREATED)
 
 
@@ -231,7 +232,7 @@ class MarkChangeApi(APIView):
     permission_classes = [IsReader]
 
     def _mark(self, request: Request, pk: str) -> LesionMark:
-        return get_object_or_404(selectors.marks_of(request.user), pk=pk)
+        return get_object_or_404(selectors.marks_of(signed_in_user(request)), pk=pk)
 
     @extend_schema(request=MarkInputSerializer(partial=True), responses=MarkSerializer)
     def patch(self, request: Request, pk: str) -> Response:
@@ -241,12 +242,12 @@ class MarkChangeApi(APIView):
         values = dict(data.validated_data)
         if "case_file" in values:
             values["case_file"] = get_object_or_404(selectors.read_case_files_qs(mark.read), pk=values["case_file"])
-        mark = services.mark_change(reader=request.user, mark=mark, **values)
+        mark = services.mark_change(reader=signed_in_user(request), mark=mark, **values)
         return Response(MarkSerializer(mark).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, pk: str) -> Response:
-        services.mark_delete(reader=request.user, mark=self._mark(request, pk))
+        services.mark_delete(reader=signed_in_user(request), mark=self._mark(request, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -264,8 +265,8 @@ class ReaderProgressApi(APIView):
 
     @extend_schema(responses=ProgressSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        trial = reader_trial(request.user, slug)
-        return Response(ProgressSerializer(selectors.reader_progress(request.user, trial), many=True).data)
+        trial = reader_trial(signed_in_user(request), slug)
+        return Response(ProgressSerializer(selectors.reader_progress(signed_in_user(request), trial), many=True).data)
 
 
 class ProgressTableSerializer(serializers.Serializer):
@@ -287,7 +288,7 @@ class ReadingProgressTableApi(APIView):
 
     @extend_schema(responses=ProgressTableSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        trial = overseen_trial(request.user, slug)
+        trial = overseen_trial(signed_in_user(request), slug)
         return Response(ProgressTableSerializer(selectors.progress_table(trial), many=True).data)
 
 
@@ -315,10 +316,10 @@ class ReadingSetupApi(APIView):
 
     @extend_schema(request=ReadingSetupInputSerializer, responses=ReadingSetupOutputSerializer)
     def post(self, request: Request, slug: str) -> Response:
-        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
         data = self.ReadingSetupInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        setup = services.reading_setup_set(actor=request.user, trial=trial, **data.validated_data)
+        setup = services.reading_setup_set(actor=signed_in_user(request), trial=trial, **data.validated_data)
         return Response(self.ReadingSetupOutputSerializer(setup).data)
 
 
@@ -339,7 +340,7 @@ class ReaderAssignApi(APIView):
         },
     )
     def post(self, request: Request, slug: str) -> Response:
-        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
         data = self.ReaderAssignInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         reader = User.objects.filter(email__iexact=data.validated_data["reader"]).first()
@@ -356,7 +357,7 @@ class ReaderAssignApi(APIView):
                 status=status.HTTP_400_BAD_REQUEST,
             )
         a = services.reader_assign(
-            actor=request.user,
+            actor=signed_in_user(request),
             trial=trial,
             reader=reader,
             phase=data.validated_data["phase"],
@@ -375,10 +376,10 @@ class ReadResetApi(APIView):
 
     @extend_schema(request=ReadResetInputSerializer, responses={204: None})
     def post(self, request: Request, pk: str) -> Response:
-        read = get_object_or_404(selectors.reads_managed_by(request.user), pk=pk)
+        read = get_object_or_404(selectors.reads_managed_by(signed_in_user(request)), pk=pk)
         data = self.ReadResetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.read_reset(actor=request.user, read=read, reason=data.validated_data["reason"])
+        services.read_reset(actor=signed_in_user(request), read=read, reason=data.validated_data["reason"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -404,10 +405,12 @@ class AdjudicationQueueApi(APIView):
 
     @extend_schema(responses=AdjudicationSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        trial = reader_trial(request.user, slug)
-        if not selectors.is_panel_member(request.user, trial):
+        trial = reader_trial(signed_in_user(request), slug)
+        if not selectors.is_panel_member(signed_in_user(request), trial):
             raise PermissionDenied("Only the trial's adjudication panel sees the adjudication queue.")
-        return Response(AdjudicationSerializer(selectors.adjudication_queue(request.user, trial), many=True).data)
+        return Response(
+            AdjudicationSerializer(selectors.adjudication_queue(signed_in_user(request), trial), many=True).data
+        )
 
 
 class AdjudicationSignApi(APIView):
@@ -422,11 +425,11 @@ class AdjudicationSignApi(APIView):
 
     @extend_schema(request=AdjudicationSignInputSerializer, responses=AdjudicationSerializer)
     def post(self, request: Request, pk: str) -> Response:
-        adjudication = get_object_or_404(selectors.adjudications_for(request.user), pk=pk)
+        adjudication = get_object_or_404(selectors.adjudications_for(signed_in_user(request)), pk=pk)
         data = self.AdjudicationSignInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.adjudication_sign(adjudication=adjudication, signer=request.user, **data.validated_data)
-        adjudication = selectors.adjudication_queue(request.user, adjudication.trial).get(pk=adjudication.pk)
+        services.adjudication_sign(adjudication=adjudication, signer=signed_in_user(request), **data.validated_data)
+        adjudication = selectors.adjudication_queue(signed_in_user(request), adjudication.trial).get(pk=adjudication.pk)
         return Response(AdjudicationSerializer(adjudication).data)
 
 
@@ -440,10 +443,12 @@ class ReaderUnassignApi(APIView):
 
     @extend_schema(request=ReaderUnassignInputSerializer, responses={204: None})
     def post(self, request: Request, pk: str) -> Response:
-        assignment = get_object_or_404(selectors.assignments_managed_by(request.user), pk=pk)
+        assignment = get_object_or_404(selectors.assignments_managed_by(signed_in_user(request)), pk=pk)
         data = self.ReaderUnassignInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.reader_unassign(actor=request.user, assignment=assignment, reason=data.validated_data["reason"])
+        services.reader_unassign(
+            actor=signed_in_user(request), assignment=assignment, reason=data.validated_data["reason"]
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -457,13 +462,13 @@ class PanelMemberAddApi(APIView):
 
     @extend_schema(request=PanelMemberAddInputSerializer, responses={204: None})
     def post(self, request: Request, slug: str) -> Response:
-        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
         data = self.PanelMemberAddInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = User.objects.filter(email__iexact=data.validated_data["user"]).first()
         if user is None:
             raise serializers.ValidationError({"user": ["No user has this email address."]})
-        services.panel_member_add(actor=request.user, trial=trial, user=user)
+        services.panel_member_add(actor=signed_in_user(request), trial=trial, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -478,14 +483,14 @@ class CalibrationCaseMarkApi(APIView):
 
     @extend_schema(request=CalibrationCaseMarkInputSerializer, responses={204: None})
     def post(self, request: Request, slug: str) -> Response:
-        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
         data = self.CalibrationCaseMarkInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         case = get_object_or_404(
             Case.objects.select_related("subject__trial"), pk=data.validated_data["case"], subject__trial=trial
         )
         services.calibration_case_mark(
-            actor=request.user, case=case, known_answers=data.validated_data["known_answers"]
+            actor=signed_in_user(request), case=case, known_answers=data.validated_data["known_answers"]
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -501,8 +506,8 @@ class ReferenceLockApi(APIView):
 
     @extend_schema(request=ReferenceLockInputSerializer, responses={204: None})
     def post(self, request: Request, slug: str) -> Response:
-        trial = get_object_or_404(trials_for(request.user), slug=slug)
+        trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
         data = self.ReferenceLockInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.reference_lock(actor=request.user, trial=trial, **data.validated_data)
+        services.reference_lock(actor=signed_in_user(request), trial=trial, **data.validated_data)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,11 +6,13 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role, User
+from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
 from reading import selectors, services
@@ -25,12 +27,12 @@ READER_FILE_VARIANTS = {"preview", "thumbnail", "pd_plot"}
 @role_required(Role.READER)
 def worklist(request: HttpRequest) -> HttpResponse:
     trials = []
-    for trial in selectors.reading_trials_for(request.user).order_by("protocol_number"):
+    for trial in selectors.reading_trials_for(signed_in_user(request)).order_by("protocol_number"):
         trials.append(
             {
                 "trial": trial,
-                "progress": selectors.reader_progress(request.user, trial),
-                "adjudicates": selectors.is_panel_member(request.user, trial),
+                "progress": selectors.reader_progress(signed_in_user(request), trial),
+                "adjudicates": selectors.is_panel_member(signed_in_user(request), trial),
             }
         )
     return render(request, "reading/worklist.html", {"trials": trials})
@@ -39,11 +41,11 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @role_required(Role.READER)
 @require_POST
 def read_next(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
-    trial = get_object_or_404(selectors.reading_trials_for(request.user), slug=slug)
+    trial = get_object_or_404(selectors.reading_trials_for(signed_in_user(request)), slug=slug)
     if phase not in Phase.values:
         raise Http404("Unknown phase.")
     try:
-        read = services.read_next(reader=request.user, trial=trial, phase=phase)
+        read = services.read_next(reader=signed_in_user(request), trial=trial, phase=phase)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect("reading:worklist")
@@ -56,7 +58,7 @@ def read_next(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
 @role_required(Role.READER)
 @require_http_methods(["GET", "POST"])
 def read_page(request: HttpRequest, pk: str) -> HttpResponse:
-    read = get_object_or_404(selectors.reads_of(request.user), pk=pk)
+    read = get_object_or_404(selectors.reads_of(signed_in_user(request)), pk=pk)
     trial = read.assignment.trial
     form = ReadForm(request.POST or None, questions=trial.reading_form, initial=ReadForm.initial_for(read))
     sign_form = SignForm(request.POST if "sign" in request.POST else None)
@@ -64,7 +66,7 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
         saved = run_service(
             form,
             lambda: services.read_draft_save(
-                reader=request.user,
+                reader=signed_in_user(request),
                 read=read,
                 version=form.cleaned_data["version"],
                 answers=form.answers(),
@@ -78,7 +80,7 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
                     sign_form,
                     lambda: services.read_sign(
                         read=saved,
-                        signer=request.user,
+                        signer=signed_in_user(request),
                         password=sign_form.cleaned_data["password"],
                         meaning=sign_form.cleaned_data["meaning"],
                         version=saved.version,
@@ -113,7 +115,7 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
 def _next_or_worklist(request: HttpRequest, read: Read) -> HttpResponse:
     """After signing, straight on to the reader's next case in the phase (the worklist when none is left)."""
     try:
-        following = services.read_next(reader=request.user, trial=read.assignment.trial, phase=read.phase)
+        following = services.read_next(reader=signed_in_user(request), trial=read.assignment.trial, phase=read.phase)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         following = None
@@ -121,11 +123,11 @@ def _next_or_worklist(request: HttpRequest, read: Read) -> HttpResponse:
 
 
 @role_required(Role.READER)
-def read_file(request: HttpRequest, pk: str, file_pk: str, variant: str) -> HttpResponse:
+def read_file(request: HttpRequest, pk: str, file_pk: str, variant: str) -> HttpResponseBase:
     """An image of the case being read, under the read's own URL (no pseudonym in any name it sends)."""
     if variant not in READER_FILE_VARIANTS:
         raise Http404("Unknown file variant.")
-    read = get_object_or_404(selectors.reads_of(request.user), pk=pk)
+    read = get_object_or_404(selectors.reads_of(signed_in_user(request)), pk=pk)
     case_file = get_object_or_404(selectors.read_case_files_qs(read), pk=file_pk)
     if variant == "pd_plot":
         name = case_file.visual_field.pd_plot.name if hasattr(case_file, "visual_field") else ""
@@ -137,9 +139,9 @@ def read_file(request: HttpRequest, pk: str, file_pk: str, variant: str) -> Http
 
 
 @role_required(Role.READER)
-def read_overlay(request: HttpRequest, pk: str, prediction_pk: str) -> HttpResponse:
+def read_overlay(request: HttpRequest, pk: str, prediction_pk: str) -> HttpResponseBase:
     """The AI attention overlay, inside the reader's own AI-aided read of the case only."""
-    read = get_object_or_404(selectors.reads_of(request.user), pk=pk)
+    read = get_object_or_404(selectors.reads_of(signed_in_user(request)), pk=pk)
     prediction = next((p for p in selectors.read_ai_outputs(read) if str(p.pk) == str(prediction_pk)), None)
     if prediction is None or not prediction.attention_overlay:
         raise Http404("No such AI output for this read.")
@@ -149,10 +151,10 @@ def read_overlay(request: HttpRequest, pk: str, prediction_pk: str) -> HttpRespo
 @role_required(Role.TRIAL_MANAGER, Role.MONITOR, Role.STATISTICIAN)
 @require_http_methods(["GET", "POST"])
 def manage(request: HttpRequest, slug: str) -> HttpResponse:
-    trial = get_object_or_404(trials_for(request.user), slug=slug)
-    if not selectors.may_oversee_reading(request.user, trial):
+    trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
+    if not selectors.may_oversee_reading(signed_in_user(request), trial):
         raise PermissionDenied("Only the trial's managers, monitors and statisticians see reading progress.")
-    can_manage = selectors.may_manage_reading(request.user, trial)
+    can_manage = selectors.may_manage_reading(signed_in_user(request), trial)
     setup = selectors.setup_of(trial)
     initial = (
         {f: getattr(setup, f) for f in ("crossing", "readers_per_case", "aided_phase", "washout_days", "grade_gap")}
@@ -167,7 +169,9 @@ def manage(request: HttpRequest, slug: str) -> HttpResponse:
         if "setup" in request.POST and setup_form.is_valid():
             if run_service(
                 setup_form,
-                lambda: services.reading_setup_set(actor=request.user, trial=trial, **setup_form.cleaned_data),
+                lambda: services.reading_setup_set(
+                    actor=signed_in_user(request), trial=trial, **setup_form.cleaned_data
+                ),
             ):
                 messages.success(request, "Reading set-up saved.")
                 return redirect("reading:manage", slug=slug)
@@ -178,7 +182,7 @@ def manage(request: HttpRequest, slug: str) -> HttpResponse:
             elif run_service(
                 assign_form,
                 lambda: services.reader_assign(
-                    actor=request.user,
+                    actor=signed_in_user(request),
                     trial=trial,
                     reader=reader,
                     phase=assign_form.cleaned_data["phase"],
@@ -206,10 +210,10 @@ def manage(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required(Role.READER)
 @require_http_methods(["GET", "POST"])
 def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
-    trial = get_object_or_404(selectors.reading_trials_for(request.user), slug=slug)
-    if not selectors.is_panel_member(request.user, trial):
+    trial = get_object_or_404(selectors.reading_trials_for(signed_in_user(request)), slug=slug)
+    if not selectors.is_panel_member(signed_in_user(request), trial):
         raise PermissionDenied("Only the trial's adjudication panel sees the adjudication queue.")
-    queue = list(selectors.adjudication_queue(request.user, trial))
+    queue = list(selectors.adjudication_queue(signed_in_user(request), trial))
     forms = {a.pk: AdjudicationForm(initial={"version": a.version, **a.answers}, prefix=str(a.pk)) for a in queue}
     if request.method == "POST":
         target = next((a for a in queue if str(a.pk) == request.POST.get("adjudication")), None)
@@ -223,7 +227,7 @@ def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
                 form,
                 lambda: services.adjudication_sign(
                     adjudication=target,
-                    signer=request.user,
+                    signer=signed_in_user(request),
                     password=form.cleaned_data["password"],
                     meaning=form.cleaned_data["meaning"],
                     answers=answers,

@@ -3,6 +3,8 @@ subjects and cases are read-only here (coordinators enrol and withdraw through t
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from django import forms
 from django.contrib import admin
 
@@ -36,10 +38,10 @@ class TrialSiteInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -60,8 +62,8 @@ class TrialChangeForm(ReasonFormMixin, forms.ModelForm):
         return self.instance.status != TrialStatus.DRAFT and super().reason_needed()
 
 
-def _transition_to(status: str):  # noqa: ANN202
-    def transition(actor, trial: Trial, reason: str) -> None:  # noqa: ANN001
+def _transition_to(status: str):
+    def transition(actor, trial: Trial, reason: str) -> None:
         trial_transition(actor=actor, trial=trial, status=status, reason=reason)
 
     return transition
@@ -81,25 +83,25 @@ class TrialAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
         reasoned_action(description="Close the selected trials", service=_transition_to(TrialStatus.CLOSED)),
     ]
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(pk__in=trials_for(request.user).values("pk"))
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         allowed = super().has_change_permission(request, obj)
         if obj is None or request.user.is_superuser:
             return allowed
         return allowed and managed_trials_for(request.user).filter(pk=obj.pk).exists()
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+    def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = TrialAddForm if obj is None else TrialChangeForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_fields(self, request, obj=None):
         if obj is None:
             return TRIAL_FIELDS
         return ("status", *TRIAL_FIELDS, "created_by", "reason")
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         """Once a trial leaves draft its protocol is fixed here as on the trial pages (only the title and the
         visual-field cut-offs may change; status changes go through the audited transitions)."""
         if obj is None:
@@ -109,10 +111,10 @@ class TrialAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             readonly += [name for name in TRIAL_FIELDS if name not in EDITABLE_AFTER_DRAFT]
         return readonly
 
-    def create_through_service(self, request, form) -> Trial:  # noqa: ANN001
+    def create_through_service(self, request, form) -> Trial:
         return trial_create(actor=request.user, **{name: form.cleaned_data[name] for name in TRIAL_FIELDS})
 
-    def update_through_service(self, request, obj, form) -> Trial:  # noqa: ANN001
+    def update_through_service(self, request, obj, form) -> Trial:
         data = form.cleaned_data
         return trial_update(
             actor=request.user,
@@ -138,29 +140,29 @@ class TrialSiteAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ("trial", "hospital", "enrolment_target", "status")
     list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(trial__in=managed_trials_for(request.user).values("pk"))
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):  # noqa: ANN001, ANN201
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "trial" and not request.user.is_superuser:
             kwargs["queryset"] = managed_trials_for(request.user)  # a site only for a trial they manage
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is not None:
             kwargs["form"] = TrialSiteChangeForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_fields(self, request, obj=None):
         if obj is None:
             return ("trial", "hospital", "enrolment_target")
         return ("trial", "hospital", "enrolment_target", "status", "reason")
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         # Moving a site to another trial or hospital would hand its subjects to other people.
         return ("trial", "hospital") if obj is not None else ()
 
-    def create_through_service(self, request, form) -> TrialSite:  # noqa: ANN001
+    def create_through_service(self, request, form) -> TrialSite:
         data = form.cleaned_data
         return trial_site_add(
             actor=request.user,
@@ -169,7 +171,7 @@ class TrialSiteAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
             enrolment_target=data["enrolment_target"],
         )
 
-    def update_through_service(self, request, obj, form) -> TrialSite:  # noqa: ANN001
+    def update_through_service(self, request, obj, form) -> TrialSite:
         data = form.cleaned_data
         return trial_site_update(
             actor=request.user,
@@ -184,11 +186,11 @@ class TrialSiteAdmin(ScopedAdminMixin, ServiceAdminMixin, admin.ModelAdmin):
 class SubjectAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     """Read-only here: subjects are enrolled and withdrawn by coordinators through the audited pages."""
 
-    list_display = ("pseudonym", "trial", "site", "status", "sex", "age")
-    list_filter = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
+    list_display: tuple[str, ...] = ("pseudonym", "trial", "site", "status", "sex", "age")
+    list_filter: ClassVar[tuple[Any, ...]] = ("status", ("trial", admin.RelatedOnlyFieldListFilter))
     search_fields = ("pseudonym",)
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(pk__in=subjects_for(request.user).values("pk"))
 
 
@@ -198,5 +200,5 @@ class CaseAdmin(SubjectAdmin):
     list_filter = ("status", "laterality")
     search_fields = ("subject__pseudonym",)
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(pk__in=cases_for(request.user).values("pk"))

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Role
+from platform_core.accounts.requests import signed_in_user
 from platform_core.api.permissions import roles_required
 from platform_core.errors import ApplicationError
 from trials.file_services import case_file_upload
@@ -102,8 +103,8 @@ class CaseFileListApi(generics.ListAPIView):
     serializer_class = CaseFileSerializer
 
     def get_queryset(self) -> QuerySet[CaseFile]:
-        case = get_object_or_404(cases_for(self.request.user), pk=self.kwargs["pk"])
-        return case_files_for(self.request.user).filter(case=case)
+        case = get_object_or_404(cases_for(signed_in_user(self.request)), pk=self.kwargs["pk"])
+        return case_files_for(signed_in_user(self.request)).filter(case=case)
 
 
 class CaseFileUploadApi(APIView):
@@ -119,7 +120,7 @@ class CaseFileUploadApi(APIView):
         responses={201: CaseFileSerializer, 200: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, pk: str) -> Response:
-        case = get_object_or_404(cases_for(request.user), pk=pk)
+        case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)
         limit = settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024
         if int(request.META.get("CONTENT_LENGTH") or 0) > limit + 64 * 1024:
             raise ApplicationError(
@@ -131,9 +132,8 @@ class CaseFileUploadApi(APIView):
         if uploaded is None:
             raise ApplicationError("Send the file in the multipart field 'file'.", code="no_file")
         try:
-            outcome = case_file_upload(actor=request.user, case=case, data=uploaded.read(), source="api")
+            outcome = case_file_upload(actor=signed_in_user(request), case=case, data=uploaded.read(), source="api")
         except UploadRejected as exc:
             raise ApplicationError(exc.message, code=exc.code) from None
-        body = CaseFileSerializer(outcome.case_file).data
-        body = {"outcome": outcome.outcome, **body}
+        body = {"outcome": outcome.outcome, **CaseFileSerializer(outcome.case_file).data}
         return Response(body, status=status.HTTP_201_CREATED if outcome.outcome == "accepted" else status.HTTP_200_OK)

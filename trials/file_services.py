@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -78,7 +79,7 @@ def check_can_upload(*, actor: User | None, case: Case) -> None:
         )
 
 
-def _nan_to_none(values) -> list:  # noqa: ANN001
+def _nan_to_none(values: Iterable[float | None]) -> list[float | None]:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
 
 

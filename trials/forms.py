@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django import forms
 from django.utils import timezone
@@ -58,7 +59,7 @@ class TrialForm(forms.Form):
     )
     reason = forms.CharField(required=False, help_text="Required when changing a trial that has left draft.")
 
-    def __init__(self, *args: object, trial: Trial | None = None, **kwargs: object) -> None:
+    def __init__(self, *args: Any, trial: Trial | None = None, **kwargs: Any) -> None:
         if trial is not None and "initial" not in kwargs:
             kwargs["initial"] = {
                 **{f: getattr(trial, f) for f in self.base_fields if hasattr(trial, f)},
@@ -89,9 +90,11 @@ class SiteAddForm(forms.Form):
     hospital = forms.ModelChoiceField(queryset=Hospital.objects.all(), to_field_name="code")
     enrolment_target = forms.IntegerField(min_value=0, max_value=100000)
 
-    def __init__(self, *args: object, trial: Trial, **kwargs: object) -> None:
+    def __init__(self, *args: Any, trial: Trial, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["hospital"].queryset = Hospital.objects.exclude(trial_sites__trial=trial)
+        hospital = self.fields["hospital"]
+        assert isinstance(hospital, forms.ModelChoiceField)
+        hospital.queryset = Hospital.objects.exclude(trial_sites__trial=trial)
 
 
 class SiteUpdateForm(forms.Form):
@@ -112,12 +115,14 @@ class EnrolForm(forms.Form):
     diabetes_type = forms.ChoiceField(choices=DiabetesType.choices)
     diabetes_duration_years = forms.IntegerField(min_value=0, max_value=100, required=False)
 
-    def __init__(self, *args: object, trial: Trial, sites, **kwargs: object) -> None:  # noqa: ANN001
+    def __init__(self, *args: Any, trial: Trial, sites, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {})["submission_token"] = uuid.uuid4().hex
         super().__init__(*args, **kwargs)
         self.trial = trial
-        self.fields["site"].queryset = sites
-        self.fields["site"].label_from_instance = lambda site: f"{site.hospital.code} {site.hospital.name}"
+        site_field = self.fields["site"]
+        assert isinstance(site_field, forms.ModelChoiceField)
+        site_field.queryset = sites
+        site_field.label_from_instance = lambda obj: f"{obj.hospital.code} {obj.hospital.name}"  # type: ignore[method-assign]  # Django's documented hook
         self.criteria: list[tuple[str, str, str]] = []
         for n, text in enumerate(trial.inclusion_criteria):
             name = f"inclusion_{n}"
@@ -142,7 +147,7 @@ class EnrolForm(forms.Form):
                 answers[text] = value == "yes"
         return answers
 
-    def clean_consent_date(self):  # noqa: ANN201
+    def clean_consent_date(self):
         value = self.cleaned_data.get("consent_date")
         if value and value > timezone.localdate():
             raise forms.ValidationError("The consent date cannot be in the future.")

@@ -9,6 +9,9 @@ Scoping rules:
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from platform_core.accounts.models import Role, User
@@ -25,7 +28,7 @@ def _active(user: User) -> bool:
     return bool(getattr(user, "is_authenticated", False) and user.is_active)
 
 
-def _trial_ids_with_role(user: User, roles: tuple[Role, ...]) -> QuerySet:
+def _trial_ids_with_role(user: User, roles: tuple[Role, ...]) -> QuerySet[TrialSite, Any]:
     return TrialSite.objects.filter(hospital__in=hospital_ids_for(user, roles)).values("trial_id")
 
 
@@ -38,7 +41,7 @@ def trials_for(user: User) -> QuerySet[Trial]:
     return Trial.objects.filter(visible).select_related("created_by").distinct()
 
 
-def ai_blinded_trial_ids(user: User) -> QuerySet:
+def ai_blinded_trial_ids(user: User) -> QuerySet[Trial, Any]:
     """The blinding rule, written once: ids of the trials whose AI outputs (inference jobs, predictions,
     attention maps, fused probabilities) the user must not see, which are the trials where they read cases
     (blind reading), whatever other role they also hold there. The AI selectors, the API, the admin and the
@@ -133,10 +136,10 @@ def subject_with_cases(subject_qs: QuerySet[Subject]) -> QuerySet[Subject]:
     return subject_qs.prefetch_related(Prefetch("cases", queryset=Case.objects.order_by("visit_day", "laterality")))
 
 
-def accrual_for(trial: Trial) -> list[dict]:
+def accrual_for(trial: Trial) -> list[dict[str, Any]]:
     """Per site: target and the enrolment times of its subjects (withdrawn subjects still count)."""
     sites = list(TrialSite.objects.filter(trial=trial).select_related("hospital").order_by("hospital__code"))
-    times: dict = {site.pk: [] for site in sites}
+    times: dict[Any, list[datetime]] = {site.pk: [] for site in sites}
     for site_id, enrolled_at in (
         Subject.objects.filter(trial=trial).order_by("enrolled_at").values_list("site_id", "enrolled_at")
     ):
@@ -146,13 +149,13 @@ def accrual_for(trial: Trial) -> list[dict]:
     ]
 
 
-def enrolled_counts(trial: Trial) -> dict:
+def enrolled_counts(trial: Trial) -> dict[Any, dict[str, Any]]:
     rows = (
         Subject.objects.filter(trial=trial)
         .values("site_id")
         .annotate(total=Count("id"), withdrawn=Count("id", filter=Q(status=SubjectStatus.WITHDRAWN)))
     )
-    return {row["site_id"]: row for row in rows}
+    return {row["site_id"]: dict(row) for row in rows}
 
 
 def case_files_for(user: User) -> QuerySet[CaseFile]:

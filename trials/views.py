@@ -12,12 +12,14 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role
+from platform_core.accounts.requests import signed_in_user
 from platform_core.accounts.selectors import user_has_role
 from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
@@ -34,7 +36,7 @@ from trials.forms import (
     TrialForm,
     WithdrawForm,
 )
-from trials.models import TRIAL_TRANSITIONS, TrialStatus
+from trials.models import TRIAL_TRANSITIONS, Case, TrialStatus
 from trials.selectors import (
     SUBJECT_ROLES,
     accrual_for,
@@ -68,8 +70,8 @@ def run_service(form: forms.Form, call: Callable[[], Any]) -> Any | None:
     return None
 
 
-def _trial(request: HttpRequest, slug: str):  # noqa: ANN202
-    return get_object_or_404(trials_for(request.user), slug=slug)
+def _trial(request: HttpRequest, slug: str):
+    return get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
 
 
 def _require(roles: set[str], wanted: set) -> None:
@@ -79,7 +81,7 @@ def _require(roles: set[str], wanted: set) -> None:
 
 @role_required(*Role)
 def trial_list(request: HttpRequest) -> HttpResponse:
-    trials = trials_for(request.user).order_by("protocol_number")
+    trials = trials_for(signed_in_user(request)).order_by("protocol_number")
     return render(request, "trials/trial_list.html", {"trials": trials})
 
 
@@ -88,7 +90,7 @@ def trial_list(request: HttpRequest) -> HttpResponse:
 def trial_create(request: HttpRequest) -> HttpResponse:
     form = TrialForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        trial = run_service(form, lambda: services.trial_create(actor=request.user, **form.trial_fields()))
+        trial = run_service(form, lambda: services.trial_create(actor=signed_in_user(request), **form.trial_fields()))
         if trial is not None:
             messages.success(request, f"Trial {trial.protocol_number} created as a draft.")
             return redirect("trials:trial-detail", slug=trial.slug)
@@ -98,20 +100,20 @@ def trial_create(request: HttpRequest) -> HttpResponse:
 @role_required(*Role)
 def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
     trial = _trial(request, slug)
-    roles = trial_roles(request.user, trial)
-    sites = list(sites_for(user=request.user, trial=trial))
+    roles = trial_roles(signed_in_user(request), trial)
+    sites = list(sites_for(user=signed_in_user(request), trial=trial))
     counts = enrolled_counts(trial)
     for site in sites:
         row = counts.get(site.pk, {})
-        site.enrolled = row.get("total", 0)
-        site.withdrawn = row.get("withdrawn", 0)
+        setattr(site, "enrolled", row.get("total", 0))  # noqa: B010 - shown next to the site's own fields
+        setattr(site, "withdrawn", row.get("withdrawn", 0))  # noqa: B010
     context: dict[str, Any] = {
         "trial": trial,
         "roles": roles,
         "sites": sites,
         "is_manager": Role.TRIAL_MANAGER in roles,
         "can_see_subjects": bool(roles & {str(r) for r in SUBJECT_ROLES}),
-        "can_enrol": trial.is_recruiting and coordinated_sites(user=request.user, trial=trial).exists(),
+        "can_enrol": trial.is_recruiting and coordinated_sites(user=signed_in_user(request), trial=trial).exists(),
         "transitions": [TrialStatus(s) for s in sorted(TRIAL_TRANSITIONS[trial.status])],
     }
     if roles & {Role.TRIAL_MANAGER, Role.MONITOR}:
@@ -128,13 +130,16 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def trial_edit(request: HttpRequest, slug: str) -> HttpResponse:
     trial = _trial(request, slug)
-    _require(trial_roles(request.user, trial), {Role.TRIAL_MANAGER})
+    _require(trial_roles(signed_in_user(request), trial), {Role.TRIAL_MANAGER})
     form = TrialForm(request.POST or None, trial=trial)
     if request.method == "POST" and form.is_valid():
         updated = run_service(
             form,
             lambda: services.trial_update(
-                actor=request.user, trial=trial, reason=form.cleaned_data.get("reason", ""), **form.trial_fields()
+                actor=signed_in_user(request),
+                trial=trial,
+                reason=form.cleaned_data.get("reason", ""),
+                **form.trial_fields(),
             ),
         )
         if updated is not None:
@@ -152,14 +157,17 @@ def trial_transition(request: HttpRequest, slug: str) -> HttpResponse:
         done = run_service(
             form,
             lambda: services.trial_transition(
-                actor=request.user, trial=trial, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"]
+                actor=signed_in_user(request),
+                trial=trial,
+                status=form.cleaned_data["status"],
+                reason=form.cleaned_data["reason"],
             ),
         )
         if done is not None:
             messages.success(request, f"The trial is now {done.get_status_display().lower()}.")
             return redirect("trials:trial-detail", slug=slug)
     for error in form.non_field_errors() + [e for errs in form.errors.values() for e in errs]:
-        messages.error(request, error)
+        messages.error(request, str(error))
     return redirect("trials:trial-detail", slug=slug)
 
 
@@ -167,10 +175,12 @@ def trial_transition(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def site_add(request: HttpRequest, slug: str) -> HttpResponse:
     trial = _trial(request, slug)
-    _require(trial_roles(request.user, trial), {Role.TRIAL_MANAGER})
+    _require(trial_roles(signed_in_user(request), trial), {Role.TRIAL_MANAGER})
     form = SiteAddForm(request.POST or None, trial=trial)
     if request.method == "POST" and form.is_valid():
-        site = run_service(form, lambda: services.trial_site_add(actor=request.user, trial=trial, **form.cleaned_data))
+        site = run_service(
+            form, lambda: services.trial_site_add(actor=signed_in_user(request), trial=trial, **form.cleaned_data)
+        )
         if site is not None:
             messages.success(request, f"{site.hospital.code} added as a site.")
             return redirect("trials:trial-detail", slug=slug)
@@ -181,13 +191,15 @@ def site_add(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def site_edit(request: HttpRequest, slug: str, pk: str) -> HttpResponse:
     trial = _trial(request, slug)
-    _require(trial_roles(request.user, trial), {Role.TRIAL_MANAGER})
-    site = get_object_or_404(sites_for(user=request.user, trial=trial), pk=pk)
+    _require(trial_roles(signed_in_user(request), trial), {Role.TRIAL_MANAGER})
+    site = get_object_or_404(sites_for(user=signed_in_user(request), trial=trial), pk=pk)
     form = SiteUpdateForm(
         request.POST or None, initial={"enrolment_target": site.enrolment_target, "status": site.status}
     )
     if request.method == "POST" and form.is_valid():
-        done = run_service(form, lambda: services.trial_site_update(actor=request.user, site=site, **form.cleaned_data))
+        done = run_service(
+            form, lambda: services.trial_site_update(actor=signed_in_user(request), site=site, **form.cleaned_data)
+        )
         if done is not None:
             messages.success(request, f"Site {site.hospital.code} saved.")
             return redirect("trials:trial-detail", slug=slug)
@@ -197,7 +209,7 @@ def site_edit(request: HttpRequest, slug: str, pk: str) -> HttpResponse:
 @role_required(*SUBJECT_ROLES)
 def subject_list(request: HttpRequest, slug: str) -> HttpResponse:
     trial = _trial(request, slug)
-    subjects = subjects_for(request.user).filter(trial=trial)
+    subjects = subjects_for(signed_in_user(request)).filter(trial=trial)
     return render(request, "trials/subject_list.html", {"trial": trial, "subjects": subjects})
 
 
@@ -205,7 +217,7 @@ def subject_list(request: HttpRequest, slug: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def subject_enrol(request: HttpRequest, slug: str) -> HttpResponse:
     trial = _trial(request, slug)
-    sites = coordinated_sites(user=request.user, trial=trial)
+    sites = coordinated_sites(user=signed_in_user(request), trial=trial)
     if not sites.exists():
         raise Http404("You coordinate no site of this trial.")
     form = EnrolForm(request.POST or None, trial=trial, sites=sites)
@@ -214,7 +226,7 @@ def subject_enrol(request: HttpRequest, slug: str) -> HttpResponse:
         subject = run_service(
             form,
             lambda: services.subject_enroll(
-                actor=request.user,
+                actor=signed_in_user(request),
                 site=data["site"],
                 eligibility=form.eligibility(),
                 consent_date=data["consent_date"],
@@ -232,15 +244,17 @@ def subject_enrol(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "trials/enrol_form.html", {"form": form, "trial": trial})
 
 
-def _subject(request: HttpRequest, slug: str, pseudonym: str):  # noqa: ANN202
+def _subject(request: HttpRequest, slug: str, pseudonym: str):
     trial = _trial(request, slug)
-    return get_object_or_404(subject_with_cases(subjects_for(request.user)), trial=trial, pseudonym=pseudonym)
+    return get_object_or_404(
+        subject_with_cases(subjects_for(signed_in_user(request))), trial=trial, pseudonym=pseudonym
+    )
 
 
 @role_required(*SUBJECT_ROLES)
 def subject_detail(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
     subject = _subject(request, slug, pseudonym)
-    can_write = user_has_role(request.user, Role.COORDINATOR, hospital=subject.site.hospital)
+    can_write = user_has_role(signed_in_user(request), Role.COORDINATOR, hospital=subject.site.hospital)
     return render(
         request,
         "trials/subject_detail.html",
@@ -260,13 +274,16 @@ def subject_withdraw(request: HttpRequest, slug: str, pseudonym: str) -> HttpRes
     subject = _subject(request, slug, pseudonym)
     form = WithdrawForm(request.POST)
     if form.is_valid() and run_service(
-        form, lambda: services.subject_withdraw(actor=request.user, subject=subject, reason=form.cleaned_data["reason"])
+        form,
+        lambda: services.subject_withdraw(
+            actor=signed_in_user(request), subject=subject, reason=form.cleaned_data["reason"]
+        ),
     ):
         messages.success(request, f"{subject.pseudonym} withdrawn; their data is kept.")
     else:
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
     return redirect("trials:subject-detail", slug=slug, pseudonym=pseudonym)
 
 
@@ -276,21 +293,23 @@ def case_add(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
     subject = _subject(request, slug, pseudonym)
     form = CaseForm(request.POST)
     if form.is_valid():
-        case = run_service(form, lambda: services.case_create(actor=request.user, subject=subject, **form.cleaned_data))
+        case = run_service(
+            form, lambda: services.case_create(actor=signed_in_user(request), subject=subject, **form.cleaned_data)
+        )
         if case is not None:
             messages.success(request, f"Case {case.label} added.")
             return redirect("trials:case-detail", pk=case.pk)
     for errors in form.errors.values():
         for error in errors:
-            messages.error(request, error)
+            messages.error(request, str(error))
     return redirect("trials:subject-detail", slug=slug, pseudonym=pseudonym)
 
 
 @role_required(*SUBJECT_ROLES)
 def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    case = get_object_or_404(cases_for(request.user), pk=pk)
-    can_write = user_has_role(request.user, Role.COORDINATOR, hospital=case.subject.site.hospital)
-    files = list(case_files_for(request.user).filter(case=case))
+    case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)
+    can_write = user_has_role(signed_in_user(request), Role.COORDINATOR, hospital=case.subject.site.hospital)
+    files = list(case_files_for(signed_in_user(request)).filter(case=case))
     return render(
         request,
         "trials/case_detail.html",
@@ -310,13 +329,14 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
     )
 
 
-def case_page_extras(request: HttpRequest, case) -> dict:  # noqa: ANN001
+def case_page_extras(request: HttpRequest, case: Case) -> dict[str, Any]:
     """Sections higher apps add to the case page (diagnosis: inference jobs and predictions), through
     ``trials.hooks``: each panel's context, and the templates to include in order."""
-    context: dict = {}
+    user = signed_in_user(request)
+    context: dict[str, Any] = {}
     templates = []
     for panel in hooks.case_page_panels():
-        context |= panel.context(user=request.user, case=case)
+        context |= panel.context(user=user, case=case)
         templates.append(panel.template)
     return {**context, "case_panel_templates": templates}
 
@@ -325,11 +345,11 @@ FILE_VARIANTS = {"content", "preview", "thumbnail", "pd_plot"}
 
 
 @role_required(*SUBJECT_ROLES)
-def case_file(request: HttpRequest, pk: str, variant: str) -> HttpResponse:
+def case_file(request: HttpRequest, pk: str, variant: str) -> HttpResponseBase:
     """A case file's bytes, only for people who may see the case (S3: a short-lived presigned URL)."""
     if variant not in FILE_VARIANTS:
         raise Http404("Unknown file variant.")
-    case_file_obj = get_object_or_404(case_files_for(request.user), pk=pk)
+    case_file_obj = get_object_or_404(case_files_for(signed_in_user(request)), pk=pk)
     if variant == "pd_plot":
         name = case_file_obj.visual_field.pd_plot.name if hasattr(case_file_obj, "visual_field") else ""
     else:
@@ -347,12 +367,12 @@ def case_file(request: HttpRequest, pk: str, variant: str) -> HttpResponse:
 @role_required(Role.COORDINATOR)
 @require_POST
 def case_rnfl(request: HttpRequest, pk: str) -> HttpResponse:
-    case = get_object_or_404(cases_for(request.user), pk=pk)
+    case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)
     form = CaseRnflForm(request.POST)
     saved = form.is_valid() and run_service(
         form,
         lambda: services.case_record_rnfl(
-            actor=request.user,
+            actor=signed_in_user(request),
             case=case,
             thickness_um=form.cleaned_data["thickness_um"],
             reason=form.cleaned_data["reason"],
@@ -368,19 +388,22 @@ def _back_to_case(request: HttpRequest, pk: str, form: forms.Form, saved: object
     else:
         for errors in form.errors.values():
             for error in errors:
-                messages.error(request, error)
+                messages.error(request, str(error))
     return redirect("trials:case-detail", pk=pk)
 
 
 @role_required(Role.COORDINATOR)
 @require_POST
 def case_status(request: HttpRequest, pk: str) -> HttpResponse:
-    case = get_object_or_404(cases_for(request.user), pk=pk)
+    case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)
     form = CaseStatusForm(request.POST)
     saved = form.is_valid() and run_service(
         form,
         lambda: services.case_set_status(
-            actor=request.user, case=case, status=form.cleaned_data["status"], reason=form.cleaned_data["reason"]
+            actor=signed_in_user(request),
+            case=case,
+            status=form.cleaned_data["status"],
+            reason=form.cleaned_data["reason"],
         ),
     )
     return _back_to_case(request, pk, form, saved, "Case status saved.")

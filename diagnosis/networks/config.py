@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import Any, Self
 
@@ -18,7 +19,8 @@ class JsonConfig:
     def preset(cls, name: str) -> Self:
         if name not in cls.PRESETS:
             raise ValueError(f"unknown preset {name!r}; known: {', '.join(cls.PRESETS)}")
-        return getattr(cls, name)()
+        factory: Callable[[], Self] = getattr(cls, name)
+        return factory()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)  # type: ignore[call-overload]

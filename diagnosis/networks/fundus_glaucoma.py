@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+import torch.nn.functional as F  # the usual torch alias
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
@@ -119,7 +119,8 @@ def crop_boxes(views: Tensor, boxes: Tensor, output_size: int) -> Tensor:
     side = views.shape[-1]
     index = torch.arange(views.shape[0], device=views.device, dtype=views.dtype)[:, None]
     rois = torch.cat([index, boxes.to(views.dtype) * side], dim=1)
-    return roi_align(views, rois, output_size=output_size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    crops: Tensor = roi_align(views, rois, output_size=output_size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    return crops
 
 
 class FundusGlaucomaNet(nn.Module):
@@ -133,7 +134,8 @@ class FundusGlaucomaNet(nn.Module):
     def classify(self, crops: Tensor) -> Tensor:
         """Glaucoma logits (B) for disc crops already cut (B x 3 x input_size^2, normalised)."""
         features = F.adaptive_avg_pool2d(self.backbone(crops), 1).flatten(1)
-        return self.head(self.dropout(features)).squeeze(1)
+        logits: Tensor = self.head(self.dropout(features))
+        return logits.squeeze(1)
 
     def crops(self, views: Tensor) -> tuple[Tensor, Tensor]:
         """(disc crops, boxes) for normalised views of the whole photograph."""

@@ -329,7 +329,7 @@ def fit_fusion_calibration(
             per_modality[modality][1].append(label)
     platt: dict[str, list[float]] = {}
     report: dict[str, dict[str, Any]] = {}
-    for modality, (scores, modality_labels) in per_modality.items():
+    for modality, (modality_scores, modality_labels) in per_modality.items():
         positives = sum(modality_labels)
         negatives = len(modality_labels) - positives
         report[modality] = {"eyes": len(modality_labels), "positives": positives}
@@ -339,7 +339,7 @@ def fit_fusion_calibration(
                 f"Platt scaling needs at least {PLATT_MIN_PER_CLASS} of each"
             )
             continue
-        slope, intercept = platt_scaling(scores, modality_labels)
+        slope, intercept = platt_scaling(modality_scores, modality_labels)
         platt[modality] = [slope, intercept, positives / len(modality_labels)]
         report[modality].update(slope=slope, intercept=intercept)
     if not platt:

@@ -12,32 +12,29 @@ Pure torch/numpy/Pillow; the Celery tasks and the model registry call these.
 - Batching: `run_in_batches` prepares every item on its own, runs the prepared items in batches, and when
   a batch fails re-runs its items one at a time, so one bad item gives one `ItemError` and the others
   still get results.
-- Checkpoints: a checkpoint is {"format", "architecture", "config", "state_dict", "metadata"}; loading
-  rebuilds the architecture from the stored config and refuses a state dict that does not fit it with a
-  `CheckpointMismatch` listing the missing, unexpected and wrongly shaped parameters.
+
+Checkpoints (saving, loading, refusing a state dict that does not fit) are in `checkpoints`; which network
+each architecture name means is in `specs`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import numbers
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+import torch.nn.functional as F  # the usual torch alias
 from PIL import Image
 from torch import Tensor, nn
 
-from diagnosis.networks import fundus_glaucoma, vf_glaucoma, zoom_in_net
-from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet
+from diagnosis.networks.fundus_glaucoma import FundusGlaucomaNet
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
 
@@ -47,12 +44,6 @@ IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
 MIN_IMAGE_SIDE = 32
 
-CHECKPOINT_FORMAT = 1
-ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
-    zoom_in_net.ARCHITECTURE: (ZoomInNetConfig, ZoomInNet),
-    vf_glaucoma.ARCHITECTURE: (VFGlaucomaConfig, VFGlaucomaNet),
-    fundus_glaucoma.ARCHITECTURE: (FundusGlaucomaConfig, FundusGlaucomaNet),
-}
 
 T = TypeVar("T")
 P = TypeVar("P")
@@ -84,7 +75,7 @@ def prepare_for_inference(model: nn.Module, device: torch.device | None = None) 
     convert their input batches to match.
     """
     device = device or select_device()
-    return model.to(device=device, memory_format=torch.channels_last).eval()
+    return model.to(device=device).to(memory_format=torch.channels_last).eval()
 
 
 def to_device(batch: Tensor, device: torch.device) -> Tensor:
@@ -305,7 +296,7 @@ def run_in_batches(
             prepared.append((index, prepare(item)))
         except propagate:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of one item is that item's result
+        except Exception as exc:  # any failure of one item is that item's result
             results[index] = ItemError(index, type(exc).__name__, str(exc))
 
     def settle(indices: list[int], outputs: list[R | ItemError]) -> None:
@@ -322,13 +313,13 @@ def run_in_batches(
             settle(indices, forward([value for _, value in batch]))
         except propagate:
             raise
-        except Exception:  # noqa: BLE001 - isolate the failing item below
+        except Exception:  # isolate the failing item below
             for index, value in batch:
                 try:
                     settle([index], forward([value]))
                 except propagate:
                     raise
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     results[index] = ItemError(index, type(exc).__name__, str(exc))
     return [result for result in results if result is not None]
 
@@ -457,103 +448,3 @@ def predict_fundus_glaucoma(
         ]
 
     return run_in_batches(images, lambda image: square_view(image, size), forward, batch_size, propagate)
-
-
-# --- checkpoints -----------------------------------------------------------------------------------
-
-
-class CheckpointMismatch(ValueError):
-    """A state dict that does not fit the architecture it is loaded into."""
-
-    def __init__(
-        self,
-        missing: Sequence[str],
-        unexpected: Sequence[str],
-        mismatched: Sequence[tuple[str, tuple[int, ...], tuple[int, ...]]],
-        context: str = "",
-    ) -> None:
-        self.missing = list(missing)
-        self.unexpected = list(unexpected)
-        self.mismatched = list(mismatched)
-        parts = []
-        if self.missing:
-            parts.append(f"missing {len(self.missing)} key(s): {_listing(self.missing)}")
-        if self.unexpected:
-            parts.append(f"unexpected {len(self.unexpected)} key(s): {_listing(self.unexpected)}")
-        if self.mismatched:
-            shapes = [f"{key} (model {tuple(want)}, checkpoint {tuple(got)})" for key, want, got in self.mismatched]
-            parts.append(f"{len(self.mismatched)} shape mismatch(es): {_listing(shapes)}")
-        prefix = f"checkpoint does not fit the architecture{f' ({context})' if context else ''}"
-        super().__init__(f"{prefix}: " + "; ".join(parts))
-
-
-def _listing(values: Sequence[str], limit: int = 8) -> str:
-    shown = ", ".join(values[:limit])
-    return shown + (f", ... and {len(values) - limit} more" if len(values) > limit else "")
-
-
-def load_state_dict_checked(model: nn.Module, state_dict: Mapping[str, Tensor], context: str = "") -> nn.Module:
-    """Load strictly, after checking names and shapes, so a mismatch is reported all at once."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = [
-        (key, tuple(expected[key].shape), tuple(state_dict[key].shape))
-        for key in sorted(set(expected) & set(state_dict))
-        if tuple(expected[key].shape) != tuple(state_dict[key].shape)
-    ]
-    if missing or unexpected or mismatched:
-        raise CheckpointMismatch(missing, unexpected, mismatched, context)
-    model.load_state_dict(state_dict, strict=True)
-    return model
-
-
-def build_network(architecture: str, config: Mapping[str, Any]) -> nn.Module:
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
-    config_class, network_class = ARCHITECTURES[architecture]
-    return network_class(config_class.from_dict(dict(config)))
-
-
-def architecture_of(model: nn.Module) -> str:
-    for name, (_, network_class) in ARCHITECTURES.items():
-        if isinstance(model, network_class):
-            return name
-    raise ValueError(f"{type(model).__name__} is not a registered architecture")
-
-
-def save_checkpoint(
-    model: nn.Module, destination: str | Path | BinaryIO, metadata: Mapping[str, Any] | None = None
-) -> None:
-    """Write architecture, config, weights and JSON-like metadata (training data, metrics, seed)."""
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "architecture": architecture_of(model),
-        "config": model.config.to_dict(),  # type: ignore[operator]
-        "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
-        "metadata": dict(metadata or {}),
-    }
-    torch.save(payload, destination)
-
-
-def load_checkpoint(
-    source: str | Path | BinaryIO | bytes,
-    *,
-    expected_architecture: str | None = None,
-    map_location: str | torch.device = "cpu",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the network a checkpoint describes and load its weights; returns (model in eval mode, metadata).
-
-    `weights_only=True`: a checkpoint is data, never code, whoever uploaded it.
-    """
-    if isinstance(source, bytes):
-        source = io.BytesIO(source)
-    payload = torch.load(source, map_location=map_location, weights_only=True)
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError("not a Visus network checkpoint (missing or unknown 'format')")
-    architecture = payload["architecture"]
-    if expected_architecture is not None and architecture != expected_architecture:
-        raise ValueError(f"checkpoint holds a {architecture!r} network, expected {expected_architecture!r}")
-    model = build_network(architecture, payload["config"])
-    load_state_dict_checked(model, payload["state_dict"], context=architecture)
-    return model.eval(), dict(payload.get("metadata") or {})

@@ -121,11 +121,21 @@ class _Canvas:
         self.dark_colour = np.zeros((size, size, 3), dtype=np.float64)
         self.bright = np.zeros((size, size), dtype=np.float64)
 
-    def stamp(self, layer: str, cx: float, cy: float, radius: float, opacity: float, colour=None) -> None:
+    def stamp(
+        self, layer: str, cx: float, cy: float, radius: float, opacity: float, colour: np.ndarray | None = None
+    ) -> None:
         """Soft-edged disc: full opacity inside the radius, fading over one pixel (anti-aliased)."""
         self.segment(layer, (cx, cy), (cx, cy), radius, opacity, colour)
 
-    def segment(self, layer: str, start, end, radius: float, opacity: float, colour=None) -> None:
+    def segment(
+        self,
+        layer: str,
+        start: Sequence[float],
+        end: Sequence[float],
+        radius: float,
+        opacity: float,
+        colour: np.ndarray | None = None,
+    ) -> None:
         """Soft-edged capsule (a thick line segment with round ends); a disc when start == end."""
         (sx, sy), (ex, ey) = start, end
         x0 = max(int(np.floor(min(sx, ex) - radius - 2)), 0)
@@ -151,12 +161,14 @@ class _Canvas:
             np.maximum(patch, alpha, out=patch)
 
 
-def _draw_polyline(canvas: _Canvas, points: np.ndarray, width: float, opacity: float, colour) -> None:
+def _draw_polyline(canvas: _Canvas, points: np.ndarray, width: float, opacity: float, colour: np.ndarray) -> None:
     for start, end in zip(points[:-1], points[1:], strict=True):
         canvas.segment("dark", start, end, width / 2, opacity, colour)
 
 
-def _random_walk(rng: np.random.Generator, start, heading: float, steps: int, step: float, turn: float) -> np.ndarray:
+def _random_walk(
+    rng: np.random.Generator, start: Sequence[float], heading: float, steps: int, step: float, turn: float
+) -> np.ndarray:
     points = [np.asarray(start, dtype=np.float64)]
     for _ in range(steps):
         heading += rng.normal(0.0, turn)
@@ -164,7 +176,9 @@ def _random_walk(rng: np.random.Generator, start, heading: float, steps: int, st
     return np.stack(points)
 
 
-def _fundus_background(rng: np.random.Generator, size: int, centre, radius: float) -> tuple[np.ndarray, np.ndarray]:
+def _fundus_background(
+    rng: np.random.Generator, size: int, centre: Sequence[float], radius: float
+) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
     distance = np.hypot(xs - centre[0], ys - centre[1]) / radius
     base = np.array([0.78, 0.36, 0.17]) * rng.uniform(0.85, 1.08) + rng.normal(0.0, 0.02, size=3)
@@ -180,7 +194,13 @@ def _fundus_background(rng: np.random.Generator, size: int, centre, radius: floa
     return rgb, inside
 
 
-def _place(rng: np.random.Generator, centre, radius: float, avoid: list[tuple[float, float, float]], quadrant=None):
+def _place(
+    rng: np.random.Generator,
+    centre: Sequence[float],
+    radius: float,
+    avoid: list[tuple[float, float, float]],
+    quadrant: int | None = None,
+) -> tuple[float, float]:
     """A random point well inside the fundus, away from the optic disc; optionally in a given quadrant."""
     for _ in range(200):
         r = radius * 0.82 * np.sqrt(rng.uniform(0.02, 1.0))
@@ -194,6 +214,12 @@ def _place(rng: np.random.Generator, centre, radius: float, avoid: list[tuple[fl
         if all(np.hypot(point[0] - ax, point[1] - ay) > ar for ax, ay, ar in avoid):
             return point
     raise RuntimeError("could not place a lesion")  # pragma: no cover - the fundus is far larger than any lesion
+
+
+def _count(plan: dict[str, int | list[int]], kind: str) -> int:
+    count = plan[kind]
+    assert isinstance(count, int)
+    return count
 
 
 def _lesion_plan(rng: np.random.Generator, grade: int) -> dict[str, int | list[int]]:
@@ -269,19 +295,21 @@ def generate_fundus(
     lesions: list[Lesion] = []
     avoid = [(disc[0], disc[1], disc_radius + 8 * scale)]
 
-    def add(kind: str, point, extent: float) -> None:
+    def add(kind: str, point: Sequence[float], extent: float) -> None:
         lesions.append(
             Lesion(kind, (float(point[0]), float(point[1])), _clip_box(point, extent, size)),
         )
         avoid.append((point[0], point[1], extent + 3 * scale))
 
     red = np.array([0.38, 0.07, 0.05])
-    for _ in range(int(plan[MICROANEURYSM])):
+    for _ in range(_count(plan, MICROANEURYSM)):
         point = _place(rng, centre, radius, avoid)
         r = rng.uniform(1.5, 2.2) * scale
         canvas.stamp("dark", point[0], point[1], r, 0.95, red)
         add(MICROANEURYSM, point, r)
-    for quadrant, count in enumerate(plan[HAEMORRHAGE]):  # type: ignore[arg-type]
+    per_quadrant = plan[HAEMORRHAGE]
+    assert isinstance(per_quadrant, list)
+    for quadrant, count in enumerate(per_quadrant):
         for _ in range(count):
             point = _place(rng, centre, radius, avoid, quadrant=quadrant)
             r = rng.uniform(4.0, 6.5) * scale
@@ -292,7 +320,7 @@ def generate_fundus(
                 canvas.stamp("dark", point[0] + offset[0], point[1] + offset[1], part, 0.9, red)
                 extent = max(extent, float(np.hypot(*offset)) + part)
             add(HAEMORRHAGE, point, extent)
-    for _ in range(int(plan[HARD_EXUDATE])):
+    for _ in range(_count(plan, HARD_EXUDATE)):
         point = _place(rng, centre, radius, avoid)
         extent = 0.0
         for _ in range(int(rng.integers(2, 6))):
@@ -301,7 +329,7 @@ def generate_fundus(
             canvas.stamp("bright", point[0] + offset[0], point[1] + offset[1], part, 0.9)
             extent = max(extent, float(np.hypot(*offset)) + part)
         add(HARD_EXUDATE, point, extent)
-    for _ in range(int(plan[NEOVASCULARISATION])):
+    for _ in range(_count(plan, NEOVASCULARISATION)):
         point = _place(rng, centre, radius, avoid)
         extent = 0.0
         for _ in range(int(rng.integers(5, 9))):  # a tuft: short, tortuous, fine vessels from one spot
@@ -332,7 +360,7 @@ def generate_fundus(
     )
 
 
-def _clip_box(point, extent: float, size: int) -> tuple[float, float, float, float]:
+def _clip_box(point: Sequence[float], extent: float, size: int) -> tuple[float, float, float, float]:
     x, y = float(point[0]), float(point[1])
     return (max(x - extent, 0.0), max(y - extent, 0.0), min(x + extent, float(size)), min(y + extent, float(size)))
 

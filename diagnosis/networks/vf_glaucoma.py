@@ -88,6 +88,8 @@ class VFGlaucomaConfig(JsonConfig):
 
 
 class VFGlaucomaNet(nn.Module):
+    index_centres: Tensor  # buffers (registered in __init__)
+    index_scales: Tensor
     """forward(plots B x 3 x S x S normalised, indices B x 3 raw VFI/MD/PSD) -> glaucoma logits B."""
 
     def __init__(self, config: VFGlaucomaConfig) -> None:
@@ -105,7 +107,8 @@ class VFGlaucomaNet(nn.Module):
             for module in features.modules():
                 if isinstance(module, nn.Conv2d):  # torchvision's VGG initialisation
                     nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                    nn.init.zeros_(module.bias)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
             channels = [m.out_channels for m in features if isinstance(m, nn.Conv2d)][-1]
             fc6 = nn.Linear(channels * config.pool_size**2, config.fc6_units)
         self.features = features
@@ -132,7 +135,8 @@ class VFGlaucomaNet(nn.Module):
     def forward(self, plots: Tensor, indices: Tensor) -> Tensor:
         features = self.classifier(torch.flatten(self.avgpool(self.features(plots)), 1))
         combined = torch.cat([features, self.normalise_indices(indices).to(features.dtype)], dim=1)
-        return self.head(combined)[:, 0]
+        logits: Tensor = self.head(combined)
+        return logits[:, 0]
 
     def predict_proba(self, plots: Tensor, indices: Tensor) -> Tensor:
         return torch.sigmoid(self.forward(plots, indices).float())

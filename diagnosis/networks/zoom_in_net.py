@@ -29,7 +29,7 @@ Three parts, as in the paper:
 - **C-Net**, a second backbone, reads every crop; its features are max-pooled over the crops (a lesion in
   any crop counts) and the fused prediction is a linear layer on [M-Net features, A-Net scores, C-Net
   features]. M-Net, A-Net and C-Net keep their own heads so training can supervise each (the paper
-  trains them in stages; see `diagnosis.training.core`).
+  trains them in stages; see `diagnosis.training.zoom_in_net`).
 
 The `full` preset is a ResNet-18 M-Net on 512 px and a ResNet-18 C-Net on four 224 px crops from a
 1024 px view (about 33.5 GFLOPs an image; the variant costed in DOMAIN.md). The paper's exact backbone
@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+import torch.nn.functional as F  # the usual torch alias
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 from torchvision.ops import roi_align
@@ -97,7 +97,7 @@ class ZoomInNetConfig(JsonConfig):
     @property
     def feature_stride(self) -> int:
         # Stem (conv stride 2, max-pool stride 2), then every stage after the first halves the size.
-        return (4 if self.m_stem_pool else 2) * 2 ** (len(self.m_widths) - 1)
+        return (4 if self.m_stem_pool else 2) << (len(self.m_widths) - 1)
 
     @property
     def attention_grid_size(self) -> int:
@@ -159,7 +159,8 @@ class ResNetBackbone(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.stages(self.stem(images))
+        features: Tensor = self.stages(self.stem(images))
+        return features
 
 
 class AttentionNet(nn.Module):
@@ -377,7 +378,8 @@ class ZoomInNet(nn.Module):
         attention_grid = disease_evidence(score_maps.detach().float(), a_logits.detach().float())
         box_fraction = config.crop_size / config.highres_size
         mask = F.adaptive_avg_pool2d(field_of_view(lowres)[:, None], _FOV_GRID)[:, 0] > 0.5
-        share = crop_field_of_view_share(mask, tuple(attention_grid.shape[1:]), box_fraction)
+        grid_shape = (int(attention_grid.shape[1]), int(attention_grid.shape[2]))
+        share = crop_field_of_view_share(mask, grid_shape, box_fraction)
         peaks, boxes = select_attention_peaks(
             attention_grid,
             config.num_crops,
@@ -404,4 +406,7 @@ class ZoomInNet(nn.Module):
         rois = torch.cat([batch_index[:, None], boxes.reshape(-1, 4).to(highres.dtype) * scale], dim=1)
         size = self.config.crop_input_size
         # aligned=True treats pixel centres at +0.5, so a box [0, 64) samples exactly pixels 0..63.
-        return roi_align(highres, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        crops: Tensor = roi_align(
+            highres, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True
+        )
+        return crops

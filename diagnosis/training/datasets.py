@@ -21,6 +21,7 @@ from torch import Tensor
 
 from trials.uploads.visual_field import (
     N_POINTS,
+    Eye,
     VisualField,
     analyse_visual_field,
     parse_visual_field_csv,
@@ -28,6 +29,15 @@ from trials.uploads.visual_field import (
 )
 
 PLOT_SIZE = 224  # the size the upload pipeline stores; networks resize from it
+
+
+def as_eye(value: str) -> Eye:
+    """ "OD" or "OS" (right or left eye); anything else is refused with the value."""
+    if value == "OD":
+        return "OD"
+    if value == "OS":
+        return "OS"
+    raise ValueError(f"eye must be OD or OS, not {value!r}")
 
 
 def square_uint8(image: Image.Image, size: int) -> np.ndarray:
@@ -108,7 +118,9 @@ def merge(*sets: FundusSet) -> FundusSet:
     )
 
 
-def split(count: int, validation_fraction: float, seed: int, groups: Sequence[str] | None = None):
+def split(
+    count: int, validation_fraction: float, seed: int, groups: Sequence[str] | None = None
+) -> tuple[list[int], list[int]]:
     """Seeded train/validation indices; with ``groups`` (e.g. patient ids) a group never straddles both."""
     rng = np.random.default_rng(seed)
     if groups is None:
@@ -189,7 +201,7 @@ def visualfields_package_rows(path: Path) -> list[tuple[VisualField, str]]:
             value = float(row[f"l{i}"])
             sens.append(math.nan if i in (26, 35) else value)  # negative = "<0 dB", kept as the pipeline keeps it
         vf = VisualField(
-            eye=row["eye"],
+            eye=as_eye(row["eye"]),
             age=min(float(row["age"]), 90.0),
             sensitivities=tuple(sens),
             fixation_losses=round(float(row["fl"]) * 100),

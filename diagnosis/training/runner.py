@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
+from diagnosis.networks.checkpoints import architecture_of, save_checkpoint
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet
-from diagnosis.networks.inference import save_checkpoint, select_device
+from diagnosis.networks.inference import select_device
 from diagnosis.networks.synthetic import generate_fundus_set, generate_glaucoma_fundus_set
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
@@ -92,14 +93,15 @@ def photograph_split(
 
 
 def _trained(
-    architecture: str, model: torch.nn.Module, result: Any, card: dict[str, Any], *, seed: int, preset: str, device: Any
+    model: torch.nn.Module, result: Any, card: dict[str, Any], *, seed: int, preset: str, device: Any
 ) -> TrainedModel:
     """The checkpoint, rounded metrics and the model card (with what every card states) of a finished run."""
     metrics = {k: round(float(v), 4) for k, v in result.metrics.items()}
     card = {**card, "metrics": metrics, "not_for_clinical_use": True, "seed": seed, "preset": preset}
     card["device"] = str(device)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return TrainedModel(architecture, _checkpoint(model, {"seed": seed}), metrics, card, result.seconds, state)
+    checkpoint = _checkpoint(model, {"seed": seed})
+    return TrainedModel(architecture_of(model), checkpoint, metrics, card, result.seconds, state)
 
 
 def train_dr(
@@ -148,7 +150,7 @@ def train_dr(
         "limitations": "Small network trained on little data; not validated on any clinical population.",
         "stopped_early": result.stopped_early,
     }
-    return _trained("zoom_in_net", model, result, card, seed=seed, preset=preset, device=device)
+    return _trained(model, result, card, seed=seed, preset=preset, device=device)
 
 
 def reliable_training_fields(fields: list[tuple[Any, int, str]]) -> tuple[list[tuple[Any, int, str]], int]:
@@ -203,7 +205,7 @@ def train_vf(
         "metrics_note": "On the held-out patients' fields: ROC AUC, accuracy, sensitivity and specificity at 0.5.",
         "limitations": "Trained on few patients; unreliable fields are not scored.",
     }
-    return _trained("vf_glaucoma", model, result, card, seed=seed, preset=preset, device=device)
+    return _trained(model, result, card, seed=seed, preset=preset, device=device)
 
 
 def train_fundus_glaucoma_model(
@@ -243,20 +245,22 @@ def train_fundus_glaucoma_model(
         "limitations": "Small network trained on little data; the generated discs differ only in cup size. Not "
         "validated on any clinical population; a photograph without a visible disc gets a crop elsewhere.",
     }
-    return _trained("fundus_glaucoma", model, result, card, seed=seed, preset=preset, device=device)
+    return _trained(model, result, card, seed=seed, preset=preset, device=device)
 
 
-def _epochs_scaled(plan: Any, scale: float) -> Any:
-    """A one-stage plan with its epochs scaled (at least one)."""
-    return replace(plan, epochs=max(1, round(plan.epochs * scale)))
+def _epochs_scaled(epochs: int, scale: float) -> int:
+    """A stage's epochs scaled (at least one)."""
+    return max(1, round(epochs * scale))
 
 
 def demo_fundus_glaucoma_plan(scale: float = 1.0) -> FundusGlaucomaTrainingPlan:
-    return _epochs_scaled(FundusGlaucomaTrainingPlan(), scale)
+    plan = FundusGlaucomaTrainingPlan()
+    return replace(plan, epochs=_epochs_scaled(plan.epochs, scale))
 
 
 def demo_vf_plan(scale: float = 1.0) -> VFTrainingPlan:
-    return _epochs_scaled(VFTrainingPlan(), scale)
+    plan = VFTrainingPlan()
+    return replace(plan, epochs=_epochs_scaled(plan.epochs, scale))
 
 
 def demo_dr_plan(scale: float = 1.0) -> DRTrainingPlan:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
 from diagnosis.networks.vf_glaucoma import VFGlaucomaNet
 
@@ -26,12 +26,15 @@ def fit_indices_logistic(normalised_indices: np.ndarray, labels: np.ndarray, *, 
     return LogisticRegression(C=c, max_iter=1000).fit(np.asarray(normalised_indices, dtype=np.float64), labels)
 
 
-def indices_only_scores(model: VFGlaucomaNet, train: tuple[torch.Tensor, torch.Tensor], test: torch.Tensor):
+def indices_only_scores(
+    model: VFGlaucomaNet, train: tuple[torch.Tensor, torch.Tensor], test: torch.Tensor
+) -> np.ndarray:
     """Held-out probabilities of the indices-only model fitted on (raw indices, labels) of `train`."""
     with torch.no_grad():
         x_train = model.normalise_indices(train[0]).cpu().numpy()
         x_test = model.normalise_indices(test).cpu().numpy()
-    return fit_indices_logistic(x_train, train[1].cpu().numpy()).predict_proba(x_test)[:, 1]
+    probabilities: np.ndarray = fit_indices_logistic(x_train, train[1].cpu().numpy()).predict_proba(x_test)[:, 1]
+    return probabilities
 
 
 def warm_start_index_head(model: VFGlaucomaNet, indices: torch.Tensor, labels: torch.Tensor) -> None:

@@ -6,6 +6,8 @@ users could make themselves a superuser.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -43,19 +45,19 @@ from platform_core.audit.admin_mixins import ReasonFormMixin, ServiceAdminMixin,
 class SuperuserOnlyMixin(admin.ModelAdmin):
     """Explicit permission: only superusers see or write these pages."""
 
-    def has_module_permission(self, request) -> bool:  # noqa: ANN001
+    def has_module_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser
 
-    def has_view_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_view_permission(self, request, obj=None) -> bool:
         return request.user.is_active and request.user.is_superuser
 
-    def has_add_permission(self, request, *args) -> bool:  # noqa: ANN001, ANN002
+    def has_add_permission(self, request, *args) -> bool:
         return request.user.is_active and request.user.is_superuser and super().has_add_permission(request, *args)
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return request.user.is_active and request.user.is_superuser and super().has_change_permission(request, obj)
 
-    def has_unlock_permission(self, request) -> bool:  # noqa: ANN001
+    def has_unlock_permission(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser
 
     has_revoke_permission = has_unlock_permission
@@ -79,14 +81,14 @@ class UserCreationForm(forms.ModelForm):
     def clean_email(self) -> str:
         return normalize_email(self.cleaned_data["email"])
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if cleaned.get("password1") and cleaned.get("password2") and cleaned["password1"] != cleaned["password2"]:
             self.add_error("password2", "The two passwords do not match.")
         return cleaned
 
     def _post_clean(self) -> None:
-        super()._post_clean()  # fills self.instance, which the similarity validator compares with
+        super()._post_clean()  # type: ignore[misc]  # Django's hook, absent from django-stubs; fills self.instance, which the similarity validator compares with
         password = self.cleaned_data.get("password1")
         if password:
             try:
@@ -119,8 +121,8 @@ class UserSetPasswordForm(forms.Form):
     password2 = forms.CharField(label="New password again", widget=forms.PasswordInput, strip=False)
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Recorded in the audit trail.")
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if cleaned.get("password1") and cleaned.get("password2") and cleaned["password1"] != cleaned["password2"]:
             self.add_error("password2", "The two passwords do not match.")
         return cleaned
@@ -137,10 +139,10 @@ class MembershipInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -179,16 +181,16 @@ class UserAdmin(SuperuserOnlyMixin, ServiceAdminMixin, DjangoUserAdmin):
         )
     ]
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is not None else ()
 
-    def create_through_service(self, request, form) -> User:  # noqa: ANN001
+    def create_through_service(self, request, form) -> User:
         data = form.cleaned_data
         return user_create(
             actor=request.user, email=data["email"], full_name=data["full_name"], password=data["password1"]
         )
 
-    def update_through_service(self, request, obj, form) -> User:  # noqa: ANN001
+    def update_through_service(self, request, obj, form) -> User:
         data = form.cleaned_data
         return user_update(
             actor=request.user,
@@ -198,7 +200,7 @@ class UserAdmin(SuperuserOnlyMixin, ServiceAdminMixin, DjangoUserAdmin):
             **{name: data[name] for name in USER_ADMIN_FIELDS if name in data},
         )
 
-    def get_urls(self):  # noqa: ANN201
+    def get_urls(self):
         # Replaces Django's password view (same URL name), which saved the password without an audit event.
         return [
             path(
@@ -210,7 +212,7 @@ class UserAdmin(SuperuserOnlyMixin, ServiceAdminMixin, DjangoUserAdmin):
         ]
 
     @method_decorator(sensitive_post_parameters())
-    def user_change_password(self, request, id, form_url=""):  # noqa: A002, ANN001, ANN201
+    def user_change_password(self, request, id, form_url=""):
         user = self.get_object(request, unquote(id))
         if user is None:
             raise Http404("No such user.")
@@ -271,21 +273,21 @@ class HospitalAdmin(SuperuserOnlyMixin, ServiceAdminMixin, admin.ModelAdmin):
     list_display = ("code", "name", "country")
     search_fields = ("code", "name")
 
-    def get_form(self, request, obj=None, **kwargs):  # noqa: ANN001, ANN201
+    def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = HospitalAddForm if obj is None else HospitalChangeForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_fields(self, request, obj=None):
         return ("code", "name", "country") if obj is None else ("code", "name", "country", "reason")
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         return ("code",) if obj is not None else ()  # pseudonyms contain it
 
-    def create_through_service(self, request, form) -> Hospital:  # noqa: ANN001
+    def create_through_service(self, request, form) -> Hospital:
         data = form.cleaned_data
         return hospital_create(actor=request.user, code=data["code"], name=data["name"], country=data["country"])
 
-    def update_through_service(self, request, obj, form) -> Hospital:  # noqa: ANN001
+    def update_through_service(self, request, obj, form) -> Hospital:
         data = form.cleaned_data
         return hospital_update(
             actor=request.user, hospital=obj, reason=data.get("reason", ""), name=data["name"], country=data["country"]
@@ -313,16 +315,16 @@ class MembershipAdmin(SuperuserOnlyMixin, ServiceAdminMixin, admin.ModelAdmin):
         )
     ]
 
-    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_fields(self, request, obj=None):
         return ("user", "hospital", "role") if obj is None else self.fields
 
-    def get_readonly_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_readonly_fields(self, request, obj=None):
         return self.fields if obj is not None else ()
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return False  # a row is granted or revoked, never edited
 
-    def create_through_service(self, request, form) -> Membership:  # noqa: ANN001
+    def create_through_service(self, request, form) -> Membership:
         data = form.cleaned_data
         return membership_grant(actor=request.user, user=data["user"], hospital=data["hospital"], role=data["role"])
 
@@ -354,19 +356,19 @@ class GroupAdmin(SuperuserOnlyMixin, ServiceAdminMixin, DjangoGroupAdmin):
     def declared(self, obj: Group) -> bool:
         return obj.name in declared_staff_groups()
 
-    def get_fields(self, request, obj=None):  # noqa: ANN001, ANN201
+    def get_fields(self, request, obj=None):
         return ("name", "permissions") if obj is None else ("name", "permissions", "reason")
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         if obj is not None and obj.name in declared_staff_groups():
             return False
         return super().has_change_permission(request, obj)
 
-    def create_through_service(self, request, form) -> Group:  # noqa: ANN001
+    def create_through_service(self, request, form) -> Group:
         data = form.cleaned_data
         return group_create(actor=request.user, name=data["name"], permissions=data["permissions"])
 
-    def update_through_service(self, request, obj, form) -> Group:  # noqa: ANN001
+    def update_through_service(self, request, obj, form) -> Group:
         data = form.cleaned_data
         return group_update(
             actor=request.user,

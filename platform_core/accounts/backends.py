@@ -23,7 +23,7 @@ class LockoutModelBackend(ModelBackend):
         user = user_by_email(email)
         # The attempt is counted before the (slow) password check, so concurrent guesses cannot all be checked.
         attempt = login_attempt_begin(user=user) if user is not None else None
-        if attempt is None:
+        if user is None or attempt is None:
             # Unknown email or locked account: the same hashing work and the same answer as a wrong password,
             # so neither the response nor its timing tells which emails exist or are locked.
             make_password(password)

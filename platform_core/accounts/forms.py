@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -40,8 +42,8 @@ class PasswordChangeForm(forms.Form):
         label="New password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
     )
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         if cleaned.get("new_password1") != cleaned.get("new_password2"):
             self.add_error("new_password2", "The two new passwords do not match.")
         return cleaned

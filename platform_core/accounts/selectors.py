@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 
@@ -27,13 +27,13 @@ def roles_of(user: User) -> set[str]:
 
 
 def user_has_role(user: User, *roles: Role | str, hospital: Hospital | None = None) -> bool:
-    qs = memberships_of(user).filter(role__in=_role_values(roles))
+    qs = memberships_of(user).filter(role__in=[str(r) for r in roles])
     if hospital is not None:
         qs = qs.filter(hospital=hospital)
     return qs.exists()
 
 
-def hospital_ids_for(user: User, roles: Iterable[Role | str] | None = None) -> QuerySet:
+def hospital_ids_for(user: User, roles: Iterable[Role | str] | None = None) -> QuerySet[Membership, Any]:
     """The ids of the hospitals where ``user`` holds an active membership (in one of ``roles``)."""
     qs = memberships_of(user)
     wanted = _role_values(roles)

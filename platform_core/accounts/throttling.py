@@ -13,6 +13,7 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
+from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 
 logger = logging.getLogger(__name__)
@@ -30,23 +31,29 @@ def _limits() -> tuple[int, int]:
     )
 
 
-def _key(request: HttpRequest) -> str:
-    return f"visus:login-failures:{BaseThrottle().get_ident(request)}"
+def _address(request: HttpRequest | Request) -> str:
+    """The client address as DRF's throttles see it (X-Forwarded-For behind the proxy); pages pass Django's
+    request, the API DRF's."""
+    return BaseThrottle().get_ident(request if isinstance(request, Request) else Request(request))
 
 
-def failed_logins_exceeded(request: HttpRequest) -> bool:
+def _key(request: HttpRequest | Request) -> str:
+    return f"visus:login-failures:{_address(request)}"
+
+
+def failed_logins_exceeded(request: HttpRequest | Request) -> bool:
     allowed, _ = _limits()
     try:
         exceeded = int(cache.get(_key(request), 0)) >= allowed
-    except Exception:  # noqa: BLE001 - the cache (Redis) is down: sign-ins go on, the account lock-out still holds
+    except Exception:  # the cache (Redis) is down: sign-ins go on, the account lock-out still holds
         logger.warning("Sign-in throttle unavailable (cache error); allowing the attempt", exc_info=True)
         return False
     if exceeded:
-        logger.warning("Sign-in refused: too many failed sign-ins from %s", BaseThrottle().get_ident(request))
+        logger.warning("Sign-in refused: too many failed sign-ins from %s", _address(request))
     return exceeded
 
 
-def failed_login_note(request: HttpRequest) -> None:
+def failed_login_note(request: HttpRequest | Request) -> None:
     _, window = _limits()
     key = _key(request)
     try:
@@ -55,17 +62,17 @@ def failed_login_note(request: HttpRequest) -> None:
             cache.incr(key)
         except ValueError:  # expired between add and incr
             cache.set(key, 1, timeout=window)
-    except Exception:  # noqa: BLE001 - see failed_logins_exceeded
+    except Exception:  # see failed_logins_exceeded
         logger.warning("Sign-in throttle unavailable (cache error); failure not counted", exc_info=True)
 
 
 class FailOpenScopedRateThrottle(ScopedRateThrottle):
     """DRF's scoped throttle, but a cache outage lets the request through (logged) instead of answering 500."""
 
-    def allow_request(self, request, view) -> bool:  # noqa: ANN001
+    def allow_request(self, request, view) -> bool:
         try:
             return super().allow_request(request, view)
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.warning("API throttle unavailable (cache error); allowing the request", exc_info=True)
             return True
 

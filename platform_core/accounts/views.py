@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -13,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from platform_core.accounts.forms import LoginForm, PasswordChangeForm
 from platform_core.accounts.middleware import SESSION_KEY
+from platform_core.accounts.requests import signed_in_user
 from platform_core.accounts.services import login_success_record, user_password_change
 
 
@@ -21,14 +25,14 @@ class LoginView(auth_views.LoginView):
     authentication_form = LoginForm
     redirect_authenticated_user = True
 
-    def get_context_data(self, **kwargs: object) -> dict:
+    def get_context_data(self, **kwargs: Any) -> dict:
         context = super().get_context_data(**kwargs)
         context["lockout_threshold"] = settings.VISUS_LOCKOUT_THRESHOLD
         context["lockout_minutes"] = settings.VISUS_LOCKOUT_MINUTES
         context["idle_minutes"] = settings.VISUS_IDLE_TIMEOUT_MINUTES
         return context
 
-    def form_valid(self, form: LoginForm) -> HttpResponse:
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         user = form.get_user()
         login_success_record(user=user)
         login(self.request, user)
@@ -47,12 +51,12 @@ def password_change(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user_password_change(
-                user=request.user,
+                user=signed_in_user(request),
                 old_password=form.cleaned_data["old_password"],
                 new_password=form.cleaned_data["new_password1"],
             )
         except ValidationError as exc:
-            if request.user.is_locked:
+            if signed_in_user(request).is_locked:
                 # Wrong current passwords lock the account like failed sign-ins; the session ends with it.
                 logout(request)
                 messages.error(request, exc.message_dict["old_password"][-1])
@@ -62,7 +66,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
                 for error in errors:
                     form.add_error(target if target in form.fields else None, error)
         else:
-            update_session_auth_hash(request, request.user)
+            update_session_auth_hash(request, signed_in_user(request))
             messages.success(request, "Your password was changed.")
             return redirect("home")
     return render(request, "accounts/password_change.html", {"form": form})

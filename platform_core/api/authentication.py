@@ -25,7 +25,7 @@ EXPIRED_MESSAGE = "token expired: sign in again"
 class ExpiringTokenAuthentication(TokenAuthentication):
     keyword = "Token"
 
-    def authenticate(self, request):  # noqa: ANN001, ANN201
+    def authenticate(self, request):
         self._background = is_background(request)
         return super().authenticate(request)
 

@@ -63,12 +63,12 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = error_body(
             status_code=status.HTTP_400_BAD_REQUEST,
             code="validation_error",
-            message=_first_message(detail) or "The request is not valid.",
-            fields=detail,
+            message=_first_message(fields) or "The request is not valid.",
+            fields=fields,
         )
     else:
         detail = getattr(exc, "detail", str(exc))

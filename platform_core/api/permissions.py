@@ -12,7 +12,7 @@ class HasAnyRole(BasePermission):
     roles: frozenset[str] = frozenset()
     message = "Your role does not allow this."
 
-    def has_permission(self, request, view) -> bool:  # noqa: ANN001
+    def has_permission(self, request, view) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and roles_of(user) & self.roles)
 

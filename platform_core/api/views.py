@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import NoReturn
+
 from django.contrib.auth import authenticate
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, generics, serializers
@@ -9,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from platform_core.accounts.models import Hospital, Membership, Role
+from platform_core.accounts.requests import signed_in_user
 from platform_core.accounts.selectors import hospitals_for, memberships_of
 from platform_core.accounts.services import api_token_issue, login_success_record
 from platform_core.accounts.throttling import (
@@ -46,7 +49,7 @@ class TokenObtainApi(APIView):
     class OutputSerializer(serializers.Serializer):
         token = serializers.CharField()
 
-    def throttled(self, request: Request, wait: float | None) -> None:
+    def throttled(self, request: Request, wait: float | None) -> NoReturn:
         raise exceptions.Throttled(wait, detail="Too many sign-in requests from your network address.")
 
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
@@ -85,7 +88,7 @@ class MeApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request: Request) -> Response:
-        user = request.user
+        user = signed_in_user(request)
         payload = {"id": user.id, "email": user.email, "full_name": user.full_name, "memberships": memberships_of(user)}
         return Response(self.OutputSerializer(payload).data)
 
@@ -102,8 +105,8 @@ class HospitalListApi(generics.ListAPIView):
     permission_classes = [IsMember]
     serializer_class = HospitalSerializer
 
-    def get_queryset(self):  # noqa: ANN201
-        return hospitals_for(self.request.user)
+    def get_queryset(self):
+        return hospitals_for(signed_in_user(self.request))
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
@@ -131,5 +134,5 @@ class AuditEventListApi(generics.ListAPIView):
     permission_classes = [roles_required(Role.TRIAL_MANAGER, Role.MONITOR)]
     serializer_class = AuditEventSerializer
 
-    def get_queryset(self):  # noqa: ANN201
-        return audit_events_for(self.request.user)
+    def get_queryset(self):
+        return audit_events_for(signed_in_user(self.request))

@@ -13,5 +13,5 @@ class AuditEventAdmin(ScopedAdminMixin, ReadOnlyAdmin):
     list_filter = ("action", "hospital_code")
     search_fields = ("object_id", "actor_email", "action")
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201
+    def scope(self, request, queryset):
         return queryset.filter(pk__in=audit_events_for(request.user).values("pk"))

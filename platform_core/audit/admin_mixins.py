@@ -61,16 +61,16 @@ class ServiceAdminMixin(admin.ModelAdmin):
     create_through_service: Callable[..., models.Model] | None = None
     update_through_service: Callable[..., models.Model] | None = None
 
-    def has_add_permission(self, request, *args: Any) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request, *args: Any) -> bool:
         return self.create_through_service is not None and super().has_add_permission(request, *args)
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return self.update_through_service is not None and super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
-    def save_model(self, request, obj, form, change) -> None:  # noqa: ANN001
+    def save_model(self, request, obj, form, change) -> None:
         from platform_core.errors import ApplicationError
 
         service = self.update_through_service if change else self.create_through_service
@@ -83,22 +83,22 @@ class ServiceAdminMixin(admin.ModelAdmin):
         obj.pk = saved.pk
         obj.refresh_from_db()
 
-    def save_related(self, request, form, formsets, change) -> None:  # noqa: ANN001
+    def save_related(self, request, form, formsets, change) -> None:
         """Many-to-many values and inline rows are the services' to write (see ``save_model``); inlines here
         are read-only, and nothing of a formset is saved (the admin's change message finds nothing new)."""
         for formset in formsets:
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
 
-    def get_inlines(self, request, obj):  # noqa: ANN001, ANN201
+    def get_inlines(self, request, obj):
         return super().get_inlines(request, obj) if obj is not None else []  # read-only rows of an existing object
 
-    def delete_model(self, request, obj) -> None:  # noqa: ANN001
+    def delete_model(self, request, obj) -> None:
         raise PermissionDenied
 
-    def delete_queryset(self, request, queryset) -> None:  # noqa: ANN001
+    def delete_queryset(self, request, queryset) -> None:
         raise PermissionDenied
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):  # noqa: ANN001, ANN201
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except ValidationError as exc:  # raised by save_model inside the admin's transaction, now rolled back
@@ -109,13 +109,13 @@ class ServiceAdminMixin(admin.ModelAdmin):
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Listed for oversight; written only by the services (which audit every change)."""
 
-    def has_add_permission(self, request, *args: Any) -> bool:  # noqa: ANN001
+    def has_add_permission(self, request, *args: Any) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -124,10 +124,10 @@ class ScopedAdminMixin(admin.ModelAdmin):
     AI outputs of trials they read. Superusers are platform operators and see every row (their every change
     goes through the audited services); the blinding still applies to them where they are also readers."""
 
-    def scope(self, request, queryset):  # noqa: ANN001, ANN201 - override: the rows a staff member may see
+    def scope(self, request, queryset):  # override: the rows a staff member may see
         return queryset.none()
 
-    def get_queryset(self, request):  # noqa: ANN001, ANN201
+    def get_queryset(self, request):
         queryset = super().get_queryset(request)
         return queryset if request.user.is_superuser else self.scope(request, queryset)
 
@@ -149,7 +149,7 @@ def reasoned_action(
 
     from platform_core.errors import ApplicationError
 
-    def action(modeladmin: admin.ModelAdmin, request, queryset):  # noqa: ANN001, ANN202
+    def action(modeladmin: admin.ModelAdmin, request, queryset):
         form = ReasonActionForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             reason = form.cleaned_data["reason"].strip()

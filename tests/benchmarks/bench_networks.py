@@ -191,7 +191,7 @@ def device_check(device: torch.device) -> int:
     )
 
     config = VFGlaucomaConfig.small()
-    from tests.diagnosis.helpers import pd_plot
+    from tests.support.networks import pd_plot
 
     plots = torch.from_numpy(np.stack([pd_plot([0.005 if p < i % 20 else 1.0 for p in range(54)]) for i in range(64)]))
     indices = torch.tensor([[90.0 - i % 20, -(i % 20) / 2, 2.0 + i % 20 / 3] for i in range(64)])

@@ -32,7 +32,7 @@ def main(readers: int = 30, cases: int = 2000, rounds: int = 5) -> None:
     try:
         from platform_core.accounts.models import Role
         from reading import services
-        from tests.factories import HospitalFactory, MembershipFactory, UserFactory, make_trial, member
+        from tests.support.factories import HospitalFactory, MembershipFactory, UserFactory, make_trial, member
         from trials.models import Case, Subject, TrialSite
 
         hospital = HospitalFactory(code="B01")

@@ -12,7 +12,7 @@ from demo import crossval
 from demo.seeding import DEMO_SUBJECTS, demo_visual_field_csv
 from demo.training import DEMO_DATA, train_demo_dr, train_demo_fundus_glaucoma, train_demo_vf
 from diagnosis.networks.inference import normalise_images
-from tests.diagnosis.helpers import use_test_threads
+from tests.support.networks import use_test_threads
 from trials.uploads.visual_field import parse_visual_field_csv
 
 

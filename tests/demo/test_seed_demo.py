@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.test import TestCase
 
 from platform_core.accounts.models import Hospital, User
-from tests.trials.test_uploads_service import stored_names
+from tests.support.storage import stored_names
 from trials.models import Case, CaseFile, Subject, Trial, VisualFieldResult
 
 

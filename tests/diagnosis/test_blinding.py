@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 from diagnosis.models import InferenceJob, Prediction
 from diagnosis.selectors import ai_visible_cases, case_inference_context, jobs_for, predictions_for
 from platform_core.accounts.models import Membership, Role
-from tests.diagnosis.registry_helpers import register_small_models
-from tests.factories import TrialWorld
+from tests.support.factories import TrialWorld
+from tests.support.registry import register_small_models
 from trials.selectors import ai_blinded_trial_ids, user_is_blinded_to_ai
 
 

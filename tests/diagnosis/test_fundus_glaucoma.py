@@ -18,10 +18,10 @@ from django.urls import reverse
 from PIL import Image
 
 from diagnosis.models import InferenceJob, ModelVersion, Prediction
+from diagnosis.networks.checkpoints import load_checkpoint
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet, locate_optic_disc
 from diagnosis.networks.fusion import GlaucomaEvidence, fuse_glaucoma
 from diagnosis.networks.inference import (
-    load_checkpoint,
     normalise_images,
     predict_fundus_glaucoma,
     prepare_for_inference,
@@ -35,11 +35,12 @@ from diagnosis.networks.synthetic import (
 )
 from diagnosis.registry import model_load
 from diagnosis.services import inference_run
-from diagnosis.training.core import fundus_tensors, trainable_parameters_without_gradient
+from diagnosis.training.core import fundus_tensors
 from diagnosis.training.runner import demo_fundus_glaucoma_plan, train_fundus_glaucoma_model
-from tests.diagnosis.helpers import use_test_threads
-from tests.diagnosis.registry_helpers import checkpoint_bytes, register_fundus_glaucoma_model
-from tests.diagnosis.test_inference_jobs import InferenceFixture
+from tests.support.inference import InferenceFixture
+from tests.support.networks import use_test_threads
+from tests.support.registry import checkpoint_bytes, register_fundus_glaucoma_model
+from tests.support.training import trainable_parameters_without_gradient
 from trials.services import case_set_status
 
 
@@ -253,7 +254,7 @@ class FundusGlaucomaJobTests(InferenceFixture, TestCase):
         self.assertEqual({c["modality"]: c["log_odds"] for c in fused["components"]}, expected.contributions)
 
     def test_an_unreliable_field_leaves_the_fundus_evidence_and_says_why(self):
-        from tests.trials.test_uploads_service import vf_csv
+        from tests.support.uploads import vf_csv
         from trials.file_services import case_file_upload
         from trials.services import case_create
 
@@ -282,12 +283,12 @@ def generated_photo_png() -> bytes:
 
 class TrainFundusGlaucomaFromTrialTests(TestCase):
     def tearDown(self):
-        from tests.diagnosis.test_training_commands import delete_stored_models_and_case_files
+        from tests.support.storage import delete_stored_models_and_case_files
 
         delete_stored_models_and_case_files()
 
     def test_the_trials_glaucoma_reference_drives_training(self):
-        from tests.factories import TrialWorld
+        from tests.support.factories import TrialWorld
         from trials.file_services import case_file_upload
         from trials.services import case_create
 

@@ -14,8 +14,8 @@ from diagnosis.calibration import fusion_calibration_fit
 from diagnosis.models import FusionCalibration, InferenceJob, JobStatus, Prediction
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
-from tests.diagnosis.registry_helpers import register_fundus_glaucoma_model
-from tests.factories import TrialWorld, enrol
+from tests.support.factories import TrialWorld, enrol
+from tests.support.registry import register_fundus_glaucoma_model
 from trials.services import case_create, reference_standard_record
 
 # Fundus network outputs of the labelled eyes: overconfident (glaucomatous ~0.9-0.99, healthy ~0.4-0.8).

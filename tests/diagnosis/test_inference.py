@@ -7,8 +7,8 @@ import torch
 from django.test import SimpleTestCase
 from PIL import Image
 
+from diagnosis.networks.checkpoints import CheckpointMismatch, load_checkpoint, load_state_dict_checked, save_checkpoint
 from diagnosis.networks.inference import (
-    CheckpointMismatch,
     FundusPrediction,
     ItemError,
     ViewGeometry,
@@ -16,19 +16,16 @@ from diagnosis.networks.inference import (
     VisualFieldPrediction,
     autocast_dtype,
     configure_threads,
-    load_checkpoint,
-    load_state_dict_checked,
     predict_fundus,
     predict_visual_fields,
     preprocess_fundus,
     run_in_batches,
-    save_checkpoint,
     select_device,
 )
 from diagnosis.networks.synthetic import generate_fundus
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
-from tests.diagnosis.helpers import pd_plot, use_test_threads
+from tests.support.networks import pd_plot, use_test_threads
 
 
 def widescreen_photo() -> np.ndarray:

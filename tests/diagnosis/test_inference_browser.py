@@ -11,12 +11,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from diagnosis.models import InferenceJob
-from tests.diagnosis.registry_helpers import register_fundus_glaucoma_model, register_small_models
-from tests.diagnosis.test_inference_jobs import InferenceFixture
-from tests.factories import TEST_PASSWORD, TrialWorld
-from tests.support import BrowserTestCase, LiveWorker, require_redis_broker
-from tests.trials import image_factories
-from tests.trials.test_uploads_service import stored_names, vf_csv
+from tests.support import BrowserTestCase, LiveWorker, image_factories, require_redis_broker
+from tests.support.factories import TEST_PASSWORD, TrialWorld
+from tests.support.inference import InferenceFixture
+from tests.support.registry import register_fundus_glaucoma_model, register_small_models
+from tests.support.storage import stored_names
+from tests.support.uploads import vf_csv
 
 
 @tag("browser", "redis", "worker")

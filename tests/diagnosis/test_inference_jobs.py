@@ -15,32 +15,12 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from diagnosis.models import InferenceJob, Prediction
-from diagnosis.registry import clear_model_cache
 from diagnosis.services import inference_run
-from tests.diagnosis.registry_helpers import register_small_models
-from tests.factories import TrialWorld
-from tests.support import LiveWorker, require_rabbitmq, require_redis_broker
-from tests.trials import image_factories
-from tests.trials.test_uploads_service import stored_names, vf_csv
+from tests.support import LiveWorker, image_factories, require_rabbitmq, require_redis_broker
+from tests.support.inference import InferenceFixture
+from tests.support.uploads import vf_csv
 from trials.file_services import case_file_upload
 from trials.services import case_create, case_set_status
-
-
-class InferenceFixture:
-    def build(self, *, vf_fp: int = 3):
-        self.before_objects = stored_names("cases") | stored_names("models") | stored_names("predictions")
-        clear_model_cache()
-        self.w = TrialWorld(modalities=("fundus", "visual_field"))
-        self.dr, self.vf = register_small_models()
-        self.case = self.w.case1
-        case_file_upload(actor=self.w.coord1, case=self.case, data=image_factories.plain_png(400, 300))
-        case_file_upload(actor=self.w.coord1, case=self.case, data=vf_csv("OD", fp=vf_fp))
-
-    def cleanup(self):
-        clear_model_cache()
-        after = stored_names("cases") | stored_names("models") | stored_names("predictions")
-        for name in after - self.before_objects:
-            default_storage.delete(name)
 
 
 class JobQueueTests(InferenceFixture, TestCase):
@@ -167,7 +147,9 @@ class BatchingTests(InferenceFixture, TestCase):
         for case_file in broken.files.all():
             default_storage.delete(case_file.content.name)
         first = InferenceJob.objects.filter(model_version=self.dr).order_by("created_at").first()
-        counts = inference_run(job_pk=str(first.pk), task_id="batch-1", batch_size=8)
+        with self.assertLogs("diagnosis.services", "WARNING") as logged:
+            counts = inference_run(job_pk=str(first.pk), task_id="batch-1", batch_size=8)
+        self.assertIn("failed: FileNotFoundError", logged.output[0])
         self.assertEqual((counts["succeeded"], counts["failed"]), (3, 1))
         failed = InferenceJob.objects.get(case=broken, model_version=self.dr)
         self.assertEqual(failed.status, "failed")
@@ -216,7 +198,8 @@ class CasePageInferenceTests(InferenceFixture, TestCase):
         job = InferenceJob.objects.get(model_version=self.dr)
         for case_file in self.case.files.filter(modality="fundus"):
             default_storage.delete(case_file.content.name)
-        inference_run(job_pk=str(job.pk), task_id="t")
+        with self.assertLogs("diagnosis.services", "WARNING"):
+            inference_run(job_pk=str(job.pk), task_id="t")
         client = APIClient()
         client.force_authenticate(self.w.coord1)
         jobs = client.get(reverse("api:diagnosis:case-job-list", args=[self.case.pk])).json()

@@ -21,10 +21,10 @@ from diagnosis.services import inference_run
 from platform_core.accounts.models import Membership, Role
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
-from tests.diagnosis.registry_helpers import CARD, checkpoint_bytes, small_dr_network
-from tests.diagnosis.test_inference_jobs import InferenceFixture
-from tests.trials import image_factories
-from tests.trials.test_uploads_service import stored_names
+from tests.support import image_factories
+from tests.support.inference import InferenceFixture
+from tests.support.registry import CARD, checkpoint_bytes, small_dr_network
+from tests.support.storage import stored_names
 from trials.file_services import case_file_upload
 from trials.services import case_create, case_set_status
 
@@ -72,8 +72,12 @@ class BatchFailureTests(InferenceFixture, TestCase):
                 raise OSError("storage refused the write")
             return save_private(*args, **kwargs)
 
-        with mock.patch("diagnosis.services.save_private", side_effect=flaky):
+        with (
+            mock.patch("diagnosis.services.save_private", side_effect=flaky),
+            self.assertLogs("diagnosis.services", "WARNING") as logged,
+        ):
             counts = inference_run(job_pk=str(self.first.pk), task_id="t", batch_size=8)
+        self.assertIn("failed: the result could not be stored", logged.output[0])
         self.assertEqual((counts["succeeded"], counts["failed"]), (2, 1))
         self.assertEqual(self.statuses(), ["failed", "succeeded", "succeeded"])
         failed = InferenceJob.objects.get(model_version=self.dr, status="failed")
@@ -84,8 +88,10 @@ class BatchFailureTests(InferenceFixture, TestCase):
         with (
             mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=RuntimeError("CUDA error: OOM")),
             self.assertRaises(RuntimeError),
+            self.assertLogs("diagnosis.services", "WARNING") as logged,
         ):
             inference_run(job_pk=str(self.first.pk), task_id="t", batch_size=8)
+        self.assertEqual(len(logged.output), 3)
         self.assertEqual(self.statuses(), ["failed", "failed", "failed"])
         for job in InferenceJob.objects.filter(model_version=self.dr):
             self.assertIn("the batch stopped: RuntimeError: CUDA error: OOM", job.error)
@@ -94,8 +100,9 @@ class BatchFailureTests(InferenceFixture, TestCase):
     def test_the_time_limit_stops_the_batch_instead_of_failing_one_item(self):
         # Raised inside the network's forward step, where run_in_batches would isolate an ordinary error.
         with mock.patch("diagnosis.networks.inference.FundusPrediction", side_effect=SoftTimeLimitExceeded()):
-            with self.assertRaises(SoftTimeLimitExceeded):
+            with self.assertRaises(SoftTimeLimitExceeded), self.assertLogs("diagnosis.services", "WARNING") as logged:
                 inference_run(job_pk=str(self.first.pk), task_id="t", batch_size=8)
+        self.assertIn("failed: the worker's time limit ran out", logged.output[0])
         self.assertEqual(self.statuses(), ["failed", "failed", "failed"])
         self.assertEqual(
             set(InferenceJob.objects.filter(model_version=self.dr).values_list("error", flat=True)),
@@ -105,7 +112,7 @@ class BatchFailureTests(InferenceFixture, TestCase):
     def test_a_failed_job_runs_again_when_the_case_is_completed_again(self):
         job = InferenceJob.objects.get(case=self.case, model_version=self.dr)
         with mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=RuntimeError("boom")):
-            with self.assertRaises(RuntimeError):
+            with self.assertRaises(RuntimeError), self.assertLogs("diagnosis.services", "WARNING"):
                 inference_run(job_pk=str(job.pk), task_id="t", batch_size=1)
         job.refresh_from_db()
         self.assertEqual(job.status, "failed")
@@ -142,6 +149,7 @@ class RetryAndTimeLimitTests(InferenceFixture, TestCase):
         with (
             mock.patch("diagnosis.networks.inference.predict_visual_fields", side_effect=ConnectionError("again")),
             self.assertRaises(ConnectionError),
+            self.assertLogs("diagnosis.services", "WARNING"),
         ):
             inference_run(job_pk=str(other.pk), task_id="t2", retryable=(ConnectionError,), final_attempt=True)
         other.refresh_from_db()
@@ -151,6 +159,7 @@ class RetryAndTimeLimitTests(InferenceFixture, TestCase):
         with (
             mock.patch("diagnosis.services._fundus_image", side_effect=SoftTimeLimitExceeded()),
             self.assertRaises(SoftTimeLimitExceeded),
+            self.assertLogs("diagnosis.services", "WARNING"),
         ):
             inference_run(job_pk=str(self.job.pk), task_id="t")
         self.job.refresh_from_db()

@@ -15,7 +15,7 @@ from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
 from diagnosis.registry import ModelIntegrityError, clear_model_cache, model_load, model_register, model_set_status
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
-from tests.diagnosis.registry_helpers import CARD, checkpoint_bytes, small_dr_network, small_vf_network
+from tests.support.registry import CARD, checkpoint_bytes, small_dr_network, small_vf_network
 
 
 class RegistryTests(TestCase):
@@ -176,7 +176,7 @@ class RegistryAdminTests(TestCase):
             default_storage.delete(model.weights.name)
 
     def test_admin_registers_a_checkpoint_and_reports_a_bad_one(self):
-        from tests.factories import UserFactory
+        from tests.support.factories import UserFactory
 
         admin = UserFactory(is_staff=True, is_superuser=True)
         self.client.force_login(admin)

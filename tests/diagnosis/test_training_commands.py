@@ -11,7 +11,8 @@ from django.test import SimpleTestCase, TestCase
 from diagnosis.models import ModelVersion
 from diagnosis.registry import model_load
 from diagnosis.training.runner import demo_dr_plan, train_dr
-from tests.trials import image_factories
+from tests.support import image_factories
+from tests.support.storage import delete_stored_models_and_case_files
 
 
 class TrainingReproducibilityTests(SimpleTestCase):
@@ -90,24 +91,12 @@ class TrainModelCommandTests(TestCase):
         self.assertFalse(ModelVersion.objects.exists())
 
 
-def delete_stored_models_and_case_files() -> None:
-    """Test clean-up: the weights and case files the test's rows point to (storage is not rolled back)."""
-    from trials.models import CaseFile
-
-    for model in ModelVersion.objects.all():
-        default_storage.delete(model.weights.name)
-    for case_file in CaseFile.objects.all():
-        for name in (case_file.content.name, case_file.preview.name, case_file.thumbnail.name):
-            if name:
-                default_storage.delete(name)
-
-
 class TrainFromTrialReferenceTests(TestCase):
     def tearDown(self):
         delete_stored_models_and_case_files()
 
     def test_imported_reference_standard_drives_training_on_a_trial(self):
-        from tests.factories import TrialWorld
+        from tests.support.factories import TrialWorld
         from trials.file_services import case_file_upload
         from trials.services import case_create
 

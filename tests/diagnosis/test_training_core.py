@@ -9,17 +9,15 @@ from diagnosis.training.core import (
     DRTrainingPlan,
     VFTrainingPlan,
     fundus_tensors,
-    lesion_recall,
     predict_zoom_in_net,
-    random_box_recall,
     roc_auc,
     seed_everything,
-    train_demo_dr_model,
     train_vf_glaucoma,
     train_zoom_in_net,
 )
 from diagnosis.training.vf_indices import indices_only_scores, warm_start_index_head
-from tests.diagnosis.helpers import fundus_set, glaucoma_like_fields, use_test_threads
+from tests.support.networks import fundus_set, glaucoma_like_fields, use_test_threads
+from tests.support.training import lesion_recall, random_box_recall, train_demo_dr_model
 
 ONE_EPOCH_EACH = DRTrainingPlan(m_epochs=1, a_epochs=1, c_epochs=1, joint_epochs=1, batch_size=8)
 CPU = torch.device("cpu")  # the reproducibility promise is for CPU runs

@@ -3,7 +3,8 @@ import math
 from django.test import SimpleTestCase
 
 from diagnosis.networks.synthetic import generate_fundus_set
-from diagnosis.training.core import lesion_recall, quadratic_weighted_kappa, random_box_recall, roc_auc
+from diagnosis.training.core import quadratic_weighted_kappa, roc_auc
+from tests.support.training import lesion_recall, random_box_recall
 
 
 class QuadraticWeightedKappaTests(SimpleTestCase):

@@ -12,8 +12,9 @@ from PIL import Image
 from diagnosis.management.commands.train_model import trial_visual_fields
 from diagnosis.networks.inference import VisualFieldItem, normalise_images, preprocess_visual_field
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig
-from tests.factories import TrialWorld
-from tests.trials.test_uploads_service import stored_names, vf_csv
+from tests.support.factories import TrialWorld
+from tests.support.storage import stored_names
+from tests.support.uploads import vf_csv
 from trials.file_services import case_file_upload
 from trials.models import VisualFieldResult
 from trials.services import reference_standard_record

@@ -6,7 +6,7 @@ from django.test import SimpleTestCase
 
 from demo.training import demo_visual_fields
 from diagnosis.training.runner import reliable_training_fields
-from tests.trials.test_uploads_service import UploadTestCase, vf_csv
+from tests.support.uploads import UploadTestCase, vf_csv
 from trials.services import reference_standard_record
 from trials.uploads.visual_field import reliability
 

@@ -4,9 +4,12 @@ import torch
 from django.test import SimpleTestCase
 from torchvision.models import vgg16
 
-from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
-from diagnosis.training.core import trainable_parameters_without_gradient
-from tests.diagnosis.helpers import use_test_threads
+from diagnosis.networks.vf_glaucoma import (
+    VFGlaucomaConfig,
+    VFGlaucomaNet,
+)
+from tests.support.networks import use_test_threads
+from tests.support.training import trainable_parameters_without_gradient
 
 
 class VFGlaucomaNetTests(SimpleTestCase):

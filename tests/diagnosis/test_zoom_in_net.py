@@ -2,7 +2,7 @@ import dataclasses
 import json
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from django.test import SimpleTestCase
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -15,8 +15,8 @@ from diagnosis.networks.zoom_in_net import (
     disease_evidence,
     select_attention_peaks,
 )
-from diagnosis.training.core import trainable_parameters_without_gradient
-from tests.diagnosis.helpers import use_test_threads
+from tests.support.networks import use_test_threads
+from tests.support.training import trainable_parameters_without_gradient
 
 
 class ZoomInNetOutputTests(SimpleTestCase):

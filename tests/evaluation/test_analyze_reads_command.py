@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import SimpleTestCase
 
-from tests.evaluation.helpers import DATA, assert_printed
+from tests.support.evaluation import DATA, assert_printed
 
 VAN_DYKE = str(DATA / "vandyke_mrmc.csv")
 

@@ -7,7 +7,7 @@ from django.test import SimpleTestCase
 from sklearn.metrics import cohen_kappa_score
 
 from evaluation.stats.kappa import cohen_kappa, cohen_kappa_table, fleiss_kappa, fleiss_kappa_counts
-from tests.evaluation.helpers import assert_printed
+from tests.support.evaluation import assert_printed
 
 # Agresti's SexualFun table (husband's rating x wife's), as shipped in R's vcd; vcd::Kappa(SexualFun) prints
 # unweighted 0.1293 (ASE 0.06860, z 1.885, p 0.059387) and equal-spacing weighted 0.2374 (ASE 0.07832, z 3.031,

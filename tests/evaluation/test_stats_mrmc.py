@@ -6,7 +6,7 @@ import numpy as np
 from django.test import SimpleTestCase
 
 from evaluation.stats.mrmc import foms_and_jackknife, or_mrmc, or_mrmc_readers_vs_standalone
-from tests.evaluation.helpers import assert_printed, load_reads
+from tests.support.evaluation import assert_printed, load_reads
 
 
 class VanDykeJackknifeTests(SimpleTestCase):

@@ -8,7 +8,7 @@ from scipy import stats as sps
 
 from evaluation.stats.mrmc import VarianceComponents, or_mrmc
 from evaluation.stats.power import cases_for_power, or_power, readers_for_power, study_plan
-from tests.evaluation.helpers import assert_printed, load_reads
+from tests.support.evaluation import assert_printed, load_reads
 
 
 def simulated_power(components: VarianceComponents, effect: float, readers: int, cases: int, runs: int, seed: int):

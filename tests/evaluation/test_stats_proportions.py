@@ -6,7 +6,7 @@ from django.test import SimpleTestCase
 from scipy.stats import binomtest
 
 from evaluation.stats.proportions import clopper_pearson_interval, diagnostic_metrics, proportion, wilson_interval
-from tests.evaluation.helpers import assert_printed
+from tests.support.evaluation import assert_printed
 
 # successes, total, Wilson (lower, upper), Clopper-Pearson (lower, upper): Newcombe 1998, Table I.
 NEWCOMBE_1998 = [

@@ -8,7 +8,7 @@ import numpy as np
 from django.test import SimpleTestCase
 
 from evaluation.stats.reads import ReadsCsvError, parse_reads_csv
-from tests.evaluation.helpers import load_reads
+from tests.support.evaluation import load_reads
 
 GOOD = """reader,modality,case,truth,rating
 r1,A,c1,0,1

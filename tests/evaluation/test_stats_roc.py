@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from evaluation.stats.roc import auc_delong, delong_covariance, delong_paired_test, placements, roc_curve
-from tests.evaluation.helpers import DATA, assert_printed
+from tests.support.evaluation import DATA, assert_printed
 
 
 def load_asah() -> dict[str, np.ndarray]:

@@ -1,3 +1,4 @@
+import contextlib
 from datetime import timedelta
 from unittest import mock
 
@@ -12,7 +13,9 @@ from platform_core.accounts.models import Hospital, Membership, Role, User
 from platform_core.accounts.selectors import hospitals_for, scope_to_memberships
 from platform_core.accounts.services import user_create
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, HospitalFactory, MembershipFactory, UserFactory, member
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, MembershipFactory, UserFactory, member
+
+LOCK_LOGGER = "platform_core.accounts.services"  # logs each lock (a warning an operator should see)
 
 ARGON2_FIRST = ["django.contrib.auth.hashers.Argon2PasswordHasher", "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 
@@ -89,8 +92,11 @@ class LockoutTests(TestCase):
         self.user = UserFactory(email="reader@visus.example")
 
     def fail_login(self, times):
-        for _ in range(times):
-            self.client.post(reverse("accounts:login"), {"username": "reader@visus.example", "password": "nope"})
+        """Wrong passwords; the one that reaches the threshold locks the account, which is logged."""
+        locks = times >= settings.VISUS_LOCKOUT_THRESHOLD
+        with self.assertLogs(LOCK_LOGGER, "WARNING") if locks else contextlib.nullcontext():
+            for _ in range(times):
+                self.client.post(reverse("accounts:login"), {"username": "reader@visus.example", "password": "nope"})
 
     def test_account_locks_after_repeated_failures_even_with_the_right_password(self):
         self.fail_login(3)

@@ -20,7 +20,7 @@ from platform_core.accounts.models import Hospital, Membership, Role, User
 from platform_core.accounts.staff_groups import TRIAL_MANAGERS
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.selectors import audit_events_for
-from tests.factories import TEST_PASSWORD, HospitalFactory, TrialWorld, make_trial, member
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, TrialWorld, make_trial, member
 from trials.models import Trial, TrialSite
 from trials.selectors import cases_for, subjects_for
 
@@ -496,7 +496,7 @@ class AdminScopeTests(TestCase):
 
     def test_predictions_are_hidden_from_staff_who_read_the_trial(self):
         from diagnosis.models import InferenceJob, Prediction
-        from tests.diagnosis.registry_helpers import register_small_models
+        from tests.support.registry import register_small_models
 
         dr, _ = register_small_models()
         job = InferenceJob.objects.create(case=self.w.case1, model_version=dr, status="succeeded")
@@ -523,6 +523,8 @@ class AdminSignInTests(TestCase):
         self.staff.save(update_fields=["is_staff"])
 
     def test_admin_login_goes_through_the_audited_login_page(self):
+        from tests.support.factories import TEST_PASSWORD
+
         response = self.client.get("/admin/login/?next=/admin/trials/")
         self.assertRedirects(response, "/accounts/login/?next=%2Fadmin%2Ftrials%2F", fetch_redirect_response=False)
         response = self.client.post(
@@ -541,7 +543,7 @@ class AdminSignInTests(TestCase):
 
 class ModelVersionAdminTests(SuperuserAdminTestCase):
     def test_retiring_a_model_asks_for_the_reason_model_set_status_records(self):
-        from tests.diagnosis.registry_helpers import register_small_models
+        from tests.support.registry import register_small_models
 
         dr, vf = register_small_models()
         self.addCleanup(lambda: [default_storage.delete(m.weights.name) for m in (dr, vf)])

@@ -23,7 +23,7 @@ from django.urls import NoReverseMatch, reverse
 
 from platform_core.accounts.models import Role, User
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, HospitalFactory, TrialWorld
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, TrialWorld
 
 SECRET_LIKE = re.compile(r"pass|token|key|secret", re.IGNORECASE)
 EXTRA_SECRET_FIELDS = ("password", "api_token", "api_key", "secret")
@@ -42,7 +42,7 @@ class RecordingHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def recorded_logs():  # noqa: ANN201
+def recorded_logs():
     """Every record of the project's and Django's loggers at DEBUG and above (the test runner quietens
     django.request to ERROR; here it speaks), and of any other logger at its own level; recorded, not printed."""
     handler = RecordingHandler()
@@ -65,7 +65,7 @@ def recorded_logs():  # noqa: ANN201
             logger.propagate = propagate
 
 
-def form_values(page) -> dict[str, Any]:  # noqa: ANN001
+def form_values(page) -> dict[str, Any]:
     """What the browser would post back unchanged: the form's initial values."""
     data: dict[str, Any] = {}
     adminform = page.context["adminform"].form
@@ -93,7 +93,7 @@ def form_values(page) -> dict[str, Any]:  # noqa: ANN001
 
 class AdminSecretWalkTests(TestCase):
     def setUp(self):
-        from tests.diagnosis.registry_helpers import register_small_models
+        from tests.support.registry import register_small_models
 
         self.w = TrialWorld()
         self.root = User.objects.create_superuser(email="root@visus.example", password=TEST_PASSWORD, full_name="Root")
@@ -121,7 +121,7 @@ class AdminSecretWalkTests(TestCase):
 
     def valid_add_data(self, model: type) -> dict[str, Any]:
         """Enough for each known add page to succeed, so the walk reaches the services' audit events."""
-        from tests.diagnosis.registry_helpers import checkpoint_bytes, small_dr_network
+        from tests.support.registry import checkpoint_bytes, small_dr_network
 
         label = model._meta.label_lower
         if label == "accounts.user":
@@ -165,7 +165,7 @@ class AdminSecretWalkTests(TestCase):
             }
         return {}
 
-    def type_secrets(self, page, data: dict[str, Any], where: str) -> dict[str, Any]:  # noqa: ANN001
+    def type_secrets(self, page, data: dict[str, Any], where: str) -> dict[str, Any]:
         form = page.context["adminform"].form
         from django import forms
 
@@ -212,7 +212,7 @@ class AdminSecretWalkTests(TestCase):
                 walked.add(name)
         return walked
 
-    def request_for_root(self):  # noqa: ANN201
+    def request_for_root(self):
         from django.test import RequestFactory
 
         request = RequestFactory().get("/admin/")
@@ -318,7 +318,7 @@ class ServiceSecretTests(TestCase):
             user_password_set,
         )
         from platform_core.errors import ApplicationError
-        from tests.factories import enrol
+        from tests.support.factories import enrol
 
         secrets = [f"Sv{n:03d}-pQ4r-Lm8x-secret" for n in range(10)]
         with recorded_logs() as handler:

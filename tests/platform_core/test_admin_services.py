@@ -19,7 +19,7 @@ from platform_core.accounts.services import (
 )
 from platform_core.accounts.staff_groups import TRIAL_MANAGERS
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, HospitalFactory, UserFactory
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, UserFactory
 
 NEW_PASSWORD = "a-Fresh-pass-2026"
 

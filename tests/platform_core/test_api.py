@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from platform_core.accounts.models import ApiToken, Role
 from platform_core.accounts.services import api_token_digest
 from platform_core.audit.services import audit_record
-from tests.factories import TEST_PASSWORD, HospitalFactory, UserFactory, member
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, UserFactory, member
 
 
 class SchemaTests(TestCase):

@@ -4,7 +4,7 @@ from unittest import mock
 
 from django.test import TestCase
 
-from tests.factories import TrialWorld
+from tests.support.factories import TrialWorld
 
 
 class ApiErrorPagesTests(TestCase):

@@ -10,8 +10,8 @@ from platform_core.accounts.services import hospital_create, membership_grant, m
 from platform_core.audit.chain import GENESIS_HASH
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_record, audit_verify, diff
-from tests.factories import UserFactory
 from tests.support import require_postgresql
+from tests.support.factories import UserFactory
 
 
 def verify_command() -> tuple[int, str]:

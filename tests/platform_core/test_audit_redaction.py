@@ -15,8 +15,8 @@ from platform_core.accounts.services import hospital_create
 from platform_core.audit.chain import payload_digest
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_record, audit_redact, audit_verify, redaction_marker
-from tests.factories import UserFactory, member
 from tests.support import require_postgresql
+from tests.support.factories import UserFactory, member
 
 SECRET = "Tr0ub4dor-3-typed-in-a-note"
 
@@ -294,7 +294,7 @@ class ChainMigrationTests(TestCase):
         self.run_migration(migration.backwards)  # the trail as it was before 0004
         self.old_head = migration.verify_v1(AuditEvent)
 
-    def run_migration(self, function) -> None:  # noqa: ANN001
+    def run_migration(self, function) -> None:
         with connection.schema_editor() as editor:
             function(apps, editor)
 

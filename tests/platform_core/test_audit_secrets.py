@@ -17,7 +17,7 @@ from platform_core.accounts.services import (
     user_password_change,
 )
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, UserFactory
+from tests.support.factories import TEST_PASSWORD, UserFactory
 
 
 class _Everything(logging.Handler):

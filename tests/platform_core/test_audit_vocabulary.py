@@ -22,7 +22,7 @@ from platform_core.audit.vocabulary import (
     registered_actions,
     registered_auditable_fields,
 )
-from tests.factories import HospitalFactory, UserFactory, make_trial, member
+from tests.support.factories import HospitalFactory, UserFactory, make_trial, member
 from trials.models import Trial
 
 

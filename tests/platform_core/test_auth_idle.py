@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from platform_core.accounts.models import Role
-from tests.factories import TEST_PASSWORD, HospitalFactory, member
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, member
 
 
 @override_settings(VISUS_IDLE_TIMEOUT_MINUTES=30)

@@ -18,7 +18,7 @@ from platform_core.accounts.backends import LockoutModelBackend
 from platform_core.accounts.models import User
 from platform_core.accounts.services import user_password_change
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, UserFactory
+from tests.support.factories import TEST_PASSWORD, UserFactory
 
 EMAIL = "reader@visus.example"
 
@@ -44,8 +44,12 @@ class ConcurrentGuessTests(TestCase):
                     LockoutModelBackend().authenticate(None, username=EMAIL, password=f"guess{n}")
             return real_check(user, raw_password)
 
-        with mock.patch.object(User, "check_password", slow_check):
+        with (
+            mock.patch.object(User, "check_password", slow_check),
+            self.assertLogs("platform_core.accounts.services", "WARNING") as logged,
+        ):
             LockoutModelBackend().authenticate(None, username=EMAIL, password="first-guess")
+        self.assertIn("locked after 5 failed sign-ins", logged.output[0])
         self.assertEqual(len(checked), 5)
         self.user.refresh_from_db()
         self.assertTrue(self.user.is_locked)
@@ -62,12 +66,13 @@ class ConcurrentGuessTests(TestCase):
         self.assertEqual(events("user.lock", self.user), 0)
 
     def test_after_the_lock_expires_one_more_wrong_password_locks_again(self):
-        for n in range(5):
-            LockoutModelBackend().authenticate(None, username=EMAIL, password=f"guess{n}")
-        with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(minutes=16)):
-            LockoutModelBackend().authenticate(None, username=EMAIL, password="guess-again")
-            self.user.refresh_from_db()
-            self.assertTrue(self.user.is_locked)
+        with self.assertLogs("platform_core.accounts.services", "WARNING"):  # locked, then locked again
+            for n in range(5):
+                LockoutModelBackend().authenticate(None, username=EMAIL, password=f"guess{n}")
+            with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(minutes=16)):
+                LockoutModelBackend().authenticate(None, username=EMAIL, password="guess-again")
+                self.user.refresh_from_db()
+                self.assertTrue(self.user.is_locked)
         self.assertEqual(events("user.lock", self.user), 2)
 
 
@@ -89,7 +94,10 @@ class ThreadedGuessTests(TransactionTestCase):
             finally:
                 connection.close()
 
-        with mock.patch.object(User, "check_password", slow_check):
+        with (
+            mock.patch.object(User, "check_password", slow_check),
+            self.assertLogs("platform_core.accounts.services", "WARNING"),  # the lock is logged
+        ):
             threads = [threading.Thread(target=guess, args=(n,)) for n in range(10)]
             for thread in threads:
                 thread.start()
@@ -106,8 +114,9 @@ class EnumerationTests(TestCase):
     def setUp(self):
         cache.clear()
         self.user = UserFactory(email=EMAIL)
-        for _ in range(3):
-            self.client.post(reverse("accounts:login"), {"username": EMAIL, "password": "nope"})
+        with self.assertLogs("platform_core.accounts.services", "WARNING"):  # the lock is logged
+            for _ in range(3):
+                self.client.post(reverse("accounts:login"), {"username": EMAIL, "password": "nope"})
         self.user.refresh_from_db()
         self.assertTrue(self.user.is_locked)
 
@@ -173,7 +182,8 @@ class PasswordChangeLockoutTests(TestCase):
     def test_repeated_wrong_current_passwords_lock_the_account_and_end_the_session(self):
         self.change("wrong-1")
         self.change("wrong-2")
-        response = self.change("wrong-3")
+        with self.assertLogs("platform_core.accounts.services", "WARNING"):  # the lock is logged
+            response = self.change("wrong-3")
         self.assertRedirects(response, reverse("accounts:login"))
         self.user.refresh_from_db()
         self.assertTrue(self.user.is_locked)

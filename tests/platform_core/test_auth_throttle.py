@@ -6,7 +6,7 @@ from django.test import TestCase, override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from tests.factories import TEST_PASSWORD, UserFactory
+from tests.support.factories import TEST_PASSWORD, UserFactory
 
 
 class TokenEndpointThrottleTests(TestCase):
@@ -56,7 +56,9 @@ class FailedSignInThrottleTests(TestCase):
     def test_failed_page_sign_ins_from_one_address_are_throttled(self):
         for n in range(3):
             self.login(f"guess{n}@visus.example", "nope")
-        response = self.login("coord@visus.example", TEST_PASSWORD)
+        with self.assertLogs("platform_core.accounts.throttling", "WARNING") as logged:  # refusals are logged
+            response = self.login("coord@visus.example", TEST_PASSWORD)
+        self.assertIn("Sign-in refused: too many failed sign-ins from 127.0.0.1", logged.output[0])
         self.assertEqual(response.status_code, 200)
         self.assertContains(response, "Too many failed sign-ins from your network address")
         self.assertNotIn("_auth_user_id", self.client.session)
@@ -72,9 +74,12 @@ class FailedSignInThrottleTests(TestCase):
     def test_failed_api_sign_ins_count_too(self):
         for n in range(3):
             self.login(f"guess{n}@visus.example", "nope")
-        response = APIClient().post(
-            reverse("api:core:token-obtain"), {"email": "coord@visus.example", "password": TEST_PASSWORD}, format="json"
-        )
+        with self.assertLogs("platform_core.accounts.throttling", "WARNING"):
+            response = APIClient().post(
+                reverse("api:core:token-obtain"),
+                {"email": "coord@visus.example", "password": TEST_PASSWORD},
+                format="json",
+            )
         self.assertEqual(response.status_code, 429)
         self.assertEqual(response.json()["error"]["code"], "throttled")
 

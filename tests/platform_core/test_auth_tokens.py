@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from platform_core.accounts.models import ApiToken, Role, User
 from platform_core.accounts.services import user_password_change
 from platform_core.audit.models import AuditEvent
-from tests.factories import TEST_PASSWORD, HospitalFactory, member
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, member
 
 EXPIRED = {"error": {"status": 401, "code": "token_expired", "message": "token expired: sign in again"}}
 
@@ -102,8 +102,9 @@ class ApiTokenLifetimeTests(TestCase):
         self.assertEqual(self.me().status_code, 401)
 
     def test_lock_out_deletes_the_tokens(self):
-        for _ in range(3):
-            self.sign_in(password="wrong")
+        with self.assertLogs("platform_core.accounts.services", "WARNING"):  # the lock is logged
+            for _ in range(3):
+                self.sign_in(password="wrong")
         self.user.refresh_from_db()
         self.assertTrue(self.user.is_locked)
         self.assertFalse(ApiToken.objects.filter(user=self.user).exists())

@@ -10,7 +10,7 @@ from django.urls import reverse
 from platform_core.accounts.admin import UserCreationForm
 from platform_core.accounts.models import User
 from platform_core.accounts.selectors import user_by_email
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
 
 migration = importlib.import_module("platform_core.accounts.migrations.0002_api_tokens_email_ci")
 

@@ -7,8 +7,8 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from platform_core.accounts.models import Role
-from tests.factories import TEST_PASSWORD, HospitalFactory, member
 from tests.support import BrowserTestCase
+from tests.support.factories import TEST_PASSWORD, HospitalFactory, member
 
 
 @tag("browser")

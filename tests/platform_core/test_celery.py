@@ -120,7 +120,7 @@ class EmbeddedBrokerTests(SimpleTestCase):
             "finally:\n"
             "    worker.stop()\n"
         )
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
         )
         self.assertIn("EMBEDDED-OK 300", result.stdout, result.stdout[-3000:] + result.stderr[-3000:])

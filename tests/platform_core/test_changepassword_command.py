@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command, get_commands
 from django.test import TestCase
 
 from platform_core.audit.models import AuditEvent
-from tests.factories import UserFactory
+from tests.support.factories import UserFactory
 
 SECRET = "Console-Secret-Passphrase-7731"
 

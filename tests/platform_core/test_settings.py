@@ -26,7 +26,7 @@ def run_django(args: list[str], env_overrides: dict[str, str]) -> subprocess.Com
     env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG", "PYTHONPATH"}}
     env["VISUS_DATA_DIR"] = tempfile.mkdtemp(prefix="visus-settings-")
     env.update(env_overrides)
-    return subprocess.run(  # noqa: S603
+    return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
 

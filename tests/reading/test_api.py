@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from platform_core.audit.models import AuditEvent
 from reading import services
 from reading.models import Adjudication, LesionMark, Read
-from tests.reading.helpers import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
+from tests.support.reading import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
 
 
 class ApiTestCase(TestCase):
@@ -245,7 +245,7 @@ class AdjudicationApiTests(ApiTestCase):
 
 class SchemaTests(TestCase):
     def test_the_schema_documents_every_reading_endpoint(self):
-        from tests.factories import UserFactory
+        from tests.support.factories import UserFactory
 
         client = APIClient()
         client.force_authenticate(UserFactory())

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from reading import services
 from reading.models import Adjudication
-from tests.reading.helpers import ReadingWorld
-from tests.trials.test_site_isolation import fill, walk
+from tests.support.reading import ReadingWorld
+from tests.support.urls import fill, walk
 from trials.services import reference_standard_record
 
 SHOWS_NO_TRIAL_DATA = "shows no subject, case, read, reference or AI data"
@@ -102,7 +102,7 @@ ADMIN_DECISION = "admin/"
 class BlindingWalkTests(TestCase):
     def setUp(self):
         from diagnosis.models import InferenceJob, Prediction
-        from tests.diagnosis.registry_helpers import register_small_models
+        from tests.support.registry import register_small_models
 
         w = self.w = ReadingWorld(aided=True, images=True)
         w.reader2.full_name = "Zelda Otherreader"
@@ -227,7 +227,7 @@ class AidedPhaseTests(TestCase):
 
         from diagnosis.models import InferenceJob, Prediction
         from reading.models import Read
-        from tests.diagnosis.registry_helpers import register_small_models
+        from tests.support.registry import register_small_models
 
         w = ReadingWorld(aided=True)
         unaided = w.signed_read(w.reader)

@@ -8,7 +8,7 @@ from django.test import TestCase
 from platform_core.audit.models import AuditEvent
 from reading import services
 from reading.models import Adjudication, Read, ReaderAssignment
-from tests.reading.helpers import PASSWORD, ReadingWorld
+from tests.support.reading import PASSWORD, ReadingWorld
 
 
 def read_post(read, **extra):

@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from platform_core.accounts.models import Role
 from reading import services
-from tests.factories import member
-from tests.reading.helpers import GOOD, GOOD_CONF, ReadingWorld
+from tests.support.factories import member
+from tests.support.reading import GOOD, GOOD_CONF, ReadingWorld
 
 # Pinned: the same in a trial of 2 cases and 3 readers as in one of 27 cases and 9 readers.
 NEXT_CASE_QUERIES = 24  # permission, trial, assignment lock, resume check, order, insert, audit, response

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from reading import selectors, services
 from reading.models import ReaderAssignment
-from tests.reading.helpers import ReadingWorld
+from tests.support.reading import ReadingWorld
 
 
 class CalibrationTests(TestCase):

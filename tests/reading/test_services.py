@@ -13,7 +13,7 @@ from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
 from reading import services
 from reading.models import Adjudication, LesionMark, Phase, Read
-from tests.reading.helpers import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
+from tests.support.reading import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
 from trials.models import ReferenceStandard
 from trials.services import case_set_status, subject_withdraw, trial_transition
 

@@ -9,7 +9,7 @@ from django.test import TestCase
 from platform_core.audit import selectors as audit_selectors
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.selectors import audit_events_for
-from tests.factories import TrialWorld, make_trial
+from tests.support.factories import TrialWorld, make_trial
 from trials.selectors import audit_scope
 
 

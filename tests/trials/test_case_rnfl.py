@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from diagnosis.networks.fusion import RNFL_PLAUSIBLE_UM
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
-from tests.factories import TrialWorld, enrol, make_trial
+from tests.support.factories import TrialWorld, enrol, make_trial
 from trials.models import RNFL_RANGE_UM, Case
 from trials.services import case_create, case_record_rnfl, case_set_status, subject_withdraw
 

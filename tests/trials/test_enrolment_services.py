@@ -7,7 +7,7 @@ from platform_core.accounts.models import Role
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_verify
 from platform_core.errors import ApplicationError
-from tests.factories import ELIGIBLE, HospitalFactory, TrialWorld, enrol, make_trial, member
+from tests.support.factories import ELIGIBLE, HospitalFactory, TrialWorld, enrol, make_trial, member
 from trials import services
 from trials.models import Case, Subject, Trial, TrialSite
 
@@ -106,8 +106,9 @@ class TrialSetUpTests(TestCase):
 
 
 class EnrolmentTests(TestCase):
-    def setUp(self):
-        self.world = TrialWorld()
+    @classmethod
+    def setUpTestData(cls):
+        cls.world = TrialWorld()
 
     def test_pseudonym_is_issued_per_trial_and_site(self):
         w = self.world
@@ -216,8 +217,9 @@ class EnrolmentTests(TestCase):
 
 
 class CaseTests(TestCase):
-    def setUp(self):
-        self.world = TrialWorld()
+    @classmethod
+    def setUpTestData(cls):
+        cls.world = TrialWorld()
 
     def test_duplicate_case_is_refused(self):
         w = self.world

@@ -10,7 +10,7 @@ from django.urls import reverse
 from diagnosis.selectors import case_inference_context
 from diagnosis.services import inference_jobs_queue
 from platform_core.audit.models import AuditEvent
-from tests.factories import TrialWorld
+from tests.support.factories import TrialWorld
 from trials import hooks
 from trials.models import Case
 from trials.services import case_set_status

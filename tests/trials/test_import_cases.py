@@ -9,9 +9,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import TestCase
 
-from tests.factories import TrialWorld
-from tests.trials import image_factories
-from tests.trials.test_uploads_service import stored_names, vf_csv
+from tests.support import image_factories
+from tests.support.factories import TrialWorld
+from tests.support.storage import stored_names
+from tests.support.uploads import vf_csv
 from trials.models import Case, CaseFile
 
 

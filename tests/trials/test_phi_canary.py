@@ -18,9 +18,9 @@ from PIL import Image, UnidentifiedImageError
 from pydicom import dcmread
 from rest_framework.test import APIClient
 
-from tests.factories import TrialWorld
-from tests.trials import dicom_factories, image_factories
-from tests.trials.test_uploads_service import stored_names
+from tests.support import dicom_factories, image_factories
+from tests.support.factories import TrialWorld
+from tests.support.storage import stored_names
 from trials.models import CaseFile
 from trials.uploads.burned_in_text import read_words
 from trials.uploads.deidentify_dicom import frame_image

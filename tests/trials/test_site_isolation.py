@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import re
-
 from django.test import TestCase
-from django.urls import URLPattern, URLResolver, get_resolver
+from django.urls import get_resolver
 from rest_framework.test import APIClient
 
 from platform_core.audit.models import AuditEvent
-from tests.factories import TrialWorld
-from tests.trials.test_uploads_service import stored_names
+from tests.support.factories import TrialWorld
+from tests.support.storage import stored_names
+from tests.support.urls import fill, walk
 from trials.models import Case, Subject, TrialSite
-
-
-def walk(patterns, prefix=""):
-    """Yield (route, pattern) for every URL pattern, following includes."""
-    for entry in patterns:
-        if isinstance(entry, URLResolver):
-            yield from walk(entry.url_patterns, prefix + str(entry.pattern))
-        elif isinstance(entry, URLPattern):
-            yield prefix + str(entry.pattern), entry
-
-
-PARAM = re.compile(r"<(?:(?P<conv>[^>:]+):)?(?P<name>[^>]+)>")
-
-
-def fill(route: str, values: dict[str, list[str]]) -> list[str]:
-    """Concrete paths for a route, trying each candidate value for each parameter."""
-    route = route.replace("^", "").replace("$", "").replace("\\Z", "")
-    names = [m.group("name") for m in PARAM.finditer(route)]
-    if "(?P<" in route:  # regex routes (admin, static): use named groups
-        names = re.findall(r"\(\?P<(\w+)>[^)]*\)", route)
-        template = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: "{" + m.group(1) + "}", route)
-    else:
-        template = PARAM.sub(lambda m: "{" + m.group("name") + "}", route)
-    if not names:
-        return ["/" + template]
-    choices = [values.get(name, values["*"]) for name in names]
-    return ["/" + template.format(**dict(zip(names, combo, strict=True))) for combo in itertools.product(*choices)]
 
 
 class SiteIsolationWalkTests(TestCase):
@@ -48,8 +19,8 @@ class SiteIsolationWalkTests(TestCase):
         site_b = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h2)
         # Site B also has a file, an inference job and a prediction with an attention map.
         from diagnosis.models import InferenceJob, Prediction
-        from tests.diagnosis.registry_helpers import register_small_models
-        from tests.trials import image_factories
+        from tests.support import image_factories
+        from tests.support.registry import register_small_models
         from trials.file_services import case_file_upload
 
         self.before = stored_names("cases") | stored_names("models")

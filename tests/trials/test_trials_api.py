@@ -5,8 +5,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from platform_core.accounts.models import Role
-from tests.factories import ELIGIBLE, TrialWorld, enrol, member
 from tests.support import require_postgresql
+from tests.support.factories import ELIGIBLE, TrialWorld, enrol, member
 from trials.models import Subject
 
 
@@ -29,8 +29,9 @@ ENROL_BODY = {
 
 
 class TrialApiTests(TestCase):
-    def setUp(self):
-        self.w = TrialWorld()
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
 
     def test_manager_creates_and_opens_a_trial(self):
         client = client_for(self.w.manager)
@@ -93,8 +94,11 @@ class TrialApiTests(TestCase):
 
 
 class EnrolApiTests(TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
+
     def setUp(self):
-        self.w = TrialWorld()
         self.url = reverse("api:trials:subject-enroll", args=["dr-trial"])
 
     def test_coordinator_enrols_and_gets_the_pseudonym(self):
@@ -164,8 +168,9 @@ class EnrolApiTests(TestCase):
 
 
 class SubjectAndCaseApiTests(TestCase):
-    def setUp(self):
-        self.w = TrialWorld()
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
 
     def test_subject_list_is_scoped_by_site_and_role(self):
         url = reverse("api:trials:subject-list")
@@ -222,8 +227,9 @@ class SubjectAndCaseApiTests(TestCase):
 class ListQueryCountTests(TestCase):
     """Every list endpoint runs a constant number of queries, whatever the number of rows."""
 
-    def setUp(self):
-        self.w = TrialWorld()
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
 
     def grow(self):
         for _ in range(15):
@@ -290,7 +296,7 @@ class ConcurrentEnrolmentTests(TransactionTestCase):
             try:
                 barrier.wait(10)
                 results.append(enrol(coordinator=coordinators[n % 4], trial=w.trial, hospital=w.h1).pseudonym)
-            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            except Exception as exc:  # collected and asserted below
                 errors.append(repr(exc))
             finally:
                 connection.close()

@@ -5,8 +5,8 @@ from django.test import tag
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.factories import TEST_PASSWORD, TrialWorld
 from tests.support import BrowserTestCase
+from tests.support.factories import TEST_PASSWORD, TrialWorld
 
 
 @tag("browser")

@@ -2,13 +2,14 @@ from django.test import TestCase
 from django.urls import reverse
 
 from platform_core.audit.models import AuditEvent
-from tests.factories import TrialWorld
+from tests.support.factories import TrialWorld
 from trials.models import Subject, Trial
 
 
 class TrialPagesTests(TestCase):
-    def setUp(self):
-        self.w = TrialWorld()
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
 
     def test_manager_creates_a_trial_through_the_page(self):
         self.client.force_login(self.w.manager)
@@ -87,8 +88,11 @@ class TrialPagesTests(TestCase):
 
 
 class EnrolPageTests(TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
+
     def setUp(self):
-        self.w = TrialWorld()
         self.client.force_login(self.w.coord1)
         self.url = reverse("trials:subject-enrol", args=["dr-trial"])
 
@@ -154,8 +158,11 @@ class EnrolPageTests(TestCase):
 
 
 class SubjectPagesTests(TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
+
     def setUp(self):
-        self.w = TrialWorld()
         self.client.force_login(self.w.coord1)
 
     def test_subject_page_adds_cases_and_withdraws(self):
@@ -208,8 +215,9 @@ class SubjectPagesTests(TestCase):
 
 
 class SiteEditTests(TestCase):
-    def setUp(self):
-        self.w = TrialWorld()
+    @classmethod
+    def setUpTestData(cls):
+        cls.w = TrialWorld()
 
     def test_manager_changes_a_site_target_with_a_reason(self):
         from trials.models import TrialSite

@@ -9,10 +9,10 @@ from django.test import tag
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.factories import TEST_PASSWORD, TrialWorld
-from tests.support import BrowserTestCase
-from tests.trials import image_factories
-from tests.trials.test_uploads_service import stored_names, vf_csv
+from tests.support import BrowserTestCase, image_factories
+from tests.support.factories import TEST_PASSWORD, TrialWorld
+from tests.support.storage import stored_names
+from tests.support.uploads import vf_csv
 from trials.models import CaseFile
 
 

@@ -9,8 +9,8 @@ import numpy as np
 from django.test import SimpleTestCase
 from PIL import Image
 
-from tests.trials import dicom_factories, image_factories
-from tests.trials.image_factories import BORDER_PANEL, HRF, encoded, stamped_fundus
+from tests.support import dicom_factories, image_factories
+from tests.support.image_factories import BORDER_PANEL, HRF, encoded, stamped_fundus
 from trials.uploads.burned_in_text import blank_outside_field, find_field_of_view, find_text, read_words
 from trials.uploads.deidentify_image import deidentify_image
 from trials.uploads.errors import UploadRejected

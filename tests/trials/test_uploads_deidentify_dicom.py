@@ -22,7 +22,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from tests.trials import dicom_factories as factories
+from tests.support import dicom_factories as factories
 from trials.uploads.deidentify_dicom import (
     OCT,
     OP_8_BIT,

@@ -4,7 +4,7 @@ import numpy as np
 from django.test import SimpleTestCase
 from PIL import Image
 
-from tests.trials import image_factories as factories
+from tests.support import image_factories as factories
 from trials.uploads.deidentify_image import (
     deidentify_image,
     jpeg_markers,

@@ -6,8 +6,7 @@ import sys
 from django.test import SimpleTestCase
 from PIL import Image
 
-from tests.support import ROOT
-from tests.trials import dicom_factories, image_factories
+from tests.support import ROOT, dicom_factories, image_factories
 from trials.uploads.detect import FileKind, UploadRejected, detect_file_kind
 
 VF_HEADER = "eye,age," + ",".join(f"s{i}" for i in range(1, 55)) + ",fixation_losses,fixation_checks"
@@ -115,7 +114,7 @@ class UploadCoreImportsNoDjangoTests(SimpleTestCase):
             "sys.exit(1 if bad else 0)\n"
         )
         env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)

@@ -6,82 +6,17 @@ import io
 from unittest import mock
 
 from django.core.files.storage import default_storage
-from django.test import TestCase, override_settings
+from django.test import override_settings
 from django.urls import reverse
 from PIL import Image
 from rest_framework.test import APIClient
 
 from platform_core.audit.models import AuditEvent
-from tests.factories import TrialWorld
-from tests.trials import dicom_factories, image_factories
+from tests.support import dicom_factories, image_factories
+from tests.support.storage import fetch, stored_names
+from tests.support.uploads import UploadTestCase, vf_csv
 from trials.models import CaseFile, VisualFieldResult
 from trials.services import case_create, case_set_status
-from trials.uploads.visual_field import N_POINTS
-
-
-def stored_names(prefix: str = "cases") -> set[str]:
-    """Every object under ``prefix`` in the default storage (local disk or S3)."""
-    names: set[str] = set()
-
-    def walk(path: str) -> None:
-        try:
-            dirs, files = default_storage.listdir(path)
-        except FileNotFoundError:
-            return
-        names.update(f"{path}/{f}" for f in files)
-        for d in dirs:
-            walk(f"{path}/{d}")
-
-    walk(prefix)
-    return names
-
-
-def fetch(response) -> bytes:
-    """The bytes behind an authorised file view: streamed from disk, or via S3's presigned redirect."""
-    if response.status_code == 302:
-        import urllib.request
-
-        location = response["Location"]
-        assert "X-Amz-Signature=" in location, location
-        with urllib.request.urlopen(location, timeout=10) as handle:  # noqa: S310 - loopback S3 in tests
-            return handle.read()
-    assert response.status_code == 200, response.status_code
-    return b"".join(response.streaming_content)
-
-
-def vf_csv(eye="OD", *, fl=1, checks=14, fp=3, fn=2, sens=28.0) -> bytes:
-    values = [("" if i in (26, 35) else f"{sens - (i % 5):g}") for i in range(1, N_POINTS + 1)]
-    header = [
-        "eye",
-        "age",
-        *[f"s{i}" for i in range(1, N_POINTS + 1)],
-        "fixation_losses",
-        "fixation_checks",
-        "false_positives",
-        "false_negatives",
-    ]
-    row = [eye, "63", *values, str(fl), str(checks), str(fp), str(fn)]
-    return (",".join(header) + "\n" + ",".join(row) + "\n").encode()
-
-
-class UploadTestCase(TestCase):
-    modalities = ("fundus", "visual_field", "oct")
-
-    def setUp(self):
-        self.w = TrialWorld(modalities=self.modalities)
-        self.api = APIClient()
-        self.api.force_authenticate(self.w.coord1)
-        self.url = reverse("api:trials:case-file-upload", args=[self.w.case1.pk])  # OD, day 0, site H01
-        self.before_objects = stored_names()
-
-    def tearDown(self):
-        for name in stored_names() - self.before_objects:
-            default_storage.delete(name)
-
-    def upload(self, data: bytes, name="file.bin", client=None, url=None):
-        handle = io.BytesIO(data)
-        handle.name = name
-        return (client or self.api).post(url or self.url, {"file": handle}, format="multipart")
 
 
 class AcceptedUploadTests(UploadTestCase):
@@ -316,7 +251,7 @@ class PresignedFileAccessTests(UploadTestCase):
 
 class DeidentificationReportPageTests(UploadTestCase):
     def test_case_page_shows_each_files_report_without_values(self):
-        from tests.trials import dicom_factories
+        from tests.support import dicom_factories
 
         self.upload(dicom_factories.ophthalmic_photograph())
         self.upload(image_factories.jpeg_with_metadata(orientation=6))

@@ -8,7 +8,7 @@ from django.test import SimpleTestCase
 from PIL import Image
 from pydicom import dcmread
 
-from tests.trials import dicom_factories
+from tests.support import dicom_factories
 from trials.uploads.errors import UploadRejected
 from trials.uploads.visual_field import (
     GLAUCOMA_TRIALS_33,

@@ -11,8 +11,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from platform_core.audit.models import AuditEvent
-from tests.trials import dicom_factories
-from tests.trials.test_uploads_service import UploadTestCase, vf_csv
+from tests.support import dicom_factories
+from tests.support.uploads import UploadTestCase, vf_csv
 from trials.file_services import upload_context
 from trials.models import CaseFile, VisualFieldResult
 from trials.services import case_create, trial_update

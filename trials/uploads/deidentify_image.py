@@ -107,7 +107,9 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
         # catch_warnings is process-global state; the upload core runs in worker processes, one file at a time.
         with warnings.catch_warnings():
             # Turn Pillow's warning into an error unless the caller deliberately allows more than Pillow's limit.
-            action = "error" if max_pixels <= (Image.MAX_IMAGE_PIXELS or max_pixels) else "ignore"
+            action: Literal["error", "ignore"] = (
+                "error" if max_pixels <= (Image.MAX_IMAGE_PIXELS or max_pixels) else "ignore"
+            )
             warnings.simplefilter(action, Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -204,7 +206,9 @@ def _to_8bit_rgb_array(img: Image.Image) -> tuple[np.ndarray, bool]:
     if icc and mode in ("RGB", "CMYK", "L"):
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            img = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            profiled = ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            assert profiled is not None  # None only for inPlace=True
+            img = profiled
             converted = True
         except (ImageCms.PyCMSError, OSError, ValueError):
             converted = False  # a broken profile is dropped and the pixels are taken as sRGB
@@ -313,7 +317,8 @@ def png_chunk_types(data: bytes) -> list[bytes]:
 
 def jpeg_markers(data: bytes) -> list[int]:
     """Markers up to and including the first SOS (the scan data after it holds no segments)."""
-    markers, pos = [], 2
+    markers: list[int] = []
+    pos = 2
     if data[:2] != b"\xff\xd8":
         return markers
     markers.append(0xD8)
@@ -327,6 +332,7 @@ def jpeg_markers(data: bytes) -> list[int]:
 
 
 def _verify_clean(encoded: bytes, output_format: str) -> None:
+    extra: set[bytes] | set[int]
     if output_format == "PNG":
         extra = set(png_chunk_types(encoded)) - _PNG_ALLOWED
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from enum import StrEnum
+from typing import Literal
 
 from trials.uploads.errors import PDF_REFUSAL, UploadRejected
 from trials.uploads.visual_field import looks_like_visual_field_csv
@@ -103,7 +104,7 @@ def _check_png(data: bytes) -> None:
 
 
 def _check_tiff(data: bytes) -> None:
-    order = "little" if data[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
     first_ifd = int.from_bytes(data[4:8], order) if len(data) >= 8 else 0
     if first_ifd < 8 or first_ifd + 2 > len(data):
         raise _truncated("TIFF")

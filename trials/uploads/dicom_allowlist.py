@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Final
+from typing import Any, Final, cast
 
 from pydicom.datadict import tag_for_keyword
 
@@ -234,7 +234,7 @@ def _meanings() -> dict[tuple[str, str], str]:
 
     table: dict[tuple[str, str], str] = {}
     ranked: dict[tuple[str, str], bool] = {}
-    for scheme, by_keyword in concepts.items():
+    for scheme, by_keyword in cast(dict[str, dict[str, dict[str, tuple[str, list[Any]]]]], concepts).items():
         for by_value in by_keyword.values():
             for value, (meaning, cids) in by_value.items():
                 key = (scheme, str(value))

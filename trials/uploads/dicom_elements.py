@@ -285,8 +285,8 @@ class _Cleaner:
         return tag in (NESTED if nested else self.allowed)
 
     def clean(self, ds: Dataset, *, nested: bool = False) -> None:
-        for tag in list(ds.keys()):
-            tag = int(tag)
+        for key in list(ds.keys()):
+            tag = int(key)
             if not self._allowed(tag, nested):
                 del ds[tag]
                 self.record(tag, "X")

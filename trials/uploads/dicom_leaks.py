@@ -87,8 +87,8 @@ def _identifying_values(ds: Dataset) -> IdentifyingValues:
 
 
 def _collect(ds: Dataset, names: set[str], ids: set[str], *, depth: int) -> None:
-    for tag in ds.keys():
-        tag = int(tag)
+    for key in ds.keys():
+        tag = int(key)
         if tag in _PN_TAGS:
             for value in _strings(ds, tag):
                 for part in value.replace("=", "^").split("^"):

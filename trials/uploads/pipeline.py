@@ -99,7 +99,7 @@ def process_upload(data: bytes, context: UploadContext) -> ProcessedUpload:
         raise
     except MemoryError:
         raise UploadRejected("The file is too large to process.", "too_large") from None
-    except Exception as exc:  # noqa: BLE001 - see docstring
+    except Exception as exc:  # see docstring
         logger.warning("Upload processing failed: %s", type(exc).__name__)
         raise UploadRejected(
             f"The file looks like {kind.value.upper()} but could not be read: it may be damaged or use a "

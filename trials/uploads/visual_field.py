@@ -475,7 +475,7 @@ def _parse_row(row: dict[str, str], n: int) -> VisualField:
         false_positive_percent=_parse_float(row["false_positives"].strip(), "false_positives", n, lo=0, hi=100),
         false_negative_percent=_parse_float(row["false_negatives"].strip(), "false_negatives", n, lo=0, hi=100),
         source="csv",
-        **{name: _parse_device_map(row, name, n) for name in DEVICE_MAPS},  # type: ignore[arg-type]
+        **{name: _parse_device_map(row, name, n) for name in DEVICE_MAPS},
     )
 
 
@@ -715,7 +715,8 @@ def load_ght_limits() -> Mapping[str, Any]:
     """Normal limits of the GHT sector sums, differences and general height (``data/ght_limits_sunyiu_24d2.json``,
     made by ``ght_normal_limits`` from the SUNY-IU controls; a test checks the file against a recomputation)."""
     with GHT_LIMITS_FILE.open(encoding="utf-8") as fh:
-        return json.load(fh)
+        limits: Mapping[str, Any] = json.load(fh)
+        return limits
 
 
 def ght_normal_limits(fields: Sequence[VisualField], *, normals: Normals | None = None) -> dict[str, Any]:
@@ -936,7 +937,7 @@ def visual_field_from_dicom(ds: Any, *, age: float) -> VisualField:
             "NegativeCatchTrialsQuantity",
         ),
         source="dicom",
-        **{name: _complete_map(values) for name, values in device.items()},  # type: ignore[arg-type]
+        **{name: _complete_map(values) for name, values in device.items()},
     )
 
 

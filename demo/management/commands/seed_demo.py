@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -10,12 +12,12 @@ class Command(BaseCommand):
         "models (idempotent). Prints the demo logins."
     )
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--skip-models", action="store_true", help="do not train the demo networks")
         parser.add_argument("--epochs-scale", type=float, default=1.0, help="shorter training, e.g. 0.25")
         parser.add_argument("--synthetic", type=int, default=600, help="generated photographs for the DR model")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
             raise CommandError(
                 "seed_demo refuses to run in production: it creates demo accounts whose password is published in "

@@ -29,7 +29,7 @@ def _model(label: str | None) -> ModelVersion | None:
 class Command(BaseCommand):
     help = "Fit a trial's glaucoma fusion on its reference standard; the case pages then use it."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--trial", required=True, help="trial slug")
         parser.add_argument("--fundus-model", help="NAME:VERSION (default: the most used on the trial's cases)")
         parser.add_argument("--vf-model", help="NAME:VERSION (default: the most used on the trial's cases)")

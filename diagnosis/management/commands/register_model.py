@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from diagnosis.models import ModelStatus, ModelVersion
+from diagnosis.networks.specs import NETWORKS
 from diagnosis.registry import model_register, model_set_status
 from platform_core.accounts.models import User
 from platform_core.errors import ApplicationError
 
 
-def _json_file(path: str | None, what: str) -> dict | None:
+def _json_file(path: str | None, what: str) -> dict[str, Any] | None:
     if not path:
         return None
     try:
@@ -38,26 +40,28 @@ def _json_file(path: str | None, what: str) -> dict | None:
 class Command(BaseCommand):
     help = "Register a network checkpoint (refused if it does not fit its architecture)."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--name", required=True)
         parser.add_argument("--model-version", required=True, help="version label, e.g. 1.0")
         parser.add_argument("--weights", required=True, help="checkpoint file (torch.save)")
         parser.add_argument("--model-card", required=True, help="JSON: intended_use, training_data, metrics, ...")
         parser.add_argument(
-            "--architecture", help="zoom_in_net, vf_glaucoma or fundus_glaucoma (for a plain state dict)"
+            "--architecture",
+            choices=list(NETWORKS),
+            help="the network of a plain state dict (a Visus checkpoint names it)",
         )
         parser.add_argument("--config", help="JSON architecture configuration (for a plain state dict)")
         parser.add_argument("--sha256", default="", help="SHA-256 published with the weights; refused if it differs")
         parser.add_argument("--user", help="email of the person registering (recorded in the audit trail)")
         parser.add_argument("--retire-previous", action="store_true", help="retire other versions of this name")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             weights = Path(str(options["weights"])).read_bytes()
         except OSError as exc:
             raise CommandError(f"Could not read the weights: {exc}") from None
         card = _json_file(str(options["model_card"]), "model card")
-        config = _json_file(options["config"], "configuration")  # type: ignore[arg-type]
+        config = _json_file(options["config"], "configuration")
         actor = User.objects.filter(email__iexact=options["user"]).first() if options["user"] else None
         try:
             model = model_register(
@@ -66,7 +70,7 @@ class Command(BaseCommand):
                 version=str(options["model_version"]),
                 weights=weights,
                 model_card=card or {},
-                architecture=options["architecture"],  # type: ignore[arg-type]
+                architecture=options["architecture"],
                 config=config,
                 expected_sha256=str(options["sha256"]),
             )

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,66 +20,21 @@ from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image
 
-from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig
 from diagnosis.networks.inference import configure_threads
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig
-from diagnosis.networks.zoom_in_net import ZoomInNetConfig
 from diagnosis.registry import model_register
 from diagnosis.training import datasets
-from diagnosis.training.core import TrainingProgress
-from diagnosis.training.recipes import demo_recipe
-from diagnosis.training.runner import (
-    demo_dr_plan,
-    demo_fundus_glaucoma_plan,
-    demo_vf_plan,
-    train_dr,
-    train_fundus_glaucoma_model,
-    train_vf,
-)
+from diagnosis.training.loop import TrainingProgress
+from diagnosis.training.recipes import PHOTOGRAPHS, RECIPES, TrainingRecipe, demo_recipe
 from platform_core.errors import ApplicationError
+from platform_core.storage import stored_name
 from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
 
-
-@dataclass(frozen=True)
-class PhotographNet:
-    """How this command trains a network that reads photographs."""
-
-    architecture: str
-    train: Callable[..., Any]
-    plan: Callable[[float], Any]  # epochs scale -> training plan
-    demo_synthetic: int  # generated photographs with --demo unless --demo-synthetic
-    view_size: Callable[[str], int]  # preset -> side of the photographs it trains on
-    labels: tuple[str, range]  # labels CSV column and values
-    generated: str  # what --synthetic generates
-    reference: str  # what a trial's reference standard gives it
-
-
-PHOTOGRAPH_NETS = {
-    "zoom_in_net": PhotographNet(
-        "zoom_in_net",
-        train_dr,
-        demo_dr_plan,
-        600,
-        lambda preset: ZoomInNetConfig.preset(preset).highres_size,
-        datasets.GRADE_LABELS,
-        "generated photographs with controlled lesions",
-        "reference grades",
-    ),
-    "fundus_glaucoma": PhotographNet(
-        "fundus_glaucoma",
-        train_fundus_glaucoma_model,
-        demo_fundus_glaucoma_plan,
-        300,
-        lambda preset: FundusGlaucomaConfig.preset(preset).view_size,
-        datasets.GLAUCOMA_LABELS,
-        "generated photographs with small (healthy) or large (glaucoma) optic cups",
-        "glaucoma references",
-    ),
-}
+DEFAULT_DEMO_SYNTHETIC = 600  # the DR grader's generated photographs with --demo; recipes scale it
 
 
 class ProgressBar:
-    def __init__(self, stream) -> None:  # noqa: ANN001
+    def __init__(self, stream) -> None:
         self.stream = stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.last_epoch: tuple[str, int] | None = None
@@ -108,7 +61,9 @@ def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> data
             for case_id, value in references.filter(glaucoma__in=["yes", "no"]).values_list("case_id", "glaucoma")
         }
     else:
-        grades = dict(references.filter(icdr_grade__isnull=False).values_list("case_id", "icdr_grade"))
+        grades = {
+            case_id: grade for case_id, grade in references.values_list("case_id", "icdr_grade") if grade is not None
+        }
     latest: dict = {}
     subject_of: dict = {}
     for case_id, name, subject_id in (
@@ -141,7 +96,7 @@ def trial_visual_fields(trial: Trial, size: int) -> datasets.VisualFieldSet:
         result = VisualFieldResult.objects.filter(case=reference.case, reliable=True).order_by("-created_at").first()
         if result is None:
             continue
-        with default_storage.open(result.pd_plot.name, "rb") as handle:
+        with default_storage.open(stored_name(result.pd_plot), "rb") as handle:
             png = handle.read()
         indices = (result.visual_field_index, result.mean_deviation, result.pattern_standard_deviation)
         items.append((png, indices, int(reference.glaucoma == "yes"), str(reference.case.subject_id)))
@@ -153,22 +108,27 @@ def trial_visual_fields(trial: Trial, size: int) -> datasets.VisualFieldSet:
 class Command(BaseCommand):
     help = "Train a network (seeded), report validation metrics, and register it with its model card."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
-        parser.add_argument("--architecture", required=True, choices=["zoom_in_net", "vf_glaucoma", "fundus_glaucoma"])
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--architecture", required=True, choices=list(RECIPES))
         parser.add_argument("--name", required=True)
         parser.add_argument("--model-version", required=True)
         source = parser.add_mutually_exclusive_group(required=True)
         source.add_argument("--demo", action="store_true", help="shipped real data plus generated photographs")
         source.add_argument("--trial", help="a trial's cases with their reference standard")
         source.add_argument("--folder", help="a folder of files, with --labels")
-        source.add_argument("--synthetic", type=int, help="only N generated photographs (zoom_in_net, fundus_glaucoma)")
+        generated = ", ".join(name for name, recipe in RECIPES.items() if recipe.generated)
+        source.add_argument("--synthetic", type=int, help=f"only N generated photographs ({generated})")
         parser.add_argument("--labels", help="labels CSV for --folder (file,grade or file,label)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--preset", choices=["small", "full"], default="small")
         parser.add_argument("--validation-fraction", type=float, default=0.2)
         parser.add_argument("--epochs-scale", type=float, default=1.0, help="shorten training (e.g. 0.25)")
         parser.add_argument(
-            "--demo-synthetic", type=int, help="generated photographs with --demo (default 600 DR, 300 glaucoma)"
+            "--demo-synthetic",
+            type=int,
+            help="generated photographs with --demo (default: "
+            + ", ".join(f"{r.demo_synthetic(DEFAULT_DEMO_SYNTHETIC)} {name}" for name, r in RECIPES.items())
+            + ")",
         )
         parser.add_argument("--threads", type=int, help="torch threads (default: all cores)")
         parser.add_argument(
@@ -179,22 +139,37 @@ class Command(BaseCommand):
             help="with --demo: also K-fold cross-validation over all the shipped real data, by subject (K more runs)",
         )
 
-    def handle(self, *args: object, **options: object) -> None:
-        configure_threads(options["threads"])  # type: ignore[arg-type]
+    def handle(self, *args: Any, **options: Any) -> None:
+        configure_threads(options["threads"])
         bar = ProgressBar(self.stdout._out if hasattr(self.stdout, "_out") else sys.stdout)
         architecture = str(options["architecture"])
-        seed = int(options["seed"])  # type: ignore[arg-type]
+        seed = int(options["seed"])
         preset = str(options["preset"])
-        fraction = float(options["validation_fraction"])  # type: ignore[arg-type]
+        fraction = float(options["validation_fraction"])
         if options["folder"] and not options["labels"]:
             raise CommandError("--folder needs --labels.")
         if options["cross_validate"] and not options["demo"]:
             raise CommandError("--cross-validate is for --demo (the shipped real data).")
         try:
-            if architecture in PHOTOGRAPH_NETS:
-                trained = self._photographs(options, seed, preset, fraction, bar, net=PHOTOGRAPH_NETS[architecture])
+            recipe = RECIPES[architecture]
+            scale = float(options["epochs_scale"])
+            if options["demo"]:
+                demo_synthetic = options["demo_synthetic"]
+                trained = demo_recipe(architecture)(
+                    synthetic=int(demo_synthetic)
+                    if demo_synthetic is not None
+                    else recipe.demo_synthetic(DEFAULT_DEMO_SYNTHETIC),
+                    seed=seed,
+                    preset=preset,
+                    validation_fraction=fraction,
+                    epochs_scale=scale,
+                    progress=bar,
+                    cross_validation_folds=int(options["cross_validate"] or 0),
+                )
+            elif recipe.reads == PHOTOGRAPHS:
+                trained = self._photographs(options, seed, preset, fraction, bar, recipe=recipe)
             else:
-                trained = self._vf(options, seed, preset, fraction, bar)
+                trained = self._visual_fields(options, seed, preset, fraction, bar, recipe=recipe)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Trained in {trained.seconds:.0f} s. Validation: {trained.metrics}")
@@ -214,56 +189,41 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         self.stdout.write(self.style.SUCCESS(f"Registered {model} (sha256 {model.sha256[:16]}...)"))
 
-    def _photographs(self, options, seed, preset, fraction, bar, *, net: PhotographNet):  # noqa: ANN001, ANN202
+    def _photographs(self, options, seed, preset, fraction, bar, *, recipe: TrainingRecipe):
         """A network that reads photographs (the DR grader, the fundus glaucoma net), from the chosen source."""
         scale = float(options["epochs_scale"])
-        if options["demo"]:
-            return demo_recipe(net.architecture)(
-                synthetic=int(options["demo_synthetic"] or net.demo_synthetic),
-                seed=seed,
-                preset=preset,
-                validation_fraction=fraction,
-                epochs_scale=scale,
-                progress=bar,
-                cross_validation_folds=int(options["cross_validate"]),  # type: ignore[arg-type]
-            )
-        size = net.view_size(preset)
+        size = recipe.view_size(preset)
         data, synthetic = None, 0
         if options["synthetic"]:
             synthetic = int(options["synthetic"])
-            description = f"{synthetic} {net.generated}"
+            description = f"{synthetic} {recipe.generated}"
         elif options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
             if trial is None:
                 raise CommandError(f"No trial {options['trial']!r}.")
-            data = trial_fundus_set(trial, size, glaucoma=net.labels == datasets.GLAUCOMA_LABELS)
-            description = f"{len(data)} photographs of trial {trial.protocol_number} with their {net.reference}"
+            data = trial_fundus_set(trial, size, glaucoma=recipe.labels == datasets.GLAUCOMA_LABELS)
+            description = f"{len(data)} photographs of trial {trial.protocol_number} with their {recipe.reference}"
         else:
-            data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size, net.labels)
+            data = datasets.fundus_folder(Path(options["folder"]), Path(options["labels"]), size, recipe.labels)
             description = f"{len(data)} labelled photographs from {options['folder']}"
-        return net.train(
+        return recipe.train(
             data=data,
             synthetic=synthetic,
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
-            plan=net.plan(scale),
+            plan=recipe.plan(scale),
             progress=bar,
             description=description,
         )
 
-    def _vf(self, options, seed, preset, fraction, bar):  # noqa: ANN001, ANN202
+    def _visual_fields(self, options, seed, preset, fraction, bar, *, recipe: TrainingRecipe):
+        """A network that reads visual fields, from a trial's reliable fields or a labelled folder."""
         scale = float(options["epochs_scale"])
         if options["synthetic"]:
-            raise CommandError("--synthetic is for zoom_in_net; use --demo for the shipped visual fields.")
-        if options["demo"]:
-            return demo_recipe("vf_glaucoma")(
-                seed=seed,
-                preset=preset,
-                validation_fraction=fraction,
-                epochs_scale=scale,
-                progress=bar,
-                cross_validation_folds=int(options["cross_validate"]),
+            raise CommandError(
+                f"--synthetic is not for {recipe.architecture} (it has no generated data); use --demo for the "
+                "shipped visual fields."
             )
         if options["trial"]:
             trial = Trial.objects.filter(slug=options["trial"]).first()
@@ -276,13 +236,13 @@ class Command(BaseCommand):
             data = None
             fields = datasets.visual_field_folder(Path(options["folder"]), Path(options["labels"]))
             description = f"{len(fields)} labelled fields from {options['folder']}"
-        return train_vf(
+        return recipe.train(
             fields=fields,
             data=data,
             seed=seed,
             preset=preset,
             validation_fraction=fraction,
-            plan=demo_vf_plan(scale),
+            plan=recipe.plan(scale),
             progress=bar,
             description=description,
         )

@@ -16,7 +16,9 @@ import os
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -85,7 +87,7 @@ def zip_entries(archive: zipfile.ZipFile, max_bytes: int) -> Iterator[Entry]:
         if info.file_size > max_bytes:
             yield Entry(name, lambda: b"", info.file_size, f"larger than the upload limit of {max_bytes // 2**20} MB")
             continue
-        yield Entry(name, lambda info=info: _read_member(archive, info, max_bytes), info.file_size)
+        yield Entry(name, partial(_read_member, archive, info, max_bytes), info.file_size)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
@@ -100,14 +102,14 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int
 class Command(BaseCommand):
     help = "Import case files (folder or zip, optional manifest.csv) through the de-identification pipeline."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("path")
         parser.add_argument("--trial", required=True, help="trial slug")
         parser.add_argument("--site", required=True, help="hospital code of the site")
         parser.add_argument("--visit-day", type=int, default=0, help="visit day when there is no manifest")
         parser.add_argument("--user", help="email of the coordinator to record as uploader (optional)")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         trial = Trial.objects.filter(slug=options["trial"]).first()
         if trial is None:
             raise CommandError(f"No trial with slug {options['trial']!r}.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -24,12 +25,12 @@ COLUMNS = ["subject", "eye", "visit_day", "icdr_grade", "glaucoma"]
 class Command(BaseCommand):
     help = "Import reference-standard labels for a trial's cases from CSV."
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("csv")
         parser.add_argument("--trial", required=True)
         parser.add_argument("--reason", default="", help="required to amend existing labels")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         trial = Trial.objects.filter(slug=options["trial"]).first()
         if trial is None:
             raise CommandError(f"No trial with slug {options['trial']!r}.")

@@ -12,7 +12,7 @@ class Command(BaseCommand):
         "is itself recorded as an audit_event.redact event with the reason."
     )
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("seq", type=int, metavar="ID", help="the event's number (#ID in the trail)")
         parser.add_argument("--reason", required=True, help="why the payload is redacted (recorded)")
         parser.add_argument("--actor", metavar="EMAIL", help="the operator's Visus account, recorded as the actor")

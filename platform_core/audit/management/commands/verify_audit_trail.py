@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.audit.services import audit_verify
@@ -10,10 +12,10 @@ class Command(BaseCommand):
         "that deleting the last events is caught too."
     )
 
-    def add_arguments(self, parser) -> None:  # noqa: ANN001
+    def add_arguments(self, parser) -> None:
         parser.add_argument("--expect-head", metavar="SEQ:HASH", help="a head printed by an earlier run")
 
-    def handle(self, *args: object, **options: object) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         expect = None
         if options["expect_head"]:
             seq, _, digest = str(options["expect_head"]).partition(":")

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def services_required() -> bool:
@@ -51,7 +51,7 @@ def require_rabbitmq() -> str:
 
         with Connection(url, connect_timeout=3) as connection:
             connection.ensure_connection(max_retries=1)
-    except Exception as exc:  # noqa: BLE001 - any failure means the service is missing
+    except Exception as exc:  # any failure means the service is missing
         ok, detail = False, f"{url} ({exc})"
     require_service("RabbitMQ", ok, detail)
     return url
@@ -110,8 +110,8 @@ class LiveWorker:
 
     def start(self) -> LiveWorker:
         celery = shutil.which("celery", path=str(Path(sys.executable).parent)) or "celery"
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(  # noqa: S603
+        self.log = open(self.log_path, "wb")  # closed in stop()
+        self.process = subprocess.Popen(
             [
                 celery,
                 "-A",
@@ -157,7 +157,7 @@ class LiveWorker:
             try:
                 self.send(worker_ping, ["ready"]).get(timeout=5)
                 return
-            except Exception as exc:  # noqa: BLE001 - keep waiting until the deadline
+            except Exception as exc:  # keep waiting until the deadline
                 last_error = exc
         raise AssertionError(f"Celery worker not ready after {timeout}s ({last_error}):\n{self.log_tail()}")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from evaluation.stats.reads import ReadsTable, parse_reads_csv
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "evaluation" / "data"
 
 
 def load_reads(name: str) -> ReadsTable:

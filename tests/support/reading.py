@@ -5,7 +5,7 @@ from __future__ import annotations
 from platform_core.accounts.models import Role
 from reading import services
 from reading.models import Phase
-from tests.factories import TEST_PASSWORD, TrialWorld, enrol, member
+from tests.support.factories import TEST_PASSWORD, TrialWorld, enrol, member
 from trials.services import case_create, case_set_status, trial_transition
 
 PASSWORD = TEST_PASSWORD
@@ -30,7 +30,7 @@ class ReadingWorld(TrialWorld):
         self.cases = [self.case1, self.case2]
         self.files = {}
         if images:
-            from tests.trials import image_factories
+            from tests.support import image_factories
             from trials.file_services import case_file_upload
 
             for case, coordinator in ((self.case1, self.coord1), (self.case2, self.coord2)):

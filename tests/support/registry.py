@@ -6,8 +6,8 @@ import io
 
 import torch
 
+from diagnosis.networks.checkpoints import save_checkpoint
 from diagnosis.networks.fundus_glaucoma import FundusGlaucomaConfig, FundusGlaucomaNet
-from diagnosis.networks.inference import save_checkpoint
 from diagnosis.networks.vf_glaucoma import VFGlaucomaConfig, VFGlaucomaNet
 from diagnosis.networks.zoom_in_net import ZoomInNet, ZoomInNetConfig
 from diagnosis.registry import model_register
