@@ -22,17 +22,28 @@ class ReliableTrainingFieldsTests(SimpleTestCase):
         self.assertEqual(len(dropped), excluded)
 
 
-class TrialFieldsCarryTheirRatesTests(UploadTestCase):
+class TrialFieldsAreJudgedByTheirStoredVerdictTests(UploadTestCase):
+    """`train_model --trial` reads what the workers read: the stored plot and indices of fields the pipeline
+    judged reliable under the trial's cut-offs (re-judged when they change), so an unreliable one is left out."""
+
     modalities = ("visual_field",)
 
-    def test_a_trial_field_is_judged_for_training_by_its_stored_rates(self):
+    def trial_set(self):
         from diagnosis.management.commands.train_model import trial_visual_fields
 
-        self.upload(vf_csv(fl=1, checks=14, fp=12, fn=2), "vf.csv")
+        return trial_visual_fields(self.w.trial, 64)
+
+    def test_a_reliable_field_is_trained_on_with_its_label(self):
+        self.upload(vf_csv(fl=1, checks=14, fp=12, fn=2), "vf.csv")  # FL 1/14 < 2/13, FP 12% < 15%
         reference_standard_record(actor=None, case=self.w.case1, source="imported", glaucoma="yes")
-        ((field, label, _),) = trial_visual_fields(self.w.trial)
-        self.assertEqual(label, 1)
-        self.assertAlmostEqual(field.fixation_loss_percent, 100 / 14, places=2)
-        self.assertEqual(field.false_positive_percent, 12)
-        kept, excluded = reliable_training_fields([(field, label, "s")])
-        self.assertEqual((len(kept), excluded), (1, 0))
+        data = self.trial_set()
+        self.assertEqual(len(data), 1)
+        self.assertEqual(int(data.labels[0]), 1)
+
+    def test_a_field_unreliable_by_the_trials_cut_offs_is_left_out(self):
+        from django.core.management.base import CommandError
+
+        self.upload(vf_csv(fl=1, checks=14, fp=20, fn=2), "vf.csv")  # FP 20% >= 15%
+        reference_standard_record(actor=None, case=self.w.case1, source="imported", glaucoma="yes")
+        with self.assertRaisesMessage(CommandError, "no case with both a glaucoma reference and a reliable field"):
+            self.trial_set()

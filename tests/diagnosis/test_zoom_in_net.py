@@ -213,9 +213,9 @@ class FieldOfViewTests(SimpleTestCase):
 
         from PIL import Image
 
+        from demo.training import DEMO_DATA
         from diagnosis.networks.inference import preprocess_fundus
         from diagnosis.networks.zoom_in_net import field_of_view
-        from diagnosis.training.runner import DEMO_DATA
 
         config = ZoomInNetConfig.small()
         model = ZoomInNet(config).eval()

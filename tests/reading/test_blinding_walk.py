@@ -41,6 +41,7 @@ DECISIONS: dict[str, str] = {
     "trials/<slug:slug>/subjects/<str:pseudonym>/withdraw/": "coordinators only",
     "trials/<slug:slug>/subjects/<str:pseudonym>/cases/add/": "coordinators only",
     "diagnosis/predictions/<uuid:pk>/overlay/": "SUBJECT_ROLES only, and blinded for the trial's readers",
+    "diagnosis/trials/<slug:slug>/fusion/calibrate/": "POST only, the trial's managers only; redirects to the trial",
     "reading/": "the reader's own progress counts",
     "reading/trials/<slug:slug>/next/<str:phase>/": "POST only; serves the reader's own next read",
     "reading/trials/<slug:slug>/manage/": "managers, monitors, statisticians: counts and times, no answers",
