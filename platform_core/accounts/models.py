@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -94,8 +95,16 @@ class User(AbstractBaseUser, PermissionsMixin, BaseModel):
         return self.locked_until is not None and self.locked_until > timezone.now()
 
 
+# Part of every pseudonym at the hospital (DR01-H01-0001) and of the audit trail's scoping: no separators, one case.
+hospital_code_validator = RegexValidator(
+    r"^[A-Z0-9]{2,10}$", "Use 2-10 capital letters or digits, e.g. H01: the code is part of every pseudonym there."
+)
+
+
 class Hospital(BaseModel):
-    code = models.CharField(max_length=10, unique=True, help_text="Short site code, e.g. H01.")
+    code = models.CharField(
+        max_length=10, unique=True, validators=[hospital_code_validator], help_text="Short site code, e.g. H01."
+    )
     name = models.CharField(max_length=200)
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2.")
 

@@ -10,6 +10,7 @@ from unittest import mock
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.test import TestCase
@@ -17,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from platform_core.accounts.models import Hospital, Membership, Role, User
+from platform_core.accounts.services import hospital_create
 from platform_core.accounts.staff_groups import TRIAL_MANAGERS
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.selectors import audit_events_for
@@ -235,6 +237,18 @@ class HospitalAndMembershipAdminTests(SuperuserAdminTestCase):
         duplicate = self.client.post(url, {"code": "h07", "name": "Again", "country": "GB"})
         self.assertIn("already exists", str(duplicate.context["adminform"].form.errors["code"]))
         self.assertEqual(Hospital.objects.filter(code="H07").count(), 1)
+
+    def test_a_hospital_code_that_would_break_pseudonyms_is_refused_clearly_and_nothing_is_written(self):
+        events = AuditEvent.objects.count()
+        for code in ("h-01", "H 01", "H01/2", "X", "Hé1"):
+            with self.subTest(code=code), self.assertRaisesMessage(ValidationError, "2-10 capital letters or digits"):
+                hospital_create(actor=self.root, code=code, name="Bad code")
+            response = self.client.post(
+                reverse("admin:accounts_hospital_add"), {"code": code, "name": "Bad code", "country": "GB"}
+            )
+            self.assertIn("2-10 capital letters or digits", str(response.context["adminform"].form.errors["code"]))
+        self.assertFalse(Hospital.objects.filter(name="Bad code").exists())
+        self.assertEqual(AuditEvent.objects.count(), events)
 
     def test_a_hospital_change_needs_a_reason_and_its_code_is_fixed(self):
         hospital = HospitalFactory(code="H01")
