@@ -41,6 +41,16 @@ DEBUG = env.bool("DJANGO_DEBUG", False) and not PRODUCTION
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required=True)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# Who gets mail_admins: the lock-out alerts, and Django's report of a failed request (passwords kept out by
+# sensitive_post_parameters / sensitive_variables). Without DJANGO_ADMINS nobody is mailed.
+ADMINS = [(email, email) for email in env.list("DJANGO_ADMINS", [])]
+SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", "visus@localhost")
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", False)
+
 INSTALLED_APPS = [
     # First, so that its changepassword command (audited) replaces Django's, which writes no audit event.
     "platform_core.accounts",
