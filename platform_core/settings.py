@@ -41,8 +41,8 @@ DEBUG = env.bool("DJANGO_DEBUG", False) and not PRODUCTION
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required=True)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
-# Who gets mail_admins: the lock-out alerts, and Django's report of a failed request (passwords kept out by
-# sensitive_post_parameters / sensitive_variables). Without DJANGO_ADMINS nobody is mailed.
+# Who gets the lock-out alerts (mail_admins; failed requests are logged, not mailed: see LOGGING). Without
+# DJANGO_ADMINS nobody is mailed.
 ADMINS = [(email, email) for email in env.list("DJANGO_ADMINS", [])]
 SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", "visus@localhost")
 EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", "localhost")
@@ -317,6 +317,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's default also mails ADMINS a report of every failed request, with each frame's local variables:
+        # an upload's bytes (PHI before de-identification) among them. Failures are logged here, never mailed.
+        "django": {"handlers": [], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         # Decoders log metadata values (TIFF tags, PNG chunks) at DEBUG: they would carry identifiers.
         "PIL": {"level": "WARNING"},
