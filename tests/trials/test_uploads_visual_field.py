@@ -27,7 +27,7 @@ from trials.uploads.visual_field import (
 )
 
 DATA = Path(__file__).resolve().parent / "data"
-DEMO_FIELDS = Path(__file__).resolve().parents[2] / "trials" / "demo_data" / "visual_fields"
+DEMO_FIELDS = Path(__file__).resolve().parents[2] / "demo" / "data" / "visual_fields"
 HEADER = (
     ["eye", "age"]
     + [f"s{i}" for i in range(1, 55)]
