@@ -27,19 +27,21 @@ def normalize_email(email: str) -> str:
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def _create_user(self, email: str, password: str | None, **extra: object) -> User:
-        if not email:
-            raise ValueError("An email address is required.")
-        user = self.model(email=normalize_email(email), **extra)
-        user.set_password(password)
-        user.full_clean(exclude=["password"])
-        user.save(using=self._db)
-        return user
-
     def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
-        extra.setdefault("is_staff", False)
-        extra.setdefault("is_superuser", False)
-        return self._create_user(email, password, **extra)
+        """Through the audited service (``user_create``), like every other account: no unaudited way in."""
+        from platform_core.accounts.services import user_create
+
+        unknown = set(extra) - {"full_name", "is_staff", "is_superuser"}
+        if unknown:
+            raise TypeError(f"create_user() got unexpected fields: {sorted(unknown)}")
+        return user_create(
+            actor=None,
+            email=email,
+            full_name=str(extra.get("full_name", "")),
+            password=password,
+            is_staff=bool(extra.get("is_staff", False)),
+            is_superuser=bool(extra.get("is_superuser", False)),
+        )
 
     def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
         """What ``manage.py createsuperuser`` calls: through the audited service, like every other account."""

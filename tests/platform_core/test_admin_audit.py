@@ -211,6 +211,16 @@ class UserAdminTests(SuperuserAdminTestCase):
 
 
 class CreateSuperuserTests(TestCase):
+    def test_the_managers_create_user_goes_through_the_audited_service(self):
+        user = User.objects.create_user("Someone@Visus.example", NEW_PASSWORD, full_name="Some One")
+        self.assertEqual(user.email, "someone@visus.example")
+        self.assertTrue(user.check_password(NEW_PASSWORD))
+        event = AuditEvent.objects.get(action="user.create", object_id=str(user.pk))
+        self.assertIsNone(event.actor)
+        self.assertNotIn(NEW_PASSWORD, str(event.changes))
+        with self.assertRaisesMessage(TypeError, "unexpected fields: ['password_hash']"):
+            User.objects.create_user("other@visus.example", NEW_PASSWORD, password_hash="x")
+
     def test_createsuperuser_writes_an_audit_event_without_the_password(self):
         with mock.patch.dict(os.environ, {"DJANGO_SUPERUSER_PASSWORD": NEW_PASSWORD}):
             call_command(
