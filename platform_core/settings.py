@@ -41,6 +41,16 @@ DEBUG = env.bool("DJANGO_DEBUG", False) and not PRODUCTION
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required=True)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+# Who gets the lock-out alerts (mail_admins; failed requests are logged, not mailed: see LOGGING). Without
+# DJANGO_ADMINS nobody is mailed.
+ADMINS = [(email, email) for email in env.list("DJANGO_ADMINS", [])]
+SERVER_EMAIL = env.str("DJANGO_SERVER_EMAIL", "visus@localhost")
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST", "localhost")
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", False)
+
 INSTALLED_APPS = [
     # First, so that its changepassword command (audited) replaces Django's, which writes no audit event.
     "platform_core.accounts",
@@ -310,6 +320,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
+        # Django's default also mails ADMINS a report of every failed request, with each frame's local variables:
+        # an upload's bytes (PHI before de-identification) among them. Failures are logged here, never mailed.
+        "django": {"handlers": [], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         # Decoders log metadata values (TIFF tags, PNG chunks) at DEBUG: they would carry identifiers.
         "PIL": {"level": "WARNING"},

@@ -23,7 +23,7 @@ PACKAGES = tuple(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["i
 CONTRACTS = (
     "Layers: demo > evaluation > reading > diagnosis > trials > platform_core",
     "Pure cores (de-identification and parsing, networks, training) import no Django",
-    "Models, services and selectors import no DRF",
+    "Models, services, selectors and admin pages import no DRF",
 )
 
 
@@ -104,3 +104,15 @@ class LayerContractTests(SimpleTestCase):
             result = self.lint()
         self.assertEqual(result.returncode, 1, result.stdout)
         self.assertIn("trials.services is not allowed to import rest_framework", result.stdout)
+
+    def test_drf_in_an_admin_fails_the_lint_even_from_inside_a_function(self):
+        hidden = (
+            "\n\ndef _hidden():\n    from platform_core.api.exceptions import ApplicationError\n\n"
+            "    return ApplicationError\n"
+        )
+        for module in ("platform_core/audit/admin_mixins.py", "trials/admin.py"):
+            with self.subTest(module=module), self.edited(module, hidden):
+                result = self.lint()
+                self.assertEqual(result.returncode, 1, result.stdout)
+                self.assertIn("admin", result.stdout)
+                self.assertIn("is not allowed to import rest_framework", result.stdout)

@@ -56,10 +56,6 @@ def user_is_blinded_to_ai(user: User, trial: Trial) -> bool:
     return ai_blinded_trial_ids(user).filter(pk=trial.pk).exists()
 
 
-# The earlier name, kept so that code written against it still imports; new code uses ai_blinded_trial_ids.
-reader_trial_ids = ai_blinded_trial_ids
-
-
 def audit_scope(user: User, roles: tuple[Role, ...]) -> Q:
     """Audit events of the trials where the user holds one of ``roles`` at a site (registered with the
     audit app in ``TrialsConfig.ready()``: trial-wide oversight for managers and monitors)."""

@@ -164,6 +164,8 @@ def trial_site_update(
 ) -> TrialSite:
     site = TrialSite.objects.select_for_update().select_related("trial", "hospital").get(pk=site.pk)
     _require_manager(actor, site.trial)
+    if site.trial.status == TrialStatus.CLOSED:  # as for adding a site: a closed trial's sites stay as they were
+        raise ApplicationError("The trial is closed: its sites can no longer be changed.", code="trial_closed")
     before = audit_snapshot(site)
     if enrolment_target is not None:
         site.enrolment_target = enrolment_target

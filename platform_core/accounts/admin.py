@@ -22,7 +22,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from platform_core.accounts.models import Hospital, Membership, User, normalize_email
 from platform_core.accounts.services import (
@@ -184,6 +184,7 @@ class UserAdmin(SuperuserOnlyMixin, ServiceAdminMixin, DjangoUserAdmin):
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj is not None else ()
 
+    @sensitive_variables("data")  # holds the typed password
     def create_through_service(self, request, form) -> User:
         data = form.cleaned_data
         return user_create(

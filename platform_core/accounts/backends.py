@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.hashers import make_password
 from django.http import HttpRequest
+from django.views.decorators.debug import sensitive_variables
 
 from platform_core.accounts.models import User
 from platform_core.accounts.selectors import user_by_email
@@ -14,6 +15,7 @@ from platform_core.accounts.services import login_attempt_begin, login_attempt_s
 
 
 class LockoutModelBackend(ModelBackend):
+    @sensitive_variables("password")  # kept out of error reports, as in every frame this calls
     def authenticate(
         self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
     ) -> User | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -28,19 +29,21 @@ def normalize_email(email: str) -> str:
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def _create_user(self, email: str, password: str | None, **extra: object) -> User:
-        if not email:
-            raise ValueError("An email address is required.")
-        user = self.model(email=normalize_email(email), **extra)
-        user.set_password(password)
-        user.full_clean(exclude=["password"])
-        user.save(using=self._db)
-        return user
-
     def create_user(self, email: str, password: str | None = None, **extra: object) -> User:
-        extra.setdefault("is_staff", False)
-        extra.setdefault("is_superuser", False)
-        return self._create_user(email, password, **extra)
+        """Through the audited service (``user_create``), like every other account: no unaudited way in."""
+        from platform_core.accounts.services import user_create
+
+        unknown = set(extra) - {"full_name", "is_staff", "is_superuser"}
+        if unknown:
+            raise TypeError(f"create_user() got unexpected fields: {sorted(unknown)}")
+        return user_create(
+            actor=None,
+            email=email,
+            full_name=str(extra.get("full_name", "")),
+            password=password,
+            is_staff=bool(extra.get("is_staff", False)),
+            is_superuser=bool(extra.get("is_superuser", False)),
+        )
 
     def create_superuser(self, email: str, password: str | None = None, **extra: object) -> User:
         """What ``manage.py createsuperuser`` calls: through the audited service, like every other account."""
@@ -96,8 +99,16 @@ class User(AbstractBaseUser, PermissionsMixin, BaseModel):
         return self.locked_until is not None and self.locked_until > timezone.now()
 
 
+# Part of every pseudonym at the hospital (DR01-H01-0001) and of the audit trail's scoping: no separators, one case.
+hospital_code_validator = RegexValidator(
+    r"^[A-Z0-9]{2,10}$", "Use 2-10 capital letters or digits, e.g. H01: the code is part of every pseudonym there."
+)
+
+
 class Hospital(BaseModel):
-    code = models.CharField(max_length=10, unique=True, help_text="Short site code, e.g. H01.")
+    code = models.CharField(
+        max_length=10, unique=True, validators=[hospital_code_validator], help_text="Short site code, e.g. H01."
+    )
     name = models.CharField(max_length=200)
     country = models.CharField(max_length=2, blank=True, help_text="ISO 3166-1 alpha-2.")
 

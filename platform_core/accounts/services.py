@@ -18,6 +18,7 @@ from django.core.mail import mail_admins
 from django.db import models, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User, normalize_email
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
@@ -32,6 +33,9 @@ def hospital_create(*, actor: User | None, code: str, name: str, country: str = 
     return hospital
 
 
+# Every local of every frame of these calls is kept out of error reports (the decorator is outermost, so
+# transaction.atomic's frame, whose arguments hold the password, is covered too).
+@sensitive_variables()
 @transaction.atomic
 def user_create(
     *,
@@ -102,6 +106,7 @@ def locked_minutes(user: User) -> int:
     return max(1, int((user.locked_until - timezone.now()).total_seconds() // 60) + 1)
 
 
+@sensitive_variables()
 def user_password_change(*, user: User, old_password: str, new_password: str) -> User:
     """Change a password after checking the current one, which counts like a sign-in (and can lock the account).
 
@@ -310,6 +315,7 @@ def _reason_required(reason: str, message: str) -> str:
     return reason.strip()
 
 
+@sensitive_variables()
 @transaction.atomic
 def user_create_superuser(*, email: str, full_name: str, password: str | None) -> User:
     """``manage.py createsuperuser`` (through ``User.objects.create_superuser``): an operator at the server.
@@ -370,6 +376,7 @@ def user_update(*, actor: User, user: User, reason: str, groups: Iterable[Group]
     return user
 
 
+@sensitive_variables()
 @transaction.atomic
 def user_password_set(*, actor: User | None, user: User, password: str, reason: str) -> User:
     """An administrator sets another person's password (a reset; ``actor`` None: an operator at the console,

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from platform_core.accounts.forms import LoginForm, PasswordChangeForm
@@ -44,6 +45,7 @@ class LogoutView(auth_views.LogoutView):
     http_method_names = ["post", "options"]
 
 
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
 @login_required
 @require_http_methods(["GET", "POST"])
 def password_change(request: HttpRequest) -> HttpResponse:

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import NoReturn
 
 from django.contrib.auth import authenticate
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import exceptions, generics, serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -52,7 +54,12 @@ class TokenObtainApi(APIView):
     def throttled(self, request: Request, wait: float | None) -> NoReturn:
         raise exceptions.Throttled(wait, detail="Too many sign-in requests from your network address.")
 
+    @method_decorator(sensitive_post_parameters("password"))
+    def dispatch(self, request, *args, **kwargs):
+        return super().dispatch(request, *args, **kwargs)
+
     @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    @sensitive_variables()  # the serializer holds the password; the new token is a secret too
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

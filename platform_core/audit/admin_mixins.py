@@ -19,13 +19,13 @@ from django.db import models
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 
+from platform_core.errors import ApplicationError
+
 REASON_HELP = "Why this change is made; recorded in the audit trail."
 
 
 def refusal_message(exc: Exception) -> str:
     """One readable sentence from a service's refusal (an ApplicationError or a ValidationError)."""
-    from platform_core.errors import ApplicationError
-
     if isinstance(exc, ApplicationError):
         return str(exc.message)
     if isinstance(exc, ValidationError):
@@ -71,7 +71,6 @@ class ServiceAdminMixin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change) -> None:
-        from platform_core.errors import ApplicationError
 
         service = self.update_through_service if change else self.create_through_service
         if service is None:
@@ -146,8 +145,6 @@ def reasoned_action(
     """An admin action that asks for a reason on its own page, then calls ``service(actor, obj, reason)`` for
     each selected row. Each call is its own audited transaction; a row the service refuses is named in an
     error message and the others still go through. A blank reason calls nothing."""
-
-    from platform_core.errors import ApplicationError
 
     def action(modeladmin: admin.ModelAdmin, request, queryset):
         form = ReasonActionForm(request.POST if "apply" in request.POST else None)

@@ -34,6 +34,10 @@ HASHED_FIELDS = (
 # ...and the digest covers these free-text fields, which a redaction replaces.
 PAYLOAD_FIELDS = ("object_repr", "changes", "reason")
 REDACT_ACTION = "audit_event.redact"
+REHASH_ACTION = "audit_trail.rehash"
+# The trail's own records of a redaction and of a rehash are never redacted: the first keeps who redacted what
+# and why, the second bridges a head kept from before migration audit.0004. Neither holds trial data.
+UNREDACTABLE_ACTIONS = (REDACT_ACTION, REHASH_ACTION)
 REDACTION_MARKER_KEY = "redacted_by_event"
 
 M = TypeVar("M", bound=models.Model)
@@ -238,6 +242,11 @@ def audit_redact(*, actor: Any, seq: int, reason: str) -> AuditEvent:
         raise ValidationError(f"There is no audit event #{seq}.")
     if target.is_redacted:
         raise ValidationError(f"Audit event #{seq} was already redacted by event #{target.redacted_by_seq}.")
+    if target.action in UNREDACTABLE_ACTIONS:
+        raise ValidationError(
+            f"Audit event #{seq} is the trail's own record ({target.action}) and is never redacted: "
+            "it holds no trial data, and redacting it would erase who redacted what and why."
+        )
     redaction = audit_record(
         actor=actor,
         action=REDACT_ACTION,
@@ -274,6 +283,8 @@ def _redaction_problem(event: AuditEvent) -> str:
     by = event.redacted_by_seq
     if by is None or by <= event.seq:
         return f"it names event #{by} as its redaction, which cannot be"
+    if event.action in UNREDACTABLE_ACTIONS:
+        return f"it is the trail's own record ({event.action}), which is never redacted"
     if event.changes != redaction_marker(by) or event.reason or event.object_repr or event.payload_salt:
         return "its payload is neither the original nor a redaction marker"
     return ""

@@ -10,6 +10,7 @@ from unittest import mock
 
 from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.test import TestCase
@@ -17,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from platform_core.accounts.models import Hospital, Membership, Role, User
+from platform_core.accounts.services import hospital_create
 from platform_core.accounts.staff_groups import TRIAL_MANAGERS
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.selectors import audit_events_for
@@ -209,6 +211,16 @@ class UserAdminTests(SuperuserAdminTestCase):
 
 
 class CreateSuperuserTests(TestCase):
+    def test_the_managers_create_user_goes_through_the_audited_service(self):
+        user = User.objects.create_user("Someone@Visus.example", NEW_PASSWORD, full_name="Some One")
+        self.assertEqual(user.email, "someone@visus.example")
+        self.assertTrue(user.check_password(NEW_PASSWORD))
+        event = AuditEvent.objects.get(action="user.create", object_id=str(user.pk))
+        self.assertIsNone(event.actor)
+        self.assertNotIn(NEW_PASSWORD, str(event.changes))
+        with self.assertRaisesMessage(TypeError, "unexpected fields: ['password_hash']"):
+            User.objects.create_user("other@visus.example", NEW_PASSWORD, password_hash="x")
+
     def test_createsuperuser_writes_an_audit_event_without_the_password(self):
         with mock.patch.dict(os.environ, {"DJANGO_SUPERUSER_PASSWORD": NEW_PASSWORD}):
             call_command(
@@ -235,6 +247,18 @@ class HospitalAndMembershipAdminTests(SuperuserAdminTestCase):
         duplicate = self.client.post(url, {"code": "h07", "name": "Again", "country": "GB"})
         self.assertIn("already exists", str(duplicate.context["adminform"].form.errors["code"]))
         self.assertEqual(Hospital.objects.filter(code="H07").count(), 1)
+
+    def test_a_hospital_code_that_would_break_pseudonyms_is_refused_clearly_and_nothing_is_written(self):
+        events = AuditEvent.objects.count()
+        for code in ("h-01", "H 01", "H01/2", "X", "Hé1"):
+            with self.subTest(code=code), self.assertRaisesMessage(ValidationError, "2-10 capital letters or digits"):
+                hospital_create(actor=self.root, code=code, name="Bad code")
+            response = self.client.post(
+                reverse("admin:accounts_hospital_add"), {"code": code, "name": "Bad code", "country": "GB"}
+            )
+            self.assertIn("2-10 capital letters or digits", str(response.context["adminform"].form.errors["code"]))
+        self.assertFalse(Hospital.objects.filter(name="Bad code").exists())
+        self.assertEqual(AuditEvent.objects.count(), events)
 
     def test_a_hospital_change_needs_a_reason_and_its_code_is_fixed(self):
         hospital = HospitalFactory(code="H01")

@@ -4,6 +4,7 @@ import importlib
 from io import StringIO
 
 from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
@@ -107,6 +108,21 @@ class RedactionTests(TestCase):
             redact_command("2", "--reason", "again")
         self.assertEqual(AuditEvent.objects.count(), 4)
 
+    def test_the_record_of_a_redaction_is_never_redacted(self):
+        redaction = audit_redact(actor=self.actor, seq=self.leak.seq, reason="password typed in a note")
+        with self.assertRaisesMessage(CommandError, f"Audit event #{redaction.seq} is the trail's own record"):
+            redact_command(str(redaction.seq), "--reason", "hide who redacted")
+        event = AuditEvent.objects.get(seq=redaction.seq)
+        self.assertEqual(event.reason, "password typed in a note")
+        self.assertIsNone(event.redacted_by_seq)
+        self.assertTrue(audit_verify().ok)
+
+    def test_the_rehash_record_is_never_redacted(self):
+        rehash = audit_record(actor=None, action="audit_trail.rehash", changes={"head": ["1:a", "1:b"]})
+        with self.assertRaisesMessage(ValidationError, "is the trail's own record (audit_trail.rehash)"):
+            audit_redact(actor=None, seq=rehash.seq, reason="hide the old head")
+        self.assertEqual(AuditEvent.objects.get(seq=rehash.seq).changes, {"head": ["1:a", "1:b"]})
+
     def test_redacting_an_event_that_does_not_exist_is_a_clear_error(self):
         with self.assertRaisesMessage(CommandError, "There is no audit event #99."):
             redact_command("99", "--reason", "secret")
@@ -191,6 +207,16 @@ class EditsStillCaughtTests(TestCase):
         audit_record(actor=None, action="audit_event.redact", object_id="3", reason="claims a redaction")  # 6
         self.assert_caught(6, "records the redaction of event #3, which is not redacted")
 
+    def test_a_redacted_redaction_is_caught(self):
+        """Redacting the record of redaction #5 (written past the service and the trigger) erases its reason."""
+        redaction_of_5 = audit_record(actor=None, action="audit_event.redact", object_id="5", reason="cover up")  # 6
+        raw(
+            "UPDATE audit_auditevent SET changes = %s, reason = '', object_repr = '', payload_salt = '', "
+            "redacted_by_seq = %s WHERE seq = 5",
+            [f'{{"redacted_by_event": {redaction_of_5.seq}}}', redaction_of_5.seq],
+        )
+        self.assert_caught(5, "the trail's own record (audit_event.redact), which is never redacted")
+
     def test_an_edited_redaction_marker_is_caught(self):
         raw("UPDATE audit_auditevent SET changes = %s WHERE seq = 2", ['{"redacted_by_event": 5, "n": [1, 2]}'])
         self.assert_caught(2, "neither the original nor a redaction marker")
@@ -273,6 +299,13 @@ class RedactionTriggerTests(TestCase):
         again = self.record_redaction_of(2)
         with self.assertRaisesMessage(DatabaseError, "append-only"):
             self.redact(2, by=again.seq)
+
+    def test_a_redaction_record_cannot_be_redacted_in_place(self):
+        first = audit_redact(actor=None, seq=2, reason="secret")
+        again = self.record_redaction_of(first.seq)
+        with self.assertRaisesMessage(DatabaseError, "append-only"):
+            self.redact(first.seq, by=again.seq)
+        self.assertEqual(AuditEvent.objects.get(seq=first.seq).reason, "secret")
 
     def test_a_redaction_can_never_be_undone_in_place(self):
         audit_redact(actor=None, seq=2, reason="secret")

@@ -31,7 +31,8 @@ class _Everything(logging.Handler):
             self.lines.append(self.format(record))
 
 
-@override_settings(VISUS_LOCKOUT_THRESHOLD=3)
+# ADMINS set, so that the lock-out alert is really mailed and the mail is searched too.
+@override_settings(VISUS_LOCKOUT_THRESHOLD=3, ADMINS=[("Ops", "ops@visus.example")])
 class NoSecretInTheTrailTests(TestCase):
     def setUp(self):
         cache.clear()  # sign-in throttles count per address
@@ -99,6 +100,7 @@ class NoSecretInTheTrailTests(TestCase):
             self.assertNotIn(guess, response.content.decode())
         self.assertEqual(AuditEvent.objects.filter(action="login.failure").count(), 3)
         self.assertTrue(AuditEvent.objects.filter(action="user.lock").exists())
+        self.assertEqual([m.subject for m in mail.outbox], ["[Django] Visus: account locked"])
         self.assert_no_trace(*guesses)
 
     def test_getting_an_api_token_and_failing_to(self):

@@ -108,6 +108,29 @@ class SettingsProcessTests(SimpleTestCase):
             ],
         )
 
+    def test_the_admins_who_get_lockout_alerts_come_from_the_environment(self):
+        code = (
+            "import django; django.setup(); from django.conf import settings as s; "
+            "print(s.ADMINS); print(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_USE_TLS)"
+        )
+        env = {
+            **PRODUCTION_ENV,
+            "DJANGO_ADMINS": "ops@hospital.example, security@hospital.example",
+            "DJANGO_EMAIL_HOST": "smtp.hospital.example",
+            "DJANGO_EMAIL_PORT": "587",
+            "DJANGO_EMAIL_USE_TLS": "true",
+        }
+        result = run_django(["shell", "--no-imports", "-c", code], env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(
+            result.stdout.splitlines(),
+            [
+                "[('ops@hospital.example', 'ops@hospital.example'), "
+                "('security@hospital.example', 'security@hospital.example')]",
+                "smtp.hospital.example 587 True",
+            ],
+        )
+
     def test_missing_production_secret_stops_start_up_with_a_clear_message(self):
         env = dict(PRODUCTION_ENV)
         del env["DJANGO_SECRET_KEY"]

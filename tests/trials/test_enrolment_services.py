@@ -183,6 +183,18 @@ class EnrolmentTests(TestCase):
         services.trial_transition(actor=w.manager, trial=w.trial, status="closed", reason="stopped early")
         self.assert_refused("is closed: enrolment is only possible while it is recruiting")
 
+    def test_a_site_of_a_closed_trial_cannot_be_changed(self):
+        w = self.world
+        site = TrialSite.objects.get(trial=w.trial, hospital=w.h1)
+        services.trial_site_update(actor=w.manager, site=site, status="on_hold", reason="staff shortage")
+        services.trial_transition(actor=w.manager, trial=w.trial, status="closed", reason="stopped early")
+        events = AuditEvent.objects.count()
+        with self.assertRaisesMessage(ApplicationError, "The trial is closed: its sites can no longer be changed."):
+            services.trial_site_update(actor=w.manager, site=site, status="active", reason="reopen")
+        site.refresh_from_db()
+        self.assertEqual(site.status, "on_hold")
+        self.assertEqual(AuditEvent.objects.count(), events)
+
     def test_enrolment_at_a_paused_site_is_refused(self):
         w = self.world
         site = TrialSite.objects.get(trial=w.trial, hospital=w.h1)
