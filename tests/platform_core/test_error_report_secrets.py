@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.debug import ExceptionReporter
 
 from platform_core.accounts.models import User
-from tests.factories import TEST_PASSWORD, UserFactory
+from tests.support.factories import TEST_PASSWORD, UserFactory
 
 NEW_PASSWORD = "Qz7-wRmK-new-secret-typed"
 
