@@ -515,9 +515,12 @@ class AdminScopeTests(TestCase):
 
     def test_fusion_calibrations_are_read_only_scoped_to_the_staff_members_trials_and_blinded(self):
         from diagnosis.models import FusionCalibration
+        from diagnosis.networks.fusion import FusionWeights
 
         def calibration(trial):
-            return FusionCalibration.objects.create(trial=trial, weights={"prior": 0.0}, eyes=40, positives=12)
+            return FusionCalibration.objects.create(
+                trial=trial, weights=FusionWeights(prior_probability=0.3).to_dict(), eyes=40, positives=12
+            )
 
         mine, theirs = calibration(self.w.trial), calibration(self.other_trial)
         self.assertEqual(self.changelist("diagnosis_fusioncalibration"), [mine])

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from diagnosis.models import FusionCalibration, InferenceJob, JobStatus, Prediction
+from diagnosis.networks.fusion import FusionWeights
 from platform_core.accounts.models import Role
 from tests.support import image_factories
 from tests.support.factories import HospitalFactory, TrialWorld, UserFactory, enrol, member
@@ -60,7 +61,7 @@ class PageQueryCountTests(TestCase):
                 trial=self.w.trial,
                 fundus_model=self.dr,
                 vf_model=self.vf,
-                weights={"prior": 0.0},
+                weights=FusionWeights(prior_probability=0.3).to_dict(),
                 eyes=40 + n,
                 positives=12,
                 fitted_by=self.w.manager,
@@ -96,6 +97,7 @@ class PageQueryCountTests(TestCase):
         trial = self.w.trial.slug
         self.upload_files(self.w.case1, count=1)
         self.predict(self.w.case1)
+        self.calibrate(count=1)  # the trial and case pages show the newest calibration
         case = reverse("trials:case-detail", args=[self.w.case1.pk])
         self.assert_constant(
             [
