@@ -186,10 +186,19 @@ def seed_trial() -> None:
                 case_set_status(actor=coordinator, case=case, status="complete")
 
 
-def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> None:
+# K-fold cross-validation over all the shipped real data, by subject, that seed_demo runs for every demo card
+# (`metrics_real_cross_validated`, with the folds and subjects counted): K more trainings per network.
+DEMO_CROSS_VALIDATION_FOLDS = 3
+
+
+def seed_models(
+    *, stdout, epochs_scale: float = 1.0, synthetic: int = 600, folds: int = DEMO_CROSS_VALIDATION_FOLDS
+) -> None:
     """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there.
 
     One per training recipe; `synthetic` is the DR grader's generated photographs, which each recipe scales.
+    With `folds` (0: none) each card also carries its `folds`-fold cross-validated figures over all the shipped
+    real data, split by subject (demo/crossval.py).
     """
     from diagnosis.models import ModelVersion
     from diagnosis.networks.inference import configure_threads
@@ -203,7 +212,9 @@ def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> N
             continue
         stdout.write(f"Training the demo model {name} (not for clinical use)...")
         train_demo = demo_recipe(recipe.architecture)
-        trained = train_demo(synthetic=recipe.demo_synthetic(synthetic), epochs_scale=epochs_scale)
+        trained = train_demo(
+            synthetic=recipe.demo_synthetic(synthetic), epochs_scale=epochs_scale, cross_validation_folds=folds
+        )
         model_register(
             actor=None,
             name=name,
@@ -213,3 +224,5 @@ def seed_models(*, stdout, epochs_scale: float = 1.0, synthetic: int = 600) -> N
             metrics=trained.metrics,
         )
         stdout.write(f"  {name}: validation {trained.metrics} in {trained.seconds:.0f} s")
+        if folds:
+            stdout.write(f"  {name}: {folds}-fold cross-validated {trained.model_card['metrics_real_cross_validated']}")

@@ -9,10 +9,10 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from diagnosis.models import Architecture, InferenceJob, ModelStatus, ModelVersion, Prediction
+from diagnosis.models import Architecture, FusionCalibration, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
 from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin, ServiceAdminMixin, reasoned_action
-from trials.selectors import ai_blinded_trial_ids, cases_for
+from trials.selectors import ai_blinded_trial_ids, cases_for, trials_for
 
 
 class ModelRegisterForm(forms.ModelForm):
@@ -154,3 +154,19 @@ class PredictionAdmin(InferenceJobAdmin):
         if not obj.attention_overlay:
             return "-"
         return format_html('<a href="{}">open</a>', reverse("diagnosis:prediction-overlay", args=[obj.pk]))
+
+
+@admin.register(FusionCalibration)
+class FusionCalibrationAdmin(ScopedAdminMixin, ReadOnlyAdmin):
+    """Fitted fusion weights of the staff member's trials (written only by ``fusion_calibration_fit``, which
+    audits them), never of trials they read: the weights are fitted on AI outputs (blinding)."""
+
+    list_display = ("trial", "fundus_model", "vf_model", "eyes", "positives", "fitted_by", "created_at")
+    list_filter: ClassVar[tuple[Any, ...]] = (("trial", admin.RelatedOnlyFieldListFilter),)
+    list_select_related = ("trial", "fundus_model", "vf_model", "fitted_by")
+
+    def scope(self, request, queryset):
+        return queryset.filter(trial__in=trials_for(request.user).values("pk"))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).exclude(trial__in=ai_blinded_trial_ids(request.user))

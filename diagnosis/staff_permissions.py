@@ -1,6 +1,6 @@
 """What staff may do with the model registry in the Django admin (see platform_core.accounts.staff_groups).
 
-Predictions and jobs are listed without the AI outputs of trials the staff member reads (blinding).
+Predictions, jobs and fusion calibrations are listed without the AI outputs of trials the staff member reads (blinding).
 """
 
 from platform_core.accounts.staff_groups import TRIAL_MANAGERS
@@ -10,5 +10,6 @@ STAFF_PERMISSIONS = {
         "modelversion": ("add", "change", "view"),
         "inferencejob": ("view",),
         "prediction": ("view",),
+        "fusioncalibration": ("view",),
     },
 }

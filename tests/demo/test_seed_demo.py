@@ -24,6 +24,13 @@ class SeedDemoTests(TestCase):
             call_command("seed_demo", skip_models=True, stdout=io.StringIO())
         self.assertFalse(User.objects.exists())
 
+    def test_a_cross_validation_of_one_fold_is_refused_before_anything_is_created(self):
+        from django.core.management.base import CommandError
+
+        with self.assertRaisesMessage(CommandError, "at least 2 folds, not 1"):
+            call_command("seed_demo", cross_validate=1, stdout=io.StringIO())
+        self.assertFalse(User.objects.exists())
+
     def test_seed_demo_is_idempotent_and_uploads_real_files_through_the_pipeline(self):
         out = io.StringIO()
         call_command("seed_demo", skip_models=True, stdout=out)
@@ -57,7 +64,7 @@ class SeedDemoModelsTests(TestCase):
         from diagnosis.models import ModelVersion
 
         out = io.StringIO()
-        seed_models(stdout=out, epochs_scale=0.05, synthetic=40)
+        seed_models(stdout=out, epochs_scale=0.05, synthetic=40, folds=2)
         models = {m.name: m for m in ModelVersion.objects.all()}
         self.assertEqual(set(models), {"dr-demo", "vf-glaucoma-demo", "fundus-glaucoma-demo"})
         self.assertEqual({m.task for m in models.values()}, {"dr_grading", "glaucoma_vf", "glaucoma_fundus"})
@@ -65,5 +72,11 @@ class SeedDemoModelsTests(TestCase):
             self.assertEqual(model.status, "active")
             self.assertTrue(model.not_for_clinical_use)
             self.assertIn("auc", str(model.metrics))
+            # Cross-validated over all the shipped real data by subject, with the counts, on every demo card.
+            crossval = model.model_card["metrics_real_cross_validated"]
+            self.assertEqual(crossval["folds"], 2.0)
+            self.assertGreater(crossval["n"], model.model_card["metrics"]["n"])  # all of it, not the held-out part
+            self.assertGreaterEqual(crossval["subjects"], 2.0)
+            self.assertIn("auc", crossval)
         seed_models(stdout=out, epochs_scale=0.05, synthetic=40)
         self.assertEqual(ModelVersion.objects.count(), 3)

@@ -537,6 +537,28 @@ class AdminScopeTests(TestCase):
         self.assertEqual(self.changelist("diagnosis_inferencejob"), [])
         default_storage.delete(dr.weights.name)
 
+    def test_fusion_calibrations_are_read_only_scoped_to_the_staff_members_trials_and_blinded(self):
+        from diagnosis.models import FusionCalibration
+        from diagnosis.networks.fusion import FusionWeights
+
+        def calibration(trial):
+            return FusionCalibration.objects.create(
+                trial=trial, weights=FusionWeights(prior_probability=0.3).to_dict(), eyes=40, positives=12
+            )
+
+        mine, theirs = calibration(self.w.trial), calibration(self.other_trial)
+        self.assertEqual(self.changelist("diagnosis_fusioncalibration"), [mine])
+        listing = self.client.get(reverse("admin:diagnosis_fusioncalibration_changelist")).content.decode()
+        self.assertNotIn("P-h2-only", listing)  # the trial filter lists only trials of the rows shown
+        url = reverse("admin:diagnosis_fusioncalibration_change", args=[mine.pk])
+        self.assertEqual(self.client.get(url).context["original"], mine)
+        self.assertEqual(self.client.post(url, {"eyes": "1"}).status_code, 403)
+        self.assertEqual(self.client.get(reverse("admin:diagnosis_fusioncalibration_add")).status_code, 403)
+        other = self.client.get(reverse("admin:diagnosis_fusioncalibration_change", args=[theirs.pk]))
+        self.assertIn(other.status_code, (302, 404))
+        Membership.objects.create(user=self.staff, hospital=self.w.h1, role=Role.READER)
+        self.assertEqual(self.changelist("diagnosis_fusioncalibration"), [])
+
 
 class AdminSignInTests(TestCase):
     """The admin signs in through Visus's login page: audited, locked out and throttled like every sign-in."""

@@ -104,6 +104,12 @@ class AdminSecretWalkTests(TestCase):
 
         job = InferenceJob.objects.create(case=self.w.case1, model_version=self.models[0], status="succeeded")
         Prediction.objects.create(job=job, case=self.w.case1, model_version=self.models[0], runtime_ms=1.0)
+        from diagnosis.models import FusionCalibration
+        from diagnosis.networks.fusion import FusionWeights
+
+        FusionCalibration.objects.create(
+            trial=self.w.trial, weights=FusionWeights(prior_probability=0.3).to_dict(), eyes=40, positives=12
+        )
         Group.objects.create(name="Walkers")
         self.client.force_login(self.root)
         self.secrets: dict[str, str] = {}  # secret -> where it was typed

@@ -31,6 +31,7 @@ EXPECTED_TRIAL_MANAGER_PERMISSIONS = {
     "diagnosis.view_modelversion",
     "diagnosis.view_inferencejob",
     "diagnosis.view_prediction",
+    "diagnosis.view_fusioncalibration",
     "audit.view_auditevent",
 }
 

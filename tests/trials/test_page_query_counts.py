@@ -12,7 +12,8 @@ from django.test import TestCase
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from diagnosis.models import InferenceJob, JobStatus, Prediction
+from diagnosis.models import FusionCalibration, InferenceJob, JobStatus, Prediction
+from diagnosis.networks.fusion import FusionWeights
 from platform_core.accounts.models import Role
 from tests.support import image_factories
 from tests.support.factories import HospitalFactory, TrialWorld, UserFactory, enrol, member
@@ -51,6 +52,20 @@ class PageQueryCountTests(TestCase):
         trial_site_add(actor=self.w.manager, trial=self.w.trial, hospital=hospital, enrolment_target=5)
         for n in range(3):
             member(Role.COORDINATOR, hospital, email=f"extra{n}@visus.example")
+        self.calibrate(count=3)
+
+    def calibrate(self, count: int) -> None:
+        """Fusion calibrations as ``fusion_calibration_fit`` leaves them, with both models and who fitted them."""
+        for n in range(count):
+            FusionCalibration.objects.create(
+                trial=self.w.trial,
+                fundus_model=self.dr,
+                vf_model=self.vf,
+                weights=FusionWeights(prior_probability=0.3).to_dict(),
+                eyes=40 + n,
+                positives=12,
+                fitted_by=self.w.manager,
+            )
 
     def upload_files(self, case: Case, count: int) -> None:
         for n in range(count):
@@ -82,6 +97,7 @@ class PageQueryCountTests(TestCase):
         trial = self.w.trial.slug
         self.upload_files(self.w.case1, count=1)
         self.predict(self.w.case1)
+        self.calibrate(count=1)  # the trial and case pages show the newest calibration
         case = reverse("trials:case-detail", args=[self.w.case1.pk])
         self.assert_constant(
             [
@@ -98,6 +114,7 @@ class PageQueryCountTests(TestCase):
     def test_every_admin_changelist(self):
         self.upload_files(self.w.case1, count=1)
         self.predict(self.w.case1)
+        self.calibrate(count=1)
         lists = [
             reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
             for model in admin.site._registry

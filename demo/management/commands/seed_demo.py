@@ -3,7 +3,14 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from demo.seeding import DEMO_PASSWORD, DEMO_TRIAL, seed_models, seed_people, seed_trial
+from demo.seeding import (
+    DEMO_CROSS_VALIDATION_FOLDS,
+    DEMO_PASSWORD,
+    DEMO_TRIAL,
+    seed_models,
+    seed_people,
+    seed_trial,
+)
 
 
 class Command(BaseCommand):
@@ -16,6 +23,13 @@ class Command(BaseCommand):
         parser.add_argument("--skip-models", action="store_true", help="do not train the demo networks")
         parser.add_argument("--epochs-scale", type=float, default=1.0, help="shorter training, e.g. 0.25")
         parser.add_argument("--synthetic", type=int, default=600, help="generated photographs for the DR model")
+        parser.add_argument(
+            "--cross-validate",
+            type=int,
+            default=DEMO_CROSS_VALIDATION_FOLDS,
+            metavar="K",
+            help="K-fold cross-validation of each demo network over the shipped real data, by subject (0: none)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -23,9 +37,16 @@ class Command(BaseCommand):
                 "seed_demo refuses to run in production: it creates demo accounts whose password is published in "
                 "the README. Use it on a laptop or a test instance only."
             )
+        if options["cross_validate"] < 0 or options["cross_validate"] == 1:
+            raise CommandError(f"--cross-validate takes 0 (none) or at least 2 folds, not {options['cross_validate']}.")
         people = seed_people()
         if not options["skip_models"]:
-            seed_models(stdout=self.stdout, epochs_scale=options["epochs_scale"], synthetic=options["synthetic"])
+            seed_models(
+                stdout=self.stdout,
+                epochs_scale=options["epochs_scale"],
+                synthetic=options["synthetic"],
+                folds=options["cross_validate"],
+            )
         seed_trial()
         self.stdout.write(self.style.SUCCESS(f"Demo data ready. Demo logins (password for all: {DEMO_PASSWORD}):"))
         for person in people:
