@@ -42,6 +42,7 @@ DECISIONS: dict[str, str] = {
     "trials/<slug:slug>/subjects/<str:pseudonym>/": "SUBJECT_ROLES only",
     "trials/<slug:slug>/subjects/<str:pseudonym>/withdraw/": "coordinators only",
     "trials/<slug:slug>/subjects/<str:pseudonym>/cases/add/": "coordinators only",
+    "diagnosis/trials/<slug:slug>/fusion/calibrate/": "managers only (POST)",
     "diagnosis/predictions/<uuid:pk>/overlay/": "SUBJECT_ROLES only, and blinded for the trial's readers",
     "reading/": "the reader's own progress counts",
     "reading/trials/<slug:slug>/next/<str:phase>/": "POST only; serves the reader's own next read",
