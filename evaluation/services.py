@@ -57,11 +57,13 @@ def cursor_rows(name: str, trial: Trial, batch: int = 2000) -> Iterator[bytes]:
     """The same CSV without ``COPY``: the SELECT's rows fetched in batches and written by Python's csv module
     (the benchmark's comparison; also the way for a database without ``COPY``)."""
     writer = csv.writer(_Echo(), lineterminator="\n")
-    with connection.cursor() as cursor:
+    with connection.chunked_cursor() as cursor:  # a server-side cursor on PostgreSQL: rows come in batches
         cursor.execute(exports.sql_of(name), {"trial": trial.pk})
+        rows = cursor.fetchmany(batch)  # a server-side cursor describes its columns after the first fetch
         yield writer.writerow([column[0] for column in cursor.description]).encode()
-        while rows := cursor.fetchmany(batch):
+        while rows:
             yield "".join(writer.writerow(["" if v is None else v for v in row]) for row in rows).encode()
+            rows = cursor.fetchmany(batch)
 
 
 @transaction.atomic
