@@ -112,7 +112,8 @@ def main() -> None:
                 "SELECT gen_random_uuid(), now(), now(), a.id, a.reader_id, c.id, 'unaided', c.n, 'signed', 1, "
                 "jsonb_build_object('icdr_grade', mod(c.n, 5)::text, 'referable_dr', "
                 "CASE WHEN mod(c.n, 5) >= 2 THEN 'yes' ELSE 'no' END, 'confidence', 70), "
-                "jsonb_build_object('icdr_grade', 60 + mod(c.n, 40), 'referable_dr', 50 + mod(c.n, 50)), 40 + mod(c.n, 200), "
+                "jsonb_build_object('icdr_grade', 60 + mod(c.n, 40), 'referable_dr', 50 + mod(c.n, 50)), "
+                "40 + mod(c.n, 200), "
                 "now(), 'Bench Reader', 'read' "
                 f"FROM {ReaderAssignment._meta.db_table} a CROSS JOIN (SELECT c.id, row_number() OVER (ORDER BY c.id) "
                 f"AS n FROM {Case._meta.db_table} c) c WHERE a.trial_id = %s AND c.n <= %s",
