@@ -10,7 +10,8 @@ What every export promises, and where it is kept:
 - every column of every export is described in ``DICTIONARY`` (variable, type, allowed values, description,
   as a REDCap data dictionary); ``tests/evaluation/test_exports.py`` checks the headers against it.
 
-The SQL is PostgreSQL's (``jsonb_each_text``, ``COPY``); ``evaluation.services.export_stream`` streams it.
+The SQL is PostgreSQL's (``jsonb_each_text``, ``COPY``); ``evaluation.services.export_chunks`` streams it there,
+and ``evaluation.portable`` gives the same bytes through the ORM on any other database (SQLite).
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def _reads_sql() -> str:
         f"LEFT JOIN {_t('calibration')} cc ON cc.case_id = c.id "
         "CROSS JOIN LATERAL jsonb_each_text(r.answers) q "
         "WHERE s.trial_id = %(trial)s AND r.status = 'signed' "
-        "ORDER BY rd.label, r.phase DESC, s.pseudonym, c.visit_day, c.laterality, q.key"
+        'ORDER BY rd.label, r.phase DESC, s.pseudonym, c.visit_day, c.laterality, q.key COLLATE "C"'
     )
 
 
@@ -164,7 +165,8 @@ ANALYSES = {
 
 def _analysis_sql(question: str) -> str:
     has_truth, truth = ANALYSES[question]
-    confidence = f"coalesce((r.confidences ->> '{question}')::numeric, 100)"
+    # double precision, not numeric: 95 and 97.5, not 95.0000000000000000 (numeric division's scale).
+    confidence = f"coalesce((r.confidences ->> '{question}')::float8, 100)"
     return (
         f"WITH {_readers_cte()} "  # noqa: S608
         f'SELECT rd.label AS reader, r.phase AS modality, {CASE_LABEL} AS "case", {truth} AS truth, '

@@ -3,12 +3,13 @@
 On PostgreSQL the rows leave the database through ``COPY (SELECT ...) TO STDOUT WITH CSV HEADER``
 (psycopg2's ``copy_expert``) into a spooled temporary file that stays in memory up to ``SPOOL_BYTES`` and
 spills to disk beyond, then the file is streamed in ``CHUNK_BYTES`` pieces: memory stays flat whatever the
-size of the trial (``tests/benchmarks/bench_exports.py`` measures it).
+size of the trial (``tests/benchmarks/bench_exports.py`` measures it). On any other database (SQLite in
+``make run``) the same bytes come from ``evaluation.portable.orm_rows`` (the ORM, ``.iterator()``): see
+``export_chunks``.
 """
 
 from __future__ import annotations
 
-import csv
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 
-from evaluation import exports
+from evaluation import exports, portable
 from evaluation.selectors import may_export
 from platform_core.accounts.models import User
 from platform_core.audit.services import audit_record
@@ -36,9 +37,6 @@ def _copy_sql(name: str, trial: Trial) -> str:
 
 def copy_rows(name: str, trial: Trial) -> Iterator[bytes]:
     """The export's CSV through PostgreSQL ``COPY``, in chunks of at most ``CHUNK_BYTES``."""
-    if name == "dictionary":
-        yield exports.dictionary_csv().encode()
-        return
     sql = _copy_sql(name, trial)
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="w+b") as spool:
         with connection.cursor() as cursor:
@@ -48,21 +46,24 @@ def copy_rows(name: str, trial: Trial) -> Iterator[bytes]:
             yield chunk
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
+def export_chunks(name: str, trial: Trial) -> Iterator[bytes]:
+    """The export's CSV: ``COPY`` on PostgreSQL, the ORM (``evaluation.portable``) on any other database."""
+    if name == "dictionary":
+        return iter([exports.dictionary_csv().encode()])
+    if connection.vendor == "postgresql":
+        return copy_rows(name, trial)
+    return portable.orm_rows(name, trial)
 
 
 def cursor_rows(name: str, trial: Trial, batch: int = 2000) -> Iterator[bytes]:
-    """The same CSV without ``COPY``: the SELECT's rows fetched in batches and written by Python's csv module
-    (the benchmark's comparison; also the way for a database without ``COPY``)."""
-    writer = csv.writer(_Echo(), lineterminator="\n")
+    """The same CSV without ``COPY``: the SELECT's rows fetched in batches and written in Python as COPY writes
+    them (``evaluation.portable.csv_line``): the benchmark's comparison."""
     with connection.chunked_cursor() as cursor:  # a server-side cursor on PostgreSQL: rows come in batches
         cursor.execute(exports.sql_of(name), {"trial": trial.pk})
         rows = cursor.fetchmany(batch)  # a server-side cursor describes its columns after the first fetch
-        yield writer.writerow([column[0] for column in cursor.description]).encode()
+        yield portable.csv_line(column[0] for column in cursor.description).encode()
         while rows:
-            yield "".join(writer.writerow(["" if v is None else v for v in row]) for row in rows).encode()
+            yield "".join(portable.csv_line(row) for row in rows).encode()
             rows = cursor.fetchmany(batch)
 
 
@@ -87,7 +88,7 @@ def trial_export(*, actor: User | None, trial: Trial, name: str, channel: str) -
         changes={"export": name, "channel": channel},
         trial_ref=trial.slug,
     )
-    return copy_rows(name, trial)
+    return export_chunks(name, trial)
 
 
 def trial_export_to_folder(*, trial: Trial, out: Path) -> list[Path]:

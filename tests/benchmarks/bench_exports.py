@@ -9,7 +9,9 @@ Builds a throw-away test database (``test_<name>``), fills it in bulk with SQL, 
 
 Here (PostgreSQL on a shared 2-core machine, 1,000,000 reads, 250.7 MB of CSV): bare COPY 31.6 s, export 27.4 s
 (ratio 0.87x), export's Python heap peak 9.4 MB (the 8 MiB spool plus a chunk), no rise of the resident high-water
-mark over the warm-up COPY; the Python csv writer over a server-side cursor 71.7 s (2.27x).
+mark over the warm-up COPY; the Python csv writer over a server-side cursor 71.7 s (2.27x). (That last figure
+predates ``cursor_rows`` writing through ``evaluation.portable.csv_line``, COPY's formatting, instead of
+``csv.writer``; not re-measured.)
 """
 
 from __future__ import annotations

@@ -8,12 +8,14 @@ import io
 import re
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 from django.core.management import CommandError, call_command
 from django.test import TestCase
 from rest_framework.test import APIClient
 
-from evaluation import exports, services
+from evaluation import exports, portable, services
 from evaluation.services import EXPORT_NAMES
 from evaluation.stats.reads import parse_reads_csv
 from evaluation.stats.report import analyze
@@ -186,9 +188,84 @@ class ExportContentTests(TestCase):
     def test_copy_and_cursor_give_the_same_csv(self):
         for name in exports.TABLES:
             with self.subTest(export=name):
-                copied = list(csv.reader(io.StringIO(text(services.copy_rows(name, self.w.trial)))))
-                fetched = list(csv.reader(io.StringIO(text(services.cursor_rows(name, self.w.trial)))))
+                copied = text(services.copy_rows(name, self.w.trial))
+                fetched = text(services.cursor_rows(name, self.w.trial))
                 self.assertEqual(copied, fetched)
+
+    def awkward_values(self):
+        """Values where COPY's formatting is easy to miss: an empty string, a comma, a quote, a line break,
+        floats with and without a fraction, JSON true, null and numbers, a glaucoma reference, a withdrawal."""
+        from datetime import timedelta
+
+        from diagnosis.models import InferenceJob, Prediction
+        from reading.models import ReaderAssignment
+        from tests.support.registry import register_small_models
+        from trials.models import ReferenceStandard, Subject
+
+        model, _ = register_small_models()
+        for case, referable, glaucoma in ((self.w.case1, 1.0, 0.1 + 0.2), (self.w.case2, 0.0, None)):
+            job = InferenceJob.objects.create(case=case, model_version=model, status="succeeded")
+            Prediction.objects.create(
+                job=job,
+                case=case,
+                model_version=model,
+                runtime_ms=1.0,
+                grade=2,
+                referable_probability=referable,
+                glaucoma_probability=glaucoma,
+            )
+        ReaderAssignment.objects.filter(reader=self.w.reader2).update(group="")
+        ReaderAssignment.objects.filter(reader=self.w.reader3).update(group='senior, "consultant"\nteam')
+        read = Read.objects.filter(reader=self.w.reader, status="signed").first()
+        read.answers = {**read.answers, "note": "a, b", "flag": True, "empty": "", "missing": None, "n": 2.5}
+        read.confidences = {**read.confidences, "glaucoma": 33.3}
+        read.save()
+        ReferenceStandard.objects.filter(case=read.case).update(glaucoma="yes")
+        Read.objects.filter(pk=read.pk).update(answers={**read.answers, "glaucoma": "yes"})
+        subject = Subject.objects.filter(trial=self.w.trial).first()
+        Subject.objects.filter(pk=subject.pk).update(
+            status="withdrawn", withdrawn_at=subject.enrolled_at + timedelta(days=3, hours=23)
+        )
+
+    def test_the_portable_path_gives_the_bytes_of_copy(self):
+        self.awkward_values()
+        for name in exports.TABLES:
+            with self.subTest(export=name):
+                copied = b"".join(services.copy_rows(name, self.w.trial))
+                ported = b"".join(portable.orm_rows(name, self.w.trial))
+                self.assertGreater(copied.count(b"\n"), 1, "the study exports rows")
+                self.assertEqual(ported, copied)
+
+    def test_the_path_follows_the_database_vendor(self):
+        expected = {name: b"".join(services.copy_rows(name, self.w.trial)) for name in exports.TABLES}
+        not_here = mock.Mock(side_effect=AssertionError("the wrong path for this database"))
+        with (
+            mock.patch.object(services, "connection", SimpleNamespace(vendor="sqlite")),
+            mock.patch.object(services, "copy_rows", not_here),
+        ):
+            for name in exports.TABLES:
+                self.assertEqual(b"".join(self.export(name)), expected[name], name)
+            self.assertIn(b"R01", b"".join(self.export("dictionary")) + expected["reads"])
+        with mock.patch.object(portable, "orm_rows", not_here):
+            for name in exports.TABLES:
+                self.assertEqual(b"".join(self.export(name)), expected[name], name)
+
+    def test_the_portable_path_streams(self):
+        rows = portable.orm_rows("reads", self.w.trial)
+        with mock.patch.object(portable, "CHUNK_CHARS", 200):
+            chunks = list(portable.orm_rows("reads", self.w.trial))
+        self.assertGreater(len(chunks), 3)
+        self.assertTrue(all(len(c) < 200 + 400 for c in chunks))
+        self.assertEqual(b"".join(chunks), b"".join(rows))
+
+    def test_floats_are_written_as_postgresql_writes_them(self):
+        from django.db import connection
+
+        values = [1.0, 0.0, -0.0, 0.1 + 0.2, 97.5, 1e-05, 0.0001, 1e15, 1.5e15, 1e16, 123456789012345.6, -2.5e-300]
+        with connection.cursor() as cursor:
+            for value in values:
+                cursor.execute("SELECT (%s::float8)::text", [value])
+                self.assertEqual(portable.pg_float(value), cursor.fetchone()[0], value)
 
     def test_a_large_export_comes_in_bounded_chunks(self):
         chunks = list(services.copy_rows("reads", self.w.trial))
