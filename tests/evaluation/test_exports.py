@@ -216,7 +216,8 @@ class ExportContentTests(TestCase):
             )
         ReaderAssignment.objects.filter(reader=self.w.reader2).update(group="")
         ReaderAssignment.objects.filter(reader=self.w.reader3).update(group='senior, "consultant"\nteam')
-        read = Read.objects.filter(reader=self.w.reader, status="signed").first()
+        reads = Read.objects.filter(reader=self.w.reader, status="signed").exclude(case=self.study.calibration)
+        read = reads.order_by("case__subject__pseudonym", "case__visit_day", "case__laterality").first()
         read.answers = {**read.answers, "note": "a, b", "flag": True, "empty": "", "missing": None, "n": 2.5}
         read.confidences = {**read.confidences, "glaucoma": 33.3}
         read.save()
