@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("trials.api_urls")),
     path("", include("diagnosis.api_urls")),
     path("", include("reading.api_urls")),
+    path("", include("evaluation.api_urls")),
 ]
 
 urlpatterns = [
@@ -19,6 +20,7 @@ urlpatterns = [
     path("trials/", include("trials.urls")),
     path("diagnosis/", include("diagnosis.urls")),
     path("reading/", include("reading.urls")),
+    path("evaluation/", include("evaluation.urls")),
     path("admin/login/", account_views.admin_login, name="admin-login"),
     # The admin's own password change neither counted wrong current passwords nor audited the change.
     path("admin/password_change/", RedirectView.as_view(pattern_name="accounts:password-change")),

@@ -8,6 +8,7 @@ from django.test import TestCase
 from django.urls import get_resolver
 from rest_framework.test import APIClient
 
+from evaluation.services import EXPORT_NAMES
 from reading import services
 from reading.models import Adjudication
 from tests.support.reading import ReadingWorld
@@ -16,6 +17,7 @@ from trials.services import reference_standard_record
 
 SHOWS_NO_TRIAL_DATA = "shows no subject, case, read, reference or AI data"
 READER_REFUSED = "refused to readers by role (403) or scoped to the user's own rows, which a reader has none of"
+EXPORTS_REFUSED = "exports for statisticians: managers, statisticians and monitors who do not read (may_export)"
 OWN_READ = "the reader's own read only (reading.selectors.reads_of): case number, eye, images, VF and OCT values"
 # Every URL pattern of the project, and why a reader with unsigned cases sees nothing they must not see there.
 DECISIONS: dict[str, str] = {
@@ -40,6 +42,7 @@ DECISIONS: dict[str, str] = {
     "trials/<slug:slug>/subjects/<str:pseudonym>/": "SUBJECT_ROLES only",
     "trials/<slug:slug>/subjects/<str:pseudonym>/withdraw/": "coordinators only",
     "trials/<slug:slug>/subjects/<str:pseudonym>/cases/add/": "coordinators only",
+    "diagnosis/trials/<slug:slug>/fusion/calibrate/": "managers only (POST)",
     "diagnosis/predictions/<uuid:pk>/overlay/": "SUBJECT_ROLES only, and blinded for the trial's readers",
     "diagnosis/trials/<slug:slug>/fusion/calibrate/": "POST only, the trial's managers only; redirects to the trial",
     "reading/": "the reader's own progress counts",
@@ -92,6 +95,9 @@ DECISIONS: dict[str, str] = {
     "api/v1/reading/reads/<uuid:pk>/reset/": "managers only (POST)",
     "api/v1/reading/reads/<uuid:pk>/marks/": "the reader's own read (POST)",
     "api/v1/reading/marks/<uuid:pk>/": "marks of the reader's own reads (PATCH, DELETE)",
+    "evaluation/trials/<slug:slug>/exports/": EXPORTS_REFUSED,
+    "evaluation/trials/<slug:slug>/exports/<str:name>.csv": EXPORTS_REFUSED,
+    **{f"api/v1/evaluation/trials/<slug:slug>/exports/{name}.csv": EXPORTS_REFUSED for name in EXPORT_NAMES},
     "api/schema/": "the API description: no data",
     "api/docs/": "the API description: no data",
 }
