@@ -42,7 +42,6 @@ DECISIONS: dict[str, str] = {
     "trials/<slug:slug>/subjects/<str:pseudonym>/": "SUBJECT_ROLES only",
     "trials/<slug:slug>/subjects/<str:pseudonym>/withdraw/": "coordinators only",
     "trials/<slug:slug>/subjects/<str:pseudonym>/cases/add/": "coordinators only",
-    "diagnosis/trials/<slug:slug>/fusion/calibrate/": "managers only (POST)",
     "diagnosis/predictions/<uuid:pk>/overlay/": "SUBJECT_ROLES only, and blinded for the trial's readers",
     "diagnosis/trials/<slug:slug>/fusion/calibrate/": "POST only, the trial's managers only; redirects to the trial",
     "reading/": "the reader's own progress counts",
