@@ -88,7 +88,7 @@ class RealSet:
     @property
     def truth(self) -> np.ndarray:
         labels = (self.data.grades if self.what == "photographs" else self.data.labels).cpu().numpy()
-        return labels >= REFERABLE_FROM_GRADE if self.architecture == "zoom_in_net" else labels.astype(bool)
+        return EVALUATIONS[self.architecture].positive(labels)
 
     @property
     def subjects(self) -> int:
@@ -96,28 +96,84 @@ class RealSet:
         return len(set(groups))
 
 
+def _real_photographs(
+    architecture: str, size_attribute: str, *, glaucoma: bool
+) -> Callable[[Any, bool | None], RealSet]:
+    """The shipped HRF photographs at the size the network's config names (`size_attribute`)."""
+
+    def real(config: Any, held_out: bool | None) -> RealSet:
+        size = int(getattr(config, size_attribute))
+        return RealSet(architecture, hrf_set(size, glaucoma=glaucoma, held_out=held_out), "photographs")
+
+    return real
+
+
+def _real_fields(config: Any, held_out: bool | None) -> RealSet:
+    fields = datasets.visual_field_set(demo_vf_fields(held_out=held_out), size=config.input_size)
+    return RealSet("vf_glaucoma", fields, "fields")
+
+
+def _referable_dr_scores(model: Any, real: RealSet) -> np.ndarray:
+    probabilities = predict_zoom_in_net(model, real.data.images, device=torch.device("cpu")).probabilities
+    return np.asarray(probabilities[:, REFERABLE_FROM_GRADE:].sum(axis=1))
+
+
+def _fundus_glaucoma_scores(model: Any, real: RealSet) -> np.ndarray:
+    with torch.inference_mode():
+        crops = fundus_glaucoma_crops(model, real.data.images, device=torch.device("cpu"))
+        return np.asarray(torch.sigmoid(model.classify(normalise_images(crops)).float()).numpy())
+
+
+def _vf_glaucoma_scores(model: Any, real: RealSet) -> np.ndarray:
+    with torch.inference_mode():
+        return np.asarray(model.predict_proba(normalise_images(real.data.plots), real.data.indices).float().numpy())
+
+
+@dataclass(frozen=True)
+class DemoEvaluation:
+    """How a demo network is scored on the shipped real data: one description per architecture (as
+    diagnosis.networks.specs describes the networks themselves), read by everything below."""
+
+    real: Callable[[Any, bool | None], RealSet]  # (network config, held_out) -> the real inputs
+    positive: Callable[[np.ndarray], np.ndarray]  # labels -> which items are positive
+    scores: Callable[[Any, RealSet], np.ndarray]  # (network, real inputs) -> per-item positive probability
+    positives: str  # what the positives are called on the card
+    task: str
+
+
+EVALUATIONS: dict[str, DemoEvaluation] = {
+    "zoom_in_net": DemoEvaluation(
+        real=_real_photographs("zoom_in_net", "highres_size", glaucoma=False),
+        positive=lambda labels: labels >= REFERABLE_FROM_GRADE,
+        scores=_referable_dr_scores,
+        positives="referable-DR photographs",
+        task="referable DR (grade >= 2) against the rest",
+    ),
+    "fundus_glaucoma": DemoEvaluation(
+        real=_real_photographs("fundus_glaucoma", "view_size", glaucoma=True),
+        positive=lambda labels: labels.astype(bool),
+        scores=_fundus_glaucoma_scores,
+        positives="glaucoma photographs",
+        task="glaucoma",
+    ),
+    "vf_glaucoma": DemoEvaluation(
+        real=_real_fields,
+        positive=lambda labels: labels.astype(bool),
+        scores=_vf_glaucoma_scores,
+        positives="glaucoma fields",
+        task="glaucoma",
+    ),
+}
+
+
 def real_set(architecture: str, config: Any, *, held_out: bool | None) -> RealSet:
-    if architecture == "vf_glaucoma":
-        fields = datasets.visual_field_set(demo_vf_fields(held_out=held_out), size=config.input_size)
-        return RealSet(architecture, fields, "fields")
-    size = config.highres_size if architecture == "zoom_in_net" else config.view_size
-    return RealSet(
-        architecture, hrf_set(size, glaucoma=architecture == "fundus_glaucoma", held_out=held_out), "photographs"
-    )
+    return EVALUATIONS[architecture].real(config, held_out)
 
 
 def positive_scores(model: Any, real: RealSet) -> np.ndarray:  # the network of real.architecture
     """Per item: the referable-DR probability (DR grader) or the glaucoma probability."""
     model.eval()
-    if real.architecture == "zoom_in_net":
-        probabilities = predict_zoom_in_net(model, real.data.images, device=torch.device("cpu")).probabilities
-        return probabilities[:, REFERABLE_FROM_GRADE:].sum(axis=1)
-    with torch.inference_mode():
-        if real.architecture == "fundus_glaucoma":
-            crops = fundus_glaucoma_crops(model, real.data.images, device=torch.device("cpu"))
-            logits = model.classify(normalise_images(crops))
-            return torch.sigmoid(logits.float()).numpy()
-        return model.predict_proba(normalise_images(real.data.plots), real.data.indices).float().numpy()
+    return EVALUATIONS[real.architecture].scores(model, real)
 
 
 CHANCE_AUC = 0.6  # below this ROC AUC the card says the network does not rank better than chance
@@ -126,7 +182,7 @@ CHANCE_AUC = 0.6  # below this ROC AUC the card says the network does not rank b
 def ranking_sentence(metrics: dict[str, float], real: RealSet) -> str:
     """A plain sentence on whether the network ranks the real positives above the real negatives, and what
     it calls them at 0.5."""
-    positive = "referable-DR photographs" if real.architecture == "zoom_in_net" else f"glaucoma {real.what}"
+    positive = EVALUATIONS[real.architecture].positives
     negative = "the healthy fields" if real.what == "fields" else "the other photographs (healthy or other disease)"
     n, subjects = int(metrics["n"]), real.subjects
     if "auc" not in metrics:
@@ -177,7 +233,7 @@ def real_held_out_card(trained: Any) -> Any:
     card = dict(trained.model_card)
     card["metrics_validation_split"] = card.get("metrics", {})
     card["metrics"] = metrics
-    task = "referable DR (grade >= 2) against the rest" if trained.architecture == "zoom_in_net" else "glaucoma"
+    task = EVALUATIONS[trained.architecture].task
     card["metrics_note"] = (
         f"`metrics`: on the {int(metrics['n'])} real {real.what} the demo trial uses ({real.subjects} subjects), "
         f"none of them in training; {task}, threshold 0.5. `metrics_validation_split`: "
