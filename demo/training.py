@@ -25,22 +25,38 @@ from diagnosis.training.runner import (
 )
 
 DEMO_DATA = Path(__file__).resolve().parent / "data"
-HRF_DEMO_GRADES = {"diabetic_retinopathy": 2, "glaucoma": 0, "healthy": 0}
-HRF_DEMO_GLAUCOMA = {"diabetic_retinopathy": 0, "glaucoma": 1, "healthy": 0}
 
 
 def hrf_demo_set(size: int, *, glaucoma: bool = False) -> datasets.FundusSet:
-    """The shipped HRF photographs with a demo label: for DR, DR photographs as grade 2 and others 0; for
-    glaucoma, the glaucoma photographs 1 and the others (healthy and DR) 0."""
-    import csv
+    """All 20 shipped HRF photographs with their demo labels (DR as grade 2 and others 0, or glaucoma 1)."""
+    from demo import crossval
 
-    from PIL import Image
+    return crossval.hrf_set(size, glaucoma=glaucoma, held_out=None)
 
-    rows = list(csv.DictReader((DEMO_DATA / "hrf" / "labels.csv").read_text().splitlines()))
-    table = HRF_DEMO_GLAUCOMA if glaucoma else HRF_DEMO_GRADES
-    labels = datasets.GLAUCOMA_LABELS if glaucoma else datasets.GRADE_LABELS
-    items = [(row["image"], Image.open(DEMO_DATA / "hrf" / row["image"]), table[row["label"]]) for row in rows]
-    return datasets.fundus_set(items, size, labels)
+
+def _with_real_metrics(
+    trained: TrainedModel,
+    *,
+    architecture: str,
+    config: Any,
+    folds: int,
+    seed: int,
+    retrain: Callable[[int, Any], TrainedModel],
+) -> TrainedModel:
+    """The card's real held-out figures and, with `folds`, K-fold cross-validation by subject over all the
+    shipped real data (`retrain(seed, fold_data)` trains one fold's network)."""
+    from demo import crossval
+
+    trained = crossval.real_held_out_card(trained)
+    if folds:
+        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
+            architecture,
+            lambda fold, number: retrain(seed + number, fold.data),
+            config=config,
+            folds=folds,
+            seed=seed,
+        )
+    return trained
 
 
 def train_demo_fundus_glaucoma(
@@ -75,18 +91,16 @@ def train_demo_fundus_glaucoma(
     )
     if real is not None:
         return trained
-    trained = crossval.real_held_out_card(trained)
-    if cross_validation_folds:
-        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
-            "fundus_glaucoma",
-            lambda fold, number: train_demo_fundus_glaucoma(
-                synthetic=synthetic, seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
-            ),
-            config=config,
-            folds=cross_validation_folds,
-            seed=seed,
-        )
-    return trained
+    return _with_real_metrics(
+        trained,
+        architecture="fundus_glaucoma",
+        config=config,
+        folds=cross_validation_folds,
+        seed=seed,
+        retrain=lambda fold_seed, fold_data: train_demo_fundus_glaucoma(
+            synthetic=synthetic, seed=fold_seed, preset=preset, epochs_scale=epochs_scale, real=fold_data
+        ),
+    )
 
 
 def demo_visual_fields() -> list[tuple[Any, int, str]]:
@@ -127,18 +141,16 @@ def train_demo_dr(
     )
     if real is not None:
         return trained
-    trained = crossval.real_held_out_card(trained)
-    if cross_validation_folds:
-        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
-            "zoom_in_net",
-            lambda fold, number: train_demo_dr(
-                synthetic=synthetic, seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
-            ),
-            config=config,
-            folds=cross_validation_folds,
-            seed=seed,
-        )
-    return trained
+    return _with_real_metrics(
+        trained,
+        architecture="zoom_in_net",
+        config=config,
+        folds=cross_validation_folds,
+        seed=seed,
+        retrain=lambda fold_seed, fold_data: train_demo_dr(
+            synthetic=synthetic, seed=fold_seed, preset=preset, epochs_scale=epochs_scale, real=fold_data
+        ),
+    )
 
 
 def train_demo_vf(
@@ -174,15 +186,13 @@ def train_demo_vf(
     )
     if real is not None:
         return trained
-    trained = crossval.real_held_out_card(trained)
-    if cross_validation_folds:
-        trained.model_card["metrics_real_cross_validated"] = crossval.cross_validate(
-            "vf_glaucoma",
-            lambda fold, number: train_demo_vf(
-                seed=seed + number, preset=preset, epochs_scale=epochs_scale, real=fold.data
-            ),
-            config=VFGlaucomaConfig.preset(preset),
-            folds=cross_validation_folds,
-            seed=seed,
-        )
-    return trained
+    return _with_real_metrics(
+        trained,
+        architecture="vf_glaucoma",
+        config=VFGlaucomaConfig.preset(preset),
+        folds=cross_validation_folds,
+        seed=seed,
+        retrain=lambda fold_seed, fold_data: train_demo_vf(
+            seed=fold_seed, preset=preset, epochs_scale=epochs_scale, real=fold_data
+        ),
+    )
