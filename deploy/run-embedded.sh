@@ -17,8 +17,9 @@ $PY manage.py collectstatic --noinput >/dev/null
 $PY manage.py seed_demo
 
 mkdir -p var/log
-.venv/bin/celery -A platform_core worker -Q default,gpu --concurrency=1 --loglevel=INFO \
-  >var/log/worker.log 2>&1 &
+# -B: the worker also runs Celery beat (the daily signed anchor of the audit trail).
+.venv/bin/celery -A platform_core worker -B --schedule var/celerybeat-schedule -Q default,gpu --concurrency=1 \
+  --loglevel=INFO >var/log/worker.log 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 
@@ -26,4 +27,4 @@ echo
 echo "Visus is running at http://$HOST:$PORT/  (worker log: var/log/worker.log; Ctrl-C stops)"
 echo
 .venv/bin/gunicorn platform_core.wsgi:application --bind "$HOST:$PORT" --workers 2 --threads 4 \
-  --access-logfile - --timeout 120
+  --access-logfile - --timeout 120 --control-socket "$(pwd)/var/gunicorn-$PORT.ctl"

@@ -39,3 +39,22 @@ export OMP_WAIT_POLICY=PASSIVE
 export PYTHONUNBUFFERED=1
 mkdir -p "$VISUS_DATA_DIR"
 .venv/bin/python manage.py test --noinput ${ARGS:-}
+
+# After the suite: the audit trail of a real installation verifies. A fresh database takes the demo's writes
+# (every service that records an event on the way), then verify_audit_trail checks the keyed chain, writes a
+# signed anchor, and checks again against it.
+# Only for the whole suite (make test with no ARGS), as .ci/run runs it.
+[ -n "${ARGS:-}" ] && exit 0
+echo "Audit trail: fresh database, seed_demo's writes, verify_audit_trail..."
+AUDIT_DB=${TEST_AUDIT_DB:-visus_ci_audit}
+psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS $AUDIT_DB" -c "CREATE DATABASE $AUDIT_DB" postgres
+AUDIT_DATA=$(mktemp -d)
+(
+  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$AUDIT_DB VISUS_DATA_DIR=$AUDIT_DATA
+  .venv/bin/python manage.py migrate --noinput >/dev/null
+  .venv/bin/python manage.py seed_demo --skip-models >/dev/null
+  .venv/bin/python manage.py verify_audit_trail --anchor
+  .venv/bin/python manage.py verify_audit_trail
+)
+rm -rf "$AUDIT_DATA"
+psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS $AUDIT_DB" postgres

@@ -80,3 +80,41 @@ def sqlite_options() -> dict[str, object]:
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
+
+
+# Values seen in tutorials, templates and .env examples: a key anyone can look up is no key.
+_KNOWN_WEAK = {"changeme", "change-me", "secret", "password", "django-insecure", "insecure", "visus", "example"}
+
+
+def weak_secret(value: str, *, minimum: int) -> str:
+    """Why ``value`` is too weak to be a production key ("" when it is acceptable)."""
+    lowered = value.lower()
+    if len(value) < minimum:
+        return f"it is {len(value)} characters long (at least {minimum} needed)"
+    if any(lowered.startswith(word) for word in _KNOWN_WEAK) or lowered.startswith("django-insecure"):
+        return "it is a well-known placeholder"
+    if len(set(value)) < 10:
+        return "it repeats too few distinct characters"
+    return ""
+
+
+def production_refusals(*, secret_key: str, audit_key: str, allowed_hosts: list[str]) -> list[str]:
+    """What makes a production configuration unsafe to start; each item a sentence saying what to do."""
+    refusals = []
+    why = weak_secret(secret_key, minimum=50)
+    if why:
+        refusals.append(
+            f"DJANGO_SECRET_KEY is weak: {why}. Generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    why = weak_secret(audit_key, minimum=32)
+    if why:
+        refusals.append(f"VISUS_AUDIT_KEY is weak: {why}. Generate it like DJANGO_SECRET_KEY and keep a copy safe.")
+    elif audit_key == secret_key:
+        refusals.append("VISUS_AUDIT_KEY must differ from DJANGO_SECRET_KEY (rotating one must not break the other).")
+    wildcards = [host for host in allowed_hosts if host == "*" or host.startswith("*") or host == "."]
+    if wildcards:
+        refusals.append(
+            f"DJANGO_ALLOWED_HOSTS contains the wildcard {', '.join(wildcards)!s}: name the hosts Visus serves."
+        )
+    return refusals

@@ -13,7 +13,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from platform_core.config import Env, MissingSetting, sqlite_options
+from platform_core.config import Env, MissingSetting, production_refusals, sqlite_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -26,17 +26,33 @@ env = Env(os.environ, production=PRODUCTION)
 DATA_DIR = Path(env.str("VISUS_DATA_DIR", str(BASE_DIR / "var")))
 
 
-def _embedded_secret_key() -> str:
-    """A per-install key kept in the data folder, so sessions survive restarts on a laptop."""
-    path = DATA_DIR / "secret_key"
+def _private_data_dir() -> Path:
+    """The data folder (database, keys, media on a laptop) readable by the owner only."""
+    DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if DATA_DIR.stat().st_mode & 0o077:
+        try:
+            DATA_DIR.chmod(0o700)
+        except PermissionError:  # not ours (a shared mount): leave it, the files themselves are 0600
+            pass
+    return DATA_DIR
+
+
+def _embedded_secret_key(name: str = "secret_key") -> str:
+    """A per-install key kept in the data folder (0600), so sessions (and the audit chain) survive restarts."""
+    path = _private_data_dir() / name
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50))
     return path.read_text().strip()
 
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", required=True) or ("" if PRODUCTION else _embedded_secret_key())
+# The audit chain's HMAC key: outside the database, so that database write access alone cannot re-hash the trail.
+# Keep it (and a copy in the organisation's key store): without it the trail cannot be verified.
+AUDIT_CHAIN_KEY = env.str("VISUS_AUDIT_KEY", required=True) or (
+    "" if PRODUCTION else _embedded_secret_key("audit_chain_key")
+)
 DEBUG = env.bool("DJANGO_DEBUG", False) and not PRODUCTION
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"], required=True)
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -109,7 +125,9 @@ DATABASE_URL = env.str("DATABASE_URL", required=True)
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
 else:
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    _sqlite_file = _private_data_dir() / "visus.sqlite3"
+    if not _sqlite_file.exists():  # created 0600 here; SQLite gives its -wal and -shm files the same mode
+        os.close(os.open(_sqlite_file, os.O_WRONLY | os.O_CREAT, 0o600))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -212,6 +230,19 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# The audit trail's signed anchors (heads written outside the database, daily): object storage in production
+# (the case bucket, under audit-anchors/; give the database's operators no write access there), the data folder
+# on a laptop.
+if PRODUCTION:
+    STORAGES["audit_anchors"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {**_s3_options, "location": env.str("VISUS_AUDIT_ANCHOR_LOCATION", "audit-anchors")},
+    }
+else:
+    STORAGES["audit_anchors"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": DATA_DIR / "audit-anchors", "base_url": None, "file_permissions_mode": 0o600},
+    }
 
 # --- Celery ---------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", required=True) or "visusfs://"
@@ -240,6 +271,13 @@ else:
     if not CELERY_RESULT_BACKEND and CELERY_BROKER_URL.startswith("redis"):
         CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Celery beat (the embedded worker runs it with -B; production runs deploy/systemd/visus-beat.service).
+CELERY_BEAT_SCHEDULE = {
+    "audit-anchor-daily": {
+        "task": "platform_core.audit.tasks.audit_anchor_daily",
+        "schedule": env.int("VISUS_AUDIT_ANCHOR_SECONDS", 24 * 3600),
+    },
+}
 CELERY_RESULT_EXPIRES = 24 * 3600
 
 # --- Cache (sign-in throttles, DRF throttles) -------------------------------------------------------
@@ -334,3 +372,7 @@ try:
     env.check()
 except MissingSetting as exc:
     raise ImproperlyConfigured(str(exc)) from None
+if PRODUCTION:
+    _refusals = production_refusals(secret_key=SECRET_KEY, audit_key=AUDIT_CHAIN_KEY, allowed_hosts=ALLOWED_HOSTS)
+    if _refusals:
+        raise ImproperlyConfigured("Visus refuses to start in production: " + " ".join(_refusals))

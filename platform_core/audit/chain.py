@@ -1,7 +1,9 @@
 """Hashing of audit events. Pure: no Django imports.
 
-Each event's hash covers its header (number, time, actor, action, object, scope), the digest of its payload
-and the previous event's hash. The payload itself (what changed, the reason, the object's description) is
+Each event's hash is an HMAC-SHA256, under a key kept outside the database (``VISUS_AUDIT_KEY``), of its
+header (number, time, actor, action, object, scope), the digest of its payload and the previous event's hash:
+someone who can write to the database but does not hold the key cannot rewrite an event and re-hash the chain.
+The payload itself (what changed, the reason, the object's description) is
 outside the hash, behind its salted digest, so that an operator can redact a secret that landed there.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Mapping
@@ -38,15 +41,31 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def event_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
-    """SHA-256 of the canonical JSON of an event's fields and the previous event's hash."""
-    payload = json.dumps(
-        {"fields": json_safe(fields), "prev": prev_hash},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-    )
-    return hashlib.sha256(payload.encode("ascii")).hexdigest()
+def _canonical(data: Any) -> bytes:
+    return json.dumps(json_safe(data), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def event_hash(fields: Mapping[str, Any], prev_hash: str, key: bytes) -> str:
+    """HMAC-SHA256 under ``key`` of the canonical JSON of an event's fields and the previous event's hash."""
+    if not key:
+        raise ValueError("The audit chain needs a key (VISUS_AUDIT_KEY).")
+    return hmac.new(key, _canonical({"fields": fields, "prev": prev_hash}), hashlib.sha256).hexdigest()
+
+
+def anchor_signature(*, seq: int, hash_: str, written_at: str, key: bytes) -> str:
+    """HMAC-SHA256 under ``key`` of an anchor (a head written outside the database: to the log and object storage).
+
+    Domain-separated from event hashes, so that an anchor's signature can never pass for an event's hash.
+    """
+    if not key:
+        raise ValueError("The audit chain needs a key (VISUS_AUDIT_KEY).")
+    return hmac.new(
+        key, _canonical({"anchor": {"seq": seq, "hash": hash_, "written_at": written_at}}), hashlib.sha256
+    ).hexdigest()
+
+
+def signatures_match(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode("ascii", "replace"), b.encode("ascii", "replace"))
 
 
 def payload_digest(payload: Mapping[str, Any], salt: str) -> str:

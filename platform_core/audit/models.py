@@ -49,3 +49,20 @@ class AuditEvent(models.Model):
     @property
     def is_redacted(self) -> bool:
         return self.redacted_by_seq is not None
+
+
+class AuditHead(models.Model):
+    """The trail's last event (number and hash), one row, written in the same transaction as each event.
+
+    Event numbers come from here, not from the events table, so a number is never given out twice: deleting
+    the last events leaves the head pointing past them, and both the next event (a gap) and the verifier (a
+    head with no event) show it. Database triggers refuse deleting the row and moving it backwards. Someone
+    who bypasses the triggers and rewrites both is caught against the anchors kept outside the database.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    seq = models.PositiveBigIntegerField(editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+
+    def __str__(self) -> str:
+        return f"audit head #{self.seq}"

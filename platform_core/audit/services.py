@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import Storage, storages
 from django.db import connection, models, transaction
 from django.utils import timezone
 
-from platform_core.audit.chain import GENESIS_HASH, event_hash, json_safe, payload_digest
-from platform_core.audit.models import AuditEvent
+from platform_core.audit.chain import (
+    GENESIS_HASH,
+    anchor_signature,
+    event_hash,
+    json_safe,
+    payload_digest,
+    signatures_match,
+)
+from platform_core.audit.models import AuditEvent, AuditHead
 from platform_core.audit.vocabulary import auditable_fields, is_secret_name, read_path, require_action
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock that serialises appends.
@@ -40,7 +53,18 @@ REHASH_ACTION = "audit_trail.rehash"
 UNREDACTABLE_ACTIONS = (REDACT_ACTION, REHASH_ACTION)
 REDACTION_MARKER_KEY = "redacted_by_event"
 
+ANCHOR_FOLDER = ""  # anchors lie at the top of their own storage (STORAGES["audit_anchors"])
+
 M = TypeVar("M", bound=models.Model)
+logger = logging.getLogger("visus.audit")
+
+
+def chain_key() -> bytes:
+    """The key of the chain's HMAC, kept outside the database (``VISUS_AUDIT_KEY``; settings refuse a weak one)."""
+    key = str(getattr(settings, "AUDIT_CHAIN_KEY", ""))
+    if not key:
+        raise RuntimeError("AUDIT_CHAIN_KEY is not set: Visus cannot write or check the audit trail without it.")
+    return key.encode("utf-8")
 
 
 class SecretInAuditPayload(ValueError):
@@ -203,9 +227,12 @@ def audit_record(
         object_repr = object_repr or str(obj)[:200]
     actor_obj = actor if getattr(actor, "is_authenticated", False) else None
     _lock_chain()
-    last = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
+    head = AuditHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:  # a new trail (or one from before the head record): continue from its last event
+        last = AuditEvent.objects.order_by("-seq").only("seq", "hash").first()
+        head = AuditHead(pk=1, seq=last.seq if last else 0, hash=last.hash if last else GENESIS_HASH)
     event = AuditEvent(
-        seq=(last.seq + 1) if last else 1,
+        seq=head.seq + 1,
         occurred_at=timezone.now(),
         actor=actor_obj,
         actor_email=actor_obj.email if actor_obj else "",
@@ -218,11 +245,13 @@ def audit_record(
         changes=json_safe(dict(changes or {})),
         reason=reason,
         payload_salt=secrets.token_hex(16),
-        prev_hash=last.hash if last else GENESIS_HASH,
+        prev_hash=head.hash,
     )
     event.payload_digest = payload_digest(_payload_of(event), event.payload_salt)
-    event.hash = event_hash(_fields_of(event), event.prev_hash)
+    event.hash = event_hash(_fields_of(event), event.prev_hash, chain_key())
     event.save(force_insert=True)
+    head.seq, head.hash = event.seq, event.hash
+    head.save()
     return event
 
 
@@ -290,14 +319,30 @@ def _redaction_problem(event: AuditEvent) -> str:
     return ""
 
 
-def audit_verify(*, batch_size: int = 2000, expect_head: tuple[int, str] | None = None) -> ChainReport:
+def audit_verify(
+    *,
+    batch_size: int = 2000,
+    expect_head: tuple[int, str] | None = None,
+    anchor: Anchor | None = None,
+    allow_empty: bool = False,
+) -> ChainReport:
     """Recompute the whole chain. Reports the first event whose content, link or number is wrong.
 
-    Each event's payload must match its digest, unless a later ``audit_event.redact`` event names it and its
-    payload is exactly the redaction marker pointing back there; any other edit of an event is reported.
-    The chain alone cannot show that its last events were deleted. ``expect_head`` is an event (seq, hash)
-    recorded earlier outside the database (the previous run's head): it must still be in the chain unchanged.
+    Each event's hash is an HMAC under the key kept outside the database, so an event rewritten and re-hashed
+    without the key is caught. Each event's payload must match its digest, unless a later ``audit_event.redact``
+    event names it and its payload is exactly the redaction marker pointing back there; any other edit of an
+    event is reported. The head record (:class:`AuditHead`) must name the last event: deleting the last events
+    leaves it pointing past them. ``expect_head`` (a head printed by an earlier run) and ``anchor`` (the newest
+    signed anchor in object storage, :func:`audit_anchor_latest`) must still be in the chain unchanged, which
+    catches someone who also rewrote the head record. An empty trail is refused unless ``allow_empty`` (a new
+    installation that has recorded nothing yet).
     """
+    key = chain_key()
+    known: list[tuple[int, str, str]] = []  # (seq, hash, where it was recorded)
+    if expect_head is not None:
+        known.append((expect_head[0], expect_head[1], "recorded earlier"))
+    if anchor is not None:
+        known.append((anchor.seq, anchor.hash, f"anchored at {anchor.written_at}"))
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0
@@ -316,7 +361,7 @@ def audit_verify(*, batch_size: int = 2000, expect_head: tuple[int, str] | None 
             )
         if event.prev_hash != prev_hash:
             return bad(event.seq, f"event #{event.seq} does not link to its predecessor")
-        if event_hash(_fields_of(event), event.prev_hash) != event.hash:
+        if not signatures_match(event_hash(_fields_of(event), event.prev_hash, key), event.hash):
             return bad(event.seq, f"event #{event.seq} was modified after it was written")
         if event.redacted_by_seq is not None:
             problem = _redaction_problem(event)
@@ -343,18 +388,116 @@ def audit_verify(*, batch_size: int = 2000, expect_head: tuple[int, str] | None 
         elif event.seq in awaiting:
             target = awaiting[event.seq]
             return bad(target, f"event #{target} was modified after it was written: #{event.seq} is no redaction")
-        if expect_head is not None and event.seq == expect_head[0] and event.hash != expect_head[1]:
-            return bad(event.seq, f"event #{event.seq} is not the one recorded earlier")
+        for seq, hash_, where in known:
+            if event.seq == seq and not signatures_match(event.hash, hash_):
+                return bad(event.seq, f"event #{event.seq} is not the one {where}")
         prev_hash = event.hash
         expected_seq += 1
         checked += 1
     if awaiting:
         by, target = min(awaiting.items(), key=lambda item: item[1])
         return bad(target, f"event #{target} was modified after it was written: its redaction #{by} does not exist")
-    if expect_head is not None and checked < expect_head[0]:
+    for seq, _hash, where in sorted(known, reverse=True):
+        if checked < seq:
+            return bad(
+                checked + 1,
+                f"the trail ends at #{checked} but event #{seq} was {where}: "
+                f"event(s) #{checked + 1}..#{seq} were deleted",
+            )
+    head = AuditHead.objects.filter(pk=1).first()
+    if head is None and checked:
+        return bad(checked, f"the trail's head record is missing (the trail ends at #{checked})")
+    if head is not None and head.seq > checked:
         return bad(
             checked + 1,
-            f"the trail ends at #{checked} but event #{expect_head[0]} was recorded earlier: "
-            f"event(s) #{checked + 1}..#{expect_head[0]} were deleted",
+            f"the trail ends at #{checked} but its head record names #{head.seq}: "
+            f"event(s) #{checked + 1}..#{head.seq} were deleted",
+        )
+    if head is not None and (head.seq < checked or not signatures_match(head.hash, prev_hash)):
+        return bad(checked, f"the trail's head record (#{head.seq}) does not match its last event #{checked}")
+    if not checked and not allow_empty:
+        return ChainReport(
+            False,
+            0,
+            None,
+            "the trail is empty: a Visus database records events from its first use, so an empty trail means "
+            "it was emptied (or this is a new installation: verify it with --allow-empty)",
         )
     return ChainReport(True, checked, head=(checked, prev_hash) if checked else None, redacted=redacted)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A head (event number and hash) written outside the database, signed with the chain's key."""
+
+    seq: int
+    hash: str
+    written_at: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class AnchorScan:
+    latest: Anchor | None
+    forged: list[str]  # files whose signature does not verify
+
+
+def _anchor_storage() -> Storage:
+    return storages["audit_anchors"]
+
+
+def _anchor_path(name: str) -> str:
+    return f"{ANCHOR_FOLDER}/{name}" if ANCHOR_FOLDER else name
+
+
+def audit_anchor_latest(storage: Storage | None = None) -> AnchorScan:
+    """The newest anchor whose signature verifies, and the names of any that do not (forged or foreign)."""
+    storage = storage or _anchor_storage()
+    key = chain_key()
+    try:
+        _dirs, files = storage.listdir(ANCHOR_FOLDER)
+    except FileNotFoundError:
+        return AnchorScan(None, [])
+    latest: Anchor | None = None
+    forged: list[str] = []
+    for name in sorted(files):
+        if not name.endswith(".json"):
+            continue
+        try:
+            with storage.open(_anchor_path(name)) as handle:
+                data = json.loads(handle.read())
+            anchor = Anchor(int(data["seq"]), str(data["hash"]), str(data["written_at"]), name)
+            signature = str(data["signature"])
+        except (ValueError, KeyError, TypeError, OSError):
+            forged.append(name)
+            continue
+        expected = anchor_signature(seq=anchor.seq, hash_=anchor.hash, written_at=anchor.written_at, key=key)
+        if not signatures_match(expected, signature):
+            forged.append(name)
+        elif latest is None or anchor.seq >= latest.seq:
+            latest = anchor
+    return AnchorScan(latest, forged)
+
+
+def audit_anchor(storage: Storage | None = None) -> Anchor:
+    """Verify the trail (against the newest anchor), then write its head as a signed anchor to object storage
+    and to the log. Run daily (Celery beat) and by ``verify_audit_trail --anchor``.
+
+    Refuses (ValidationError) to anchor a trail that does not verify, an empty one, or when an anchor file is
+    forged: an anchor must never bless a tampered trail.
+    """
+    storage = storage or _anchor_storage()
+    scan = audit_anchor_latest(storage)
+    if scan.forged:
+        raise ValidationError(f"Not anchoring: anchor file(s) {', '.join(scan.forged)} fail their signature.")
+    report = audit_verify(anchor=scan.latest)
+    if not report.ok or report.head is None:
+        raise ValidationError(f"Not anchoring: the audit trail does not verify ({report.problem}).")
+    seq, hash_ = report.head
+    written_at = timezone.now().astimezone(dt.UTC).isoformat()
+    signature = anchor_signature(seq=seq, hash_=hash_, written_at=written_at, key=chain_key())
+    name = f"{seq:012d}-{written_at.replace(':', '').replace('+0000', 'Z')}.json"
+    body = {"seq": seq, "hash": hash_, "written_at": written_at, "signature": signature}
+    saved = storage.save(_anchor_path(name), ContentFile(json.dumps(body, sort_keys=True).encode("ascii")))
+    logger.info("Audit anchor: event #%s hash %s at %s signature %s (%s)", seq, hash_, written_at, signature, saved)
+    return Anchor(seq, hash_, written_at, saved.rsplit("/", 1)[-1])

@@ -123,7 +123,10 @@ class AuditTamperDetectionTests(TestCase):
         head = out.getvalue().split("Head: ")[1].strip()
         self.assertTrue(head.startswith("5:"))
         self._raw("DELETE FROM audit_auditevent WHERE seq >= %s", [4])
-        self.assertTrue(audit_verify().ok)  # the chain alone cannot see a cut at its end
+        self.assertIn("its head record names #5", audit_verify().problem)
+        # An operator who also moves the head record back: the chain alone can no longer see the cut.
+        self._raw("UPDATE audit_audithead SET seq = 3, hash = %s", [AuditEvent.objects.get(seq=3).hash])
+        self.assertTrue(audit_verify().ok)
         with self.assertRaisesMessage(CommandError, "event(s) #4..#5 were deleted"):
             call_command("verify_audit_trail", expect_head=head, stdout=StringIO())
 
@@ -136,11 +139,12 @@ class AuditTamperDetectionTests(TestCase):
     def test_rehashed_forgery_is_still_detected_by_the_next_link(self):
         event = AuditEvent.objects.get(seq=2)
         from platform_core.audit.chain import event_hash, payload_digest
-        from platform_core.audit.services import _fields_of, _payload_of
+        from platform_core.audit.services import _fields_of, _payload_of, chain_key
 
+        # Even with the key (an insider holding both): the next event still links to the old hash.
         event.reason = "forged"
         event.payload_digest = payload_digest(_payload_of(event), event.payload_salt)
-        forged_hash = event_hash(_fields_of(event), event.prev_hash)
+        forged_hash = event_hash(_fields_of(event), event.prev_hash, chain_key())
         self._raw(
             "UPDATE audit_auditevent SET reason = %s, payload_digest = %s, hash = %s WHERE seq = %s",
             ["forged", event.payload_digest, forged_hash, 2],

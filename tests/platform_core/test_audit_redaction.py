@@ -22,6 +22,7 @@ from tests.support.factories import UserFactory, member
 SECRET = "Tr0ub4dor-3-typed-in-a-note"
 
 migration = importlib.import_module("platform_core.audit.migrations.0004_audit_payload_digest")
+keyed = importlib.import_module("platform_core.audit.migrations.0006_audit_keyed_chain")
 
 
 def verify_command() -> tuple[int, str]:
@@ -324,7 +325,8 @@ class ChainMigrationTests(TestCase):
             audit_record(actor=actor, action="test.event", changes={"n": [n, n + 1]}, reason=f"r{n}")
         with connection.cursor() as cursor:  # settle the inserts' deferred checks before the DDL
             cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        self.run_migration(migration.backwards)  # the trail as it was before 0004
+        self.run_migration(keyed.backwards)  # the trail as it was before 0006 (keyed)...
+        self.run_migration(migration.backwards)  # ...and before 0004
         self.old_head = migration.verify_v1(AuditEvent)
 
     def run_migration(self, function) -> None:
@@ -338,14 +340,16 @@ class ChainMigrationTests(TestCase):
 
     def test_a_good_old_chain_is_brought_across_and_then_redactable(self):
         self.run_migration(migration.forwards)
+        self.run_migration(keyed.forwards)
         report = audit_verify()
         self.assertTrue(report.ok, report.problem)
-        self.assertEqual(report.checked, 5)
+        self.assertEqual(report.checked, 6)
+        self.assertEqual(AuditEvent.objects.get(seq=6).action, "audit_trail.rehash")  # 0006's own
         rehash = AuditEvent.objects.get(seq=5)
         self.assertEqual(rehash.action, "audit_trail.rehash")
         # A head kept outside the database before the migration can be found, with its new hash.
-        new_hash = AuditEvent.objects.get(seq=4).hash
-        self.assertEqual(rehash.changes["head"], [f"4:{self.old_head[1]}", f"4:{new_hash}"])
+        self.assertEqual(rehash.changes["head"][0], f"4:{self.old_head[1]}")
+        self.assertEqual(len(rehash.changes["head"][1]), 2 + 64)
         self.assertEqual([e.reason for e in AuditEvent.objects.filter(seq__in=[2, 3, 4])], ["r0", "r1", "r2"])
         audit_redact(actor=None, seq=3, reason="secret")  # the new trigger lets exactly this through
         self.assertTrue(audit_verify().ok)

@@ -11,6 +11,7 @@ from tests.support import ROOT
 PRODUCTION_ENV = {
     "DJANGO_ENV": "production",
     "DJANGO_SECRET_KEY": "x" * 20 + "-a-long-random-production-secret-key-0123456789",
+    "VISUS_AUDIT_KEY": "audit-chain-key-kept-in-the-hospital-vault-7Qx2",
     "DJANGO_ALLOWED_HOSTS": "visus.hospital.example",
     "DATABASE_URL": "postgres://visus:pw@db.internal:5432/visus",
     "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
@@ -138,6 +139,30 @@ class SettingsProcessTests(SimpleTestCase):
         result = run_django(["check"], env)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("missing required setting(s) DJANGO_SECRET_KEY, AWS_SECRET_ACCESS_KEY", result.stderr)
+
+    def test_weak_secrets_and_wildcard_hosts_stop_production_start_up(self):
+        cases = [
+            ({"DJANGO_SECRET_KEY": "changeme"}, "DJANGO_SECRET_KEY is weak: it is 8 characters long"),
+            ({"DJANGO_SECRET_KEY": "changeme" * 8}, "DJANGO_SECRET_KEY is weak: it is a well-known placeholder"),
+            ({"DJANGO_SECRET_KEY": "ab" * 40}, "DJANGO_SECRET_KEY is weak: it repeats too few distinct characters"),
+            ({"VISUS_AUDIT_KEY": "short"}, "VISUS_AUDIT_KEY is weak"),
+            ({"VISUS_AUDIT_KEY": PRODUCTION_ENV["DJANGO_SECRET_KEY"]}, "VISUS_AUDIT_KEY must differ"),
+            ({"DJANGO_ALLOWED_HOSTS": "*"}, "DJANGO_ALLOWED_HOSTS contains the wildcard *"),
+            ({"DJANGO_ALLOWED_HOSTS": "visus.hospital.example,*"}, "DJANGO_ALLOWED_HOSTS contains the wildcard *"),
+        ]
+        for overrides, message in cases:
+            with self.subTest(overrides=overrides):
+                result = run_django(["check"], {**PRODUCTION_ENV, **overrides})
+                self.assertNotEqual(result.returncode, 0)
+                self.assertIn("Visus refuses to start in production", result.stderr)
+                self.assertIn(message, result.stderr)
+
+    def test_the_audit_key_is_required_in_production(self):
+        env = dict(PRODUCTION_ENV)
+        del env["VISUS_AUDIT_KEY"]
+        result = run_django(["check"], env)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("missing required setting(s) VISUS_AUDIT_KEY", result.stderr)
 
     def test_check_deploy_is_clean_under_production_settings(self):
         result = run_django(["check", "--deploy", "--fail-level", "WARNING"], PRODUCTION_ENV)
