@@ -45,6 +45,8 @@ class ModelRegisterForm(forms.ModelForm):
                 cleaned[field] = json.loads(text) if text.strip() else None
             except json.JSONDecodeError as exc:
                 self.add_error(field, f"Not valid JSON: {exc}")
+            except RecursionError:
+                self.add_error(field, "Not valid JSON: it is nested too deeply.")
         return cleaned
 
 

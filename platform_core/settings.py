@@ -97,6 +97,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "platform_core.accounts.middleware.IdleTimeoutMiddleware",
+    "platform_core.accounts.middleware.NoStoreMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -312,6 +313,11 @@ REST_FRAMEWORK = {
     # 0 uses the connection's address; without a number DRF would trust a client-supplied X-Forwarded-For.
     "NUM_PROXIES": env.int("VISUS_NUM_PROXIES", 1 if PRODUCTION else 0),
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": [
+        "platform_core.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -356,8 +362,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"client_errors_without_traceback": {"()": "platform_core.log_filters.ClientErrorsWithoutTraceback"}},
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
+        # A 403 or 404 is one line, not a traceback a signed-in user could flood the logs with.
+        "django.request": {"filters": ["client_errors_without_traceback"]},
         # Django's default also mails ADMINS a report of every failed request, with each frame's local variables:
         # an upload's bytes (PHI before de-identification) among them. Failures are logged here, never mailed.
         "django": {"handlers": [], "level": "INFO"},

@@ -30,6 +30,7 @@ class VisusTestRunner(DiscoverRunner):
         # Expected 4xx responses are the point of many tests; keep the output readable.
         logging.getLogger("django.request").setLevel(logging.ERROR)
         logging.getLogger("django.server").setLevel(logging.ERROR)
+        logging.getLogger("visus.audit").setLevel(logging.WARNING)  # anchors written by the audit tests
 
 
 def _flush_past_the_audit_triggers() -> None:

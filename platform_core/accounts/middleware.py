@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.cache import patch_vary_headers
 
 SESSION_KEY = "visus_last_activity"
 BACKGROUND_HEADER = "X-Visus-Background"
@@ -45,3 +46,25 @@ class IdleTimeoutMiddleware:
             if last is None or not is_background(request):
                 request.session[SESSION_KEY] = now
         return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` on every response that may carry trial data.
+
+    That is every response to a signed-in user (pages, downloads) and every API response (a token caller is
+    signed in only inside the view, and an error envelope is never worth caching), so that neither a shared proxy
+    nor the browser's disk cache keeps a copy after sign-out. Static files are answered earlier by WhiteNoise
+    with their own long cache. A response that already chose its caching keeps it only if it is no-store too.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        user = getattr(request, "user", None)
+        if request.path.startswith("/api/") or (user is not None and user.is_authenticated):
+            response["Cache-Control"] = "no-store, private"
+            response["Pragma"] = "no-cache"
+            patch_vary_headers(response, ("Cookie", "Authorization"))
+        return response
