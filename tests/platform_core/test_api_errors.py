@@ -46,14 +46,16 @@ class HostileJsonTests(TestCase):
         w = TrialWorld()
         self.client.force_login(w.coord1)
         nested = '{"a":' * 100_000 + "1" + "}" * 100_000
-        response = self.client.post("/api/v1/subjects/", data=nested, content_type="application/json")
+        response = self.client.post(
+            f"/api/v1/subjects/{w.subject1.pk}/withdraw/", data=nested, content_type="application/json"
+        )
         self.assertEqual(response.status_code, 400)
         self.assertIn("nested too deeply", response.json()["error"]["message"])
 
     def test_ordinary_json_still_parses(self):
         response = self.client.post(
             "/api/v1/auth/token/",
-            data={"username": "nobody@visus.example", "password": "x"},
+            data={"email": "nobody@visus.example", "password": "x"},
             content_type="application/json",
         )
         self.assertIn(response.status_code, {400, 401})
