@@ -17,6 +17,7 @@ from trials.models import Case, CaseFile
 
 
 def run(path, **options):
+    options.setdefault("user", "coord1@visus.example")  # TrialWorld's coordinator at H01
     out = io.StringIO()
     code = 0
     try:
@@ -124,3 +125,105 @@ class ImportCasesTests(TestCase):
         self.assertEqual(code, 1)
         self.assertIn("larger than the upload limit of 0 MB", out)
         self.assertFalse(Case.objects.filter(visit_day=3).exists())
+
+
+def _member_data_offset(archive_bytes: bytes, name: str) -> int:
+    with zipfile.ZipFile(io.BytesIO(archive_bytes)) as zf:
+        info = zf.getinfo(name)
+    header = info.header_offset
+    name_len = int.from_bytes(archive_bytes[header + 26 : header + 28], "little")
+    extra_len = int.from_bytes(archive_bytes[header + 28 : header + 30], "little")
+    return header + 30 + name_len + extra_len
+
+
+class DamagedZipTests(TestCase):
+    """A damaged member is that file's refusal: earlier files stay, later ones are tried, a summary is printed."""
+
+    def setUp(self):
+        self.w = TrialWorld(modalities=("fundus", "visual_field"))
+        self.before = stored_names()
+        self.tmp = Path(tempfile.mkdtemp(prefix="visus-import-"))
+
+    def tearDown(self):
+        for name in stored_names() - self.before:
+            default_storage.delete(name)
+
+    def archive(self, compression: int) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=compression) as zf:
+            zf.writestr("DR01-H01-0001/OS/a.csv", vf_csv("OS"))
+            zf.writestr("DR01-H01-0001/OD/b.csv", vf_csv("OD"))
+            zf.writestr("DR01-H01-0001/OD/c.csv", vf_csv("OD").replace(b"\n", b"\r\n"))
+        return buffer.getvalue()
+
+    def damage(self, data: bytes, name: str, at: int = 40) -> Path:
+        offset = _member_data_offset(data, name) + at
+        damaged = bytearray(data)
+        damaged[offset : offset + 8] = bytes(b ^ 0x5A for b in damaged[offset : offset + 8])
+        path = self.tmp / "import.zip"
+        path.write_bytes(bytes(damaged))
+        return path
+
+    def check(self, path: Path) -> str:
+        code, out = run(path, trial="dr-trial", site="H01")
+        self.assertEqual(code, 1, out)
+        self.assertRegex(out, r"ACCEPTED +DR01-H01-0001/OS/a.csv")
+        self.assertRegex(out, r"REJECTED +DR01-H01-0001/OD/b.csv: The zip member is damaged")
+        self.assertRegex(out, r"(ACCEPTED|DUPLICATE) +DR01-H01-0001/OD/c.csv")
+        self.assertIn("3 file(s):", out)
+        self.assertIn("1 failed", out)
+        self.assertNotIn("Traceback", out)
+        return out
+
+    def test_a_bad_crc_is_refused_for_that_file_only(self):
+        path = self.damage(self.archive(zipfile.ZIP_STORED), "DR01-H01-0001/OD/b.csv")
+        out = self.check(path)
+        self.assertIn("Bad CRC-32", out)
+        self.assertEqual(CaseFile.objects.filter(case__laterality="OS").count(), 1)
+
+    def test_lying_deflate_data_is_refused_for_that_file_only(self):
+        path = self.damage(self.archive(zipfile.ZIP_DEFLATED), "DR01-H01-0001/OD/b.csv", at=2)
+        self.check(path)
+
+    def test_a_damaged_central_directory_is_one_clear_error(self):
+        data = self.archive(zipfile.ZIP_STORED)
+        path = self.tmp / "import.zip"
+        path.write_bytes(data[:-30] + b"\0" * 30)
+        code, out = run(path, trial="dr-trial", site="H01")
+        self.assertEqual(code, 1)
+        self.assertNotIn("Traceback", out)
+        self.assertFalse(CaseFile.objects.exists())
+
+
+class ImportUserTests(TestCase):
+    """Every imported file is attributable: --user is required and must coordinate the site."""
+
+    def setUp(self):
+        self.w = TrialWorld(modalities=("fundus", "visual_field"))
+        self.before = stored_names()
+        self.tmp = Path(tempfile.mkdtemp(prefix="visus-import-"))
+        (self.tmp / "DR01-H01-0001" / "OS").mkdir(parents=True)
+        (self.tmp / "DR01-H01-0001" / "OS" / "a.csv").write_bytes(vf_csv("OS"))
+
+    def tearDown(self):
+        for name in stored_names() - self.before:
+            default_storage.delete(name)
+
+    def test_the_user_is_required(self):
+        with self.assertRaisesMessage(CommandError, "--user"):
+            call_command("import_cases", str(self.tmp), trial="dr-trial", site="H01", stdout=io.StringIO())
+
+    def test_a_coordinator_of_another_site_is_refused(self):
+        code, out = run(self.tmp, trial="dr-trial", site="H01", user="coord2@visus.example")
+        self.assertEqual(code, 1)
+        self.assertIn("is not a coordinator of site H01", out)
+        self.assertFalse(CaseFile.objects.exists())
+
+    def test_the_audit_trail_names_the_importing_coordinator(self):
+        from platform_core.audit.models import AuditEvent
+
+        code, out = run(self.tmp, trial="dr-trial", site="H01")
+        self.assertEqual(code, 0, out)
+        uploads = AuditEvent.objects.filter(action__startswith="case_file.")
+        self.assertTrue(uploads.exists())
+        self.assertEqual(set(uploads.values_list("actor_email", flat=True)), {"coord1@visus.example"})

@@ -177,7 +177,15 @@ class PhiCanaryTests(TestCase):
             tmp.flush()
             out = io.StringIO()
             with self.assertRaises(CommandError):  # the PDF and the wrong-eye OCT fail
-                call_command("import_cases", tmp.name, trial=self.w.trial.slug, site="H01", stdout=out, stderr=out)
+                call_command(
+                    "import_cases",
+                    tmp.name,
+                    trial=self.w.trial.slug,
+                    site="H01",
+                    user=self.w.coord1.email,
+                    stdout=out,
+                    stderr=out,
+                )
         messages.append(out.getvalue().encode())
 
         self.assertGreaterEqual(CaseFile.objects.count(), 12)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -29,8 +31,11 @@ from platform_core.accounts.models import User
 from platform_core.errors import ApplicationError
 from trials.file_services import case_file_upload
 from trials.models import Case, Subject, Trial, TrialSite
+from trials.selectors import coordinated_sites
 from trials.services import case_create
 from trials.uploads.errors import UploadRejected
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ["file", "subject", "eye", "visit_day"]
@@ -91,9 +96,17 @@ def zip_entries(archive: zipfile.ZipFile, max_bytes: int) -> Iterator[Entry]:
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
-    # Read with a cap: the size in the directory can lie (zip bombs).
-    with archive.open(info) as handle:
-        data = handle.read(max_bytes + 1)
+    # Read with a cap: the size in the directory can lie (zip bombs). A damaged member (bad CRC, lying deflate
+    # data, a truncated archive, an unsupported compression) is that file's refusal, not the end of the import.
+    try:
+        with archive.open(info) as handle:
+            data = handle.read(max_bytes + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+        raise UploadRejected(
+            f"The zip member is damaged and was not imported ({type(exc).__name__}: {exc}). "
+            "Re-create the zip from the original files.",
+            "damaged_zip_member",
+        ) from None
     if len(data) > max_bytes:
         raise UploadRejected(f"The file is larger than the upload limit of {max_bytes // 2**20} MB.", "too_large")
     return data
@@ -107,7 +120,11 @@ class Command(BaseCommand):
         parser.add_argument("--trial", required=True, help="trial slug")
         parser.add_argument("--site", required=True, help="hospital code of the site")
         parser.add_argument("--visit-day", type=int, default=0, help="visit day when there is no manifest")
-        parser.add_argument("--user", help="email of the coordinator to record as uploader (optional)")
+        parser.add_argument(
+            "--user",
+            required=True,
+            help="email of the site's coordinator who imports (recorded as the uploader in the audit trail)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         trial = Trial.objects.filter(slug=options["trial"]).first()
@@ -116,11 +133,14 @@ class Command(BaseCommand):
         site = TrialSite.objects.select_related("hospital").filter(trial=trial, hospital__code=options["site"]).first()
         if site is None:
             raise CommandError(f"{options['site']} is not a site of trial {trial.slug}.")
-        actor = None
-        if options["user"]:
-            actor = User.objects.filter(email__iexact=options["user"]).first()
-            if actor is None:
-                raise CommandError(f"No user {options['user']!r}.")
+        actor = User.objects.filter(email__iexact=options["user"], is_active=True).first()
+        if actor is None:
+            raise CommandError(f"No active user {options['user']!r}.")
+        if not coordinated_sites(user=actor, trial=trial).filter(pk=site.pk).exists():
+            raise CommandError(
+                f"{actor.email} is not a coordinator of site {site.hospital.code} in trial {trial.slug}: "
+                "every imported file is recorded as uploaded by a coordinator of its site."
+            )
         path = Path(str(options["path"]))
         max_bytes = settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024
         if not path.exists():
@@ -129,12 +149,16 @@ class Command(BaseCommand):
             entries = list(folder_entries(path, max_bytes))
             self._run(entries, trial, site, actor, options)
         elif zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
+            try:
+                archive = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError, ValueError) as exc:
+                raise CommandError(f"{path} is a damaged zip file ({exc}); nothing was imported.") from None
+            with archive:
                 self._run(list(zip_entries(archive, max_bytes)), trial, site, actor, options)
         else:
             raise CommandError(f"{path} is neither a folder nor a zip file.")
 
-    def _run(self, entries: list[Entry], trial: Trial, site: TrialSite, actor: User | None, options: dict) -> None:
+    def _run(self, entries: list[Entry], trial: Trial, site: TrialSite, actor: User, options: dict) -> None:
         manifest = next((e for e in entries if e.name == MANIFEST), None)
         files = [e for e in entries if e is not manifest]
         if manifest is not None:
@@ -143,7 +167,11 @@ class Command(BaseCommand):
             targets = {e.name: self._from_layout(e.name, options["visit_day"]) for e in files}
         counts = {"accepted": 0, "duplicate": 0, "failed": 0}
         for entry in files:
-            outcome = self._one(entry, targets.get(entry.name), trial, site, actor)
+            try:
+                outcome = self._one(entry, targets.get(entry.name), trial, site, actor)
+            except Exception as exc:  # one file's unexpected failure is reported; the rest are still tried
+                logger.exception("import_cases: %s failed", entry.name)
+                outcome = f"REJECTED: unexpected error ({type(exc).__name__}); the file was not imported"
             word, _, detail = outcome.partition(":")
             counts["failed" if word == "REJECTED" else word.lower()] += 1
             self.stdout.write(f"{word:<10} {entry.name}:{detail}")
