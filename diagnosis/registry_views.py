@@ -19,6 +19,7 @@ from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role
 from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
+from platform_core.forms import refusal_on_form
 
 # Card keys shown under their own headings; any other key is listed under "More from the card".
 SHOWN_CARD_KEYS = {
@@ -30,15 +31,6 @@ SHOWN_CARD_KEYS = {
     "limitations",
     "not_for_clinical_use",
 }
-
-
-def _refusal_on(form: Any, exc: ApplicationError | ValidationError) -> None:
-    if isinstance(exc, ApplicationError):
-        form.add_error(None, exc.message)
-        return
-    for field, errors in (exc.message_dict if hasattr(exc, "error_dict") else {"__all__": exc.messages}).items():
-        for error in errors:
-            form.add_error(field if field in form.fields else None, error)
 
 
 @role_required(Role.TRIAL_MANAGER)
@@ -65,7 +57,7 @@ def model_register_page(request: HttpRequest) -> HttpResponse:
                 expected_sha256=data["sha256"] or "",
             )
         except (ApplicationError, ValidationError) as exc:
-            _refusal_on(form, exc)
+            refusal_on_form(form, exc)
         else:
             messages.success(request, f"{model} registered and active: it runs on newly completed cases.")
             return redirect("diagnosis:model-card", pk=model.pk)
@@ -114,7 +106,7 @@ def model_status(request: HttpRequest, pk: str) -> HttpResponse:
                     actor=signed_in_user(request), model=model, status=wanted, reason=form.cleaned_data["reason"]
                 )
             except (ApplicationError, ValidationError) as exc:
-                _refusal_on(form, exc)
+                refusal_on_form(form, exc)
             else:
                 done = "activated: it runs on newly completed cases" if wanted == "active" else "retired"
                 messages.success(request, f"{model} {done}.")

@@ -71,12 +71,6 @@ def managed_trials_for(user: User) -> QuerySet[Trial]:
     return Trial.objects.filter(managed).distinct()
 
 
-def managed_site_hospital_ids(user: User) -> QuerySet[TrialSite, Any]:
-    """The hospitals of every site of the trials ``user`` manages: their people are the user's to manage
-    (registered with accounts in ``TrialsConfig.ready()``)."""
-    return TrialSite.objects.filter(trial__in=managed_trials_for(user).values("pk")).values("hospital_id")
-
-
 def trial_roles(user: User, trial: Trial) -> set[str]:
     """The roles the user holds in this trial (at any of its sites; a creator manages their draft, and once
     it leaves draft only memberships at its sites count)."""

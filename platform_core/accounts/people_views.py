@@ -9,7 +9,6 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -28,24 +27,7 @@ from platform_core.accounts.forms import (
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
-
-
-def _run(form: forms.Form, call: Callable[[], Any]) -> Any | None:
-    """Call a service; put its refusal on the form (nothing was written) and return None."""
-    try:
-        return call()
-    except ApplicationError as exc:
-        form.add_error(None, exc.message)
-    except ValidationError as exc:
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.message_dict.items():
-                target = field if field in form.fields else None
-                for error in errors:
-                    form.add_error(target, error)
-        else:
-            for error in exc.messages:
-                form.add_error(None, error)
-    return None
+from platform_core.forms import run_service
 
 
 @role_required(Role.TRIAL_MANAGER)
@@ -76,7 +58,7 @@ def people_invite(request: HttpRequest) -> HttpResponse:
     form = InvitationForm(request.POST or None, hospitals=selectors.managed_hospitals_for(manager))
     if request.method == "POST" and form.is_valid():
         link_base = request.build_absolute_uri(reverse("accounts:invitation-accept", args=["TOKEN"]))
-        invitation = _run(
+        invitation = run_service(
             form,
             lambda: services.invitation_create(
                 actor=manager, **form.cleaned_data, link_base=link_base.removesuffix("TOKEN/")
@@ -114,7 +96,7 @@ def people_add_existing(request: HttpRequest) -> HttpResponse:
         if person is None:
             form.add_error("email", "No account has this address: invite them instead.")
         else:
-            membership = _run(
+            membership = run_service(
                 form,
                 lambda: services.person_role_grant(
                     actor=manager, user=person, hospital=data["hospital"], role=data["role"], reason=data["reason"]
@@ -169,7 +151,7 @@ def person_grant(request: HttpRequest, pk: str) -> HttpResponse:
     manager, person = signed_in_user(request), _person(request, pk)
     form = RoleGrantForm(request.POST, hospitals=selectors.managed_hospitals_for(manager), prefix="grant")
     if form.is_valid():
-        done = _run(form, lambda: services.person_role_grant(actor=manager, user=person, **form.cleaned_data))
+        done = run_service(form, lambda: services.person_role_grant(actor=manager, user=person, **form.cleaned_data))
         if done is not None:
             messages.success(request, f"{person} is now {done.get_role_display()} at {done.hospital.code}.")
             return redirect("accounts:person", pk=person.pk)
@@ -183,7 +165,7 @@ def person_revoke(request: HttpRequest, pk: str, membership_pk: str) -> HttpResp
     membership = get_object_or_404(selectors.memberships_managed_by(manager, person), pk=membership_pk)
     form = ReasonForm(request.POST, prefix="revoke")
     if form.is_valid():
-        done = _run(
+        done = run_service(
             form,
             lambda: services.person_role_revoke(
                 actor=manager, membership=membership, reason=form.cleaned_data["reason"]
@@ -201,7 +183,7 @@ def _reasoned(
     manager, person = signed_in_user(request), _person(request, pk)
     form = ReasonForm(request.POST, prefix=prefix)
     if form.is_valid():
-        done = _run(form, lambda: service(actor=manager, user=person, reason=form.cleaned_data["reason"]))
+        done = run_service(form, lambda: service(actor=manager, user=person, reason=form.cleaned_data["reason"]))
         if done is not None:
             messages.success(request, done_message.format(person=person))
             return redirect("accounts:person", pk=person.pk)
@@ -229,7 +211,7 @@ def invitation_revoke(request: HttpRequest, pk: str) -> HttpResponse:
     invitation = get_object_or_404(selectors.invitations_for(manager), pk=pk)
     form = ReasonForm(request.POST)
     if form.is_valid():
-        done = _run(
+        done = run_service(
             form,
             lambda: services.invitation_revoke(
                 actor=manager, invitation=invitation, reason=form.cleaned_data["reason"]
@@ -254,7 +236,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "accounts/invitation_invalid.html", {"message": exc.message}, status=exc.status)
     form = InvitationAcceptForm(request.POST or None, initial={"full_name": invitation.full_name})
     if request.method == "POST" and form.is_valid():
-        user = _run(
+        user = run_service(
             form,
             lambda: services.invitation_accept(
                 token=token, full_name=form.cleaned_data["full_name"], password=form.cleaned_data["password1"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from django.db.models import Exists, Model, OuterRef, Q, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 
 from platform_core.accounts.models import Hospital, Invitation, Membership, Role, User
 
@@ -67,29 +67,14 @@ def user_by_email(email: str) -> User | None:
 
 
 # --- People: who manages whom -----------------------------------------------------------------------
-# A trial manager manages the people of the hospitals where they hold that role. The accounts app knows no
-# trial: apps above it widen the scope by registering a provider (trials: every site of the trials a person
-# manages), from their AppConfig.ready().
-
-ManagedHospitalsProvider = Callable[[User], "QuerySet[Any, Any]"]
-_managed_hospital_providers: list[ManagedHospitalsProvider] = []
-
-
-def register_managed_hospitals(provider: ManagedHospitalsProvider) -> ManagedHospitalsProvider:
-    """``provider(user)`` returns the ids (a ``values("hospital_id")``-like query) of more hospitals they manage."""
-    if provider not in _managed_hospital_providers:
-        _managed_hospital_providers.append(provider)
-    return provider
+# A trial manager manages the people of the hospitals where they hold that role themselves. Not those of every
+# site of their trials: roles are held per hospital, so a role granted at another trial's site would reach into
+# every trial at that hospital.
 
 
 def managed_hospitals_for(user: User) -> QuerySet[Hospital]:
     """The hospitals whose people ``user`` manages (invites, grants and revokes roles, unlocks, deactivates)."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return Hospital.objects.none()
-    scope = Q(id__in=hospital_ids_for(user, [Role.TRIAL_MANAGER]))
-    for provider in _managed_hospital_providers:
-        scope |= Q(id__in=provider(user))
-    return Hospital.objects.filter(scope).order_by("code")
+    return hospitals_for(user, [Role.TRIAL_MANAGER]).order_by("code")
 
 
 def people_for(manager: User) -> QuerySet[User]:

@@ -29,30 +29,47 @@ def token_from(message) -> str:
 
 
 class PeopleWorld:
-    """H01 (managed by the manager), H02 (a site of the manager's trial), H09 (not theirs)."""
+    """The manager manages H01 and H02; H03 is a site of their trial where they hold no role; H09 is not theirs."""
 
     def __init__(self) -> None:
         self.h1 = HospitalFactory(code="H01")
         self.h2 = HospitalFactory(code="H02")
+        self.h3 = HospitalFactory(code="H03")
         self.h9 = HospitalFactory(code="H09")
         self.manager = member(Role.TRIAL_MANAGER, self.h1, email="manager@visus.example", full_name="Mia Manager")
+        MembershipFactory(user=self.manager, hospital=self.h2, role=Role.TRIAL_MANAGER)
+        self.coord3 = member(Role.COORDINATOR, self.h3, email="coord3@visus.example", full_name="Cleo Three")
         self.coord1 = member(Role.COORDINATOR, self.h1, email="coord1@visus.example", full_name="Cora One")
         self.coord2 = member(Role.COORDINATOR, self.h2, email="coord2@visus.example", full_name="Carl Two")
         self.outsider = member(Role.COORDINATOR, self.h9, email="outsider@visus.example", full_name="Otto Out")
         self.other_manager = member(Role.TRIAL_MANAGER, self.h9, email="other@visus.example")
-        self.trial = make_trial(manager=self.manager, hospitals=[self.h1, self.h2])
+        self.trial = make_trial(manager=self.manager, hospitals=[self.h1, self.h2, self.h3])
 
 
 class ScopeTests(TestCase):
     def setUp(self):
         self.w = PeopleWorld()
 
-    def test_a_manager_manages_their_hospitals_and_the_sites_of_their_trials_only(self):
+    def test_a_manager_manages_the_hospitals_where_they_hold_the_role_only(self):
+        # Not H03, a site of their trial where they hold no role: a role granted there would reach every trial
+        # at H03, including trials they do not manage.
         self.assertEqual(list(managed_hospitals_for(self.w.manager).values_list("code", flat=True)), ["H01", "H02"])
         people = set(people_for(self.w.manager))
         self.assertIn(self.w.coord1, people)
         self.assertIn(self.w.coord2, people)
+        self.assertNotIn(self.w.coord3, people)
         self.assertNotIn(self.w.outsider, people)
+        with self.assertRaises(ValidationError):
+            services.person_role_grant(
+                actor=self.w.manager, user=self.w.coord1, hospital=self.w.h3, role=Role.READER, reason="x"
+            )
+
+    def test_a_revoked_manager_manages_nobody(self):
+        from platform_core.accounts.services import membership_revoke
+
+        for membership in Membership.objects.filter(user=self.w.manager):
+            membership_revoke(actor=self.w.other_manager, membership=membership, reason="left")
+        self.assertFalse(people_for(self.w.manager).exists())
 
     def test_people_who_manage_nothing_manage_nobody(self):
         self.assertFalse(managed_hospitals_for(self.w.coord1).exists())
@@ -272,6 +289,15 @@ class UnlockAndDeactivateServiceTests(TestCase):
             services.person_deactivate(actor=self.w.manager, user=self.w.coord1, reason="x")
         self.assertIn("already deactivated", str(again.exception))
 
+    def test_deactivating_ends_the_persons_open_session(self):
+        from django.test import Client
+
+        theirs = Client()
+        theirs.force_login(self.w.coord1)
+        self.assertEqual(theirs.get("/").status_code, 200)
+        services.person_deactivate(actor=self.w.manager, user=self.w.coord1, reason="left the hospital")
+        self.assertEqual(theirs.get("/").status_code, 302)
+
     def test_deactivate_refusals(self):
         MembershipFactory(user=self.w.coord2, hospital=self.w.h9, role=Role.READER)
         admin = member(Role.READER, self.w.h1, email="admin@visus.example", is_staff=True)
@@ -417,3 +443,31 @@ class PeoplePageTests(TestCase):
         )
         self.assertRedirects(done, f"/accounts/people/{self.w.outsider.pk}/")
         self.assertTrue(Membership.objects.filter(user=self.w.outsider, hospital=self.w.h1, role="reader").exists())
+
+
+class PeopleQueryCountTests(TestCase):
+    def test_the_people_list_costs_the_same_queries_for_more_people(self):
+        w = PeopleWorld()
+        self.client.force_login(w.manager)
+
+        def queries() -> int:
+            from django.db import connection
+            from django.test.utils import CaptureQueriesContext
+
+            with CaptureQueriesContext(connection) as captured:
+                self.assertEqual(self.client.get("/accounts/people/").status_code, 200)
+            return len(captured)
+
+        few = queries()
+        for n in range(8):
+            member(Role.READER, w.h1 if n % 2 else w.h2, email=f"reader{n}@visus.example")
+        with self.captureOnCommitCallbacks(execute=True):
+            services.invitation_create(
+                actor=w.manager,
+                email="x@visus.example",
+                full_name="X",
+                hospital=w.h1,
+                role="reader",
+                link_base=LINK_BASE,
+            )
+        self.assertEqual(queries(), few)
