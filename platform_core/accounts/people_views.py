@@ -46,7 +46,6 @@ def people_list(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "invitations": invitations,
             "hospitals": selectors.managed_hospitals_for(manager),
-            "revoke_form": ReasonForm(),
         },
     )
 
