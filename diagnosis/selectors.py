@@ -114,3 +114,53 @@ def case_inference_context(*, user: User, case: Case) -> dict[str, Any]:
 
 def active_models() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(status="active").order_by("name", "-created_at")
+
+
+# --- The model registry's pages (managers) ---------------------------------------------------------
+
+
+def model_versions_of(name: str) -> QuerySet[ModelVersion]:
+    """Every registered version of the model ``name``, newest first."""
+    return ModelVersion.objects.filter(name=name).select_related("registered_by").order_by("-created_at")
+
+
+def registry_models() -> list[dict[str, Any]]:
+    """One row per model name: its newest version, how many versions it has and how many are active."""
+    from django.db.models import Count, Q
+
+    rows = (
+        ModelVersion.objects.values("name")
+        .annotate(versions=Count("pk"), active=Count("pk", filter=Q(status="active")))
+        .order_by("name")
+    )
+    newest: dict[str, ModelVersion] = {}
+    for version in ModelVersion.objects.order_by("name", "-created_at"):
+        newest.setdefault(version.name, version)
+    return [{**row, "newest": newest[row["name"]]} for row in rows]
+
+
+def model_runs_for(user: User, name: str) -> list[dict[str, Any]]:
+    """Where each version of the model ``name`` ran: jobs per trial and status, in the trials ``user`` manages,
+    less those whose AI outputs are hidden from them (blinding). Trials they do not manage are not named."""
+    from django.db.models import Count, Q
+
+    from trials.selectors import managed_trials_for
+
+    runs = (
+        InferenceJob.objects.filter(model_version__name=name)
+        .filter(case__subject__trial__in=managed_trials_for(user).values("pk"))
+        .exclude(case__subject__trial__in=ai_blinded_trial_ids(user))
+        .values(
+            "model_version_id",
+            "model_version__version",
+            "case__subject__trial__slug",
+            "case__subject__trial__protocol_number",
+        )
+        .annotate(
+            jobs=Count("pk"),
+            succeeded=Count("pk", filter=Q(status="succeeded")),
+            failed=Count("pk", filter=Q(status="failed")),
+        )
+        .order_by("model_version__version", "case__subject__trial__protocol_number")
+    )
+    return [dict(run) for run in runs]

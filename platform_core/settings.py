@@ -66,6 +66,14 @@ EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", 25)
 EMAIL_HOST_USER = env.str("DJANGO_EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env.str("DJANGO_EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", False)
+# people: invitations are e-mailed. The embedded default prints them on the console; production sends them
+# through the SMTP server above (DJANGO_EMAIL_*).
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if PRODUCTION else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", SERVER_EMAIL)
+VISUS_INVITATION_DAYS = env.int("VISUS_INVITATION_DAYS", 7)
 
 INSTALLED_APPS = [
     # First, so that its changepassword command (audited) replaces Django's, which writes no audit event.

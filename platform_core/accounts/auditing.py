@@ -20,6 +20,9 @@ register_actions(
         "user.unlock": "a locked account was unlocked, with a reason",
         "membership.grant": "a role at a hospital was granted (or granted again)",
         "membership.revoke": "a role at a hospital was revoked, with a reason",
+        "invitation.create": "a manager invited a new person to a role at a hospital (a one-time link was e-mailed)",
+        "invitation.accept": "an invited person chose their password; their account and role were created",
+        "invitation.revoke": "a manager withdrew an unused invitation, with a reason",
         "login.success": "a sign-in succeeded",
         "login.failure": "a sign-in failed (wrong password)",
         "api_token.issue": "an API token was issued at sign-in (never its key)",
@@ -34,3 +37,7 @@ register_auditable_fields(
 )
 register_auditable_fields("accounts.Membership", ["user.email", "hospital.code", "role", "is_active"])
 register_auditable_fields("accounts.ApiToken", ["user.email"])
+register_auditable_fields(
+    "accounts.Invitation",
+    ["email", "full_name", "hospital.code", "role", "expires_at", "invited_by.email", "accepted_at", "revoked_at"],
+)

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
+from platform_core.accounts.models import Hospital
 from platform_core.accounts.throttling import failed_login_note, failed_logins_exceeded, throttled_message
 
 
@@ -46,4 +47,69 @@ class PasswordChangeForm(forms.Form):
         cleaned = super().clean() or {}
         if cleaned.get("new_password1") != cleaned.get("new_password2"):
             self.add_error("new_password2", "The two new passwords do not match.")
+        return cleaned
+
+
+# --- People (managers) ------------------------------------------------------------------------------
+
+
+def _role_choices() -> list[tuple[str, str]]:
+    from platform_core.accounts.models import Role
+
+    return [("", "Choose a role"), *Role.choices]
+
+
+class _ManagedHospitalForm(forms.Form):
+    """A form whose hospital choices are the hospitals the signed-in manager manages."""
+
+    def __init__(self, *args: Any, hospitals: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["hospital"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = hospitals
+        if hospitals.count() == 1:
+            self.fields["hospital"].initial = hospitals.first()
+
+
+class InvitationForm(_ManagedHospitalForm):
+    email = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    full_name = forms.CharField(label="Full name", max_length=200, help_text="As printed in their e-signatures.")
+    hospital: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
+        queryset=Hospital.objects.none(), label="Hospital", empty_label="Choose a hospital"
+    )
+    role = forms.ChoiceField(choices=_role_choices, label="Role")
+
+
+class ExistingAccountRoleForm(_ManagedHospitalForm):
+    email = forms.EmailField(label="E-mail of the account")
+    hospital: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
+        queryset=Hospital.objects.none(), label="Hospital", empty_label="Choose a hospital"
+    )
+    role = forms.ChoiceField(choices=_role_choices, label="Role")
+    reason = forms.CharField(label="Reason", max_length=500, help_text="Recorded in the audit trail.")
+
+
+class RoleGrantForm(_ManagedHospitalForm):
+    hospital: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
+        queryset=Hospital.objects.none(), label="Hospital", empty_label="Choose a hospital"
+    )
+    role = forms.ChoiceField(choices=_role_choices, label="Role")
+    reason = forms.CharField(label="Reason", max_length=500, help_text="Recorded in the audit trail.")
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(label="Reason", max_length=500, help_text="Recorded in the audit trail.")
+
+
+class InvitationAcceptForm(forms.Form):
+    full_name = forms.CharField(label="Full name", max_length=200, help_text="Printed in your e-signatures.")
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password2 = forms.CharField(
+        label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
+            self.add_error("password2", "The two passwords do not match.")
         return cleaned

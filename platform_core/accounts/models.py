@@ -151,3 +151,39 @@ class ApiToken(BaseModel):
 
     def __str__(self) -> str:
         return f"API token of {self.user} issued {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Invitation(BaseModel):
+    """A one-time link, sent by e-mail, that lets a new person set a password and take a role at a hospital.
+
+    Only a digest of the link's token is stored; the link expires (``VISUS_INVITATION_DAYS``) and works once.
+    """
+
+    email = models.EmailField()
+    full_name = models.CharField(max_length=200)
+    hospital = models.ForeignKey(Hospital, on_delete=models.PROTECT, related_name="invitations")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    token_digest = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    invited_by = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Invitation of {self.email} as {self.get_role_display()} at {self.hospital.code}"
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = normalize_email(self.email)
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def is_pending(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and not self.is_expired

@@ -20,6 +20,8 @@ NAV_ITEMS: list[NavItem] = [
     NavItem("Home", "home", None),
     NavItem("Trials", "trials:trial-list", None),
     NavItem("Audit trail", "audit:event-list", frozenset({Role.TRIAL_MANAGER, Role.MONITOR})),
+    NavItem("People", "accounts:people", frozenset({Role.TRIAL_MANAGER})),
+    NavItem("Models", "diagnosis:model-list", frozenset({Role.TRIAL_MANAGER})),
     NavItem("API", "api-docs", None),
 ]
 

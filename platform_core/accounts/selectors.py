@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from django.db.models import Model, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 
-from platform_core.accounts.models import Hospital, Membership, Role, User
+from platform_core.accounts.models import Hospital, Invitation, Membership, Role, User
 
 M = TypeVar("M", bound=Model)
 
@@ -64,3 +64,45 @@ def hospitals_for(user: User, roles: Iterable[Role | str] | None = None) -> Quer
 
 def user_by_email(email: str) -> User | None:
     return User.objects.filter(email__iexact=email.strip()).first()
+
+
+# --- People: who manages whom -----------------------------------------------------------------------
+# A trial manager manages the people of the hospitals where they hold that role themselves. Not those of every
+# site of their trials: roles are held per hospital, so a role granted at another trial's site would reach into
+# every trial at that hospital.
+
+
+def managed_hospitals_for(user: User) -> QuerySet[Hospital]:
+    """The hospitals whose people ``user`` manages (invites, grants and revokes roles, unlocks, deactivates)."""
+    return hospitals_for(user, [Role.TRIAL_MANAGER]).order_by("code")
+
+
+def people_for(manager: User) -> QuerySet[User]:
+    """Everyone holding (or having held) a role at a hospital ``manager`` manages, with their lock state."""
+    hospitals = managed_hospitals_for(manager)
+    held = Membership.objects.filter(user=OuterRef("pk"), hospital__in=hospitals)
+    return User.objects.filter(Exists(held)).order_by("full_name", "email")
+
+
+def memberships_managed_by(manager: User, user: User | None = None) -> QuerySet[Membership]:
+    """The memberships at hospitals ``manager`` manages (of ``user`` only, when given)."""
+    qs = Membership.objects.filter(hospital__in=managed_hospitals_for(manager)).select_related("hospital", "user")
+    if user is not None:
+        qs = qs.filter(user=user)
+    return qs.order_by("hospital__code", "role")
+
+
+def memberships_elsewhere(manager: User, user: User) -> QuerySet[Membership]:
+    """``user``'s active memberships at hospitals ``manager`` does not manage (their sites are not shown)."""
+    return Membership.objects.filter(user=user, is_active=True).exclude(hospital__in=managed_hospitals_for(manager))
+
+
+def user_is_managed_by(manager: User, user: User) -> bool:
+    return people_for(manager).filter(pk=user.pk).exists()
+
+
+def invitations_for(manager: User) -> QuerySet[Invitation]:
+    """Invitations to the hospitals ``manager`` manages, newest first."""
+    return Invitation.objects.filter(hospital__in=managed_hospitals_for(manager)).select_related(
+        "hospital", "invited_by"
+    )

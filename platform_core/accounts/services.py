@@ -20,7 +20,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from platform_core.accounts.models import ApiToken, Hospital, Membership, Role, User, normalize_email
+from platform_core.accounts.models import ApiToken, Hospital, Invitation, Membership, Role, User, normalize_email
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,9 @@ def user_create(
 
 
 @transaction.atomic
-def membership_grant(*, actor: User | None, user: User, hospital: Hospital, role: Role | str) -> Membership:
+def membership_grant(
+    *, actor: User | None, user: User, hospital: Hospital, role: Role | str, reason: str = ""
+) -> Membership:
     membership = Membership.objects.filter(user=user, hospital=hospital, role=str(role)).first()
     if membership is None:
         membership = Membership(user=user, hospital=hospital, role=str(role))
@@ -69,7 +71,9 @@ def membership_grant(*, actor: User | None, user: User, hospital: Hospital, role
     else:
         before = audit_snapshot(membership)
         membership.is_active = True
-    audited_save(membership, actor=actor, action="membership.grant", before=before, hospital_code=hospital.code)
+    audited_save(
+        membership, actor=actor, action="membership.grant", before=before, hospital_code=hospital.code, reason=reason
+    )
     return membership
 
 
@@ -484,3 +488,257 @@ def group_update(
         group.permissions.set(new_permissions)
     audit_record(actor=actor, action="group.update", obj=group, changes=changes, reason=reason)
     return group
+
+
+# --- People: managers invite, grant and revoke roles, unlock and deactivate, at the hospitals they manage ------
+# (accounts.selectors.managed_hospitals_for). Each refusal leaves nothing written.
+
+INVITATION_TOKEN_BYTES = 32
+
+
+def _require_manages(actor: User, hospital: Hospital) -> None:
+    from platform_core.accounts.selectors import managed_hospitals_for
+
+    if not managed_hospitals_for(actor).filter(pk=hospital.pk).exists():
+        raise ValidationError({"hospital": f"You do not manage the people of {hospital.code}."})
+
+
+def _require_person_managed(actor: User, user: User) -> None:
+    from platform_core.accounts.selectors import user_is_managed_by
+
+    if not user_is_managed_by(actor, user):
+        raise ValidationError(f"{user} holds no role at a hospital you manage.")
+
+
+def invitation_token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _send_invitation(invitation: Invitation, link: str) -> None:
+    from django.core.mail import send_mail
+
+    send_mail(
+        subject=f"Visus: you are invited as {invitation.get_role_display().lower()} at {invitation.hospital.name}",
+        message=(
+            f"Dear {invitation.full_name},\n\n"
+            f"{invitation.invited_by} invites you to Visus as {invitation.get_role_display().lower()} at "
+            f"{invitation.hospital.code} {invitation.hospital.name}.\n\n"
+            f"Open this link to choose your password (it works once, until "
+            f"{timezone.localtime(invitation.expires_at):%Y-%m-%d %H:%M %Z}):\n{link}\n\n"
+            "If you did not expect this message, ignore it.\n"
+        ),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+@transaction.atomic
+def invitation_create(
+    *, actor: User, email: str, full_name: str, hospital: Hospital, role: Role | str, link_base: str
+) -> Invitation:
+    """Invite a new person to a role at a hospital ``actor`` manages; e-mails them a one-time link
+    (``link_base`` followed by the token) once the invitation is saved. The token itself is never stored."""
+    from django.core.validators import validate_email
+
+    _require_manages(actor, hospital)
+    email = normalize_email(email)
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": "Enter a valid e-mail address."}) from None
+    if not (full_name or "").strip():
+        raise ValidationError({"full_name": "Give the person's full name (printed in their e-signatures)."})
+    if str(role) not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError(
+            {"email": f"{email} already has an account: give them a role with “Add an existing account” instead."}
+        )
+    pending = Invitation.objects.select_for_update().filter(
+        email=email, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    )
+    if pending.exists():
+        raise ValidationError({"email": f"An invitation to {email} is already waiting to be accepted."})
+    token = secrets.token_urlsafe(INVITATION_TOKEN_BYTES)
+    invitation = Invitation(
+        email=email,
+        full_name=full_name.strip(),
+        hospital=hospital,
+        role=str(role),
+        token_digest=invitation_token_digest(token),
+        expires_at=timezone.now() + timedelta(days=settings.VISUS_INVITATION_DAYS),
+        invited_by=actor,
+    )
+    audited_save(invitation, actor=actor, action="invitation.create", hospital_code=hospital.code)
+    link = f"{link_base}{token}/"
+    transaction.on_commit(lambda: _send_invitation(invitation, link))
+    return invitation
+
+
+def invitation_by_token(token: str) -> Invitation:
+    """The invitation a link names, whatever its state; an unknown token is refused (404)."""
+    from platform_core.errors import ApplicationError
+
+    invitation = (
+        Invitation.objects.select_related("hospital", "invited_by")
+        .filter(token_digest=invitation_token_digest(token or ""))
+        .first()
+    )
+    if invitation is None:
+        raise ApplicationError(
+            "This invitation link is not valid. Check that you opened the whole link from the e-mail.",
+            code="invitation_unknown",
+            status=404,
+        )
+    return invitation
+
+
+def invitation_require_usable(invitation: Invitation) -> None:
+    """Refuse a used, withdrawn or expired invitation (410) with what to do instead."""
+    from platform_core.errors import ApplicationError
+
+    if invitation.accepted_at is not None:
+        raise ApplicationError(
+            "This invitation has already been used. Sign in with the password you chose.",
+            code="invitation_used",
+            status=410,
+        )
+    if invitation.revoked_at is not None:
+        raise ApplicationError(
+            "This invitation was withdrawn. Ask your trial manager for a new one.",
+            code="invitation_revoked",
+            status=410,
+        )
+    if invitation.is_expired:
+        raise ApplicationError(
+            f"This invitation expired on {timezone.localtime(invitation.expires_at):%Y-%m-%d %H:%M}. "
+            "Ask your trial manager for a new one.",
+            code="invitation_expired",
+            status=410,
+        )
+
+
+@sensitive_variables()
+@transaction.atomic
+def invitation_accept(*, token: str, full_name: str, password: str) -> User:
+    """Create the invited person's account with the password they chose (checked by the password validators)
+    and grant the role they were invited to. Works once: the invitation row is locked, then marked accepted."""
+    invitation = invitation_by_token(token)
+    invitation = Invitation.objects.select_for_update().select_related("hospital", "invited_by").get(pk=invitation.pk)
+    invitation_require_usable(invitation)
+    if User.objects.filter(email__iexact=invitation.email).exists():
+        raise ValidationError(
+            {"email": f"{invitation.email} already has an account. Sign in, or ask your trial manager for the role."}
+        )
+    name = (full_name or "").strip() or invitation.full_name
+    probe = User(email=invitation.email, full_name=name)
+    try:
+        validate_password(password, probe)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    user = user_create(actor=None, email=invitation.email, full_name=name, password=password)
+    before = audit_snapshot(invitation)
+    invitation.accepted_at = timezone.now()
+    invitation.user = user
+    audited_save(
+        invitation,
+        actor=user,
+        action="invitation.accept",
+        before=before,
+        update_fields=["accepted_at", "user", "updated_at"],
+        hospital_code=invitation.hospital.code,
+    )
+    membership_grant(
+        actor=invitation.invited_by,
+        user=user,
+        hospital=invitation.hospital,
+        role=invitation.role,
+        reason=f"invitation accepted by {invitation.email}",
+    )
+    return user
+
+
+@transaction.atomic
+def invitation_revoke(*, actor: User, invitation: Invitation, reason: str) -> Invitation:
+    """Withdraw an invitation that has not been used (a mistyped address, a change of plan)."""
+    invitation = Invitation.objects.select_for_update().select_related("hospital").get(pk=invitation.pk)
+    _require_manages(actor, invitation.hospital)
+    reason = _reason_required(reason, "Give a reason for withdrawing an invitation.")
+    if invitation.accepted_at is not None:
+        raise ValidationError("This invitation has already been accepted; revoke the person's role instead.")
+    if invitation.revoked_at is not None:
+        raise ValidationError("This invitation was already withdrawn.")
+    before = audit_snapshot(invitation)
+    invitation.revoked_at = timezone.now()
+    audited_save(
+        invitation,
+        actor=actor,
+        action="invitation.revoke",
+        before=before,
+        update_fields=["revoked_at", "updated_at"],
+        hospital_code=invitation.hospital.code,
+        reason=reason,
+    )
+    return invitation
+
+
+@transaction.atomic
+def person_role_grant(*, actor: User, user: User, hospital: Hospital, role: Role | str, reason: str) -> Membership:
+    """Give an existing account a role at a hospital ``actor`` manages, with a reason."""
+    _require_manages(actor, hospital)
+    reason = _reason_required(reason, "Give a reason for granting a role.")
+    if str(role) not in Role.values:
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    if not user.is_active:
+        raise ValidationError(f"{user} is deactivated; an administrator must reactivate the account first.")
+    if Membership.objects.filter(user=user, hospital=hospital, role=str(role), is_active=True).exists():
+        raise ValidationError(f"{user} already holds {Role(str(role)).label} at {hospital.code}.")
+    return membership_grant(actor=actor, user=user, hospital=hospital, role=role, reason=reason)
+
+
+@transaction.atomic
+def person_role_revoke(*, actor: User, membership: Membership, reason: str) -> Membership:
+    """Revoke a role at a hospital ``actor`` manages, with a reason. Nobody revokes their own role here."""
+    membership = Membership.objects.select_for_update().select_related("hospital", "user").get(pk=membership.pk)
+    _require_manages(actor, membership.hospital)
+    reason = _reason_required(reason, "Give a reason for revoking a role.")
+    if membership.user_id == actor.pk:
+        raise ValidationError("You cannot revoke your own role; ask another trial manager.")
+    if not membership.is_active:
+        raise ValidationError(f"{membership} was already revoked.")
+    return membership_revoke(actor=actor, membership=membership, reason=reason)
+
+
+@transaction.atomic
+def person_unlock(*, actor: User, user: User, reason: str) -> User:
+    """Unlock an account locked after failed sign-ins (the sign-in page's "your trial manager can unlock
+    sooner"), for a person ``actor`` manages, through ``user_unlock``."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    _require_person_managed(actor, user)
+    reason = _reason_required(reason, "Give a reason for unlocking an account.")
+    if not user.is_locked and not user.failed_login_count:
+        raise ValidationError(f"{user}'s account is not locked.")
+    return user_unlock(actor=actor, user=user, reason=reason)
+
+
+@transaction.atomic
+def person_deactivate(*, actor: User, user: User, reason: str) -> User:
+    """Switch off the account of a person ``actor`` manages (sign-in, sessions and API tokens end), through
+    ``user_update``. Refused for oneself, for administrators, and for a person who also holds roles at
+    hospitals ``actor`` does not manage (their role here is revoked instead)."""
+    from platform_core.accounts.selectors import memberships_elsewhere
+
+    user = User.objects.select_for_update().get(pk=user.pk)
+    _require_person_managed(actor, user)
+    reason = _reason_required(reason, "Give a reason for deactivating an account.")
+    if user.pk == actor.pk:
+        raise ValidationError("You cannot deactivate your own account; ask another trial manager.")
+    if not user.is_active:
+        raise ValidationError(f"{user}'s account is already deactivated.")
+    if user.is_staff or user.is_superuser:
+        raise ValidationError(f"{user} is an administrator; only another administrator can deactivate them.")
+    if memberships_elsewhere(actor, user).exists():
+        raise ValidationError(
+            f"{user} also holds roles at hospitals you do not manage: revoke their roles at yours instead."
+        )
+    return user_update(actor=actor, user=user, reason=reason, is_active=False)
