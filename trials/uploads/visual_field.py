@@ -351,7 +351,18 @@ def _optional(cell: str | None) -> str | None:
 def parse_visual_field_csv(text: str) -> list[VisualField]:
     """Parse the documented CSV (one field per data row). Raises UploadRejected with row/column positions only -
     cell values are never echoed, and unknown columns are refused because they may carry identifiers."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    try:
+        return _parse_visual_field_csv(text)
+    except csv.Error:  # e.g. a stray quote or NUL: the csv module's message would quote nothing useful
+        raise _reject(
+            "The file is not a well-formed CSV (a stray quote, a NUL byte or a broken line). Export it again "
+            "in the documented format."
+        ) from None
+
+
+def _parse_visual_field_csv(text: str) -> list[VisualField]:
+    # newline="": universal newlines, so files with CR, LF or CRLF line ends (and a stray CR) all parse.
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     try:
         header = next(reader)
     except StopIteration:
