@@ -58,3 +58,55 @@ class AdjudicatorInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         second.refresh_from_db()
         self.assertEqual((second.status, second.signature_name), ("signed", self.w.adjudicator.full_name))
         self.assertEqual(ReferenceStandard.objects.get(case=second.case).icdr_grade, 1)
+
+
+@tag("browser")
+class ReadingOversightInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
+    """The manager's reset, calibration and lock pages, and the reader's amend page, in Chromium."""
+
+    def setUp(self):
+        self.w = ReadingWorld()
+
+    def test_a_manager_resets_a_draft_marks_a_calibration_case_and_locks_the_reference(self):
+        from reading import services
+        from reading.models import CalibrationCase, Read, ReadingSetup
+
+        draft = services.read_next(reader=self.w.reader, trial=self.w.trial, phase="unaided")
+        b = self.browser
+        self.sign_in(self.w.manager.email, PASSWORD)
+        b.get(f"{self.live_server_url}/reading/trials/{self.w.trial.slug}/manage/")
+        self.follow("Unsigned reads (reset)")
+        b.find_element(By.ID, f"reason-{draft.pk}").send_keys("opened by mistake")
+        self.submit(f"Reset case {draft.number} of {self.w.reader}")
+        self.assertIn("was reset", self.wait_for(".messages").text)
+        self.assertFalse(Read.objects.filter(pk=draft.pk).exists())
+        self.follow(f"Back to reading of {self.w.trial.protocol_number}")
+        self.follow("Calibration cases and reader drift")
+        Select(b.find_element(By.NAME, "case")).select_by_value(str(self.w.case1.pk))
+        Select(b.find_element(By.NAME, "q_icdr_grade")).select_by_value("0")
+        self.submit("Mark as calibration case")
+        self.assertIn("Calibration case marked", self.wait_for(".messages").text)
+        self.assertEqual(CalibrationCase.objects.get().known_answers, {"icdr_grade": "0"})
+        self.follow(f"Back to reading of {self.w.trial.protocol_number}")
+        self.follow("Reference standard and lock")
+        b.find_element(By.NAME, "username").send_keys(self.w.manager.email)
+        b.find_element(By.NAME, "password").send_keys(PASSWORD)
+        self.submit("Sign and lock")
+        self.wait_for("[data-testid=reference-locked]")
+        self.assertIsNotNone(ReadingSetup.objects.get(trial=self.w.trial).reference_locked_at)
+
+    def test_a_reader_amends_a_signed_read_with_a_reason_and_a_new_signature(self):
+        read = self.w.signed_read(self.w.reader)
+        b = self.browser
+        self.sign_in(self.w.reader.email, PASSWORD)
+        b.get(f"{self.live_server_url}/reading/")
+        self.follow("Your signed reads (amend)")
+        self.follow(f"Amend case {read.number}")
+        Select(b.find_element(By.NAME, "q_icdr_grade")).select_by_value("1")
+        b.find_element(By.NAME, "reason").send_keys("second look at the photograph")
+        b.find_element(By.NAME, "username").send_keys(self.w.reader.email)
+        b.find_element(By.NAME, "password").send_keys(PASSWORD)
+        self.submit("Amend and sign")
+        self.assertIn("amended and signed again", self.wait_for(".messages").text)
+        read.refresh_from_db()
+        self.assertEqual(read.answers["icdr_grade"], "1")

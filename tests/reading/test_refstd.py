@@ -333,6 +333,7 @@ class AmendPageTests(TestCase):
         self.assertContains(wrong, "The password is not correct")
         self.read.refresh_from_db()
         self.assertEqual(self.read.answers["icdr_grade"], "0")
+        loaded_version = self.read.version
         response = self.amend()
         self.assertRedirects(response, f"/reading/trials/{self.w.trial.slug}/signed/")
         self.read.refresh_from_db()
@@ -340,7 +341,7 @@ class AmendPageTests(TestCase):
         event = AuditEvent.objects.get(action="read.amend")
         self.assertEqual(event.reason, "rechecked the photograph")
         self.assertEqual(event.changes["answers"][0]["icdr_grade"], "0")  # the old values stay in the trail
-        stale = self.amend(q_icdr_grade="2")  # the form loaded before the amendment
+        stale = self.amend(version=loaded_version, q_icdr_grade="2")  # a form loaded before the amendment
         self.assertContains(stale, "changed since you opened it")
 
     def test_nobody_else_amends_it_and_a_draft_has_no_amend_page(self):
