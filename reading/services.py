@@ -614,6 +614,11 @@ def adjudication_check(*, case: Case) -> Adjudication | None:
     reasons = discordance(answers, grade_gap=setup.grade_gap)
     if not reasons:
         return None
+    return _adjudication_open(case, trial, reasons)
+
+
+def _adjudication_open(case: Case, trial: Trial, reasons: list[str]) -> Adjudication:
+    """The case's adjudication, opened (and audited) with these reasons unless it exists already."""
     adjudication, created = Adjudication.objects.get_or_create(
         case=case, defaults={"trial": trial, "discordance": reasons}
     )
@@ -674,18 +679,7 @@ def reference_majority_record(*, case: Case) -> ReferenceStandard | Adjudication
         elif value is not None:
             decided[question] = value
     if ties:
-        adjudication, created = Adjudication.objects.get_or_create(
-            case=case, defaults={"trial": trial, "discordance": ties}
-        )
-        if created:
-            audit_record(
-                actor=None,
-                action="adjudication.open",
-                obj=adjudication,
-                trial_ref=trial.slug,
-                changes={"discordance": [None, ties]},
-            )
-        return adjudication
+        return _adjudication_open(case, trial, ties)
     if not decided:
         return None
     grade = decided.get("icdr_grade")

@@ -42,6 +42,20 @@ def sign_every_case(w, reader, answers_by_case, phase="unaided"):
         services.read_sign(read=read, signer=reader, password=PASSWORD, meaning=services.MEANING_READ, version=2)
 
 
+def amend(reader, case, answers, reason):
+    read = Read.objects.get(reader=reader, case=case)
+    return services.read_amend(
+        read=read,
+        signer=reader,
+        password=PASSWORD,
+        meaning=services.MEANING_AMEND,
+        reason=reason,
+        version=read.version,
+        answers=answers,
+        confidences=GOOD_CONF,
+    )
+
+
 def majority_world():
     w = ReadingWorld()
     Trial.objects.filter(pk=w.trial.pk).update(reference_rule="majority")
@@ -80,42 +94,12 @@ class MajorityRuleTests(TestCase):
         sign_every_case(w, w.reader, {w.case1.pk: MODERATE, w.case2.pk: NO_DR})
         sign_every_case(w, w.reader2, {w.case1.pk: NO_DR, w.case2.pk: NO_DR})
         sign_every_case(w, w.reader3, {w.case1.pk: MODERATE, w.case2.pk: NO_DR})
-        read = Read.objects.get(reader=w.reader, case=w.case1)
-        services.read_amend(
-            read=read,
-            signer=w.reader,
-            password=PASSWORD,
-            meaning=services.MEANING_AMEND,
-            reason="misread the haemorrhages",
-            version=read.version,
-            answers=NO_DR,
-            confidences=GOOD_CONF,
-        )
+        amend(w.reader, w.case1, NO_DR, "misread the haemorrhages")
         self.assertEqual(ReferenceStandard.objects.get(case=w.case1).icdr_grade, 0)
         self.assertEqual(AuditEvent.objects.filter(action="reference.amend").count(), 1)
         services.reference_lock(actor=w.manager, trial=w.trial, password=PASSWORD, meaning=services.MEANING_LOCK)
-        read = Read.objects.get(reader=w.reader2, case=w.case1)
-        services.read_amend(
-            read=read,
-            signer=w.reader2,
-            password=PASSWORD,
-            meaning=services.MEANING_AMEND,
-            reason="second look",
-            version=read.version,
-            answers=SEVERE,
-            confidences=GOOD_CONF,
-        )
-        read = Read.objects.get(reader=w.reader3, case=w.case1)
-        services.read_amend(
-            read=read,
-            signer=w.reader3,
-            password=PASSWORD,
-            meaning=services.MEANING_AMEND,
-            reason="second look",
-            version=read.version,
-            answers=SEVERE,
-            confidences=GOOD_CONF,
-        )
+        amend(w.reader2, w.case1, SEVERE, "second look")
+        amend(w.reader3, w.case1, SEVERE, "second look")
         # Locked: the majority is now grade 3, but the locked reference does not move.
         self.assertEqual(ReferenceStandard.objects.get(case=w.case1).icdr_grade, 0)
 
