@@ -427,6 +427,8 @@ class StaleReaderTests(TestCase):
         )
         self.assertRedirects(response, f"/reading/trials/{w.trial.slug}/manage/")
         self.assertEqual(ReadingSetup.objects.get(trial=w.trial).stale_after_days, 3)
+        changed = AuditEvent.objects.filter(action="reading.setup_set").order_by("-seq").first()
+        self.assertEqual(changed.changes["stale_after_days"], [7, 3])
         page = self.client.get(f"/reading/trials/{w.trial.slug}/manage/")
         self.assertContains(page, "not read for 3 days")
         rows = {row["reader"]: row for row in selectors.progress_table(w.trial)}
