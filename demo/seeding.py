@@ -37,6 +37,7 @@ PEOPLE = [
     DemoPerson("reader1@visus.example", "Dr Rhea Reader", (("H01", Role.READER),)),
     DemoPerson("reader2@visus.example", "Dr Ravi Reader", (("H01", Role.READER),)),
     DemoPerson("reader3@visus.example", "Dr Rosa Reader", (("H02", Role.READER),)),
+    DemoPerson("adjudicator@visus.example", "Dr Ada Adjudicator", (("H02", Role.READER),)),
     DemoPerson(
         "statistician@visus.example", "Sam Statistician", (("H01", Role.STATISTICIAN), ("H02", Role.STATISTICIAN))
     ),
@@ -86,7 +87,7 @@ DEMO_TRIAL = {
     "readers_per_case": 3,
     "reading_design": "unaided_then_aided",
     "washout_days": 28,
-    "reference_rule": "adjudication",
+    "reference_rule": "majority",  # the demo reader study: majority of three readers, ties adjudicated
     "inclusion_criteria": ["Age 18 years or over", "Diabetes mellitus type 1 or 2", "Written informed consent"],
     "exclusion_criteria": ["Previous vitreoretinal surgery", "Media opacity preventing imaging"],
 }

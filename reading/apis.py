@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.api.permissions import roles_required
-from reading import selectors, services
+from reading import selectors, services, signing
 from reading.models import Adjudication, LesionMark, MarkKind, MarkShape, Phase, Read
 from trials.models import Case, Trial
 from trials.selectors import trials_for
@@ -36,6 +36,24 @@ def overseen_trial(user: User, slug: str) -> Trial:
     if not selectors.may_oversee_reading(user, trial):
         raise PermissionDenied("Only the trial's managers, monitors and statisticians see reading progress.")
     return trial
+
+
+class SignatureInputSerializer(serializers.Serializer):
+    """An e-signature: the password again, and the e-mail address at the session's first signing (reading.signing:
+    the session is the browser session, or the API token)."""
+
+    username = serializers.CharField(
+        required=False, write_only=True, help_text="Your e-mail address: needed at the first signing of a session."
+    )
+    password = serializers.CharField(trim_whitespace=False, write_only=True)
+
+
+def signature_identity(request: Request, data: dict[str, Any]) -> str | None:
+    """Take the e-mail address out of validated signing input; refuse a session's first signing without it."""
+    username = data.pop("username", None)
+    if username is None and signing.identity_required(request):
+        raise serializers.ValidationError({"username": signing.FIRST_SIGNATURE_MESSAGE})
+    return username
 
 
 def own_read(user: User, pk: Any) -> Read:
@@ -168,9 +186,8 @@ class ReadSignApi(APIView):
 
     permission_classes = [IsReader]
 
-    class ReadSignInputSerializer(serializers.Serializer):
+    class ReadSignInputSerializer(SignatureInputSerializer):
         version = serializers.IntegerField(min_value=1)
-        password = serializers.CharField(trim_whitespace=False, write_only=True)
         meaning = serializers.ChoiceField(choices=[(m, m) for m in services.MEANINGS["read"]])
 
     @extend_schema(request=ReadSignInputSerializer, responses=ReadOutputSerializer)
@@ -178,7 +195,9 @@ class ReadSignApi(APIView):
         read = own_read(signed_in_user(request), pk)
         data = self.ReadSignInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        read = services.read_sign(read=read, signer=signed_in_user(request), **data.validated_data)
+        username = signature_identity(request, data.validated_data)
+        read = services.read_sign(read=read, signer=signed_in_user(request), username=username, **data.validated_data)
+        signing.signed(request)
         return read_response(read)
 
 
@@ -187,12 +206,11 @@ class ReadAmendApi(APIView):
 
     permission_classes = [IsReader]
 
-    class ReadAmendInputSerializer(serializers.Serializer):
+    class ReadAmendInputSerializer(SignatureInputSerializer):
         version = serializers.IntegerField(min_value=1)
         reason = serializers.CharField()
         answers = serializers.DictField()
         confidences = serializers.DictField()
-        password = serializers.CharField(trim_whitespace=False, write_only=True)
         meaning = serializers.ChoiceField(choices=[(m, m) for m in services.MEANINGS["amend"]])
 
     @extend_schema(request=ReadAmendInputSerializer, responses=ReadOutputSerializer)
@@ -200,7 +218,9 @@ class ReadAmendApi(APIView):
         read = own_read(signed_in_user(request), pk)
         data = self.ReadAmendInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        read = services.read_amend(read=read, signer=signed_in_user(request), **data.validated_data)
+        username = signature_identity(request, data.validated_data)
+        read = services.read_amend(read=read, signer=signed_in_user(request), username=username, **data.validated_data)
+        signing.signed(request)
         return read_response(read)
 
 
@@ -304,6 +324,7 @@ class ReadingSetupApi(APIView):
         washout_days = serializers.IntegerField(required=False)
         extra_groups = serializers.ListField(child=serializers.CharField(), required=False)
         grade_gap = serializers.IntegerField(required=False)
+        stale_after_days = serializers.IntegerField(required=False)
 
     class ReadingSetupOutputSerializer(serializers.Serializer):
         crossing = serializers.CharField()
@@ -312,6 +333,7 @@ class ReadingSetupApi(APIView):
         washout_days = serializers.IntegerField()
         extra_groups = serializers.ListField(child=serializers.CharField())
         grade_gap = serializers.IntegerField()
+        stale_after_days = serializers.IntegerField()
         reference_locked_at = serializers.DateTimeField(allow_null=True)
 
     @extend_schema(request=ReadingSetupInputSerializer, responses=ReadingSetupOutputSerializer)
@@ -416,11 +438,10 @@ class AdjudicationQueueApi(APIView):
 class AdjudicationSignApi(APIView):
     permission_classes = [IsReader]
 
-    class AdjudicationSignInputSerializer(serializers.Serializer):
+    class AdjudicationSignInputSerializer(SignatureInputSerializer):
         version = serializers.IntegerField(min_value=1)
         answers = serializers.DictField()
         reason = serializers.CharField(required=False, default="", allow_blank=True)
-        password = serializers.CharField(trim_whitespace=False, write_only=True)
         meaning = serializers.ChoiceField(choices=[(m, m) for m in services.MEANINGS["adjudicate"]])
 
     @extend_schema(request=AdjudicationSignInputSerializer, responses=AdjudicationSerializer)
@@ -428,7 +449,11 @@ class AdjudicationSignApi(APIView):
         adjudication = get_object_or_404(selectors.adjudications_for(signed_in_user(request)), pk=pk)
         data = self.AdjudicationSignInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.adjudication_sign(adjudication=adjudication, signer=signed_in_user(request), **data.validated_data)
+        username = signature_identity(request, data.validated_data)
+        services.adjudication_sign(
+            adjudication=adjudication, signer=signed_in_user(request), username=username, **data.validated_data
+        )
+        signing.signed(request)
         adjudication = selectors.adjudication_queue(signed_in_user(request), adjudication.trial).get(pk=adjudication.pk)
         return Response(AdjudicationSerializer(adjudication).data)
 
@@ -500,8 +525,7 @@ class ReferenceLockApi(APIView):
 
     permission_classes = [IsManager]
 
-    class ReferenceLockInputSerializer(serializers.Serializer):
-        password = serializers.CharField(trim_whitespace=False, write_only=True)
+    class ReferenceLockInputSerializer(SignatureInputSerializer):
         meaning = serializers.ChoiceField(choices=[(m, m) for m in services.MEANINGS["lock"]])
 
     @extend_schema(request=ReferenceLockInputSerializer, responses={204: None})
@@ -509,5 +533,7 @@ class ReferenceLockApi(APIView):
         trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
         data = self.ReferenceLockInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        services.reference_lock(actor=signed_in_user(request), trial=trial, **data.validated_data)
+        username = signature_identity(request, data.validated_data)
+        services.reference_lock(actor=signed_in_user(request), trial=trial, username=username, **data.validated_data)
+        signing.signed(request)
         return Response(status=status.HTTP_204_NO_CONTENT)

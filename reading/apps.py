@@ -9,6 +9,11 @@ class ReadingConfig(AppConfig):
         # The kernel's navigation lists what apps add; readers get their worklist.
         from platform_core.accounts.models import Role
         from platform_core.accounts.navigation import NAV_ITEMS, NavItem
+        from reading.selectors import reference_lock_reason
+        from trials.hooks import on_reference_lock_check
+
+        # Trials cannot import reading: its reference import asks this hook whether the reference is locked.
+        on_reference_lock_check(reference_lock_reason)
 
         item = NavItem("Reading", "reading:worklist", frozenset({Role.READER}))
         if item not in NAV_ITEMS:

@@ -27,7 +27,16 @@ register_actions(
 
 register_auditable_fields(
     "reading.ReadingSetup",
-    ["crossing", "readers_per_case", "aided_phase", "washout_days", "extra_groups", "grade_gap", "reference_locked_at"],
+    [
+        "crossing",
+        "readers_per_case",
+        "aided_phase",
+        "washout_days",
+        "extra_groups",
+        "grade_gap",
+        "reference_locked_at",
+        "stale_after_days",
+    ],
 )
 register_auditable_fields("reading.ReaderAssignment", ["reader.email", "phase", "group", "is_active"])
 register_auditable_fields("reading.PanelMember", ["user.email", "is_active"])

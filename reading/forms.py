@@ -59,9 +59,79 @@ class ReadForm(forms.Form):
         }
 
 
-class SignForm(forms.Form):
+class IdentityMixin:
+    """The first signing of a session asks for the e-mail address as well (``identity=True``); later ones the
+    password only (reading.signing)."""
+
+    fields: dict[str, forms.Field]
+    cleaned_data: dict[str, Any]
+
+    def add_identity(self, identity: bool) -> None:
+        if identity:
+            self.fields = {
+                "username": forms.CharField(
+                    label="Your e-mail address (first signature of this session)",
+                    widget=forms.EmailInput(attrs={"autocomplete": "username"}),
+                ),
+                **self.fields,
+            }
+
+    def username(self) -> str | None:
+        return self.cleaned_data.get("username") if "username" in self.fields else None
+
+
+class SignForm(IdentityMixin, forms.Form):
     password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
     meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["read"]])
+
+    def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_identity(identity)
+
+
+class AmendForm(IdentityMixin, ReadForm):
+    """A signed read's new answers, the reason, and a new signature."""
+
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Why the signed read changes.")
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["amend"]])
+
+    def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_identity(identity)
+        for name in ("reason", "password", "meaning"):  # after the questions, as the reader reads them
+            self.fields[name] = self.fields.pop(name)
+
+
+class ResetForm(forms.Form):
+    read = forms.UUIDField(widget=forms.HiddenInput)
+    reason = forms.CharField(max_length=500, help_text="Why the reader's unsigned work is discarded.")
+
+
+class LockForm(IdentityMixin, forms.Form):
+    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["lock"]])
+
+    def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_identity(identity)
+
+
+class CalibrationForm(forms.Form):
+    """A case and its known answers (the trial's choice questions)."""
+
+    def __init__(self, *args: Any, cases: Any, questions: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["case"] = forms.ModelChoiceField(queryset=cases, label="Case")
+        self.questions = [k for k in answer_questions(questions) if CATALOGUE[k].kind in ("choice", "boolean")]
+        for key in self.questions:
+            q = CATALOGUE[key]
+            self.fields[f"q_{key}"] = forms.ChoiceField(
+                label=f"Known answer: {q.label}", choices=[("", "—"), *q.choices], required=False
+            )
+
+    def known_answers(self) -> dict[str, Any]:
+        return {k: self.cleaned_data[f"q_{k}"] for k in self.questions if self.cleaned_data.get(f"q_{k}")}
 
 
 class SetupForm(forms.Form):
@@ -70,6 +140,9 @@ class SetupForm(forms.Form):
     aided_phase = forms.BooleanField(required=False, label="AI-aided phase after a washout")
     washout_days = forms.IntegerField(min_value=0, initial=28)
     grade_gap = forms.IntegerField(min_value=1, initial=2, label="Grades this far apart are discordant")
+    stale_after_days = forms.IntegerField(
+        min_value=1, max_value=365, initial=7, label="Flag a reader who has not read for this many days"
+    )
 
 
 class AssignForm(forms.Form):
@@ -78,10 +151,14 @@ class AssignForm(forms.Form):
     group = forms.CharField(max_length=40, help_text="resident, attending, specialist, optometrist, general_physician")
 
 
-class AdjudicationForm(forms.Form):
+class AdjudicationForm(IdentityMixin, forms.Form):
     version = forms.IntegerField(widget=forms.HiddenInput)
     icdr_grade = forms.ChoiceField(choices=[("", "—"), *CATALOGUE["icdr_grade"].choices], required=False)
     glaucoma = forms.ChoiceField(choices=[("", "—"), *CATALOGUE["glaucoma"].choices], required=False)
     reason = forms.CharField(required=False, help_text="Needed once signed or after the reference lock.")
     password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
     meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["adjudicate"]])
+
+    def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_identity(identity)

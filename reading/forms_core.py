@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,3 +91,16 @@ def discordance(reads: list[Mapping[str, Any]], *, grade_gap: int = 2) -> list[s
     if len(glaucoma) > 1:
         reasons.append("glaucoma yes and no")
     return reasons
+
+
+def majority(reads: list[Mapping[str, Any]], question: str) -> tuple[Any, bool]:
+    """``(answer, tie)`` of one question over signed reads: the answer more than half of the reads that answer the
+    question give (``tie`` False), or ``(None, True)`` when none does (a tie); ``(None, False)`` when no read
+    answers it."""
+    values = [str(a[question]) for a in reads if a.get(question) not in (None, "")]
+    if not values:
+        return None, False
+    answer, count = Counter(values).most_common(1)[0]
+    if count * 2 > len(values):
+        return answer, False
+    return None, True

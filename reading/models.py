@@ -12,6 +12,7 @@ from platform_core.models import BaseModel
 from trials.models import Case, CaseFile, Trial
 
 DEFAULT_WASHOUT_DAYS = 28
+DEFAULT_STALE_AFTER_DAYS = 7
 
 
 class Crossing(models.TextChoices):
@@ -49,6 +50,11 @@ class ReadingSetup(BaseModel):
     extra_groups = models.JSONField(default=list, blank=True, help_text="The trial's own experience groups.")
     grade_gap = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1)], help_text="Grades this far apart are discordant."
+    )
+    stale_after_days = models.PositiveSmallIntegerField(
+        default=DEFAULT_STALE_AFTER_DAYS,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="A reader who has not read for this many days is flagged on the progress table.",
     )
     reference_locked_at = models.DateTimeField(null=True, blank=True)
     reference_locked_by = models.ForeignKey(

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from platform_core.accounts.models import Role, User
 from reading.models import (
+    DEFAULT_STALE_AFTER_DAYS,
     Adjudication,
     AdjudicationStatus,
     CalibrationCase,
@@ -32,8 +33,6 @@ from reading.models import (
 )
 from trials.models import Case, CaseFile, CaseStatus, FileStatus, SubjectStatus, Trial
 from trials.selectors import trial_roles
-
-STALE_READER_DAYS = 14  # a reader who has not read for this long is flagged on the progress table
 
 
 def _active(user: User) -> bool:
@@ -142,10 +141,16 @@ def may_oversee_reading(user: User, trial: Trial) -> bool:
 
 
 def progress_table(trial: Trial, *, now: Any = None) -> list[dict[str, Any]]:
-    """Per reader and phase (for managers and monitors): group, signed, drafts, mean seconds per signed case,
-    last read, and whether the reader has not read for ``STALE_READER_DAYS`` days. No answers."""
+    """Per reader and phase (for managers and monitors): group, signed, drafts, remaining, mean seconds per signed
+    case, last read (a case opened or signed), and whether an active reader with cases left has not read for the
+    set-up's ``stale_after_days`` (default 7) days. No answers."""
     now = now or timezone.now()
-    stale_before = now - timedelta(days=STALE_READER_DAYS)
+    setup = setup_of(trial)
+    stale_days = setup.stale_after_days if setup else DEFAULT_STALE_AFTER_DAYS
+    stale_before = now - timedelta(days=stale_days)
+    readable = Case.objects.filter(
+        subject__trial=trial, status=CaseStatus.COMPLETE, subject__status=SubjectStatus.ENROLLED
+    ).count()
     assignments = (
         ReaderAssignment.objects.filter(trial=trial)
         .select_related("reader")
@@ -157,21 +162,55 @@ def progress_table(trial: Trial, *, now: Any = None) -> list[dict[str, Any]]:
         )
         .order_by("group", "reader__full_name", "phase")
     )
-    return [
-        {
-            "assignment": a,
-            "reader": a.reader.full_name or a.reader.email,
-            "group": a.group,
-            "phase": a.phase,
-            "signed": a.signed,
-            "drafts": a.drafts,
-            "mean_seconds": round(a.mean_seconds) if a.mean_seconds is not None else None,
-            "last_read_at": a.last_read_at,
-            "stale": a.is_active and (a.last_read_at is None or a.last_read_at < stale_before),
-            "is_active": a.is_active,
-        }
-        for a in assignments
-    ]
+    rows = []
+    for a in assignments:
+        last = a.last_read_at
+        remaining = max(0, readable - a.signed - a.drafts)
+        rows.append(
+            {
+                "assignment": a,
+                "reader": a.reader.full_name or a.reader.email,
+                "group": a.group,
+                "phase": a.phase,
+                "signed": a.signed,
+                "drafts": a.drafts,
+                "remaining": remaining,
+                "mean_seconds": round(a.mean_seconds) if a.mean_seconds is not None else None,
+                "last_read_at": last,
+                "stale": a.is_active and bool(remaining or a.drafts) and (last is None or last < stale_before),
+                "stale_days": stale_days,
+                "is_active": a.is_active,
+            }
+        )
+    return rows
+
+
+def progress_by_group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The progress table summed per experience group and phase: readers, signed, drafts, remaining, mean seconds
+    per signed case (weighted by signed reads), readers flagged as not reading."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        g = groups.setdefault(
+            (row["group"], row["phase"]),
+            {
+                "group": row["group"],
+                "phase": row["phase"],
+                "readers": 0,
+                "signed": 0,
+                "drafts": 0,
+                "remaining": 0,
+                "seconds": 0,
+                "stale": 0,
+            },
+        )
+        g["readers"] += 1
+        for key in ("signed", "drafts", "remaining"):
+            g[key] += row[key]
+        g["seconds"] += (row["mean_seconds"] or 0) * row["signed"]
+        g["stale"] += row["stale"]
+    for g in groups.values():
+        g["mean_seconds"] = round(g.pop("seconds") / g["signed"]) if g["signed"] else None
+    return sorted(groups.values(), key=lambda g: (g["group"], g["phase"]))
 
 
 def setup_of(trial: Trial) -> ReadingSetup | None:
@@ -198,6 +237,75 @@ def adjudication_queue(user: User, trial: Trial) -> QuerySet[Adjudication]:
 
 def open_adjudication_count(trial: Trial) -> int:
     return Adjudication.objects.filter(trial=trial, status=AdjudicationStatus.OPEN).count()
+
+
+def reference_lock_reason(*, trial: Trial) -> str | None:
+    """Why the trial's reference standard is locked, or None (registered as a ``trials.hooks`` lock check)."""
+    locked_at = ReadingSetup.objects.filter(trial=trial).values_list("reference_locked_at", flat=True).first()
+    if locked_at is None:
+        return None
+    return (
+        f"the reference standard of {trial.protocol_number} was locked on {locked_at:%Y-%m-%d}; after the lock "
+        "it changes only through a signed adjudication with a reason."
+    )
+
+
+def calibration_cases(trial: Trial) -> QuerySet[CalibrationCase]:
+    """The trial's calibration cases (managers only: readers cannot tell them apart)."""
+    return CalibrationCase.objects.filter(case__subject__trial=trial).select_related("case__subject")
+
+
+def calibration_candidates(trial: Trial) -> QuerySet[Case]:
+    """Cases that may become calibration cases: readable and not one already."""
+    return (
+        Case.objects.filter(
+            subject__trial=trial,
+            status=CaseStatus.COMPLETE,
+            subject__status=SubjectStatus.ENROLLED,
+            calibration__isnull=True,
+        )
+        .select_related("subject")
+        .order_by("subject__pseudonym", "laterality", "visit_day")
+    )
+
+
+def calibration_drift(trial: Trial) -> dict[str, Any]:
+    """Reader drift: per reader, agreement with the known answers of the calibration cases per ISO week of
+    signing (one query). ``{"weeks": [...], "rows": [{"reader", "cells": [{"reads", "agree", "percent"}|None],
+    "reads", "agree", "percent", "change"}]}``; ``change`` is the last week's percentage minus the first's."""
+    known = dict(CalibrationCase.objects.filter(case__subject__trial=trial).values_list("case_id", "known_answers"))
+    cells: dict[Any, dict[str, dict[str, int]]] = {}
+    names: dict[Any, str] = {}
+    for read in (
+        Read.objects.filter(case_id__in=known, status=ReadStatus.SIGNED).select_related("reader").order_by("signed_at")
+    ):
+        if read.signed_at is None:  # a signed read always has its time (signed_read_has_signature)
+            continue
+        year, week, _ = read.signed_at.isocalendar()
+        key = f"{year}-W{week:02d}"
+        names[read.reader_id] = read.reader.full_name or read.reader.email
+        cell = cells.setdefault(read.reader_id, {}).setdefault(key, {"reads": 0, "agree": 0})
+        cell["reads"] += 1
+        cell["agree"] += all(str(read.answers.get(k)) == str(v) for k, v in known[read.case_id].items())
+    weeks = sorted({week for by_week in cells.values() for week in by_week})
+    rows = []
+    for reader_id, by_week in cells.items():
+        for cell in by_week.values():
+            cell["percent"] = round(100 * cell["agree"] / cell["reads"])
+        reads = sum(c["reads"] for c in by_week.values())
+        agree = sum(c["agree"] for c in by_week.values())
+        ordered = [by_week[w] for w in weeks if w in by_week]
+        rows.append(
+            {
+                "reader": names[reader_id],
+                "cells": [by_week.get(w) for w in weeks],
+                "reads": reads,
+                "agree": agree,
+                "percent": round(100 * agree / reads),
+                "change": ordered[-1]["percent"] - ordered[0]["percent"] if len(ordered) > 1 else None,
+            }
+        )
+    return {"weeks": weeks, "rows": sorted(rows, key=lambda r: r["reader"])}
 
 
 def calibration_agreement(trial: Trial) -> list[dict[str, Any]]:
@@ -257,3 +365,33 @@ def assignments_managed_by(user: User) -> QuerySet[ReaderAssignment]:
     from trials.selectors import managed_trials_for
 
     return ReaderAssignment.objects.filter(trial__in=managed_trials_for(user).values("pk")).select_related("trial")
+
+
+def unsigned_reads(trial: Trial) -> QuerySet[Read]:
+    """The trial's unsigned reads, for the manager's reset page: reader, phase, case number, time on case and
+    last change; the page shows no answers."""
+    return (
+        Read.objects.filter(assignment__trial=trial, status=ReadStatus.DRAFT)
+        .select_related("reader", "assignment")
+        .order_by("reader__full_name", "phase", "number")
+    )
+
+
+def reference_summary(trial: Trial) -> dict[str, Any]:
+    """The trial's reference standards counted by source, and the readable cases still without one."""
+    from trials.models import ReferenceStandard
+
+    by_source = dict(
+        ReferenceStandard.objects.filter(case__subject__trial=trial)
+        .values("source")
+        .annotate(n=Count("id"))
+        .values_list("source", "n")
+    )
+    readable = Case.objects.filter(
+        subject__trial=trial, status=CaseStatus.COMPLETE, subject__status=SubjectStatus.ENROLLED
+    )
+    return {
+        "by_source": sorted(by_source.items()),
+        "total": sum(by_source.values()),
+        "without": readable.filter(reference__isnull=True).count(),
+    }

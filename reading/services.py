@@ -24,7 +24,7 @@ from platform_core.accounts.services import (
 )
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 from platform_core.errors import ApplicationError
-from reading.forms_core import check_answers, discordance
+from reading.forms_core import check_answers, discordance, majority
 from reading.models import (
     Adjudication,
     AdjudicationStatus,
@@ -38,7 +38,18 @@ from reading.models import (
     ReadingSetup,
     ReadStatus,
 )
-from trials.models import Case, CaseFile, CaseStatus, SubjectStatus, Trial, TrialSite, TrialStatus
+from trials.models import (
+    Case,
+    CaseFile,
+    CaseStatus,
+    ReferenceRule,
+    ReferenceSource,
+    ReferenceStandard,
+    SubjectStatus,
+    Trial,
+    TrialSite,
+    TrialStatus,
+)
 from trials.selectors import trial_roles
 from trials.services import reference_standard_record
 
@@ -53,7 +64,15 @@ MEANINGS = {
     "adjudicate": (MEANING_ADJUDICATE,),
     "lock": (MEANING_LOCK,),
 }
-SETUP_FIELDS = ("crossing", "readers_per_case", "aided_phase", "washout_days", "extra_groups", "grade_gap")
+SETUP_FIELDS = (
+    "crossing",
+    "readers_per_case",
+    "aided_phase",
+    "washout_days",
+    "extra_groups",
+    "grade_gap",
+    "stale_after_days",
+)
 MAX_SECONDS_PER_SAVE = 3600  # time on case sent with one save; more is a tab left open, not reading
 
 
@@ -89,13 +108,20 @@ def _require_meaning(meaning: str, kind: str) -> str:
     return meaning
 
 
-def signature_verify(*, user: User, password: str) -> None:
+def signature_verify(*, user: User, password: str, username: str | None = None) -> None:
     """Check a re-entered password for an e-signature. A wrong one counts like a failed sign-in (and can lock
     the account); the count is committed even though the signing is refused. Never call inside a transaction
-    that the refusal rolls back."""
+    that the refusal rolls back. ``username``: the first signing of a session gives the full credentials
+    (21 CFR 11.200(a)(1)(i)); the caller passes what was typed, and a wrong one counts like a wrong password.
+    None: the session already signed once, so the password alone is asked."""
     attempt = login_attempt_begin(user=user)
     if attempt is None:
         raise ApplicationError(LOCKED_MESSAGE % {"minutes": locked_minutes(user)}, code="locked", status=403)
+    if username is not None and username.strip().lower() != user.email.lower():
+        login_failure_record(user=user, attempt=attempt)
+        raise ValidationError(
+            {"username": "This is not the e-mail address of the signed-in account: nothing was signed."}
+        )
     if not password or not user.check_password(password):
         login_failure_record(user=user, attempt=attempt)
         raise ValidationError({"password": "The password is not correct: nothing was signed."})
@@ -450,14 +476,16 @@ def _signature(user: User, meaning: str) -> dict[str, Any]:
 SIGNED_FIELDS = ("status", "signed_at", "signature_name", "signature_meaning")
 
 
-def read_sign(*, read: Read, signer: User, password: str, meaning: str, version: int) -> Read:
+def read_sign(
+    *, read: Read, signer: User, password: str, meaning: str, version: int, username: str | None = None
+) -> Read:
     """Sign and lock a read (21 CFR 11.50/11.200): the password again, a meaning; printed name, time and meaning
     are stored with the read. Every question must be answered and every diagnostic question given a confidence.
     Not one transaction: a wrong password stays counted."""
     if read.reader_id != signer.pk:
         raise ApplicationError("Only the reader signs their read.", code="forbidden", status=403)
     _require_meaning(meaning, "read")
-    signature_verify(user=signer, password=password)
+    signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
         read = _lock_own_draft(signer, read, version)
         trial = read.case.subject.trial
@@ -470,6 +498,7 @@ def read_sign(*, read: Read, signer: User, password: str, meaning: str, version:
             setattr(read, name, value)
         read.status = ReadStatus.SIGNED
         read.version += 1
+        ReaderAssignment.objects.filter(pk=read.assignment_id).update(last_read_at=read.signed_at)
         audited_save(
             read,
             actor=signer,
@@ -480,6 +509,7 @@ def read_sign(*, read: Read, signer: User, password: str, meaning: str, version:
         )
         if read.phase == Phase.UNAIDED:
             adjudication_check(case=read.case)
+            reference_majority_record(case=read.case)
     return read
 
 
@@ -493,6 +523,7 @@ def read_amend(
     version: int,
     answers: dict[str, Any],
     confidences: dict[str, Any],
+    username: str | None = None,
 ) -> Read:
     """Change a signed read: a reason, the password again; the old values stay in the audit trail and the
     read is signed anew."""
@@ -500,7 +531,7 @@ def read_amend(
         raise ApplicationError("Only the reader amends their read.", code="forbidden", status=403)
     reason = _require_reason(reason, "amending a signed read")
     _require_meaning(meaning, "amend")
-    signature_verify(user=signer, password=password)
+    signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
         read = Read.objects.select_for_update().select_related("case__subject__trial").get(pk=read.pk)
         trial = read.case.subject.trial
@@ -537,6 +568,7 @@ def read_amend(
         )
         if read.phase == Phase.UNAIDED:
             adjudication_check(case=read.case)
+            reference_majority_record(case=read.case)
     return read
 
 
@@ -571,6 +603,8 @@ def adjudication_check(*, case: Case) -> Adjudication | None:
     """Open an adjudication when the signed unaided reads of a case disagree (call inside the signing
     transaction). Returns the open adjudication, or None when the reads agree."""
     trial = case.subject.trial
+    if trial.reference_rule == ReferenceRule.MAJORITY:
+        return None  # the majority of readers decides; only its ties go to adjudication (reference_majority_record)
     setup = ReadingSetup.objects.filter(trial=trial).first()
     answers = list(
         Read.objects.filter(case=case, phase=Phase.UNAIDED, status=ReadStatus.SIGNED).values_list("answers", flat=True)
@@ -580,6 +614,11 @@ def adjudication_check(*, case: Case) -> Adjudication | None:
     reasons = discordance(answers, grade_gap=setup.grade_gap)
     if not reasons:
         return None
+    return _adjudication_open(case, trial, reasons)
+
+
+def _adjudication_open(case: Case, trial: Trial, reasons: list[str]) -> Adjudication:
+    """The case's adjudication, opened (and audited) with these reasons unless it exists already."""
     adjudication, created = Adjudication.objects.get_or_create(
         case=case, defaults={"trial": trial, "discordance": reasons}
     )
@@ -597,6 +636,63 @@ def adjudication_check(*, case: Case) -> Adjudication | None:
 ADJUDICATION_ANSWERS = ("icdr_grade", "glaucoma")
 
 
+def _unaided_reading_done(setup: ReadingSetup, readers: set[Any]) -> bool:
+    """Whether every reader the case waits for has signed their unaided read of it: k readers with k readers per
+    case, else every active reader assigned to the unaided phase."""
+    if setup.crossing == Crossing.K_PER_CASE:
+        return len(readers) >= setup.readers_per_case
+    assigned = set(
+        ReaderAssignment.objects.filter(trial=setup.trial, phase=Phase.UNAIDED, is_active=True).values_list(
+            "reader_id", flat=True
+        )
+    )
+    return bool(assigned) and assigned <= readers
+
+
+def reference_majority_record(*, case: Case) -> ReferenceStandard | Adjudication | None:
+    """The majority-of-readers rule (call inside the signing transaction). Once every reader the case waits for
+    has signed their unaided read of it, its reference standard is the answer that more than half of those reads
+    give, for the DR grade and for glaucoma; a tie (no answer held by more than half) opens an adjudication
+    instead. Nothing changes once the reference standard is locked (a signed adjudication with a reason does
+    then), once the panel has signed the case, or for a calibration case (kept out of the analyses)."""
+    trial = case.subject.trial
+    if trial.reference_rule != ReferenceRule.MAJORITY:
+        return None
+    setup = ReadingSetup.objects.filter(trial=trial).first()
+    if setup is None or setup.reference_locked_at or CalibrationCase.objects.filter(case=case).exists():
+        return None
+    reads = list(
+        Read.objects.filter(case=case, phase=Phase.UNAIDED, status=ReadStatus.SIGNED).values_list(
+            "reader_id", "answers"
+        )
+    )
+    if not _unaided_reading_done(setup, {reader for reader, _ in reads}):
+        return None
+    if Adjudication.objects.filter(case=case, status=AdjudicationStatus.SIGNED).exists():
+        return None
+    decided: dict[str, Any] = {}
+    ties = []
+    for question in ADJUDICATION_ANSWERS:
+        value, tie = majority([answers for _, answers in reads], question)
+        if tie:
+            ties.append(f"no majority for {question.replace('_', ' ')}")
+        elif value is not None:
+            decided[question] = value
+    if ties:
+        return _adjudication_open(case, trial, ties)
+    if not decided:
+        return None
+    grade = decided.get("icdr_grade")
+    return reference_standard_record(
+        actor=None,
+        case=case,
+        source=ReferenceSource.MAJORITY,
+        icdr_grade=int(grade) if grade is not None else None,
+        glaucoma=str(decided.get("glaucoma") or ""),
+        reason="the majority of the signed reads changed (a read was amended)",
+    )
+
+
 def adjudication_sign(
     *,
     adjudication: Adjudication,
@@ -606,6 +702,7 @@ def adjudication_sign(
     answers: dict[str, Any],
     version: int,
     reason: str = "",
+    username: str | None = None,
 ) -> Adjudication:
     """A panel member sets the case's reference standard, signed like a read. Panel members see the prior
     reads: the event records that they were unblinded by design. After the reference standard is locked,
@@ -622,7 +719,7 @@ def adjudication_sign(
     )
     if errors:
         raise ValidationError(errors)
-    signature_verify(user=signer, password=password)
+    signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
         adjudication = Adjudication.objects.select_for_update().get(pk=adjudication.pk)
         setup = setup_for(trial)
@@ -666,11 +763,13 @@ def adjudication_sign(
     return adjudication
 
 
-def reference_lock(*, actor: User, trial: Trial, password: str, meaning: str) -> ReadingSetup:
+def reference_lock(
+    *, actor: User, trial: Trial, password: str, meaning: str, username: str | None = None
+) -> ReadingSetup:
     """The manager locks the trial's reference standard (signed); later adjudications need a reason."""
     _require_manager(actor, trial)
     _require_meaning(meaning, "lock")
-    signature_verify(user=actor, password=password)
+    signature_verify(user=actor, password=password, username=username)
     with transaction.atomic():
         setup = ReadingSetup.objects.select_for_update().get(pk=setup_for(trial).pk)
         if setup.reference_locked_at:

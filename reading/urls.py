@@ -11,4 +11,9 @@ urlpatterns = [
     path("reads/<uuid:pk>/", views.read_page, name="read"),
     path("reads/<uuid:pk>/files/<uuid:file_pk>/<str:variant>/", views.read_file, name="read-file"),
     path("reads/<uuid:pk>/ai/<uuid:prediction_pk>/overlay/", views.read_overlay, name="read-overlay"),
+    path("trials/<slug:slug>/signed/", views.signed_reads, name="signed-reads"),
+    path("reads/<uuid:pk>/amend/", views.read_amend_page, name="amend"),
+    path("trials/<slug:slug>/reset/", views.reset_page, name="reset"),
+    path("trials/<slug:slug>/calibration/", views.calibration_page, name="calibration"),
+    path("trials/<slug:slug>/reference/", views.reference_page, name="reference"),
 ]

@@ -15,13 +15,25 @@ from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
-from reading import selectors, services
-from reading.forms import AdjudicationForm, AssignForm, ReadForm, SetupForm, SignForm
-from reading.models import Phase, Read
+from reading import selectors, services, signing
+from reading.forms import (
+    AdjudicationForm,
+    AmendForm,
+    AssignForm,
+    CalibrationForm,
+    LockForm,
+    ReadForm,
+    ResetForm,
+    SetupForm,
+    SignForm,
+)
+from reading.models import Phase, Read, ReadStatus
+from trials.models import Trial
 from trials.selectors import trials_for
 from trials.views import run_service
 
 READER_FILE_VARIANTS = {"preview", "thumbnail", "pd_plot"}
+SETUP_FORM_FIELDS = ("crossing", "readers_per_case", "aided_phase", "washout_days", "grade_gap", "stale_after_days")
 
 
 @role_required(Role.READER)
@@ -61,7 +73,7 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
     read = get_object_or_404(selectors.reads_of(signed_in_user(request)), pk=pk)
     trial = read.assignment.trial
     form = ReadForm(request.POST or None, questions=trial.reading_form, initial=ReadForm.initial_for(read))
-    sign_form = SignForm(request.POST if "sign" in request.POST else None)
+    sign_form = SignForm(request.POST if "sign" in request.POST else None, identity=signing.identity_required(request))
     if request.method == "POST" and not read.is_signed and form.is_valid():
         saved = run_service(
             form,
@@ -84,9 +96,11 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
                         password=sign_form.cleaned_data["password"],
                         meaning=sign_form.cleaned_data["meaning"],
                         version=saved.version,
+                        username=sign_form.username(),
                     ),
                 )
                 if signed is not None:
+                    signing.signed(request)
                     messages.success(request, f"Case {signed.number} signed.")
                     return _next_or_worklist(request, signed)
             read = saved
@@ -156,11 +170,7 @@ def manage(request: HttpRequest, slug: str) -> HttpResponse:
         raise PermissionDenied("Only the trial's managers, monitors and statisticians see reading progress.")
     can_manage = selectors.may_manage_reading(signed_in_user(request), trial)
     setup = selectors.setup_of(trial)
-    initial = (
-        {f: getattr(setup, f) for f in ("crossing", "readers_per_case", "aided_phase", "washout_days", "grade_gap")}
-        if setup
-        else {}
-    )
+    initial = {f: getattr(setup, f) for f in SETUP_FORM_FIELDS} if setup else {}
     setup_form = SetupForm(request.POST if "setup" in request.POST else None, initial=initial)
     assign_form = AssignForm(request.POST if "assign" in request.POST else None)
     if request.method == "POST":
@@ -191,6 +201,7 @@ def manage(request: HttpRequest, slug: str) -> HttpResponse:
             ):
                 messages.success(request, "Reader assigned.")
                 return redirect("reading:manage", slug=slug)
+    rows = selectors.progress_table(trial)
     return render(
         request,
         "reading/manage.html",
@@ -200,7 +211,8 @@ def manage(request: HttpRequest, slug: str) -> HttpResponse:
             "can_manage": can_manage,
             "setup_form": setup_form,
             "assign_form": assign_form,
-            "rows": selectors.progress_table(trial),
+            "rows": rows,
+            "groups": selectors.progress_by_group(rows),
             "open_adjudications": selectors.open_adjudication_count(trial),
             "calibration": selectors.calibration_agreement(trial),
         },
@@ -214,12 +226,16 @@ def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
     if not selectors.is_panel_member(signed_in_user(request), trial):
         raise PermissionDenied("Only the trial's adjudication panel sees the adjudication queue.")
     queue = list(selectors.adjudication_queue(signed_in_user(request), trial))
-    forms = {a.pk: AdjudicationForm(initial={"version": a.version, **a.answers}, prefix=str(a.pk)) for a in queue}
+    identity = signing.identity_required(request)
+    forms = {
+        a.pk: AdjudicationForm(initial={"version": a.version, **a.answers}, prefix=str(a.pk), identity=identity)
+        for a in queue
+    }
     if request.method == "POST":
         target = next((a for a in queue if str(a.pk) == request.POST.get("adjudication")), None)
         if target is None:
             raise Http404("No such adjudication in your queue.")
-        form = AdjudicationForm(request.POST, prefix=str(target.pk))
+        form = AdjudicationForm(request.POST, prefix=str(target.pk), identity=identity)
         forms[target.pk] = form
         if form.is_valid():
             answers = {k: form.cleaned_data[k] for k in ("icdr_grade", "glaucoma") if form.cleaned_data[k]}
@@ -233,12 +249,160 @@ def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
                     answers=answers,
                     version=form.cleaned_data["version"],
                     reason=form.cleaned_data["reason"],
+                    username=form.username(),
                 ),
             ):
+                signing.signed(request)
                 messages.success(request, "Adjudication signed: the reference standard is recorded.")
                 return redirect("reading:adjudication", slug=slug)
     return render(
         request,
         "reading/adjudication.html",
         {"trial": trial, "items": [(a, forms[a.pk]) for a in queue]},
+    )
+
+
+# --- Reader: their signed reads and amendments ------------------------------------------------------
+
+
+@role_required(Role.READER)
+def signed_reads(request: HttpRequest, slug: str) -> HttpResponse:
+    """The reader's own signed reads of a trial (by their case numbers), each with a link to amend it."""
+    trial = get_object_or_404(selectors.reading_trials_for(signed_in_user(request)), slug=slug)
+    reads = (
+        selectors.reads_of(signed_in_user(request))
+        .filter(assignment__trial=trial, status=ReadStatus.SIGNED)
+        .order_by("phase", "number")
+    )
+    return render(request, "reading/signed_reads.html", {"trial": trial, "reads": reads})
+
+
+@role_required(Role.READER)
+@require_http_methods(["GET", "POST"])
+def read_amend_page(request: HttpRequest, pk: str) -> HttpResponse:
+    """Amend the reader's own signed read: new answers, a reason, and a new signature (``services.read_amend``)."""
+    read = get_object_or_404(selectors.reads_of(signed_in_user(request)), pk=pk)
+    if not read.is_signed:
+        messages.error(request, f"Case {read.number} is not signed yet: change the draft instead.")
+        return redirect("reading:read", pk=read.pk)
+    trial = read.assignment.trial
+    form = AmendForm(
+        request.POST or None,
+        questions=trial.reading_form,
+        initial=ReadForm.initial_for(read),
+        identity=signing.identity_required(request),
+    )
+    if request.method == "POST" and form.is_valid():
+        amended = run_service(
+            form,
+            lambda: services.read_amend(
+                read=read,
+                signer=signed_in_user(request),
+                password=form.cleaned_data["password"],
+                meaning=form.cleaned_data["meaning"],
+                reason=form.cleaned_data["reason"],
+                version=form.cleaned_data["version"],
+                answers=form.answers(),
+                confidences=form.confidences(),
+                username=form.username(),
+            ),
+        )
+        if amended is not None:
+            signing.signed(request)
+            messages.success(request, f"Case {amended.number} amended and signed again.")
+            return redirect("reading:signed-reads", slug=trial.slug)
+    return render(request, "reading/amend.html", {"read": read, "trial": trial, "form": form})
+
+
+# --- Manager: reset, calibration, reference standard -------------------------------------------------
+
+
+def _managed_trial(request: HttpRequest, slug: str) -> Trial:
+    trial = get_object_or_404(trials_for(signed_in_user(request)), slug=slug)
+    if not selectors.may_manage_reading(signed_in_user(request), trial):
+        raise PermissionDenied("Only the trial's managers do this.")
+    return trial
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_http_methods(["GET", "POST"])
+def reset_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The readers' unsigned reads (no answers shown), each with a reset that needs a reason (audited)."""
+    trial = _managed_trial(request, slug)
+    drafts = selectors.unsigned_reads(trial)
+    form = ResetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        read = get_object_or_404(drafts, pk=form.cleaned_data["read"])
+        if run_service(
+            form,
+            lambda: (
+                services.read_reset(actor=signed_in_user(request), read=read, reason=form.cleaned_data["reason"])
+                or True
+            ),
+        ):
+            messages.success(request, f"The unsigned case {read.number} of {read.reader} was reset.")
+            return redirect("reading:reset", slug=slug)
+    return render(request, "reading/reset.html", {"trial": trial, "drafts": drafts, "form": form})
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_http_methods(["GET", "POST"])
+def calibration_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """Mark calibration cases with known answers; per-reader agreement on them by week (reader drift)."""
+    trial = _managed_trial(request, slug)
+    form = CalibrationForm(
+        request.POST or None, cases=selectors.calibration_candidates(trial), questions=trial.reading_form
+    )
+    if request.method == "POST" and form.is_valid():
+        if run_service(
+            form,
+            lambda: services.calibration_case_mark(
+                actor=signed_in_user(request), case=form.cleaned_data["case"], known_answers=form.known_answers()
+            ),
+        ):
+            messages.success(request, "Calibration case marked: readers cannot tell it apart from the others.")
+            return redirect("reading:calibration", slug=slug)
+    return render(
+        request,
+        "reading/calibration.html",
+        {
+            "trial": trial,
+            "form": form,
+            "cases": selectors.calibration_cases(trial),
+            "drift": selectors.calibration_drift(trial),
+        },
+    )
+
+
+@role_required(Role.TRIAL_MANAGER)
+@require_http_methods(["GET", "POST"])
+def reference_page(request: HttpRequest, slug: str) -> HttpResponse:
+    """The trial's reference-standard rule and counts, and the signed lock (password and meaning)."""
+    trial = _managed_trial(request, slug)
+    setup = selectors.setup_of(trial)
+    form = LockForm(request.POST or None, identity=signing.identity_required(request))
+    if request.method == "POST" and form.is_valid():
+        if run_service(
+            form,
+            lambda: services.reference_lock(
+                actor=signed_in_user(request),
+                trial=trial,
+                password=form.cleaned_data["password"],
+                meaning=form.cleaned_data["meaning"],
+                username=form.username(),
+            ),
+        ):
+            signing.signed(request)
+            messages.success(request, "The reference standard is locked.")
+            return redirect("reading:reference", slug=slug)
+    return render(
+        request,
+        "reading/reference.html",
+        {
+            "trial": trial,
+            "setup": setup,
+            "form": form,
+            "summary": selectors.reference_summary(trial),
+            "open_adjudications": selectors.open_adjudication_count(trial),
+        },
     )

@@ -6,7 +6,10 @@ page shows the AI panel. So trials calls what higher apps register here, from th
 - ``case_completed``: callbacks ``(*, case)`` run by ``case_set_status`` when a case becomes complete, inside the same
   transaction (an exception in one rolls the completion back);
 - ``case_page_panels``: sections of the case page, each a template and a function that gives its context
-  (the function owns any scoping, blinding included).
+  (the function owns any scoping, blinding included);
+- ``reference_lock_checks``: callbacks ``(*, trial) -> str | None`` that say why a trial's reference standard is
+  locked (None: not locked). ``reference_standard_record`` refuses imported labels while one says so (reading
+  registers its reference-standard lock here).
 
 Registering the same callback or panel twice keeps one (``ready()`` may run more than once in tests).
 """
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from trials.models import Case
+    from trials.models import Case, Trial
 
 CaseCompleted = Callable[..., object]  # (*, case) -> ignored
 
@@ -32,7 +35,10 @@ class CasePagePanel:
     context: Callable[..., dict[str, Any]]  # (*, user, case) -> template context
 
 
+ReferenceLockCheck = Callable[..., object]  # (*, trial) -> why the reference standard is locked, or None
+
 _case_completed: list[CaseCompleted] = []
+_reference_lock_checks: list[ReferenceLockCheck] = []
 _case_page_panels: dict[str, CasePagePanel] = {}
 
 
@@ -55,3 +61,19 @@ def register_case_page_panel(panel: CasePagePanel) -> None:
 
 def case_page_panels() -> list[CasePagePanel]:
     return list(_case_page_panels.values())
+
+
+def on_reference_lock_check(check: ReferenceLockCheck) -> ReferenceLockCheck:
+    """Register ``check(trial=trial)``: a message when the trial's reference standard is locked, else None."""
+    if check not in _reference_lock_checks:
+        _reference_lock_checks.append(check)
+    return check
+
+
+def reference_locked(trial: Trial) -> str | None:
+    """Why the trial's reference standard is locked (the first registered check that says so), or None."""
+    for check in list(_reference_lock_checks):
+        why = check(trial=trial)
+        if why:
+            return str(why)
+    return None

@@ -21,6 +21,7 @@ from trials.models import (
     Case,
     CaseStatus,
     Modality,
+    ReferenceSource,
     ReferenceStandard,
     SiteStatus,
     Subject,
@@ -482,6 +483,10 @@ def reference_standard_record(
         _require_manager(actor, trial)
     if icdr_grade is None and not glaucoma:
         raise ValidationError({"icdr_grade": "Give a DR grade, a glaucoma answer, or both."})
+    if source == ReferenceSource.IMPORTED:
+        locked = hooks.reference_locked(trial)
+        if locked:
+            raise ApplicationError(locked, code="reference_locked", status=409)
     existing = ReferenceStandard.objects.select_for_update().filter(case=case).first()
     new_values = {"icdr_grade": icdr_grade, "glaucoma": glaucoma, "source": source}
     if existing is not None:

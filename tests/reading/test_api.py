@@ -89,7 +89,9 @@ class ReadWriteApiTests(ApiTestCase):
         self.assertEqual(wrong.status_code, 400)
         self.assertNotIn("wrong", wrong.content.decode().replace("wrong", "", 0).split('"message"')[0])
         signed = client.post(
-            self.url + "sign/", {"version": 2, "password": PASSWORD, "meaning": services.MEANING_READ}, format="json"
+            self.url + "sign/",
+            {"version": 2, "username": self.w.reader.email, "password": PASSWORD, "meaning": services.MEANING_READ},
+            format="json",
         )
         self.assertEqual(signed.status_code, 200, signed.content)
         self.assertEqual(signed.json()["signature_name"], self.w.reader.full_name)
@@ -108,6 +110,7 @@ class ReadWriteApiTests(ApiTestCase):
                 "reason": "typo",
                 "answers": {**GOOD, "icdr_grade": "1"},
                 "confidences": GOOD_CONF,
+                "username": self.w.reader2.email,
                 "password": PASSWORD,
                 "meaning": services.MEANING_AMEND,
             },
@@ -234,6 +237,7 @@ class AdjudicationApiTests(ApiTestCase):
         body = {
             "version": 1,
             "answers": {"icdr_grade": "3"},
+            "username": self.w.adjudicator.email,
             "password": PASSWORD,
             "meaning": services.MEANING_ADJUDICATE,
         }
@@ -278,7 +282,7 @@ class ManagerApiTests(ApiTestCase):
             ),
             (
                 f"/api/v1/reading/trials/{self.slug}/reference-lock/",
-                {"password": PASSWORD, "meaning": services.MEANING_LOCK},
+                {"username": self.w.manager.email, "password": PASSWORD, "meaning": services.MEANING_LOCK},
             ),
         ]
         for role, user in self.others().items():
@@ -300,7 +304,7 @@ class ManagerApiTests(ApiTestCase):
 
         response = self.as_(self.w.manager).post(
             f"/api/v1/reading/trials/{self.slug}/reference-lock/",
-            {"password": "nope", "meaning": services.MEANING_LOCK},
+            {"username": self.w.manager.email, "password": "nope", "meaning": services.MEANING_LOCK},
             format="json",
         )
         self.assertEqual(response.status_code, 400)

@@ -50,13 +50,14 @@ class WorklistAndReadPageTests(TestCase):
         )
         wrong = self.client.post(
             f"/reading/reads/{read.pk}/",
-            read_post(read, sign="1", password="not-it", meaning=services.MEANING_READ),
+            read_post(read, sign="1", username=self.w.reader.email, password="not-it", meaning=services.MEANING_READ),
         )
         self.assertContains(wrong, "The password is not correct")
         self.assertNotContains(wrong, "not-it")
         read.refresh_from_db()
         response = self.client.post(
-            f"/reading/reads/{read.pk}/", read_post(read, sign="1", password=PASSWORD, meaning=services.MEANING_READ)
+            f"/reading/reads/{read.pk}/",
+            read_post(read, sign="1", username=self.w.reader.email, password=PASSWORD, meaning=services.MEANING_READ),
         )
         following = Read.objects.get(reader=self.w.reader, number=2)
         self.assertRedirects(response, f"/reading/reads/{following.pk}/")  # straight on to the next case
@@ -134,6 +135,7 @@ class AdjudicationPageTests(TestCase):
                 "adjudication": prefix,
                 f"{prefix}-version": 1,
                 f"{prefix}-icdr_grade": "3",
+                f"{prefix}-username": w.adjudicator.email,
                 f"{prefix}-password": PASSWORD,
                 f"{prefix}-meaning": services.MEANING_ADJUDICATE,
             },

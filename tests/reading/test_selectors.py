@@ -36,7 +36,7 @@ class ProgressTableTests(TestCase):
         w.signed_read(w.reader)
         w.signed_read(w.reader2)
         ReaderAssignment.objects.filter(reader=w.reader2).update(
-            last_read_at=timezone.now() - timedelta(days=selectors.STALE_READER_DAYS + 1)
+            last_read_at=timezone.now() - timedelta(days=8)  # the default: 7 days
         )
         rows = {row["reader"]: row for row in selectors.progress_table(w.trial)}
         self.assertFalse(rows[w.reader.full_name]["stale"])

@@ -3,6 +3,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from demo.reader_study import seed_reader_study
 from demo.seeding import (
     DEMO_CROSS_VALIDATION_FOLDS,
     DEMO_PASSWORD,
@@ -48,6 +49,8 @@ class Command(BaseCommand):
                 folds=options["cross_validate"],
             )
         seed_trial()
+        if seed_reader_study(password=DEMO_PASSWORD):
+            self.stdout.write("Ran the demo reader study (three readers, unaided and AI-aided phases).")
         self.stdout.write(self.style.SUCCESS(f"Demo data ready. Demo logins (password for all: {DEMO_PASSWORD}):"))
         for person in people:
             roles = ", ".join(f"{role.label} at {code}" for code, role in person.memberships)

@@ -3,7 +3,8 @@
     python manage.py import_reference --trial SLUG FILE.csv [--reason "..."]
 
 Empty cells are allowed (a DR-only or glaucoma-only reference). Existing values are amended only with
---reason. Exit code 1 if any row failed; the rows that are fine are recorded.
+--reason. Exit code 1 if any row failed; the rows that are fine are recorded. Refused, with nothing recorded,
+once the trial's reference standard is locked (``trials.hooks.reference_locked``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from platform_core.errors import ApplicationError
+from trials import hooks
 from trials.models import Case, ReferenceSource, Trial
 from trials.services import reference_standard_record
 
@@ -34,6 +36,9 @@ class Command(BaseCommand):
         trial = Trial.objects.filter(slug=options["trial"]).first()
         if trial is None:
             raise CommandError(f"No trial with slug {options['trial']!r}.")
+        locked = hooks.reference_locked(trial)
+        if locked:
+            raise CommandError(f"Nothing imported: {locked}")
         try:
             text = Path(str(options["csv"])).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as exc:
