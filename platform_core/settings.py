@@ -169,6 +169,9 @@ LOGOUT_REDIRECT_URL = "accounts:login"
 # Failed sign-ins before the account is locked, and for how long (21 CFR 11.300).
 VISUS_LOCKOUT_THRESHOLD = env.int("VISUS_LOCKOUT_THRESHOLD", 5)
 VISUS_LOCKOUT_MINUTES = env.int("VISUS_LOCKOUT_MINUTES", 15)
+# Sign-in failures from all addresses before the account itself locks (VISUS_LOCKOUT_THRESHOLD counts per account
+# and address, and for a signed-in user's password re-entry: password change, e-signature).
+VISUS_ACCOUNT_LOCKOUT_THRESHOLD = env.int("VISUS_ACCOUNT_LOCKOUT_THRESHOLD", 20)
 # Idle logoff (HIPAA automatic logoff; 30 minutes as in REDCap).
 VISUS_IDLE_TIMEOUT_MINUTES = env.int("VISUS_IDLE_TIMEOUT_MINUTES", 30)
 # The idle check is IdleTimeoutMiddleware's (so it can say why you were signed out); the session

@@ -187,3 +187,24 @@ class Invitation(BaseModel):
     @property
     def is_pending(self) -> bool:
         return self.accepted_at is None and self.revoked_at is None and not self.is_expired
+
+
+class SignInFailure(models.Model):
+    """Failed sign-ins on one account from one client address, in the current window (shared by every process).
+
+    A stranger who guesses at an account blocks only their own address for it: the account's owner signs in
+    from theirs. The account itself locks (``User.locked_until``) only after many more failures, from any
+    addresses (VISUS_ACCOUNT_LOCKOUT_THRESHOLD): a slower back-off that a distributed guesser still meets.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    address = models.CharField(max_length=64)
+    count = models.PositiveIntegerField(default=0)
+    window_started = models.DateTimeField()
+    blocked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "address"], name="signinfailure_user_address")]
+
+    def __str__(self) -> str:
+        return f"{self.count} failed sign-in(s) on {self.user_id} from {self.address}"

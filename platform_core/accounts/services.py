@@ -20,7 +20,16 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from platform_core.accounts.models import ApiToken, Hospital, Invitation, Membership, Role, User, normalize_email
+from platform_core.accounts.models import (
+    ApiToken,
+    Hospital,
+    Invitation,
+    Membership,
+    Role,
+    SignInFailure,
+    User,
+    normalize_email,
+)
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 
 logger = logging.getLogger(__name__)
@@ -146,7 +155,7 @@ class LoginAttempt:
     locks: bool  # this attempt reached the threshold: the account is locked unless its password is right
 
 
-def login_attempt_begin(*, user: User) -> LoginAttempt | None:
+def login_attempt_begin(*, user: User, threshold: int | None = None) -> LoginAttempt | None:
     """Count an attempt on ``user`` before the password is checked; None when the account is locked.
 
     One conditional UPDATE counts the attempt, so of any number of concurrent guesses at most
@@ -154,6 +163,7 @@ def login_attempt_begin(*, user: User) -> LoginAttempt | None:
     sets the lock itself, and :func:`login_attempt_succeeded` lifts it again if its password was right.
     After a lock expires the count stays at the threshold, so each further wrong password locks again at once.
     """
+    threshold = threshold or settings.VISUS_LOCKOUT_THRESHOLD
     now = timezone.now()
     until = now + timedelta(minutes=settings.VISUS_LOCKOUT_MINUTES)
     with transaction.atomic():
@@ -164,7 +174,7 @@ def login_attempt_begin(*, user: User) -> LoginAttempt | None:
                 failed_login_count=F("failed_login_count") + 1,
                 # SQL evaluates both assignments on the row as it was: this tests the count before this attempt.
                 locked_until=Case(
-                    When(failed_login_count__gte=settings.VISUS_LOCKOUT_THRESHOLD - 1, then=Value(until)),
+                    When(failed_login_count__gte=threshold - 1, then=Value(until)),
                     default=Value(None),
                     output_field=models.DateTimeField(),
                 ),
@@ -176,6 +186,44 @@ def login_attempt_begin(*, user: User) -> LoginAttempt | None:
     if not updated:
         return None
     return LoginAttempt(count=count, locks=locked_until is not None)
+
+
+def sign_in_attempt_begin(*, user: User, address: str) -> bool:
+    """Count a sign-in attempt on ``user`` from ``address`` before the password is checked; False when that
+    address is blocked for this account (VISUS_LOCKOUT_THRESHOLD failures within VISUS_LOCKOUT_MINUTES).
+
+    The row is locked while it is counted, so of concurrent guesses from one address at most the threshold reach
+    the password check. A block ends after VISUS_LOCKOUT_MINUTES; a right password, or an unlock, clears it.
+    """
+    now = timezone.now()
+    window = timedelta(minutes=settings.VISUS_LOCKOUT_MINUTES)
+    address = address[:64]
+    with transaction.atomic():
+        SignInFailure.objects.bulk_create(
+            [SignInFailure(user=user, address=address, count=0, window_started=now)], ignore_conflicts=True
+        )
+        row = SignInFailure.objects.select_for_update().get(user=user, address=address)
+        if row.blocked_until is not None and row.blocked_until > now:
+            return False
+        if row.window_started <= now - window:  # a new window (a block that ended starts one too)
+            row.count, row.window_started, row.blocked_until = 0, now, None
+        row.count += 1
+        if row.count >= settings.VISUS_LOCKOUT_THRESHOLD:
+            row.blocked_until = now + window
+            logger.warning(
+                "Sign-ins to account %s from %s blocked for %s minute(s) after %s failed attempts",
+                user.pk,
+                address or "an unknown address",
+                settings.VISUS_LOCKOUT_MINUTES,
+                row.count,
+            )
+        row.save(update_fields=["count", "window_started", "blocked_until"])
+    return True
+
+
+def sign_in_succeeded(*, user: User, address: str) -> None:
+    """The password was right: forget this address's failures on this account (not another address's)."""
+    SignInFailure.objects.filter(user=user, address=address[:64]).delete()
 
 
 def login_attempt_succeeded(*, user: User) -> User:
@@ -234,6 +282,7 @@ def user_unlock(*, actor: User, user: User, reason: str) -> User:
     before = audit_snapshot(user)
     user.failed_login_count = 0
     user.locked_until = None
+    SignInFailure.objects.filter(user=user).delete()  # the addresses blocked for this account, too
     audited_save(
         user,
         actor=actor,

@@ -37,6 +37,11 @@ def _address(request: HttpRequest | Request) -> str:
     return BaseThrottle().get_ident(request if isinstance(request, Request) else Request(request))
 
 
+def client_address(request: HttpRequest | Request) -> str:
+    """The client's address as the throttles see it (behind the proxies of ``NUM_PROXIES``)."""
+    return _address(request)
+
+
 def _key(request: HttpRequest | Request) -> str:
     return f"visus:login-failures:{_address(request)}"
 

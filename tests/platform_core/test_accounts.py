@@ -85,7 +85,7 @@ class LoginTests(TestCase):
         self.assertRedirects(self.client.get(reverse("home")), f"{reverse('accounts:login')}?next=/")
 
 
-@override_settings(VISUS_LOCKOUT_THRESHOLD=3, VISUS_LOCKOUT_MINUTES=15)
+@override_settings(VISUS_LOCKOUT_THRESHOLD=3, VISUS_ACCOUNT_LOCKOUT_THRESHOLD=3, VISUS_LOCKOUT_MINUTES=15)
 class LockoutTests(TestCase):
     def setUp(self):
         cache.clear()

@@ -32,7 +32,7 @@ class _Everything(logging.Handler):
 
 
 # ADMINS set, so that the lock-out alert is really mailed and the mail is searched too.
-@override_settings(VISUS_LOCKOUT_THRESHOLD=3, ADMINS=[("Ops", "ops@visus.example")])
+@override_settings(VISUS_LOCKOUT_THRESHOLD=3, VISUS_ACCOUNT_LOCKOUT_THRESHOLD=3, ADMINS=[("Ops", "ops@visus.example")])
 class NoSecretInTheTrailTests(TestCase):
     def setUp(self):
         cache.clear()  # sign-in throttles count per address

@@ -44,7 +44,7 @@ class TokenEndpointThrottleTests(TestCase):
         self.assertEqual(codes[-1], 429)
 
 
-@override_settings(VISUS_LOGIN_FAILURES_PER_ADDRESS=3, VISUS_LOCKOUT_THRESHOLD=50)
+@override_settings(VISUS_LOGIN_FAILURES_PER_ADDRESS=3, VISUS_LOCKOUT_THRESHOLD=50, VISUS_ACCOUNT_LOCKOUT_THRESHOLD=50)
 class FailedSignInThrottleTests(TestCase):
     def setUp(self):
         cache.clear()

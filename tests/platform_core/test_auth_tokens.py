@@ -23,7 +23,12 @@ def at(moment):
     return mock.patch("django.utils.timezone.now", return_value=moment)
 
 
-@override_settings(VISUS_IDLE_TIMEOUT_MINUTES=30, VISUS_API_TOKEN_MAX_AGE_HOURS=12, VISUS_LOCKOUT_THRESHOLD=3)
+@override_settings(
+    VISUS_IDLE_TIMEOUT_MINUTES=30,
+    VISUS_API_TOKEN_MAX_AGE_HOURS=12,
+    VISUS_LOCKOUT_THRESHOLD=3,
+    VISUS_ACCOUNT_LOCKOUT_THRESHOLD=3,
+)
 class ApiTokenLifetimeTests(TestCase):
     def setUp(self):
         cache.clear()
