@@ -50,3 +50,15 @@ register_auditable_fields(
 )
 register_auditable_fields("trials.CaseFile", ["case", "modality", "file_format", "sha256", "size", "status"])
 register_auditable_fields("trials.ReferenceStandard", ["icdr_grade", "glaucoma", "source"])
+
+# Data queries (monitoring, issue 10 item 7): each step records the query's status and its note.
+register_actions(
+    "trials",
+    {
+        "data_query.raise": "a monitor raised a data query on a case or one of its files",
+        "data_query.answer": "the site's coordinator answered a data query",
+        "data_query.close": "a monitor closed a data query",
+        "data_query.reopen": "a monitor reopened a data query, with a reason",
+    },
+)
+register_auditable_fields("trials.DataQuery", ["case", "case_file", "status", "text"])

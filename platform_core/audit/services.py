@@ -11,8 +11,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from platform_core.accounts.selectors import hospitals_for
 from platform_core.audit.chain import GENESIS_HASH, event_hash, json_safe, payload_digest
 from platform_core.audit.models import AuditEvent
+from platform_core.audit.selectors import AUDIT_ROLES
 from platform_core.audit.vocabulary import auditable_fields, is_secret_name, read_path, require_action
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock that serialises appends.
@@ -358,3 +360,21 @@ def audit_verify(*, batch_size: int = 2000, expect_head: tuple[int, str] | None 
             f"event(s) #{checked + 1}..#{expect_head[0]} were deleted",
         )
     return ChainReport(True, checked, head=(checked, prev_hash) if checked else None, redacted=redacted)
+
+
+EXPORT_ACTION = "audit_trail.export"
+
+
+@transaction.atomic
+def audit_trail_export_record(*, actor: Any, filters: Mapping[str, str], count: int) -> AuditEvent:
+    """Record that ``actor`` exported ``count`` events of the trail with ``filters``. The event is filed at the
+    first of the actor's reviewing hospitals (by code), so that reviewers there see who exported what."""
+    code = hospitals_for(actor, roles=AUDIT_ROLES).order_by("code").values_list("code", flat=True).first() or ""
+    return audit_record(
+        actor=actor,
+        action=EXPORT_ACTION,
+        object_type="audit.auditevent",
+        object_repr=f"audit trail export ({count} events)",
+        changes={"filters": [None, dict(filters)], "events": [None, count]},
+        hospital_code=code,
+    )
