@@ -61,4 +61,5 @@ register_actions(
         "data_query.reopen": "a monitor reopened a data query, with a reason",
     },
 )
-register_auditable_fields("trials.DataQuery", ["case", "case_file", "status", "text"])
+# The case and file by the names the pages give them (not their keys): "DR01-H01-0001 OD day 0", the file's SHA-256.
+register_auditable_fields("trials.DataQuery", ["case.full_label", "case_file.sha256", "status", "text"])

@@ -270,6 +270,11 @@ class Case(BaseModel):
     def label(self) -> str:
         return f"{self.laterality} day {self.visit_day}"
 
+    @property
+    def full_label(self) -> str:
+        """The case as pages and the audit trail name it: "DR01-H01-0001 OD day 0"."""
+        return f"{self.subject.pseudonym} {self.label}"
+
 
 class FileStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted"

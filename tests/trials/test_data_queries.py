@@ -44,6 +44,7 @@ class DataQueryServiceTests(TestCase):
             ["data_query.raise", "data_query.answer", "data_query.close", "data_query.reopen"],
         )
         self.assertEqual(events[0].changes["text"], [None, "Visit day does not match the source."])
+        self.assertEqual(events[0].changes["case"], [None, f"{self.w.subject2.pseudonym} OS day 0"])
         self.assertEqual(events[1].changes["status"], ["open", "answered"])
         self.assertEqual(events[1].changes["note"], [None, "Corrected in the source: day 0."])
         self.assertEqual(events[3].reason, "Second eye also affected.")
@@ -98,6 +99,9 @@ class DataQueryServiceTests(TestCase):
         with self.assertRaises(ValidationError):
             data_query_raise(actor=self.w.monitor, case=self.w.case2, text="x", case_file=other_file)
         self.assertFalse(DataQuery.objects.exists())
+        query = data_query_raise(actor=self.w.monitor, case=self.w.case1, text="Blurred?", case_file=other_file)
+        event = AuditEvent.objects.get(action="data_query.raise", object_id=str(query.pk))
+        self.assertEqual(event.changes["case_file"], [None, other_file.sha256])
 
     def test_scoping_coordinators_see_their_site_readers_never(self):
         q2 = self.raise_on_case2()
