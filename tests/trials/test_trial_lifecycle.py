@@ -44,6 +44,12 @@ class TransitionConfirmationTests(TestCase):
         event = AuditEvent.objects.filter(action="trial.transition").latest("seq")
         self.assertEqual((event.changes["status"], event.reason), (["recruiting", "closed"], "Target reached"))
 
+    def test_a_double_submit_of_the_confirmation_moves_the_trial_once(self):
+        self.client.post(self.url, {"status": "reading"})
+        page = self.client.post(self.url, {"status": "reading"}, follow=True)
+        self.assertContains(page, "Choose one of the moves offered on the trial page.")
+        self.assertEqual(AuditEvent.objects.filter(action="trial.transition", changes__status__1="reading").count(), 1)
+
     def test_a_move_not_offered_is_refused_with_a_message(self):
         page = self.client.get(self.url, {"status": "draft"}, follow=True)
         self.assertContains(page, "Choose one of the moves offered on the trial page.")
