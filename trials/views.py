@@ -36,7 +36,8 @@ from trials.forms import (
     TrialForm,
     WithdrawForm,
 )
-from trials.models import TRIAL_TRANSITIONS, Case, Modality, TrialStatus
+from trials.models import TRIAL_TRANSITIONS, Case, DataQueryStatus, Modality, TrialStatus
+from trials.monitoring import data_queries_for
 from trials.reading_form import CATALOGUE
 from trials.selectors import (
     SUBJECT_ROLES,
@@ -126,6 +127,13 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "modality_labels": [Modality(m).label if m in Modality.values else m for m in trial.modalities],
         "reading_form_labels": [CATALOGUE[q].label if q in CATALOGUE else q for q in trial.reading_form],
     }
+    if context["can_see_queries"]:
+        context["unresolved_queries"] = (
+            data_queries_for(signed_in_user(request))
+            .filter(case__subject__trial=trial)
+            .exclude(status=DataQueryStatus.CLOSED)
+            .count()
+        )
     if roles & {Role.TRIAL_MANAGER, Role.MONITOR}:
         accrual = accrual_for(trial)
         first = min((t for site in accrual for t in site["enrolled_at"]), default=trial.created_at)

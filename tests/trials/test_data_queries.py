@@ -199,3 +199,18 @@ class DataQueryPageTests(TestCase):
         data_query_raise(actor=self.w.monitor, case=self.w.case1, text="H01 query")
         self.client.force_login(manager2)
         self.assertContains(self.client.get(reverse("trials:query-list", args=["dr-trial"])), "H01 query")
+
+
+class TrialPageQueryCountTests(TestCase):
+    def test_the_trial_page_tells_each_coordinator_their_sites_unresolved_queries(self):
+        w = TrialWorld()
+        data_query_raise(actor=w.monitor, case=w.case2, text="x")
+        data_query_raise(actor=w.monitor, case=w.case2, text="y")
+        url = reverse("trials:trial-detail", args=["dr-trial"])
+        self.client.force_login(w.coord2)
+        self.assertContains(self.client.get(url), "Data queries (2 unresolved)")
+        self.client.force_login(w.coord1)
+        page = self.client.get(url)
+        self.assertContains(page, 'data-testid="queries-link">Data queries</a>')
+        self.client.force_login(w.monitor)
+        self.assertContains(self.client.get(url), "Data queries (2 unresolved)")
