@@ -11,7 +11,7 @@ from django.db import models
 
 from platform_core.accounts.models import Hospital
 from platform_core.models import BaseModel
-from trials.reading_form import unknown_questions
+from trials.reading_form import CATALOGUE, unknown_questions
 
 
 class Modality(models.TextChoices):
@@ -136,6 +136,16 @@ class Trial(BaseModel):
 
     def can_transition_to(self, status: str) -> bool:
         return status in TRIAL_TRANSITIONS[self.status]
+
+    @property
+    def modality_labels(self) -> list[str]:
+        """The modalities as pages name them ("Visual field", not visual_field)."""
+        return [Modality(m).label if m in Modality.values else m for m in self.modalities]
+
+    @property
+    def reading_form_labels(self) -> list[str]:
+        """The reading form's questions by their labels ("ICDR diabetic retinopathy grade", not icdr_grade)."""
+        return [CATALOGUE[q].label if q in CATALOGUE else q for q in self.reading_form]
 
 
 class SiteStatus(models.TextChoices):

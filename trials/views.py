@@ -36,9 +36,8 @@ from trials.forms import (
     TrialForm,
     WithdrawForm,
 )
-from trials.models import TRIAL_TRANSITIONS, Case, DataQueryStatus, Modality, TrialStatus
+from trials.models import TRIAL_TRANSITIONS, Case, DataQueryStatus, TrialStatus
 from trials.monitoring import data_queries_for
-from trials.reading_form import CATALOGUE
 from trials.selectors import (
     SUBJECT_ROLES,
     accrual_for,
@@ -124,8 +123,6 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
         and Role.READER not in roles,
         "is_reader": Role.READER in roles,
         "is_statistician": Role.STATISTICIAN in roles,
-        "modality_labels": [Modality(m).label if m in Modality.values else m for m in trial.modalities],
-        "reading_form_labels": [CATALOGUE[q].label if q in CATALOGUE else q for q in trial.reading_form],
     }
     if context["can_see_queries"]:
         context["unresolved_queries"] = (

@@ -145,3 +145,5 @@ class RolePagesTests(TestCase):
         for key in ("visual_field", "icdr_grade", "referable_dr"):
             self.assertNotContains(page, f">{key}", msg_prefix=key)
             self.assertNotContains(page, f", {key}", msg_prefix=key)
+        trial_list = self.client.get(reverse("trials:trial-list"))
+        self.assertContains(trial_list, "<td>Fundus photograph, Visual field</td>", html=True)
