@@ -9,7 +9,7 @@ class DiagnosisConfig(AppConfig):
         # Trials sits below diagnosis and must not import it, so diagnosis registers into trials' hooks:
         # a complete case is read by every active model that fits its files (queued after commit), and the
         # case page shows the AI panel (empty, with a note, for a reader of the trial).
-        from diagnosis.selectors import case_inference_context
+        from diagnosis.selectors import case_ai_statuses, case_inference_context
         from diagnosis.services import inference_jobs_queue
         from trials import hooks
 
@@ -17,3 +17,4 @@ class DiagnosisConfig(AppConfig):
         hooks.register_case_page_panel(
             hooks.CasePagePanel(name="ai", template="diagnosis/case_inference.html", context=case_inference_context)
         )
+        hooks.register_case_ai_status(case_ai_statuses)  # the AI column of the trials completeness grid

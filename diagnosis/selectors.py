@@ -164,3 +164,24 @@ def model_runs_for(user: User, name: str) -> list[dict[str, Any]]:
         .order_by("model_version__version", "case__subject__trial__protocol_number")
     )
     return [dict(run) for run in runs]
+
+
+# Worst first: one failed job makes the case "failed"; otherwise any job still waiting; otherwise read.
+_AI_STATUS_ORDER = ("failed", "running", "queued", "succeeded")
+
+
+def case_ai_statuses(*, user: User, trial: Any, case_ids: list[Any]) -> dict[Any, str] | None:
+    """Per case, the status of its current inference jobs (the worst of them), for the trials completeness grid;
+    None for a user blinded to the trial's AI output. One query."""
+    if user_is_blinded_to_ai(user, trial):
+        return None
+    found: dict[Any, set[str]] = {}
+    for case_id, status in (
+        jobs_for(user).filter(case__in=case_ids, is_current=True).values_list("case_id", "status").distinct()
+    ):
+        found.setdefault(case_id, set()).add(status)
+    return {
+        case_id: next(s for s in _AI_STATUS_ORDER if s in statuses)
+        for case_id, statuses in found.items()
+        if statuses & set(_AI_STATUS_ORDER)
+    }

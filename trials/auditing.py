@@ -50,3 +50,16 @@ register_auditable_fields(
 )
 register_auditable_fields("trials.CaseFile", ["case", "modality", "file_format", "sha256", "size", "status"])
 register_auditable_fields("trials.ReferenceStandard", ["icdr_grade", "glaucoma", "source"])
+
+# Data queries (monitoring, issue 10 item 7): each step records the query's status and its note.
+register_actions(
+    "trials",
+    {
+        "data_query.raise": "a monitor raised a data query on a case or one of its files",
+        "data_query.answer": "the site's coordinator answered a data query",
+        "data_query.close": "a monitor closed a data query",
+        "data_query.reopen": "a monitor reopened a data query, with a reason",
+    },
+)
+# The case and file by the names the pages give them (not their keys): "DR01-H01-0001 OD day 0", the file's SHA-256.
+register_auditable_fields("trials.DataQuery", ["case.full_label", "case_file.sha256", "status", "text"])

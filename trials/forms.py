@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from platform_core.accounts.models import Hospital
 from trials.models import (
+    CaseFile,
     CaseStatus,
     DiabetesType,
     Laterality,
@@ -18,8 +19,10 @@ from trials.models import (
     SiteStatus,
     Trial,
     TrialSite,
+    TrialStatus,
 )
 from trials.reading_form import CATALOGUE_CHOICES
+from trials.services import EDITABLE_AFTER_DRAFT
 
 YES_NO = [("yes", "Yes"), ("no", "No")]
 
@@ -69,6 +72,12 @@ class TrialForm(forms.Form):
         super().__init__(*args, **kwargs)
         if trial is None:
             del self.fields["reason"]
+        elif trial.status != TrialStatus.DRAFT:
+            # The protocol is fixed once recruiting starts (trials.services.trial_update refuses it too).
+            for name, field in self.fields.items():
+                if name not in EDITABLE_AFTER_DRAFT and name != "reason":
+                    field.disabled = True
+                    field.help_text = "Fixed once the trial left draft."
 
     def clean_subject_prefix(self) -> str:
         return self.cleaned_data["subject_prefix"].strip().upper()
@@ -175,3 +184,26 @@ class CaseRnflForm(forms.Form):
 class CaseStatusForm(forms.Form):
     status = forms.ChoiceField(choices=CaseStatus.choices)
     reason = forms.CharField(required=False, help_text="Required to exclude or to reopen.")
+
+
+class CaseFileChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.get_modality_display()} uploaded {obj.created_at:%Y-%m-%d %H:%M} ({obj.sha256[:8]})"
+
+
+class DataQueryRaiseForm(forms.Form):
+    case_file = CaseFileChoiceField(
+        queryset=CaseFile.objects.none(), required=False, empty_label="The case as a whole", label="About"
+    )
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Question for the site", max_length=4000)
+
+    def __init__(self, *args: Any, files: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        case_file = self.fields["case_file"]
+        assert isinstance(case_file, forms.ModelChoiceField)
+        if files is not None:
+            case_file.queryset = files
+
+
+class DataQueryStepForm(forms.Form):
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=4000)

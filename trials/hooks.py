@@ -77,3 +77,24 @@ def reference_locked(trial: Trial) -> str | None:
         if why:
             return str(why)
     return None
+
+
+# The completeness grid's AI column (monitoring): trials cannot read inference jobs, so diagnosis registers a
+# function ``(*, user, trial, case_ids) -> {case_id: status}`` (``status`` one of AI_STATUSES), or None when the
+# user is blinded to the trial's AI output (the column then says so).
+CaseAiStatus = Callable[..., "dict[Any, str] | None"]
+AI_STATUSES = {"succeeded": "Read by AI", "running": "Running", "queued": "Queued", "failed": "Failed"}
+_case_ai_status: list[CaseAiStatus] = []
+
+
+def register_case_ai_status(provider: CaseAiStatus) -> None:
+    if provider not in _case_ai_status:
+        _case_ai_status.clear()  # one provider: the last app to register it
+        _case_ai_status.append(provider)
+
+
+def case_ai_status(*, user: Any, trial: Any, case_ids: list[Any]) -> dict[Any, str] | None:
+    """The AI status of each case (cases without a job are absent); {} when no app provides one."""
+    if not _case_ai_status:
+        return {}
+    return _case_ai_status[0](user=user, trial=trial, case_ids=case_ids)

@@ -11,7 +11,7 @@ from django.db import models
 
 from platform_core.accounts.models import Hospital
 from platform_core.models import BaseModel
-from trials.reading_form import unknown_questions
+from trials.reading_form import CATALOGUE, unknown_questions
 
 
 class Modality(models.TextChoices):
@@ -136,6 +136,16 @@ class Trial(BaseModel):
 
     def can_transition_to(self, status: str) -> bool:
         return status in TRIAL_TRANSITIONS[self.status]
+
+    @property
+    def modality_labels(self) -> list[str]:
+        """The modalities as pages name them ("Visual field", not visual_field)."""
+        return [Modality(m).label if m in Modality.values else m for m in self.modalities]
+
+    @property
+    def reading_form_labels(self) -> list[str]:
+        """The reading form's questions by their labels ("ICDR diabetic retinopathy grade", not icdr_grade)."""
+        return [CATALOGUE[q].label if q in CATALOGUE else q for q in self.reading_form]
 
 
 class SiteStatus(models.TextChoices):
@@ -270,10 +280,24 @@ class Case(BaseModel):
     def label(self) -> str:
         return f"{self.laterality} day {self.visit_day}"
 
+    @property
+    def full_label(self) -> str:
+        """The case as pages and the audit trail name it: "DR01-H01-0001 OD day 0"."""
+        return f"{self.subject.pseudonym} {self.label}"
+
 
 class FileStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted"
     SUPERSEDED = "superseded", "Superseded"
+
+
+FILE_FORMAT_LABELS = {
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "tiff": "TIFF",
+    "dicom": "DICOM",
+    "visual_field_csv": "Visual-field CSV",
+}
 
 
 class CaseFile(BaseModel):
@@ -315,6 +339,11 @@ class CaseFile(BaseModel):
     @property
     def is_image(self) -> bool:
         return bool(self.preview)
+
+    @property
+    def format_label(self) -> str:
+        """The stored format as a person names it ("Visual-field CSV", not visual_field_csv)."""
+        return FILE_FORMAT_LABELS.get(self.file_format, self.file_format.upper())
 
 
 class VisualFieldResult(BaseModel):
@@ -385,3 +414,58 @@ class ReferenceStandard(BaseModel):
     @property
     def referable(self) -> bool | None:
         return None if self.icdr_grade is None else self.icdr_grade >= 2
+
+
+class DataQueryStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ANSWERED = "answered", "Answered"
+    CLOSED = "closed", "Closed"
+
+
+class DataQueryNoteKind(models.TextChoices):
+    RAISE = "raise", "Raised"
+    ANSWER = "answer", "Answered"
+    CLOSE = "close", "Closed"
+    REOPEN = "reopen", "Reopened"
+
+
+class DataQuery(BaseModel):
+    """A monitor's question about a case or one of its files (source data verification). The site's coordinator
+    answers, the monitor closes it or reopens it; each step is a note, and an audit event."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="data_queries")
+    case_file = models.ForeignKey(
+        CaseFile, null=True, blank=True, on_delete=models.PROTECT, related_name="data_queries"
+    )
+    status = models.CharField(max_length=10, choices=DataQueryStatus.choices, default=DataQueryStatus.OPEN)
+    raised_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField(help_text="The question, as the monitor raised it.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "data queries"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=DataQueryStatus.values), name="data_query_status_valid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"query on {self.case_id}"
+
+    def clean(self) -> None:
+        if self.case_file_id and self.case_file and self.case_file.case_id != self.case_id:
+            raise ValidationError({"case_file": "The file belongs to another case."})
+
+
+class DataQueryNote(BaseModel):
+    query = models.ForeignKey(DataQuery, on_delete=models.PROTECT, related_name="notes")
+    kind = models.CharField(max_length=8, choices=DataQueryNoteKind.choices)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    text = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} note on {self.query_id}"

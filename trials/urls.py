@@ -1,6 +1,6 @@
 from django.urls import path
 
-from trials import views
+from trials import monitoring_views, views
 
 app_name = "trials"
 urlpatterns = [
@@ -9,10 +9,14 @@ urlpatterns = [
     path("cases/<uuid:pk>/", views.case_detail, name="case-detail"),
     path("cases/<uuid:pk>/status/", views.case_status, name="case-status"),
     path("cases/<uuid:pk>/rnfl/", views.case_rnfl, name="case-rnfl"),
+    path("cases/<uuid:pk>/queries/", monitoring_views.query_raise, name="query-raise"),
+    path("queries/<uuid:pk>/<str:step>/", monitoring_views.query_step, name="query-step"),
     path("files/<uuid:pk>/<str:variant>/", views.case_file, name="case-file"),
     path("<slug:slug>/", views.trial_detail, name="trial-detail"),
     path("<slug:slug>/edit/", views.trial_edit, name="trial-edit"),
     path("<slug:slug>/transition/", views.trial_transition, name="trial-transition"),
+    path("<slug:slug>/monitoring/", monitoring_views.monitoring, name="monitoring"),
+    path("<slug:slug>/queries/", monitoring_views.query_list, name="query-list"),
     path("<slug:slug>/sites/add/", views.site_add, name="site-add"),
     path("<slug:slug>/sites/<uuid:pk>/", views.site_edit, name="site-edit"),
     path("<slug:slug>/subjects/", views.subject_list, name="subject-list"),

@@ -36,7 +36,8 @@ from trials.forms import (
     TrialForm,
     WithdrawForm,
 )
-from trials.models import TRIAL_TRANSITIONS, Case, TrialStatus
+from trials.models import TRIAL_TRANSITIONS, Case, DataQueryStatus, TrialStatus
+from trials.monitoring import data_queries_for
 from trials.selectors import (
     SUBJECT_ROLES,
     accrual_for,
@@ -115,7 +116,21 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "can_see_subjects": bool(roles & {str(r) for r in SUBJECT_ROLES}),
         "can_enrol": trial.is_recruiting and coordinated_sites(user=signed_in_user(request), trial=trial).exists(),
         "transitions": [TrialStatus(s) for s in sorted(TRIAL_TRANSITIONS[trial.status])],
+        # Role-specific links: monitoring for monitors and managers (queries for coordinators too), the reading
+        # worklist for readers, exports and reading progress for statisticians.
+        "can_monitor": bool(roles & {Role.TRIAL_MANAGER, Role.MONITOR}),
+        "can_see_queries": bool(roles & {Role.TRIAL_MANAGER, Role.MONITOR, Role.COORDINATOR})
+        and Role.READER not in roles,
+        "is_reader": Role.READER in roles,
+        "is_statistician": Role.STATISTICIAN in roles,
     }
+    if context["can_see_queries"]:
+        context["unresolved_queries"] = (
+            data_queries_for(signed_in_user(request))
+            .filter(case__subject__trial=trial)
+            .exclude(status=DataQueryStatus.CLOSED)
+            .count()
+        )
     if roles & {Role.TRIAL_MANAGER, Role.MONITOR}:
         accrual = accrual_for(trial)
         first = min((t for site in accrual for t in site["enrolled_at"]), default=trial.created_at)
@@ -148,12 +163,40 @@ def trial_edit(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "trials/trial_form.html", {"form": form, "trial": trial, "creating": False})
 
 
+# What each move does, shown on the confirmation page before the manager confirms it.
+TRANSITION_EFFECTS: dict[str, list[str]] = {
+    TrialStatus.RECRUITING: [
+        "Coordinators at the trial's active sites can enrol subjects, open cases and upload files.",
+        "The protocol is fixed from now on: the address (slug), the subject ID prefix, the modalities, the reading "
+        "form, readers per case, the reading design and the reference standard can no longer change. The title and "
+        "the visual-field cut-offs stay editable, with a reason.",
+        "A trial never returns to draft.",
+    ],
+    TrialStatus.READING: [
+        "Enrolment stops: no new subjects. Sites can still open cases and upload files for enrolled subjects.",
+        "Readers can start their worklists: reads are accepted only while the trial is reading.",
+        "A trial never returns to recruiting.",
+    ],
+    TrialStatus.CLOSED: [
+        "This is final: nothing can reopen the trial.",
+        "No more reads, cases, files or measurements, and no site can be added or changed.",
+        "The data stay available for evaluation and exports. The reason is recorded in the audit trail.",
+    ],
+}
+
+
 @role_required(Role.TRIAL_MANAGER)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def trial_transition(request: HttpRequest, slug: str) -> HttpResponse:
+    """GET: what moving the trial to ``?status=`` does, and a form to confirm it; POST: the confirmed move."""
     trial = _trial(request, slug)
-    form = TransitionForm(request.POST)
-    if form.is_valid():
+    _require(trial_roles(signed_in_user(request), trial), {Role.TRIAL_MANAGER})
+    form = TransitionForm(request.POST or None, initial={"status": request.GET.get("status", "")})
+    target = request.POST.get("status") if request.method == "POST" else request.GET.get("status")
+    if target not in TRIAL_TRANSITIONS[trial.status]:
+        messages.error(request, "Choose one of the moves offered on the trial page.")
+        return redirect("trials:trial-detail", slug=slug)
+    if request.method == "POST" and form.is_valid():
         done = run_service(
             form,
             lambda: services.trial_transition(
@@ -166,9 +209,17 @@ def trial_transition(request: HttpRequest, slug: str) -> HttpResponse:
         if done is not None:
             messages.success(request, f"The trial is now {done.get_status_display().lower()}.")
             return redirect("trials:trial-detail", slug=slug)
-    for error in form.non_field_errors() + [e for errs in form.errors.values() for e in errs]:
-        messages.error(request, str(error))
-    return redirect("trials:trial-detail", slug=slug)
+    return render(
+        request,
+        "trials/transition_confirm.html",
+        {
+            "trial": trial,
+            "form": form,
+            "target": TrialStatus(target),
+            "effects": TRANSITION_EFFECTS[target],
+            "reason_required": target == TrialStatus.CLOSED,
+        },
+    )
 
 
 @role_required(Role.TRIAL_MANAGER)

@@ -6,6 +6,7 @@ register_actions(
     "audit",
     {
         "audit_event.redact": "an operator replaced an event's payload by a redaction marker (the digest stays)",
+        "audit_trail.export": "a reviewer downloaded the audit trail as CSV (the filters and the number of events)",
         "audit_trail.rehash": "the chain was brought across to a new hashing scheme by a migration",
     },
 )

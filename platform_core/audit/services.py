@@ -17,6 +17,7 @@ from django.core.files.storage import Storage, storages
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from platform_core.accounts.selectors import hospitals_for
 from platform_core.audit.chain import (
     GENESIS_HASH,
     anchor_signature,
@@ -26,6 +27,7 @@ from platform_core.audit.chain import (
     signatures_match,
 )
 from platform_core.audit.models import AuditEvent, AuditHead
+from platform_core.audit.selectors import AUDIT_ROLES
 from platform_core.audit.vocabulary import auditable_fields, is_secret_name, read_path, require_action
 
 # An arbitrary constant: the key of the PostgreSQL advisory lock that serialises appends.
@@ -501,3 +503,21 @@ def audit_anchor(storage: Storage | None = None) -> Anchor:
     saved = storage.save(_anchor_path(name), ContentFile(json.dumps(body, sort_keys=True).encode("ascii")))
     logger.info("Audit anchor: event #%s hash %s at %s signature %s (%s)", seq, hash_, written_at, signature, saved)
     return Anchor(seq, hash_, written_at, saved.rsplit("/", 1)[-1])
+
+
+EXPORT_ACTION = "audit_trail.export"
+
+
+@transaction.atomic
+def audit_trail_export_record(*, actor: Any, filters: Mapping[str, str], count: int) -> AuditEvent:
+    """Record that ``actor`` exported ``count`` events of the trail with ``filters``. The event is filed at the
+    first of the actor's reviewing hospitals (by code), so that reviewers there see who exported what."""
+    code = hospitals_for(actor, roles=AUDIT_ROLES).order_by("code").values_list("code", flat=True).first() or ""
+    return audit_record(
+        actor=actor,
+        action=EXPORT_ACTION,
+        object_type="audit.auditevent",
+        object_repr=f"audit trail export ({count} events)",
+        changes={"filters": [None, dict(filters)], "events": [None, count]},
+        hospital_code=code,
+    )

@@ -119,6 +119,12 @@ DECISIONS: dict[str, str] = {
     "diagnosis/models/<uuid:pk>/status/": "trial managers only (POST)",
     "api/schema/": "the API description: no data",
     "api/docs/": "the API description: no data",
+    # monitor (issue 10, items 6-8)
+    "audit/export.csv": "audit trail export: managers and monitors only",
+    "trials/cases/<uuid:pk>/queries/": "POST only, monitors only (and not a trial's readers)",
+    "trials/queries/<uuid:pk>/<str:step>/": "POST only, monitors and the site's coordinators; never a trial's readers",
+    "trials/<slug:slug>/monitoring/": "completeness grid: the trial's monitors and managers only",
+    "trials/<slug:slug>/queries/": "data queries: monitors, managers, coordinators (own site); not a reader's trial",
 }
 # The Django admin's generated patterns: staff only (readers are not staff), and its trial models are read-only
 # or call the services.

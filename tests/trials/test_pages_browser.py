@@ -38,7 +38,9 @@ class EverydayPagesInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         b.find_element(By.NAME, "enrolment_target").send_keys("12")
         self.submit("Add site")
         self.wait_for("[data-testid=sites]")
-        self.submit("Move to recruiting")
+        self.follow("Move to recruiting…")  # a confirmation page says what the move does
+        self.assertIn("The protocol is fixed from now on", self.wait_for("[data-testid=transition-effects]").text)
+        self.submit("Confirm: move to recruiting")
         self.wait_for_text("[data-testid=trial-status]", "Recruiting")
         self.follow("H02")
         target = b.find_element(By.NAME, "enrolment_target")
