@@ -13,8 +13,8 @@ from tests.support.factories import member
 from tests.support.reading import GOOD, GOOD_CONF, ReadingWorld
 
 # Pinned: the same in a trial of 2 cases and 3 readers as in one of 27 cases and 9 readers.
-NEXT_CASE_QUERIES = 24  # permission, trial, assignment lock, resume check, order, insert, audit, response
-DRAFT_SAVE_QUERIES = 26  # audited_save runs full_clean: foreign keys and unique constraints checked
+NEXT_CASE_QUERIES = 25  # permission, trial, assignment lock, resume check, order, insert, audit (+ head), response
+DRAFT_SAVE_QUERIES = 27  # audited_save runs full_clean (foreign keys, unique constraints); audit head +1
 
 
 class QueryPinTests(TestCase):
