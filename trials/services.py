@@ -257,6 +257,9 @@ def subject_enroll(
     if not user_has_role(actor, Role.COORDINATOR, hospital=site.hospital):
         raise ApplicationError("Only a coordinator of this site may enrol subjects here.", code="forbidden", status=403)
     if submission_token:  # only after the permission check, and only at this site: nothing of another leaks
+        # Lock the site first (as numbering does): a double submit racing this one has then either committed,
+        # and is found here, or waits; without it the second insert failed full_clean's unique check (a 400).
+        TrialSite.objects.select_for_update().filter(pk=site.pk).exists()
         existing = Subject.objects.filter(site=site, submission_token=submission_token).first()
         if existing is not None:
             raise ApplicationError(
