@@ -59,7 +59,10 @@ class TrialAnalysisTests(TestCase):
                 self.assertEqual(row["specificity"]["successes"], int((~calls & ~TRUTH).sum()))
                 self.assertEqual(row["sensitivity"]["total"], int(TRUTH.sum()))
         groups = {(g["group"], g["phase"]): g for g in self.q["groups"]}
-        self.assertEqual(set(groups), {(g, p) for g in ("all readers", "resident", "attending", "specialist") for p in ("unaided", "aided")})
+        self.assertEqual(
+            set(groups),
+            {(g, p) for g in ("all readers", "resident", "attending", "specialist") for p in ("unaided", "aided")},
+        )
         pooled = self.ratings(False) > 50
         self.assertEqual(groups[("all readers", "unaided")]["sensitivity"]["successes"], int((pooled & TRUTH).sum()))
         self.assertEqual(groups[("all readers", "unaided")]["sensitivity"]["total"], 3 * int(TRUTH.sum()))
@@ -191,5 +194,3 @@ class TrialAnalysisStateTests(TestCase):
         self.assertFalse(design["supported"])
         self.assertIn("fully crossed", design["note"])
         self.assertEqual(question(report, "referable_dr")["reason"], "no reference standard for this question yet")
-
-

@@ -96,6 +96,7 @@ DECISIONS: dict[str, str] = {
     "api/v1/reading/marks/<uuid:pk>/": "marks of the reader's own reads (PATCH, DELETE)",
     "evaluation/trials/<slug:slug>/exports/": EXPORTS_REFUSED,
     "evaluation/trials/<slug:slug>/exports/<str:name>.csv": EXPORTS_REFUSED,
+    "evaluation/trials/<slug:slug>/dashboard/": "analysis dashboard: the exports' people only (may_see_analyses)",
     **{f"api/v1/evaluation/trials/<slug:slug>/exports/{name}.csv": EXPORTS_REFUSED for name in EXPORT_NAMES},
     "api/schema/": "the API description: no data",
     "api/docs/": "the API description: no data",
