@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from django.db.models import Count, Q
 
-from evaluation.selectors_analysis import PHASES, TrialData, calibration_reads, reading_counts, trial_data
-from evaluation.stats.kappa import cohen_kappa_table
+from evaluation.selectors_analysis import PHASES, TrialData, trial_data
+from evaluation.stats.kappa import cohen_kappa_table, cohen_kappas
 from evaluation.stats.mrmc import MrmcResult, or_mrmc
 from evaluation.stats.power import study_plan
-from evaluation.stats.proportions import proportion
+from evaluation.stats.proportions import wilson_interval
 from evaluation.stats.roc import auc_delong, delong_paired_test, roc_curve
 from trials.models import Case, CaseStatus, Subject, SubjectStatus, Trial, TrialSite
 
@@ -52,10 +52,15 @@ def _interval(pair) -> list[float | None]:
 
 
 def _proportion(successes: int, total: int) -> dict[str, Any]:
+    """A proportion with its Wilson 95% interval."""
     if total == 0:
         return {"estimate": None, "successes": 0, "total": 0, "ci95": [None, None]}
-    p = proportion(int(successes), int(total))
-    return {"estimate": p.estimate, "successes": p.successes, "total": p.total, "ci95": _interval(p.wilson)}
+    return {
+        "estimate": successes / total,
+        "successes": int(successes),
+        "total": int(total),
+        "ci95": _interval(wilson_interval(int(successes), int(total))),
+    }
 
 
 def truth_of(data: TrialData, question: str) -> np.ndarray:
@@ -328,22 +333,16 @@ def _agreement(data: TrialData, question: str) -> dict[str, Any]:
     else:
         values, k, weights = data.calls[question][0], 2, "unweighted"
     labels = [r["label"] for r in data.readers]
-    matrix: list[list[float | None]] = [[None] * len(labels) for _ in labels]
-    for a, b in combinations(range(len(labels)), 2):
-        ok = ~np.isnan(values[a]) & ~np.isnan(values[b])
-        if not ok.any():
-            continue
-        table = np.bincount(
-            np.clip(values[a][ok], 0, k - 1).astype(int) * k + np.clip(values[b][ok], 0, k - 1).astype(int),
-            minlength=k * k,
-        ).reshape(k, k)
-        try:
-            kappa = _number(cohen_kappa_table(table, weights).kappa)  # type: ignore[arg-type]
-        except ValueError:
-            kappa = None
-        matrix[a][b] = matrix[b][a] = kappa
-    for i in range(len(labels)):
-        matrix[i][i] = 1.0
+    # One k x k table per pair of readers, all at once: table[a, b, i, j] counts the cases reader a put in
+    # category i and reader b in category j (cases either did not read count nowhere).
+    read = ~np.isnan(values)
+    category = np.clip(np.nan_to_num(values), 0, k - 1).astype(int)
+    onehot = (category[:, :, None] == np.arange(k)) & read[:, :, None]  # (R, N, k)
+    flat = onehot.transpose(0, 2, 1).reshape(len(labels) * k, -1).astype(float)  # (R*k, N)
+    tables = (flat @ flat.T).reshape(len(labels), k, len(labels), k).transpose(0, 2, 1, 3)
+    kappas = cohen_kappas(tables, weights)  # type: ignore[arg-type]
+    np.fill_diagonal(kappas, 1.0)
+    matrix = [[_number(value) for value in row] for row in kappas.tolist()]
     return {"readers": labels, "kappa": matrix, "weights": weights}
 
 
@@ -407,12 +406,12 @@ def _question(data: TrialData, question: str) -> dict[str, Any]:
     return out
 
 
-def _drift(data: TrialData, trial: Trial) -> list[dict[str, Any]]:
+def _drift(data: TrialData) -> list[dict[str, Any]]:
     """Per reader: cumulative agreement with the known answers over their signed calibration reads, in order."""
-    rows = calibration_reads(trial)
+    rows = data.calibration[data.calibration[:, 3] == 1]
     if not len(rows):
         return []
-    reader, agree = rows[:, 0].astype(int), rows[:, 1]
+    reader, agree = rows[:, 1].astype(int), rows[:, 2]
     out = []
     for r in np.unique(reader):
         mine = agree[reader == r]
@@ -433,7 +432,7 @@ def _progress(data: TrialData, trial: Trial) -> dict[str, Any]:
     readable = Case.objects.filter(
         subject__trial=trial, status=CaseStatus.COMPLETE, subject__status=SubjectStatus.ENROLLED
     ).count()
-    counts = reading_counts(trial, len(data.readers))
+    counts = data.read_counts
     readers = []
     for r, reader in enumerate(data.readers):
         for p, phase in enumerate(PHASES):
@@ -533,7 +532,7 @@ def trial_analysis(trial: Trial) -> dict[str, Any]:
         "models": data.models,
         "questions": questions,
         "confusion": _confusion(data) if "icdr_grade" in trial.reading_form else [],
-        "drift": _drift(data, trial),
+        "drift": _drift(data),
         "progress": _progress(data, trial),
         "design": _design(data, questions),
     }

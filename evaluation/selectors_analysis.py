@@ -44,12 +44,13 @@ def _trial_param(trial: Trial) -> Any:
 
 
 def _cases_cte() -> str:
-    # Analysable cases: not a hidden calibration case, not excluded; numbered 0.. in label order.
+    # Analysable cases: not a hidden calibration case, not excluded; numbered 0.. in label order. NOT EXISTS (an
+    # anti-join) rather than LEFT JOIN ... IS NULL, which PostgreSQL estimates at one row and then loops over.
     return (
         "cases AS (SELECT c.id AS case_id, ROW_NUMBER() OVER (ORDER BY s.pseudonym, c.visit_day, c.laterality) - 1 "  # noqa: S608
         f"AS idx FROM {_t(Case)} c JOIN {_t(Subject)} s ON s.id = c.subject_id "
-        f"LEFT JOIN {_t(CalibrationCase)} cc ON cc.case_id = c.id "
-        "WHERE s.trial_id = %(trial)s AND cc.id IS NULL AND c.status <> 'excluded')"
+        f"WHERE s.trial_id = %(trial)s AND c.status <> 'excluded' "
+        f"AND NOT EXISTS (SELECT 1 FROM {_t(CalibrationCase)} cc WHERE cc.case_id = c.id))"
     )
 
 
@@ -61,18 +62,13 @@ def _readers_cte() -> str:
     )
 
 
-def _call(key: str) -> str:
-    answer = _json_text("r.answers", key)
-    return f"CASE WHEN {answer} = 'yes' THEN 1 WHEN {answer} IN ('no', 'suspect') THEN 0 END"
+def _answer(key: str) -> str:
+    """A yes/no(/suspect) answer as +1, -1 (0 for suspect), NULL when not answered: the JSON key is read once."""
+    return f"CASE {_json_text('r.answers', key)} WHEN 'yes' THEN 1 WHEN 'no' THEN -1 WHEN 'suspect' THEN 0 END"
 
 
-def _rating(key: str) -> str:
-    answer = _json_text("r.answers", key)
-    confidence = f"COALESCE(CAST({_json_text('r.confidences', key)} AS DOUBLE PRECISION), 100)"
-    return (
-        f"CASE WHEN {answer} = 'yes' THEN 50 + {confidence} / 2 WHEN {answer} = 'no' THEN 50 - {confidence} / 2 "
-        f"WHEN {answer} = 'suspect' THEN 50 END"
-    )
+def _confidence(key: str) -> str:
+    return f"CAST({_json_text('r.confidences', key)} AS DOUBLE PRECISION)"
 
 
 def _fetch(sql: str, trial: Trial) -> list[tuple]:
@@ -110,6 +106,8 @@ class TrialData:
     crossing: str | None
     aided_phase: bool
     reads: int
+    read_counts: np.ndarray  # (P, R, 2): signed and draft reads, calibration cases included
+    calibration: np.ndarray  # (K, 4) reads of calibration cases: phase, reader, agrees 0/1, signed 0/1
 
 
 def trial_data(trial: Trial) -> TrialData:
@@ -146,40 +144,52 @@ def trial_data(trial: Trial) -> TrialData:
 
     read_rows = _fetch(
         f"WITH {_cases_cte()}, {_readers_cte()} SELECT CASE r.phase WHEN 'aided' THEN 1 ELSE 0 END, rd.idx, cs.idx, "  # noqa: S608
-        f"{_call('referable_dr')}, {_rating('referable_dr')}, "
+        f"{_answer('referable_dr')}, {_confidence('referable_dr')}, "
         f"CAST({_json_text('r.answers', 'icdr_grade')} AS INTEGER), "
-        f"{_call('glaucoma')}, {_rating('glaucoma')} "
-        f"FROM {_t(Read)} r JOIN cases cs ON cs.case_id = r.case_id JOIN readers rd ON rd.reader_id = r.reader_id "
-        "WHERE r.status = 'signed'",
+        f"{_answer('glaucoma')}, {_confidence('glaucoma')}, CASE r.status WHEN 'signed' THEN 1 ELSE 0 END "
+        f"FROM {_t(Read)} r JOIN cases cs ON cs.case_id = r.case_id JOIN readers rd ON rd.reader_id = r.reader_id",
         trial,
     )
-    reads = _matrix(read_rows, 8)
+    every_read = _matrix(read_rows, 9)
+    calibration = calibration_reads(trial)
+    # Signed and draft reads per phase and reader, calibration cases included (they are read too).
+    counts = np.zeros((len(PHASES), r_count, 2), dtype=int)
+    for found in (every_read[:, [0, 1, 8]], calibration[:, [0, 1, 3]]):
+        index = found.astype(int)
+        np.add.at(counts, (index[:, 0], index[:, 1], 1 - index[:, 2]), 1)
+    reads = every_read[every_read[:, 8] == 1]  # the analyses count signed reads only
     where = tuple(reads[:, :3].astype(int).T) if len(reads) else (np.array([], int),) * 3
 
-    def tensor(column: int) -> np.ndarray:
+    def tensor(values: np.ndarray) -> np.ndarray:
         out = np.full((len(PHASES), r_count, n), np.nan)
-        out[where] = reads[:, column]
+        out[where] = values
         return out
 
-    grade = tensor(5)
+    def yes_no(column: int) -> tuple[np.ndarray, np.ndarray]:
+        """The call (1 yes, 0 no or suspect) and the rating: 50 + sign x confidence/2, confidence 100 if none."""
+        sign = reads[:, column]
+        confidence = np.where(np.isnan(reads[:, column + 1]), 100.0, reads[:, column + 1])
+        return tensor(np.where(np.isnan(sign), np.nan, sign == 1)), tensor(50 + sign * confidence / 2)
+
+    grade = tensor(reads[:, 5])
+    referable_call, referable_rating = yes_no(3)
+    glaucoma_call, glaucoma_rating = yes_no(6)
     calls = {
-        "referable_dr": tensor(3),
+        "referable_dr": referable_call,
         "icdr_grade": np.where(np.isnan(grade), np.nan, grade >= 2),
-        "glaucoma": tensor(6),
+        "glaucoma": glaucoma_call,
     }
-    ratings = {"referable_dr": tensor(4), "icdr_grade": grade, "glaucoma": tensor(7)}
+    ratings = {"referable_dr": referable_rating, "icdr_grade": grade, "glaucoma": glaucoma_rating}
 
     prediction_rows = _fetch(
-        f"WITH {_cases_cte()}, "  # noqa: S608
-        "latest AS (SELECT p.case_id, p.model_version_id, p.referable_probability, p.glaucoma_probability, p.grade, "
+        f"WITH {_cases_cte()} SELECT model, idx, referable, glaucoma, grade, label FROM ("  # noqa: S608
+        "SELECT DENSE_RANK() OVER (ORDER BY m.name, m.version) - 1 AS model, cs.idx, "
+        "p.referable_probability AS referable, p.glaucoma_probability AS glaucoma, p.grade, "
+        "m.name || ' ' || m.version AS label, "
         "ROW_NUMBER() OVER (PARTITION BY p.case_id, p.model_version_id ORDER BY p.created_at DESC) AS rn "
-        f"FROM {_t(Prediction)} p JOIN cases cs ON cs.case_id = p.case_id WHERE p.kind = 'prediction'), "
-        "models AS (SELECT model_version_id, ROW_NUMBER() OVER (ORDER BY MIN(m.name), MIN(m.version)) - 1 AS idx "
-        f"FROM latest JOIN {_t(ModelVersion)} m ON m.id = latest.model_version_id GROUP BY model_version_id) "
-        "SELECT md.idx, cs.idx, l.referable_probability, l.glaucoma_probability, l.grade, "
-        f"m.name || ' ' || m.version FROM latest l JOIN cases cs ON cs.case_id = l.case_id "
-        f"JOIN models md ON md.model_version_id = l.model_version_id JOIN {_t(ModelVersion)} m "
-        "ON m.id = l.model_version_id WHERE l.rn = 1 ORDER BY md.idx",
+        f"FROM {_t(Prediction)} p JOIN cases cs ON cs.case_id = p.case_id "
+        f"JOIN {_t(ModelVersion)} m ON m.id = p.model_version_id WHERE p.kind = 'prediction') latest "
+        "WHERE rn = 1 ORDER BY model",
         trial,
     )
     found = np.array(prediction_rows, dtype=object).reshape(len(prediction_rows), 6)
@@ -212,12 +222,15 @@ def trial_data(trial: Trial) -> TrialData:
         crossing=setup.crossing if setup else None,
         aided_phase=bool(setup and setup.aided_phase),
         reads=len(reads),
+        read_counts=counts,
+        calibration=calibration,
     )
 
 
 def calibration_reads(trial: Trial) -> np.ndarray:
-    """Signed reads of hidden calibration cases in signing order: an array of (reader index, 1 when the read agrees
-    with every known answer of the case else 0), compared key by key in SQL."""
+    """Reads of hidden calibration cases, each reader's in signing order (drafts last): an array of (phase, reader
+    index, 1 when the read agrees with every known answer of the case else 0, 1 when signed else 0); the answers
+    are compared with the known ones key by key in SQL."""
     if connection.vendor == "postgresql":
         keys, answer, value = "jsonb_each_text(cc.known_answers) k", "(r.answers ->> k.key)", "k.value"
     else:
@@ -225,27 +238,13 @@ def calibration_reads(trial: Trial) -> np.ndarray:
         answer = "CAST(json_extract(r.answers, '$.' || k.key) AS TEXT)"
         value = "CAST(k.value AS TEXT)"
     rows = _fetch(
-        f"WITH {_readers_cte()} SELECT rd.idx, CASE WHEN EXISTS (SELECT 1 FROM {keys} "  # noqa: S608
-        f"WHERE COALESCE({answer}, '') <> {value}) THEN 0 ELSE 1 END "
+        f"WITH {_readers_cte()} SELECT CASE r.phase WHEN 'aided' THEN 1 ELSE 0 END, rd.idx, "  # noqa: S608
+        f"CASE WHEN EXISTS (SELECT 1 FROM {keys} WHERE COALESCE({answer}, '') <> {value}) THEN 0 ELSE 1 END, "
+        "CASE r.status WHEN 'signed' THEN 1 ELSE 0 END "
         f"FROM {_t(Read)} r JOIN {_t(CalibrationCase)} cc ON cc.case_id = r.case_id "
         f"JOIN readers rd ON rd.reader_id = r.reader_id JOIN {_t(Case)} c ON c.id = r.case_id "
         f"JOIN {_t(Subject)} s ON s.id = c.subject_id "
-        "WHERE s.trial_id = %(trial)s AND r.status = 'signed' ORDER BY rd.idx, r.signed_at",
+        "WHERE s.trial_id = %(trial)s ORDER BY rd.idx, r.signed_at IS NULL, r.signed_at",
         trial,
     )
-    return _matrix(rows, 2)
-
-
-def reading_counts(trial: Trial, readers: int) -> np.ndarray:
-    """(P, R, 2): signed and draft reads per phase and reader (calibration cases included: they are read too)."""
-    rows = _fetch(
-        f"WITH {_readers_cte()} SELECT CASE r.phase WHEN 'aided' THEN 1 ELSE 0 END, rd.idx, "  # noqa: S608
-        "SUM(CASE WHEN r.status = 'signed' THEN 1 ELSE 0 END), SUM(CASE WHEN r.status = 'draft' THEN 1 ELSE 0 END) "
-        f"FROM {_t(Read)} r JOIN {_t(ReaderAssignment)} a ON a.id = r.assignment_id "
-        "JOIN readers rd ON rd.reader_id = r.reader_id WHERE a.trial_id = %(trial)s GROUP BY r.phase, rd.idx",
-        trial,
-    )
-    found = _matrix(rows, 4).astype(int)
-    counts = np.zeros((len(PHASES), readers, 2), dtype=int)
-    counts[found[:, 0], found[:, 1]] = found[:, 2:]
-    return counts
+    return _matrix(rows, 4)
