@@ -63,17 +63,29 @@ def _readers_cte() -> str:
 
 
 def _answer(key: str) -> str:
-    """A yes/no(/suspect) answer as +1, -1 (0 for suspect), NULL when not answered: the JSON key is read once."""
-    return f"CASE {_json_text('r.answers', key)} WHEN 'yes' THEN 1 WHEN 'no' THEN -1 WHEN 'suspect' THEN 0 END"
+    """A yes/no(/suspect) answer and its confidence in one number (fewer values to fetch): yes +(confidence + 1),
+    no -(confidence + 1), suspect 0, NULL when not answered; a missing confidence counts as 100. Each JSON key is
+    read once (``decode_answers`` turns the number back into a call and a rating)."""
+    confidence = f"COALESCE(CAST({_json_text('r.confidences', key)} AS DOUBLE PRECISION), 100) + 1"
+    answer = _json_text("r.answers", key)
+    return f"CASE {answer} WHEN 'yes' THEN 1 WHEN 'no' THEN -1 WHEN 'suspect' THEN 0 END * ({confidence})"
 
 
-def _confidence(key: str) -> str:
-    return f"CAST({_json_text('r.confidences', key)} AS DOUBLE PRECISION)"
+def decode_answers(coded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The call (1 yes, 0 no or suspect, nan unanswered) and the 0-100 rating (yes 50 + confidence/2, no
+    50 - confidence/2, suspect 50) of answers coded by ``_answer``."""
+    call = np.where(np.isnan(coded), np.nan, coded > 0)
+    rating = 50 + np.sign(coded) * np.maximum(np.abs(coded) - 1, 0) / 2
+    return call, rating
 
 
-def _fetch(sql: str, trial: Trial) -> list[tuple]:
+def _grade(key: str) -> str:
+    return f"CAST({_json_text('r.answers', key)} AS INTEGER)"
+
+
+def _fetch(sql: str, trial: Trial, **params: int) -> list[tuple]:
     with connection.cursor() as cursor:
-        cursor.execute(sql, {"trial": _trial_param(trial)})
+        cursor.execute(sql, {"trial": _trial_param(trial), **params})
         return cursor.fetchall()
 
 
@@ -142,44 +154,47 @@ def trial_data(trial: Trial) -> TrialData:
         readers[idx]["phases"].append(phase)
     r_count = len(readers)
 
+    def asked(key: str, column) -> str:
+        """The column of a question of the trial's reading form; NULL for one it does not ask (not read at all)."""
+        return column(key) if key in trial.reading_form else "NULL"
+
+    # One row per read of an analysable case, four numbers: its place (phase, reader, case) in one integer, negative
+    # for a draft; the coded referable and glaucoma answers; the grade.
     read_rows = _fetch(
-        f"WITH {_cases_cte()}, {_readers_cte()} SELECT CASE r.phase WHEN 'aided' THEN 1 ELSE 0 END, rd.idx, cs.idx, "  # noqa: S608
-        f"{_answer('referable_dr')}, {_confidence('referable_dr')}, "
-        f"CAST({_json_text('r.answers', 'icdr_grade')} AS INTEGER), "
-        f"{_answer('glaucoma')}, {_confidence('glaucoma')}, CASE r.status WHEN 'signed' THEN 1 ELSE 0 END "
+        f"WITH {_cases_cte()}, {_readers_cte()} SELECT CASE r.status WHEN 'signed' THEN 1 ELSE -1 END * "  # noqa: S608
+        "(((CASE r.phase WHEN 'aided' THEN 1 ELSE 0 END) * %(readers)s + rd.idx) * %(cases)s + cs.idx + 1), "
+        f"{asked('referable_dr', _answer)}, {asked('glaucoma', _answer)}, {asked('icdr_grade', _grade)} "
         f"FROM {_t(Read)} r JOIN cases cs ON cs.case_id = r.case_id JOIN readers rd ON rd.reader_id = r.reader_id",
         trial,
+        readers=r_count,
+        cases=n,
     )
-    every_read = _matrix(read_rows, 9)
+    every_read = _matrix(read_rows, 4)
+    signed = every_read[:, 0] > 0
+    place = np.abs(every_read[:, 0]).astype(np.int64) - 1
     calibration = calibration_reads(trial)
     # Signed and draft reads per phase and reader, calibration cases included (they are read too).
     counts = np.zeros((len(PHASES), r_count, 2), dtype=int)
-    for found in (every_read[:, [0, 1, 8]], calibration[:, [0, 1, 3]]):
-        index = found.astype(int)
-        np.add.at(counts, (index[:, 0], index[:, 1], 1 - index[:, 2]), 1)
-    reads = every_read[every_read[:, 8] == 1]  # the analyses count signed reads only
-    where = tuple(reads[:, :3].astype(int).T) if len(reads) else (np.array([], int),) * 3
+    if len(place):
+        np.add.at(counts, (place // (r_count * n), place // n % r_count, (~signed).astype(int)), 1)
+    found = calibration.astype(int)
+    np.add.at(counts, (found[:, 0], found[:, 1], 1 - found[:, 3]), 1)
+    reads = every_read[signed]  # the analyses count signed reads only
 
     def tensor(values: np.ndarray) -> np.ndarray:
-        out = np.full((len(PHASES), r_count, n), np.nan)
-        out[where] = values
-        return out
+        out = np.full(len(PHASES) * r_count * n, np.nan)
+        out[place[signed]] = values
+        return out.reshape(len(PHASES), r_count, n)
 
-    def yes_no(column: int) -> tuple[np.ndarray, np.ndarray]:
-        """The call (1 yes, 0 no or suspect) and the rating: 50 + sign x confidence/2, confidence 100 if none."""
-        sign = reads[:, column]
-        confidence = np.where(np.isnan(reads[:, column + 1]), 100.0, reads[:, column + 1])
-        return tensor(np.where(np.isnan(sign), np.nan, sign == 1)), tensor(50 + sign * confidence / 2)
-
-    grade = tensor(reads[:, 5])
-    referable_call, referable_rating = yes_no(3)
-    glaucoma_call, glaucoma_rating = yes_no(6)
+    referable_call, referable_rating = decode_answers(reads[:, 1])
+    glaucoma_call, glaucoma_rating = decode_answers(reads[:, 2])
+    grade = tensor(reads[:, 3])
     calls = {
-        "referable_dr": referable_call,
+        "referable_dr": tensor(referable_call),
         "icdr_grade": np.where(np.isnan(grade), np.nan, grade >= 2),
-        "glaucoma": glaucoma_call,
+        "glaucoma": tensor(glaucoma_call),
     }
-    ratings = {"referable_dr": referable_rating, "icdr_grade": grade, "glaucoma": glaucoma_rating}
+    ratings = {"referable_dr": tensor(referable_rating), "icdr_grade": grade, "glaucoma": tensor(glaucoma_rating)}
 
     prediction_rows = _fetch(
         f"WITH {_cases_cte()} SELECT model, idx, referable, glaucoma, grade, label FROM ("  # noqa: S608
