@@ -357,8 +357,8 @@ def _breakdowns(data: TrialData, question: str, truth: np.ndarray) -> list[dict[
     scores = data.model_scores[question]
     out = []
     for key, values in attributes.items():
-        for value in sorted(set(values.tolist())):
-            here = values == value
+        for value in np.unique(values.astype(str)).tolist():
+            here = values.astype(str) == value
             t = np.where(here, truth, np.nan)
             with_truth = ~np.isnan(t)
             if not with_truth.any():
