@@ -20,15 +20,14 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from django.db.models import Count, Q
 
-from evaluation.selectors_analysis import PHASES, TrialData, trial_data
+from evaluation.selectors_analysis import PHASES, TrialData, readable_cases, site_accrual, trial_data
 from evaluation.stats.kappa import cohen_kappa_table, cohen_kappas
 from evaluation.stats.mrmc import MrmcResult, or_mrmc
 from evaluation.stats.power import study_plan
 from evaluation.stats.proportions import wilson_interval
 from evaluation.stats.roc import auc_delong, delong_paired_test, roc_curve
-from trials.models import Case, CaseStatus, Subject, SubjectStatus, Trial, TrialSite
+from trials.models import Trial
 
 QUESTIONS = {
     "referable_dr": "Referable diabetic retinopathy (ICDR grade 2 or above)",
@@ -429,9 +428,6 @@ def _drift(data: TrialData) -> list[dict[str, Any]]:
 
 def _progress(data: TrialData, trial: Trial) -> dict[str, Any]:
     """Signed reads per reader and phase out of the cases there are to read, and accrual per site."""
-    readable = Case.objects.filter(
-        subject__trial=trial, status=CaseStatus.COMPLETE, subject__status=SubjectStatus.ENROLLED
-    ).count()
     counts = data.read_counts
     readers = []
     for r, reader in enumerate(data.readers):
@@ -446,29 +442,16 @@ def _progress(data: TrialData, trial: Trial) -> dict[str, Any]:
                         "drafts": int(counts[p, r, 1]),
                     }
                 )
-    sites = (
-        TrialSite.objects.filter(trial=trial)
-        .values("hospital__code", "enrolment_target")
-        .annotate(enrolled=Count("subjects"), withdrawn=Count("subjects", filter=Q(subjects__status="withdrawn")))
-        .order_by("hospital__code")
-    )
+    sites = site_accrual(trial)
     return {
-        "readable_cases": readable,
+        "readable_cases": readable_cases(trial),
         "readers": readers,
-        "sites": [
-            {
-                "site": s["hospital__code"],
-                "target": s["enrolment_target"],
-                "enrolled": s["enrolled"],
-                "withdrawn": s["withdrawn"],
-            }
-            for s in sites
-        ],
-        "subjects": Subject.objects.filter(trial=trial).count(),
+        "sites": sites,
+        "subjects": sum(site["enrolled"] for site in sites),
     }
 
 
-def _design(data: TrialData, questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _design(data: TrialData) -> list[dict[str, Any]]:
     """Which figures the reading design supports, and why not when it does not."""
     crossed = data.crossing == "fully_crossed"
     rows = [
@@ -534,5 +517,5 @@ def trial_analysis(trial: Trial) -> dict[str, Any]:
         "confusion": _confusion(data) if "icdr_grade" in trial.reading_form else [],
         "drift": _drift(data),
         "progress": _progress(data, trial),
-        "design": _design(data, questions),
+        "design": _design(data),
     }

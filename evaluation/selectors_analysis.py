@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 from django.db import connection
+from django.db.models import Count, Q
 
 from diagnosis.models import ModelVersion, Prediction
 from platform_core.accounts.models import Hospital
 from reading.models import CalibrationCase, Read, ReaderAssignment, ReadingSetup
-from trials.models import Case, ReferenceStandard, Subject, Trial, TrialSite
+from trials.models import Case, CaseStatus, ReferenceStandard, Subject, SubjectStatus, Trial, TrialSite
 
 PHASES = ("unaided", "aided")
 # Age bands of the subgroup breakdown (lower bounds; "90+" counts as 90).
@@ -263,3 +264,32 @@ def calibration_reads(trial: Trial) -> np.ndarray:
         trial,
     )
     return _matrix(rows, 4)
+
+
+def readable_cases(trial: Trial) -> int:
+    """Cases there are to read in each phase: complete cases of enrolled subjects (calibration cases included)."""
+    return Case.objects.filter(
+        subject__trial=trial, status=CaseStatus.COMPLETE, subject__status=SubjectStatus.ENROLLED
+    ).count()
+
+
+def site_accrual(trial: Trial) -> list[dict[str, Any]]:
+    """Per site (by hospital code): enrolment target, subjects enrolled (withdrawn ones included) and withdrawn."""
+    rows = (
+        TrialSite.objects.filter(trial=trial)
+        .values("hospital__code", "enrolment_target")
+        .annotate(
+            enrolled=Count("subjects"),
+            withdrawn=Count("subjects", filter=Q(subjects__status=SubjectStatus.WITHDRAWN)),
+        )
+        .order_by("hospital__code")
+    )
+    return [
+        {
+            "site": r["hospital__code"],
+            "target": r["enrolment_target"],
+            "enrolled": r["enrolled"],
+            "withdrawn": r["withdrawn"],
+        }
+        for r in rows
+    ]
