@@ -7,6 +7,11 @@ request as a statistician (median of five after a warm-up); target under 1 s.
 Builds a throw-away test database (``test_<name>``), fills it in bulk (reads with one SQL INSERT ... SELECT),
 measures, drops it. Run: ``DATABASE_URL=postgres://... make bench ARGS=bench_dashboard``
 (``BENCH_DASHBOARD_CASES=500`` for a quick run).
+
+Here (PostgreSQL on a shared 2-core machine at load average 6.3, 100,400 reads): with numpy's default BLAS
+threads trial_analysis 1.42 s and the page 1.39 s (target not met: the two BLAS threads wait on each other on a
+busy machine); with one BLAS thread, as deploy/systemd/visus-web.service runs the web workers, trial_analysis
+0.66 s and the page 0.68 s (target met).
 """
 
 from __future__ import annotations
