@@ -55,7 +55,7 @@ def roc_figure(question: dict[str, Any]) -> dict[str, Any]:
                 "x": model["roc"]["fpr"],
                 "y": model["roc"]["tpr"],
                 "mode": "lines",
-                "line": {"color": colour, "shape": "hv"},
+                "line": {"color": colour},  # straight segments: tied scores make diagonal steps
                 "name": f"{model['model']} (AUC {auc['auc']:.3f})",
             }
         )
@@ -165,6 +165,7 @@ def heatmap(title: str, z: list[list[Any]], x: list[str], y: list[str], xlabel: 
                 "x": x,
                 "y": y,
                 "colorscale": "Blues",
+                "reversescale": True,  # plotly's Blues runs dark to light: more counts, darker
                 "hovertemplate": f"{ylabel} %{{y}}, {xlabel} %{{x}}: %{{z}}<extra></extra>",
                 **extra,
             }
@@ -198,6 +199,7 @@ def kappa_figure(question: dict[str, Any]) -> dict[str, Any]:
         "Reader",
         zmin=-1,
         zmax=1,
+        colorscale="RdBu",  # reversed (as every heatmap here): disagreement red, agreement blue
         texttemplate="%{z:.2f}",
     )
 
