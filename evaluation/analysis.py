@@ -332,6 +332,8 @@ def _agreement(data: TrialData, question: str) -> dict[str, Any]:
     else:
         values, k, weights = data.calls[question][0], 2, "unweighted"
     labels = [r["label"] for r in data.readers]
+    if len(labels) < 2:
+        return {"readers": labels, "kappa": [[1.0]] * len(labels), "weights": weights}
     # One k x k table per pair of readers, all at once: table[a, b, i, j] counts the cases reader a put in
     # category i and reader b in category j (cases either did not read count nowhere).
     read = ~np.isnan(values)

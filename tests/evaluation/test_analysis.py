@@ -194,3 +194,61 @@ class TrialAnalysisStateTests(TestCase):
         self.assertFalse(design["supported"])
         self.assertIn("fully crossed", design["note"])
         self.assertEqual(question(report, "referable_dr")["reason"], "no reference standard for this question yet")
+
+
+class GlaucomaAndEmptyTrialTests(TestCase):
+    def test_glaucoma_answers_and_references(self):
+        """Glaucoma: yes/no references only (suspect left out), a suspect answer is not positive and rates 50."""
+        from reading.models import Read
+        from trials.models import ReferenceStandard
+
+        study = DashboardStudy(sign_aided=False, lock=False)
+        trial = study.w.trial
+        trial.reading_form = [*trial.reading_form, "glaucoma"]
+        trial.save(update_fields=["reading_form"])
+        references = ["yes", "no", "suspect", "yes", "no", "no", "yes", "no", "suspect", "yes"]
+        for case, value in zip(study.cases, references, strict=True):
+            ReferenceStandard.objects.filter(case=case).update(glaucoma=value)
+        answers = {case.pk: ("yes", "no", "suspect")[i % 3] for i, case in enumerate(study.cases)}
+        reader = study.readers[0]
+        for read in Read.objects.filter(reader=reader, case__in=study.cases):
+            read.answers = {**read.answers, "glaucoma": answers[read.case_id]}
+            read.confidences = {**read.confidences, "glaucoma": 60}
+            read.save(update_fields=["answers", "confidences"])
+        q = question(trial_analysis(trial), "glaucoma")
+        self.assertEqual((q["cases_with_reference"], q["diseased"], q["non_diseased"]), (8, 4, 4))
+        (row,) = [r for r in q["readers"] if r["reader"] == "R01"]
+        truth, ratings, calls = [], [], []
+        for case, value in zip(study.cases, references, strict=True):
+            if value == "suspect":
+                continue
+            answer = answers[case.pk]
+            truth.append(value == "yes")
+            ratings.append({"yes": 80.0, "no": 20.0, "suspect": 50.0}[answer])
+            calls.append(answer == "yes")
+        truth_a, calls_a = np.array(truth), np.array(calls)
+        self.assertAlmostEqual(row["auc"]["auc"], auc_delong(truth_a, ratings).auc, places=12)
+        self.assertEqual(row["sensitivity"]["successes"], int((truth_a & calls_a).sum()))
+        self.assertEqual(row["specificity"]["successes"], int((~truth_a & ~calls_a).sum()))
+        self.assertEqual(row["reads"], 10)  # R01 read every case; the suspect references only leave the figures
+
+    def test_a_trial_with_references_and_predictions_but_no_readers(self):
+        from tests.support.dashboard import model_version, predict
+        from tests.support.factories import TrialWorld
+        from trials.services import reference_standard_record
+
+        w = TrialWorld()
+        model = model_version("dr-alone", "1")
+        for case, grade, probability in ((w.case1, 0, 0.2), (w.case2, 3, 0.9)):
+            reference_standard_record(actor=w.manager, case=case, source="imported", icdr_grade=grade)
+            predict(model, case, probability, grade)
+        report = trial_analysis(w.trial)
+        q = question(report, "referable_dr")
+        self.assertEqual(q["models"][0]["auc"]["auc"], 1.0)
+        self.assertEqual(q["readers"], [])
+        self.assertFalse(q["mrmc"]["unaided_vs_aided"]["supported"])
+        self.assertEqual(report["drift"], [])
+        self.client.force_login(w.statistician)
+        response = self.client.get(f"/evaluation/trials/{w.trial.slug}/dashboard/")
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "no AI-aided phase")
