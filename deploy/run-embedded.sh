@@ -25,6 +25,6 @@ trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 echo
 echo "Visus is running at http://$HOST:$PORT/  (worker log: var/log/worker.log; Ctrl-C stops)"
 echo
-# One BLAS thread per web worker (see deploy/systemd/visus-web.service).
-OPENBLAS_NUM_THREADS=1 .venv/bin/gunicorn platform_core.wsgi:application --bind "$HOST:$PORT" --workers 2 --threads 4 \
+export OPENBLAS_NUM_THREADS=1  # one BLAS thread per web worker (see deploy/systemd/visus-web.service)
+.venv/bin/gunicorn platform_core.wsgi:application --bind "$HOST:$PORT" --workers 2 --threads 4 \
   --access-logfile - --timeout 120
