@@ -1,7 +1,7 @@
 """The plotly figures of a trial's analysis dashboard, as plain ``{"data": [...], "layout": {...}}`` dicts built from
-``evaluation.analysis.trial_analysis`` (no plotly.py: its validation costs more than the analyses). Only cartesian
-trace types (scatter, bar, heatmap), so a cartesian-only plotly bundle draws them; ``static/js/dashboard.js`` draws
-each with the locally served plotly.min.js."""
+``evaluation.analysis.trial_analysis`` (no plotly.py figure objects, whose validation the page does not need).
+Only cartesian trace types (scatter, bar, heatmap), so a cartesian-only plotly bundle draws them;
+``static/js/dashboard.js`` draws each with the locally served plotly.min.js."""
 
 from __future__ import annotations
 
