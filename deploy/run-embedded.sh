@@ -26,5 +26,6 @@ trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 echo
 echo "Visus is running at http://$HOST:$PORT/  (worker log: var/log/worker.log; Ctrl-C stops)"
 echo
+export OPENBLAS_NUM_THREADS=1  # one BLAS thread per web worker (see deploy/systemd/visus-web.service)
 .venv/bin/gunicorn platform_core.wsgi:application --bind "$HOST:$PORT" --workers 2 --threads 4 \
   --access-logfile - --timeout 120 --control-socket "$(pwd)/var/gunicorn-$PORT.ctl"

@@ -19,3 +19,9 @@ def may_export(user: User, trial: Trial) -> bool:
     if not (getattr(user, "is_authenticated", False) and user.is_active):
         return False
     return bool(trial_roles(user, trial) & EXPORT_ROLES) and not user_is_blinded_to_ai(user, trial)
+
+
+def may_see_analyses(user: User, trial: Trial) -> bool:
+    """The analysis dashboard: the same people as the exports (it shows every reader's accuracy, the reference
+    standard and the AI's results, so never anyone who reads in the trial)."""
+    return may_export(user, trial)

@@ -6,4 +6,5 @@ app_name = "evaluation"
 urlpatterns = [
     path("trials/<slug:slug>/exports/", views.export_page, name="exports"),
     path("trials/<slug:slug>/exports/<str:name>.csv", views.export_download, name="export-download"),
+    path("trials/<slug:slug>/dashboard/", views.dashboard_page, name="dashboard"),
 ]

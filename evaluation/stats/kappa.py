@@ -166,3 +166,21 @@ def fleiss_kappa(ratings: Sequence[Sequence], categories: Sequence, confidence: 
         raise ValueError("no subjects to compare")
     counts = np.stack([np.bincount(row, minlength=k) for row in rows])
     return fleiss_kappa_counts(counts, confidence)
+
+
+def cohen_kappas(tables: np.ndarray, weights: Weights = "unweighted") -> np.ndarray:
+    """Cohen's kappa of each of a stack of square count tables (..., k, k) at once, without standard errors (a
+    reader agreement matrix): the same kappa as ``cohen_kappa_table``; nan where a table is empty or kappa is
+    undefined (chance agreement 1)."""
+    counts = np.asarray(tables, dtype=float)
+    if counts.ndim < 2 or counts.shape[-1] != counts.shape[-2] or counts.shape[-1] < 2:
+        raise ValueError("the agreement tables must be square with at least two categories")
+    w = agreement_weights(counts.shape[-1], weights)
+    total = counts.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = counts / total[..., None, None]
+        rows, cols = p.sum(axis=-1), p.sum(axis=-2)
+        observed = (w * p).sum(axis=(-2, -1))
+        expected = np.einsum("...i,ij,...j->...", rows, w, cols)
+        kappa = (observed - expected) / (1 - expected)
+    return np.where((total > 0) & (expected < 1), kappa, np.nan)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from evaluation.stats.proportions import binary_truth
+from evaluation.stats.proportions import binary_truth, normal_quantile
 
 
 def _checked(truth: np.ndarray | list, scores: np.ndarray | list) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +113,7 @@ def auc_delong(truth: np.ndarray | list, scores: np.ndarray | list, confidence: 
     s01 = float(np.dot(healthy_in, (v01 - auc) ** 2) / (n - 1)) if n > 1 else 0.0
     variance = s10 / m + s01 / n
     se = float(np.sqrt(variance))
-    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    z = normal_quantile(confidence)
     return AucResult(
         auc=auc,
         variance=variance,
@@ -171,7 +171,7 @@ def delong_paired_test(
     if se == 0.0:
         raise ValueError("the two scores rank the cases identically: the paired DeLong test is undefined")
     z = difference / se
-    q = float(sps.norm.ppf(0.5 + confidence / 2))
+    q = normal_quantile(confidence)
     return PairedDelongResult(
         auc_a=float(aucs[0]),
         auc_b=float(aucs[1]),

@@ -6,7 +6,7 @@ import numpy as np
 from django.test import SimpleTestCase
 from sklearn.metrics import cohen_kappa_score
 
-from evaluation.stats.kappa import cohen_kappa, cohen_kappa_table, fleiss_kappa, fleiss_kappa_counts
+from evaluation.stats.kappa import cohen_kappa, cohen_kappa_table, cohen_kappas, fleiss_kappa, fleiss_kappa_counts
 from tests.support.evaluation import assert_printed
 
 # Agresti's SexualFun table (husband's rating x wife's), as shipped in R's vcd; vcd::Kappa(SexualFun) prints
@@ -87,3 +87,23 @@ class FleissKappaTests(SimpleTestCase):
     def test_unequal_numbers_of_raters_are_refused(self):
         with self.assertRaisesMessage(ValueError, "same number of ratings"):
             fleiss_kappa_counts([[2, 1], [1, 1]])
+
+
+class VectorisedKappaTests(SimpleTestCase):
+    """``cohen_kappas`` (a stack of tables at once, for the dashboard's reader agreement matrix) gives the kappa of
+    ``cohen_kappa_table`` for every table, and nan where kappa is undefined or the table empty."""
+
+    def test_the_same_kappa_as_one_table_at_a_time(self):
+        rng = np.random.default_rng(7)
+        tables = rng.integers(0, 20, size=(4, 3, 5, 5))
+        for weights in ("unweighted", "linear", "quadratic"):
+            found = cohen_kappas(tables, weights)
+            self.assertEqual(found.shape, (4, 3))
+            for index in np.ndindex(4, 3):
+                expected = cohen_kappa_table(tables[index], weights).kappa
+                self.assertAlmostEqual(found[index], expected, places=12)
+
+    def test_undefined_and_empty_tables_are_nan(self):
+        found = cohen_kappas(np.array([[[5, 0], [0, 0]], [[0, 0], [0, 0]], [[3, 1], [1, 3]]]))
+        self.assertTrue(np.isnan(found[0]) and np.isnan(found[1]))
+        self.assertAlmostEqual(found[2], 0.5)
