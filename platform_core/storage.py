@@ -13,7 +13,26 @@ from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 
+from platform_core.errors import ApplicationError
+
 logger = logging.getLogger(__name__)
+
+STORAGE_UNAVAILABLE = (
+    "File storage is not available at the moment: nothing was stored. Try again in a few minutes; if it "
+    "persists, tell your Visus administrator."
+)
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """What a storage backend raises when it is down or failing (disk, S3 connection, S3 server errors)."""
+    errors: list[type[BaseException]] = [OSError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        errors += [BotoCoreError, ClientError]
+    except ImportError:  # no S3 support installed
+        pass
+    return tuple(errors)
 
 
 def is_s3(storage: Storage = default_storage) -> bool:
@@ -23,7 +42,13 @@ def is_s3(storage: Storage = default_storage) -> bool:
 def save_private(prefix: str, data: bytes, extension: str, storage: Storage = default_storage) -> str:
     """Store bytes under a random name (names never carry anything from the upload). Returns the name."""
     name = f"{prefix.strip('/')}/{uuid.uuid4().hex}.{extension.lstrip('.')}"
-    return storage.save(name, ContentFile(data))
+    try:
+        return storage.save(name, ContentFile(data))
+    except _storage_errors() as exc:
+        # The operator's log gets the cause; the user a 503 that says nothing was stored (the caller removes
+        # what an earlier step of the same upload wrote).
+        logger.error("Storage unavailable while saving %s: %s", prefix, type(exc).__name__, exc_info=True)
+        raise ApplicationError(STORAGE_UNAVAILABLE, code="storage_unavailable", status=503) from None
 
 
 def delete_quietly(names: Iterable[str], storage: Storage = default_storage) -> None:

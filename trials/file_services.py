@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from platform_core.accounts.models import User
@@ -105,10 +106,12 @@ def case_file_upload(*, actor: User | None, case: Case, data: bytes, source: str
             case_file = _create_rows(
                 actor=actor, case=case, processed=processed, digest=digest, names=names, source=source
             )
-    except IntegrityError:
+    except (IntegrityError, ValidationError):
         delete_quietly(written)
+        # The same file arrived twice at once: the other upload's row committed after our check, and our insert
+        # met the unique (case, sha256) constraint (full_clean's check or the database's). A duplicate, not a 400.
         existing = CaseFile.objects.filter(case=case, sha256=digest).first()
-        if existing is not None:  # the same file arrived twice at once
+        if existing is not None:
             return UploadOutcome("duplicate", existing)
         raise
     except BaseException:
