@@ -76,7 +76,8 @@ class ErrorSummaryTests(TestCase):
         response = self.client.post(url, {"submission_token": token})
         self.assertEqual(response.status_code, 200)
         html = response.content.decode()
-        summary = html[html.index("data-error-summary") : html.index("</div>", html.index("data-error-summary"))]
+        start = html.rindex("<div", 0, html.index("data-error-summary"))
+        summary = html[start : html.index("</div>", start)]
         for expected in (
             'href="#id_sex"',
             "Choose the subject&#x27;s sex.",
