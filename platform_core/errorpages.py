@@ -73,7 +73,8 @@ def permission_denied(request: HttpRequest, exception: Exception | None = None) 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _is_api(request):
         return _api_error(404)
-    return _page(request, "errors/404.html", 404, {"path": request.path})
+    # The path is not echoed: it may name a subject of another site (site isolation answers 404 there).
+    return _page(request, "errors/404.html", 404, {})
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

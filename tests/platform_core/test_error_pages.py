@@ -31,6 +31,7 @@ class ErrorPageTests(TestCase):
         self.client.force_login(self.w.coord1)
         html = self.assert_branded(self.client.get("/trials/no-such-trial/"), 404)
         self.assertIn("There is no such page", html)
+        self.assertNotIn("no-such-trial", html)  # the path is not echoed (it may name another site's subject)
         self.assertIn('aria-label="Main"', html)  # the navigation
         self.assertIn('href="/trials/"', html)
 
