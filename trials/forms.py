@@ -196,7 +196,9 @@ class WithdrawForm(forms.Form):
 
 
 class CaseForm(forms.Form):
-    laterality = forms.ChoiceField(choices=Laterality.choices, label="Eye")
+    laterality = forms.ChoiceField(
+        choices=CHOOSE + Laterality.choices, label="Eye", error_messages={"required": "Choose the eye."}
+    )
     visit_day = forms.IntegerField(min_value=0, max_value=36500, initial=0, help_text="Days since enrolment.")
 
 

@@ -190,3 +190,13 @@ class EnrolPageCrossCheckTests(TestCase):
     def test_consistent_answers_enrol(self):
         response = self.client.post(self.url, self.data(), follow=True)
         self.assertContains(response, "Subject enrolled:")
+
+
+class CaseFormChoiceTests(SimpleTestCase):
+    def test_the_eye_has_no_default(self):
+        from trials.forms import CaseForm
+
+        form = CaseForm()
+        self.assertEqual(form.fields["laterality"].choices[0], ("", "Choose…"))
+        self.assertIsNone(form["laterality"].value())
+        self.assertEqual(CaseForm({"visit_day": 0}).errors["laterality"], ["Choose the eye."])
