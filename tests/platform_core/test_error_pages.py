@@ -72,3 +72,15 @@ class ErrorPageTests(TestCase):
         self.client.force_login(self.w.reader)
         response = self.client.get("/api/v1/no-such-endpoint/")
         self.assertEqual(response.json()["error"]["code"], "not_found")
+
+
+class ExpiredFormPageTests(TestCase):
+    def test_a_form_without_its_csrf_token_gets_the_branded_page(self):
+        from django.test import Client
+
+        response = Client(enforce_csrf_checks=True).post("/accounts/login/", {"username": "x", "password": "y"})
+        self.assertEqual(response.status_code, 403)
+        html = response.content.decode()
+        self.assertIn('class="site-header"', html)
+        self.assertIn("This form has expired", html)
+        self.assertIn("Nothing was saved", html)
