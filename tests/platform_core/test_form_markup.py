@@ -97,3 +97,13 @@ class ErrorSummaryTests(TestCase):
     def test_the_summary_is_absent_when_there_is_nothing_wrong(self):
         self.client.force_login(self.w.coord1)
         self.assertNotContains(self.client.get(f"/trials/{self.w.trial.slug}/subjects/enrol/"), "data-error-summary")
+
+    def test_an_empty_sign_in_lists_both_fields_in_the_summary(self):
+        from django.core.cache import cache
+
+        cache.clear()  # the sign-in throttle
+        html = self.client.post("/accounts/login/", {}).content.decode()
+        start = html.index("data-error-summary")
+        summary = html[start : html.index("</div>", start)]
+        self.assertIn('href="#id_username"', summary)
+        self.assertIn('href="#id_password"', summary)
