@@ -11,6 +11,8 @@ PY=.venv/bin/python
 HOST=${VISUS_HOST:-127.0.0.1}
 PORT=${VISUS_PORT:-8000}
 export OMP_WAIT_POLICY=PASSIVE
+# Static files as in production: hashed names cached for good, gzip and brotli copies (collectstatic below).
+export VISUS_STATIC_MANIFEST=1
 
 $PY manage.py migrate --noinput
 $PY manage.py collectstatic --noinput >/dev/null

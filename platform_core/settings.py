@@ -192,7 +192,13 @@ STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
 MEDIA_ROOT = Path(env.str("VISUS_MEDIA_ROOT", str(DATA_DIR / "media")))
-WHITENOISE_USE_FINDERS = not PRODUCTION
+# Hashed names (cached for ten years, "immutable"), gzip and brotli copies: whitenoise's compressed manifest
+# storage, filled by collectstatic (production; `make run` sets VISUS_STATIC_MANIFEST=1). Development and tests
+# serve the files as they are, from the finders.
+STATIC_MANIFEST = env.bool("VISUS_STATIC_MANIFEST", PRODUCTION)
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+# Files without a hash in their name (anything referenced outside {% static %}): an hour.
+WHITENOISE_MAX_AGE = env.int("VISUS_STATIC_MAX_AGE", 3600) if STATIC_MANIFEST else 60
 if not PRODUCTION:
     STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
@@ -238,7 +244,7 @@ STORAGES = {
     "default": _default_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if PRODUCTION
+        if STATIC_MANIFEST
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
@@ -344,6 +350,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The error envelope (platform_core.api.exceptions) as every operation's 4xx response.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "platform_core.api.docs.error_envelope_hook",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TrialStatusEnum": "trials.models.TrialStatus",
         "SiteStatusEnum": "trials.models.SiteStatus",

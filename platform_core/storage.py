@@ -27,7 +27,7 @@ def _storage_errors() -> tuple[type[BaseException], ...]:
     """What a storage backend raises when it is down or failing (disk, S3 connection, S3 server errors)."""
     errors: list[type[BaseException]] = [OSError]
     try:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
         errors += [BotoCoreError, ClientError]
     except ImportError:  # no S3 support installed

@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from platform_core.accounts import views as account_views
+from platform_core.api.docs import DocsView, SchemaView
 
 api_v1 = [
     path("", include(("platform_core.api.urls", "core"))),
@@ -27,9 +27,12 @@ urlpatterns = [
     path("admin/password_change/done/", RedirectView.as_view(pattern_name="home")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"))),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
-handler404 = "platform_core.api.exceptions.api_aware_not_found"
-handler500 = "platform_core.api.exceptions.api_aware_server_error"
+# Branded pages with the navigation and what to do next; the error envelope under /api/.
+handler400 = "platform_core.errorpages.bad_request"
+handler403 = "platform_core.errorpages.permission_denied"
+handler404 = "platform_core.errorpages.page_not_found"
+handler500 = "platform_core.errorpages.server_error"

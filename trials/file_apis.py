@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiTypes, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -107,6 +107,15 @@ class CaseFileListApi(generics.ListAPIView):
         return case_files_for(signed_in_user(self.request)).filter(case=case)
 
 
+class CaseFileUploadOutputSerializer(CaseFileSerializer):
+    outcome = serializers.ChoiceField(
+        choices=["accepted", "duplicate"], help_text="accepted (201): stored; duplicate (200): the case has this file"
+    )
+
+    class Meta(CaseFileSerializer.Meta):
+        fields = ["outcome", *CaseFileSerializer.Meta.fields]
+
+
 class CaseFileUploadApi(APIView):
     """Upload one file (multipart field ``file``) to a case. 201 accepted, 200 duplicate, 400 refused."""
 
@@ -117,7 +126,7 @@ class CaseFileUploadApi(APIView):
         request={
             "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
         },
-        responses={201: CaseFileSerializer, 200: OpenApiTypes.OBJECT},
+        responses={201: CaseFileUploadOutputSerializer, 200: CaseFileUploadOutputSerializer},
     )
     def post(self, request: Request, pk: str) -> Response:
         case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)

@@ -23,8 +23,10 @@ from trials.models import (
 )
 from trials.reading_form import CATALOGUE_CHOICES
 from trials.services import EDITABLE_AFTER_DRAFT
+from trials.subject_checks import subject_fact_problems
 
 YES_NO = [("yes", "Yes"), ("no", "No")]
+CHOOSE: list[tuple[str, str]] = [("", "Choose…")]
 
 
 def _lines(text: str) -> list[str]:
@@ -117,12 +119,23 @@ class EnrolForm(forms.Form):
 
     submission_token = forms.CharField(widget=forms.HiddenInput)
     site = forms.ModelChoiceField(queryset=TrialSite.objects.none(), empty_label=None)
-    consent_date = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False)
-    consent_form_version = forms.CharField(max_length=40, required=False)
-    sex = forms.ChoiceField(choices=Sex.choices)
+    consent_date = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"required": "Record the date the subject gave consent."},
+    )
+    consent_form_version = forms.CharField(
+        max_length=40, error_messages={"required": "Record the version of the consent form signed."}
+    )
+    # Clinical facts have no default: an untouched select must not record "Female" or "No diabetes".
+    sex = forms.ChoiceField(choices=CHOOSE + Sex.choices, error_messages={"required": "Choose the subject's sex."})
     age = forms.IntegerField(min_value=0, max_value=130, help_text="Whole years. 90 and over is stored as 90+.")
-    diabetes_type = forms.ChoiceField(choices=DiabetesType.choices)
-    diabetes_duration_years = forms.IntegerField(min_value=0, max_value=100, required=False)
+    diabetes_type = forms.ChoiceField(
+        choices=CHOOSE + DiabetesType.choices,
+        error_messages={"required": "Choose the subject's diabetes type (“No diabetes” or “Unknown” if so)."},
+    )
+    diabetes_duration_years = forms.IntegerField(
+        min_value=0, max_value=100, required=False, label="Diabetes duration (years)"
+    )
 
     def __init__(self, *args: Any, trial: Trial, sites, **kwargs: Any) -> None:
         kwargs.setdefault("initial", {})["submission_token"] = uuid.uuid4().hex
@@ -156,6 +169,30 @@ class EnrolForm(forms.Form):
                 answers[text] = value == "yes"
         return answers
 
+    def clean(self) -> dict[str, Any]:
+        """Every refusal at once: the checklist's answers, then contradictions between them and the subject."""
+        cleaned = super().clean() or {}
+        for name, kind, _ in self.criteria:
+            answer = cleaned.get(name)
+            if not answer:
+                self.add_error(name, f"{kind.capitalize()} criterion not answered.")
+            elif kind == "inclusion" and answer != "yes":
+                self.add_error(name, "Inclusion criterion not met: the subject is not eligible.")
+            elif kind == "exclusion" and answer != "no":
+                self.add_error(name, "Exclusion criterion applies: the subject is not eligible.")
+        problems = subject_fact_problems(
+            inclusion=list(self.trial.inclusion_criteria),
+            exclusion=list(self.trial.exclusion_criteria),
+            answers=self.eligibility(),
+            age=cleaned.get("age"),
+            diabetes_type=cleaned.get("diabetes_type"),
+            diabetes_duration_years=cleaned.get("diabetes_duration_years"),
+        )
+        for field, messages in problems.items():
+            for message in messages:
+                self.add_error(field, message)
+        return cleaned
+
     def clean_consent_date(self):
         value = self.cleaned_data.get("consent_date")
         if value and value > timezone.localdate():
@@ -168,7 +205,9 @@ class WithdrawForm(forms.Form):
 
 
 class CaseForm(forms.Form):
-    laterality = forms.ChoiceField(choices=Laterality.choices, label="Eye")
+    laterality = forms.ChoiceField(
+        choices=CHOOSE + Laterality.choices, label="Eye", error_messages={"required": "Choose the eye."}
+    )
     visit_day = forms.IntegerField(min_value=0, max_value=36500, initial=0, help_text="Days since enrolment.")
 
 

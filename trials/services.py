@@ -31,6 +31,7 @@ from trials.models import (
     TrialStatus,
 )
 from trials.selectors import trial_roles
+from trials.subject_checks import subject_fact_problems
 
 TRIAL_FIELDS = (
     "slug",
@@ -279,12 +280,24 @@ def subject_enroll(
             f"Site {site.hospital.code} is {site.get_status_display().lower()}: enrolment is paused there.",
             code="site_not_active",
         )
+    # Every problem with the record at once (consent, and the subject's facts against the answered checklist).
+    errors: dict[str, list[str]] = {}
     if consent_date is None:
-        raise ValidationError({"consent_date": "Record the date the subject gave consent."})
-    if consent_date > timezone.localdate():
-        raise ValidationError({"consent_date": "The consent date cannot be in the future."})
+        errors["consent_date"] = ["Record the date the subject gave consent."]
+    elif consent_date > timezone.localdate():
+        errors["consent_date"] = ["The consent date cannot be in the future."]
     if not consent_form_version.strip():
-        raise ValidationError({"consent_form_version": "Record the version of the consent form signed."})
+        errors["consent_form_version"] = ["Record the version of the consent form signed."]
+    errors |= subject_fact_problems(
+        inclusion=list(trial.inclusion_criteria),
+        exclusion=list(trial.exclusion_criteria),
+        answers=eligibility,
+        age=age,
+        diabetes_type=diabetes_type,
+        diabetes_duration_years=diabetes_duration_years,
+    )
+    if errors or consent_date is None:
+        raise ValidationError(errors)
     recorded = check_eligibility(trial, eligibility)
     number = _next_number(site)
     subject = Subject(

@@ -261,7 +261,8 @@ def site_edit(request: HttpRequest, slug: str, pk: str) -> HttpResponse:
 def subject_list(request: HttpRequest, slug: str) -> HttpResponse:
     trial = _trial(request, slug)
     subjects = subjects_for(signed_in_user(request)).filter(trial=trial)
-    return render(request, "trials/subject_list.html", {"trial": trial, "subjects": subjects})
+    can_enrol = trial.is_recruiting and coordinated_sites(user=signed_in_user(request), trial=trial).exists()
+    return render(request, "trials/subject_list.html", {"trial": trial, "subjects": subjects, "can_enrol": can_enrol})
 
 
 @role_required(Role.COORDINATOR)

@@ -79,31 +79,3 @@ def api_exception_handler(exc: Exception, context: dict) -> Response | None:
             message=str(detail),
         )
     return response
-
-
-def _is_api(request: Any) -> bool:
-    return request.path.startswith("/api/")
-
-
-def api_aware_not_found(request: Any, exception: Exception) -> Any:
-    """404s under /api/ in the error envelope (clients parse JSON); the HTML page elsewhere."""
-    from django.http import JsonResponse
-    from django.views.defaults import page_not_found
-
-    if _is_api(request):
-        body = error_body(status_code=404, code="not_found", message="There is no such API endpoint or object.")
-        return JsonResponse(body, status=404)
-    return page_not_found(request, exception)
-
-
-def api_aware_server_error(request: Any) -> Any:
-    """500s under /api/ in the error envelope, without any detail of what failed; the HTML page elsewhere."""
-    from django.http import JsonResponse
-    from django.views.defaults import server_error
-
-    if _is_api(request):
-        body = error_body(
-            status_code=500, code="server_error", message="The server failed to handle this request; it was logged."
-        )
-        return JsonResponse(body, status=500)
-    return server_error(request)

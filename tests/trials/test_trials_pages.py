@@ -128,8 +128,8 @@ class EnrolPageTests(TestCase):
     def test_refusals_are_shown_and_nothing_is_saved(self):
         for overrides, message in (
             ({"consent_date": ""}, "Record the date the subject gave consent."),
-            ({"exclusion_0": "yes"}, "Exclusion criterion applies: Previous vitreoretinal surgery"),
-            ({"inclusion_1": ""}, "Inclusion criterion not answered: Diabetes type 1 or 2"),
+            ({"exclusion_0": "yes"}, "Previous vitreoretinal surgery</a>: Exclusion criterion applies"),
+            ({"inclusion_1": ""}, "Diabetes type 1 or 2</a>: Inclusion criterion not answered."),
             ({"consent_form_version": ""}, "Record the version of the consent form signed."),
         ):
             with self.subTest(message=message):

@@ -1,0 +1,83 @@
+"""The error pages (400, 403, 404, 500): branded, with the navigation and what to do next.
+
+Under ``/api/`` the same errors answer in the API's error envelope (``platform_core.api.exceptions``), because
+clients parse JSON there. The 500 page is rendered without the request's context processors: whatever failed
+(the database, say) must not fail the error page too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import loader
+
+from platform_core.accounts.models import Role
+from platform_core.accounts.selectors import roles_of
+
+logger = logging.getLogger(__name__)
+
+API_MESSAGES = {
+    400: ("bad_request", "The request could not be understood."),
+    403: ("permission_denied", "You do not have permission to perform this action."),
+    404: ("not_found", "There is no such API endpoint or object."),
+    500: ("server_error", "The server failed to handle this request; it was logged."),
+}
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _api_error(status: int) -> JsonResponse:
+    from platform_core.api.exceptions import error_body
+
+    code, message = API_MESSAGES[status]
+    return JsonResponse(error_body(status_code=status, code=code, message=message), status=status)
+
+
+def _page(request: HttpRequest | None, template: str, status: int, context: dict[str, Any]) -> HttpResponse:
+    return HttpResponse(loader.render_to_string(template, context, request=request), status=status)
+
+
+def _message(exception: Exception | None) -> str:
+    """The message a view raised with (``PermissionDenied("Your role ...")``); never a technical repr."""
+    if exception is None or not exception.args:
+        return ""
+    message = exception.args[0]
+    return message if isinstance(message, str) else ""
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return _api_error(400)
+    return _page(request, "errors/400.html", 400, {})
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return _api_error(403)
+    user = getattr(request, "user", None)
+    roles = roles_of(user) if user is not None and user.is_authenticated else set()
+    context = {
+        "reason": _message(exception),
+        "signed_in": bool(user is not None and user.is_authenticated),
+        # A reader opening a case or subject URL (a link from a colleague, an old bookmark): cases are read from
+        # the worklist, blinded; the case pages are for the sites.
+        "reads_from_worklist": str(Role.READER) in roles,
+    }
+    return _page(request, "errors/403.html", 403, context)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return _api_error(404)
+    # The path is not echoed: it may name a subject of another site (site isolation answers 404 there).
+    return _page(request, "errors/404.html", 404, {})
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return _api_error(500)
+    return _page(None, "errors/500.html", 500, {})
