@@ -138,7 +138,11 @@ def _workstation(read: Read, files: list, ai_outputs: list) -> dict:
     resolution and their variants, the reader's marks (image pixels), the draft and mark API addresses and,
     in the AI-aided phase only, the AI heatmaps (``ai_outputs`` comes from ``selectors.read_ai_outputs``)."""
     overlays = [
-        {"url": reverse("reading:read-overlay", args=[read.pk, p.pk]), "label": str(p.model_version)}
+        {
+            "url": reverse("reading:read-overlay", args=[read.pk, p.pk]),
+            "label": str(p.model_version),
+            "regions": _zoomed_regions(p),
+        }
         for p in ai_outputs
         if p.attention_overlay
     ]
@@ -182,6 +186,21 @@ def _workstation(read: Read, files: list, ai_outputs: list) -> dict:
         "mark_url": reverse("api:reading:mark-change", args=["00000000-0000-0000-0000-000000000000"]),
         "osd_images": static("vendor/openseadragon/images/"),
     }
+
+
+def _zoomed_regions(prediction: object) -> list[list[float]]:
+    """The regions the network zoomed into (``crop_boxes``, in the photograph's pixels), as x, y, width, height in
+    the viewer's coordinates (the photograph's width is 1)."""
+    size = (getattr(prediction, "details", None) or {}).get("image_size") or []
+    width = float(size[0]) if size and size[0] else 0.0
+    if not width:
+        return []
+    regions = []
+    for box in getattr(prediction, "crop_boxes", None) or []:
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if x1 > x0 and y1 > y0:
+            regions.append([x0 / width, y0 / width, (x1 - x0) / width, (y1 - y0) / width])
+    return regions
 
 
 def _question_rows(form: ReadForm) -> list[dict]:

@@ -258,8 +258,31 @@
     if (toggle) { toggle.checked = heatmap.shown; }
   }
 
+  function addRegionButtons(entry) {
+    // The regions the network zoomed into: one button each, which zooms this viewer to the region.
+    var tools = document.querySelector("[data-heatmap-tools]");
+    if (!tools) { return; }
+    var n = 0;
+    entry.image.overlays.forEach(function (overlay) {
+      (overlay.regions || []).forEach(function (r) {
+        n += 1;
+        var button = document.createElement("button");
+        button.type = "button";
+        button.className = "button";
+        button.textContent = "Zoomed region " + n;
+        button.setAttribute("data-testid", "zoomed-region");
+        button.addEventListener("click", function () {
+          active = viewers.indexOf(entry);
+          entry.viewer.viewport.fitBounds(new OpenSeadragon.Rect(r[0], r[1], r[2], r[3]));
+        });
+        tools.appendChild(button);
+      });
+    });
+  }
+
   function addHeatmaps(entry) {
     var item = base(entry);
+    addRegionButtons(entry);
     entry.image.overlays.forEach(function (overlay) {
       entry.viewer.addTiledImage({
         tileSource: { type: "image", url: overlay.url },

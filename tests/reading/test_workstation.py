@@ -251,6 +251,8 @@ class AidedPanelTests(TestCase):
             class_probabilities=[0.05, 0.1, 0.6, 0.2, 0.05],
             grade=2,
             referable_probability=0.8765432,
+            crop_boxes=[[40, 30, 140, 130], [5, 5, 5, 9]],
+            details={"image_size": [400, 300]},
         )
         Read.objects.filter(pk=self.unaided.pk).update(signed_at=timezone.now() - timedelta(days=29))
         self.aided = services.read_next(reader=self.w.reader, trial=self.w.trial, phase="aided")
@@ -263,7 +265,10 @@ class AidedPanelTests(TestCase):
         self.assertContains(page, "0.8765432")
         self.assertContains(page, 'data-testid="heatmap-tools"')
         overlay = f"/reading/reads/{self.aided.pk}/ai/{self.prediction.pk}/overlay/"
-        self.assertEqual(workstation_data(page)["images"][0]["overlays"][0]["url"], overlay)
+        (heatmap,) = workstation_data(page)["images"][0]["overlays"]
+        self.assertEqual(heatmap["url"], overlay)
+        # The zoomed regions in viewer units (the photograph's width is 1); an empty box is left out.
+        self.assertEqual(heatmap["regions"], [[0.1, 0.075, 0.25, 0.25]])
         self.assertIn(self.client.get(overlay).status_code, (200, 302))  # streamed, or S3's presigned redirect
 
     def test_no_ai_output_until_the_unaided_read_of_the_case_is_signed(self):

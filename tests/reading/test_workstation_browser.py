@@ -35,6 +35,8 @@ def prediction_for(world, case):
         class_probabilities=[0.05, 0.1, 0.6, 0.2, 0.05],
         grade=2,
         referable_probability=0.8765432,
+        crop_boxes=[[150, 100, 250, 200]],
+        details={"image_size": [400, 300]},
     )
 
 
@@ -205,6 +207,16 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
             ),
             True,
         )
+        viewer = b.find_element(By.CSS_SELECTOR, "[data-testid=viewer]")
+        before = float(viewer.get_attribute("data-zoom"))
+        b.find_element(By.CSS_SELECTOR, "[data-testid=zoomed-region]").click()
+        self.wait(10).until(
+            lambda d: (
+                float(d.find_element(By.CSS_SELECTOR, "[data-testid=viewer]").get_attribute("data-zoom")) > before * 2
+            ),
+            message="the viewer did not zoom to the region the network zoomed into",
+        )
+        b.execute_script("document.activeElement.blur();")
         self.keys("h")
         self.wait(5).until(
             lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=viewer]").get_attribute("data-heatmap") == "hidden"
