@@ -74,9 +74,36 @@ def vf_printout(vf: Any) -> dict[str, Any]:
                 "pdp": "" if blind else probability_symbol(_at(vf.pattern_deviation_probability, index)),
             }
         )
+    numbers = (
+        ("vf-threshold", "Threshold (dB)", "sensitivity"),
+        ("vf-td", "Total deviation (dB)", "td"),
+        ("vf-pd", "Pattern deviation (dB)", "pd"),
+    )
+    symbols = (
+        ("vf-tdp", "Total deviation probability", "tdp"),
+        ("vf-pdp", "Pattern deviation probability", "pdp"),
+    )
     return {
         "eye": vf.eye,
         "points": points,
+        "number_plots": [
+            {
+                "testid": testid,
+                "caption": caption,
+                "values": [
+                    {"cx": pt["cx"], "cy": pt["cy"], "text": "·" if pt["blind_spot"] else pt[key]} for pt in points
+                ],
+            }
+            for testid, caption, key in numbers
+        ],
+        "symbol_plots": [
+            {
+                "testid": testid,
+                "caption": caption,
+                "cells": [{"left": pt["left"], "top": pt["top"], "symbol": pt[key]} for pt in points if pt[key]],
+            }
+            for testid, caption, key in symbols
+        ],
         "size": len(COLUMNS) * CELL,
         "height": len(ROWS) * CELL,
         "axis_x": len(COLUMNS) * CELL / 2,

@@ -120,6 +120,9 @@ class VisualFieldPrintoutTests(SimpleTestCase):
             self.assertIn(text, html)
         self.assertEqual(html.count('class="vf-sym vf-p05"'), 2 + 1)  # tdp point 4, pdp point 19, the legend
         self.assertIn("false negatives 21% (limit 20%)", html)
+        self.assertIn('class="vf-num">30</text>', html)  # threshold of point 1
+        self.assertEqual(html.count('class="vf-num">-1</text>'), N_POINTS - 2)  # total deviation, blind spot left out
+        self.assertIn('fill="rgb(219,219,219)"><title>30 dB</title>', html)  # greyscale: 30-34 dB
 
 
 def workstation_data(response) -> dict:
