@@ -223,7 +223,7 @@
   function setVariant(name) {
     if (!data.images.length || !data.images[0].variants[name]) { return; }
     variant = name;
-    document.querySelectorAll("[data-variant]").forEach(function (b) {
+    document.querySelectorAll("button[data-variant]").forEach(function (b) {
       b.setAttribute("aria-pressed", String(b.getAttribute("data-variant") === name));
     });
     viewers.forEach(function (entry) {
@@ -329,7 +329,7 @@
     element.addEventListener("pointerdown", function () { active = viewers.indexOf(entry); });
   });
 
-  document.querySelectorAll("[data-variant]").forEach(function (button) {
+  document.querySelectorAll("button[data-variant]").forEach(function (button) {
     if (button.tagName !== "BUTTON") { return; }
     button.addEventListener("click", function () { setVariant(button.getAttribute("data-variant")); });
   });

@@ -66,6 +66,25 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
 
         self.wait(20).until(new_page_ready, message="the keys did not load a new page")
 
+    def accessibility_violations(self):
+        """Serious or critical axe-core violations in the workstation's own parts of the page."""
+        from pathlib import Path
+
+        axe = (Path(__file__).resolve().parents[1] / "support/vendor/axe-core/axe.min.js").read_text()
+        self.browser.execute_script(axe)
+        result = self.browser.execute_async_script(
+            "var done = arguments[arguments.length - 1];"
+            "var parts = ['[data-testid=viewer-section]', '[data-read-form]', '[data-testid=shortcut-help]',"
+            " '[data-testid=ai-outputs]', '[data-testid=vf-printout]'].filter(function (s) {"
+            " return document.querySelector(s); }).map(function (s) { return [s]; });"
+            "axe.run({include: parts})"
+            ".then(function (r) { done(r.violations.filter(function (v) {"
+            " return v.impact === 'serious' || v.impact === 'critical'; }).map(function (v) {"
+            " return v.id + ': ' + v.nodes.map(function (n) {"
+            " return n.target.join(' ') + ' ' + n.failureSummary; }).join(', '); })); });"
+        )
+        return result
+
     def viewer_ready(self):
         return self.wait(20).until(
             lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=viewer][data-variant=full][data-zoom]"),
@@ -129,6 +148,7 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
             self.assertEqual(read.answers, {"icdr_grade": "2", "referable_dr": "yes", "confidence": 60})
             self.assertEqual(read.confidences, {"icdr_grade": 70, "referable_dr": 80})
             self.assertEqual(read.signature_meaning, services.MEANING_READ)
+        self.assertGreaterEqual(sum(r.seconds_on_case for r in reads), 1)  # time on case, sent with the saves
         mark = LesionMark.objects.get(read__reader=w.reader)
         self.assertEqual((mark.kind, mark.shape), ("haemorrhage", "point"))
         self.assertTrue(0 < mark.x < 400 and 0 < mark.y < 300, (mark.x, mark.y))
@@ -148,6 +168,21 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.assertIn("Alt", b.find_element(By.CSS_SELECTOR, "[data-testid=shortcut-help]").text)
         self.keys(Keys.ESCAPE)
         self.wait(5).until(lambda d: not d.find_element(By.CSS_SELECTOR, "[data-testid=shortcut-help]").is_displayed())
+        # Red-free and CLAHE views (R, C), brightness and contrast.
+        self.viewer_ready()
+        self.keys("r")
+        self.wait_for("[data-testid=viewer][data-variant=redfree]", timeout=20)
+        self.keys("c")
+        self.wait_for("[data-testid=viewer][data-variant=clahe]", timeout=20)
+        b.execute_script(
+            "var i = document.querySelector('[data-testid=brightness]'); i.value = 150;"
+            "i.dispatchEvent(new Event('input'));"
+        )
+        self.assertEqual(
+            b.find_element(By.CSS_SELECTOR, "[data-testid=viewer]").get_attribute("data-filter"),
+            "brightness(1.5) contrast(1)",
+        )
+        self.assertEqual(self.accessibility_violations(), [])
         # Another tab saves the draft meanwhile: this page's autosave is refused with a clear message.
         services.read_draft_save(
             reader=w.reader, read=read, version=read.version, answers={"icdr_grade": "1"}, confidences={}
@@ -217,6 +252,7 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
             message="the viewer did not zoom to the region the network zoomed into",
         )
         b.execute_script("document.activeElement.blur();")
+        self.assertEqual(self.accessibility_violations(), [])
         self.keys("h")
         self.wait(5).until(
             lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=viewer]").get_attribute("data-heatmap") == "hidden"
