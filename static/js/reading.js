@@ -160,6 +160,12 @@
       form.querySelector("[name=seconds]").value = takeSeconds();
     });
     var password = form.querySelector("[name=password]");
+    var usernameField = form.querySelector("[name=username]");
+    if (usernameField && password) {
+      usernameField.addEventListener("keydown", function (event) {
+        if (event.key === "Enter") { event.preventDefault(); password.focus(); }
+      });
+    }
     if (password) {
       password.addEventListener("keydown", function (event) {
         if (event.key === "Enter") {
@@ -259,9 +265,11 @@
     if (key === "]") { event.preventDefault(); var up = confidenceTarget(q); if (up) { setConfidence(q, (parseInt(up.value, 10) || 0) + 5); } return; }
     if (key === "[") { event.preventDefault(); var down = confidenceTarget(q); if (down) { setConfidence(q, (parseInt(down.value, 10) || 0) - 5); } return; }
     if (key.toLowerCase() === "s") {
+      // To the signature: the e-mail address when the session's first signing asks for it, else the password.
       event.preventDefault();
-      var password = form.querySelector("[name=password]");
-      if (password) { password.focus(); }
+      var username = form.querySelector("[name=username]");
+      var target = username && username.value === "" ? username : form.querySelector("[name=password]");
+      if (target) { target.focus(); }
       return;
     }
     if (q && (/^\d$/.test(key) || ((key === "y" || key === "n") && q.getAttribute("data-kind") === "choice"))) {

@@ -150,6 +150,9 @@ class ReadPageViewerTests(TestCase):
         self.assertContains(response, "js/reading-viewer.js")
         self.assertContains(response, 'data-testid="shortcut-help"')
         self.assertContains(response, 'data-testid="mark-tools"')
+        # The keys of each question are shown with it: a grade by its own digit, other choices by number.
+        self.assertContains(response, "<kbd>2</kbd> 2 Moderate non-proliferative")
+        self.assertContains(response, "<kbd>1</kbd> Yes")
         self.assertNotContains(response, 'data-testid="heatmap-tools"')
         data = workstation_data(response)
         image = data["images"][0]
