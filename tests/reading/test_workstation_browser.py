@@ -13,7 +13,9 @@ from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
+from platform_core.audit.models import AuditEvent
 from reading import services
 from reading.models import LesionMark, Read
 from tests.support import BrowserTestCase
@@ -126,6 +128,21 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
                 ActionChains(b).move_to_element(viewer).click().perform()
                 self.wait_for("[data-testid=mark][data-kind=haemorrhage]")
                 self.wait_for("[data-testid=mark-overlay]")
+                # A box (B, then two opposite corners), its type changed, and the point deleted: editable until
+                # signed.
+                b.execute_script("document.activeElement.blur();")
+                self.keys("b")
+                self.wait_for("[data-testid=mark-box][aria-pressed=true]")
+                ActionChains(b).move_to_element_with_offset(viewer, -60, -40).click().perform()
+                ActionChains(b).move_to_element_with_offset(viewer, 60, 40).click().perform()
+                box = self.wait_for("[data-testid=mark][data-shape=box]")
+                Select(box.find_element(By.TAG_NAME, "select")).select_by_value("cotton_wool_spot")
+                self.wait_for("[data-testid=mark][data-shape=box][data-kind=cotton_wool_spot]")
+                point = b.find_element(By.CSS_SELECTOR, "[data-testid=mark][data-shape=point]")
+                point.find_element(By.XPATH, ".//button[normalize-space()='Delete mark']").click()
+                self.wait(10).until(
+                    lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-testid=mark][data-shape=point]")
+                )
                 b.execute_script("document.activeElement.blur();")
                 self.keys(Keys.ESCAPE)
                 marked = True
@@ -151,9 +168,13 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
             self.assertEqual(read.confidences, {"icdr_grade": 70, "referable_dr": 80})
             self.assertEqual(read.signature_meaning, services.MEANING_READ)
         self.assertGreaterEqual(sum(r.seconds_on_case for r in reads), 1)  # time on case, sent with the saves
-        mark = LesionMark.objects.get(read__reader=w.reader)
-        self.assertEqual((mark.kind, mark.shape), ("haemorrhage", "point"))
+        mark = LesionMark.objects.get(read__reader=w.reader)  # the point was deleted
+        self.assertEqual((mark.kind, mark.shape), ("cotton_wool_spot", "box"))
         self.assertTrue(0 < mark.x < 400 and 0 < mark.y < 300, (mark.x, mark.y))
+        self.assertTrue(mark.width > 5 and mark.height > 5 and mark.x + mark.width <= 400, mark)
+        self.assertAlmostEqual(mark.width / mark.height, 1.5, delta=0.1)  # 120 x 80 screen pixels
+        actions = list(AuditEvent.objects.filter(action__startswith="read.mark").values_list("action", flat=True))
+        self.assertEqual(sorted(actions), ["read.mark_add", "read.mark_add", "read.mark_change", "read.mark_delete"])
         # All cases read: the last signature led back to the worklist.
         self.wait_for("[data-testid=reader-progress]")
 
