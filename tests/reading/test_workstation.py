@@ -165,6 +165,8 @@ class ReadPageViewerTests(TestCase):
         self.assertEqual([(m["kind"], m["x"], m["y"]) for m in data["marks"]], [("haemorrhage", 10.0, 20.0)])
         self.assertEqual(data["draft_url"], f"/api/v1/reading/reads/{self.read.pk}/draft/")
         self.assertEqual(data["marks_url"], f"/api/v1/reading/reads/{self.read.pk}/marks/")
+        api = self.client.get(f"/api/v1/reading/reads/{self.read.pk}/").json()  # the same addresses in the API
+        self.assertEqual(api["files"][0]["viewer_urls"], image["variants"])
         # No inline script code: the data travels as JSON, the code in static/js.
         scripts = re.findall(r"<script(?![^>]*(?:src=|application/json))[^>]*>", response.content.decode())
         self.assertEqual(scripts, [])
