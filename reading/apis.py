@@ -19,6 +19,7 @@ from platform_core.accounts.requests import signed_in_user
 from platform_core.api.permissions import roles_required
 from reading import selectors, services, signing
 from reading.models import Adjudication, LesionMark, MarkKind, MarkShape, Phase, Read
+from reading.workstation import VIEWER_VARIANTS, viewable
 from trials.models import Case, Trial
 from trials.selectors import trials_for
 
@@ -99,6 +100,10 @@ class ReadOutputSerializer(serializers.Serializer):
                     "width": f.width,
                     "height": f.height,
                     "preview_url": reverse("reading:read-file", args=[read.pk, f.pk, "preview"]) if f.preview else None,
+                    # A photograph at full resolution, red-free and CLAHE (the workstation's viewer); None for a VF.
+                    "viewer_urls": {v: reverse("reading:read-file", args=[read.pk, f.pk, v]) for v in VIEWER_VARIANTS}
+                    if viewable(f)
+                    else None,
                     "visual_field": None
                     if vf is None
                     else {

@@ -88,8 +88,13 @@ def read_case_view(read: Read) -> dict[str, Any]:
 
 
 def read_may_show_ai(read: Read) -> bool:
-    """AI outputs are part of a read only in the AI-aided phase (the extension of the trials blinding rule)."""
-    return read.phase == Phase.AIDED and read.assignment.is_active
+    """AI outputs are part of a read only in the AI-aided phase (the extension of the trials blinding rule), and
+    never before the reader's unaided read of the same case is signed."""
+    if read.phase != Phase.AIDED or not read.assignment.is_active or read.unaided_read_id is None:
+        return False
+    return Read.objects.filter(
+        pk=read.unaided_read_id, reader_id=read.reader_id, case_id=read.case_id, status=ReadStatus.SIGNED
+    ).exists()
 
 
 def read_ai_outputs(read: Read) -> list[Any]:
@@ -99,6 +104,16 @@ def read_ai_outputs(read: Read) -> list[Any]:
     from diagnosis.models import Prediction
 
     return list(Prediction.objects.filter(case_id=read.case_id).select_related("model_version").order_by("created_at"))
+
+
+def read_glaucoma_evidence(read: Read, ai_outputs: list[Any]) -> dict[str, Any] | None:
+    """The glaucoma evidence per modality (fundus net, visual field net, OCT RNFL) of the case, for the reader's
+    own AI-aided read only: ``ai_outputs`` must come from ``read_ai_outputs`` (empty before then)."""
+    if not ai_outputs:
+        return None
+    from diagnosis.selectors import fused_glaucoma
+
+    return fused_glaucoma(ai_outputs, read.case.oct_rnfl_thickness_um, trial_id=read.assignment.trial_id)
 
 
 def reader_progress(user: User, trial: Trial) -> list[dict[str, Any]]:

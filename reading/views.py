@@ -15,7 +15,7 @@ from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
-from reading import selectors, services, signing
+from reading import selectors, services, signing, workstation
 from reading.forms import (
     AdjudicationForm,
     AmendForm,
@@ -118,10 +118,9 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
         {
             "read": read,
             "trial": trial,
-            "view": selectors.read_case_view(read),
             "form": form,
             "sign_form": sign_form,
-            "ai_outputs": selectors.read_ai_outputs(read),
+            **workstation.read_page_context(read, form),  # view, ai_outputs and the workstation's data
         },
     )
 
@@ -139,10 +138,12 @@ def _next_or_worklist(request: HttpRequest, read: Read) -> HttpResponse:
 @role_required(Role.READER)
 def read_file(request: HttpRequest, pk: str, file_pk: str, variant: str) -> HttpResponseBase:
     """An image of the case being read, under the read's own URL (no pseudonym in any name it sends)."""
-    if variant not in READER_FILE_VARIANTS:
+    if variant not in READER_FILE_VARIANTS and variant not in workstation.VIEWER_VARIANTS:
         raise Http404("Unknown file variant.")
     read = get_object_or_404(selectors.reads_of(signed_in_user(request)), pk=pk)
     case_file = get_object_or_404(selectors.read_case_files_qs(read), pk=file_pk)
+    if variant in workstation.VIEWER_VARIANTS:
+        return workstation.viewer_image(case_file, variant)
     if variant == "pd_plot":
         name = case_file.visual_field.pd_plot.name if hasattr(case_file, "visual_field") else ""
     else:

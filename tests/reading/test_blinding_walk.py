@@ -174,7 +174,7 @@ class BlindingWalkTests(TestCase):
             "pk": ids,
             "file_pk": [str(file.pk)],
             "prediction_pk": [str(self.prediction.pk)],
-            "variant": ["preview", "content", "thumbnail"],
+            "variant": ["preview", "content", "thumbnail", "full", "redfree", "clahe"],
             "phase": ["unaided", "aided"],
             "*": ids,
         }
