@@ -106,8 +106,28 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "platform_core.accounts.middleware.IdleTimeoutMiddleware",
     "platform_core.accounts.middleware.NoStoreMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# Content-Security-Policy (django-csp): scripts only from Visus's own static files, never inline, so an injected
+# <script> or on* attribute does not run. Styles allow inline (plotly and OpenSeadragon set element styles); images
+# may be data:/blob: URLs (plot exports, the viewer's canvases). Nothing may frame Visus.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "platform_core.urls"
 WSGI_APPLICATION = "platform_core.wsgi.application"

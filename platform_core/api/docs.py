@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.renderers import OpenApiJsonRenderer, OpenApiYamlRenderer
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 
 
@@ -58,7 +58,7 @@ class SchemaView(SpectacularAPIView):
         return super().perform_content_negotiation(request, force)
 
 
-class DocsView(SpectacularSwaggerView):
+class DocsView(SpectacularSwaggerSplitView):
     def handle_exception(self, exc: Exception) -> Any:
         return _to_sign_in(self.request, exc) or super().handle_exception(exc)
 
