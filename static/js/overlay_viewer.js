@@ -18,6 +18,7 @@
       visibilityRatio: 1,
       maxZoomPixelRatio: 4,
       crossOriginPolicy: false,
+      drawer: "canvas", // photographs may come from another origin (S3 presigned URLs): WebGL would refuse them
     });
   }
 
