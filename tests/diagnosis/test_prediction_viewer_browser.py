@@ -107,6 +107,14 @@ class PredictionViewerBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         count = "return arguments[0].visusViewers[arguments[1]].world.getItemCount()"
         self.assertEqual((self.js(count, figure, "overlaid"), self.js(count, figure, "original")), (2, 1))
 
+    def test_the_ai_section_fits_a_390_px_phone(self):
+        self.browser.set_window_size(390, 900)
+        self.addCleanup(self.browser.set_window_size, 1280, 900)
+        self.open_case("manager@visus.example")
+        section = self.browser.find_element(By.CSS_SELECTOR, "[data-testid=inference]")
+        widths = self.js("return [arguments[0].scrollWidth, arguments[0].clientWidth]", section)
+        self.assertLessEqual(widths[0], widths[1], "the AI section scrolls sideways at 390 px")
+
     def test_a_manager_sees_runtime_device_and_job_ids(self):
         self.open_case("manager@visus.example")
         details = self.browser.find_elements(By.CSS_SELECTOR, "[data-testid=engineering-detail]")
