@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from diagnosis.calibration import fusion_calibration_for, fusion_weights_of
 from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
-from diagnosis.results import deciding, model_results
+from diagnosis.results import deciding, model_results, percent
 from platform_core.accounts.models import Role, User
 from trials.models import Case, CaseFile, FileStatus
 from trials.selectors import ai_blinded_trial_ids, cases_for, trial_roles, user_is_blinded_to_ai
@@ -84,8 +84,8 @@ def fused_glaucoma(
     weights = fusion_weights_of(calibration)
     result = fuse_glaucoma(evidence, weights)
     shown = {
-        FUNDUS: f"{evidence.fundus_probability:.3f}" if evidence.fundus_probability is not None else "",
-        VISUAL_FIELD: f"{evidence.vf_probability:.3f}" if evidence.vf_probability is not None else "",
+        FUNDUS: percent(evidence.fundus_probability) if evidence.fundus_probability is not None else "",
+        VISUAL_FIELD: percent(evidence.vf_probability) if evidence.vf_probability is not None else "",
         OCT_RNFL: f"{rnfl_thickness_um:.1f} µm" if rnfl_thickness_um is not None else "",
     }
     components = [
@@ -101,8 +101,11 @@ def fused_glaucoma(
     ]
     return {
         "probability": result.probability if result.calibrated else None,
+        "probability_percent": percent(result.probability) if result.calibrated else "",
         "calibrated": result.calibrated,
         "prior_probability": result.prior_probability,
+        "prior_percent": percent(result.prior_probability),
+        "prevalence_percent": percent(calibration.prevalence) if calibration is not None else "",
         "calibration": calibration,
         "components": components,
         "used": list(result.used),

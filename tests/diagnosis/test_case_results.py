@@ -163,7 +163,7 @@ class CombinationTests(InferenceFixture, TestCase):
         prediction(fg, self.case, self.photos[1], glaucoma_probability=0.8)
         predictions = list(Prediction.objects.select_related("model_version"))
         fused = fused_glaucoma(predictions)
-        self.assertEqual(fused["components"][0]["value"], "0.800")
+        self.assertEqual(fused["components"][0]["value"], "80%")
         (result,) = model_results(predictions)
         self.assertEqual((result.call.label, result.call.percent), ("Glaucoma suspected", "80%"))
         reference_standard_record(actor=self.w.manager, case=self.case, source="imported", glaucoma="yes")
