@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.test import SimpleTestCase, TestCase
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from diagnosis.calibration import fusion_calibration_fit
 from diagnosis.models import DEFAULT_OPERATING_THRESHOLD, InferenceJob, JobStatus, Prediction
@@ -91,6 +92,14 @@ class EveryPhotographIsReadTests(InferenceFixture, TestCase):
         self.assertEqual(html.count('data-testid="overlay-viewer"'), 2)
         worst = max(Prediction.objects.filter(model_version=self.dr), key=lambda p: p.grade)
         self.assertEqual(dr.grade, worst.grade)
+
+    def test_the_api_names_the_file_each_prediction_read(self):
+        self.run_dr()
+        api = APIClient()
+        api.force_authenticate(self.w.coord1)
+        body = api.get(reverse("api:diagnosis:case-prediction-list", args=[self.case.pk])).json()
+        rows = body["results"] if isinstance(body, dict) else body
+        self.assertEqual(sorted(r["case_file"] for r in rows), sorted(str(f.pk) for f in self.photos))
 
 
 def prediction(model, case, case_file=None, **fields):
