@@ -101,7 +101,9 @@ def fused_glaucoma(
     ]
     return {
         "probability": result.probability if result.calibrated else None,
-        "probability_percent": percent(result.probability) if result.calibrated else "",
+        "probability_percent": percent(result.probability)
+        if result.calibrated and result.probability is not None
+        else "",
         "calibrated": result.calibrated,
         "prior_probability": result.prior_probability,
         "prior_percent": percent(result.prior_probability),
