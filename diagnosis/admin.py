@@ -143,7 +143,15 @@ class InferenceJobAdmin(ScopedAdminMixin, ReadOnlyAdmin):
 
 @admin.register(Prediction)
 class PredictionAdmin(InferenceJobAdmin):
-    list_display = ("case", "model_version", "kind", "grade", "referable_probability", "glaucoma_probability")
+    list_display = (
+        "case",
+        "case_file",
+        "model_version",
+        "kind",
+        "grade",
+        "referable_probability",
+        "glaucoma_probability",
+    )
     list_filter = ("kind", "model_version")
     exclude = ("attention_overlay",)  # a private file: shown through the authorised view below, never its path
     readonly_fields = ("overlay",)

@@ -47,6 +47,7 @@ class InferenceJobSerializer(serializers.ModelSerializer):
 class PredictionSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="model_version.__str__")
     case = serializers.UUIDField(source="case_id")
+    case_file = serializers.UUIDField(source="case_file_id", allow_null=True, help_text="The file it read.")
     attention_overlay_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -55,6 +56,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "id",
             "case",
             "model",
+            "case_file",
             "kind",
             "class_probabilities",
             "grade",

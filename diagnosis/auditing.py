@@ -17,7 +17,8 @@ register_actions(
 )
 
 register_auditable_fields(
-    "diagnosis.ModelVersion", ["name", "version", "architecture", "task", "sha256", "size", "status"]
+    "diagnosis.ModelVersion",
+    ["name", "version", "architecture", "task", "sha256", "size", "status", "operating_threshold"],
 )
 register_auditable_fields("diagnosis.InferenceJob", ["case", "model_version", "status", "is_current"])
 register_auditable_fields(

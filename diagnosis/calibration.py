@@ -10,6 +10,7 @@ from django.db.models import Count, Q
 
 from diagnosis.models import FusionCalibration, ModelVersion, Prediction, ResultKind, Task
 from diagnosis.networks.fusion import FusionWeights, GlaucomaEvidence, fit_fusion_calibration
+from diagnosis.results import deciding
 from platform_core.accounts.models import User
 from platform_core.audit.services import audited_save
 from platform_core.errors import ApplicationError
@@ -72,9 +73,15 @@ def fusion_calibration_fit(
     if not cases:
         raise ApplicationError(f"Trial {trial.slug} has no case with a yes/no glaucoma reference standard.")
     models = [m for m in (fundus_model, vf_model) if m is not None]
+    # A job writes one prediction per photograph: the case's evidence is the one the case page shows, the
+    # highest glaucoma probability among them (diagnosis.results.deciding).
+    by_case_model: dict[tuple[str, str], list[Prediction]] = {}
+    for p in Prediction.objects.filter(case__in=cases, model_version__in=models, job__is_current=True).order_by(
+        "created_at"
+    ):
+        by_case_model.setdefault((str(p.case_id), str(p.model_version_id)), []).append(p)
     predictions: dict[tuple[str, str], Prediction] = {
-        (str(p.case_id), str(p.model_version_id)): p
-        for p in Prediction.objects.filter(case__in=cases, model_version__in=models, job__is_current=True)
+        key: deciding(group, "glaucoma_probability") or group[0] for key, group in by_case_model.items()
     }
     evidence, labels = [], []
     for case in cases:

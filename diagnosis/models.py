@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from diagnosis.networks.specs import NETWORKS, NetworkSpec, network_spec
 from platform_core.models import BaseModel
-from trials.models import Case
+from trials.models import Case, CaseFile
 
 # Choices come from the network specs (diagnosis/networks/specs.py), the one description per architecture.
 Architecture = models.TextChoices(  # type: ignore[call-overload]  # django-stubs types only the class syntax
@@ -16,6 +17,11 @@ Architecture = models.TextChoices(  # type: ignore[call-overload]  # django-stub
 Task = models.TextChoices(  # type: ignore[call-overload]  # django-stubs types only the class syntax
     "Task", [(spec.task.upper(), (spec.task, spec.task_label)) for spec in NETWORKS.values()]
 )
+
+
+# The operating point a model version gets when its card states none: an even call on the network's own
+# probability. A trial should state the one it validated (model_card["operating_threshold"] at registration).
+DEFAULT_OPERATING_THRESHOLD = 0.5
 
 
 class ModelStatus(models.TextChoices):
@@ -39,6 +45,12 @@ class ModelVersion(BaseModel):
         default=dict, help_text="Intended use, training data, metrics, limitations, not_for_clinical_use."
     )
     metrics = models.JSONField(default=dict, blank=True)
+    operating_threshold = models.FloatField(
+        default=DEFAULT_OPERATING_THRESHOLD,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="The model's stated operating point: a probability at or above it is called positive (referable "
+        "DR for a DR grader, glaucoma suspected for a glaucoma net). 0.5 when the card states none.",
+    )
     status = models.CharField(max_length=10, choices=ModelStatus.choices, default=ModelStatus.ACTIVE)
     registered_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -114,8 +126,19 @@ class ResultKind(models.TextChoices):
 
 
 class Prediction(BaseModel):
-    job = models.OneToOneField(InferenceJob, on_delete=models.PROTECT, related_name="prediction")
+    """One model's output on one file of a case: a job reads every photograph of the case (or its visual
+    field) and writes one prediction per file; the case-level result combines them (diagnosis/results.py)."""
+
+    job = models.ForeignKey(InferenceJob, on_delete=models.PROTECT, related_name="predictions")
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="predictions")
+    case_file = models.ForeignKey(
+        CaseFile,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="predictions",
+        help_text="The file this prediction read (empty for predictions made before files were recorded).",
+    )
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
     kind = models.CharField(max_length=20, choices=ResultKind.choices, default=ResultKind.PREDICTION)
     class_probabilities = models.JSONField(default=list, blank=True, help_text="ICDR grades 0-4.")
@@ -129,6 +152,7 @@ class Prediction(BaseModel):
 
     class Meta:
         ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["job", "case_file"], name="one_prediction_per_job_file")]
 
     def __str__(self) -> str:
         return f"{self.model_version} on {self.case_id}"

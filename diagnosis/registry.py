@@ -14,7 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from torch import nn
 
-from diagnosis.models import ModelStatus, ModelVersion
+from diagnosis.models import DEFAULT_OPERATING_THRESHOLD, ModelStatus, ModelVersion
 from diagnosis.networks.checkpoints import CHECKPOINT_FORMAT, CheckpointMismatch, load_state_dict_checked
 from diagnosis.networks.inference import prepare_for_inference
 from diagnosis.networks.specs import NETWORKS, NetworkSpec
@@ -84,6 +84,10 @@ def validate_model_card(model_card: Any) -> None:
         problems.append("not_for_clinical_use must be true or false (not text)")
     if "metrics" in model_card and not isinstance(model_card["metrics"], Mapping):
         problems.append("metrics must be an object")
+    if "operating_threshold" in model_card:
+        threshold = model_card["operating_threshold"]
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
+            problems.append("operating_threshold must be a probability between 0 and 1 (exclusive)")
     if problems:
         raise ValidationError({"model_card": f"The model card is not valid: {'; '.join(problems)}."})
 
@@ -120,7 +124,8 @@ def model_register(
 
     A Visus checkpoint carries its architecture and config; a plain state dict needs both given. When both
     are given for a Visus checkpoint they must agree with it. `expected_sha256` (as published with the
-    weights) refuses a file that differs from it.
+    weights) refuses a file that differs from it. The card's ``operating_threshold`` (a probability) becomes
+    the version's operating point; without one it is ``DEFAULT_OPERATING_THRESHOLD`` (0.5).
     """
     payload = _read_checkpoint(weights)
     if "architecture" in payload:
@@ -167,6 +172,7 @@ def model_register(
             size=len(weights),
             model_card=dict(model_card),
             metrics=dict(metrics or model_card.get("metrics", {})),
+            operating_threshold=float(model_card.get("operating_threshold", DEFAULT_OPERATING_THRESHOLD)),
             registered_by=actor,
         )
         audited_save(model, actor=actor, action="model.register", force_insert=True)

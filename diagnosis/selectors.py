@@ -10,9 +10,23 @@ from django.db.models import QuerySet
 from diagnosis.calibration import fusion_calibration_for, fusion_weights_of
 from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
-from platform_core.accounts.models import User
-from trials.models import Case
-from trials.selectors import ai_blinded_trial_ids, cases_for, user_is_blinded_to_ai
+from diagnosis.results import deciding, model_results, percent
+from platform_core.accounts.models import Role, User
+from trials.models import Case, CaseFile, FileStatus
+from trials.selectors import ai_blinded_trial_ids, cases_for, trial_roles, user_is_blinded_to_ai
+
+
+def model_input_files(case: Case) -> QuerySet[CaseFile]:
+    """The files of a case that the models read, oldest first: the ONE place that picks them. The input
+    digest of a job (a changed selection queues new jobs), every photograph a fundus model reads and the
+    visual field a visual-field model reads all come from here. Accepted files only: superseded ones are
+    left out."""
+    return CaseFile.objects.filter(case=case, status=FileStatus.ACCEPTED).order_by("created_at", "pk")
+
+
+def case_photographs(case: Case) -> QuerySet[CaseFile]:
+    """The photographs a fundus model reads: each one gets its own prediction."""
+    return model_input_files(case).filter(modality=FUNDUS)
 
 
 def ai_visible_cases(user: User) -> QuerySet[Case]:
@@ -49,7 +63,7 @@ def fused_glaucoma(
     at the calibration's prior. Without one it is None: the page shows each modality's own evidence,
     marked uncalibrated, rather than one number at an arbitrary 50% prior."""
     vf = next((p for p in predictions if p.model_version.spec.glaucoma_evidence == VISUAL_FIELD), None)
-    fundus = next((p for p in predictions if p.model_version.spec.glaucoma_evidence == FUNDUS), None)
+    fundus = _case_fundus_glaucoma(predictions)
     if vf is None and fundus is None and rnfl_thickness_um is None:
         return None
     evidence = GlaucomaEvidence(
@@ -70,8 +84,8 @@ def fused_glaucoma(
     weights = fusion_weights_of(calibration)
     result = fuse_glaucoma(evidence, weights)
     shown = {
-        FUNDUS: f"{evidence.fundus_probability:.3f}" if evidence.fundus_probability is not None else "",
-        VISUAL_FIELD: f"{evidence.vf_probability:.3f}" if evidence.vf_probability is not None else "",
+        FUNDUS: percent(evidence.fundus_probability) if evidence.fundus_probability is not None else "",
+        VISUAL_FIELD: percent(evidence.vf_probability) if evidence.vf_probability is not None else "",
         OCT_RNFL: f"{rnfl_thickness_um:.1f} µm" if rnfl_thickness_um is not None else "",
     }
     components = [
@@ -87,8 +101,13 @@ def fused_glaucoma(
     ]
     return {
         "probability": result.probability if result.calibrated else None,
+        "probability_percent": percent(result.probability)
+        if result.calibrated and result.probability is not None
+        else "",
         "calibrated": result.calibrated,
         "prior_probability": result.prior_probability,
+        "prior_percent": percent(result.prior_probability),
+        "prevalence_percent": percent(calibration.prevalence) if calibration is not None else "",
         "calibration": calibration,
         "components": components,
         "used": list(result.used),
@@ -97,16 +116,43 @@ def fused_glaucoma(
     }
 
 
+def _case_fundus_glaucoma(predictions: list[Prediction]) -> Prediction | None:
+    """The fundus glaucoma evidence of the case: of the first such model's predictions (one per photograph),
+    the one with the highest probability (``diagnosis.results.deciding``, as the page's case result)."""
+    fundus = [p for p in predictions if p.model_version.spec.glaucoma_evidence == FUNDUS]
+    if not fundus:
+        return None
+    first_model = fundus[0].model_version_id
+    return deciding([p for p in fundus if p.model_version_id == first_model], "glaucoma_probability") or fundus[0]
+
+
 def case_inference_context(*, user: User, case: Case) -> dict[str, Any]:
-    """Inference jobs, predictions and the fused glaucoma probability of a case, for its page (nothing of
-    them for a reader of the case's trial: `blinded`)."""
+    """Inference jobs, predictions (per model: one per file read, and the case's combined result) and the
+    fused glaucoma probability of a case, for its page (nothing of them for a reader of the case's trial:
+    `blinded`). Engineering detail (runtime, device, job ids) is for the trial's managers only."""
     if user_is_blinded_to_ai(user, case.subject.trial):
-        return {"blinded": True, "inference_jobs": [], "predictions": [], "fused_glaucoma": None, "jobs_pending": False}
+        return {
+            "blinded": True,
+            "inference_jobs": [],
+            "predictions": [],
+            "model_results": [],
+            "fused_glaucoma": None,
+            "jobs_pending": False,
+        }
     jobs = list(jobs_for(user).filter(case=case).order_by("model_version__name"))
-    predictions = list(predictions_for(user).filter(case=case).order_by("model_version__name"))
+    predictions = list(
+        predictions_for(user)
+        .filter(case=case)
+        .select_related("case_file")
+        .order_by("model_version__name", "model_version__version", "created_at")
+    )
+    results = model_results(predictions)
     return {
         "inference_jobs": jobs,
         "predictions": predictions,
+        "model_results": results,
+        "shows_viewer": any(f.viewable for r in results for f in r.files),
+        "shows_engineering": Role.TRIAL_MANAGER in trial_roles(user, case.subject.trial),
         "fused_glaucoma": fused_glaucoma(predictions, case.oct_rnfl_thickness_um, trial_id=case.subject.trial_id),
         "jobs_pending": any(job.status in ("queued", "running") for job in jobs),
     }

@@ -5,7 +5,10 @@ Contract (tasks are acked late, so a message can be delivered twice, or again af
 - a job that succeeded or failed is never run again;
 - a running job belongs to the task message that claimed it (``claimed_by``) until its lease ends; the
   same message redelivered takes it back (its previous worker died), another message leaves it alone;
-- a prediction is written in the same transaction that marks the job succeeded, at most once.
+- a job reads every file of its model's modality that ``diagnosis.selectors.model_input_files`` picks (each
+  photograph of the case; the newest visual field) and writes one prediction per file, all in the same
+  transaction that marks the job succeeded, at most once. If any file cannot be read the job fails naming
+  it: a case result that silently skipped a photograph could miss the worst one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -31,19 +34,19 @@ from PIL import Image
 
 from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind
 from diagnosis.networks.specs import FUNDUS, ResultContext
+from diagnosis.selectors import case_photographs, model_input_files
 from platform_core.audit.services import audit_snapshot, audited_save
 from platform_core.storage import delete_quietly, save_private, stored_name
-from trials.models import Case, CaseFile, FileStatus, VisualFieldResult
+from trials.models import Case, CaseFile, VisualFieldResult
 
 logger = logging.getLogger(__name__)
 
 
 def input_digests(case: Case) -> dict[str, str]:
-    """Per modality, a SHA-256 over the case's accepted files of that modality: what a model would read."""
+    """Per modality, a SHA-256 over the files of that modality that a model would read
+    (``diagnosis.selectors.model_input_files``)."""
     hashes: dict[str, list[str]] = {}
-    for modality, sha256 in CaseFile.objects.filter(case=case, status=FileStatus.ACCEPTED).values_list(
-        "modality", "sha256"
-    ):
+    for modality, sha256 in model_input_files(case).values_list("modality", "sha256"):
         hashes.setdefault(modality, []).append(sha256)
     return {
         modality: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest() for modality, values in hashes.items()
@@ -136,13 +139,24 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
 
 
 @dataclass
-class _Work:
-    job: InferenceJob
+class _Item:
+    """One file a job reads, ready for the network (or why it cannot be)."""
+
+    case_file: CaseFile
+    label: str  # "photograph 2 of 3", for the job's error
+    visual_field: VisualFieldResult | None = None
     item: Any = None
     error: str = ""
     unreliable: VisualFieldResult | None = None
     image_size: tuple[int, int] | None = None
     preview: Image.Image | None = None
+
+
+@dataclass
+class _Work:
+    job: InferenceJob
+    items: list[_Item] = field(default_factory=list)
+    error: str = ""  # the job cannot run at all (say, no file of its modality)
 
 
 def _lease() -> timedelta:
@@ -215,12 +229,9 @@ def _progress(jobs: list[InferenceJob], percent: int) -> None:
     InferenceJob.objects.filter(pk__in=[j.pk for j in jobs], status=JobStatus.RUNNING).update(progress=percent)
 
 
-def _fundus_image(case: Case) -> Image.Image:
+def _fundus_image(case_file: CaseFile) -> Image.Image:
     from trials.uploads.deidentify_dicom import frame_image
 
-    case_file = CaseFile.objects.filter(case=case, modality="fundus").order_by("-created_at").first()
-    if case_file is None:
-        raise ValueError("the case has no fundus photograph")
     with default_storage.open(stored_name(case_file.content), "rb") as handle:
         data = handle.read()
     if case_file.file_format == "dicom":
@@ -228,51 +239,98 @@ def _fundus_image(case: Case) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
-def _prepare(work: _Work) -> None:
+def _prepare_photograph(entry: _Item) -> None:
+    image = _fundus_image(entry.case_file)
+    entry.image_size = image.size
+    preview = image.copy()
+    preview.thumbnail((512, 512))
+    entry.preview = preview
+    entry.item = image
+
+
+def _prepare_visual_field(entry: _Item, result: VisualFieldResult) -> None:
     from diagnosis.networks.inference import VisualFieldItem
 
+    if not result.reliable:
+        entry.unreliable = result
+        return
+    with default_storage.open(stored_name(result.pd_plot), "rb") as handle:
+        plot = Image.open(io.BytesIO(handle.read())).convert("RGB")
+    entry.item = VisualFieldItem(
+        plot=plot,
+        vfi=result.visual_field_index,
+        md=result.mean_deviation,
+        psd=result.pattern_standard_deviation,
+    )
+
+
+def _prepare(work: _Work) -> None:
+    """The job's items: every photograph of the case for a fundus model, the newest visual field otherwise."""
     job = work.job
     try:
         if job.model_version.modality == FUNDUS:
-            image = _fundus_image(job.case)
-            work.image_size = image.size
-            preview = image.copy()
-            preview.thumbnail((512, 512))
-            work.preview = preview
-            work.item = image
+            photographs = list(case_photographs(job.case))
+            if not photographs:
+                raise ValueError("the case has no fundus photograph")
+            work.items = [
+                _Item(case_file=f, label=f"photograph {n} of {len(photographs)}")
+                for n, f in enumerate(photographs, start=1)
+            ]
         else:
-            result = VisualFieldResult.objects.filter(case=job.case).order_by("-created_at").first()
+            result = (
+                VisualFieldResult.objects.filter(case_file__in=model_input_files(job.case))
+                .select_related("case_file")
+                .order_by("-created_at")
+                .first()
+            )
             if result is None:
                 raise ValueError("the case has no visual field")
-            if not result.reliable:
-                work.unreliable = result
-                return
-            with default_storage.open(stored_name(result.pd_plot), "rb") as handle:
-                plot = Image.open(io.BytesIO(handle.read())).convert("RGB")
-            work.item = VisualFieldItem(
-                plot=plot,
-                vfi=result.visual_field_index,
-                md=result.mean_deviation,
-                psd=result.pattern_standard_deviation,
-            )
+            work.items = [_Item(case_file=result.case_file, label="visual field", visual_field=result)]
     except SoftTimeLimitExceeded:
-        raise  # the whole batch stops (inference_run fails its jobs), not this case alone
+        raise
     except Exception as exc:  # one bad case fails alone
         work.error = f"{type(exc).__name__}: {exc}"
+        return
+    for entry in work.items:
+        try:
+            if entry.visual_field is None:
+                _prepare_photograph(entry)
+            else:
+                _prepare_visual_field(entry, entry.visual_field)
+        except SoftTimeLimitExceeded:
+            raise  # the whole batch stops (inference_run fails its jobs), not this case alone
+        except Exception as exc:  # one bad file fails its job alone
+            entry.error = f"{type(exc).__name__}: {exc}"
 
 
-def _finish(job: InferenceJob, task_id: str, fields: dict[str, Any], overlay: bytes | None) -> bool:
-    """Write the prediction and mark the job succeeded, once. Returns False if someone else finished it."""
-    stored = save_private(f"predictions/{job.case_id}", overlay, "png") if overlay else ""
+@dataclass(frozen=True)
+class _Result:
+    case_file: CaseFile
+    fields: dict[str, Any]
+    overlay: bytes | None = None
+
+
+def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
+    """Write one prediction per file read and mark the job succeeded, once. Returns False if someone else
+    finished it."""
+    stored = [save_private(f"predictions/{job.case_id}", r.overlay, "png") if r.overlay else "" for r in results]
     try:
         with transaction.atomic():
             locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
-            if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or hasattr(locked, "prediction"):
-                delete_quietly([stored])
+            if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or locked.predictions.exists():
+                delete_quietly([name for name in stored if name])
                 return False
-            prediction = Prediction.objects.create(
-                job=locked, case_id=job.case_id, model_version=job.model_version, attention_overlay=stored, **fields
-            )
+            predictions = [
+                Prediction.objects.create(
+                    job=locked,
+                    case_id=job.case_id,
+                    case_file=result.case_file,
+                    model_version=job.model_version,
+                    attention_overlay=name,
+                    **result.fields,
+                )
+                for result, name in zip(results, stored, strict=True)
+            ]
             before = audit_snapshot(locked)
             locked.status = JobStatus.SUCCEEDED
             locked.progress = 100
@@ -283,10 +341,10 @@ def _finish(job: InferenceJob, task_id: str, fields: dict[str, Any], overlay: by
                 "inference_job.succeed",
                 before=before,
                 update_fields=["status", "progress", "finished_at", "updated_at"],
-                extra_changes={"prediction": [None, str(prediction.pk)]},
+                extra_changes={"predictions": [None, [str(p.pk) for p in predictions]]},
             )
     except BaseException:
-        delete_quietly([stored])
+        delete_quietly([name for name in stored if name])
         raise
     return True
 
@@ -357,7 +415,7 @@ def _release(job: InferenceJob, task_id: str) -> None:
 
 
 def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dict[str, int]:
-    from diagnosis.networks.inference import ItemError, select_device
+    from diagnosis.networks.inference import select_device
     from diagnosis.registry import model_load
 
     slowdown = settings.VISUS_INFERENCE_SLOWDOWN_SECONDS  # fault-injection knob for tests; 0 in production
@@ -380,43 +438,59 @@ def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dic
         counts["failed"] = len(works)
         return counts
 
-    runnable = [w for w in works if not w.error and w.unreliable is None]
-    items = [w.item for w in runnable]
+    runnable = [e for w in works if not w.error for e in w.items if not e.error and e.unreliable is None]
+    items = [e.item for e in runnable]
     # The time limit stops the whole batch (inference_run fails its jobs); it is not one item's error.
     batching: dict[str, Any] = {"batch_size": batch_size, "device": device, "propagate": (SoftTimeLimitExceeded,)}
     started = time.perf_counter()
-    outputs = model_version.spec.predict(network, items, **batching)
+    outputs = model_version.spec.predict(network, items, **batching) if items else []
     per_item_ms = (time.perf_counter() - started) * 1000 / max(len(runnable), 1)
     _progress(jobs, 90)
-    results = dict(zip([id(w) for w in runnable], outputs, strict=True))
+    outputs_of = dict(zip([id(e) for e in runnable], outputs, strict=True))
 
     for work in works:
         if work.error:
             _fail(work.job, task_id, work.error)
             counts["failed"] += 1
             continue
-        if work.unreliable is not None:
-            reasons = "; ".join(work.unreliable.reliability_reasons) or "outside the trial's cut-offs"
-            done = _finish(
-                work.job,
-                task_id,
-                {"kind": ResultKind.UNRELIABLE_FIELD, "runtime_ms": 0.0, "details": {"reasons": reasons}},
-                None,
-            )
-            counts["succeeded"] += int(done)
-            continue
-        output = results[id(work)]
-        if isinstance(output, ItemError):
-            _fail(work.job, task_id, f"{output.error}: {output.message}")
-            counts["failed"] += 1
-            continue
         try:
-            context = ResultContext(per_item_ms, str(device), work.image_size, work.preview)
-            record = model_version.spec.record(output, context)
-            counts["succeeded"] += int(_finish(work.job, task_id, record.fields, record.overlay))
+            results, errors = _results(work, outputs_of, per_item_ms, str(device))
+            if errors:
+                # Every file or none: a case result that skipped a photograph could miss the worst one.
+                _fail(work.job, task_id, "; ".join(errors))
+                counts["failed"] += 1
+                continue
+            counts["succeeded"] += int(_finish(work.job, task_id, results))
         except SoftTimeLimitExceeded:
             raise
         except Exception as exc:  # e.g. storage refused the overlay: this job fails alone
             _fail(work.job, task_id, f"the result could not be stored: {type(exc).__name__}: {exc}")
             counts["failed"] += 1
     return counts
+
+
+def _results(
+    work: _Work, outputs_of: dict[int, Any], per_item_ms: float, device: str
+) -> tuple[list[_Result], list[str]]:
+    """The prediction of each of the job's files, and the errors of those that could not be read."""
+    from diagnosis.networks.inference import ItemError
+
+    spec = work.job.model_version.spec
+    results: list[_Result] = []
+    errors: list[str] = []
+    for entry in work.items:
+        if entry.error:
+            errors.append(f"{entry.error} (in {entry.label})")
+            continue
+        if entry.unreliable is not None:
+            reasons = "; ".join(entry.unreliable.reliability_reasons) or "outside the trial's cut-offs"
+            fields = {"kind": ResultKind.UNRELIABLE_FIELD, "runtime_ms": 0.0, "details": {"reasons": reasons}}
+            results.append(_Result(entry.case_file, fields))
+            continue
+        output = outputs_of[id(entry)]
+        if isinstance(output, ItemError):
+            errors.append(f"{output.error}: {output.message} (in {entry.label})")
+            continue
+        record = spec.record(output, ResultContext(per_item_ms, device, entry.image_size, entry.preview))
+        results.append(_Result(entry.case_file, record.fields, record.overlay))
+    return results, errors

@@ -27,6 +27,7 @@ from platform_core.accounts.models import Hospital
 from reading.models import CalibrationCase, Phase, Read, ReaderAssignment
 from trials.models import (
     Case,
+    CaseFile,
     CaseStatus,
     DiabetesType,
     Laterality,
@@ -69,6 +70,7 @@ def _t(name: str) -> str:
         "reference": ReferenceStandard._meta.db_table,
         "prediction": Prediction._meta.db_table,
         "model": ModelVersion._meta.db_table,
+        "file": CaseFile._meta.db_table,
     }[name]
 
 
@@ -129,9 +131,10 @@ def _reads_sql() -> str:
 def _predictions_sql() -> str:
     return (
         f'SELECT {CASE_LABEL} AS "case", s.pseudonym AS subject, m.name AS model, m.version AS model_version, '  # noqa: S608
-        "m.task, p.kind, p.grade, p.referable_probability, p.glaucoma_probability, "
+        "m.task, LEFT(f.sha256, 12) AS file, p.kind, p.grade, p.referable_probability, p.glaucoma_probability, "
         f"{_days('p.created_at')} AS predicted_day "
         f"FROM {_t('prediction')} p JOIN {_t('model')} m ON m.id = p.model_version_id "
+        f"LEFT JOIN {_t('file')} f ON f.id = p.case_file_id "
         f"JOIN {_t('case')} c ON c.id = p.case_id JOIN {_t('subject')} s ON s.id = c.subject_id "
         "WHERE s.trial_id = %(trial)s ORDER BY s.pseudonym, c.visit_day, c.laterality, m.name, m.version, p.created_at"
     )
@@ -256,6 +259,14 @@ DICTIONARY: list[Variable] = [
     Variable("predictions", "model", "text", "", "model name"),
     Variable("predictions", "model_version", "text", "", "model version"),
     Variable("predictions", "task", "text", "", "the model's diagnostic task"),
+    Variable(
+        "predictions",
+        "file",
+        "text",
+        "12 hex digits",
+        "the file it read (one prediction per photograph): the start of its SHA-256, as the case page shows it; "
+        "empty if not recorded",
+    ),
     Variable("predictions", "kind", "categorical", choices(ResultKind), "kind of result"),
     Variable("predictions", "grade", "integer", "0-4", "predicted ICDR grade (empty if not graded)"),
     Variable("predictions", "referable_probability", "number", "0-1", "predicted probability of referable DR"),

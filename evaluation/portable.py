@@ -182,6 +182,7 @@ def _predictions(trial: Trial) -> Iterator[tuple]:
             "model_version__name",
             "model_version__version",
             "model_version__task",
+            "case_file__sha256",
             "kind",
             "grade",
             "referable_probability",
@@ -190,8 +191,21 @@ def _predictions(trial: Trial) -> Iterator[tuple]:
             "case__subject__enrolled_at",
         )
     )
-    for pseudonym, laterality, visit_day, *middle, created_at, enrolled_at in rows.iterator(chunk_size=BATCH):
-        yield (case_label(pseudonym, laterality, visit_day), pseudonym, *middle, days(created_at, enrolled_at))
+    for (
+        pseudonym,
+        laterality,
+        visit_day,
+        name,
+        version,
+        task,
+        sha256,
+        *middle,
+        created_at,
+        enrolled_at,
+    ) in rows.iterator(chunk_size=BATCH):
+        label = case_label(pseudonym, laterality, visit_day)
+        file = sha256[:12] if sha256 else None
+        yield (label, pseudonym, name, version, task, file, *middle, days(created_at, enrolled_at))
 
 
 def _reference(trial: Trial) -> Iterator[tuple]:

@@ -72,6 +72,11 @@ class NetworkSpec:
     record: Callable[[Any, ResultContext], PredictionRecord]  # one output -> the stored prediction
     result_template: str  # the template that shows one stored prediction on the case page
     glaucoma_evidence: str | None = None  # the fusion modality its probability feeds (None: not glaucoma)
+    # The stored probability that is called against the model version's operating point, and the two calls.
+    positive_field: str = "glaucoma_probability"
+    positive_labels: tuple[str, str] = ("Glaucoma suspected", "Glaucoma not suspected")
+    # How the case's result combines the predictions on its files (said on the case page; diagnosis/results.py).
+    combination: str = "the highest glaucoma probability among the case's files decides"
 
     def build(self, config: Mapping[str, Any]) -> nn.Module:
         """The untrained network from a stored config (unknown fields are refused)."""
@@ -224,6 +229,10 @@ NETWORKS: dict[str, NetworkSpec] = {
             predict=_dr_predict,
             record=_dr_record,
             result_template="diagnosis/predictions/dr_grading.html",
+            positive_field="referable_probability",
+            positive_labels=("Referable", "Not referable"),
+            combination="the worst photograph decides: the case takes the highest ICDR grade and the highest "
+            "referable-DR probability among its photographs, as the most severe field decides an eye's grade",
         ),
         NetworkSpec(
             architecture=vf_glaucoma.ARCHITECTURE,
@@ -238,6 +247,7 @@ NETWORKS: dict[str, NetworkSpec] = {
             record=_vf_record,
             result_template="diagnosis/predictions/glaucoma_vf.html",
             glaucoma_evidence=fusion.VISUAL_FIELD,
+            combination="read from the case's newest visual field",
         ),
         NetworkSpec(
             architecture=fundus_glaucoma.ARCHITECTURE,
@@ -252,6 +262,8 @@ NETWORKS: dict[str, NetworkSpec] = {
             record=_fundus_glaucoma_record,
             result_template="diagnosis/predictions/glaucoma_fundus.html",
             glaucoma_evidence=fusion.FUNDUS,
+            combination="the most suspicious photograph decides: the case takes the highest glaucoma probability "
+            "among its photographs",
         ),
     )
 }

@@ -242,7 +242,7 @@ class FundusGlaucomaJobTests(InferenceFixture, TestCase):
         self.client.force_login(self.w.manager)
         page = self.client.get(reverse("trials:case-detail", args=[self.case.pk]))
         self.assertContains(page, 'data-testid="fundus-glaucoma-probability"')
-        self.assertContains(page, 'data-testid="disc-overlay"')
+        self.assertContains(page, "Optic-disc region over the photograph")
         fused = page.context["fused_glaucoma"]
         self.assertEqual(fused["used"], ["fundus", "visual_field"])
         fundus = Prediction.objects.get(model_version=self.fg).glaucoma_probability

@@ -88,7 +88,7 @@ class FusionCalibrationTests(TestCase):
             + fused["components"][0]["log_odds"],
         )
         self.assertContains(page, 'data-testid="fused-probability"')
-        self.assertContains(page, "13 eyes, 5 glaucomatous (prevalence 0.385)")
+        self.assertContains(page, "13 eyes, 5 glaucomatous (prevalence 38%)")
         self.assertNotContains(page, 'data-testid="fusion-uncalibrated"')
 
     def test_a_calibration_of_another_model_version_is_not_used(self):

@@ -186,7 +186,7 @@ class CasePageInferenceTests(InferenceFixture, TestCase):
             inference_run(job_pk=str(job.pk), task_id="t")
         page = self.client.get(url)
         self.assertContains(page, 'data-testid="predicted-grade"')
-        self.assertContains(page, 'data-testid="attention-overlay"')
+        self.assertContains(page, 'data-testid="overlay-viewer"')
         self.assertContains(page, 'data-testid="glaucoma-probability"')
         self.assertContains(page, 'data-testid="fused-glaucoma"')
         self.assertNotContains(page, "data-poll-url")

@@ -205,12 +205,19 @@ class ChangedFilesTests(InferenceFixture, TestCase):
         inference_run(job_pk=str(new_dr.pk), task_id="t3")
         shown = predictions_for(self.w.coord1).filter(case=self.case)
         self.assertEqual({p.job_id for p in shown}, {new_dr.pk, old_vf.pk})
-        self.assertEqual(shown.get(model_version=self.dr).details["image_size"], [640, 480])
+        # The new job reads both photographs, each with its own prediction naming its file.
+        dr_shown = shown.filter(model_version=self.dr).order_by("case_file__created_at")
+        self.assertEqual([p.details["image_size"] for p in dr_shown], [[400, 300], [640, 480]])
+        self.assertEqual(
+            [p.case_file_id for p in dr_shown],
+            list(self.case.files.filter(modality="fundus").order_by("created_at").values_list("pk", flat=True)),
+        )
         self.assertTrue(Prediction.objects.filter(job=old_dr).exists())  # kept in the record
         page = self.client
         page.force_login(self.w.coord1)
         context = page.get(reverse("trials:case-detail", args=[self.case.pk])).context
-        self.assertEqual(len(context["predictions"]), 2)
+        self.assertEqual(len(context["predictions"]), 3)
+        self.assertEqual([len(r.files) for r in context["model_results"]], [2, 1])
 
 
 class RetiredModelTests(InferenceFixture, TestCase):
@@ -234,7 +241,7 @@ class AuditedResultsTests(InferenceFixture, TestCase):
         events = AuditEvent.objects.filter(action="inference_job.succeed")
         self.assertEqual(events.count(), 2)
         prediction_ids = {str(pk) for pk in Prediction.objects.values_list("pk", flat=True)}
-        self.assertEqual({e.changes["prediction"][1] for e in events}, prediction_ids)
+        self.assertEqual({pk for e in events for pk in e.changes["predictions"][1]}, prediction_ids)
         self.assertEqual({e.hospital_code for e in events}, {"H01"})
 
 

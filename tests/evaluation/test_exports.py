@@ -43,6 +43,14 @@ def text(chunks) -> str:
     return b"".join(chunks).decode()
 
 
+def delete_stored(names) -> None:
+    from django.core.files.storage import default_storage
+
+    for name in names:
+        if name:
+            default_storage.delete(name)
+
+
 def rows_of(chunks) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text(chunks))))
 
@@ -157,6 +165,36 @@ class ExportContentTests(TestCase):
         self.assertEqual((rows[0]["model"], rows[0]["model_version"]), (model.name, model.version))
         self.assertEqual(rows[0]["referable_probability"], "0.75")
         self.assertTrue(rows[0]["case"].startswith(self.w.subject1.pseudonym))
+        self.assertEqual(rows[0]["file"], "")  # a prediction made before the file it read was recorded
+
+    def test_each_prediction_names_the_photograph_it_read(self):
+        from diagnosis.models import InferenceJob, Prediction
+        from tests.support import image_factories
+        from tests.support.registry import register_small_models
+        from trials.file_services import case_file_upload
+        from trials.services import case_create
+
+        model, _ = register_small_models()
+        case = case_create(actor=self.w.coord1, subject=self.w.subject1, laterality="OS", visit_day=30)
+        photos = [
+            case_file_upload(actor=self.w.coord1, case=case, data=image_factories.plain_png(400 + n, 300)).case_file
+            for n in range(2)
+        ]
+        self.addCleanup(
+            delete_stored, [name for p in photos for name in (p.content.name, p.preview.name, p.thumbnail.name)]
+        )
+        job = InferenceJob.objects.create(case=case, model_version=model, status="succeeded")
+        for photo, grade in zip(photos, (1, 3), strict=True):
+            Prediction.objects.create(
+                job=job, case=case, case_file=photo, model_version=model, runtime_ms=1, grade=grade
+            )
+        for produce in (services.copy_rows, services.cursor_rows, portable.orm_rows):
+            with self.subTest(produce=produce.__name__):
+                rows = rows_of(produce("predictions", self.w.trial))
+                self.assertEqual(
+                    [(r["file"], r["grade"]) for r in rows],
+                    [(p.sha256[:12], g) for p, g in zip(photos, ("1", "3"), strict=True)],
+                )
 
     def test_analyze_reads_on_the_exported_csv_gives_the_aucs_computed_directly(self):
         exported = text(self.export("analysis_referable_dr"))
