@@ -3,6 +3,7 @@ import io
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.test import TestCase
+from django.urls import reverse
 
 from platform_core.accounts.models import Hospital, User
 from tests.support.storage import stored_names
@@ -106,6 +107,22 @@ class SeedDemoReaderStudyTests(TestCase):
         self.assertGreater(self.auc(trial, "unaided"), 0.6)
         self.assertGreater(self.auc(trial, "aided"), self.auc(trial, "unaided"))
         self.assertLess(self.auc(trial, "unaided"), 1.0)
+        # The dashboard shows the study: every reader in both phases on referable DR, and the MRMC comparison.
+        from evaluation.analysis import trial_analysis
+
+        analysis = trial_analysis(trial)
+        referable = next(q for q in analysis["questions"] if q["key"] == "referable_dr")
+        self.assertEqual(
+            sorted((r["phase"], r["reads"]) for r in referable["readers"]),
+            [("aided", complete - 1)] * 3 + [("unaided", complete - 1)] * 3,
+        )
+        self.assertTrue(all(r["auc"] is not None for r in referable["readers"]), referable["readers"])
+        self.assertIn("mrmc", referable)
+        manager = User.objects.get(email="manager@visus.example")
+        self.client.force_login(manager)
+        page = self.client.get(reverse("evaluation:dashboard", args=[trial.slug]))
+        self.assertEqual(page.status_code, 200)
+        self.assertContains(page, "R03")  # readers are shown by their study labels
         # Idempotent: a second run changes nothing.
         signed = reads.count()
         call_command("seed_demo", skip_models=True, stdout=io.StringIO())
