@@ -33,7 +33,8 @@ from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion,
 from diagnosis.networks.specs import FUNDUS, ResultContext
 from platform_core.audit.services import audit_snapshot, audited_save
 from platform_core.storage import delete_quietly, save_private, stored_name
-from trials.models import Case, CaseFile, FileStatus, VisualFieldResult
+from trials.models import Case, VisualFieldResult
+from trials.selectors import active_case_files
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,7 @@ logger = logging.getLogger(__name__)
 def input_digests(case: Case) -> dict[str, str]:
     """Per modality, a SHA-256 over the case's accepted files of that modality: what a model would read."""
     hashes: dict[str, list[str]] = {}
-    for modality, sha256 in CaseFile.objects.filter(case=case, status=FileStatus.ACCEPTED).values_list(
-        "modality", "sha256"
-    ):
+    for modality, sha256 in active_case_files(case).values_list("modality", "sha256"):
         hashes.setdefault(modality, []).append(sha256)
     return {
         modality: hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest() for modality, values in hashes.items()
@@ -218,7 +217,7 @@ def _progress(jobs: list[InferenceJob], percent: int) -> None:
 def _fundus_image(case: Case) -> Image.Image:
     from trials.uploads.deidentify_dicom import frame_image
 
-    case_file = CaseFile.objects.filter(case=case, modality="fundus").order_by("-created_at").first()
+    case_file = active_case_files(case).filter(modality="fundus").order_by("-created_at").first()
     if case_file is None:
         raise ValueError("the case has no fundus photograph")
     with default_storage.open(stored_name(case_file.content), "rb") as handle:
@@ -241,7 +240,11 @@ def _prepare(work: _Work) -> None:
             work.preview = preview
             work.item = image
         else:
-            result = VisualFieldResult.objects.filter(case=job.case).order_by("-created_at").first()
+            result = (
+                VisualFieldResult.objects.filter(case_file__in=active_case_files(job.case))
+                .order_by("-created_at")
+                .first()
+            )
             if result is None:
                 raise ValueError("the case has no visual field")
             if not result.reliable:

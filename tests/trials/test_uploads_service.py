@@ -91,7 +91,7 @@ class RefusedUploadTests(UploadTestCase):
             (b"", "empty", "empty"),
             (jpeg[: len(jpeg) // 2], "truncated", "truncated"),
             (b"%PDF-1.7\n" + b"x" * 2000 + b"\n%%EOF\n", "pdf_printout", "identifiers"),
-            (b"just some text that is not an image", "unknown_text", ""),
+            (b"just some text that is not an image", "not_an_image", "not an image or DICOM file"),
             (image_factories.plain_png(100, 100), "image_too_small", "too small"),
             (dicom_factories.ophthalmic_photograph(rows=16, columns=16), "image_too_small", "16 x 16 px"),
             (image_factories.png_bomb(), "image_too_large", "decompression bomb"),
