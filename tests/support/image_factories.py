@@ -157,3 +157,31 @@ def encoded(img: Image.Image, fmt: str = "JPEG") -> bytes:
     out = io.BytesIO()
     img.save(out, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return out.getvalue()
+
+
+# Not fundus photographs (the upload gate must refuse them).
+def web_page(width=1280, height=800, *, dark=False) -> Image.Image:
+    """A page like the Visus trial list: a header bar, a table of rows of text, on a light (or dark) background."""
+    page = Image.new("RGB", (width, height), (20, 22, 26) if dark else (248, 249, 251))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, width, 56), fill=(24, 62, 120))
+    draw.text((24, 16), "Visus  Trials  Reading  Audit", fill="white", font=ImageFont.load_default(size=20))
+    ink = (230, 230, 230) if dark else (30, 30, 30)
+    for i in range(18):
+        y = 90 + 36 * i
+        draw.line((24, y + 30, width - 24, y + 30), fill=(200, 200, 205))
+        draw.text(
+            (32, y),
+            f"DR0{i % 9} Screening trial {i}   Recruiting   3 sites",
+            fill=ink,
+            font=ImageFont.load_default(size=18),
+        )
+    return page
+
+
+def text_image(width=900, height=600) -> Image.Image:
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    for i in range(20):
+        draw.text((20, 20 + 28 * i), "Patient letter: please attend clinic on Monday " * 2, fill="black")
+    return img

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.test import SimpleTestCase
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from tests.support import image_factories
 from trials.uploads.fundus_gate import assess_fundus, assess_gradability, gate_array
@@ -20,33 +20,6 @@ def check(img: Image.Image):
 
 def grade(img: Image.Image):
     return assess_gradability(gate_array(img))
-
-
-def web_page(width=1280, height=800, *, dark=False) -> Image.Image:
-    """A page like the Visus trial list: a header bar, a table of rows of text, on a light (or dark) background."""
-    page = Image.new("RGB", (width, height), (20, 22, 26) if dark else (248, 249, 251))
-    draw = ImageDraw.Draw(page)
-    draw.rectangle((0, 0, width, 56), fill=(24, 62, 120))
-    draw.text((24, 16), "Visus  Trials  Reading  Audit", fill="white", font=ImageFont.load_default(size=20))
-    ink = (230, 230, 230) if dark else (30, 30, 30)
-    for i in range(18):
-        y = 90 + 36 * i
-        draw.line((24, y + 30, width - 24, y + 30), fill=(200, 200, 205))
-        draw.text(
-            (32, y),
-            f"DR0{i % 9} Screening trial {i}   Recruiting   3 sites",
-            fill=ink,
-            font=ImageFont.load_default(size=18),
-        )
-    return page
-
-
-def text_image(width=900, height=600) -> Image.Image:
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    for i in range(20):
-        draw.text((20, 20 + 28 * i), "Patient letter: please attend clinic on Monday " * 2, fill="black")
-    return img
 
 
 class PlausibilityTests(SimpleTestCase):
@@ -70,11 +43,11 @@ class PlausibilityTests(SimpleTestCase):
 
     def test_screenshots_text_images_and_documents_are_not_fundus_photographs(self):
         cases = {
-            "page screenshot": web_page(),
-            "dark-mode screenshot": web_page(dark=True),
-            "phone screenshot": web_page(390, 844),
-            "text image": text_image(),
-            "scanned document (grey)": text_image().convert("L"),
+            "page screenshot": image_factories.web_page(),
+            "dark-mode screenshot": image_factories.web_page(dark=True),
+            "phone screenshot": image_factories.web_page(390, 844),
+            "text image": image_factories.text_image(),
+            "scanned document (grey)": image_factories.text_image().convert("L"),
             "blank white": Image.new("RGB", (800, 600), "white"),
         }
         for name, img in cases.items():

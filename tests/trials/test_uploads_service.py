@@ -110,6 +110,7 @@ class RefusedUploadTests(UploadTestCase):
         self.assertIn("multipart field 'file'", response.json()["error"]["message"])
 
     def test_upload_to_a_case_that_is_not_open_is_refused(self):
+        self.assertEqual(self.upload(vf_csv("OD")).status_code, 201)  # an empty case cannot be completed
         case_set_status(actor=self.w.coord1, case=self.w.case1, status="complete")
         self.assert_refused(image_factories.plain_png(400, 400), "case_not_open", "reopen it")
 
