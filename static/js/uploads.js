@@ -128,6 +128,8 @@
       } else if (body.error && TRANSIENT.indexOf(xhr.status) < 0) {
         finish(item, "rejected", "refused: " + body.error.message);
         if (body.error.code === "not_fundus") { exceptionForm(item); }
+      } else if (xhr.status === 413) {  // refused by a proxy in front of Visus, without our JSON body
+        finish(item, "rejected", "refused: the file is larger than the upload limit");
       } else {
         finish(item, "failed", "failed (HTTP " + xhr.status + "); you can retry");
       }

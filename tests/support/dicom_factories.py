@@ -316,9 +316,7 @@ def canary_jpeg(*, rows: int = 64, columns: int = 64, progressive: bool = False,
     carry canaries, as camera and PACS software write them. A progressive JPEG also gets a COM between scans."""
     from tests.support.image_factories import fundus_pixels
 
-    # A grey field (R = G = B): its colours survive whichever side converts YCbCr to RGB; with the Adobe segment
-    # below, pydicom's decoder and libjpeg both do, which turns a red field green.
-    pixels = np.repeat(fundus_pixels(rows, columns, channels=1, seed=seed)[..., None], 3, axis=2)
+    pixels = fundus_pixels(rows, columns, seed=seed)
     exif = Image.Exif()
     exif[0x013B] = "CANARY^PATIENT (Artist)"  # Artist
     exif[0x010E] = f"{CANARY_ID} {CANARY_BIRTH_DATE}"  # ImageDescription

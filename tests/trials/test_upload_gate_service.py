@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 
+import numpy as np
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from PIL import Image, ImageFilter
@@ -14,7 +15,7 @@ from PIL import Image, ImageFilter
 from diagnosis.services import input_digests
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
-from tests.support import image_factories
+from tests.support import dicom_factories, image_factories
 from tests.support.storage import stored_names
 from tests.support.uploads import UploadTestCase, vf_csv
 from trials.file_services import case_file_supersede, case_file_upload, case_file_withdraw
@@ -53,6 +54,15 @@ class FundusGateUploadTests(UploadTestCase):
         self.assertIn("does not look like a fundus photograph", error["message"])
         self.assertIn("confirming the exception with a reason", error["message"])
         self.assertEqual(before, self.state())
+
+    def test_a_dicom_photograph_of_a_screenshot_is_refused_too(self):
+        pixels = np.asarray(image_factories.web_page(400, 300))
+        response = self.upload(dicom_factories.ophthalmic_photograph(pixels=pixels), "photo.dcm")
+        self.assertEqual(response.json()["error"]["code"], "not_fundus")
+        self.assertEqual(CaseFile.objects.count(), 0)
+        dicom = case_file_upload(actor=self.w.coord1, case=self.w.case1, data=dicom_factories.ophthalmic_photograph())
+        self.assertTrue(dicom.case_file.fundus_check["plausible"])
+        self.assertIsNotNone(dicom.case_file.gradable)
 
     def test_the_exception_does_not_lift_the_burned_in_text_check(self):
         with self.assertRaises(UploadRejected) as caught:
