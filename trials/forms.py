@@ -192,6 +192,8 @@ class CaseFileRetireForm(forms.Form):
         replacement = self.fields["replacement"]
         assert isinstance(replacement, forms.ChoiceField)
         replacement.choices = [("", "—"), *replacements]
+        if not replacements:
+            replacement.help_text = "No newer file of the same kind yet: upload the replacement first."
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
