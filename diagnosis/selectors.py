@@ -12,21 +12,23 @@ from diagnosis.models import InferenceJob, ModelVersion, Prediction, ResultKind
 from diagnosis.networks.fusion import FUNDUS, OCT_RNFL, VISUAL_FIELD, GlaucomaEvidence, fuse_glaucoma
 from diagnosis.results import deciding, model_results, percent
 from platform_core.accounts.models import Role, User
-from trials.models import Case, CaseFile, FileStatus
-from trials.selectors import ai_blinded_trial_ids, cases_for, trial_roles, user_is_blinded_to_ai
+from trials.models import Case, CaseFile
+from trials.selectors import active_case_files, ai_blinded_trial_ids, cases_for, trial_roles, user_is_blinded_to_ai
 
 
 def model_input_files(case: Case) -> QuerySet[CaseFile]:
     """The files of a case that the models read, oldest first: the ONE place that picks them. The input
     digest of a job (a changed selection queues new jobs), every photograph a fundus model reads and the
     visual field a visual-field model reads all come from here. Accepted files only: superseded ones are
-    left out."""
-    return CaseFile.objects.filter(case=case, status=FileStatus.ACCEPTED).order_by("created_at", "pk")
+    left out, and so are withdrawn ones (``trials.selectors.active_case_files``, the trial's one rule)."""
+    return active_case_files(case).order_by("created_at", "pk")
 
 
 def case_photographs(case: Case) -> QuerySet[CaseFile]:
-    """The photographs a fundus model reads: each one gets its own prediction."""
-    return model_input_files(case).filter(modality=FUNDUS)
+    """The photographs a fundus model reads, each getting its own prediction: the gradable ones (a photograph
+    measured ungradable at upload, out of focus or badly exposed, is not read; files from before the measure
+    have no verdict and are read)."""
+    return model_input_files(case).filter(modality=FUNDUS).exclude(gradable=False)
 
 
 def ai_visible_cases(user: User) -> QuerySet[Case]:

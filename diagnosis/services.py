@@ -271,7 +271,7 @@ def _prepare(work: _Work) -> None:
         if job.model_version.modality == FUNDUS:
             photographs = list(case_photographs(job.case))
             if not photographs:
-                raise ValueError("the case has no fundus photograph")
+                raise ValueError("the case has no gradable fundus photograph (ungradable ones are not read)")
             work.items = [
                 _Item(case_file=f, label=f"photograph {n} of {len(photographs)}")
                 for n, f in enumerate(photographs, start=1)

@@ -31,8 +31,8 @@ from reading.models import (
     ReadingSetup,
     ReadStatus,
 )
-from trials.models import Case, CaseFile, CaseStatus, FileStatus, SubjectStatus, Trial
-from trials.selectors import trial_roles
+from trials.models import Case, CaseFile, CaseStatus, SubjectStatus, Trial
+from trials.selectors import active_case_files, trial_roles
 
 
 def _active(user: User) -> bool:
@@ -63,13 +63,9 @@ def reads_of(user: User) -> QuerySet[Read]:
 
 
 def read_case_files(read: Read) -> list[CaseFile]:
-    """The accepted files of the case being read (served by ``reading`` views under the read's own URL, which
-    names no pseudonym)."""
-    return list(
-        CaseFile.objects.filter(case_id=read.case_id, status=FileStatus.ACCEPTED)
-        .select_related("visual_field")
-        .order_by("created_at")
-    )
+    """The active files of the case being read (``trials.selectors.active_case_files``: neither superseded nor
+    withdrawn), served by ``reading`` views under the read's own URL, which names no pseudonym."""
+    return list(read_case_files_qs(read).order_by("created_at"))
 
 
 def read_case_view(read: Read) -> dict[str, Any]:
@@ -337,7 +333,7 @@ def calibration_agreement(trial: Trial) -> list[dict[str, Any]]:
 
 
 def read_case_files_qs(read: Read) -> QuerySet[CaseFile]:
-    return CaseFile.objects.filter(case_id=read.case_id, status=FileStatus.ACCEPTED).select_related("visual_field")
+    return active_case_files(read.case_id).select_related("visual_field")
 
 
 def marks_of(user: User) -> QuerySet:

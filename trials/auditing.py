@@ -17,6 +17,9 @@ register_actions(
         "case.status": "a case was completed, excluded or reopened",
         "case.rnfl": "a case's OCT RNFL thickness was recorded or changed",
         "case_file.upload": "a de-identified file was stored on a case",
+        "case_file.gate_exception": "a photograph that failed the fundus check was stored anyway, with a reason",
+        "case_file.withdraw": "a case file was withdrawn, with a reason (readers and models ignore it)",
+        "case_file.supersede": "a case file was replaced by a newer upload, with a reason",
         "reference.record": "a case's reference standard was recorded",
         "reference.amend": "a case's reference standard was amended, with a reason",
         # Recorded by trials/vf_services.py (on main since the vfield branch): new cut-offs re-judge stored fields.
@@ -48,7 +51,21 @@ register_auditable_fields(
     "trials.Case",
     ["subject.pseudonym", "laterality", "visit_day", "status", "exclusion_reason", "oct_rnfl_thickness_um"],
 )
-register_auditable_fields("trials.CaseFile", ["case", "modality", "file_format", "sha256", "size", "status"])
+register_auditable_fields(
+    "trials.CaseFile",
+    [
+        "case",
+        "modality",
+        "file_format",
+        "sha256",
+        "size",
+        "status",
+        "status_reason",
+        "superseded_by",
+        "gradable",
+        "gate_exception_reason",
+    ],
+)
 register_auditable_fields("trials.ReferenceStandard", ["icdr_grade", "glaucoma", "source"])
 
 # Data queries (monitoring, issue 10 item 7): each step records the query's status and its note.

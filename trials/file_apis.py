@@ -71,6 +71,13 @@ class CaseFileSerializer(serializers.ModelSerializer):
             "frames",
             "bits",
             "deid_report",
+            "status",
+            "status_reason",
+            "superseded_by",
+            "fundus_check",
+            "gate_exception_reason",
+            "gradable",
+            "quality",
             "created_at",
             "content_url",
             "preview_url",
@@ -124,7 +131,16 @@ class CaseFileUploadApi(APIView):
 
     @extend_schema(
         request={
-            "multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "fundus_exception_reason": {
+                        "type": "string",
+                        "description": "Why a photograph refused as not_fundus is one: it is then stored anyway.",
+                    },
+                },
+            }
         },
         responses={201: CaseFileUploadOutputSerializer, 200: CaseFileUploadOutputSerializer},
     )
@@ -141,7 +157,13 @@ class CaseFileUploadApi(APIView):
         if uploaded is None:
             raise ApplicationError("Send the file in the multipart field 'file'.", code="no_file")
         try:
-            outcome = case_file_upload(actor=signed_in_user(request), case=case, data=uploaded.read(), source="api")
+            outcome = case_file_upload(
+                actor=signed_in_user(request),
+                case=case,
+                data=uploaded.read(),
+                source="api",
+                fundus_exception_reason=str(request.POST.get("fundus_exception_reason") or ""),
+            )
         except UploadRejected as exc:
             raise ApplicationError(exc.message, code=exc.code) from None
         body = {"outcome": outcome.outcome, **CaseFileSerializer(outcome.case_file).data}

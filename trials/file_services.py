@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from platform_core.accounts.models import User
-from platform_core.audit.services import audited_save
+from platform_core.audit.services import audit_record, audit_snapshot, audited_save
 from platform_core.errors import ApplicationError
 from platform_core.storage import delete_quietly, save_private
-from trials.models import Case, CaseFile, CaseStatus, Trial, TrialStatus, VisualFieldResult
+from trials.models import Case, CaseFile, CaseStatus, FileStatus, Trial, TrialStatus, VisualFieldResult
 from trials.services import require_site_writer
 from trials.uploads.errors import UploadRejected
 from trials.uploads.pipeline import ProcessedUpload, UploadContext, process_upload
@@ -35,7 +36,7 @@ class UploadOutcome:
     case_file: CaseFile
 
 
-def upload_context(case: Case) -> UploadContext:
+def upload_context(case: Case, *, fundus_exception_reason: str = "") -> UploadContext:
     subject = case.subject
     trial = subject.trial
     # Age at the visit: the enrolment age plus the visit day (the normal values are age-corrected).
@@ -54,6 +55,7 @@ def upload_context(case: Case) -> UploadContext:
         max_bytes=settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024,
         max_pixels=settings.VISUS_MAX_IMAGE_PIXELS,
         min_side=settings.VISUS_MIN_IMAGE_SIDE,
+        fundus_exception_reason=fundus_exception_reason.strip(),
     )
 
 
@@ -84,15 +86,20 @@ def _nan_to_none(values: Iterable[float | None]) -> list[float | None]:
     return [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in values]
 
 
-def case_file_upload(*, actor: User | None, case: Case, data: bytes, source: str = "page") -> UploadOutcome:
+def case_file_upload(
+    *, actor: User | None, case: Case, data: bytes, source: str = "page", fundus_exception_reason: str = ""
+) -> UploadOutcome:
     """De-identify and store one file for a case.
 
     Raises UploadRejected (the file) or ApplicationError (the case) with a clear message; in both cases
     nothing is stored. The same de-identified content twice in a case is a duplicate, not an error.
+    A photograph that does not look like a fundus photograph is refused (``not_fundus``) unless
+    ``fundus_exception_reason`` says why it is one; it is then stored with an extra ``case_file.gate_exception``
+    event that records the reason.
     """
     case = Case.objects.select_related("subject__trial", "subject__site__hospital").get(pk=case.pk)
     check_can_upload(actor=actor, case=case)
-    processed = process_upload(data, upload_context(case))
+    processed = process_upload(data, upload_context(case, fundus_exception_reason=fundus_exception_reason))
     digest = hashlib.sha256(processed.content).hexdigest()
     existing = CaseFile.objects.filter(case=case, sha256=digest).first()
     if existing is not None:
@@ -104,7 +111,13 @@ def case_file_upload(*, actor: User | None, case: Case, data: bytes, source: str
         names = _store(prefix, processed, written)
         with transaction.atomic():
             case_file = _create_rows(
-                actor=actor, case=case, processed=processed, digest=digest, names=names, source=source
+                actor=actor,
+                case=case,
+                processed=processed,
+                digest=digest,
+                names=names,
+                source=source,
+                fundus_exception_reason=fundus_exception_reason,
             )
     except (IntegrityError, ValidationError):
         delete_quietly(written)
@@ -139,7 +152,14 @@ def _store(prefix: str, processed: ProcessedUpload, written: list[str]) -> dict[
 
 
 def _create_rows(
-    *, actor: User | None, case: Case, processed: ProcessedUpload, digest: str, names: dict[str, str], source: str
+    *,
+    actor: User | None,
+    case: Case,
+    processed: ProcessedUpload,
+    digest: str,
+    names: dict[str, str],
+    source: str,
+    fundus_exception_reason: str = "",
 ) -> CaseFile:
     case_file = CaseFile(
         case=case,
@@ -159,6 +179,14 @@ def _create_rows(
         deid_report=processed.report,
         uploaded_by=actor,
     )
+    check, gradability = processed.fundus_check, processed.gradability
+    if check is not None:
+        case_file.fundus_check = check.as_dict()
+        if not check.plausible:
+            case_file.gate_exception_reason = fundus_exception_reason.strip()
+    if gradability is not None:
+        case_file.gradable = gradability.gradable
+        case_file.quality = gradability.as_dict()
     audited_save(
         case_file,
         actor=actor,
@@ -168,6 +196,16 @@ def _create_rows(
         hospital_code=case.subject.site.hospital.code,
         reason=f"uploaded via {source}",
     )
+    if case_file.gate_exception_reason:
+        audit_record(
+            actor=actor,
+            action="case_file.gate_exception",
+            obj=case_file,
+            changes={"fundus_check": [None, "; ".join(check.reasons) if check is not None else ""]},
+            reason=case_file.gate_exception_reason,
+            trial_ref=case.subject.trial.slug,
+            hospital_code=case.subject.site.hospital.code,
+        )
     if processed.analysis is not None and processed.visual_field is not None:
         vf, analysis = processed.visual_field, processed.analysis
         result = VisualFieldResult(
@@ -198,4 +236,87 @@ def _create_rows(
     return case_file
 
 
-__all__ = ["UploadOutcome", "UploadRejected", "case_file_upload", "check_can_upload", "upload_context"]
+def _retire(
+    *, actor: User, case_file: CaseFile, status: str, reason: str, replacement: CaseFile | None, action: str
+) -> CaseFile:
+    case_file = (
+        CaseFile.objects.select_for_update()
+        .select_related("case__subject__trial", "case__subject__site__hospital")
+        .get(pk=case_file.pk)
+    )
+    case = case_file.case
+    subject = case.subject
+    require_site_writer(actor, subject, doing="change the files of its cases")
+    if case_file.status != FileStatus.ACCEPTED:
+        raise ApplicationError(
+            f"This file is already {case_file.get_status_display().lower()}.", code="file_not_active", status=409
+        )
+    if case.status != CaseStatus.OPEN:
+        raise ApplicationError(
+            f"The case is {case.get_status_display().lower()}; reopen it before changing its files.",
+            code="case_not_open",
+        )
+    if not reason.strip():
+        raise ValidationError({"reason": "Give the reason."})
+    before = audit_snapshot(case_file)
+    case_file.status = status
+    case_file.status_reason = reason.strip()
+    case_file.status_changed_at = timezone.now()
+    case_file.superseded_by = replacement
+    audited_save(
+        case_file,
+        actor=actor,
+        action=action,
+        before=before,
+        update_fields=["status", "status_reason", "status_changed_at", "superseded_by", "updated_at"],
+        trial_ref=subject.trial.slug,
+        hospital_code=subject.site.hospital.code,
+        reason=reason.strip(),
+    )
+    return case_file
+
+
+@transaction.atomic
+def case_file_withdraw(*, actor: User, case_file: CaseFile, reason: str) -> CaseFile:
+    """Withdraw a file (a wrong upload): kept in the record, ignored by readers, models and exports."""
+    return _retire(
+        actor=actor,
+        case_file=case_file,
+        status=FileStatus.WITHDRAWN,
+        reason=reason,
+        replacement=None,
+        action="case_file.withdraw",
+    )
+
+
+@transaction.atomic
+def case_file_supersede(*, actor: User, case_file: CaseFile, replacement: CaseFile, reason: str) -> CaseFile:
+    """Mark a file as replaced by a newer upload of the same case and modality (which must be active)."""
+    replacement = CaseFile.objects.select_for_update().get(pk=replacement.pk)
+    if replacement.pk == case_file.pk:
+        raise ValidationError({"replacement": "A file cannot replace itself."})
+    if replacement.case_id != case_file.case_id or replacement.status != FileStatus.ACCEPTED:
+        raise ValidationError({"replacement": "Choose an active file of the same case as the replacement."})
+    if replacement.modality != case_file.modality:
+        raise ValidationError(
+            {"replacement": f"The replacement must be a {case_file.get_modality_display().lower()} too."}
+        )
+    return _retire(
+        actor=actor,
+        case_file=case_file,
+        status=FileStatus.SUPERSEDED,
+        reason=reason,
+        replacement=replacement,
+        action="case_file.supersede",
+    )
+
+
+__all__ = [
+    "UploadOutcome",
+    "UploadRejected",
+    "case_file_supersede",
+    "case_file_upload",
+    "case_file_withdraw",
+    "check_can_upload",
+    "upload_context",
+]

@@ -246,3 +246,28 @@ class DataQueryRaiseForm(forms.Form):
 
 class DataQueryStepForm(forms.Form):
     text = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=4000)
+
+
+class CaseFileRetireForm(forms.Form):
+    """Withdraw a file, or mark it superseded by a newer upload of the case (``replacement``)."""
+
+    action = forms.ChoiceField(
+        choices=[("withdraw", "Withdraw (a wrong file)"), ("supersede", "Replaced by a newer upload")],
+        widget=forms.RadioSelect,
+    )
+    replacement = forms.ChoiceField(required=False, label="Replaced by", help_text="A newer file of the same kind.")
+    reason = forms.CharField(max_length=500, help_text="Why; it is kept in the audit trail.")
+
+    def __init__(self, *args: Any, replacements: list[tuple[str, str]] = (), **kwargs: Any) -> None:  # type: ignore[assignment]
+        super().__init__(*args, **kwargs)
+        replacement = self.fields["replacement"]
+        assert isinstance(replacement, forms.ChoiceField)
+        replacement.choices = [("", "—"), *replacements]
+        if not replacements:
+            replacement.help_text = "No newer file of the same kind yet: upload the replacement first."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("action") == "supersede" and not data.get("replacement"):
+            self.add_error("replacement", "Choose the file that replaces this one (upload it first).")
+        return data

@@ -289,6 +289,7 @@ class Case(BaseModel):
 class FileStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted"
     SUPERSEDED = "superseded", "Superseded"
+    WITHDRAWN = "withdrawn", "Withdrawn"
 
 
 FILE_FORMAT_LABELS = {
@@ -328,10 +329,29 @@ class CaseFile(BaseModel):
         help_text="Empty for files brought in by the import_cases command.",
     )
     status = models.CharField(max_length=12, choices=FileStatus.choices, default=FileStatus.ACCEPTED)
+    # Superseded (replaced by a newer upload) or withdrawn: the reason, when and the replacement. Readers and models
+    # read only accepted files (trials.selectors.active_case_files).
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="supersedes"
+    )
+    # The upload gate (trials.uploads.fundus_gate), for photographs: the plausibility check, the coordinator's
+    # reason when a photograph that failed it was stored anyway, and gradability (focus, exposure, field).
+    fundus_check = models.JSONField(default=dict, blank=True)
+    gate_exception_reason = models.TextField(blank=True)
+    gradable = models.BooleanField(null=True, blank=True, help_text="Empty for files that are not photographs.")
+    quality = models.JSONField(default=dict, blank=True, help_text="Gradability measures and the reasons.")
 
     class Meta:
         ordering = ["case", "created_at"]
-        constraints = [models.UniqueConstraint(fields=["case", "sha256"], name="unique_file_content_per_case")]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "sha256"], name="unique_file_content_per_case"),
+            models.CheckConstraint(
+                condition=models.Q(status="accepted") | ~models.Q(status_reason=""),
+                name="retired_file_has_reason",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_modality_display()} {self.sha256[:12]}"
@@ -344,6 +364,9 @@ class CaseFile(BaseModel):
     def format_label(self) -> str:
         """The stored format as a person names it ("Visual-field CSV", not visual_field_csv)."""
         return FILE_FORMAT_LABELS.get(self.file_format, self.file_format.upper())
+
+    def is_active(self) -> bool:
+        return self.status == FileStatus.ACCEPTED
 
 
 class VisualFieldResult(BaseModel):

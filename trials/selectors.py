@@ -16,7 +16,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.selectors import hospital_ids_for, user_has_role
-from trials.models import Case, CaseFile, Subject, SubjectStatus, Trial, TrialSite, TrialStatus
+from trials.models import Case, CaseFile, FileStatus, Modality, Subject, SubjectStatus, Trial, TrialSite, TrialStatus
 
 TRIAL_WIDE_ROLES = (Role.TRIAL_MANAGER, Role.STATISTICIAN, Role.MONITOR)
 # Who may see subjects and cases (and so their files and, unless blinded, their AI outputs): defined here
@@ -161,3 +161,35 @@ def case_files_for(user: User) -> QuerySet[CaseFile]:
         .select_related("case", "visual_field")
         .order_by("created_at")
     )
+
+
+def active_files() -> QuerySet[CaseFile]:
+    """The files that count: accepted, neither superseded nor withdrawn. The ONE place that says which files
+    readers, models, training and exports use (``active_case_files`` for one case)."""
+    return CaseFile.objects.filter(status=FileStatus.ACCEPTED)
+
+
+def active_case_files(case: Case | Any) -> QuerySet[CaseFile]:
+    """The active files of one case (``case`` is a Case or its primary key)."""
+    return active_files().filter(case_id=case.pk if isinstance(case, Case) else case)
+
+
+def case_checklist(case: Case) -> list[dict[str, Any]]:
+    """What the trial expects of a case (its modalities), each with what the case's active files hold."""
+    counts: dict[str, int] = {}
+    gradable = 0
+    for modality, is_gradable in active_case_files(case).values_list("modality", "gradable"):
+        counts[modality] = counts.get(modality, 0) + 1
+        gradable += modality == Modality.FUNDUS and is_gradable is True
+    rows = []
+    for modality in case.subject.trial.modalities:
+        count = counts.get(modality, 0)
+        present = count > 0 or (modality == Modality.OCT and case.oct_rnfl_thickness_um is not None)
+        if modality == Modality.FUNDUS:
+            detail = f"{count} photograph{'s' if count != 1 else ''}, {gradable} gradable" if count else "none yet"
+        elif modality == Modality.OCT and not count and case.oct_rnfl_thickness_um is not None:
+            detail = "RNFL thickness recorded"
+        else:
+            detail = f"{count} file{'s' if count != 1 else ''}" if count else "none yet"
+        rows.append({"modality": modality, "label": Modality(modality).label, "present": present, "detail": detail})
+    return rows

@@ -30,7 +30,7 @@ from trials.models import (
     TrialSite,
     TrialStatus,
 )
-from trials.selectors import trial_roles
+from trials.selectors import active_case_files, trial_roles
 from trials.subject_checks import subject_fact_problems
 
 TRIAL_FIELDS = (
@@ -414,6 +414,12 @@ def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -
         raise ValidationError({"reason": "Give the reason for excluding the case."})
     if case.status != CaseStatus.OPEN and not reason.strip():
         raise ValidationError({"reason": "Give a reason for reopening or changing a closed case."})
+    if status == CaseStatus.COMPLETE and not active_case_files(case).exists():
+        raise ApplicationError(
+            "The case has no files, so it cannot be completed: upload what the trial expects first (or exclude the "
+            "case with a reason).",
+            code="case_empty",
+        )
     before = audit_snapshot(case)
     case.status = status
     case.exclusion_reason = reason.strip() if status == CaseStatus.EXCLUDED else ""

@@ -23,9 +23,10 @@ from platform_core.accounts.requests import signed_in_user
 from platform_core.accounts.selectors import user_has_role
 from platform_core.errors import ApplicationError
 from platform_core.storage import serve_private
-from trials import hooks, services
+from trials import file_services, hooks, services
 from trials.charts import accrual_figure
 from trials.forms import (
+    CaseFileRetireForm,
     CaseForm,
     CaseRnflForm,
     CaseStatusForm,
@@ -36,11 +37,12 @@ from trials.forms import (
     TrialForm,
     WithdrawForm,
 )
-from trials.models import TRIAL_TRANSITIONS, Case, DataQueryStatus, TrialStatus
+from trials.models import TRIAL_TRANSITIONS, Case, CaseFile, DataQueryStatus, FileStatus, TrialStatus
 from trials.monitoring import data_queries_for
 from trials.selectors import (
     SUBJECT_ROLES,
     accrual_for,
+    case_checklist,
     case_files_for,
     cases_for,
     coordinated_sites,
@@ -361,7 +363,12 @@ def case_add(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
 def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
     case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)
     can_write = user_has_role(signed_in_user(request), Role.COORDINATOR, hospital=case.subject.site.hospital)
-    files = list(case_files_for(signed_in_user(request)).filter(case=case))
+    files = list(case_files_for(signed_in_user(request)).filter(case=case).select_related("superseded_by"))
+    can_change_files = can_write and case.status == "open"
+    for f in files:
+        if can_change_files and f.status == FileStatus.ACCEPTED:
+            form = CaseFileRetireForm(auto_id=f"id_%s_{f.pk.hex[:8]}", replacements=_replacements(f, files))
+            f.retire_form = form  # type: ignore[attr-defined]
     return render(
         request,
         "trials/case_detail.html",
@@ -372,6 +379,8 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "can_write": can_write,
             "can_upload": can_write and case.status == "open" and not case.subject.is_withdrawn,
             "files": files,
+            "active_count": sum(f.status == FileStatus.ACCEPTED for f in files),
+            "checklist": case_checklist(case),
             "max_upload_mb": settings.VISUS_MAX_UPLOAD_MB,
             "status_form": CaseStatusForm(initial={"status": case.status}),
             "collects_oct": "oct" in case.subject.trial.modalities,
@@ -379,6 +388,101 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
             **case_page_extras(request, case),
         },
     )
+
+
+def _replacements(case_file: CaseFile, files: list[CaseFile]) -> list[tuple[str, str]]:
+    """Active files of the same modality uploaded after ``case_file``: what can replace it."""
+    return [
+        (str(f.pk), f"{f.get_modality_display()} {f.sha256[:12]} ({timezone.localtime(f.created_at):%Y-%m-%d %H:%M})")
+        for f in files
+        if f.pk != case_file.pk
+        and f.status == FileStatus.ACCEPTED
+        and f.modality == case_file.modality
+        and f.created_at >= case_file.created_at
+    ]
+
+
+@role_required(Role.COORDINATOR)
+@require_POST
+def case_file_retire(request: HttpRequest, pk: str) -> HttpResponse:
+    """Withdraw a case file, or mark it superseded by a newer upload, with a reason (audited)."""
+    case_file_obj = get_object_or_404(case_files_for(signed_in_user(request)), pk=pk)
+    case = case_file_obj.case
+    files = list(case_files_for(signed_in_user(request)).filter(case=case))
+    form = CaseFileRetireForm(request.POST, replacements=_replacements(case_file_obj, files))
+    user = signed_in_user(request)
+    saved = None
+    if form.is_valid():
+        reason = form.cleaned_data["reason"]
+        if form.cleaned_data["action"] == "withdraw":
+            saved = run_service(
+                form, lambda: file_services.case_file_withdraw(actor=user, case_file=case_file_obj, reason=reason)
+            )
+        else:
+            replacement = next(f for f in files if str(f.pk) == form.cleaned_data["replacement"])
+            saved = run_service(
+                form,
+                lambda: file_services.case_file_supersede(
+                    actor=user, case_file=case_file_obj, replacement=replacement, reason=reason
+                ),
+            )
+    message = "File withdrawn." if form.cleaned_data.get("action") == "withdraw" else "File marked as superseded."
+    return _back_to_case(request, str(case.pk), form, saved, message)
+
+
+# The example and template: a normal right-eye 24-2 field (point order of VISUAL_FIELD_CSV.md, blind spot empty).
+VF_TEMPLATE_SOURCE = (
+    "eye,age,s1,s2,s3,s4,s5,s6,s7,s8,s9,s10,s11,s12,s13,s14,s15,s16,s17,s18,s19,s20,s21,s22,s23,s24,s25,s26,s27,s28,s29,s30,s31,s32,s33,s34,s35,s36,s37,s38,s39,s40,s41,s42,s43,s44,s45,s46,s47,s48,s49,s50,s51,s52,s53,s54,md,psd,vfi,ght,fixation_losses,fixation_checks,false_positives,false_negatives\n"
+    "OD,64,27,28,28,27,28,29,30,30,29,28,28,30,31,32,32,31,30,28,29,31,33,33,33,32,31,,29,29,31,33,34,33,32,31,,29,28,30,32,32,32,31,30,28,28,30,31,31,30,29,27,28,28,27,-0.7,1.6,99,WNL,1,14,2,3\n"
+)
+VF_CSV_COLUMNS = [
+    ("eye", "yes", "", "OD (right eye) or OS (left eye)"),
+    ("age", "yes", "years", "age at the test, decimals allowed; enter 90 for ages over 89"),
+    (
+        "s1 ... s54",
+        "yes",
+        "dB",
+        "threshold sensitivity at each 24-2 point, row by row from the top, left to right, "
+        "right-eye orientation (a left eye mirrored); s26 and s35 (blind spot) may be empty; <0 for not seen",
+    ),
+    ("fixation_losses", "yes", "count", "fixation losses, e.g. 2 for 2/14"),
+    ("fixation_checks", "yes", "count", "fixation checks, e.g. 14"),
+    ("false_positives", "yes", "%", "false-positive rate in percent"),
+    ("false_negatives", "yes", "%", "false-negative rate in percent"),
+    ("md", "no", "dB", "Mean Deviation printed by the perimeter"),
+    ("psd", "no", "dB", "Pattern Standard Deviation printed by the perimeter"),
+    ("vfi", "no", "%", "Visual Field Index printed by the perimeter"),
+    ("ght", "no", "", "Glaucoma Hemifield Test: WNL, Borderline, ONL, GRS or AHS"),
+    ("perimeter", "no", "", "maker or model, e.g. HFA (other makers are refused)"),
+    ("td1 ... td54, pd1 ... pd54", "no", "dB", "the perimeter's total and pattern deviation maps"),
+    ("tdp1 ... tdp54, pdp1 ... pdp54", "no", "p", "the perimeter's probability symbols: 0.005, 0.01, 0.02, 0.05 or 1"),
+]
+
+
+@role_required(*SUBJECT_ROLES)
+def visual_field_csv_format(request: HttpRequest) -> HttpResponse:
+    """The documented visual-field CSV format: columns, units and an example, with a template to download."""
+    from trials.uploads.visual_field import N_POINTS
+
+    return render(
+        request,
+        "trials/visual_field_csv.html",
+        {"n_points": N_POINTS, "example": _vf_template().decode(), "columns": VF_CSV_COLUMNS},
+    )
+
+
+def _vf_template() -> bytes:
+    from trials.uploads.pipeline import visual_field_csv_bytes
+    from trials.uploads.visual_field import parse_visual_field_csv
+
+    return visual_field_csv_bytes(parse_visual_field_csv(VF_TEMPLATE_SOURCE)[0])
+
+
+@role_required(*SUBJECT_ROLES)
+def visual_field_csv_template(request: HttpRequest) -> HttpResponse:
+    response = HttpResponse(_vf_template(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="visus-visual-field-template.csv"'
+    return response
 
 
 def case_page_extras(request: HttpRequest, case: Case) -> dict[str, Any]:

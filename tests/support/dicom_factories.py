@@ -141,7 +141,6 @@ def _finish(ds: Dataset, sop_class: str, *, preamble: bool = True) -> bytes:
 
 
 def _image_pixels(ds: Dataset, *, rows: int, columns: int, frames: int = 1, rgb: bool, bits: int = 8) -> None:
-    rng = np.random.default_rng(1234)
     ds.Rows, ds.Columns = rows, columns
     ds.SamplesPerPixel = 3 if rgb else 1
     ds.PhotometricInterpretation = "RGB" if rgb else "MONOCHROME2"
@@ -156,7 +155,13 @@ def _image_pixels(ds: Dataset, *, rows: int, columns: int, frames: int = 1, rgb:
     shape = (frames, rows, columns, 3) if rgb else (frames, rows, columns)
     dtype = np.uint8 if bits == 8 else np.uint16
     high = 256 if bits == 8 else 4096
-    ds.PixelData = rng.integers(0, high, size=shape, dtype=dtype).tobytes()
+    # A fundus-like field per frame (image_factories.fundus_pixels), so photographs pass the upload gate.
+    from tests.support.image_factories import fundus_pixels
+
+    frames_px = [
+        fundus_pixels(rows, columns, channels=3 if rgb else 1, high=high, seed=1234 + i) for i in range(frames)
+    ]
+    ds.PixelData = np.stack(frames_px).astype(dtype).reshape(shape).tobytes()
 
 
 def ophthalmic_photograph(
@@ -309,7 +314,9 @@ def jpeg_segment(marker: int, payload: bytes) -> bytes:
 def canary_jpeg(*, rows: int = 64, columns: int = 64, progressive: bool = False, seed: int = 7) -> bytes:
     """An RGB JPEG whose COM, EXIF (APP1), IPTC (APP13) and Adobe (APP14) segments and a trailer after EOI all
     carry canaries, as camera and PACS software write them. A progressive JPEG also gets a COM between scans."""
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(rows, columns, 3), dtype=np.uint8)
+    from tests.support.image_factories import fundus_pixels
+
+    pixels = fundus_pixels(rows, columns, seed=seed)
     exif = Image.Exif()
     exif[0x013B] = "CANARY^PATIENT (Artist)"  # Artist
     exif[0x010E] = f"{CANARY_ID} {CANARY_BIRTH_DATE}"  # ImageDescription

@@ -20,10 +20,31 @@ XMP = (
 )
 
 
-def photo(width: int = 400, height: int = 300) -> Image.Image:
-    """An RGB picture with a red block in the top-left corner, so orientation changes are visible."""
-    rng = np.random.default_rng(7)
-    arr = rng.integers(40, 200, size=(height, width, 3), dtype=np.uint8)
+def fundus_pixels(height: int, width: int, *, channels: int = 3, high: int = 256, seed: int = 7) -> np.ndarray:
+    """Noise that passes the fundus gate (trials/uploads/fundus_gate.py): a red-orange disc of random texture on a
+    black surround, like a fundus camera's circular field of view. ``high`` is the sample range (4096 for 12-bit);
+    ``channels`` 1 gives a monochrome photograph."""
+    rng = np.random.default_rng(seed)
+    shape = (height, width, channels)
+    if channels == 3:
+        low, top = np.array([0.45, 0.18, 0.04]), np.array([0.9, 0.5, 0.25])  # red over green over blue
+        arr = (rng.uniform(low, top, size=shape) * high).astype(np.uint8 if high <= 256 else np.uint16)
+    else:
+        arr = rng.integers(high // 4, high, size=shape, dtype=np.uint8 if high <= 256 else np.uint16)
+    yy, xx = np.ogrid[:height, :width]
+    radius = 0.47 * min(height, width)
+    arr[(xx - (width - 1) / 2) ** 2 + (yy - (height - 1) / 2) ** 2 > radius * radius] = 0
+    return arr if channels == 3 else arr[..., 0]
+
+
+def photo(width: int = 400, height: int = 300, *, fundus: bool = True) -> Image.Image:
+    """An RGB picture with a red block in the top-left corner, so orientation changes are visible. ``fundus``
+    (the default) draws a fundus-like field (``fundus_pixels``) so the upload gate accepts it; without it the
+    whole picture is noise (the corner block then survives de-identification: no field of view is blanked)."""
+    if fundus:
+        arr = fundus_pixels(height, width)
+    else:
+        arr = np.random.default_rng(7).integers(40, 200, size=(height, width, 3), dtype=np.uint8)
     arr[:40, :60] = (255, 0, 0)
     return Image.fromarray(arr)
 
@@ -41,9 +62,9 @@ def exif_bytes(orientation: int = 1) -> bytes:
     return exif.tobytes()
 
 
-def jpeg_with_metadata(orientation: int = 6, *, width: int = 400, height: int = 300) -> bytes:
+def jpeg_with_metadata(orientation: int = 6, *, width: int = 400, height: int = 300, fundus: bool = True) -> bytes:
     out = io.BytesIO()
-    photo(width, height).save(
+    photo(width, height, fundus=fundus).save(
         out,
         format="JPEG",
         quality=95,
@@ -55,18 +76,20 @@ def jpeg_with_metadata(orientation: int = 6, *, width: int = 400, height: int = 
     return out.getvalue()
 
 
-def png_with_text_chunks() -> bytes:
+def png_with_text_chunks(*, fundus: bool = True) -> bytes:
     info = PngInfo()
     info.add_text("Author", CANARY)  # tEXt
     info.add_text("Comment", "zipped " + CANARY, zip=True)  # zTXt
     info.add_itxt("Description", "international " + CANARY, lang="en", tkey="Beschreibung")  # iTXt
     info.add_itxt("XML:com.adobe.xmp", XMP.decode())
     out = io.BytesIO()
-    photo().save(out, format="PNG", pnginfo=info, icc_profile=srgb_icc(), exif=exif_bytes(1), dpi=(300, 300))
+    photo(fundus=fundus).save(
+        out, format="PNG", pnginfo=info, icc_profile=srgb_icc(), exif=exif_bytes(1), dpi=(300, 300)
+    )
     return out.getvalue()
 
 
-def tiff_with_tags(orientation: int = 1) -> bytes:
+def tiff_with_tags(orientation: int = 1, *, fundus: bool = True) -> bytes:
     out = io.BytesIO()
     tags = {
         270: "TIFF ImageDescription " + CANARY,
@@ -75,7 +98,7 @@ def tiff_with_tags(orientation: int = 1) -> bytes:
         306: "1961:02:03 10:11:12",
         274: orientation,
     }
-    photo().save(out, format="TIFF", tiffinfo=tags, compression="tiff_lzw")
+    photo(fundus=fundus).save(out, format="TIFF", tiffinfo=tags, compression="tiff_lzw")
     return out.getvalue()
 
 
@@ -134,3 +157,31 @@ def encoded(img: Image.Image, fmt: str = "JPEG") -> bytes:
     out = io.BytesIO()
     img.save(out, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return out.getvalue()
+
+
+# Not fundus photographs (the upload gate must refuse them).
+def web_page(width=1280, height=800, *, dark=False) -> Image.Image:
+    """A page like the Visus trial list: a header bar, a table of rows of text, on a light (or dark) background."""
+    page = Image.new("RGB", (width, height), (20, 22, 26) if dark else (248, 249, 251))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, width, 56), fill=(24, 62, 120))
+    draw.text((24, 16), "Visus  Trials  Reading  Audit", fill="white", font=ImageFont.load_default(size=20))
+    ink = (230, 230, 230) if dark else (30, 30, 30)
+    for i in range(18):
+        y = 90 + 36 * i
+        draw.line((24, y + 30, width - 24, y + 30), fill=(200, 200, 205))
+        draw.text(
+            (32, y),
+            f"DR0{i % 9} Screening trial {i}   Recruiting   3 sites",
+            fill=ink,
+            font=ImageFont.load_default(size=18),
+        )
+    return page
+
+
+def text_image(width=900, height=600) -> Image.Image:
+    img = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(img)
+    for i in range(20):
+        draw.text((20, 20 + 28 * i), "Patient letter: please attend clinic on Monday " * 2, fill="black")
+    return img

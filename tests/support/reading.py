@@ -6,6 +6,7 @@ from platform_core.accounts.models import Role
 from reading import services
 from reading.models import Phase
 from tests.support.factories import TEST_PASSWORD, TrialWorld, enrol, member
+from tests.support.uploads import attach_photograph
 from trials.services import case_create, case_set_status, trial_transition
 
 PASSWORD = TEST_PASSWORD
@@ -37,6 +38,8 @@ class ReadingWorld(TrialWorld):
                 data = image_factories.plain_png(400, 300)
                 self.files[case.pk] = case_file_upload(actor=coordinator, case=case, data=data).case_file
         for case, coordinator in ((self.case1, self.coord1), (self.case2, self.coord2)):
+            if case.pk not in self.files:
+                attach_photograph(case, coordinator)  # an empty case cannot be completed
             case_set_status(actor=coordinator, case=case, status="complete")
         self.setup = services.reading_setup_set(
             actor=self.manager,
@@ -74,6 +77,7 @@ class ReadingWorld(TrialWorld):
         for day in range(n):
             case = case_create(actor=self.coord1, subject=subject, laterality="OD", visit_day=day + 1)
             if complete:
+                attach_photograph(case, self.coord1)
                 case = case_set_status(actor=self.coord1, case=case, status="complete")
             made.append(case)
         self.cases.extend(made)

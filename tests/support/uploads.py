@@ -7,6 +7,7 @@ import io
 from django.core.files.storage import default_storage
 from django.test import TestCase
 from django.urls import reverse
+from PIL import Image
 from rest_framework.test import APIClient
 
 from tests.support.factories import TrialWorld
@@ -47,3 +48,40 @@ class UploadTestCase(TestCase):
         handle = io.BytesIO(data)
         handle.name = name
         return (client or self.api).post(url or self.url, {"file": handle}, format="multipart")
+
+
+FIXTURE_PHOTOGRAPH = "fixtures/fundus-photograph-400x300.png"
+
+
+def attach_photograph(case, actor=None):
+    """A fundus photograph on ``case`` for fixtures that need a case with files (an empty case cannot be completed)
+    but do not test uploads: a CaseFile row over one real PNG (``image_factories.fundus_pixels``) kept in storage
+    under a fixed name and shared by every such row, so the pipeline's OCR is not paid per fixture. Tests of
+    uploads go through ``trials.file_services.case_file_upload`` instead."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+
+    from tests.support.image_factories import encoded, fundus_pixels
+    from trials.models import CaseFile
+
+    data = encoded(Image.fromarray(fundus_pixels(300, 400)), "PNG")
+    if not default_storage.exists(FIXTURE_PHOTOGRAPH):
+        default_storage.save(FIXTURE_PHOTOGRAPH, ContentFile(data))
+    return CaseFile.objects.create(
+        case=case,
+        modality="fundus",
+        file_format="png",
+        content=FIXTURE_PHOTOGRAPH,
+        preview=FIXTURE_PHOTOGRAPH,
+        thumbnail=FIXTURE_PHOTOGRAPH,
+        content_type="image/png",
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        width=400,
+        height=300,
+        bits=8,
+        deid_report={"pipeline": "image", "stripped": [], "orientation_applied": 1},
+        uploaded_by=actor,
+        gradable=True,
+    )

@@ -11,6 +11,7 @@ from diagnosis.networks.fusion import RNFL_PLAUSIBLE_UM
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
 from tests.support.factories import TrialWorld, enrol, make_trial
+from tests.support.uploads import attach_photograph
 from trials.models import RNFL_RANGE_UM, Case
 from trials.services import case_create, case_record_rnfl, case_set_status, subject_withdraw
 
@@ -58,6 +59,7 @@ class RecordRnflServiceTests(TestCase):
         for actor in (self.w.coord2, self.w.reader, self.w.manager, self.w.outsider):
             with self.subTest(actor=actor.email), self.assertRaisesMessage(ApplicationError, "Only a coordinator"):
                 case_record_rnfl(actor=actor, case=self.case, thickness_um=80.0)
+        attach_photograph(self.case, self.w.coord1)  # an empty case cannot be completed
         case_set_status(actor=self.w.coord1, case=self.case, status="complete")
         with self.assertRaisesMessage(ApplicationError, "reopen it"):
             case_record_rnfl(actor=self.w.coord1, case=self.case, thickness_um=80.0)

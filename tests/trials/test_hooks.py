@@ -11,6 +11,7 @@ from diagnosis.selectors import case_inference_context
 from diagnosis.services import inference_jobs_queue
 from platform_core.audit.models import AuditEvent
 from tests.support.factories import TrialWorld
+from tests.support.uploads import attach_photograph
 from trials import hooks
 from trials.models import Case
 from trials.services import case_set_status
@@ -19,6 +20,7 @@ from trials.services import case_set_status
 class CaseCompletedHookTests(TestCase):
     def setUp(self):
         self.w = TrialWorld()
+        attach_photograph(self.w.case1, self.w.coord1)  # an empty case cannot be completed
 
     def test_diagnosis_registers_inference_for_completed_cases_and_its_case_page_panel(self):
         self.assertIn(inference_jobs_queue, hooks._case_completed)

@@ -96,6 +96,7 @@ class SiteIsolationWalkTests(TestCase):
                     continue
                 client = self.api if path.startswith("/api/") else self.client
                 body = {"reason": "x", "status": "complete", "laterality": "OS", "visit_day": 3, "thickness_um": 80}
+                body["action"] = "withdraw"  # the file retire form (trials:case-file-retire)
                 response = client.post(path, body, format="json") if client is self.api else client.post(path, body)
                 self.assertIn(response.status_code, (403, 404, 405), f"POST {path} -> {response.status_code}")
         self.assertEqual(before, (AuditEvent.objects.count(), Subject.objects.count(), Case.objects.count()))

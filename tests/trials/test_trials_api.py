@@ -7,7 +7,8 @@ from rest_framework.test import APIClient
 from platform_core.accounts.models import Role
 from tests.support import require_postgresql
 from tests.support.factories import ELIGIBLE, TrialWorld, enrol, member
-from trials.models import Subject
+from tests.support.uploads import attach_photograph
+from trials.models import Case, Subject
 
 
 def client_for(user):
@@ -196,6 +197,9 @@ class SubjectAndCaseApiTests(TestCase):
         )
         self.assertEqual(duplicate.status_code, 409)
         case_id = created.json()["id"]
+        empty = client.post(reverse("api:trials:case-status", args=[case_id]), {"status": "complete"}, format="json")
+        self.assertEqual((empty.status_code, empty.json()["error"]["code"]), (400, "case_empty"))
+        attach_photograph(Case.objects.get(pk=case_id), self.w.coord1)
         done = client.post(reverse("api:trials:case-status", args=[case_id]), {"status": "complete"}, format="json")
         self.assertEqual(done.json()["status"], "complete")
         cases = client.get(reverse("api:trials:case-list"), {"subject": "DR01-H01-0001", "status": "complete"}).json()

@@ -3,6 +3,7 @@ from django.urls import reverse
 
 from platform_core.audit.models import AuditEvent
 from tests.support.factories import TrialWorld
+from tests.support.uploads import attach_photograph
 from trials.models import Subject, Trial
 
 
@@ -192,6 +193,9 @@ class SubjectPagesTests(TestCase):
         url = reverse("trials:case-status", args=[self.w.case1.pk])
         response = self.client.post(url, {"status": "excluded", "reason": ""}, follow=True)
         self.assertContains(response, "Give the reason for excluding the case.")
+        response = self.client.post(url, {"status": "complete"}, follow=True)
+        self.assertContains(response, "The case has no files, so it cannot be completed")
+        attach_photograph(self.w.case1, self.w.coord1)
         response = self.client.post(url, {"status": "complete"}, follow=True)
         self.assertContains(response, "Case status saved.")
 

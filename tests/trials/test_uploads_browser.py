@@ -54,8 +54,9 @@ class UploadInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.assertEqual(items["field.csv"].get_attribute("data-outcome"), "accepted")
         broken = items["broken.jpg"]
         self.assertEqual(broken.get_attribute("data-outcome"), "rejected")
-        self.assertIn("rejected:", broken.find_element(By.CSS_SELECTOR, "[data-testid=upload-outcome]").text)
-        self.assertTrue(broken.find_elements(By.XPATH, ".//button[normalize-space()='Retry']"))
+        self.assertIn("refused:", broken.find_element(By.CSS_SELECTOR, "[data-testid=upload-outcome]").text)
+        # A truncated file would be refused again: no Retry (only transient failures offer one).
+        self.assertFalse(broken.find_elements(By.XPATH, ".//button[normalize-space()='Retry']"))
         for item in items.values():
             self.assertEqual(item.find_element(By.TAG_NAME, "progress").get_attribute("value"), "100")
         preview = items["fundus.png"].find_element(By.CSS_SELECTOR, "[data-testid=upload-preview]")
@@ -63,6 +64,8 @@ class UploadInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.assertGreater(int(preview.get_attribute("naturalWidth")), 100)
         self.assertEqual(CaseFile.objects.filter(case=self.w.case1).count(), 2)
 
+        # The Files list updated itself (no reload), and a reload shows the same.
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "[data-testid=case-file]")) == 2)
         b.get(f"{self.live_server_url}/trials/cases/{self.w.case1.pk}/")
         self.assertEqual(len(b.find_elements(By.CSS_SELECTOR, "[data-testid=case-file]")), 2)
         self.assertIn("MD", b.find_element(By.CSS_SELECTOR, "[data-testid=visual-field]").text)

@@ -91,7 +91,7 @@ class RefusedUploadTests(UploadTestCase):
             (b"", "empty", "empty"),
             (jpeg[: len(jpeg) // 2], "truncated", "truncated"),
             (b"%PDF-1.7\n" + b"x" * 2000 + b"\n%%EOF\n", "pdf_printout", "identifiers"),
-            (b"just some text that is not an image", "unknown_text", ""),
+            (b"just some text that is not an image", "not_an_image", "not an image or DICOM file"),
             (image_factories.plain_png(100, 100), "image_too_small", "too small"),
             (dicom_factories.ophthalmic_photograph(rows=16, columns=16), "image_too_small", "16 x 16 px"),
             (image_factories.png_bomb(), "image_too_large", "decompression bomb"),
@@ -110,6 +110,7 @@ class RefusedUploadTests(UploadTestCase):
         self.assertIn("multipart field 'file'", response.json()["error"]["message"])
 
     def test_upload_to_a_case_that_is_not_open_is_refused(self):
+        self.assertEqual(self.upload(vf_csv("OD")).status_code, 201)  # an empty case cannot be completed
         case_set_status(actor=self.w.coord1, case=self.w.case1, status="complete")
         self.assert_refused(image_factories.plain_png(400, 400), "case_not_open", "reopen it")
 

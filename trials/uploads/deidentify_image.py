@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -241,13 +242,15 @@ def deidentify_image(
     output_format: Literal["PNG", "JPEG"] = "PNG",
     png_compress_level: int = 3,
     check_burned_in_text: bool = True,
+    check_pixels: Callable[[np.ndarray], None] | None = None,
 ) -> DeidentifiedImage:
     """Rebuild a JPEG/PNG/TIFF photograph from its pixels. Raises UploadRejected for unusable images.
 
     Only the first frame of multi-page TIFFs and MPO/APNG files is kept (recorded as "extra_frames"). With
     ``check_burned_in_text`` (the default; only benchmarks turn it off) everything outside the photograph's circular
     field of view is blanked and the rest is searched for burned-in text, which refuses the file
-    (``burned_in_text``).
+    (``burned_in_text``). ``check_pixels`` (the fundus gate) sees the oriented 8-bit RGB pixels first and may
+    raise UploadRejected, so an image that is refused anyway is not sent to OCR.
     """
     img = _open(data, max_pixels)
     source_format = img.format or "unknown"
@@ -267,6 +270,8 @@ def deidentify_image(
     pixels, converted = _to_8bit_rgb_array(oriented)
     height, width = pixels.shape[:2]
     check_gradable_size(width, height, min_side)
+    if check_pixels is not None:
+        check_pixels(pixels)
     fov, blanked = None, 0
     if check_burned_in_text:
         fov = find_field_of_view(pixels)

@@ -72,10 +72,15 @@ def detect_file_kind(data: bytes, *, max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) 
     if text is not None:
         if looks_like_visual_field_csv(text):
             return FileKind.VISUAL_FIELD_CSV
+        if _looks_like_table(text):
+            raise UploadRejected(
+                "This table is not in the documented visual-field CSV format: its first line must be the header "
+                "with the columns eye, age, s1 ... s54 and the reliability indices (see the visual-field CSV "
+                "format page).",
+                "unknown_text",
+            )
         raise UploadRejected(
-            "This text file is not in the documented visual-field CSV format: its first line must be the header "
-            "with the columns eye, age, s1 ... s54 and the reliability indices (see VISUAL_FIELD_CSV.md).",
-            "unknown_text",
+            f"This is not an image or DICOM file: it holds plain text. Upload {_ACCEPTED}.", "not_an_image"
         )
     if _is_dicom_without_preamble(data):
         return FileKind.DICOM
@@ -122,6 +127,13 @@ def _as_text(data: bytes) -> str | None:
             return head[:-3].decode("utf-8-sig")
         except UnicodeDecodeError:
             return None
+
+
+def _looks_like_table(text: str) -> bool:
+    """A first line with separators (comma, semicolon or tab): someone's spreadsheet export, so the CSV format is
+    the help they need; any other text (a note, a log, a text file renamed .jpg) is simply not an image."""
+    first = text.lstrip().split("\n", 1)[0]
+    return max(first.count(","), first.count(";"), first.count("\t")) >= 2
 
 
 def _is_dicom_without_preamble(data: bytes) -> bool:

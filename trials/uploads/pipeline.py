@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from PIL import Image
+
 from trials.uploads.burned_in_text import FieldOfView, refuse_burned_in_text
 from trials.uploads.deidentify_dicom import DatePolicy, DeidentifyOptions, deidentify_dicom, frame_image
 from trials.uploads.deidentify_image import (
@@ -22,6 +24,14 @@ from trials.uploads.deidentify_image import (
 )
 from trials.uploads.detect import FileKind, detect_file_kind
 from trials.uploads.errors import UploadRejected
+from trials.uploads.fundus_gate import (
+    NOT_FUNDUS_CODE,
+    FundusCheck,
+    Gradability,
+    assess_fundus,
+    assess_gradability,
+    gate_array,
+)
 from trials.uploads.visual_field import (
     DEVICE_MAP_COLUMNS,
     DEVICE_MAPS,
@@ -59,6 +69,8 @@ class UploadContext:
     max_bytes: int
     max_pixels: int
     min_side: int
+    # The coordinator's reason to store a photograph that failed the fundus check anyway (empty: refuse it).
+    fundus_exception_reason: str = ""
 
 
 @dataclass
@@ -79,6 +91,8 @@ class ProcessedUpload:
     visual_field: VisualField | None = None
     analysis: VisualFieldAnalysis | None = None
     pd_plot: bytes | None = None
+    fundus_check: FundusCheck | None = None
+    gradability: Gradability | None = None
 
 
 def process_upload(data: bytes, context: UploadContext) -> ProcessedUpload:
@@ -116,8 +130,34 @@ def process_upload(data: bytes, context: UploadContext) -> ProcessedUpload:
     return result
 
 
+@dataclass
+class _Gate:
+    check: FundusCheck | None = None
+    gradability: Gradability | None = None
+
+
+def _fundus_gate(pixels: Any, context: UploadContext, gate: _Gate) -> None:
+    """The upload gate on a photograph's pixels (HxWx3 uint8 array or PIL image): refuse what does not look like a
+    fundus photograph unless the coordinator gave a reason, and measure gradability."""
+    small = gate_array(pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels))
+    gate.check = assess_fundus(small)
+    if not gate.check.plausible and not context.fundus_exception_reason.strip():
+        raise UploadRejected(
+            f"This image does not look like a fundus photograph: {'; '.join(gate.check.reasons)}. If it is one, "
+            "store it anyway by confirming the exception with a reason.",
+            NOT_FUNDUS_CODE,
+        )
+    gate.gradability = assess_gradability(small)
+
+
 def _image(data: bytes, context: UploadContext) -> ProcessedUpload:
-    image = deidentify_image(data, max_pixels=context.max_pixels, min_side=context.min_side)
+    gate = _Gate()
+    image = deidentify_image(
+        data,
+        max_pixels=context.max_pixels,
+        min_side=context.min_side,
+        check_pixels=lambda pixels: _fundus_gate(pixels, context, gate),
+    )
     return ProcessedUpload(
         modality="fundus",
         file_format=image.source_format.lower(),
@@ -138,6 +178,8 @@ def _image(data: bytes, context: UploadContext) -> ProcessedUpload:
         },
         preview=make_preview(image.data, PREVIEW_SIDE, max_pixels=context.max_pixels),
         thumbnail=make_thumbnail(image.data, THUMBNAIL_SIDE, max_pixels=context.max_pixels),
+        fundus_check=gate.check,
+        gradability=gate.gradability,
     )
 
 
@@ -198,6 +240,9 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
     elif meta.rows and meta.columns:
         frames = processed.frames
         if meta.modality == "fundus":
+            gate = _Gate()
+            _fundus_gate(frame_image(result.data, frame=frames // 2, max_pixels=context.max_pixels), context, gate)
+            processed.fundus_check, processed.gradability = gate.check, gate.gradability
             # The file declares BurnedInAnnotation NO (missing or YES was refused): check that it tells the truth.
             # Its pixels are kept as they are, so text anywhere in a frame refuses it, border included.
             for index in range(frames):

@@ -28,7 +28,8 @@ from diagnosis.training.loop import TrainingProgress
 from diagnosis.training.recipes import PHOTOGRAPHS, RECIPES, TrainingRecipe, demo_recipe
 from platform_core.errors import ApplicationError
 from platform_core.storage import stored_name
-from trials.models import CaseFile, ReferenceStandard, Trial, VisualFieldResult
+from trials.models import ReferenceStandard, Trial, VisualFieldResult
+from trials.selectors import active_case_files, active_files
 
 DEFAULT_DEMO_SYNTHETIC = 600  # the DR grader's generated photographs with --demo; recipes scale it
 
@@ -67,7 +68,8 @@ def trial_fundus_set(trial: Trial, size: int, *, glaucoma: bool = False) -> data
     latest: dict = {}
     subject_of: dict = {}
     for case_id, name, subject_id in (
-        CaseFile.objects.filter(case_id__in=grades, modality="fundus", file_format__in=["jpeg", "png", "tiff"])
+        active_files()
+        .filter(case_id__in=grades, modality="fundus", file_format__in=["jpeg", "png", "tiff"])
         .order_by("created_at")
         .values_list("case_id", "content", "case__subject_id")
     ):
@@ -93,7 +95,11 @@ def trial_visual_fields(trial: Trial, size: int) -> datasets.VisualFieldSet:
     items = []
     references = ReferenceStandard.objects.filter(case__subject__trial=trial, glaucoma__in=["yes", "no"])
     for reference in references.select_related("case"):
-        result = VisualFieldResult.objects.filter(case=reference.case, reliable=True).order_by("-created_at").first()
+        result = (
+            VisualFieldResult.objects.filter(case_file__in=active_case_files(reference.case), reliable=True)
+            .order_by("-created_at")
+            .first()
+        )
         if result is None:
             continue
         with default_storage.open(stored_name(result.pd_plot), "rb") as handle:
