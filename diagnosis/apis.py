@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -8,11 +10,11 @@ from rest_framework.exceptions import PermissionDenied
 
 from diagnosis.models import InferenceJob, ModelVersion, Prediction
 from diagnosis.selectors import jobs_for, predictions_for
-from platform_core.accounts.models import User
+from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.api.permissions import IsMember, roles_required
 from trials.models import Case
-from trials.selectors import SUBJECT_ROLES, cases_for, user_is_blinded_to_ai
+from trials.selectors import SUBJECT_ROLES, cases_for, trial_roles, user_is_blinded_to_ai
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -49,6 +51,12 @@ class PredictionSerializer(serializers.ModelSerializer):
     case = serializers.UUIDField(source="case_id")
     case_file = serializers.UUIDField(source="case_file_id", allow_null=True, help_text="The file it read.")
     attention_overlay_url = serializers.SerializerMethodField()
+    runtime_ms = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="Engineering detail: the trial's managers only (null for others)."
+    )
+    details = serializers.JSONField(
+        read_only=True, allow_null=True, help_text="Engineering detail: the trial's managers only (null for others)."
+    )
 
     class Meta:
         model = Prediction
@@ -68,6 +76,13 @@ class PredictionSerializer(serializers.ModelSerializer):
             "attention_overlay_url",
             "created_at",
         ]
+
+    def to_representation(self, instance: Prediction) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not self.context.get("shows_engineering", False):  # as on the case page: runtime and device for managers
+            data["runtime_ms"] = None
+            data["details"] = None
+        return data
 
     def get_attention_overlay_url(self, obj: Prediction) -> str | None:
         return reverse("diagnosis:prediction-overlay", args=[obj.pk]) if obj.attention_overlay else None
@@ -106,3 +121,11 @@ class CasePredictionListApi(generics.ListAPIView):
     def get_queryset(self) -> QuerySet[Prediction]:
         case = unblinded_case(signed_in_user(self.request), self.kwargs["pk"])
         return predictions_for(signed_in_user(self.request)).filter(case=case).order_by("model_version__name")
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = dict(super().get_serializer_context())
+        case = unblinded_case(signed_in_user(self.request), self.kwargs["pk"])
+        context["shows_engineering"] = Role.TRIAL_MANAGER in trial_roles(
+            signed_in_user(self.request), case.subject.trial
+        )
+        return context

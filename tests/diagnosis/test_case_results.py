@@ -25,7 +25,7 @@ from tests.support import image_factories
 from tests.support.inference import InferenceFixture
 from tests.support.registry import CARD, checkpoint_bytes, register_fundus_glaucoma_model, small_dr_network
 from trials.file_services import case_file_upload
-from trials.models import CaseFile, FileStatus
+from trials.models import CaseFile
 from trials.services import case_set_status, reference_standard_record
 
 
@@ -72,7 +72,11 @@ class EveryPhotographIsReadTests(InferenceFixture, TestCase):
         self.assertFalse(Prediction.objects.filter(job=job).exists())
 
     def test_a_superseded_photograph_is_not_read_and_the_selection_is_one_function(self):
-        CaseFile.objects.filter(pk=self.photos[0].pk).update(status=FileStatus.SUPERSEDED)
+        from trials.file_services import case_file_supersede
+
+        case_file_supersede(
+            actor=self.w.coord1, case_file=self.photos[0], replacement=self.photos[1], reason="a sharper photograph"
+        )
         self.assertEqual(list(case_photographs(self.case)), [self.photos[1]])
         self.assertNotIn(self.photos[0], list(model_input_files(self.case)))
         job, _ = self.run_dr()
@@ -264,3 +268,14 @@ class EngineeringDetailTests(InferenceFixture, TestCase):
         context = case_inference_context(user=self.w.monitor, case=self.case)
         self.assertFalse(context["shows_engineering"])
         self.assertTrue(case_inference_context(user=self.w.manager, case=self.case)["shows_engineering"])
+
+    def test_the_api_gives_runtime_and_device_to_managers_only(self):
+        url = reverse("api:diagnosis:case-prediction-list", args=[self.case.pk])
+        for user, runtime, details in ((self.w.coord1, None, None), (self.w.manager, 12.5, {"device": "cuda:0"})):
+            with self.subTest(user=user.email):
+                api = APIClient()
+                api.force_authenticate(user)
+                body = api.get(url).json()
+                row = (body["results"] if isinstance(body, dict) else body)[0]
+                self.assertEqual((row["runtime_ms"], row["details"]), (runtime, details))
+                self.assertEqual(row["grade"], 2)  # the prediction itself for both
