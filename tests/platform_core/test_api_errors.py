@@ -87,3 +87,24 @@ class ClientErrorLoggingTests(TestCase):
         ):
             self.client.get("/api/v1/cases/")
         self.assertIsNotNone(logs.records[0].exc_info)
+
+
+class ApiEnvelopeEdgeTests(TestCase):
+    """Errors Django raises before any view still answer in the JSON envelope under /api/ (issue 13)."""
+
+    def test_an_oversized_body_is_a_json_400(self):
+        self.client.raise_request_exception = False
+        body = '{"email": "' + "x" * (11 * 1024 * 1024) + '"}'
+        with self.assertLogs("django.security", "ERROR"):
+            response = self.client.post("/api/v1/auth/token/", data=body, content_type="application/json")
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response["Content-Type"], "application/json")
+        self.assertEqual(response.json()["error"]["status"], 400)
+
+    def test_a_bad_host_header_is_a_json_400(self):
+        self.client.raise_request_exception = False
+        with self.assertLogs("django.security", "ERROR"):
+            response = self.client.get("/api/v1/me/", HTTP_HOST="evil.example")
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(response["Content-Type"], "application/json")
+        self.assertEqual(response.json()["error"]["code"], "bad_request")
