@@ -35,7 +35,7 @@ register_auditable_fields(
     "trials.Subject",
     [
         "pseudonym",
-        "consent_date",
+        "consent_days_before_enrolment",
         "consent_form_version",
         "eligibility",
         "sex",

@@ -202,7 +202,11 @@ class Subject(BaseModel):
     number = models.PositiveIntegerField()
     enrolled_at = models.DateTimeField()
     enrolled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    consent_date = models.DateField()
+    # Not the date itself: a calendar date is an identifier under HIPAA Safe Harbor, and every trial-wide role
+    # sees the subject. The coordinator types the date; Visus keeps how many days before enrolment it was.
+    consent_days_before_enrolment = models.PositiveIntegerField(
+        help_text="Days from consent to enrolment (0: the same day); the date itself is not stored."
+    )
     consent_form_version = models.CharField(max_length=40)
     eligibility = models.JSONField(default=dict, help_text="{criterion: answer} as recorded at enrolment.")
     sex = models.CharField(max_length=8, choices=Sex.choices)

@@ -307,7 +307,7 @@ def subject_enroll(
         pseudonym=f"{trial.subject_prefix}-{site.hospital.code}-{number:04d}",
         enrolled_at=timezone.now(),
         enrolled_by=actor,
-        consent_date=consent_date,
+        consent_days_before_enrolment=(timezone.localdate() - consent_date).days,
         consent_form_version=consent_form_version.strip(),
         eligibility=recorded,
         sex=sex,

@@ -63,7 +63,7 @@ def _build(cases: int):
             number=n,
             enrolled_at=now,
             enrolled_by=manager,
-            consent_date=now.date(),
+            consent_days_before_enrolment=0,
             consent_form_version="v1",
             sex=("female", "male")[n % 2],
             age=str(30 + n % 60),

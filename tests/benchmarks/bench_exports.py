@@ -91,7 +91,7 @@ def main() -> None:
                 number=n,
                 enrolled_at=now,
                 enrolled_by=manager,
-                consent_date=now.date(),
+                consent_days_before_enrolment=0,
                 consent_form_version="v1",
                 sex="female",
                 age="60",

@@ -129,6 +129,22 @@ class EnrolmentTests(TestCase):
         self.assertEqual(event.changes["pseudonym"], [None, "DR01-H01-0001"])
         self.assertTrue(audit_verify().ok)
 
+    def test_the_consent_date_is_kept_as_days_before_enrolment_never_as_a_date(self):
+        from django.utils import timezone
+
+        today = timezone.localdate()
+        subject = services.subject_enroll(**self._enrol_kwargs(consent_date=today - dt.timedelta(days=3)))
+        self.assertEqual(subject.consent_days_before_enrolment, 3)
+        self.assertNotIn("consent_date", [f.name for f in Subject._meta.get_fields()])
+        event = AuditEvent.objects.get(action="subject.enroll", object_id=str(subject.pk))
+        self.assertEqual(event.changes["consent_days_before_enrolment"], [None, 3])
+        self.assertNotIn(today.isoformat(), str(event.changes))
+        self.assertNotIn((today - dt.timedelta(days=3)).isoformat(), str(event.changes))
+        self.client.force_login(self.world.manager)
+        page = self.client.get(f"/trials/{self.world.trial.slug}/subjects/{subject.pseudonym}/")
+        self.assertContains(page, "given 3 days before enrolment")
+        self.assertNotContains(page, (today - dt.timedelta(days=3)).isoformat())
+
     def _enrol_kwargs(self, **overrides):
         w = self.world
         kwargs = {
