@@ -82,6 +82,8 @@ class ModelRegisterForm(forms.Form):
             config = json.loads(text)
         except json.JSONDecodeError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}.") from None
+        except RecursionError:
+            raise forms.ValidationError("Not valid JSON: it is nested too deeply.") from None
         if not isinstance(config, dict):
             raise forms.ValidationError("The configuration must be a JSON object.")
         return config

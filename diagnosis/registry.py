@@ -92,12 +92,40 @@ def validate_model_card(model_card: Any) -> None:
         raise ValidationError({"model_card": f"The model card is not valid: {'; '.join(problems)}."})
 
 
+# No network of the registry needs a size above this; a larger (or negative) number in a configuration would only
+# make building the network fail or exhaust the worker's memory.
+MAX_CONFIG_INTEGER = 65_536
+
+
+def _config_size_problem(value: Any, path: str = "config") -> str:
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int) and not 0 <= value <= MAX_CONFIG_INTEGER:
+        return f"{path} is {value}: sizes and counts must be between 0 and {MAX_CONFIG_INTEGER}"
+    if isinstance(value, Mapping):
+        return next((p for k, v in value.items() if (p := _config_size_problem(v, f"{path}.{k}"))), "")
+    if isinstance(value, list | tuple):
+        return next((p for i, v in enumerate(value) if (p := _config_size_problem(v, f"{path}[{i}]"))), "")
+    return ""
+
+
 def _validated_network(spec: NetworkSpec, config: Mapping[str, Any], state_dict: Mapping[str, Any]) -> nn.Module:
+    problem = _config_size_problem(config)
+    if problem:
+        raise ApplicationError(
+            f"The configuration does not describe a {spec.architecture} network: {problem}.", code="bad_config"
+        )
     try:
         network = spec.build(config)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise ApplicationError(
             f"The configuration does not describe a {spec.architecture} network: {exc}", code="bad_config"
+        ) from None
+    except (TypeError, RuntimeError, OverflowError, MemoryError, RecursionError):
+        raise ApplicationError(
+            f"The configuration does not describe a {spec.architecture} network: a value has the wrong type or "
+            "size for it. Use the configuration the network was trained with.",
+            code="bad_config",
         ) from None
     try:
         load_state_dict_checked(network, state_dict, context=spec.architecture)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 
 class ClientErrorsWithoutTraceback(logging.Filter):
@@ -19,4 +20,25 @@ class ClientErrorsWithoutTraceback(logging.Filter):
             record.exc_info = None
             record.exc_text = None
             record.stack_info = None
+        return True
+
+
+class RedactInvitationTokens(logging.Filter):
+    """Replace the one-time token in invitation links (``/accounts/invitations/<token>/``) in log lines: a logged
+    path with a token that is still valid would let whoever reads the logs accept the invitation."""
+
+    PATTERN = re.compile(r"(/accounts/invitations/)[^/\s\"?]+")
+
+    def _redact(self, value: object) -> object:
+        return self.PATTERN.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: self._redact(value) for key, value in record.args.items()}
+        request = getattr(record, "request", None)
+        if request is not None and hasattr(request, "path") and self.PATTERN.search(str(request.path)):
+            record.request = None  # a formatter or handler would print it whole
         return True

@@ -404,11 +404,15 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "filters": {"client_errors_without_traceback": {"()": "platform_core.log_filters.ClientErrorsWithoutTraceback"}},
+    "filters": {
+        "client_errors_without_traceback": {"()": "platform_core.log_filters.ClientErrorsWithoutTraceback"},
+        "redact_invitation_tokens": {"()": "platform_core.log_filters.RedactInvitationTokens"},
+    },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {
         # A 403 or 404 is one line, not a traceback a signed-in user could flood the logs with.
-        "django.request": {"filters": ["client_errors_without_traceback"]},
+        "django.request": {"filters": ["client_errors_without_traceback", "redact_invitation_tokens"]},
+        "django.server": {"filters": ["redact_invitation_tokens"]},
         # Django's default also mails ADMINS a report of every failed request, with each frame's local variables:
         # an upload's bytes (PHI before de-identification) among them. Failures are logged here, never mailed.
         "django": {"handlers": [], "level": "INFO"},

@@ -32,7 +32,7 @@ from reading.models import (
     ReadStatus,
 )
 from trials.models import Case, CaseFile, CaseStatus, SubjectStatus, Trial
-from trials.selectors import active_case_files, trial_roles
+from trials.selectors import active_case_files, trial_roles, user_is_blinded_to_ai
 
 
 def _active(user: User) -> bool:
@@ -144,11 +144,15 @@ def reader_progress(user: User, trial: Trial) -> list[dict[str, Any]]:
 
 
 def may_manage_reading(user: User, trial: Trial) -> bool:
-    return Role.TRIAL_MANAGER in trial_roles(user, trial)
+    """Trial managers, unless they also read in the trial: the set-up, calibration answers, reset and reference
+    pages would unblind them (the blinding rule of ``trials.selectors.user_is_blinded_to_ai``)."""
+    return Role.TRIAL_MANAGER in trial_roles(user, trial) and not user_is_blinded_to_ai(user, trial)
 
 
 def may_oversee_reading(user: User, trial: Trial) -> bool:
-    return bool(trial_roles(user, trial) & {Role.TRIAL_MANAGER, Role.MONITOR, Role.STATISTICIAN})
+    """Managers, monitors and statisticians see reading progress, unless they also read in the trial."""
+    roles = trial_roles(user, trial)
+    return bool(roles & {Role.TRIAL_MANAGER, Role.MONITOR, Role.STATISTICIAN}) and Role.READER not in roles
 
 
 def progress_table(trial: Trial, *, now: Any = None) -> list[dict[str, Any]]:

@@ -81,8 +81,15 @@ def _trial_ref(trial: Trial) -> str:
 
 
 def _require_manager(user: User, trial: Trial) -> None:
-    if Role.TRIAL_MANAGER not in trial_roles(user, trial):
+    roles = trial_roles(user, trial)
+    if Role.TRIAL_MANAGER not in roles:
         raise ApplicationError("Only a trial manager of this trial may do this.", code="forbidden", status=403)
+    if Role.READER in roles:  # the set-up, calibration answers and reference would unblind them
+        raise ApplicationError(
+            "You also read cases of this trial: another trial manager manages its reading (blind reading).",
+            code="forbidden",
+            status=403,
+        )
 
 
 def _require_open_for_reading(trial: Trial) -> None:

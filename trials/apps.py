@@ -8,14 +8,16 @@ class TrialsConfig(AppConfig):
     def ready(self) -> None:
         # The audit app (below trials) knows no trial model: trials tells it which events a reviewer sees.
         from platform_core.audit.selectors import (
+            register_audit_exclusion,
             register_audit_labeller,
             register_audit_object_filter,
             register_audit_scope,
         )
         from trials import audit_links
-        from trials.selectors import audit_scope
+        from trials.selectors import audit_blinded, audit_scope
 
         register_audit_scope(audit_scope)
+        register_audit_exclusion(audit_blinded)
         # ...and how its events read: filters by subject and case, labels and links instead of keys.
         register_audit_object_filter(audit_links.SUBJECT_FILTER)
         register_audit_object_filter(audit_links.CASE_FILTER)

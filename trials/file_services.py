@@ -36,6 +36,10 @@ class UploadOutcome:
     case_file: CaseFile
 
 
+# Reasons are free text that lands in the record and the audit trail: bounded, like every reason field (500).
+MAX_REASON_CHARS = 500
+
+
 def upload_context(case: Case, *, fundus_exception_reason: str = "") -> UploadContext:
     subject = case.subject
     trial = subject.trial
@@ -99,6 +103,10 @@ def case_file_upload(
     """
     case = Case.objects.select_related("subject__trial", "subject__site__hospital").get(pk=case.pk)
     check_can_upload(actor=actor, case=case)
+    if len(fundus_exception_reason.strip()) > MAX_REASON_CHARS:
+        raise ValidationError(
+            {"fundus_exception_reason": f"Keep the reason under {MAX_REASON_CHARS} characters; nothing was stored."}
+        )
     processed = process_upload(data, upload_context(case, fundus_exception_reason=fundus_exception_reason))
     digest = hashlib.sha256(processed.content).hexdigest()
     existing = CaseFile.objects.filter(case=case, sha256=digest).first()

@@ -62,6 +62,12 @@ def audit_scope(user: User, roles: tuple[Role, ...]) -> Q:
     return Q(trial_ref__in=TrialSite.objects.filter(hospital__in=hospital_ids_for(user, roles)).values("trial__slug"))
 
 
+def audit_blinded(user: User) -> Q:
+    """Audit events a reviewer who also reads in a trial must not see: every event of that trial (its reads,
+    reference standard and predictions are recorded there). Registered with the audit app in ``ready()``."""
+    return Q(trial_ref__in=Trial.objects.filter(pk__in=ai_blinded_trial_ids(user)).values("slug"))
+
+
 def managed_trials_for(user: User) -> QuerySet[Trial]:
     if not _active(user):
         return Trial.objects.none()

@@ -736,6 +736,10 @@ def person_role_grant(*, actor: User, user: User, hospital: Hospital, role: Role
     """Give an existing account a role at a hospital ``actor`` manages, with a reason."""
     _require_manages(actor, hospital)
     reason = _reason_required(reason, "Give a reason for granting a role.")
+    if user.pk == actor.pk:
+        raise ValidationError(
+            "You cannot grant yourself a role; ask another trial manager (a manager who also reads would be unblinded)."
+        )
     if str(role) not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
     if not user.is_active:

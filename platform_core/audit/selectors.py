@@ -26,15 +26,31 @@ def register_audit_scope(provider: AuditScopeProvider) -> AuditScopeProvider:
     return provider
 
 
+# ...and hide what a reviewer must not see: apps register ``provider(user) -> Q`` of events to leave out (trials:
+# every event of a trial where the user reads, since reads, references and predictions are in its events).
+AuditExclusionProvider = Callable[[User], Q]
+_exclusion_providers: list[AuditExclusionProvider] = []
+
+
+def register_audit_exclusion(provider: AuditExclusionProvider) -> AuditExclusionProvider:
+    if provider not in _exclusion_providers:
+        _exclusion_providers.append(provider)
+    return provider
+
+
 def audit_events_for(user: User) -> QuerySet[AuditEvent]:
     """Events a trial manager or monitor may review, newest first: those recorded at their hospitals, and
     those the registered scope providers add (trials: every event of the trials where they hold that role
-    at a site, trial-wide oversight)."""
+    at a site, trial-wide oversight), less those the exclusion providers hide (blind reading: nothing of a trial
+    the user reads in)."""
     codes = hospitals_for(user, roles=AUDIT_ROLES).values("code")
     visible = Q(hospital_code__in=codes)
     for provider in _scope_providers:
         visible |= provider(user, AUDIT_ROLES)
-    return AuditEvent.objects.filter(visible).order_by("-seq")
+    events = AuditEvent.objects.filter(visible)
+    for exclusion in _exclusion_providers:
+        events = events.exclude(exclusion(user))
+    return events.order_by("-seq")
 
 
 # --- What a monitor reads: filters, and labels instead of keys (issue 10, item 6) ---------------------------

@@ -30,6 +30,17 @@ FULL_CARD = {
 }
 
 
+def plain_state_dict() -> bytes:
+    """A bare state dict (no Visus checkpoint envelope): the page's configuration is then the one used."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(small_dr_network().state_dict(), buffer)
+    return buffer.getvalue()
+
+
 def register_form(weights: bytes, **overrides):
     data = {
         "name": "dr-screen",
@@ -139,6 +150,15 @@ class RegistryPageTests(TestCase):
             (register_form(checkpoint_bytes(small_dr_network()), metrics="auc = 0.9"), "name: value"),
             (register_form(checkpoint_bytes(small_dr_network()), metrics_dataset=""), "Name the data set"),
             (register_form(checkpoint_bytes(small_dr_network()), intended_use=""), "This field is required"),
+            # Hostile configurations (a review found these answered 500): negative or absurd sizes, a wrong type,
+            # JSON nested past the parser's recursion limit.
+            (register_form(plain_state_dict(), architecture="zoom_in_net", config='{"anet_hidden": -5}'), "between 0"),
+            (
+                register_form(plain_state_dict(), architecture="zoom_in_net", config='{"m_widths": [-1, 2]}'),
+                "between 0",
+            ),
+            (register_form(plain_state_dict(), architecture="zoom_in_net", config='{"dropout": "x"}'), "wrong type"),
+            (register_form(plain_state_dict(), config="[" * 10000 + "]" * 10000), "too deeply"),
         ]
         events, stored = AuditEvent.objects.count(), stored_names("models")
         for data, message in cases:

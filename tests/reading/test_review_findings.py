@@ -1,0 +1,96 @@
+"""What a hostile review of this round found, each fixed: a manager could make themselves a reader and keep the
+pages that show the answers; the audit trail showed reads and the reference to someone who reads; a gate exception
+reason had no length limit; invitation tokens reached the logs."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import ValidationError
+from django.test import SimpleTestCase, TestCase
+from django.urls import reverse
+
+from platform_core.accounts.models import Role
+from platform_core.accounts.services import person_role_grant
+from platform_core.audit.models import AuditEvent
+from platform_core.audit.selectors import audit_events_for
+from platform_core.errors import ApplicationError
+from platform_core.log_filters import RedactInvitationTokens
+from reading import services
+from tests.support.reading import ReadingWorld
+from tests.support.uploads import vf_csv
+from trials.file_services import case_file_upload
+
+
+class ManagerWhoReadsTests(TestCase):
+    def setUp(self):
+        self.w = ReadingWorld()
+
+    def test_a_manager_cannot_grant_themselves_a_role(self):
+        with self.assertRaisesMessage(ValidationError, "cannot grant yourself a role"):
+            person_role_grant(
+                actor=self.w.manager, user=self.w.manager, hospital=self.w.h1, role=Role.READER, reason="x"
+            )
+
+    def test_a_manager_who_also_reads_is_refused_the_reading_management_pages_and_services(self):
+        from platform_core.accounts.services import membership_grant
+
+        membership_grant(actor=None, user=self.w.manager, hospital=self.w.h1, role=Role.READER)
+        self.client.force_login(self.w.manager)
+        for name in ("reading:calibration", "reading:reference", "reading:reset", "reading:manage"):
+            with self.subTest(page=name):
+                response = self.client.get(reverse(name, args=[self.w.trial.slug]))
+                self.assertIn(response.status_code, {403, 404})
+        with self.assertRaisesMessage(ApplicationError, "another trial manager manages its reading"):
+            services.calibration_case_mark(actor=self.w.manager, case=self.w.case1, known_answers={"icdr_grade": "0"})
+
+    def test_the_audit_trail_hides_a_trial_from_a_reviewer_who_reads_in_it(self):
+        from platform_core.accounts.services import membership_grant
+
+        monitor = self.w.monitor
+        self.assertTrue(audit_events_for(monitor).filter(trial_ref=self.w.trial.slug).exists())
+        membership_grant(actor=None, user=monitor, hospital=self.w.h1, role=Role.READER)
+        self.assertFalse(audit_events_for(monitor).filter(trial_ref=self.w.trial.slug).exists())
+        self.client.force_login(monitor)
+        page = self.client.get("/audit/export.csv")
+        body = b"".join(page.streaming_content) if page.streaming else page.content
+        self.assertNotIn("Reference standard", body.decode())
+        self.assertNotIn("read.draft_save", body.decode())
+
+
+class GateReasonLimitTests(TestCase):
+    def test_a_gate_exception_reason_over_500_characters_is_refused_and_stores_nothing(self):
+        from tests.support.factories import TrialWorld
+
+        w = TrialWorld(modalities=("fundus", "visual_field"))
+        before = AuditEvent.objects.count()
+        with self.assertRaisesMessage(ValidationError, "under 500 characters"):
+            case_file_upload(actor=w.coord1, case=w.case1, data=vf_csv("OD"), fundus_exception_reason="x" * 501)
+        self.assertEqual(AuditEvent.objects.count(), before)
+
+
+class InvitationTokenLogTests(SimpleTestCase):
+    def test_invitation_tokens_are_redacted_from_request_and_server_logs(self):
+        record = logging.LogRecord(
+            "django.request",
+            logging.WARNING,
+            __file__,
+            1,
+            "%s: %s",
+            ("Bad Request", "/accounts/invitations/abc123XYZ/"),
+            None,
+        )
+        RedactInvitationTokens().filter(record)
+        self.assertEqual(record.getMessage(), "Bad Request: /accounts/invitations/[redacted]/")
+        record = logging.LogRecord(
+            "django.server",
+            logging.INFO,
+            __file__,
+            1,
+            '"%s" %s %s',
+            ("GET /accounts/invitations/tok/ HTTP/1.1", 200, 5),
+            None,
+        )
+        RedactInvitationTokens().filter(record)
+        self.assertIn("/accounts/invitations/[redacted]/", record.getMessage())
+        self.assertNotIn("tok/", record.getMessage())
