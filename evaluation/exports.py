@@ -305,17 +305,24 @@ PANDAS_TYPES = {"text": "string", "integer": "Int64", "number": "float64", "cate
 R_TYPES = {"text": "character", "integer": "integer", "number": "numeric", "categorical": "factor"}
 
 
-def pandas_snippet() -> str:
-    """A short pandas loader: every export read with the dictionary's types."""
+def _prefix_note(prefix: str) -> str:
+    where = "downloaded from the exports page" if prefix else "written by export_trial"
+    return f"files {where}"
+
+
+def pandas_snippet(prefix: str = "") -> str:
+    """A short pandas loader: every export read with the dictionary's types. ``prefix``: what the file names start
+    with (the exports page serves ``SLUG-NAME.csv``; ``export_trial`` writes ``NAME.csv``)."""
     lines = [
         "# Load the Visus exports with the data dictionary's types: python load_visus.py (in the export folder).",
         "import pandas as pd",
         "",
+        f'PREFIX = "{prefix}"  # {_prefix_note(prefix)}',
         'TYPES = {"text": "string", "integer": "Int64", "number": "float64", "categorical": "category"}',
-        'dictionary = pd.read_csv("dictionary.csv", dtype=str, keep_default_na=False)',
+        'dictionary = pd.read_csv(f"{PREFIX}dictionary.csv", dtype=str, keep_default_na=False)',
         "tables = {",
         "    name: pd.read_csv(",
-        '        f"{name}.csv",',
+        '        f"{PREFIX}{name}.csv",',
         "        dtype={row.variable: TYPES[row.type] for row in rows.itertuples()},",
         "        keep_default_na=False,",
         '        na_values=[""],',
@@ -328,16 +335,17 @@ def pandas_snippet() -> str:
     return "\n".join(lines)
 
 
-def r_snippet() -> str:
-    """A short R loader: every export read with the dictionary's types (base R only)."""
+def r_snippet(prefix: str = "") -> str:
+    """A short R loader: every export read with the dictionary's types (base R only); ``prefix`` as for pandas."""
     return "\n".join(
         [
             "# Load the Visus exports with the data dictionary's types: Rscript load_visus.R (in the export folder).",
+            f'prefix <- "{prefix}"  # {_prefix_note(prefix)}',
             'types <- c(text = "character", integer = "integer", number = "numeric", categorical = "factor")',
-            'dictionary <- read.csv("dictionary.csv", colClasses = "character")',
+            'dictionary <- read.csv(paste0(prefix, "dictionary.csv"), colClasses = "character")',
             "tables <- lapply(split(dictionary, dictionary$export), function(rows) {",
-            '  read.csv(paste0(rows$export[1], ".csv"), colClasses = setNames(types[rows$type], rows$variable),',
-            '           na.strings = "")',
+            '  read.csv(paste0(prefix, rows$export[1], ".csv"),',
+            '           colClasses = setNames(types[rows$type], rows$variable), na.strings = "")',
             "})",
             "str(tables)",
             "",

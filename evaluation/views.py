@@ -28,7 +28,12 @@ def export_page(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "evaluation/exports.html",
-        {"trial": trial, "rows": rows, "pandas_snippet": exports.pandas_snippet(), "r_snippet": exports.r_snippet()},
+        {
+            "trial": trial,
+            "rows": rows,
+            "pandas_snippet": exports.pandas_snippet(f"{trial.slug}-"),
+            "r_snippet": exports.r_snippet(f"{trial.slug}-"),
+        },
     )
 
 

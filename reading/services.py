@@ -492,6 +492,12 @@ def read_sign(
     if read.reader_id != signer.pk:
         raise ApplicationError("Only the reader signs their read.", code="forbidden", status=403)
     _require_meaning(meaning, "read")
+    # The answers first: a read that cannot be signed yet is refused before the password is asked for (and
+    # counted); checked again under the lock below.
+    draft = Read.objects.select_related("case__subject__trial").get(pk=read.pk)
+    errors = check_answers(draft.case.subject.trial.reading_form, draft.answers, draft.confidences, complete=True)
+    if errors and not draft.is_signed:
+        raise ValidationError(errors)
     signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
         read = _lock_own_draft(signer, read, version)

@@ -4,7 +4,7 @@ adjudication queue. Same services and selectors as the API; small local JS only 
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,6 +14,7 @@ from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
+from platform_core.forms import refusal_on_form
 from platform_core.storage import serve_private
 from reading import selectors, services, signing, workstation
 from reading.forms import (
@@ -67,6 +68,25 @@ def read_next(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
     return redirect("reading:read", pk=read.pk)
 
 
+def _answer_errors_on_form(form: ReadForm, sign_form: SignForm, exc: ValidationError) -> bool:
+    """Put a refused signature's errors where the reader fixes them: an answer's or a confidence's on its field
+    of the reading form (the service names confidences ``confidence:KEY``, the form ``c_KEY``), the rest on the
+    signature. True when any landed on the reading form."""
+    on_form = False
+    if not hasattr(exc, "error_dict"):
+        refusal_on_form(sign_form, exc)
+        return False
+    for key, errors in exc.message_dict.items():
+        field = f"c_{key.split(':', 1)[1]}" if key.startswith("confidence:") else key
+        for error in errors:
+            if field in form.fields:
+                form.add_error(field, error)
+                on_form = True
+            else:
+                sign_form.add_error(field if field in sign_form.fields else None, error)
+    return on_form
+
+
 @role_required(Role.READER)
 @require_http_methods(["GET", "POST"])
 def read_page(request: HttpRequest, pk: str) -> HttpResponse:
@@ -87,24 +107,29 @@ def read_page(request: HttpRequest, pk: str) -> HttpResponse:
             ),
         )
         if saved is not None and "sign" in request.POST:
+            answers_refused = False
             if sign_form.is_valid():
-                signed = run_service(
-                    sign_form,
-                    lambda: services.read_sign(
+                signed = None
+                try:
+                    signed = services.read_sign(
                         read=saved,
                         signer=signed_in_user(request),
                         password=sign_form.cleaned_data["password"],
                         meaning=sign_form.cleaned_data["meaning"],
                         version=saved.version,
                         username=sign_form.username(),
-                    ),
-                )
+                    )
+                except ValidationError as exc:
+                    answers_refused = _answer_errors_on_form(form, sign_form, exc)
+                except ApplicationError as exc:
+                    refusal_on_form(sign_form, exc)
                 if signed is not None:
                     signing.signed(request)
                     messages.success(request, f"Case {signed.number} signed.")
                     return _next_or_worklist(request, signed)
             read = saved
-            form = ReadForm(questions=trial.reading_form, initial=ReadForm.initial_for(read))
+            if not answers_refused:  # keep the bound form (and its field errors) when the answers were refused
+                form = ReadForm(questions=trial.reading_form, initial=ReadForm.initial_for(read))
         elif saved is not None:
             messages.success(request, "Draft saved.")
             return redirect("reading:read", pk=read.pk)

@@ -117,7 +117,8 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "is_manager": Role.TRIAL_MANAGER in roles,
         "can_see_subjects": bool(roles & {str(r) for r in SUBJECT_ROLES}),
         "can_enrol": trial.is_recruiting and coordinated_sites(user=signed_in_user(request), trial=trial).exists(),
-        "transitions": [TrialStatus(s) for s in sorted(TRIAL_TRANSITIONS[trial.status])],
+        # In the life cycle's order (draft, recruiting, reading, closed): the irreversible "closed" comes last.
+        "transitions": [s for s in TrialStatus if s in TRIAL_TRANSITIONS[trial.status]],
         # Role-specific links: monitoring for monitors and managers (queries for coordinators too), the reading
         # worklist for readers, exports and reading progress for statisticians.
         "can_monitor": bool(roles & {Role.TRIAL_MANAGER, Role.MONITOR}),

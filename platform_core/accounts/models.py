@@ -52,6 +52,9 @@ class UserManager(BaseUserManager["User"]):
         return user_create_superuser(email=email, full_name=str(extra.get("full_name", "")), password=password)
 
 
+TITLES = {"dr", "prof", "professor", "mr", "mrs", "ms", "miss", "mx", "sir", "dame"}
+
+
 class User(AbstractBaseUser, PermissionsMixin, BaseModel):
     email = models.EmailField(unique=True)
     full_name = models.CharField(max_length=200, help_text="Printed name used in e-signatures.")
@@ -92,7 +95,9 @@ class User(AbstractBaseUser, PermissionsMixin, BaseModel):
         return self.full_name
 
     def get_short_name(self) -> str:
-        return self.full_name.split(" ")[0] if self.full_name else self.email
+        """The first name, past a title ("Dr Rhea Reader" -> "Rhea")."""
+        words = [w for w in self.full_name.split() if w.rstrip(".").lower() not in TITLES]
+        return words[0] if words else (self.full_name or self.email)
 
     @property
     def is_locked(self) -> bool:

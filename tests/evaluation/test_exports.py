@@ -394,6 +394,17 @@ class ExportAccessTests(TestCase):
         self.assertContains(response, "read.csv")
         self.assertEqual(self.client.get(page + "users.csv").status_code, 404)
 
+    def test_the_pages_loader_snippets_name_the_files_the_page_serves(self):
+        import re
+
+        self.client.force_login(self.w.statistician)
+        page = self.client.get(f"/evaluation/trials/{self.w.trial.slug}/exports/").content.decode()
+        prefix = re.search(r"PREFIX = &quot;([^&]*)&quot;", page).group(1)
+        self.assertIn(f"prefix &lt;- &quot;{prefix}&quot;", page)
+        for name in ("dictionary", *EXPORT_NAMES):
+            response = self.client.get(f"/evaluation/trials/{self.w.trial.slug}/exports/{name}.csv")
+            self.assertIn(f'filename="{prefix}{name}.csv"', response["Content-Disposition"])
+
     def test_the_trial_page_links_to_the_exports_for_allowed_roles_only(self):
         for user, shown in ((self.w.statistician, True), (self.w.coord1, False), (self.w.reader, False)):
             self.client.force_login(user)

@@ -17,7 +17,7 @@ from platform_core.audit.selectors import audit_events_for
 from platform_core.errors import ApplicationError
 from platform_core.log_filters import RedactInvitationTokens
 from reading import services
-from tests.support.reading import ReadingWorld
+from tests.support.reading import GOOD, PASSWORD, ReadingWorld
 from tests.support.uploads import vf_csv
 from trials.file_services import case_file_upload
 
@@ -94,3 +94,48 @@ class InvitationTokenLogTests(SimpleTestCase):
         RedactInvitationTokens().filter(record)
         self.assertIn("/accounts/invitations/[redacted]/", record.getMessage())
         self.assertNotIn("tok/", record.getMessage())
+
+
+class SignAnswersFirstTests(TestCase):
+    """A read that cannot be signed yet is refused before the password is checked or counted, and the reader is
+    shown which confidence is missing, on its field."""
+
+    def setUp(self):
+        self.w = ReadingWorld()
+        self.read = services.read_next(reader=self.w.reader, trial=self.w.trial, phase="unaided")
+        self.read = services.read_draft_save(
+            reader=self.w.reader, read=self.read, version=self.read.version, answers=GOOD, confidences={}
+        )
+
+    def test_the_service_refuses_missing_confidences_before_the_password(self):
+        with self.assertRaisesMessage(ValidationError, "Give your confidence"):
+            services.read_sign(
+                read=self.read,
+                signer=self.w.reader,
+                password="wrong",
+                meaning=services.MEANING_READ,
+                version=self.read.version,
+                username=self.w.reader.email,
+            )
+        self.w.reader.refresh_from_db()
+        self.assertEqual(self.w.reader.failed_login_count, 0)  # the password was never checked
+
+    def test_the_page_puts_the_error_on_the_confidence_field(self):
+        self.client.force_login(self.w.reader)
+        data = {
+            "version": self.read.version,
+            "icdr_grade": "0",
+            "referable_dr": "no",
+            "confidence": 80,
+            "sign": "1",
+            "username": self.w.reader.email,
+            "password": PASSWORD,
+            "meaning": services.MEANING_READ,
+        }
+        response = self.client.post(reverse("reading:read", args=[self.read.pk]), data)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(
+            response.context["form"].errors.get("c_icdr_grade"),
+            ["Give your confidence (0-100) for 'ICDR diabetic retinopathy grade'."],
+        )
+        self.assertNotContains(response, "confidence:icdr_grade")
