@@ -268,6 +268,19 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# Files in S3 are served by presigned redirects: the browser loads them from the S3 origin, which the
+# Content-Security-Policy must name for images (and for the viewer's fetches), or every preview is blocked.
+if S3_BUCKET:
+    from urllib.parse import urlsplit
+
+    _endpoint = urlsplit(str(_s3_options["endpoint_url"] or f"https://s3.{_s3_options['region_name']}.amazonaws.com"))
+    _s3_origins = [f"{_endpoint.scheme}://{_endpoint.netloc}", f"{_endpoint.scheme}://{S3_BUCKET}.{_endpoint.netloc}"]
+    for _directive in ("img-src", "connect-src"):
+        CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive] = [
+            *CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive],
+            *_s3_origins,
+        ]
+
 # The audit trail's signed anchors (heads written outside the database, daily): object storage in production
 # (the case bucket, under audit-anchors/; give the database's operators no write access there), the data folder
 # on a laptop.

@@ -32,6 +32,7 @@ from reading.models import (
     ReadStatus,
 )
 from trials.models import Case, CaseFile, CaseStatus, SubjectStatus, Trial
+from trials.reading_form import CATALOGUE
 from trials.selectors import active_case_files, trial_roles, user_is_blinded_to_ai
 
 
@@ -334,6 +335,27 @@ def calibration_agreement(trial: Trial) -> list[dict[str, Any]]:
         row["reads"] += 1
         row["agree"] += all(str(read.answers.get(k)) == str(v) for k, v in known[read.case_id].items())
     return list(rows.values())
+
+
+def adjudication_files(user: User, adjudication_pk: Any) -> QuerySet[CaseFile]:
+    """The active files of an open adjudication's case, for a member of that trial's panel (unblinded by design);
+    nothing for anyone else."""
+    adjudication = Adjudication.objects.filter(pk=adjudication_pk).select_related("trial").first()
+    if adjudication is None or not is_panel_member(user, adjudication.trial):
+        return CaseFile.objects.none()
+    return active_case_files(adjudication.case_id).select_related("visual_field")
+
+
+def labelled_answers(answers: dict[str, Any], confidences: dict[str, Any]) -> list[dict[str, Any]]:
+    """A read's answers as a person reads them: the question's label, the answer's label, the confidence."""
+    rows = []
+    for key, value in answers.items():
+        question = CATALOGUE.get(key)
+        if question is None:
+            continue
+        shown = dict(question.choices).get(str(value), value) if question.choices else value
+        rows.append({"question": question.label, "answer": shown, "confidence": confidences.get(key)})
+    return rows
 
 
 def read_case_files_qs(read: Read) -> QuerySet[CaseFile]:

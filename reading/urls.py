@@ -8,6 +8,7 @@ urlpatterns = [
     path("trials/<slug:slug>/next/<str:phase>/", views.read_next, name="next"),
     path("trials/<slug:slug>/manage/", views.manage, name="manage"),
     path("trials/<slug:slug>/adjudication/", views.adjudication_queue, name="adjudication"),
+    path("adjudications/<uuid:pk>/files/<uuid:file_pk>/", views.adjudication_file, name="adjudication-file"),
     path("reads/<uuid:pk>/", views.read_page, name="read"),
     path("reads/<uuid:pk>/files/<uuid:file_pk>/<str:variant>/", views.read_file, name="read-file"),
     path("reads/<uuid:pk>/ai/<uuid:prediction_pk>/overlay/", views.read_overlay, name="read-overlay"),

@@ -15,7 +15,7 @@ from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.errors import ApplicationError
 from platform_core.forms import refusal_on_form
-from platform_core.storage import serve_private
+from platform_core.storage import serve_private, stored_name
 from reading import selectors, services, signing, workstation
 from reading.forms import (
     AdjudicationForm,
@@ -281,11 +281,29 @@ def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
                 signing.signed(request)
                 messages.success(request, "Adjudication signed: the reference standard is recorded.")
                 return redirect("reading:adjudication", slug=slug)
-    return render(
-        request,
-        "reading/adjudication.html",
-        {"trial": trial, "items": [(a, forms[a.pk]) for a in queue]},
-    )
+    items = []
+    for adjudication in queue:
+        reads = [
+            {
+                "read": r,
+                "group": r.assignment.group.replace("_", " ").capitalize(),
+                "answers": selectors.labelled_answers(r.answers, r.confidences),
+            }
+            for r in getattr(adjudication.case, "prior_reads", [])  # prefetched by the selector
+        ]
+        files = [f for f in selectors.adjudication_files(signed_in_user(request), adjudication.pk) if f.preview]
+        items.append({"adjudication": adjudication, "form": forms[adjudication.pk], "reads": reads, "files": files})
+    return render(request, "reading/adjudication.html", {"trial": trial, "items": items})
+
+
+@role_required(Role.READER)
+def adjudication_file(request: HttpRequest, pk: str, file_pk: str) -> HttpResponseBase:
+    """A preview of an adjudicated case's file, for the trial's panel (who see the prior reads anyway)."""
+    case_file = get_object_or_404(selectors.adjudication_files(signed_in_user(request), pk), pk=file_pk)
+    name = stored_name(case_file.preview) if case_file.preview else ""
+    if not name:
+        raise Http404("This file has no preview.")
+    return serve_private(name, content_type="image/png" if name.endswith(".png") else "image/jpeg")
 
 
 # --- Reader: their signed reads and amendments ------------------------------------------------------

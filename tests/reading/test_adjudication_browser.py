@@ -47,7 +47,15 @@ class AdjudicatorInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         prior = sections[0].find_elements(By.CSS_SELECTOR, "tbody tr")
         self.assertEqual(len(prior), 2)  # the two readers' signed reads
         self.assertIn("referable discordance", sections[0].text)
-        self.assertIn("'4'", sections[0].text)
+        self.assertIn("ICDR diabetic retinopathy grade: 4 Proliferative", sections[0].text)  # labels, not keys
+        # The case's image beside the prior reads, served to the panel only.
+        image = sections[0].find_element(By.CSS_SELECTOR, "[data-testid=adjudication-images] img")
+        src = image.get_attribute("src").replace(self.live_server_url, "")
+        self.client.force_login(self.w.reader)  # a reader who is not on the panel
+        self.assertEqual(self.client.get(src).status_code, 404)
+        self.client.force_login(self.w.adjudicator)
+        self.assertIn(self.client.get(src).status_code, {200, 302})  # served, or a presigned redirect to S3
+        self.wait().until(lambda d: d.execute_script("return arguments[0].naturalWidth", image) > 0)
         first, second = Adjudication.objects.order_by("created_at")
         self.sign_adjudication(first, "3", with_email=True)
         self.assertIn("the reference standard is recorded", self.wait_for(".messages, [role=status]").text)

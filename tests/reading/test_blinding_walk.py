@@ -51,6 +51,7 @@ DECISIONS: dict[str, str] = {
     "reading/trials/<slug:slug>/next/<str:phase>/": "POST only; serves the reader's own next read",
     "reading/trials/<slug:slug>/manage/": "managers, monitors, statisticians: counts and times, no answers",
     "reading/trials/<slug:slug>/adjudication/": "adjudication panel only (unblinded by design)",
+    "reading/adjudications/<uuid:pk>/files/<uuid:file_pk>/": "adjudication panel only: the case's images (404 else)",
     "reading/reads/<uuid:pk>/": OWN_READ,
     "reading/reads/<uuid:pk>/files/<uuid:file_pk>/<str:variant>/": "images of the reader's own read's case",
     "reading/reads/<uuid:pk>/ai/<uuid:prediction_pk>/overlay/": "only inside the reader's own AI-aided read",
