@@ -396,6 +396,12 @@ SPECTACULAR_SETTINGS = {
         "ModalityEnum": "trials.models.Modality",
         "LesionKindEnum": "reading.models.MarkKind",
         "ReadingPhaseEnum": "reading.models.Phase",
+        "FileStatusEnum": "trials.models.FileStatus",
+        "DataQueryStatusEnum": "trials.models.DataQueryStatus",
+        "ReadStatusEnum": "reading.models.ReadStatus",
+        "AdjudicationStatusEnum": "reading.models.AdjudicationStatus",
+        "ModelStatusEnum": "diagnosis.models.ModelStatus",
+        "JobStatusEnum": "diagnosis.models.JobStatus",
     },
 }
 

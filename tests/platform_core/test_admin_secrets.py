@@ -308,6 +308,9 @@ class ServiceSecretTests(TestCase):
         ("platform_core.accounts.services", "user_create_superuser"),
         ("platform_core.accounts.services", "user_password_change"),
         ("platform_core.accounts.services", "user_password_set"),
+        ("platform_core.accounts.services", "invitation_accept"),
+        ("platform_core.accounts.services", "invitation_by_token"),
+        ("platform_core.accounts.services", "invitation_token_digest"),
         ("trials.services", "subject_enroll"),
     }
 
@@ -345,13 +348,40 @@ class ServiceSecretTests(TestCase):
             response = self.client.post("/api/v1/auth/token/", {"email": "p@visus.example", "password": secrets[5]})
             self.assertEqual(response.status_code, 200, response.content)
             key = response.json()["token"]
+            # An invitation: its one-time token (in the e-mail only) and the password the invitee chooses.
+            import re
+
+            from django.core import mail
+
+            from platform_core.accounts.models import Role
+            from platform_core.accounts.services import (
+                invitation_accept,
+                invitation_by_token,
+                invitation_create,
+                invitation_token_digest,
+            )
+
+            invitation_create(
+                actor=w.manager,
+                email="invitee@visus.example",
+                full_name="In Vitee",
+                hospital=w.h1,
+                role=Role.READER,
+                link_base="http://testserver/accounts/invitations/",
+            )
+            token = re.search(r"/accounts/invitations/([^/\s]+)", mail.outbox[-1].body).group(1)
+            self.assertEqual(invitation_by_token(token).token_digest, invitation_token_digest(token))
+            with self.assertRaises(ValidationError):
+                invitation_accept(token=token, full_name="In Vitee", password="short")
+            invitation_accept(token=token, full_name="In Vitee", password=secrets[9])
+            self.client.get(f"/accounts/invitations/{token}/")
 
         self.assertTrue(handler.lines)
         person.refresh_from_db()
         self.assertTrue(person.check_password(secrets[5]))
         self.assertTrue(AuditEvent.objects.filter(action="login.failure", object_id=str(person.pk)).exists())
         trail = [json.dumps(row, default=str) for row in AuditEvent.objects.values()]
-        for secret in [*secrets[:6], secrets[6][:6], secrets[7], secrets[8], key]:
+        for secret in [*secrets[:6], secrets[6][:6], secrets[7], secrets[8], secrets[9], key, token]:
             for row in trail:
                 self.assertNotIn(secret, row)
             for line in handler.lines:

@@ -27,10 +27,13 @@ class EmptyStateTests(TestCase):
         self.assertIn("add the hospitals that will recruit with “Add site”", text)
 
     def test_a_reader_is_told_why_no_site_shows_and_where_to_read(self):
-        text = self.empty_text(self.w.reader, f"/trials/{self.w.trial.slug}/", "sites-empty")
-        self.assertIn("Readers do not see the trial's sites", text)
-        self.assertIn('href="/reading/"', text)
-        self.assertNotIn("No sites yet", text)
+        self.client.force_login(self.w.reader)
+        html = self.client.get(f"/trials/{self.w.trial.slug}/").content.decode()
+        start = html.index('data-testid="reader-note"')
+        note = html[start : html.index("</p>", start)]
+        self.assertIn("To keep your reads blind, this page shows no sites", note)
+        self.assertIn('href="/reading/" data-testid="worklist-link"', html)
+        self.assertNotIn("No sites yet", html)
 
     def test_a_coordinator_who_can_enrol_is_led_to_the_enrolment_form(self):
         text = self.empty_text(self.w.coord1, "/trials/fresh/subjects/", "subjects-empty")
