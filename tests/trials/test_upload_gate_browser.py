@@ -79,6 +79,8 @@ class UploadGateInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         shot = items["visus-trial-list.png"]
         self.assertEqual(shot.get_attribute("data-outcome"), "rejected")
         self.assertIn("does not look like a fundus photograph", self.outcome(shot))
+        self.assertIn("cannot be stored", self.outcome(shot))  # text in it: no exception offered
+        self.assertEqual(shot.find_elements(By.CSS_SELECTOR, "[data-testid=gate-exception-form]"), [])
         self.assertIn("empty", self.outcome(items["empty.jpg"]))
         self.assertIn("This is not an image or DICOM file", self.outcome(items["note.jpg"]))
         self.assertNotIn("header", self.outcome(items["note.jpg"]))  # not the visual-field CSV's column help

@@ -50,15 +50,22 @@ class FundusGateUploadTests(UploadTestCase):
         response = self.upload(screenshot(), "trial-list.png")
         self.assertEqual(response.status_code, 400)
         error = response.json()["error"]
-        self.assertEqual(error["code"], "not_fundus")
+        # It has text in it: refused for good, with no exception offered (the burned-in text check would refuse it
+        # anyway: a review found the offer led coordinators into a dead end).
+        self.assertEqual(error["code"], "not_fundus_text")
         self.assertIn("does not look like a fundus photograph", error["message"])
-        self.assertIn("confirming the exception with a reason", error["message"])
+        self.assertIn("cannot be stored", error["message"])
+        self.assertNotIn("exception", error["message"])
         self.assertEqual(before, self.state())
+        # Without text (say a wide-field camera's image), the exception is offered.
+        error = self.upload(not_a_fundus()).json()["error"]
+        self.assertEqual(error["code"], "not_fundus")
+        self.assertIn("confirming the exception with a reason", error["message"])
 
     def test_a_dicom_photograph_of_a_screenshot_is_refused_too(self):
         pixels = np.asarray(image_factories.web_page(400, 300))
         response = self.upload(dicom_factories.ophthalmic_photograph(pixels=pixels), "photo.dcm")
-        self.assertEqual(response.json()["error"]["code"], "not_fundus")
+        self.assertEqual(response.json()["error"]["code"], "not_fundus_text")
         self.assertEqual(CaseFile.objects.count(), 0)
         dicom = case_file_upload(actor=self.w.coord1, case=self.w.case1, data=dicom_factories.ophthalmic_photograph())
         self.assertTrue(dicom.case_file.fundus_check["plausible"])
@@ -71,7 +78,7 @@ class FundusGateUploadTests(UploadTestCase):
 
     def test_a_blank_reason_is_no_exception(self):
         with self.assertRaises(UploadRejected) as caught:
-            case_file_upload(actor=self.w.coord1, case=self.w.case1, data=screenshot(), fundus_exception_reason="  ")
+            case_file_upload(actor=self.w.coord1, case=self.w.case1, data=not_a_fundus(), fundus_exception_reason="  ")
         self.assertEqual(caught.exception.code, "not_fundus")
 
     def test_with_a_reason_it_is_stored_and_the_exception_is_audited(self):

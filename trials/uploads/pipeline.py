@@ -13,7 +13,7 @@ from typing import Any
 
 from PIL import Image
 
-from trials.uploads.burned_in_text import FieldOfView, refuse_burned_in_text
+from trials.uploads.burned_in_text import FieldOfView, find_text, refuse_burned_in_text
 from trials.uploads.deidentify_dicom import DatePolicy, DeidentifyOptions, deidentify_dicom, frame_image
 from trials.uploads.deidentify_image import (
     check_gradable_size,
@@ -142,6 +142,16 @@ def _fundus_gate(pixels: Any, context: UploadContext, gate: _Gate) -> None:
     small = gate_array(pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels))
     gate.check = assess_fundus(small)
     if not gate.check.plausible and not context.fundus_exception_reason.strip():
+        image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+        if find_text(image):
+            # A screenshot or a scanned page: no exception could store it (the burned-in text check refuses it
+            # next), so none is offered.
+            raise UploadRejected(
+                f"This image does not look like a fundus photograph ({'; '.join(gate.check.reasons)}) and has text "
+                "in it, like a screenshot or a scanned document. It cannot be stored: upload the photograph as "
+                "exported by the camera.",
+                "not_fundus_text",
+            )
         raise UploadRejected(
             f"This image does not look like a fundus photograph: {'; '.join(gate.check.reasons)}. If it is one, "
             "store it anyway by confirming the exception with a reason.",
