@@ -94,6 +94,11 @@ class User(AbstractBaseUser, PermissionsMixin, BaseModel):
     def get_full_name(self) -> str:
         return self.full_name
 
+    @property
+    def blocked_addresses(self) -> int:
+        """How many client addresses are blocked from signing in to this account now (``SignInFailure``)."""
+        return SignInFailure.objects.filter(user=self, blocked_until__gt=timezone.now()).count()
+
     def get_short_name(self) -> str:
         """The first name, past a title ("Dr Rhea Reader" -> "Rhea")."""
         words = [w for w in self.full_name.split() if w.rstrip(".").lower() not in TITLES]

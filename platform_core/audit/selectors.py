@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import Q, QuerySet
 
-from platform_core.accounts.models import Role, User
+from platform_core.accounts.models import Membership, Role, User
 from platform_core.accounts.selectors import hospitals_for
 from platform_core.audit.models import AuditEvent
 
@@ -43,8 +43,13 @@ def audit_events_for(user: User) -> QuerySet[AuditEvent]:
     those the registered scope providers add (trials: every event of the trials where they hold that role
     at a site, trial-wide oversight), less those the exclusion providers hide (blind reading: nothing of a trial
     the user reads in)."""
-    codes = hospitals_for(user, roles=AUDIT_ROLES).values("code")
-    visible = Q(hospital_code__in=codes)
+    hospitals = hospitals_for(user, roles=AUDIT_ROLES)
+    visible = Q(hospital_code__in=hospitals.values("code"))
+    # Account events (failed sign-ins, locks, unlocks, password changes) carry no hospital: they are seen by the
+    # reviewers of the hospitals where the account holds a role.
+    # (As text in Python: a UUID cast to text in SQL has no hyphens on SQLite, unlike the events' object_id.)
+    people = {str(pk) for pk in Membership.objects.filter(hospital__in=hospitals).values_list("user_id", flat=True)}
+    visible |= Q(object_type=User._meta.label_lower, object_id__in=people)
     for provider in _scope_providers:
         visible |= provider(user, AUDIT_ROLES)
     events = AuditEvent.objects.filter(visible)

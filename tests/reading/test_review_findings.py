@@ -139,3 +139,26 @@ class SignAnswersFirstTests(TestCase):
             ["Give your confidence (0-100) for 'ICDR diabetic retinopathy grade'."],
         )
         self.assertNotContains(response, "confidence:icdr_grade")
+
+
+class AccountEventsInTheAuditTrailTests(TestCase):
+    """Failed sign-ins and unlocks carry no hospital; the reviewers of the account's hospitals see them."""
+
+    def test_a_manager_and_monitor_find_failed_sign_ins_and_an_unlock_of_their_people(self):
+        from platform_core.accounts.services import person_unlock
+
+        w = ReadingWorld(reading=False)
+        with self.assertLogs("platform_core.accounts.services", "WARNING"):  # the address is blocked after five
+            for _ in range(5):
+                self.client.post(reverse("accounts:login"), {"username": w.reader3.email, "password": "wrong"})
+        self.client.force_login(w.manager)
+        page = self.client.get(f"/accounts/people/{w.reader3.pk}/")
+        self.assertContains(page, "Sign-ins blocked from 1 address after failed attempts")
+        person_unlock(actor=w.manager, user=w.reader3, reason="identity checked by phone")
+        for reviewer in (w.manager, w.monitor):
+            actions = set(
+                audit_events_for(reviewer).filter(object_id=str(w.reader3.pk)).values_list("action", flat=True)
+            )
+            self.assertTrue({"login.failure", "user.unlock"} <= actions, (reviewer.email, actions))
+        outsider_actions = audit_events_for(w.outsider).filter(object_id=str(w.reader3.pk))
+        self.assertFalse(outsider_actions.exists())
