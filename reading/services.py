@@ -50,6 +50,7 @@ from trials.models import (
     TrialSite,
     TrialStatus,
 )
+from trials.reading_form import CATALOGUE
 from trials.selectors import trial_roles
 from trials.services import reference_standard_record
 
@@ -688,7 +689,8 @@ def reference_majority_record(*, case: Case) -> ReferenceStandard | Adjudication
     for question in ADJUDICATION_ANSWERS:
         value, tie = majority([answers for _, answers in reads], question)
         if tie:
-            ties.append(f"no majority for {question.replace('_', ' ')}")
+            label = CATALOGUE[question].label if question in CATALOGUE else question.replace("_", " ")
+            ties.append(f"no majority for the {label}")
         elif value is not None:
             decided[question] = value
     if ties:

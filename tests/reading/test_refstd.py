@@ -85,7 +85,7 @@ class MajorityRuleTests(TestCase):
         sign_every_case(w, w.reader3, {w.case1.pk: SEVERE, w.case2.pk: NO_DR})
         adjudication = Adjudication.objects.get()
         self.assertEqual(adjudication.case_id, w.case1.pk)
-        self.assertEqual(adjudication.discordance, ["no majority for icdr grade"])
+        self.assertEqual(adjudication.discordance, ["no majority for the ICDR diabetic retinopathy grade"])
         self.assertFalse(ReferenceStandard.objects.filter(case=w.case1).exists())
         self.assertTrue(ReferenceStandard.objects.filter(case=w.case2, source="majority").exists())
 

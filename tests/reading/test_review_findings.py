@@ -162,3 +162,19 @@ class AccountEventsInTheAuditTrailTests(TestCase):
             self.assertTrue({"login.failure", "user.unlock"} <= actions, (reviewer.email, actions))
         outsider_actions = audit_events_for(w.outsider).filter(object_id=str(w.reader3.pk))
         self.assertFalse(outsider_actions.exists())
+
+
+class LabelsNotKeysTests(TestCase):
+    def test_calibration_answers_groups_and_phases_read_as_labels(self):
+        w = ReadingWorld()
+        services.calibration_case_mark(
+            actor=w.manager, case=w.case1, known_answers={"icdr_grade": "0", "referable_dr": "no"}
+        )
+        self.client.force_login(w.manager)
+        page = self.client.get(reverse("reading:calibration", args=[w.trial.slug])).content.decode()
+        self.assertIn("ICDR diabetic retinopathy grade: 0 No apparent retinopathy", page)
+        self.assertNotIn("icdr_grade:", page)
+        manage = self.client.get(reverse("reading:manage", args=[w.trial.slug])).content.decode()
+        self.assertIn("<td>Resident</td>", manage)
+        self.assertIn("<td>Unaided</td>", manage)
+        self.assertNotIn("<td>resident</td>", manage)
