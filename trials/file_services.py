@@ -23,6 +23,7 @@ from platform_core.errors import ApplicationError
 from platform_core.storage import delete_quietly, save_private
 from trials.models import Case, CaseFile, CaseStatus, FileStatus, Trial, TrialStatus, VisualFieldResult
 from trials.services import require_site_writer
+from trials.states import require_allowed
 from trials.uploads.errors import UploadRejected
 from trials.uploads.pipeline import ProcessedUpload, UploadContext, process_upload
 from trials.uploads.visual_field import ReliabilityCriteria
@@ -80,6 +81,7 @@ def check_can_upload(*, actor: User | None, case: Case) -> None:
         raise ApplicationError("The trial is closed: no more files.", code="trial_closed")
     if subject.is_withdrawn:
         raise ApplicationError(f"{subject.pseudonym} is withdrawn: no more files.", code="subject_withdrawn")
+    require_allowed("case_file.upload", subject.trial, subject)
     if case.status != CaseStatus.OPEN:
         raise ApplicationError(
             f"The case is {case.get_status_display().lower()}; reopen it before adding files.", code="case_not_open"
@@ -255,6 +257,7 @@ def _retire(
     case = case_file.case
     subject = case.subject
     require_site_writer(actor, subject, doing="change the files of its cases")
+    require_allowed("case_file.retire", subject.trial, subject)
     if case_file.status != FileStatus.ACCEPTED:
         raise ApplicationError(
             f"This file is already {case_file.get_status_display().lower()}.", code="file_not_active", status=409

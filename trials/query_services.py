@@ -19,6 +19,7 @@ from trials.models import (
     DataQueryStatus,
 )
 from trials.selectors import ai_blinded_trial_ids, trial_roles
+from trials.states import require_allowed
 
 MAX_TEXT = 4000
 
@@ -72,6 +73,7 @@ def data_query_raise(*, actor: User, case: Case, text: str, case_file: CaseFile 
     """Open a query. The same open question on the same case and file twice (a double submit) is refused."""
     case = Case.objects.select_related("subject__trial", "subject__site__hospital").get(pk=case.pk)
     _require_monitor(actor, case)
+    require_allowed("data_query.raise", case.subject.trial)
     text = _text(text, "text", "Write the question for the site.")
     if case_file is not None and case_file.case_id != case.pk:
         raise ValidationError({"case_file": "The file belongs to another case."})
@@ -88,6 +90,7 @@ def data_query_raise(*, actor: User, case: Case, text: str, case_file: CaseFile 
 def data_query_answer(*, actor: User, query: DataQuery, text: str) -> DataQuery:
     query = _lock(query)
     _require_site_coordinator(actor, query.case)
+    require_allowed("data_query.answer", query.case.subject.trial)
     if query.status != DataQueryStatus.OPEN:
         raise ApplicationError(
             f"This query is {query.get_status_display().lower()}: there is nothing to answer.", code="query_not_open"
@@ -104,6 +107,7 @@ def data_query_answer(*, actor: User, query: DataQuery, text: str) -> DataQuery:
 def data_query_close(*, actor: User, query: DataQuery, note: str = "") -> DataQuery:
     query = _lock(query)
     _require_monitor(actor, query.case)
+    require_allowed("data_query.close", query.case.subject.trial)
     if query.status == DataQueryStatus.CLOSED:
         raise ApplicationError("This query is already closed.", code="query_closed")
     before = audit_snapshot(query)
@@ -117,6 +121,7 @@ def data_query_close(*, actor: User, query: DataQuery, note: str = "") -> DataQu
 def data_query_reopen(*, actor: User, query: DataQuery, reason: str) -> DataQuery:
     query = _lock(query)
     _require_monitor(actor, query.case)
+    require_allowed("data_query.raise", query.case.subject.trial)
     if query.status == DataQueryStatus.OPEN:
         raise ApplicationError("This query is already open.", code="query_open")
     reason = _text(reason, "reason", "Give the reason for reopening the query.")

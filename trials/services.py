@@ -31,6 +31,7 @@ from trials.models import (
     TrialStatus,
 )
 from trials.selectors import active_case_files, trial_roles
+from trials.states import require_allowed
 from trials.subject_checks import subject_fact_problems
 
 TRIAL_FIELDS = (
@@ -153,6 +154,7 @@ def trial_site_add(*, actor: User, trial: Trial, hospital: Hospital, enrolment_t
     _require_manager(actor, trial)
     if trial.status == TrialStatus.CLOSED:
         raise ApplicationError("The trial is closed: no sites can be added.", code="trial_closed")
+    require_allowed("site.add", trial)
     if TrialSite.objects.filter(trial=trial, hospital=hospital).exists():
         raise ApplicationError(f"{hospital.code} is already a site of this trial.", code="duplicate_site")
     site = TrialSite(trial=trial, hospital=hospital, enrolment_target=enrolment_target)
@@ -168,6 +170,7 @@ def trial_site_update(
     _require_manager(actor, site.trial)
     if site.trial.status == TrialStatus.CLOSED:  # as for adding a site: a closed trial's sites stay as they were
         raise ApplicationError("The trial is closed: its sites can no longer be changed.", code="trial_closed")
+    require_allowed("site.change", site.trial)
     before = audit_snapshot(site)
     if enrolment_target is not None:
         site.enrolment_target = enrolment_target
@@ -275,6 +278,7 @@ def subject_enroll(
             "while it is recruiting.",
             code="trial_not_recruiting",
         )
+    require_allowed("subject.enroll", trial)  # the state table agrees (checked above with its own message)
     if site.status != SiteStatus.ACTIVE:
         raise ApplicationError(
             f"Site {site.hospital.code} is {site.get_status_display().lower()}: enrolment is paused there.",
@@ -351,6 +355,7 @@ def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
         raise ValidationError({"reason": "Give the reason for the withdrawal."})
     if subject.is_withdrawn:
         raise ApplicationError(f"{subject.pseudonym} is already withdrawn.", code="already_withdrawn")
+    require_allowed("subject.withdraw", subject.trial, subject)
     before = audit_snapshot(subject)
     subject.status = SubjectStatus.WITHDRAWN
     subject.withdrawn_at = timezone.now()
@@ -376,6 +381,7 @@ def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_
         raise ApplicationError(f"{subject.pseudonym} is withdrawn: no new cases.", code="subject_withdrawn")
     if subject.trial.status == TrialStatus.CLOSED:
         raise ApplicationError("The trial is closed: no new cases.", code="trial_closed")
+    require_allowed("case.create", subject.trial, subject)
     if Case.objects.filter(subject=subject, laterality=laterality, visit_day=visit_day).exists():
         raise ApplicationError(
             f"{subject.pseudonym} already has a case for {laterality} on day {visit_day}.",
@@ -406,6 +412,7 @@ def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_
 def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -> Case:
     case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
     require_site_writer(actor, case.subject)
+    require_allowed("case.status", case.subject.trial, case.subject)
     if status not in CaseStatus.values:
         raise ValidationError({"status": f"Unknown case status {status!r}."})
     if status == case.status:
@@ -455,6 +462,7 @@ def case_record_rnfl(*, actor: User, case: Case, thickness_um: float | None, rea
     subject = case.subject
     if subject.is_withdrawn:
         raise ApplicationError(f"{subject.pseudonym} is withdrawn: no more measurements.", code="subject_withdrawn")
+    require_allowed("case.rnfl", trial, subject)
     if case.status != CaseStatus.OPEN:
         raise ApplicationError(
             f"The case is {case.get_status_display().lower()}; reopen it before changing its measurements.",
