@@ -8,6 +8,7 @@ only inside their own AI-aided read, once the unaided read of the case is signed
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from django.core.files.storage import default_storage
@@ -25,7 +26,7 @@ from reading.vf_printout import vf_printout
 # The viewer's variants of a photograph (URL name: imaging variant): as stored, red-free (green channel), CLAHE.
 VIEWER_VARIANTS = {"full": "original", "redfree": "redfree", "clahe": "clahe"}
 BROWSER_FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}  # stored formats a browser shows as they are
-DECODABLE_FORMATS = {"jpeg", "png", "tiff"}  # other formats (DICOM) are shown by their preview
+DECODABLE_FORMATS = {"jpeg", "png", "tiff"}  # decoded as they are; DICOM through its frame decoder
 
 
 def read_page_context(read: Read, form: ReadForm) -> dict[str, Any]:
@@ -155,18 +156,34 @@ def _ai_rows(ai_outputs: list) -> list[dict]:
     ]
 
 
+def _dicom_png(name: str) -> bytes:
+    """A DICOM photograph's first frame as PNG (the decoding the previews and the models use)."""
+    from django.conf import settings
+
+    from trials.uploads.deidentify_dicom import frame_image
+
+    with default_storage.open(name, "rb") as handle:
+        image = frame_image(handle.read(), max_pixels=settings.VISUS_MAX_IMAGE_PIXELS)
+    buffer = io.BytesIO()
+    image.convert("RGB" if image.mode not in ("L", "RGB") else image.mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def viewer_image(case_file: Any, variant: str) -> HttpResponseBase:
     """A photograph for the deep-zoom viewer at full resolution: as stored when the browser shows that format,
-    otherwise decoded (TIFF) or, for DICOM, its preview; red-free and CLAHE computed from the same pixels."""
+    otherwise decoded (TIFF, and DICOM from its own pixels); red-free and CLAHE computed from the same pixels."""
     if not viewable(case_file):
         raise Http404("Only photographs open in the viewer.")
     fmt = case_file.file_format
     kind = VIEWER_VARIANTS[variant]
     if kind == "original" and fmt in BROWSER_FORMATS:
         return serve_private(case_file.content.name, content_type=BROWSER_FORMATS[fmt])
-    source = case_file.content.name if fmt in DECODABLE_FORMATS else case_file.preview.name
-    with default_storage.open(source, "rb") as handle:
-        data = handle.read()
+    if fmt == "dicom":  # the stored (de-identified) DICOM's own pixels, at full resolution
+        data = _dicom_png(case_file.content.name)
+    else:
+        source = case_file.content.name if fmt in DECODABLE_FORMATS else case_file.preview.name
+        with default_storage.open(source, "rb") as handle:
+            data = handle.read()
     response = HttpResponse(imaging.render_variant(data, kind), content_type="image/png")
     response["Cache-Control"] = "private, max-age=300"
     response["X-Content-Type-Options"] = "nosniff"

@@ -151,7 +151,7 @@ class ReadPageViewerTests(TestCase):
         self.assertContains(response, 'data-testid="shortcut-help"')
         self.assertContains(response, 'data-testid="mark-tools"')
         # The keys of each question are shown with it: a grade by its own digit, other choices by number.
-        self.assertContains(response, "<kbd>2</kbd> 2 Moderate non-proliferative")
+        self.assertContains(response, "<kbd>2</kbd> Moderate non-proliferative")  # the digit once
         self.assertContains(response, "<kbd>1</kbd> Yes")
         self.assertNotContains(response, 'data-testid="heatmap-tools"')
         data = workstation_data(response)
@@ -187,6 +187,41 @@ class ReadPageViewerTests(TestCase):
         self.assertEqual((enhanced.mode, enhanced.size), ("RGB", (400, 300)))
         self.assertNotEqual(np.asarray(enhanced).tolist(), np.asarray(original).tolist())
         self.assertEqual(self.client.get(base + "sepia/").status_code, 404)
+
+    def test_a_dicom_photograph_opens_at_its_full_resolution_not_its_preview(self):
+        from tests.support import dicom_factories
+        from trials.file_services import case_file_upload
+        from trials.models import Case
+        from trials.services import case_set_status
+
+        case = Case.objects.get(pk=self.read.case_id)
+        case_set_status(
+            actor=self.w.coord1 if case.subject.site.hospital == self.w.h1 else self.w.coord2,
+            case=case,
+            status="open",
+            reason="a DICOM photograph too",
+        )
+        coordinator = self.w.coord1 if case.subject.site.hospital == self.w.h1 else self.w.coord2
+        import io
+
+        from pydicom import dcmread
+
+        ds = dcmread(io.BytesIO(dicom_factories.ophthalmic_photograph(rows=1200, columns=1600, sop_instance_uid=None)))
+        ds.ImageLaterality = ds.Laterality = "L" if case.laterality == "OS" else "R"  # the case's eye
+        buffer = io.BytesIO()
+        ds.save_as(buffer)
+        dicom = case_file_upload(actor=coordinator, case=case, data=buffer.getvalue()).case_file
+        self.addCleanup(
+            lambda: [
+                default_storage.delete(n) for n in (dicom.content.name, dicom.preview.name, dicom.thumbnail.name) if n
+            ]
+        )
+        base = f"/reading/reads/{self.read.pk}/files/{dicom.pk}/"
+        full = png(self.client.get(base + "full/").content)
+        self.assertEqual(full.size, (1600, 1200))  # the preview is at most 1024 px
+        with default_storage.open(dicom.preview.name, "rb") as handle:
+            self.assertLessEqual(max(png(handle.read()).size), 1024)
+        self.assertEqual(png(self.client.get(base + "redfree/").content).size, (1600, 1200))
 
     def test_nobody_else_gets_the_variants(self):
         url = f"/reading/reads/{self.read.pk}/files/{self.file.pk}/clahe/"
