@@ -376,3 +376,22 @@ class KeyedChainMigrationTests(AnchorStorageMixin, TestCase):
             cursor.execute("SET LOCAL session_replication_role = origin")
         with self.assertRaisesMessage(Exception, "Refusing to migrate the audit trail"):
             self.run_migration(self.migration.forwards)
+
+
+class DailyAnchorOnAnEmptyTrailTests(AnchorStorageMixin, TestCase):
+    def test_a_new_installation_is_skipped_but_an_emptied_anchored_trail_is_an_error(self):
+        from platform_core.audit.tasks import audit_anchor_daily
+
+        self.assertEqual(
+            audit_anchor_daily.apply().get(), {"skipped": "the audit trail is empty and was never anchored"}
+        )
+        audit_record(actor=None, action="test.event")
+        self.assertEqual(audit_anchor_daily.apply().get()["seq"], 1)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            cursor.execute("DELETE FROM audit_auditevent")
+            cursor.execute("DELETE FROM audit_audithead")
+            cursor.execute("SET LOCAL session_replication_role = origin")
+        result = audit_anchor_daily.apply()
+        self.assertTrue(result.failed())
+        self.assertIn("does not verify", str(result.result))
