@@ -14,12 +14,16 @@ target="$cache/venv-$hash"
 if [ -f .venv/.visus-hash ] && [ "$(cat .venv/.visus-hash)" = "$hash" ]; then
   exit 0
 fi
+mkdir -p "$cache"
+# One install at a time per cache: a second checkout bootstrapping meanwhile waits for the first instead of
+# deleting its half-built virtualenv (the stamp is only written when an install has finished).
+exec 9>"$cache/.install.lock"
+flock 9
 if [ ! -f "$target/.visus-hash" ]; then
   echo "Installing Python packages into $target (first time: a few minutes; torch is large)..."
   # Built in place under its final name (scripts' shebangs point at it); the stamp written last
   # marks it complete, so an interrupted install is redone.
   rm -rf "$target"
-  mkdir -p "$cache"
   "$PYTHON" -m venv "$target"
   if ! "$target/bin/python" -m pip install --quiet -r requirements-dev.txt; then
     echo "ERROR: installing requirements failed (see above)." >&2
