@@ -4,8 +4,18 @@ instance of the test's own (tests/support/faults.py); the shared ones keep runni
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
+from pathlib import Path
 from unittest import mock
 
 from django.test import TestCase, TransactionTestCase, override_settings, tag
@@ -14,8 +24,10 @@ from rest_framework.test import APIClient
 
 from diagnosis.models import InferenceJob, Prediction
 from diagnosis.services import inference_redispatch
-from tests.support import LiveWorker, require_redis_broker
-from tests.support.faults import PrivateRedis, celery_broker
+from platform_core.accounts.services import api_token_issue
+from tests.support import ROOT, LiveWorker, require_postgresql, require_redis_broker
+from tests.support.factories import TrialWorld
+from tests.support.faults import OFFSET, PrivatePostgres, PrivateRedis, celery_broker, free_port
 from tests.support.inference import InferenceFixture
 from trials.models import CaseStatus
 
@@ -127,3 +139,204 @@ class RedispatchTaskTests(InferenceFixture, TestCase):
         old_unsent.refresh_from_db()
         self.assertIsNone(fresh.dispatched_at)
         self.assertIsNotNone(old_unsent.dispatched_at)
+
+
+@tag("postgresql", "server")
+class PostgresRestartUnderLoadTests(TransactionTestCase):
+    """A private PostgreSQL cluster restarted while a real gunicorn (deploy/'s command line) serves requests from four
+    threads. During the outage every request ends in time with a clean 503 (the JSON envelope under /api/, the
+    branded page elsewhere; never a traceback); once PostgreSQL is back, requests succeed again with the same
+    gunicorn (its workers reconnect: CONN_HEALTH_CHECKS).
+
+    The cluster gets its Visus database as a copy of the test database (pg_dump), which ``manage.py test`` migrated
+    and where the test made its user, API token and session: ``migrate`` from scratch takes over 30 s on the shared
+    test machine. gunicorn runs with --preload (the app imported once, then forked): importing it (torch) takes
+    20 s or more per process there."""
+
+    def setUp(self):
+        require_postgresql()
+        self.pg = PrivatePostgres()
+        self.addCleanup(self.pg.remove)
+        self.data_dir = Path(tempfile.mkdtemp(prefix="visus-web-"))
+        self.addCleanup(shutil.rmtree, self.data_dir, True)
+        self.start_server()  # imports the app while the cluster is made
+        self.pg.init()
+        self.pg.start()
+        self.pg.create_database("visus")
+        w = TrialWorld()
+        self.client.force_login(w.manager)
+        self.token, self.session = api_token_issue(user=w.manager), self.client.cookies["sessionid"].value
+        self.copy_database()
+        deadline = time.monotonic() + 90
+        while True:
+            status, _, _, _ = self.request("/api/v1/trials/")
+            if status == 200:
+                break
+            if time.monotonic() > deadline or self.server.poll() is not None:
+                self.fail(f"gunicorn did not serve ({status}):\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+    def start_server(self):
+        env = dict(
+            os.environ,
+            DJANGO_ENV="development",
+            DJANGO_DEBUG="false",
+            DATABASE_URL=self.pg.url("visus"),
+            VISUS_DATA_DIR=str(self.data_dir),
+            VISUS_THROTTLE_USER="100000/minute",
+        )
+        self.port = free_port(17800 + OFFSET)
+        self.log_path = self.data_dir / "gunicorn.log"
+        log = open(self.log_path, "wb")
+        self.addCleanup(log.close)
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        # deploy/systemd/visus-web.service's command line: two workers instead of four on the shared machine.
+        self.server = subprocess.Popen(
+            [gunicorn, "platform_core.wsgi:application", "--bind", f"127.0.0.1:{self.port}", "--workers", "2"]
+            + ["--preload"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(self.stop_server)
+
+    def copy_database(self):
+        from django.db import connection
+
+        db = connection.settings_dict
+        env = dict(os.environ, PGPASSWORD=db.get("PASSWORD") or "")
+        dump = subprocess.run(
+            [
+                str(self.pg.bin / "pg_dump"), "--no-owner", "--no-privileges", "-h", db.get("HOST") or "127.0.0.1",
+                "-p", str(db.get("PORT") or 5432), "-U", db.get("USER") or "postgres", db["NAME"],
+            ],
+            env=env, capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+        subprocess.run(
+            [str(self.pg.bin / "psql"), "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(self.pg.port),
+             "-U", "postgres", "visus"],
+            input=dump.stdout, capture_output=True, check=True, timeout=60,
+        )  # fmt: skip
+
+    def stop_server(self):
+        if self.server.poll() is None:
+            self.server.send_signal(signal.SIGTERM)
+            try:
+                self.server.wait(20)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait(10)
+
+    def request(self, path: str, timeout: float = 10) -> tuple[int, str, str, float]:
+        """(status, content type, body, seconds); status 0 when no answer came (refused, timed out)."""
+        headers = {"Authorization": f"Token {self.token}"} if path.startswith("/api/") else {}
+        headers["Cookie"] = f"sessionid={self.session}" if not path.startswith("/api/") else ""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", headers=headers)
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback
+                body, status, kind = response.read().decode(errors="replace"), response.status, response.headers
+        except urllib.error.HTTPError as error:
+            body, status, kind = error.read().decode(errors="replace"), error.code, error.headers
+        except OSError as error:
+            return 0, "", f"{type(error).__name__}: {error}", time.monotonic() - started
+        return status, kind.get("Content-Type", ""), body, time.monotonic() - started
+
+    def test_requests_fail_cleanly_while_postgres_restarts_and_recover_without_restarting_visus(self):
+        import threading
+
+        server_pid = self.server.pid
+        results: list[tuple[float, str, int, str, str, float]] = []
+        stop = threading.Event()
+        paths = ["/api/v1/trials/", "/trials/"]
+
+        def load(n: int) -> None:
+            i = n
+            while not stop.is_set():
+                path = paths[i % 2]
+                i += 1
+                started = time.monotonic()
+                status, kind, body, seconds = self.request(path)
+                results.append((started, path, status, kind, body, seconds))
+                time.sleep(0.05)
+
+        threads = [threading.Thread(target=load, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(2)
+            stopping_at = time.monotonic()
+            self.pg.stop()
+            down_at = time.monotonic()
+            time.sleep(3)
+            self.pg.start()
+            up_at = time.monotonic()
+            time.sleep(4)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+        self.assertEqual((self.server.poll(), self.server.pid), (None, server_pid), "gunicorn must not restart")
+
+        log = self.log_path.read_text(errors="replace")[-3000:]
+        for _started, path, status, kind, body, seconds in results:
+            self.assertIn(status, (200, 503), f"{path}: {status} {body[:300]}\n{log}")
+            self.assertLess(seconds, 10, path)
+            self.assertNotIn("Traceback", body)
+            self.assertNotIn("psycopg", body)
+            if status == 503 and path.startswith("/api/"):
+                self.assertEqual(kind, "application/json")
+                self.assertEqual(json.loads(body)["error"]["code"], "database_unavailable")
+            elif status == 503:
+                self.assertIn("text/html", kind)
+                self.assertIn('data-status="503"', body)
+                self.assertIn('class="site-header"', body)  # the branded page
+                self.assertIn("cannot reach its database", body)
+        outage = [r for r in results if down_at < r[0] and r[0] + r[5] < up_at]
+        self.assertTrue(outage, "no request ran during the outage")
+        self.assertEqual({(r[1], r[2]) for r in outage}, {(p, 503) for p in paths})
+        before = [r for r in results if r[0] + r[5] < stopping_at]
+        after = [r for r in results if r[0] > up_at]
+        self.assertTrue(before and after)
+        self.assertEqual({r[2] for r in before}, {200})
+        self.assertEqual({r[2] for r in after}, {200}, [(r[1], r[2], r[4][:200]) for r in after if r[2] != 200])
+        self.assertEqual({r[1] for r in after}, set(paths))
+
+
+class DatabaseErrorResponseTests(TestCase):
+    """In process: a view that loses the database answers 503 (the envelope under /api/, the branded page
+    elsewhere), with Retry-After; any other crash stays a 500."""
+
+    def setUp(self):
+        self.w = TrialWorld()
+        self.client.force_login(self.w.manager)
+        self.client.raise_request_exception = False
+
+    def test_a_lost_connection_is_a_503(self):
+        from django.db import InterfaceError, OperationalError
+
+        for error in (OperationalError("server closed the connection unexpectedly"), InterfaceError("closed")):
+            with (
+                mock.patch("trials.apis.TrialListApi.get_queryset", side_effect=error),
+                self.assertLogs("django.request", "ERROR"),
+            ):
+                response = self.client.get("/api/v1/trials/")
+            self.assertEqual(response.status_code, 503)
+            self.assertEqual(response.json()["error"]["code"], "database_unavailable")
+            self.assertEqual(response["Retry-After"], "30")
+            self.assertNotIn("closed", response.json()["error"]["message"])
+        with (
+            mock.patch("trials.views.trials_for", side_effect=OperationalError("the database system is starting up")),
+            self.assertLogs("django.request", "ERROR"),
+        ):
+            response = self.client.get("/trials/")
+        self.assertEqual(response.status_code, 503)
+        html = response.content.decode()
+        self.assertIn('data-status="503"', html)
+        self.assertNotIn("starting up", html)
+        with (
+            mock.patch("trials.apis.TrialListApi.get_queryset", side_effect=RuntimeError("boom")),
+            self.assertLogs("django.request", "ERROR"),
+        ):
+            self.assertEqual(self.client.get("/api/v1/trials/").status_code, 500)
