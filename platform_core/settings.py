@@ -244,6 +244,9 @@ VISUS_INFERENCE_SLOWDOWN_SECONDS = env.int("VISUS_INFERENCE_SLOWDOWN_SECONDS", 0
 VISUS_INFERENCE_REDISPATCH_EVERY_SECONDS = env.int("VISUS_INFERENCE_REDISPATCH_EVERY_SECONDS", 120)
 VISUS_INFERENCE_REDISPATCH_UNSENT_SECONDS = env.int("VISUS_INFERENCE_REDISPATCH_UNSENT_SECONDS", 60)
 VISUS_INFERENCE_RESEND_SECONDS = env.int("VISUS_INFERENCE_RESEND_SECONDS", 3600)
+# Objects under cases/ that no row refers to are deleted by beat's daily sweep (trials.file_services.
+# orphan_objects_sweep) once they are this old: an upload in progress writes its objects before its rows commit.
+VISUS_ORPHAN_GRACE_SECONDS = env.int("VISUS_ORPHAN_GRACE_SECONDS", 6 * 3600)
 
 S3_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", required=True)
 if S3_BUCKET:
@@ -338,6 +341,10 @@ CELERY_BEAT_SCHEDULE = {
     "inference-redispatch": {
         "task": "diagnosis.tasks.inference_redispatch_task",
         "schedule": VISUS_INFERENCE_REDISPATCH_EVERY_SECONDS,
+    },
+    "orphan-objects-sweep": {
+        "task": "trials.tasks.orphan_objects_sweep_task",
+        "schedule": env.int("VISUS_ORPHAN_SWEEP_SECONDS", 24 * 3600),
     },
 }
 CELERY_RESULT_EXPIRES = 24 * 3600

@@ -18,6 +18,8 @@ from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
+from django.core.files.storage import default_storage
+from django.db import connection
 from django.test import TestCase, TransactionTestCase, override_settings, tag
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -25,11 +27,12 @@ from rest_framework.test import APIClient
 from diagnosis.models import InferenceJob, Prediction
 from diagnosis.services import inference_redispatch
 from platform_core.accounts.services import api_token_issue
-from tests.support import ROOT, LiveWorker, require_postgresql, require_redis_broker
+from tests.support import ROOT, LiveWorker, image_factories, require_postgresql, require_redis_broker, require_service
 from tests.support.factories import TrialWorld
 from tests.support.faults import OFFSET, PrivatePostgres, PrivateRedis, celery_broker, free_port
 from tests.support.inference import InferenceFixture
-from trials.models import CaseStatus
+from tests.support.uploads import vf_csv
+from trials.models import CaseFile, CaseStatus
 
 
 @tag("redis", "worker")
@@ -303,6 +306,16 @@ class PostgresRestartUnderLoadTests(TransactionTestCase):
         self.assertEqual({r[2] for r in after}, {200}, [(r[1], r[2], r[4][:200]) for r in after if r[2] != 200])
         self.assertEqual({r[1] for r in after}, set(paths))
 
+        # Restarted while no request came: each gunicorn worker holds a connection the restart cut. The first request
+        # of each finds it dead before using it (CONN_HEALTH_CHECKS) and reconnects: no error at all.
+        self.pg.restart()
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as pool:  # at once, so that both workers answer
+            answers = list(pool.map(lambda i: self.request(paths[i % 2]), range(12)))
+        self.assertEqual([a[0] for a in answers], [200] * 12, [a[2][:200] for a in answers if a[0] != 200])
+        self.assertEqual((self.server.poll(), self.server.pid), (None, server_pid))
+
 
 class DatabaseErrorResponseTests(TestCase):
     """In process: a view that loses the database answers 503 (the envelope under /api/, the branded page
@@ -340,3 +353,136 @@ class DatabaseErrorResponseTests(TestCase):
             self.assertLogs("django.request", "ERROR"),
         ):
             self.assertEqual(self.client.get("/api/v1/trials/").status_code, 500)
+
+
+def bucket_names(prefix: str) -> set[str]:
+    """The bucket's own listing (S3 ListObjectsV2), not Visus's idea of what is stored."""
+    from django.core.files.storage import default_storage
+
+    from platform_core.storage import is_s3
+
+    require_service("S3 storage (SeaweedFS)", is_s3(default_storage), "make test starts SeaweedFS and sets AWS_*")
+    return {item.key for item in default_storage.bucket.objects.filter(Prefix=prefix)}
+
+
+def names_of(case_file) -> set[str]:
+    return {n for n in (case_file.content.name, case_file.preview.name, case_file.thumbnail.name) if n}
+
+
+@tag("s3")
+class UploadDatabaseFaultTests(TestCase):
+    """A database write that fails after the upload's objects were stored in S3 leaves no object behind."""
+
+    def setUp(self):
+        self.w = TrialWorld(modalities=("fundus", "visual_field"))
+        self.prefix = f"cases/{self.w.case1.pk}/"
+        self.assertEqual(bucket_names(self.prefix), set())
+
+    def test_a_failed_later_write_deletes_the_stored_objects(self):
+        from django.db import OperationalError
+
+        from platform_core import storage
+
+        written: list[str] = []
+
+        def save_and_note(*args, **kwargs):
+            written.append(storage.save_private(*args, **kwargs))
+            return written[-1]
+
+        client = APIClient()
+        client.force_authenticate(self.w.coord1)
+        client.raise_request_exception = False
+        url = reverse("api:trials:case-file-upload", args=[self.w.case1.pk])
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        upload = SimpleUploadedFile("field.csv", vf_csv("OD"), content_type="text/csv")
+        with (
+            mock.patch("trials.file_services.save_private", side_effect=save_and_note),
+            mock.patch(
+                "trials.models.VisualFieldResult.save", side_effect=OperationalError("server closed the connection")
+            ),
+            self.assertLogs("django.request", "ERROR"),
+        ):
+            response = client.post(url, {"file": upload}, format="multipart")
+        self.assertEqual(response.status_code, 503, response.content)
+        self.assertEqual(response.json()["error"]["code"], "database_unavailable")
+        self.assertEqual(len(written), 2)  # the field and its plot were in the bucket before the failing write
+        self.assertEqual(bucket_names(self.prefix), set())
+        self.assertFalse(CaseFile.objects.filter(case=self.w.case1).exists())
+
+    def test_objects_left_by_a_rolled_back_transaction_are_swept(self):
+        from django.db import transaction
+
+        from trials.file_services import case_file_upload, orphan_objects_sweep
+        from trials.tasks import orphan_objects_sweep_task
+
+        kept = case_file_upload(actor=self.w.coord1, case=self.w.case1, data=vf_csv("OD")).case_file
+        try:
+            with transaction.atomic():  # as import_cases wraps an upload with the case it made for it
+                lost = case_file_upload(
+                    actor=self.w.coord1, case=self.w.case1, data=image_factories.plain_png(400, 300)
+                )
+                raise RuntimeError("the import stopped after the upload returned")
+        except RuntimeError:
+            pass
+        orphans = names_of(lost.case_file)
+        self.assertEqual(len(orphans), 3)
+        self.assertEqual(bucket_names(self.prefix), names_of(kept) | orphans)  # rows gone, objects still there
+        self.assertFalse(CaseFile.objects.filter(pk=lost.case_file.pk).exists())
+
+        self.assertFalse(set(orphan_objects_sweep()) & orphans)  # within the grace period: an upload in progress
+        with override_settings(VISUS_ORPHAN_GRACE_SECONDS=0), self.assertLogs("trials.file_services", "WARNING"):
+            deleted = orphan_objects_sweep_task.apply().get()["deleted"]
+        self.assertGreaterEqual(deleted, 3)
+        self.assertEqual(bucket_names(self.prefix), names_of(kept))
+        with default_storage.open(kept.content.name) as handle:
+            self.assertTrue(handle.read())
+        for name in names_of(kept):
+            default_storage.delete(name)
+
+
+@tag("s3")
+class UploadCommitFaultTests(TransactionTestCase):
+    """PostgreSQL refuses the upload's commit (a deferred trigger raises at COMMIT, SQLSTATE 57P01 as a server
+    shutting down): the objects already in S3 are deleted, no row stays."""
+
+    def setUp(self):
+        require_postgresql()
+        self.w = TrialWorld(modalities=("fundus", "visual_field"))
+        self.prefix = f"cases/{self.w.case1.pk}/"
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE FUNCTION visus_fault_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'injected fault' USING ERRCODE = '57P01'; END $$"
+            )
+            cursor.execute(
+                "CREATE CONSTRAINT TRIGGER visus_fault AFTER INSERT ON trials_casefile DEFERRABLE INITIALLY DEFERRED "
+                "FOR EACH ROW EXECUTE FUNCTION visus_fault_refuse()"
+            )
+        self.addCleanup(self.drop_trigger)
+
+    def drop_trigger(self):
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER IF EXISTS visus_fault ON trials_casefile")
+            cursor.execute("DROP FUNCTION IF EXISTS visus_fault_refuse()")
+
+    def test_a_refused_commit_leaves_no_object(self):
+        from django.db import OperationalError
+
+        from platform_core import storage
+        from trials.file_services import case_file_upload
+
+        written: list[str] = []
+
+        def save_and_note(*args, **kwargs):
+            written.append(storage.save_private(*args, **kwargs))
+            return written[-1]
+
+        with (
+            mock.patch("trials.file_services.save_private", side_effect=save_and_note),
+            self.assertRaises(OperationalError),
+        ):
+            case_file_upload(actor=self.w.coord1, case=self.w.case1, data=image_factories.plain_png(400, 300))
+        self.assertEqual(len(written), 3)  # photograph, preview, thumbnail
+        self.assertEqual(bucket_names(self.prefix), set())
+        self.assertFalse(CaseFile.objects.exists())

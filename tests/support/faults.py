@@ -153,6 +153,9 @@ class PrivatePostgres:
         if (self.data / "postmaster.pid").exists():
             self._pg_ctl("stop", "-m", "fast")
 
+    def restart(self) -> None:
+        self._pg_ctl("restart", "-m", "fast")
+
     def create_database(self, name: str) -> None:
         import psycopg2
 
