@@ -486,3 +486,34 @@ class UploadCommitFaultTests(TransactionTestCase):
         self.assertEqual(len(written), 3)  # photograph, preview, thumbnail
         self.assertEqual(bucket_names(self.prefix), set())
         self.assertFalse(CaseFile.objects.exists())
+
+
+class OrphanSweepOnDiskTests(TestCase):
+    """The same sweep on the embedded mode's storage (a folder): only unreferenced objects past the grace period go."""
+
+    def test_the_sweep_lists_the_folder_and_keeps_referenced_objects(self):
+        import os as _os
+
+        from platform_core.storage import save_private, stored_objects
+        from trials.file_services import case_file_upload, orphan_objects_sweep
+
+        folder = Path(tempfile.mkdtemp(prefix="visus-sweep-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        storages = {
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": folder}},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+        with override_settings(STORAGES=storages):
+            w = TrialWorld(modalities=("fundus", "visual_field"))
+            kept = case_file_upload(actor=w.coord1, case=w.case1, data=vf_csv("OD")).case_file
+            orphan = save_private(f"cases/{w.case1.pk}", b"left behind", "csv")
+            recent = save_private(f"cases/{w.case1.pk}", b"an upload in progress", "csv")
+            hour_ago = time.time() - 3600
+            for name in [orphan, *names_of(kept)]:
+                _os.utime(folder / name, (hour_ago, hour_ago))
+            listed = dict(stored_objects("cases"))
+            self.assertEqual(set(listed), names_of(kept) | {orphan, recent})
+            self.assertLess(listed[orphan], listed[recent])
+            with self.assertLogs("trials.file_services", "WARNING"):
+                self.assertEqual(orphan_objects_sweep(older_than=timedelta(minutes=30)), [orphan])
+            self.assertEqual(set(dict(stored_objects("cases"))), names_of(kept) | {recent})
