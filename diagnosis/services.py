@@ -184,12 +184,22 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
             before, old_error = audit_snapshot(job), job.error or f"left {job.status} when its task stopped"
             job.status, job.error, job.progress = JobStatus.QUEUED, "", 0
             job.claimed_by, job.lease_until, job.finished_at = "", None, None
+            job.dispatched_at = None  # a new message is due (the re-dispatch sends it if the broker is down now)
             _save_job(
                 job,
                 case,
                 "inference_job.retry",
                 before=before,
-                update_fields=["status", "error", "progress", "claimed_by", "lease_until", "finished_at", "updated_at"],
+                update_fields=[
+                    "status",
+                    "error",
+                    "progress",
+                    "claimed_by",
+                    "lease_until",
+                    "finished_at",
+                    "dispatched_at",
+                    "updated_at",
+                ],
                 reason=f"earlier attempt: {old_error}"[:500],
             )
             to_send.append(job)
