@@ -104,6 +104,9 @@ class InferenceJob(BaseModel):
     # The task message that holds the job while it runs, and until when (a dead worker's claim expires).
     claimed_by = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # The outbox mark: when its task message was last handed to the broker. Empty while the job waits for a first
+    # message (the broker could not be reached after the commit): inference_redispatch sends it then.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

@@ -27,7 +27,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
@@ -77,15 +77,75 @@ def _save_job(
     )
 
 
-def _send_to_gpu(job_pk: str) -> None:
+# Publishing gives up after about a second when the broker is down (Celery's default retries for longer): the
+# request that completed the case is waiting, and the job is not lost (see inference_jobs_dispatch).
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
+
+
+def inference_jobs_dispatch(job_pks: list[str]) -> int:
+    """Publish the task message of each job and mark it dispatched (``dispatched_at``); returns how many were sent.
+
+    The transactional outbox's second half: the jobs were written in the transaction that completed the case, and
+    this runs after its commit. A broker that cannot be reached fails nothing: the case stays complete, the jobs
+    stay queued and undispatched (one error line in the log says so) and ``inference_redispatch`` sends them once
+    the broker is back. A job sent twice still runs once (``_claim``).
+    """
     from diagnosis.tasks import infer_case_task
 
-    infer_case_task.apply_async(args=[job_pk], queue="gpu")
+    sent = 0
+    for n, job_pk in enumerate(job_pks):
+        try:
+            infer_case_task.apply_async(args=[job_pk], queue="gpu", retry_policy=PUBLISH_RETRY)
+        except Exception as exc:  # after the commit nothing may fail the request: the job waits for the re-dispatch
+            logger.error(
+                "Broker unreachable (%s: %s): %d inference job(s) stay queued, not dispatched (first %s); "
+                "inference_redispatch sends them when the broker is back",
+                type(exc).__name__,
+                exc,
+                len(job_pks) - n,
+                job_pk,
+            )
+            break
+        sent += 1
+        try:
+            InferenceJob.objects.filter(pk=job_pk).update(dispatched_at=timezone.now())
+        except DatabaseError:  # sent but unmarked: the re-dispatch may send it again, which is harmless
+            logger.warning("Inference job %s was sent but could not be marked dispatched", job_pk)
+    return sent
+
+
+def inference_redispatch(*, unsent_for: timedelta | None = None, sent_for: timedelta | None = None) -> int:
+    """Send a message for every queued job that lacks one: never dispatched for ``unsent_for`` (the broker was down
+    after its commit; default ``VISUS_INFERENCE_REDISPATCH_UNSENT_SECONDS``), or dispatched ``sent_for`` ago and still
+    queued (its message may be lost with a broker that restarted; default ``VISUS_INFERENCE_RESEND_SECONDS``).
+
+    Run by Celery beat (``CELERY_BEAT_SCHEDULE``) and safe at any time: a job runs at most once however many
+    messages it gets. Returns how many messages were sent.
+    """
+    now = timezone.now()
+    unsent_for = (
+        unsent_for if unsent_for is not None else timedelta(seconds=settings.VISUS_INFERENCE_REDISPATCH_UNSENT_SECONDS)
+    )
+    sent_for = sent_for if sent_for is not None else timedelta(seconds=settings.VISUS_INFERENCE_RESEND_SECONDS)
+    due = (
+        InferenceJob.objects.filter(status=JobStatus.QUEUED)
+        .filter(Q(dispatched_at__isnull=True, updated_at__lte=now - unsent_for) | Q(dispatched_at__lte=now - sent_for))
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+    job_pks = [str(pk) for pk in due]
+    if not job_pks:
+        return 0
+    sent = inference_jobs_dispatch(job_pks)
+    logger.info("Re-dispatched %d of %d queued inference job(s) that had no task message", sent, len(job_pks))
+    return sent
 
 
 @transaction.atomic
 def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
-    """One job per active model that fits the case's files, sent to the ``gpu`` queue after commit.
+    """One job per active model that fits the case's files, sent to the ``gpu`` queue after commit (a transactional
+    outbox: the rows are the record, ``inference_jobs_dispatch`` publishes after the commit, and
+    ``inference_redispatch`` sends what the broker did not take).
 
     A job is tied to the files it reads (``input_digest``). Completing the case again with the same files
     queues nothing new, except that a failed job is queued again; with changed files each model gets a new
@@ -124,17 +184,27 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
             before, old_error = audit_snapshot(job), job.error or f"left {job.status} when its task stopped"
             job.status, job.error, job.progress = JobStatus.QUEUED, "", 0
             job.claimed_by, job.lease_until, job.finished_at = "", None, None
+            job.dispatched_at = None  # a new message is due (the re-dispatch sends it if the broker is down now)
             _save_job(
                 job,
                 case,
                 "inference_job.retry",
                 before=before,
-                update_fields=["status", "error", "progress", "claimed_by", "lease_until", "finished_at", "updated_at"],
+                update_fields=[
+                    "status",
+                    "error",
+                    "progress",
+                    "claimed_by",
+                    "lease_until",
+                    "finished_at",
+                    "dispatched_at",
+                    "updated_at",
+                ],
                 reason=f"earlier attempt: {old_error}"[:500],
             )
             to_send.append(job)
-    for job in to_send:
-        transaction.on_commit(partial(_send_to_gpu, str(job.pk)))
+    if to_send:
+        transaction.on_commit(partial(inference_jobs_dispatch, [str(job.pk) for job in to_send]))
     return to_send
 
 

@@ -24,3 +24,11 @@ def infer_case_task(job_pk: str) -> dict[str, int]:
         retryable=TRANSIENT,  # Celery runs the task again: its jobs go back to the queue for it
         final_attempt=(request.retries or 0) >= infer_case_task.max_retries,
     )
+
+
+@project_task(soft_time_limit=120, max_retries=0)
+def inference_redispatch_task() -> dict[str, int]:
+    """Celery beat: send the queued inference jobs whose message the broker never took (the outbox's sweep)."""
+    from diagnosis.services import inference_redispatch
+
+    return {"sent": inference_redispatch()}

@@ -1,15 +1,19 @@
-"""The error pages (400, 403, 404, 500): branded, with the navigation and what to do next.
+"""The error pages (400, 403, 404, 500, 503): branded, with the navigation and what to do next.
 
 Under ``/api/`` the same errors answer in the API's error envelope (``platform_core.api.exceptions``), because
 clients parse JSON there. The 500 page is rendered without the request's context processors: whatever failed
-(the database, say) must not fail the error page too.
+(the database, say) must not fail the error page too. A request that failed because the database could not be
+reached or dropped its connection (PostgreSQL restarting) is a 503 that says to try again, not a 500: the next
+request reconnects (``CONN_HEALTH_CHECKS``), without restarting Visus.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import loader
 
@@ -23,7 +27,14 @@ API_MESSAGES = {
     403: ("permission_denied", "You do not have permission to perform this action."),
     404: ("not_found", "There is no such API endpoint or object."),
     500: ("server_error", "The server failed to handle this request; it was logged."),
+    503: (
+        "database_unavailable",
+        "The database is not available at the moment (it may be restarting). Try again in a minute; if you were "
+        "saving something, check whether it was saved first.",
+    ),
 }
+# Seconds a client is asked to wait before trying again after a 503.
+RETRY_AFTER_SECONDS = 30
 
 
 def _is_api(request: HttpRequest) -> bool:
@@ -77,7 +88,18 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return _page(request, "errors/404.html", 404, {})
 
 
+def _database_unavailable() -> bool:
+    """The request is failing because the database connection could not be made or was lost (Django's handler500
+    runs while the view's exception is being handled, so it is still the current one)."""
+    return isinstance(sys.exc_info()[1], (OperationalError, InterfaceError))
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    status = 503 if _database_unavailable() else 500
     if _is_api(request):
-        return _api_error(500)
-    return _page(None, "errors/500.html", 500, {})
+        response: HttpResponse = _api_error(status)
+    else:
+        response = _page(None, f"errors/{status}.html", status, {})
+    if status == 503:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

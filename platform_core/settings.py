@@ -237,6 +237,16 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = VISUS_MAX_UPLOAD_MB * 1024 * 1024 + 64 * 1024
 VISUS_INFERENCE_BATCH_SIZE = env.int("VISUS_INFERENCE_BATCH_SIZE", 8)
 VISUS_INFERENCE_LEASE_SECONDS = env.int("VISUS_INFERENCE_LEASE_SECONDS", 900)
 VISUS_INFERENCE_SLOWDOWN_SECONDS = env.int("VISUS_INFERENCE_SLOWDOWN_SECONDS", 0)
+# The outbox of inference jobs (diagnosis.services.inference_redispatch, run by beat every
+# VISUS_INFERENCE_REDISPATCH_EVERY_SECONDS): a queued job whose message the broker did not take after the commit is
+# sent once it has waited this long, and a queued job whose message was sent this long ago is sent again (a broker
+# restarted without its data loses messages). A job runs at most once however many messages it gets.
+VISUS_INFERENCE_REDISPATCH_EVERY_SECONDS = env.int("VISUS_INFERENCE_REDISPATCH_EVERY_SECONDS", 120)
+VISUS_INFERENCE_REDISPATCH_UNSENT_SECONDS = env.int("VISUS_INFERENCE_REDISPATCH_UNSENT_SECONDS", 60)
+VISUS_INFERENCE_RESEND_SECONDS = env.int("VISUS_INFERENCE_RESEND_SECONDS", 3600)
+# Objects under cases/ that no row refers to are deleted by beat's daily sweep (trials.file_services.
+# orphan_objects_sweep) once they are this old: an upload in progress writes its objects before its rows commit.
+VISUS_ORPHAN_GRACE_SECONDS = env.int("VISUS_ORPHAN_GRACE_SECONDS", 6 * 3600)
 
 S3_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", required=True)
 if S3_BUCKET:
@@ -327,6 +337,14 @@ CELERY_BEAT_SCHEDULE = {
     "audit-anchor-daily": {
         "task": "platform_core.audit.tasks.audit_anchor_daily",
         "schedule": env.int("VISUS_AUDIT_ANCHOR_SECONDS", 24 * 3600),
+    },
+    "inference-redispatch": {
+        "task": "diagnosis.tasks.inference_redispatch_task",
+        "schedule": VISUS_INFERENCE_REDISPATCH_EVERY_SECONDS,
+    },
+    "orphan-objects-sweep": {
+        "task": "trials.tasks.orphan_objects_sweep_task",
+        "schedule": env.int("VISUS_ORPHAN_SWEEP_SECONDS", 24 * 3600),
     },
 }
 CELERY_RESULT_EXPIRES = 24 * 3600

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -60,6 +63,27 @@ def delete_quietly(names: Iterable[str], storage: Storage = default_storage) -> 
             storage.delete(name)
         except Exception:  # cleanup must not hide the original error
             logger.exception("Could not delete orphaned object %s", name)
+
+
+def stored_objects(prefix: str, storage: Storage = default_storage) -> Iterator[tuple[str, datetime]]:
+    """Every object under ``prefix`` (its storage name, when it was written): one paged listing on S3 (with the
+    times, no request per object), a walk of the folder on disk."""
+    prefix = prefix.strip("/")
+    if is_s3(storage):
+        location = str(getattr(storage, "location", "") or "").strip("/")
+        bucket: Any = getattr(storage, "bucket")  # noqa: B009 - django-storages' S3Storage (untyped boto3 resource)
+        start = f"{location}/" if location else ""
+        for item in bucket.objects.filter(Prefix=f"{start}{prefix}/"):
+            yield item.key[len(start) :], item.last_modified
+        return
+    try:
+        root = Path(storage.path(prefix))
+    except NotImplementedError:  # a storage with neither a bucket nor a folder: nothing this can list
+        return
+    base = Path(storage.path(""))
+    for path in sorted(root.rglob("*")) if root.is_dir() else []:
+        if path.is_file():
+            yield path.relative_to(base).as_posix(), datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
 
 def stored_name(file: FieldFile) -> str:

@@ -1,7 +1,9 @@
 """Storing uploaded case files: the pipeline, then storage, then the database row and its audit event.
 
-Nothing partial is left behind: objects written to storage are deleted again if the database step fails,
-and a refused file writes nothing at all.
+Nothing partial is left behind: objects written to storage are deleted again if the database step fails (its
+commit included), and a refused file writes nothing at all. What that cannot cover (the process dies between the
+write and the commit, an enclosing transaction rolls back after the upload returned, the delete itself fails)
+``orphan_objects_sweep`` removes later: objects under ``cases/`` that no row refers to.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -20,7 +23,7 @@ from django.utils import timezone
 from platform_core.accounts.models import User
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save
 from platform_core.errors import ApplicationError
-from platform_core.storage import delete_quietly, save_private
+from platform_core.storage import delete_quietly, save_private, stored_objects
 from trials.models import Case, CaseFile, CaseStatus, FileStatus, Trial, TrialStatus, VisualFieldResult
 from trials.services import require_site_writer
 from trials.states import require_allowed
@@ -246,6 +249,37 @@ def _create_rows(
     return case_file
 
 
+CASE_OBJECTS_PREFIX = "cases"
+
+
+def orphan_objects_sweep(*, older_than: timedelta | None = None) -> list[str]:
+    """Delete the objects under ``cases/`` that no case file or visual-field row refers to and that were written
+    more than ``older_than`` ago (default ``VISUS_ORPHAN_GRACE_SECONDS``: an upload in progress writes its objects
+    before its rows commit). Returns the names deleted. Run daily by Celery beat (``CELERY_BEAT_SCHEDULE``).
+
+    The rows are read after the listing, so a row committed meanwhile keeps its objects.
+    """
+    if older_than is None:
+        older_than = timedelta(seconds=settings.VISUS_ORPHAN_GRACE_SECONDS)
+    cutoff = timezone.now() - older_than
+    candidates = [name for name, written in stored_objects(CASE_OBJECTS_PREFIX) if written <= cutoff]
+    if not candidates:
+        return []
+    referenced: set[str] = set()
+    for names in CaseFile.objects.values_list("content", "preview", "thumbnail"):
+        referenced.update(names)
+    referenced.update(VisualFieldResult.objects.values_list("pd_plot", flat=True))
+    orphans = [name for name in candidates if name not in referenced]
+    if orphans:
+        delete_quietly(orphans)
+        logger.warning(
+            "Deleted %d orphaned object(s) under %s/ (stored by uploads whose rows never committed)",
+            len(orphans),
+            CASE_OBJECTS_PREFIX,
+        )
+    return orphans
+
+
 def _retire(
     *, actor: User, case_file: CaseFile, status: str, reason: str, replacement: CaseFile | None, action: str
 ) -> CaseFile:
@@ -329,5 +363,6 @@ __all__ = [
     "case_file_upload",
     "case_file_withdraw",
     "check_can_upload",
+    "orphan_objects_sweep",
     "upload_context",
 ]

@@ -32,8 +32,10 @@ class JobQueueTests(InferenceFixture, TestCase):
         with mock.patch("diagnosis.tasks.infer_case_task.apply_async") as send:
             with self.captureOnCommitCallbacks(execute=True) as callbacks:
                 case_set_status(actor=self.w.coord1, case=self.case, status="complete")
-        self.assertEqual(len(callbacks), 2)
+        self.assertEqual(len(callbacks), 1)  # one dispatch of both jobs (the outbox), after the commit
         jobs = InferenceJob.objects.filter(case=self.case)
+        self.assertEqual(len(send.call_args_list), 2)
+        self.assertTrue(all(j.dispatched_at for j in jobs))
         self.assertEqual({j.model_version.name for j in jobs}, {"dr-test", "vf-test"})
         self.assertEqual({c.kwargs["queue"] for c in send.call_args_list}, {"gpu"})
         self.assertEqual({c.kwargs["args"][0] for c in send.call_args_list}, {str(j.pk) for j in jobs})
