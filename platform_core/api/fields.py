@@ -1,0 +1,35 @@
+"""Serializer fields with the size limits of ``platform_core.limits`` (DRF's DictField has no bound of its own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from platform_core import limits
+
+
+class BoundedDictField(serializers.DictField):
+    """An object of at most ``max_items`` keys of at most ``max_key_length`` characters, whose values are single
+    values (text of at most ``max_value_length`` characters, numbers, true/false, null)."""
+
+    def __init__(
+        self,
+        *,
+        max_items: int = limits.MAPPING_ITEMS,
+        max_key_length: int = limits.MAPPING_KEY,
+        max_value_length: int = limits.MAPPING_VALUE,
+        **kwargs: Any,
+    ) -> None:
+        self.max_items = max_items
+        self.max_key_length = max_key_length
+        self.max_value_length = max_value_length
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[Any, Any]:
+        problem = limits.mapping_problem(
+            data, items=self.max_items, key_length=self.max_key_length, value_length=self.max_value_length
+        )
+        if problem:
+            raise serializers.ValidationError(problem, code="too_large")
+        return super().to_internal_value(data)
