@@ -5,8 +5,9 @@ an import is held to the same limits). A value over its limit is a field error a
 ``tests/platform_core/test_input_limits.py`` walks every form and serializer of the project and fails on a
 writable text or list field without a bound.
 
-The database keeps its ``TextField`` columns unbounded (no migration, and rows written before these limits stay
-valid); the bounds are checked where values come in.
+The database columns are unchanged (``TextField`` and ``JSONField`` stay unbounded, no migration): the bounds are
+checked where values come in, so no stored row is rewritten. A row stored before these limits with a value over
+one (a trial with 5,000 criteria) is read as it is; saving it again through its service is refused until it fits.
 """
 
 from __future__ import annotations

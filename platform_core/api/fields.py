@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework import serializers
 
 from platform_core import limits
@@ -33,3 +34,23 @@ class BoundedDictField(serializers.DictField):
         if problem:
             raise serializers.ValidationError(problem, code="too_large")
         return super().to_internal_value(data)
+
+
+class BoundedDictFieldSchema(OpenApiSerializerFieldExtension):
+    """The schema states the bounds: ``maxProperties``, and single values of bounded text."""
+
+    target_class = BoundedDictField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> Any:
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        schema["maxProperties"] = self.target.max_items
+        if schema.get("additionalProperties") in ({}, True):
+            schema["additionalProperties"] = {
+                "nullable": True,
+                "oneOf": [
+                    {"type": "string", "maxLength": self.target.max_value_length},
+                    {"type": "number"},
+                    {"type": "boolean"},
+                ],
+            }
+        return schema
