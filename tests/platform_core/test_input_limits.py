@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import pkgutil
 from pathlib import Path
 from typing import Any
@@ -496,3 +497,21 @@ class OverLimitReadTests(TestCase):
             self.assertIn("marks", envelope_fields(self, response))
         self.assertEqual(LesionMark.objects.filter(read=self.read).count(), 2)
         self.assertEqual(AuditEvent.objects.count(), events)
+
+
+class OverLimitJsonTests(TestCase):
+    def test_a_model_configuration_of_too_many_values_is_a_form_error_on_the_page_and_in_the_admin(self):
+        from diagnosis.admin import ModelRegisterForm as AdminRegisterForm
+        from diagnosis.forms import ModelRegisterForm
+
+        huge = json.dumps({"layers": list(range(limits.JSON_ITEMS + 1))})
+        fits = json.dumps({"layers": list(range(10))})
+        page = ModelRegisterForm(data={"config": huge})
+        self.assertFalse(page.is_valid())
+        self.assertIn(f"at most {limits.JSON_ITEMS:,} are allowed", " ".join(page.errors["config"]))
+        self.assertNotIn("config", ModelRegisterForm(data={"config": fits}).errors)
+        long_text = ModelRegisterForm(data={"config": json.dumps({"note": "x" * limits.DOCUMENT})})
+        self.assertIn(f"at most {limits.DOCUMENT} characters", " ".join(long_text.errors["config"]))
+        admin_form = AdminRegisterForm(data={"name": "m", "version": "1", "model_card_json": huge})
+        self.assertFalse(admin_form.is_valid())
+        self.assertIn(f"at most {limits.JSON_ITEMS:,} are allowed", " ".join(admin_form.errors["model_card_json"]))
