@@ -11,6 +11,7 @@ from django.http import HttpRequest
 
 from diagnosis.models import Architecture, FusionCalibration, InferenceJob, ModelStatus, ModelVersion, Prediction
 from diagnosis.registry import model_register, model_set_status
+from platform_core import limits
 from platform_core.audit.admin_mixins import ReadOnlyAdmin, ScopedAdminMixin, ServiceAdminMixin, reasoned_action
 from trials.selectors import ai_blinded_trial_ids, cases_for, trials_for
 
@@ -20,12 +21,18 @@ class ModelRegisterForm(forms.ModelForm):
     architecture_choice = forms.ChoiceField(
         choices=[("", "from the checkpoint"), *Architecture.choices], required=False, label="Architecture"
     )
-    config_json = forms.CharField(widget=forms.Textarea, required=False, label="Config (JSON, plain state dicts)")
+    config_json = forms.CharField(
+        widget=forms.Textarea, required=False, max_length=limits.DOCUMENT, label="Config (JSON, plain state dicts)"
+    )
     sha256 = forms.CharField(
-        required=False, label="Expected SHA-256", help_text="As published with the weights; refused if it differs."
+        required=False,
+        max_length=limits.CODE,
+        label="Expected SHA-256",
+        help_text="As published with the weights; refused if it differs.",
     )
     model_card_json = forms.CharField(
         widget=forms.Textarea,
+        max_length=limits.DOCUMENT,
         label="Model card (JSON)",
         initial=json.dumps(
             {"intended_use": "", "training_data": "", "metrics": {}, "limitations": "", "not_for_clinical_use": True},
@@ -47,6 +54,10 @@ class ModelRegisterForm(forms.ModelForm):
                 self.add_error(field, f"Not valid JSON: {exc}")
             except RecursionError:
                 self.add_error(field, "Not valid JSON: it is nested too deeply.")
+            else:
+                problem = limits.json_problem(cleaned[field])
+                if problem:
+                    self.add_error(field, problem)
         return cleaned
 
 

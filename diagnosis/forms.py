@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 
 from diagnosis.models import Architecture
+from platform_core import limits
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -43,17 +44,26 @@ class ModelRegisterForm(forms.Form):
     config = forms.CharField(
         label="Architecture configuration (JSON)",
         required=False,
+        max_length=limits.DOCUMENT,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Needed only for a plain state dict.",
     )
     sha256 = forms.CharField(
-        label="Expected SHA-256", required=False, help_text="As published with the weights; refused if it differs."
+        label="Expected SHA-256",
+        required=False,
+        max_length=limits.CODE,
+        help_text="As published with the weights; refused if it differs.",
     )
-    intended_use = forms.CharField(label="Intended use", widget=forms.Textarea(attrs={"rows": 3}))
-    training_data = forms.CharField(label="Training data", widget=forms.Textarea(attrs={"rows": 3}))
+    intended_use = forms.CharField(
+        label="Intended use", widget=forms.Textarea(attrs={"rows": 3}), max_length=limits.TEXT
+    )
+    training_data = forms.CharField(
+        label="Training data", widget=forms.Textarea(attrs={"rows": 3}), max_length=limits.TEXT
+    )
     metrics = forms.CharField(
         label="Metrics",
         required=False,
+        max_length=limits.TEXT,
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="One per line, “name: value”, e.g. “auc: 0.91”.",
     )
@@ -63,7 +73,7 @@ class ModelRegisterForm(forms.Form):
         max_length=300,
         help_text="Where the metrics were measured, e.g. “held-out 20% of the training set, 412 images”.",
     )
-    limitations = forms.CharField(label="Limitations", widget=forms.Textarea(attrs={"rows": 3}))
+    limitations = forms.CharField(label="Limitations", widget=forms.Textarea(attrs={"rows": 3}), max_length=limits.TEXT)
     not_for_clinical_use = forms.BooleanField(
         label="Not for clinical use", required=False, initial=True, help_text="Shown as a banner on the model card."
     )
@@ -86,6 +96,9 @@ class ModelRegisterForm(forms.Form):
             raise forms.ValidationError("Not valid JSON: it is nested too deeply.") from None
         if not isinstance(config, dict):
             raise forms.ValidationError("The configuration must be a JSON object.")
+        problem = limits.json_problem(config)
+        if problem:
+            raise forms.ValidationError(problem)
         return config
 
     def clean(self) -> dict[str, Any]:

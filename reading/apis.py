@@ -14,11 +14,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from platform_core import limits
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
+from platform_core.api.fields import BoundedDictField
 from platform_core.api.permissions import roles_required
 from reading import selectors, services, signing
-from reading.models import Adjudication, LesionMark, MarkKind, MarkShape, Phase, Read
+from reading.models import GROUP_LENGTH, Adjudication, LesionMark, MarkKind, MarkShape, Phase, Read
 from reading.workstation import VIEWER_VARIANTS, viewable
 from trials.models import Case, Trial
 from trials.selectors import trials_for
@@ -44,9 +46,12 @@ class SignatureInputSerializer(serializers.Serializer):
     the session is the browser session, or the API token)."""
 
     username = serializers.CharField(
-        required=False, write_only=True, help_text="Your e-mail address: needed at the first signing of a session."
+        required=False,
+        write_only=True,
+        max_length=limits.EMAIL,
+        help_text="Your e-mail address: needed at the first signing of a session.",
     )
-    password = serializers.CharField(trim_whitespace=False, write_only=True)
+    password = serializers.CharField(trim_whitespace=False, write_only=True, max_length=limits.PASSWORD)
 
 
 def signature_identity(request: Request, data: dict[str, Any]) -> str | None:
@@ -173,8 +178,8 @@ class ReadDraftApi(APIView):
 
     class ReadDraftInputSerializer(serializers.Serializer):
         version = serializers.IntegerField(min_value=1)
-        answers = serializers.DictField()
-        confidences = serializers.DictField(required=False, default=dict)
+        answers = BoundedDictField()
+        confidences = BoundedDictField(required=False, default=dict)
         seconds = serializers.IntegerField(min_value=0, required=False, default=0)
 
     @extend_schema(request=ReadDraftInputSerializer, responses=ReadOutputSerializer)
@@ -213,9 +218,9 @@ class ReadAmendApi(APIView):
 
     class ReadAmendInputSerializer(SignatureInputSerializer):
         version = serializers.IntegerField(min_value=1)
-        reason = serializers.CharField()
-        answers = serializers.DictField()
-        confidences = serializers.DictField()
+        reason = serializers.CharField(max_length=limits.REASON)
+        answers = BoundedDictField()
+        confidences = BoundedDictField()
         meaning = serializers.ChoiceField(choices=[(m, m) for m in services.MEANINGS["amend"]])
 
     @extend_schema(request=ReadAmendInputSerializer, responses=ReadOutputSerializer)
@@ -323,11 +328,13 @@ class ReadingSetupApi(APIView):
     permission_classes = [IsManager]
 
     class ReadingSetupInputSerializer(serializers.Serializer):
-        crossing = serializers.CharField(required=False)
+        crossing = serializers.CharField(required=False, max_length=limits.CODE)
         readers_per_case = serializers.IntegerField(required=False)
         aided_phase = serializers.BooleanField(required=False)
         washout_days = serializers.IntegerField(required=False)
-        extra_groups = serializers.ListField(child=serializers.CharField(), required=False)
+        extra_groups = serializers.ListField(
+            child=serializers.CharField(max_length=GROUP_LENGTH), required=False, max_length=limits.LIST_ITEMS
+        )
         grade_gap = serializers.IntegerField(required=False)
         stale_after_days = serializers.IntegerField(required=False)
 
@@ -356,9 +363,9 @@ class ReaderAssignApi(APIView):
     permission_classes = [IsManager]
 
     class ReaderAssignInputSerializer(serializers.Serializer):
-        reader = serializers.EmailField()
+        reader = serializers.EmailField(max_length=limits.EMAIL)
         phase = serializers.ChoiceField(choices=Phase.choices)
-        group = serializers.CharField()
+        group = serializers.CharField(max_length=GROUP_LENGTH)
 
     @extend_schema(
         request=ReaderAssignInputSerializer,
@@ -399,7 +406,7 @@ class ReadResetApi(APIView):
     permission_classes = [IsManager]
 
     class ReadResetInputSerializer(serializers.Serializer):
-        reason = serializers.CharField()
+        reason = serializers.CharField(max_length=limits.REASON)
 
     @extend_schema(request=ReadResetInputSerializer, responses={204: None})
     def post(self, request: Request, pk: str) -> Response:
@@ -445,8 +452,8 @@ class AdjudicationSignApi(APIView):
 
     class AdjudicationSignInputSerializer(SignatureInputSerializer):
         version = serializers.IntegerField(min_value=1)
-        answers = serializers.DictField()
-        reason = serializers.CharField(required=False, default="", allow_blank=True)
+        answers = BoundedDictField()
+        reason = serializers.CharField(required=False, default="", allow_blank=True, max_length=limits.REASON)
         meaning = serializers.ChoiceField(choices=[(m, m) for m in services.MEANINGS["adjudicate"]])
 
     @extend_schema(request=AdjudicationSignInputSerializer, responses=AdjudicationSerializer)
@@ -469,7 +476,7 @@ class ReaderUnassignApi(APIView):
     permission_classes = [IsManager]
 
     class ReaderUnassignInputSerializer(serializers.Serializer):
-        reason = serializers.CharField()
+        reason = serializers.CharField(max_length=limits.REASON)
 
     @extend_schema(request=ReaderUnassignInputSerializer, responses={204: None})
     def post(self, request: Request, pk: str) -> Response:
@@ -488,7 +495,7 @@ class PanelMemberAddApi(APIView):
     permission_classes = [IsManager]
 
     class PanelMemberAddInputSerializer(serializers.Serializer):
-        user = serializers.EmailField()
+        user = serializers.EmailField(max_length=limits.EMAIL)
 
     @extend_schema(request=PanelMemberAddInputSerializer, responses={204: None})
     def post(self, request: Request, slug: str) -> Response:
@@ -509,7 +516,7 @@ class CalibrationCaseMarkApi(APIView):
 
     class CalibrationCaseMarkInputSerializer(serializers.Serializer):
         case = serializers.UUIDField()
-        known_answers = serializers.DictField()
+        known_answers = BoundedDictField()
 
     @extend_schema(request=CalibrationCaseMarkInputSerializer, responses={204: None})
     def post(self, request: Request, slug: str) -> Response:

@@ -6,9 +6,10 @@ from typing import Any
 
 from django import forms
 
+from platform_core import limits
 from reading import services
 from reading.forms_core import answer_questions, diagnostic_questions
-from reading.models import Crossing, Phase
+from reading.models import GROUP_LENGTH, Crossing, Phase
 from trials.reading_form import CATALOGUE
 
 
@@ -72,6 +73,7 @@ class IdentityMixin:
                 "username": forms.CharField(
                     label="Your e-mail address (first signature of this session)",
                     widget=forms.EmailInput(attrs={"autocomplete": "username"}),
+                    max_length=limits.EMAIL,
                 ),
                 **self.fields,
             }
@@ -81,7 +83,9 @@ class IdentityMixin:
 
 
 class SignForm(IdentityMixin, forms.Form):
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}), max_length=limits.PASSWORD
+    )
     meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["read"]])
 
     def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:
@@ -92,8 +96,12 @@ class SignForm(IdentityMixin, forms.Form):
 class AmendForm(IdentityMixin, ReadForm):
     """A signed read's new answers, the reason, and a new signature."""
 
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Why the signed read changes.")
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), max_length=limits.REASON, help_text="Why the signed read changes."
+    )
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}), max_length=limits.PASSWORD
+    )
     meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["amend"]])
 
     def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:
@@ -109,7 +117,9 @@ class ResetForm(forms.Form):
 
 
 class LockForm(IdentityMixin, forms.Form):
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}), max_length=limits.PASSWORD
+    )
     meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["lock"]])
 
     def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:
@@ -146,17 +156,23 @@ class SetupForm(forms.Form):
 
 
 class AssignForm(forms.Form):
-    reader = forms.EmailField(label="Reader's email")
+    reader = forms.EmailField(label="Reader's email", max_length=limits.EMAIL)
     phase = forms.ChoiceField(choices=Phase.choices)
-    group = forms.CharField(max_length=40, help_text="resident, attending, specialist, optometrist, general_physician")
+    group = forms.CharField(
+        max_length=GROUP_LENGTH, help_text="resident, attending, specialist, optometrist, general_physician"
+    )
 
 
 class AdjudicationForm(IdentityMixin, forms.Form):
     version = forms.IntegerField(widget=forms.HiddenInput)
     icdr_grade = forms.ChoiceField(choices=[("", "—"), *CATALOGUE["icdr_grade"].choices], required=False)
     glaucoma = forms.ChoiceField(choices=[("", "—"), *CATALOGUE["glaucoma"].choices], required=False)
-    reason = forms.CharField(required=False, help_text="Needed once signed or after the reference lock.")
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}))
+    reason = forms.CharField(
+        required=False, max_length=limits.REASON, help_text="Needed once signed or after the reference lock."
+    )
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}), max_length=limits.PASSWORD
+    )
     meaning = forms.ChoiceField(choices=[(m, m) for m in services.MEANINGS["adjudicate"]])
 
     def __init__(self, *args: Any, identity: bool = False, **kwargs: Any) -> None:

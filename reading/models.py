@@ -8,11 +8,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from platform_core import limits
 from platform_core.models import BaseModel
 from trials.models import Case, CaseFile, Trial
 
 DEFAULT_WASHOUT_DAYS = 28
 DEFAULT_STALE_AFTER_DAYS = 7
+GROUP_LENGTH = 40  # characters of an experience group's name (ReaderAssignment.group)
 
 
 class Crossing(models.TextChoices):
@@ -71,6 +73,11 @@ class ReadingSetup(BaseModel):
         groups = self.extra_groups
         if not isinstance(groups, list) or not all(isinstance(g, str) and g.strip() for g in groups):
             raise ValidationError({"extra_groups": "Experience groups must be a list of non-empty names."})
+        problem = limits.list_problem(
+            groups, items=limits.LIST_ITEMS, item_length=GROUP_LENGTH, plural="experience groups", singular="Group"
+        )
+        if problem:
+            raise ValidationError({"extra_groups": problem})
         if self.aided_phase and self.washout_days < 1:
             raise ValidationError({"washout_days": "An AI-aided phase needs a washout of at least one day."})
 
@@ -89,7 +96,7 @@ class ReaderAssignment(BaseModel):
     trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="reader_assignments")
     reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reader_assignments")
     phase = models.CharField(max_length=8, choices=Phase.choices)
-    group = models.CharField(max_length=40)
+    group = models.CharField(max_length=GROUP_LENGTH)
     seed = models.BigIntegerField(editable=False)
     is_active = models.BooleanField(default=True)
     last_read_at = models.DateTimeField(null=True, blank=True)

@@ -14,6 +14,7 @@ from django.db.models import CharField, Count, Exists, OuterRef, Q, Value
 from django.db.models.functions import MD5, Cast, Concat
 from django.utils import timezone
 
+from platform_core import limits
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.services import (
     LOCKED_MESSAGE,
@@ -431,6 +432,8 @@ def mark_add(
     height: float = 0.0,
 ) -> LesionMark:
     read = _lock_own_draft(reader, read, None)
+    if read.marks.count() >= limits.MARKS_PER_READ:
+        raise ValidationError({"marks": f"A read holds at most {limits.MARKS_PER_READ} lesion marks."})
     mark = LesionMark(read=read, case_file=case_file, kind=kind, shape=shape, x=x, y=y, width=width, height=height)
     mark.full_clean()
     mark.save()

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from django import forms
 from django.contrib import admin
 
+from platform_core import limits
 from platform_core.audit.admin_mixins import (
     ReadOnlyAdmin,
     ReasonFormMixin,
@@ -50,6 +51,10 @@ class TrialAddForm(forms.ModelForm):
         model = Trial
         fields = TRIAL_FIELDS
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limits.bound_json_form_fields(self.fields)
+
 
 class TrialChangeForm(ReasonFormMixin, forms.ModelForm):
     reason_required_message = "Give a reason for changing a trial that is under way."
@@ -57,6 +62,10 @@ class TrialChangeForm(ReasonFormMixin, forms.ModelForm):
     class Meta:
         model = Trial
         fields = TRIAL_FIELDS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limits.bound_json_form_fields(self.fields)
 
     def reason_needed(self) -> bool:  # a draft's protocol is still being written (as on the trial pages)
         return self.instance.status != TrialStatus.DRAFT and super().reason_needed()

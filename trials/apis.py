@@ -10,8 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from platform_core import limits
 from platform_core.accounts.models import Hospital, Role
 from platform_core.accounts.requests import signed_in_user
+from platform_core.api.fields import BoundedDictField
 from platform_core.api.permissions import IsMember, roles_required
 from platform_core.errors import ApplicationError
 from trials import services
@@ -130,18 +132,26 @@ class TrialCreateApi(APIView):
 
     @extend_schema_serializer(component_name="TrialCreateInput")
     class InputSerializer(serializers.Serializer):
-        slug = serializers.CharField()
-        protocol_number = serializers.CharField()
-        title = serializers.CharField()
-        subject_prefix = serializers.CharField()
-        modalities = serializers.ListField(child=serializers.ChoiceField(Modality.choices), allow_empty=False)
-        reading_form = serializers.ListField(child=serializers.ChoiceField(CATALOGUE_CHOICES), allow_empty=False)
+        slug = serializers.CharField(max_length=49)
+        protocol_number = serializers.CharField(max_length=40)
+        title = serializers.CharField(max_length=300)
+        subject_prefix = serializers.CharField(max_length=8)
+        modalities = serializers.ListField(
+            child=serializers.ChoiceField(Modality.choices), allow_empty=False, max_length=len(Modality.choices)
+        )
+        reading_form = serializers.ListField(
+            child=serializers.ChoiceField(CATALOGUE_CHOICES), allow_empty=False, max_length=len(CATALOGUE_CHOICES)
+        )
         readers_per_case = serializers.IntegerField(min_value=1, max_value=50, default=3)
         reading_design = serializers.ChoiceField(ReadingDesign.choices, default=ReadingDesign.UNAIDED)
         washout_days = serializers.IntegerField(min_value=0, max_value=365, default=0)
         reference_rule = serializers.ChoiceField(ReferenceRule.choices, default=ReferenceRule.ADJUDICATION)
-        inclusion_criteria = serializers.ListField(child=serializers.CharField(), default=list)
-        exclusion_criteria = serializers.ListField(child=serializers.CharField(), default=list)
+        inclusion_criteria = serializers.ListField(
+            child=serializers.CharField(max_length=limits.CRITERION), default=list, max_length=limits.CRITERIA
+        )
+        exclusion_criteria = serializers.ListField(
+            child=serializers.CharField(max_length=limits.CRITERION), default=list, max_length=limits.CRITERIA
+        )
 
     @extend_schema(request=InputSerializer, responses={201: TrialSerializer})
     def post(self, request: Request) -> Response:
@@ -157,7 +167,7 @@ class TrialTransitionApi(APIView):
     @extend_schema_serializer(component_name="TrialTransitionInput")
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(TrialStatus.choices)
-        reason = serializers.CharField(required=False, allow_blank=True, default="")
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=limits.REASON)
 
     @extend_schema(request=InputSerializer, responses=TrialSerializer)
     def post(self, request: Request, slug: str) -> Response:
@@ -204,7 +214,7 @@ class TrialSiteUpdateApi(APIView):
     class InputSerializer(serializers.Serializer):
         enrolment_target = serializers.IntegerField(min_value=0, max_value=100000, required=False)
         status = serializers.ChoiceField(SiteStatus.choices, required=False)
-        reason = serializers.CharField()
+        reason = serializers.CharField(max_length=limits.REASON)
 
     @extend_schema(request=InputSerializer, responses=TrialSiteSerializer)
     def post(self, request: Request, slug: str, pk: str) -> Response:
@@ -253,8 +263,10 @@ class SubjectEnrollApi(APIView):
 
     @extend_schema_serializer(component_name="SubjectEnrollInput")
     class InputSerializer(serializers.Serializer):
-        site = serializers.CharField(help_text="hospital code of the site")
-        eligibility = serializers.DictField(child=serializers.BooleanField())
+        site = serializers.CharField(help_text="hospital code of the site", max_length=limits.CODE)
+        eligibility = BoundedDictField(
+            child=serializers.BooleanField(), max_items=2 * limits.CRITERIA, max_key_length=limits.CRITERION
+        )
         consent_date = serializers.DateField()
         consent_form_version = serializers.CharField(max_length=40)
         sex = serializers.ChoiceField(Sex.choices)
@@ -285,7 +297,7 @@ class SubjectWithdrawApi(APIView):
 
     @extend_schema_serializer(component_name="SubjectWithdrawInput")
     class InputSerializer(serializers.Serializer):
-        reason = serializers.CharField()
+        reason = serializers.CharField(max_length=limits.REASON)
 
     @extend_schema(request=InputSerializer, responses=SubjectSerializer)
     def post(self, request: Request, pk: str) -> Response:
@@ -355,7 +367,7 @@ class CaseStatusApi(APIView):
     @extend_schema_serializer(component_name="CaseStatusInput")
     class InputSerializer(serializers.Serializer):
         status = serializers.ChoiceField(CaseStatus.choices)
-        reason = serializers.CharField(required=False, allow_blank=True, default="")
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=limits.REASON)
 
     @extend_schema(request=InputSerializer, responses=CaseSerializer)
     def post(self, request: Request, pk: str) -> Response:
@@ -374,7 +386,7 @@ class CaseRnflApi(APIView):
     @extend_schema_serializer(component_name="CaseRnflInput")
     class InputSerializer(serializers.Serializer):
         thickness_um = serializers.FloatField(allow_null=True)
-        reason = serializers.CharField(required=False, allow_blank=True, default="")
+        reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=limits.REASON)
 
     @extend_schema(request=InputSerializer, responses=CaseSerializer)
     def post(self, request: Request, pk: str) -> Response:

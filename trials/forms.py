@@ -6,6 +6,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from platform_core import limits
 from platform_core.accounts.models import Hospital
 from trials.models import (
     CaseFile,
@@ -25,6 +26,8 @@ from trials.reading_form import CATALOGUE_CHOICES
 from trials.services import EDITABLE_AFTER_DRAFT
 from trials.subject_checks import subject_fact_problems
 
+CRITERIA_TEXT = limits.CRITERIA * (limits.CRITERION + 2)  # the textarea of a full list, one per line
+CRITERIA_HELP = f"One criterion per line: at most {limits.CRITERIA}, each at most {limits.CRITERION} characters."
 YES_NO = [("yes", "Yes"), ("no", "No")]
 CHOOSE: list[tuple[str, str]] = [("", "Choose…")]
 
@@ -47,10 +50,16 @@ class TrialForm(forms.Form):
     washout_days = forms.IntegerField(min_value=0, max_value=365, initial=0)
     reference_rule = forms.ChoiceField(choices=ReferenceRule.choices, label="Reference standard")
     inclusion_criteria = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="One criterion per line."
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        max_length=CRITERIA_TEXT,
+        help_text=CRITERIA_HELP,
     )
     exclusion_criteria = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4}), required=False, help_text="One criterion per line."
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        max_length=CRITERIA_TEXT,
+        help_text=CRITERIA_HELP,
     )
     # Li et al. 2018: a field is reliable when each rate is under its cut-off (fixation losses under 2/13).
     vf_max_fixation_losses = forms.FloatField(
@@ -62,7 +71,9 @@ class TrialForm(forms.Form):
     vf_max_false_negatives = forms.FloatField(
         min_value=0, max_value=100, initial=15, label="VF false negatives cut-off (%)"
     )
-    reason = forms.CharField(required=False, help_text="Required when changing a trial that has left draft.")
+    reason = forms.CharField(
+        required=False, max_length=limits.REASON, help_text="Required when changing a trial that has left draft."
+    )
 
     def __init__(self, *args: Any, trial: Trial | None = None, **kwargs: Any) -> None:
         if trial is not None and "initial" not in kwargs:
@@ -84,6 +95,24 @@ class TrialForm(forms.Form):
     def clean_subject_prefix(self) -> str:
         return self.cleaned_data["subject_prefix"].strip().upper()
 
+    def _criteria(self, name: str) -> str:
+        problem = limits.list_problem(
+            _lines(self.cleaned_data.get(name) or ""),
+            items=limits.CRITERIA,
+            item_length=limits.CRITERION,
+            plural="criteria",
+            singular="Criterion",
+        )
+        if problem:
+            raise forms.ValidationError(problem)
+        return self.cleaned_data.get(name) or ""
+
+    def clean_inclusion_criteria(self) -> str:
+        return self._criteria("inclusion_criteria")
+
+    def clean_exclusion_criteria(self) -> str:
+        return self._criteria("exclusion_criteria")
+
     def trial_fields(self) -> dict:
         data = dict(self.cleaned_data)
         data.pop("reason", None)
@@ -93,8 +122,8 @@ class TrialForm(forms.Form):
 
 
 class TransitionForm(forms.Form):
-    status = forms.CharField(widget=forms.HiddenInput)
-    reason = forms.CharField(required=False)
+    status = forms.CharField(widget=forms.HiddenInput, max_length=limits.CODE)
+    reason = forms.CharField(required=False, max_length=limits.REASON)
 
 
 class SiteAddForm(forms.Form):
@@ -111,13 +140,13 @@ class SiteAddForm(forms.Form):
 class SiteUpdateForm(forms.Form):
     enrolment_target = forms.IntegerField(min_value=0, max_value=100000)
     status = forms.ChoiceField(choices=SiteStatus.choices)
-    reason = forms.CharField(help_text="Why the target or status changes.")
+    reason = forms.CharField(max_length=limits.REASON, help_text="Why the target or status changes.")
 
 
 class EnrolForm(forms.Form):
     """The enrolment page: site, eligibility checklist, consent, and the few non-identifying facts."""
 
-    submission_token = forms.CharField(widget=forms.HiddenInput)
+    submission_token = forms.CharField(widget=forms.HiddenInput, max_length=64)
     site = forms.ModelChoiceField(queryset=TrialSite.objects.none(), empty_label=None)
     consent_date = forms.DateField(
         widget=forms.DateInput(attrs={"type": "date"}),
@@ -201,7 +230,9 @@ class EnrolForm(forms.Form):
 
 
 class WithdrawForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason for withdrawal")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), label="Reason for withdrawal", max_length=limits.REASON
+    )
 
 
 class CaseForm(forms.Form):
@@ -217,12 +248,14 @@ class CaseRnflForm(forms.Form):
         label="Average RNFL thickness (um)",
         help_text="As the OCT device's report gives it; leave empty to clear (with a reason).",
     )
-    reason = forms.CharField(required=False, help_text="Required to change or clear a recorded value.")
+    reason = forms.CharField(
+        required=False, max_length=limits.REASON, help_text="Required to change or clear a recorded value."
+    )
 
 
 class CaseStatusForm(forms.Form):
     status = forms.ChoiceField(choices=CaseStatus.choices)
-    reason = forms.CharField(required=False, help_text="Required to exclude or to reopen.")
+    reason = forms.CharField(required=False, max_length=limits.REASON, help_text="Required to exclude or to reopen.")
 
 
 class CaseFileChoiceField(forms.ModelChoiceField):
@@ -234,7 +267,9 @@ class DataQueryRaiseForm(forms.Form):
     case_file = CaseFileChoiceField(
         queryset=CaseFile.objects.none(), required=False, empty_label="The case as a whole", label="About"
     )
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Question for the site", max_length=4000)
+    text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), label="Question for the site", max_length=limits.TEXT
+    )
 
     def __init__(self, *args: Any, files: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -245,7 +280,7 @@ class DataQueryRaiseForm(forms.Form):
 
 
 class DataQueryStepForm(forms.Form):
-    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=4000)
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=limits.TEXT)
 
 
 class CaseFileRetireForm(forms.Form):

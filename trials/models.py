@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from platform_core import limits
 from platform_core.accounts.models import Hospital
 from platform_core.models import BaseModel
 from trials.reading_form import CATALOGUE, unknown_questions
@@ -51,6 +52,8 @@ class ReferenceRule(models.TextChoices):
 def validate_modalities(value: object) -> None:
     if not isinstance(value, list) or not value:
         raise ValidationError("Choose at least one modality.")
+    if len(value) > limits.LIST_ITEMS:
+        raise ValidationError(f"{len(value):,} modalities given; at most {limits.LIST_ITEMS} are allowed.")
     bad = [v for v in value if v not in Modality.values]
     if bad:
         raise ValidationError(f"Unknown modality: {', '.join(map(str, bad))}.")
@@ -59,6 +62,8 @@ def validate_modalities(value: object) -> None:
 def validate_reading_form(value: object) -> None:
     if not isinstance(value, list) or not value:
         raise ValidationError("Choose at least one question for the reading form.")
+    if len(value) > limits.LIST_ITEMS:
+        raise ValidationError(f"{len(value):,} questions given; at most {limits.LIST_ITEMS} are allowed.")
     bad = unknown_questions([str(v) for v in value])
     if bad:
         raise ValidationError(f"Unknown question: {', '.join(bad)}.")
@@ -67,6 +72,11 @@ def validate_reading_form(value: object) -> None:
 def validate_criteria(value: object) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise ValidationError("Criteria must be a list of non-empty statements.")
+    problem = limits.list_problem(
+        value, items=limits.CRITERIA, item_length=limits.CRITERION, plural="criteria", singular="Criterion"
+    )
+    if problem:
+        raise ValidationError(problem)
 
 
 def new_deid_key() -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from platform_core import limits
 from platform_core.accounts.models import Role, User
 from platform_core.accounts.selectors import user_has_role
 from platform_core.audit.services import audit_snapshot, audited_save
@@ -21,7 +22,7 @@ from trials.models import (
 from trials.selectors import ai_blinded_trial_ids, trial_roles
 from trials.states import require_allowed
 
-MAX_TEXT = 4000
+MAX_TEXT = limits.TEXT
 
 
 def _require_monitor(actor: User, case: Case) -> None:

@@ -24,6 +24,7 @@ from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
+from platform_core import limits
 from platform_core.accounts.models import Hospital, Membership, User, normalize_email
 from platform_core.accounts.services import (
     USER_ADMIN_FIELDS,
@@ -70,9 +71,15 @@ class UserCreationForm(forms.ModelForm):
     """New users from the admin: the same password rules as everywhere else, and one account per email."""
 
     password1 = forms.CharField(
-        label="Password", widget=forms.PasswordInput, strip=False, help_text=password_validators_help_text_html()
+        label="Password",
+        widget=forms.PasswordInput,
+        strip=False,
+        max_length=limits.PASSWORD,
+        help_text=password_validators_help_text_html(),
     )
-    password2 = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
+    password2 = forms.CharField(
+        label="Password again", widget=forms.PasswordInput, strip=False, max_length=limits.PASSWORD
+    )
 
     class Meta:
         model = User
@@ -116,10 +123,18 @@ class UserChangeForm(ReasonFormMixin, forms.ModelForm):
 
 class UserSetPasswordForm(forms.Form):
     password1 = forms.CharField(
-        label="New password", widget=forms.PasswordInput, strip=False, help_text=password_validators_help_text_html()
+        label="New password",
+        widget=forms.PasswordInput,
+        strip=False,
+        max_length=limits.PASSWORD,
+        help_text=password_validators_help_text_html(),
     )
-    password2 = forms.CharField(label="New password again", widget=forms.PasswordInput, strip=False)
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Recorded in the audit trail.")
+    password2 = forms.CharField(
+        label="New password again", widget=forms.PasswordInput, strip=False, max_length=limits.PASSWORD
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), max_length=limits.REASON, help_text="Recorded in the audit trail."
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

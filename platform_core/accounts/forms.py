@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 
+from platform_core import limits
 from platform_core.accounts.models import Hospital
 from platform_core.accounts.throttling import failed_login_note, failed_logins_exceeded, throttled_message
 
@@ -14,7 +15,15 @@ class LoginForm(AuthenticationForm):
     """Sign-in by email. One answer for an unknown email, a wrong password and a locked account (no enumeration)."""
 
     username = forms.EmailField(
-        label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"})
+        label="Email",
+        max_length=limits.EMAIL,
+        widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}),
+    )
+    password = forms.CharField(
+        label="Password",
+        strip=False,
+        max_length=limits.PASSWORD,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
     error_messages = {
         **AuthenticationForm.error_messages,
@@ -34,13 +43,19 @@ class LoginForm(AuthenticationForm):
 
 class PasswordChangeForm(forms.Form):
     old_password = forms.CharField(
-        label="Current password", widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+        label="Current password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        max_length=limits.PASSWORD,
     )
     new_password1 = forms.CharField(
-        label="New password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label="New password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=limits.PASSWORD,
     )
     new_password2 = forms.CharField(
-        label="New password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label="New password again",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=limits.PASSWORD,
     )
 
     def clean(self) -> dict[str, Any]:
@@ -72,7 +87,9 @@ class _ManagedHospitalForm(forms.Form):
 
 
 class InvitationForm(_ManagedHospitalForm):
-    email = forms.EmailField(label="E-mail", widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    email = forms.EmailField(
+        label="E-mail", max_length=limits.EMAIL, widget=forms.EmailInput(attrs={"autocomplete": "off"})
+    )
     full_name = forms.CharField(label="Full name", max_length=200, help_text="As printed in their e-signatures.")
     hospital: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
         queryset=Hospital.objects.none(), label="Hospital", empty_label="Choose a hospital"
@@ -81,7 +98,7 @@ class InvitationForm(_ManagedHospitalForm):
 
 
 class ExistingAccountRoleForm(_ManagedHospitalForm):
-    email = forms.EmailField(label="E-mail of the account")
+    email = forms.EmailField(label="E-mail of the account", max_length=limits.EMAIL)
     hospital: forms.ModelChoiceField[Any] = forms.ModelChoiceField(
         queryset=Hospital.objects.none(), label="Hospital", empty_label="Choose a hospital"
     )
@@ -103,9 +120,13 @@ class ReasonForm(forms.Form):
 
 class InvitationAcceptForm(forms.Form):
     full_name = forms.CharField(label="Full name", max_length=200, help_text="Printed in your e-signatures.")
-    password1 = forms.CharField(label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
+    password1 = forms.CharField(
+        label="Password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}), max_length=limits.PASSWORD
+    )
     password2 = forms.CharField(
-        label="Password again", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label="Password again",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        max_length=limits.PASSWORD,
     )
 
     def clean(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from platform_core import limits
 from platform_core.accounts.models import Hospital, Membership, Role
 from platform_core.accounts.requests import signed_in_user
 from platform_core.accounts.selectors import hospitals_for, memberships_of
@@ -44,8 +45,10 @@ class TokenObtainApi(APIView):
 
     @extend_schema_serializer(component_name="TokenObtainInput")
     class InputSerializer(serializers.Serializer):
-        email = serializers.EmailField()
-        password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+        email = serializers.EmailField(max_length=limits.EMAIL)
+        password = serializers.CharField(
+            style={"input_type": "password"}, trim_whitespace=False, max_length=limits.PASSWORD
+        )
 
     @extend_schema_serializer(component_name="TokenObtainOutput")
     class OutputSerializer(serializers.Serializer):

@@ -19,6 +19,7 @@ from django.db import models
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 
+from platform_core import limits
 from platform_core.errors import ApplicationError
 
 REASON_HELP = "Why this change is made; recorded in the audit trail."
@@ -36,7 +37,9 @@ def refusal_message(exc: Exception) -> str:
 class ReasonFormMixin(forms.Form):
     """A change form with a reason field, required (before any service is called) when anything changed."""
 
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, help_text=REASON_HELP)
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=limits.REASON, help_text=REASON_HELP
+    )
     reason_required_message = "Give a reason for this change; it is recorded in the audit trail."
 
     def reason_needed(self) -> bool:
@@ -132,7 +135,7 @@ class ScopedAdminMixin(admin.ModelAdmin):
 
 
 class ReasonActionForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text=REASON_HELP)
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=limits.REASON, help_text=REASON_HELP)
 
 
 def reasoned_action(

@@ -17,6 +17,7 @@ from django.core.files.storage import Storage, storages
 from django.db import connection, models, transaction
 from django.utils import timezone
 
+from platform_core import limits
 from platform_core.accounts.selectors import hospitals_for
 from platform_core.audit.chain import (
     GENESIS_HASH,
@@ -217,6 +218,10 @@ def audit_record(
     Refuses an action that no app registered (vocabulary.py) and a ``changes`` key that names a secret.
     """
     require_action(action)
+    if len(reason) > limits.AUDIT_REASON:  # the forms and serializers hold reasons to less; this catches any other
+        raise ValidationError(
+            {"reason": f"The reason has {len(reason):,} characters; at most {limits.AUDIT_REASON:,} are allowed."}
+        )
     secret_keys = sorted(str(key) for key in (changes or {}) if is_secret_name(str(key)))
     if secret_keys:
         raise SecretInAuditPayload(
