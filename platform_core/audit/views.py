@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.http import require_GET
 
 from platform_core.accounts.decorators import role_required
 from platform_core.accounts.models import User
@@ -44,6 +45,7 @@ def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, AuditFilters | Non
 
 
 @role_required(*AUDIT_ROLES)
+@require_GET
 def event_list(request: HttpRequest) -> HttpResponse:
     form, filters, events = _filtered(request)
     page = Paginator(events, 50).get_page(request.GET.get("page"))
@@ -97,6 +99,7 @@ def _export_batch(writer, user: User, batch: list[AuditEvent]) -> Iterator[str]:
 
 
 @role_required(*AUDIT_ROLES)
+@require_GET
 def event_export(request: HttpRequest) -> HttpResponseBase:
     """The filtered events as CSV, streamed. The export itself is an audited action (audit_trail.export)."""
     form, filters, events = _filtered(request)

@@ -33,3 +33,15 @@ def fill(route: str, values: dict[str, list[str]]) -> list[str]:
         return ["/" + template]
     choices = [values.get(name, values["*"]) for name in names]
     return ["/" + template.format(**dict(zip(names, combo, strict=True))) for combo in itertools.product(*choices)]
+
+
+def walk_named(patterns, prefix="", namespace=""):
+    """Yield (name, route, pattern) for every URL pattern, following includes: ``name`` is the pattern's name
+    with its namespaces ("api:trials:case-detail"), or its route when it has none."""
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from walk_named(entry.url_patterns, prefix + str(entry.pattern), inner)
+        elif isinstance(entry, URLPattern):
+            route = prefix + str(entry.pattern)
+            yield (f"{namespace}{entry.name}" if entry.name else route), route, entry
