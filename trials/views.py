@@ -37,7 +37,7 @@ from trials.forms import (
     TrialForm,
     WithdrawForm,
 )
-from trials.models import TRIAL_TRANSITIONS, Case, CaseFile, DataQueryStatus, FileStatus, TrialStatus
+from trials.models import TRIAL_TRANSITIONS, Case, CaseFile, DataQueryStatus, FileStatus, Modality, TrialStatus
 from trials.monitoring import data_queries_for
 from trials.selectors import (
     SUBJECT_ROLES,
@@ -126,6 +126,10 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
         and Role.READER not in roles,
         "is_reader": Role.READER in roles,
         "is_statistician": Role.STATISTICIAN in roles,
+        # Only what the trial's modalities need: visual-field cut-offs when it collects visual fields, the glaucoma
+        # fusion (which combines the evidence of several modalities) when it collects more than one.
+        "collects_visual_fields": Modality.VISUAL_FIELD in trial.modalities,
+        "fuses_modalities": len(set(trial.modalities)) > 1,
     }
     if context["can_see_queries"]:
         context["unresolved_queries"] = (
