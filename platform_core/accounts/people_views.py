@@ -33,7 +33,7 @@ from platform_core.forms import run_service
 @role_required(Role.TRIAL_MANAGER)
 def people_list(request: HttpRequest) -> HttpResponse:
     manager = signed_in_user(request)
-    people = list(selectors.people_for(manager))
+    people = list(selectors.people_with_sign_in_state(manager))
     roles: dict[Any, list[Any]] = {}
     for membership in selectors.memberships_managed_by(manager).filter(is_active=True):
         roles.setdefault(membership.user_id, []).append(membership)

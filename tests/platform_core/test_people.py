@@ -12,7 +12,7 @@ from django.test import TestCase, override_settings
 from django.utils import timezone
 
 from platform_core.accounts import services
-from platform_core.accounts.models import Invitation, Membership, Role, User
+from platform_core.accounts.models import Invitation, Membership, Role, SignInFailure, User
 from platform_core.accounts.selectors import managed_hospitals_for, people_for
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
@@ -384,6 +384,33 @@ class PeoplePageTests(TestCase):
         self.assertNotContains(page, "Otto Out")
         self.assertContains(self.client.get("/"), 'href="/accounts/people/"')
 
+    def test_the_list_shows_addresses_blocked_from_signing_in(self):
+        now = timezone.now()
+        for address in ["198.51.100.7", "203.0.113.9"]:
+            SignInFailure.objects.create(
+                user=self.w.coord1,
+                address=address,
+                count=5,
+                window_started=now,
+                blocked_until=now + timedelta(minutes=5),
+            )
+        # An ended block, and a count below the threshold, block nothing.
+        SignInFailure.objects.create(
+            user=self.w.coord2,
+            address="192.0.2.1",
+            count=5,
+            window_started=now,
+            blocked_until=now - timedelta(minutes=1),
+        )
+        SignInFailure.objects.create(user=self.w.coord2, address="192.0.2.2", count=1, window_started=now)
+        page = self.client.get("/accounts/people/")
+        self.assertContains(page, "Sign-ins blocked from 2 addresses", count=1)
+        self.assertNotContains(page, "Sign-ins blocked from 1 address")
+        # The person page says the same.
+        self.assertContains(
+            self.client.get(f"/accounts/people/{self.w.coord1.pk}/"), "Sign-ins blocked from 2 addresses"
+        )
+
     def test_a_person_at_another_hospital_is_not_found(self):
         self.assertEqual(self.client.get(f"/accounts/people/{self.w.outsider.pk}/").status_code, 404)
         response = self.client.post(f"/accounts/people/{self.w.outsider.pk}/deactivate/", {"deactivate-reason": "x"})
@@ -527,7 +554,14 @@ class PeopleQueryCountTests(TestCase):
 
         few = queries()
         for n in range(8):
-            member(Role.READER, w.h1 if n % 2 else w.h2, email=f"reader{n}@visus.example")
+            reader = member(Role.READER, w.h1 if n % 2 else w.h2, email=f"reader{n}@visus.example")
+            SignInFailure.objects.create(  # an address blocked on each: counted in the same query
+                user=reader,
+                address="198.51.100.7",
+                count=5,
+                window_started=timezone.now(),
+                blocked_until=timezone.now() + timedelta(minutes=5),
+            )
         with self.captureOnCommitCallbacks(execute=True):
             services.invitation_create(
                 actor=w.manager,
