@@ -9,7 +9,8 @@ from django import forms
 from platform_core import limits
 from reading import services
 from reading.forms_core import answer_questions, diagnostic_questions
-from reading.models import GROUP_LENGTH, Crossing, Phase
+from reading.models import DEFAULT_WASHOUT_DAYS, GROUP_LENGTH, Crossing, Phase
+from trials.models import ReadingDesign, Trial
 from trials.reading_form import CATALOGUE
 
 
@@ -153,6 +154,17 @@ class SetupForm(forms.Form):
     stale_after_days = forms.IntegerField(
         min_value=1, max_value=365, initial=7, label="Flag a reader who has not read for this many days"
     )
+
+
+def setup_initial_from_protocol(trial: Trial) -> dict[str, Any]:
+    """The design form's first values before a set-up is saved: the trial protocol's readers per case, whether its
+    reading design has an AI-aided phase, and its washout (28 days when the protocol gives none)."""
+    aided = trial.reading_design == ReadingDesign.UNAIDED_THEN_AIDED
+    return {
+        "readers_per_case": trial.readers_per_case,
+        "aided_phase": aided,
+        "washout_days": trial.washout_days if aided and trial.washout_days else DEFAULT_WASHOUT_DAYS,
+    }
 
 
 class AssignForm(forms.Form):

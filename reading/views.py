@@ -27,6 +27,7 @@ from reading.forms import (
     ResetForm,
     SetupForm,
     SignForm,
+    setup_initial_from_protocol,
 )
 from reading.models import Phase, Read, ReadStatus
 from trials.models import Trial
@@ -196,7 +197,7 @@ def manage(request: HttpRequest, slug: str) -> HttpResponse:
         raise PermissionDenied("Only the trial's managers, monitors and statisticians see reading progress.")
     can_manage = selectors.may_manage_reading(signed_in_user(request), trial)
     setup = selectors.setup_of(trial)
-    initial = {f: getattr(setup, f) for f in SETUP_FORM_FIELDS} if setup else {}
+    initial = {f: getattr(setup, f) for f in SETUP_FORM_FIELDS} if setup else setup_initial_from_protocol(trial)
     setup_form = SetupForm(request.POST if "setup" in request.POST else None, initial=initial)
     assign_form = AssignForm(request.POST if "assign" in request.POST else None)
     if request.method == "POST":

@@ -20,7 +20,7 @@ from trials.forms import DataQueryRaiseForm, DataQueryStepForm
 from trials.models import Case, DataQueryStatus, FileStatus
 from trials.monitoring import GRID_ROLES, QUERY_ROLES, completeness_grid, data_queries_for
 from trials.selectors import case_files_for, cases_for, sites_for, trial_roles, user_is_blinded_to_ai
-from trials.views import _back_to_case, _trial, run_service
+from trials.views import _back_to_case, _trial, case_page, run_service
 
 QUERY_FILTERS = {"unresolved": "Open or answered", "open": "Open", "answered": "Answered", "closed": "Closed"}
 
@@ -91,6 +91,12 @@ def query_raise(request: HttpRequest, pk: str) -> HttpResponse:
             actor=user, case=case, text=form.cleaned_data["text"], case_file=form.cleaned_data["case_file"]
         ),
     )
+    if (
+        not saved
+        and Role.MONITOR in trial_roles(user, case.subject.trial)
+        and not user_is_blinded_to_ai(user, case.subject.trial)
+    ):  # the form, or the service, refused: the case page with the form (shown to this monitor) and its errors
+        return case_page(request, case, status=400, query_raise_form=form)
     return _back_to_case(request, pk, form, saved, "Query raised; the site's coordinator will answer it.")
 
 

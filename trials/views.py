@@ -37,7 +37,7 @@ from trials.forms import (
     TrialForm,
     WithdrawForm,
 )
-from trials.models import TRIAL_TRANSITIONS, Case, CaseFile, DataQueryStatus, FileStatus, TrialStatus
+from trials.models import TRIAL_TRANSITIONS, Case, CaseFile, DataQueryStatus, FileStatus, Modality, TrialStatus
 from trials.monitoring import data_queries_for
 from trials.selectors import (
     SUBJECT_ROLES,
@@ -126,6 +126,10 @@ def trial_detail(request: HttpRequest, slug: str) -> HttpResponse:
         and Role.READER not in roles,
         "is_reader": Role.READER in roles,
         "is_statistician": Role.STATISTICIAN in roles,
+        # Only what the trial's modalities need: visual-field cut-offs when it collects visual fields, the glaucoma
+        # fusion (which combines the evidence of several modalities) when it collects more than one.
+        "collects_visual_fields": Modality.VISUAL_FIELD in trial.modalities,
+        "fuses_modalities": len(set(trial.modalities)) > 1,
     }
     if context["can_see_queries"]:
         context["unresolved_queries"] = (
@@ -362,14 +366,39 @@ def case_add(request: HttpRequest, slug: str, pseudonym: str) -> HttpResponse:
 
 @role_required(*SUBJECT_ROLES)
 def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
-    case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)
+    return case_page(request, get_object_or_404(cases_for(signed_in_user(request)), pk=pk))
+
+
+def _retire_form(case_file: CaseFile, files: list[CaseFile], data: Any = None) -> CaseFileRetireForm:
+    """A file's withdraw-or-replace form; its own ids (one per file card), so its error summary links its fields."""
+    return CaseFileRetireForm(
+        data, auto_id=f"id_%s_{case_file.pk.hex[:8]}", replacements=_replacements(case_file, files)
+    )
+
+
+def case_page(
+    request: HttpRequest,
+    case: Case,
+    *,
+    status: int = 200,
+    refused_retire: tuple[CaseFile, forms.Form] | None = None,
+    **refused_forms: forms.Form,
+) -> HttpResponse:
+    """The case page. A form whose POST was refused comes back bound, at status 400, with its error summary (each
+    error a link to its field, by the field's label): ``refused_retire`` (a file and its form), or a form of the
+    page's panels by its context name (e.g. ``query_raise_form``)."""
     can_write = user_has_role(signed_in_user(request), Role.COORDINATOR, hospital=case.subject.site.hospital)
     files = list(case_files_for(signed_in_user(request)).filter(case=case).select_related("superseded_by"))
     can_change_files = can_write and case.status == "open"
+    placed = False
     for f in files:
         if can_change_files and f.status == FileStatus.ACCEPTED:
-            form = CaseFileRetireForm(auto_id=f"id_%s_{f.pk.hex[:8]}", replacements=_replacements(f, files))
-            f.retire_form = form  # type: ignore[attr-defined]
+            refused = refused_retire is not None and refused_retire[0].pk == f.pk
+            placed = placed or refused
+            f.retire_form = refused_retire[1] if refused_retire and refused else _retire_form(f, files)  # type: ignore[attr-defined]
+    if refused_retire is not None and not placed:  # the file or case can no longer change: no form to show it on
+        for error in form_error_texts(refused_retire[1]):
+            messages.error(request, error)
     return render(
         request,
         "trials/case_detail.html",
@@ -387,7 +416,9 @@ def case_detail(request: HttpRequest, pk: str) -> HttpResponse:
             "collects_oct": "oct" in case.subject.trial.modalities,
             "rnfl_form": CaseRnflForm(initial={"thickness_um": case.oct_rnfl_thickness_um}),
             **case_page_extras(request, case),
+            **refused_forms,
         },
+        status=status,
     )
 
 
@@ -410,7 +441,7 @@ def case_file_retire(request: HttpRequest, pk: str) -> HttpResponse:
     case_file_obj = get_object_or_404(case_files_for(signed_in_user(request)), pk=pk)
     case = case_file_obj.case
     files = list(case_files_for(signed_in_user(request)).filter(case=case))
-    form = CaseFileRetireForm(request.POST, replacements=_replacements(case_file_obj, files))
+    form = _retire_form(case_file_obj, files, request.POST)
     user = signed_in_user(request)
     saved = None
     if form.is_valid():
@@ -427,6 +458,8 @@ def case_file_retire(request: HttpRequest, pk: str) -> HttpResponse:
                     actor=user, case_file=case_file_obj, replacement=replacement, reason=reason
                 ),
             )
+    if saved is None:  # the form, or the service, refused: the case page with this file's form and its errors
+        return case_page(request, case, status=400, refused_retire=(case_file_obj, form))
     message = "File withdrawn." if form.cleaned_data.get("action") == "withdraw" else "File marked as superseded."
     return _back_to_case(request, str(case.pk), form, saved, message)
 
@@ -538,14 +571,24 @@ def case_rnfl(request: HttpRequest, pk: str) -> HttpResponse:
     return _back_to_case(request, pk, form, saved, "RNFL thickness saved.")
 
 
+def form_error_texts(form: forms.Form) -> list[str]:
+    """A form's errors as sentences for a message: each field's error after the field's label."""
+    texts = [str(error) for error in form.non_field_errors()]
+    for name, errors in form.errors.items():
+        if name in form.fields:
+            label = form[name].label
+            texts += [f"{label}: {error}" for error in errors]
+    return texts
+
+
 def _back_to_case(request: HttpRequest, pk: str, form: forms.Form, saved: object, message: str) -> HttpResponse:
-    """After a case form's POST: the success message, or each of the form's errors, on the case page."""
+    """After a case form's POST: the success message, or each of the form's errors (named by their field), on the
+    case page."""
     if saved:
         messages.success(request, message)
     else:
-        for errors in form.errors.values():
-            for error in errors:
-                messages.error(request, str(error))
+        for error in form_error_texts(form):
+            messages.error(request, error)
     return redirect("trials:case-detail", pk=pk)
 
 

@@ -33,7 +33,7 @@ from platform_core.forms import run_service
 @role_required(Role.TRIAL_MANAGER)
 def people_list(request: HttpRequest) -> HttpResponse:
     manager = signed_in_user(request)
-    people = list(selectors.people_for(manager))
+    people = list(selectors.people_with_sign_in_state(manager))
     roles: dict[Any, list[Any]] = {}
     for membership in selectors.memberships_managed_by(manager).filter(is_active=True):
         roles.setdefault(membership.user_id, []).append(membership)
@@ -91,9 +91,11 @@ def people_add_existing(request: HttpRequest) -> HttpResponse:
     form = ExistingAccountRoleForm(request.POST or None, hospitals=selectors.managed_hospitals_for(manager))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        person = User.objects.filter(email__iexact=data["email"].strip()).first()
+        # Only the accounts of the manager's own hospitals: another hospital's account gets its first role here
+        # from an administrator. One answer for "no account" and "not yours": the page does not tell them apart.
+        person = selectors.people_for(manager).filter(email__iexact=data["email"].strip()).first()
         if person is None:
-            form.add_error("email", "No account has this address: invite them instead.")
+            form.add_error("email", NOT_AT_YOUR_HOSPITALS)
         else:
             membership = run_service(
                 form,
@@ -113,10 +115,20 @@ def people_add_existing(request: HttpRequest) -> HttpResponse:
             "form": form,
             "title": "Give a role to an existing account",
             "button": "Grant role",
-            "intro": "For someone who already signs in to Visus (at another hospital, or a role revoked earlier).",
+            "intro": (
+                "For someone who holds, or held, a role at one of your hospitals (a coordinator who will also read, "
+                "a role revoked earlier). An account of another hospital gets its first role here from an "
+                "administrator."
+            ),
         },
         status=400 if form.errors else 200,
     )
+
+
+NOT_AT_YOUR_HOSPITALS = (
+    "No account at your hospitals has this address. Invite a new person; for someone with an account at another "
+    "hospital, ask an administrator."
+)
 
 
 def _person(request: HttpRequest, pk: str) -> User:
@@ -135,6 +147,8 @@ def _person_page(request: HttpRequest, person: User, *, status: int = 200, **for
         "unlock_form": forms_.get("unlock_form") or ReasonForm(prefix="unlock"),
         "deactivate_form": forms_.get("deactivate_form") or ReasonForm(prefix="deactivate"),
         "is_self": person.pk == manager.pk,
+        # A fellow manager's trial manager role is revoked by an administrator (services._refuse_fellow_manager).
+        "may_remove_managers": manager.is_superuser,
     }
     return render(request, "accounts/person_detail.html", context, status=status)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from django.db.models import Exists, Model, OuterRef, QuerySet
+from django.db.models import Count, Exists, IntegerField, Model, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from platform_core.accounts.models import Hospital, Invitation, Membership, Role, User
+from platform_core.accounts.models import Hospital, Invitation, Membership, Role, SignInFailure, User
 
 M = TypeVar("M", bound=Model)
 
@@ -82,6 +84,20 @@ def people_for(manager: User) -> QuerySet[User]:
     hospitals = managed_hospitals_for(manager)
     held = Membership.objects.filter(user=OuterRef("pk"), hospital__in=hospitals)
     return User.objects.filter(Exists(held)).order_by("full_name", "email")
+
+
+def people_with_sign_in_state(manager: User) -> QuerySet[User]:
+    """``people_for``, each with ``blocked_address_count``: how many client addresses are blocked from signing in to
+    the account now (``SignInFailure``; the person page's ``User.blocked_addresses``), in the same query."""
+    blocked = (
+        SignInFailure.objects.filter(user=OuterRef("pk"), blocked_until__gt=timezone.now())
+        .values("user")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return people_for(manager).annotate(
+        blocked_address_count=Coalesce(Subquery(blocked, output_field=IntegerField()), 0)
+    )
 
 
 def memberships_managed_by(manager: User, user: User | None = None) -> QuerySet[Membership]:

@@ -556,7 +556,28 @@ def _require_person_managed(actor: User, user: User) -> None:
     from platform_core.accounts.selectors import user_is_managed_by
 
     if not user_is_managed_by(actor, user):
-        raise ValidationError(f"{user} holds no role at a hospital you manage.")
+        raise ValidationError(
+            f"{user} holds no role at a hospital you manage; an administrator manages accounts of other hospitals."
+        )
+
+
+FELLOW_MANAGER_REFUSAL = (
+    "{user} is a trial manager at {hospitals}: managers do not remove each other. An administrator revokes a trial "
+    "manager's role or deactivates their account (Django admin, Memberships and Users)."
+)
+
+
+def _refuse_fellow_manager(actor: User, user: User, hospitals: Any) -> None:
+    """A manager's role at ``hospitals`` (a queryset) is revoked by an administrator (a superuser) only."""
+    if actor.is_superuser:
+        return
+    codes = sorted(
+        Membership.objects.filter(user=user, hospital__in=hospitals, role=Role.TRIAL_MANAGER, is_active=True)
+        .values_list("hospital__code", flat=True)
+        .distinct()
+    )
+    if codes:
+        raise ValidationError(FELLOW_MANAGER_REFUSAL.format(user=user, hospitals=", ".join(codes)))
 
 
 def invitation_token_digest(token: str) -> str:
@@ -601,7 +622,11 @@ def invitation_create(
         raise ValidationError({"role": f"Unknown role {role!r}."})
     if User.objects.filter(email__iexact=email).exists():
         raise ValidationError(
-            {"email": f"{email} already has an account: give them a role with “Add an existing account” instead."}
+            {
+                "email": f"{email} already has an account: if they hold a role at your hospitals, give them another "
+                "with “Add an existing account”; an account of another hospital gets its first role here from an "
+                "administrator."
+            }
         )
     pending = Invitation.objects.select_for_update().filter(
         email=email, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
@@ -663,6 +688,16 @@ def invitation_require_usable(invitation: Invitation) -> None:
             f"This invitation expired on {timezone.localtime(invitation.expires_at):%Y-%m-%d %H:%M}. "
             "Ask your trial manager for a new one.",
             code="invitation_expired",
+            status=410,
+        )
+    from platform_core.accounts.selectors import managed_hospitals_for
+
+    if not managed_hospitals_for(invitation.invited_by).filter(pk=invitation.hospital_id).exists():
+        # The role is granted in the inviter's name: not once they no longer manage the people there.
+        raise ApplicationError(
+            f"This invitation was sent by someone who no longer manages the people of {invitation.hospital.code}. "
+            "Ask your trial manager for a new one.",
+            code="invitation_inviter_left",
             status=410,
         )
 
@@ -733,8 +768,11 @@ def invitation_revoke(*, actor: User, invitation: Invitation, reason: str) -> In
 
 @transaction.atomic
 def person_role_grant(*, actor: User, user: User, hospital: Hospital, role: Role | str, reason: str) -> Membership:
-    """Give an existing account a role at a hospital ``actor`` manages, with a reason."""
+    """Give an existing account a role at a hospital ``actor`` manages, with a reason. The account must hold, or
+    have held, a role at a hospital ``actor`` manages: an account of another hospital gets its first role here from
+    an administrator (the admin's Memberships page), not from a manager who happens to know its address."""
     _require_manages(actor, hospital)
+    _require_person_managed(actor, user)
     reason = _reason_required(reason, "Give a reason for granting a role.")
     if user.pk == actor.pk:
         raise ValidationError(
@@ -751,7 +789,8 @@ def person_role_grant(*, actor: User, user: User, hospital: Hospital, role: Role
 
 @transaction.atomic
 def person_role_revoke(*, actor: User, membership: Membership, reason: str) -> Membership:
-    """Revoke a role at a hospital ``actor`` manages, with a reason. Nobody revokes their own role here."""
+    """Revoke a role at a hospital ``actor`` manages, with a reason. Nobody revokes their own role here, and a
+    fellow manager's trial manager role only an administrator revokes (one manager cannot lock out the others)."""
     membership = Membership.objects.select_for_update().select_related("hospital", "user").get(pk=membership.pk)
     _require_manages(actor, membership.hospital)
     reason = _reason_required(reason, "Give a reason for revoking a role.")
@@ -759,6 +798,8 @@ def person_role_revoke(*, actor: User, membership: Membership, reason: str) -> M
         raise ValidationError("You cannot revoke your own role; ask another trial manager.")
     if not membership.is_active:
         raise ValidationError(f"{membership} was already revoked.")
+    if membership.role == Role.TRIAL_MANAGER:
+        _refuse_fellow_manager(actor, membership.user, Hospital.objects.filter(pk=membership.hospital_id))
     return membership_revoke(actor=actor, membership=membership, reason=reason)
 
 
@@ -777,9 +818,10 @@ def person_unlock(*, actor: User, user: User, reason: str) -> User:
 @transaction.atomic
 def person_deactivate(*, actor: User, user: User, reason: str) -> User:
     """Switch off the account of a person ``actor`` manages (sign-in, sessions and API tokens end), through
-    ``user_update``. Refused for oneself, for administrators, and for a person who also holds roles at
-    hospitals ``actor`` does not manage (their role here is revoked instead)."""
-    from platform_core.accounts.selectors import memberships_elsewhere
+    ``user_update``. Refused for oneself, for administrators, for a fellow trial manager (an administrator does
+    that), and for a person who also holds roles at hospitals ``actor`` does not manage (their role here is revoked
+    instead)."""
+    from platform_core.accounts.selectors import managed_hospitals_for, memberships_elsewhere
 
     user = User.objects.select_for_update().get(pk=user.pk)
     _require_person_managed(actor, user)
@@ -790,6 +832,7 @@ def person_deactivate(*, actor: User, user: User, reason: str) -> User:
         raise ValidationError(f"{user}'s account is already deactivated.")
     if user.is_staff or user.is_superuser:
         raise ValidationError(f"{user} is an administrator; only another administrator can deactivate them.")
+    _refuse_fellow_manager(actor, user, managed_hospitals_for(actor))
     if memberships_elsewhere(actor, user).exists():
         raise ValidationError(
             f"{user} also holds roles at hospitals you do not manage: revoke their roles at yours instead."

@@ -217,6 +217,18 @@
     return target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT" || target.isContentEditable);
   }
 
+  // A question's number field (a confidence 0-100, or the overall confidence) takes digits and the keys that edit
+  // them; Enter leaves it (it does not submit the form); a letter or another shortcut key leaves it and acts, so a
+  // confidence typed in does not hold the shortcuts until Esc.
+  function numberField(target) {
+    return target && target.tagName === "INPUT" && target.type === "number" && form && form.contains(target) &&
+      target.closest("[data-question]") !== null;
+  }
+  function leavesNumberField(event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) { return false; }
+    return event.key.length === 1 && !/^\d$/.test(event.key);
+  }
+
   var lastAltDigit = null;
   document.addEventListener("keydown", function (event) {
     if (!help.hidden) {
@@ -224,8 +236,11 @@
       return;
     }
     if (typing(event.target)) {
-      if (event.key === "Escape") { event.target.blur(); if (window.VisusViewer) { window.VisusViewer.stopMarking(); } }
-      return;
+      if (event.key === "Escape") { event.target.blur(); if (window.VisusViewer) { window.VisusViewer.stopMarking(); } return; }
+      if (!numberField(event.target)) { return; }
+      if (event.key === "Enter") { event.preventDefault(); event.target.blur(); return; }
+      if (!leavesNumberField(event)) { return; }
+      event.target.blur(); // and on to the shortcut below (the character does not go into the number)
     }
     if (event.ctrlKey || event.metaKey) { return; }
     var key = event.key;

@@ -146,7 +146,7 @@ class FusionCalibrationTests(TestCase):
 class FusionCalibrationPageTests(TestCase):
     @classmethod
     def setUpTestData(cls):
-        cls.w = TrialWorld()
+        cls.w = TrialWorld(modalities=("fundus", "visual_field"))
         cls.model = register_fundus_glaucoma_model()
         for index, (probability, answer) in enumerate(
             [(p, "yes") for p in GLAUCOMATOUS] + [(p, "no") for p in HEALTHY]
@@ -165,10 +165,28 @@ class FusionCalibrationPageTests(TestCase):
         self.assertRedirects(page, self.trial_page)
         self.assertContains(page, "Fusion calibrated on 13 eyes (5 glaucomatous)")
         self.assertContains(page, 'data-testid="fusion-calibration-latest"')
-        self.assertContains(page, "13 eyes, 5 glaucomatous (prevalence 0.385)")
+        # Probabilities in whole percent as on the case page, weights with two decimals, for the trial's modalities.
+        calibration = FusionCalibration.objects.get()
+        prior = round(calibration.weights["prior_probability"] * 100)
+        self.assertContains(page, f"13 eyes, 5 glaucomatous (prevalence 38%), prior {prior}%;")
+        self.assertContains(
+            page,
+            f"Weights: fundus photograph {calibration.weights['fundus_weight']:.2f}, "
+            f"visual field {calibration.weights['vf_weight']:.2f}.",
+        )
+        self.assertNotContains(page, "RNFL thickness (OCT)")
         calibration = FusionCalibration.objects.get()
         self.assertEqual(calibration.fitted_by, self.w.manager)
         self.assertEqual(AuditEvent.objects.get(action="fusion.calibrate").actor, self.w.manager)
+
+    def test_a_single_modality_trial_shows_no_fusion_block(self):
+        from trials.models import Trial
+
+        Trial.objects.filter(pk=self.w.trial.pk).update(modalities=["fundus"])
+        self.client.force_login(self.w.manager)
+        page = self.client.get(self.trial_page)
+        self.assertNotContains(page, 'data-testid="fusion-calibration"')
+        self.assertNotContains(page, "Glaucoma fusion calibration")
 
     def test_a_refusal_is_shown_and_stores_nothing(self):
         from trials.models import ReferenceStandard

@@ -12,7 +12,7 @@ from django.test import TestCase, override_settings
 from django.utils import timezone
 
 from platform_core.accounts import services
-from platform_core.accounts.models import Invitation, Membership, Role, User
+from platform_core.accounts.models import Invitation, Membership, Role, SignInFailure, User
 from platform_core.accounts.selectors import managed_hospitals_for, people_for
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
@@ -164,6 +164,16 @@ class InvitationServiceTests(TestCase):
             services.invitation_accept(token=token_from(mail.outbox[0]), full_name="N", password=NEW_PASSWORD)
         self.assertIn("withdrawn", withdrawn.exception.message)
 
+    def test_an_invitation_stops_working_once_its_sender_no_longer_manages_the_hospital(self):
+        # The role would be granted in the inviter's name: not after their own manager role at H01 ended.
+        self.invite()
+        Membership.objects.filter(user=self.w.manager, hospital=self.w.h1).update(is_active=False)
+        with self.assertRaises(ApplicationError) as left:
+            services.invitation_accept(token=token_from(mail.outbox[0]), full_name="N", password=NEW_PASSWORD)
+        self.assertEqual(left.exception.status, 410)
+        self.assertIn("no longer manages the people of H01", left.exception.message)
+        self.assertFalse(User.objects.filter(email="new.reader@visus.example").exists())
+
     def test_refusals_write_nothing_and_send_nothing(self):
         events = AuditEvent.objects.count()
         cases = [
@@ -225,6 +235,43 @@ class RoleServiceTests(TestCase):
             )
         self.assertIn("already holds", str(double.exception))
         self.assertEqual(AuditEvent.objects.count(), events)
+
+    def test_an_account_of_another_hospital_gets_no_role_from_a_manager(self):
+        # Otto holds a role at H09 only: knowing his address is not enough to take him into H01.
+        events = AuditEvent.objects.count()
+        with self.assertRaises(ValidationError) as refused:
+            services.person_role_grant(
+                actor=self.w.manager, user=self.w.outsider, hospital=self.w.h1, role=Role.READER, reason="guest"
+            )
+        self.assertIn("no role at a hospital you manage", str(refused.exception))
+        self.assertFalse(Membership.objects.filter(user=self.w.outsider, hospital=self.w.h1).exists())
+        self.assertEqual(AuditEvent.objects.count(), events)
+        # An account of the manager's own hospitals gets another role there.
+        services.person_role_grant(
+            actor=self.w.manager, user=self.w.coord2, hospital=self.w.h1, role=Role.READER, reason="grades for us"
+        )
+
+    def test_a_fellow_managers_manager_role_is_revoked_by_an_administrator_only(self):
+        fellow = member(Role.TRIAL_MANAGER, self.w.h1, email="fellow@visus.example", full_name="Fay Fellow")
+        reader_role = MembershipFactory(user=fellow, hospital=self.w.h1, role=Role.READER)
+        their_manager_role = Membership.objects.get(user=fellow, role=Role.TRIAL_MANAGER)
+        with self.assertRaises(ValidationError) as refused:
+            services.person_role_revoke(actor=self.w.manager, membership=their_manager_role, reason="took over")
+        self.assertIn("managers do not remove each other", str(refused.exception))
+        with self.assertRaises(ValidationError) as deactivate:
+            services.person_deactivate(actor=self.w.manager, user=fellow, reason="took over")
+        self.assertIn("managers do not remove each other", str(deactivate.exception))
+        their_manager_role.refresh_from_db()
+        fellow.refresh_from_db()
+        self.assertTrue(their_manager_role.is_active and fellow.is_active)
+        self.assertFalse(AuditEvent.objects.filter(action__in=["membership.revoke", "user.update"]).exists())
+        # Their other roles are revoked as anyone's.
+        services.person_role_revoke(actor=self.w.manager, membership=reader_role, reason="stops reading")
+        # An administrator (a superuser) may.
+        admin = member(Role.TRIAL_MANAGER, self.w.h1, email="root@visus.example", is_superuser=True)
+        services.person_role_revoke(actor=admin, membership=their_manager_role, reason="left the trial office")
+        their_manager_role.refresh_from_db()
+        self.assertFalse(their_manager_role.is_active)
 
     def test_revoke_refusals(self):
         own = Membership.objects.get(user=self.w.manager, hospital=self.w.h1)
@@ -337,6 +384,33 @@ class PeoplePageTests(TestCase):
         self.assertNotContains(page, "Otto Out")
         self.assertContains(self.client.get("/"), 'href="/accounts/people/"')
 
+    def test_the_list_shows_addresses_blocked_from_signing_in(self):
+        now = timezone.now()
+        for address in ["198.51.100.7", "203.0.113.9"]:
+            SignInFailure.objects.create(
+                user=self.w.coord1,
+                address=address,
+                count=5,
+                window_started=now,
+                blocked_until=now + timedelta(minutes=5),
+            )
+        # An ended block, and a count below the threshold, block nothing.
+        SignInFailure.objects.create(
+            user=self.w.coord2,
+            address="192.0.2.1",
+            count=5,
+            window_started=now,
+            blocked_until=now - timedelta(minutes=1),
+        )
+        SignInFailure.objects.create(user=self.w.coord2, address="192.0.2.2", count=1, window_started=now)
+        page = self.client.get("/accounts/people/")
+        self.assertContains(page, "Sign-ins blocked from 2 addresses", count=1)
+        self.assertNotContains(page, "Sign-ins blocked from 1 address")
+        # The person page says the same.
+        self.assertContains(
+            self.client.get(f"/accounts/people/{self.w.coord1.pk}/"), "Sign-ins blocked from 2 addresses"
+        )
+
     def test_a_person_at_another_hospital_is_not_found(self):
         self.assertEqual(self.client.get(f"/accounts/people/{self.w.outsider.pk}/").status_code, 404)
         response = self.client.post(f"/accounts/people/{self.w.outsider.pk}/deactivate/", {"deactivate-reason": "x"})
@@ -431,18 +505,38 @@ class PeoplePageTests(TestCase):
             "/accounts/people/add-existing/",
             {"email": "ghost@visus.example", "hospital": self.w.h1.pk, "role": "reader", "reason": "x"},
         )
-        self.assertContains(missing, "invite them instead", status_code=400)
+        self.assertContains(missing, "No account at your hospitals has this address", status_code=400)
         other = self.client.post(
             "/accounts/people/add-existing/",
             {"email": "outsider@visus.example", "hospital": self.w.h9.pk, "role": "reader", "reason": "x"},
         )
         self.assertEqual(other.status_code, 400)  # H09 is not a choice
-        done = self.client.post(
+        # An account of another hospital: the same answer as no account at all, and nothing granted.
+        foreign = self.client.post(
             "/accounts/people/add-existing/",
             {"email": "outsider@visus.example", "hospital": self.w.h1.pk, "role": "reader", "reason": "guest grader"},
         )
-        self.assertRedirects(done, f"/accounts/people/{self.w.outsider.pk}/")
-        self.assertTrue(Membership.objects.filter(user=self.w.outsider, hospital=self.w.h1, role="reader").exists())
+        self.assertContains(foreign, "No account at your hospitals has this address", status_code=400)
+        self.assertFalse(Membership.objects.filter(user=self.w.outsider, hospital=self.w.h1).exists())
+        done = self.client.post(
+            "/accounts/people/add-existing/",
+            {"email": "coord2@visus.example", "hospital": self.w.h1.pk, "role": "reader", "reason": "extra grader"},
+        )
+        self.assertRedirects(done, f"/accounts/people/{self.w.coord2.pk}/")
+        self.assertTrue(Membership.objects.filter(user=self.w.coord2, hospital=self.w.h1, role="reader").exists())
+
+    def test_the_person_page_says_who_revokes_a_fellow_managers_role(self):
+        fellow = member(Role.TRIAL_MANAGER, self.w.h1, email="fellow@visus.example", full_name="Fay Fellow")
+        page = self.client.get(f"/accounts/people/{fellow.pk}/")
+        self.assertContains(page, "An administrator revokes a trial manager's role")
+        self.assertNotContains(page, "Revoke Trial manager at H01")
+        self.assertContains(page, "Managers do not remove each other")
+        membership = Membership.objects.get(user=fellow)
+        refused = self.client.post(
+            f"/accounts/people/{fellow.pk}/roles/{membership.pk}/revoke/", {"revoke-reason": "took over"}
+        )
+        self.assertContains(refused, "managers do not remove each other", status_code=400)
+        self.assertTrue(Membership.objects.get(pk=membership.pk).is_active)
 
 
 class PeopleQueryCountTests(TestCase):
@@ -460,7 +554,14 @@ class PeopleQueryCountTests(TestCase):
 
         few = queries()
         for n in range(8):
-            member(Role.READER, w.h1 if n % 2 else w.h2, email=f"reader{n}@visus.example")
+            reader = member(Role.READER, w.h1 if n % 2 else w.h2, email=f"reader{n}@visus.example")
+            SignInFailure.objects.create(  # an address blocked on each: counted in the same query
+                user=reader,
+                address="198.51.100.7",
+                count=5,
+                window_started=timezone.now(),
+                blocked_until=timezone.now() + timedelta(minutes=5),
+            )
         with self.captureOnCommitCallbacks(execute=True):
             services.invitation_create(
                 actor=w.manager,

@@ -145,10 +145,14 @@ class DataQueryPageTests(TestCase):
         url = reverse("trials:query-raise", args=[self.w.case1.pk])
         page = self.client.post(url, {"text": "Check eye"}, follow=True)
         self.assertContains(page, "Query raised")
-        page = self.client.post(url, {"text": "Check eye"}, follow=True)
-        self.assertContains(page, "This query is already open on this case.")
-        page = self.client.post(url, {"text": ""}, follow=True)
-        self.assertContains(page, "This field is required.")
+        page = self.client.post(url, {"text": "Check eye"})
+        self.assertContains(page, "This query is already open on this case.", status_code=400)
+        page = self.client.post(url, {"text": ""})
+        # The case page again, the form bound: the error summary names the field and links to it.
+        self.assertContains(
+            page, '<a href="#id_text">Question for the site</a>: This field is required.', status_code=400, html=False
+        )
+        self.assertContains(page, 'data-testid="query-raise"', status_code=400)
         self.assertEqual(DataQuery.objects.count(), 1)
         query = DataQuery.objects.get()
         page = self.client.post(reverse("trials:query-step", args=[query.pk, "reopen"]), {"text": "x"}, follow=True)

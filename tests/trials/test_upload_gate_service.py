@@ -200,16 +200,29 @@ class WithdrawSupersedeTests(UploadTestCase):
     def test_the_page_form_withdraws_and_supersedes(self):
         self.client.force_login(self.w.coord1)
         url = reverse("trials:case-file-retire", args=[self.old.pk])
-        missing = self.client.post(url, {"action": "supersede", "reason": "retake"}, follow=True)
-        self.assertContains(missing, "Choose the file that replaces this one")
+        missing = self.client.post(url, {"action": "supersede", "reason": "retake"})
+        # The case page again with this file's form open and bound: each error names its field and links to it.
+        suffix = self.old.pk.hex[:8]
+        self.assertContains(
+            missing,
+            f'<a href="#id_replacement_{suffix}">Replaced by</a>: Choose the file that replaces this one',
+            status_code=400,
+        )
+        self.assertContains(missing, 'data-testid="retire-file" open', status_code=400)
+        no_reason = self.client.post(url, {"action": "withdraw", "reason": "  "})
+        self.assertContains(
+            no_reason, f'<a href="#id_reason_{suffix}">Reason</a>: This field is required.', status_code=400
+        )
+        self.old.refresh_from_db()
+        self.assertEqual(self.old.status, "accepted")
         self.client.post(url, {"action": "supersede", "replacement": str(self.new.pk), "reason": "retake"})
         self.old.refresh_from_db()
         self.assertEqual(self.old.superseded_by, self.new)
         page = self.client.get(reverse("trials:case-detail", args=[self.w.case1.pk]))
         self.assertContains(page, "Superseded</strong> by")
         self.assertContains(page, "Readers and models ignore this file.")
-        again = self.client.post(url, {"action": "withdraw", "reason": "again"}, follow=True)
-        self.assertContains(again, "already superseded")
+        again = self.client.post(url, {"action": "withdraw", "reason": "again"})
+        self.assertContains(again, "already superseded", status_code=400)  # no form on a retired file: a message
 
 
 class CompletionChecklistTests(UploadTestCase):

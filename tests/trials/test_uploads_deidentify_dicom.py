@@ -272,7 +272,7 @@ class RefusalTests(SimpleTestCase):
     def test_huge_header_is_refused_before_any_pixel_is_decoded(self):
         with (
             mock.patch.object(Dataset, "pixel_array", new_callable=mock.PropertyMock) as pixel_array,
-            mock.patch("trials.uploads.dicom_frames.pixel_array") as decode,
+            mock.patch("trials.uploads.dicom_frames.get_decoder") as decode,
         ):
             error = self.assertRefused(factories.huge_header_image(), "too_many_pixels")
         pixel_array.assert_not_called()
@@ -438,7 +438,7 @@ class CompressedFrameTests(SimpleTestCase):
     def test_jpeg_frames_lose_com_exif_iptc_and_trailers_and_decode_to_the_same_pixels(self):
         source = factories.jpeg_photograph()
         self.assertIn(b"CANARY IPTC NAME", source)
-        with mock.patch("trials.uploads.dicom_frames.pixel_array") as decode:
+        with mock.patch("trials.uploads.dicom_frames.get_decoder") as decode:
             result = deidentify_dicom(source, options=options())
         decode.assert_not_called()  # cleaned without decoding
         self.assertNoCanary(result.data)
