@@ -33,7 +33,7 @@ from reading.models import (
 )
 from trials.models import Case, CaseFile, CaseStatus, SubjectStatus, Trial
 from trials.reading_form import CATALOGUE
-from trials.selectors import active_case_files, trial_roles, user_is_blinded_to_ai
+from trials.selectors import active_case_files, active_files, trial_roles, user_is_blinded_to_ai
 
 
 def _active(user: User) -> bool:
@@ -239,14 +239,19 @@ def is_panel_member(user: User, trial: Trial) -> bool:
 
 def adjudication_queue(user: User, trial: Trial) -> QuerySet[Adjudication]:
     """Open adjudications of the trial for a panel member, with the prior signed unaided reads (unblinded by
-    design); nothing for anyone else."""
+    design) as ``case.prior_reads`` and the case's active files with a preview as ``case.preview_files``
+    (prefetched: the page's query count does not grow with the queue); nothing for anyone else."""
     if not is_panel_member(user, trial):
         return Adjudication.objects.none()
     prior = Read.objects.filter(phase=Phase.UNAIDED, status=ReadStatus.SIGNED).select_related("assignment")
+    previews = active_files().exclude(preview="").select_related("visual_field")
     return (
         Adjudication.objects.filter(trial=trial)
         .select_related("case")
-        .prefetch_related(Prefetch("case__reads", queryset=prior, to_attr="prior_reads"))
+        .prefetch_related(
+            Prefetch("case__reads", queryset=prior, to_attr="prior_reads"),
+            Prefetch("case__files", queryset=previews, to_attr="preview_files"),
+        )
         .order_by("status", "created_at")
     )
 

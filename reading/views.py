@@ -291,7 +291,7 @@ def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
             }
             for r in getattr(adjudication.case, "prior_reads", [])  # prefetched by the selector
         ]
-        files = [f for f in selectors.adjudication_files(signed_in_user(request), adjudication.pk) if f.preview]
+        files = getattr(adjudication.case, "preview_files", [])  # prefetched by the selector
         items.append({"adjudication": adjudication, "form": forms[adjudication.pk], "reads": reads, "files": files})
     return render(request, "reading/adjudication.html", {"trial": trial, "items": items})
 
