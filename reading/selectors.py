@@ -12,13 +12,14 @@ Blinding rules (item 5 of issue 11), all written here:
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Max, Prefetch, Q, QuerySet
+from django.db.models import Avg, Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from platform_core.accounts.models import Role, User
+from reading import clock
 from reading.models import (
     DEFAULT_STALE_AFTER_DAYS,
     Adjudication,
@@ -231,6 +232,25 @@ def progress_by_group(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def setup_of(trial: Trial) -> ReadingSetup | None:
     return ReadingSetup.objects.filter(trial=trial).first()
+
+
+def aided_phase_opens(user: User, trial: Trial) -> datetime | None:
+    """When the reader's AI-aided phase next serves a case, while the washout still holds it back: the earliest
+    washout end of their signed unaided reads of cases they have not yet opened aided. None when a case is
+    servable now, or when none will be (no aided phase, nothing signed unaided)."""
+    setup = setup_of(trial)
+    if setup is None or not setup.aided_phase:
+        return None
+    opened_aided = Read.objects.filter(reader=user, case=OuterRef("case"), phase=Phase.AIDED)
+    first = (
+        Read.objects.filter(reader=user, case__subject__trial=trial, phase=Phase.UNAIDED, status=ReadStatus.SIGNED)
+        .exclude(Exists(opened_aided))
+        .aggregate(first=Min("signed_at"))["first"]
+    )
+    if first is None:
+        return None
+    opens: datetime = first + timedelta(days=setup.washout_days)
+    return opens if opens > clock.now() else None
 
 
 def is_panel_member(user: User, trial: Trial) -> bool:

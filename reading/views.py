@@ -63,7 +63,16 @@ def read_next(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("reading:worklist")
     if read is None:
-        messages.success(request, f"Nothing left to read in the {Phase(phase).label.lower()} phase.")
+        opens = selectors.aided_phase_opens(signed_in_user(request), trial) if phase == Phase.AIDED else None
+        if opens is not None:
+            messages.info(
+                request,
+                f"The AI-aided phase opens for you on {opens:%Y-%m-%d} at {opens:%H:%M} UTC: a case is read with the "
+                "AI only after the washout since you signed your unaided read of it, so that your two reads stay "
+                "independent.",
+            )
+        else:
+            messages.success(request, f"Nothing left to read in the {Phase(phase).label.lower()} phase.")
         return redirect("reading:worklist")
     return redirect("reading:read", pk=read.pk)
 
