@@ -12,13 +12,14 @@ Blinding rules (item 5 of issue 11), all written here:
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Max, Prefetch, Q, QuerySet
+from django.db.models import Avg, Count, Exists, Max, Min, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from platform_core.accounts.models import Role, User
+from reading import clock
 from reading.models import (
     DEFAULT_STALE_AFTER_DAYS,
     Adjudication,
@@ -33,7 +34,7 @@ from reading.models import (
 )
 from trials.models import Case, CaseFile, CaseStatus, SubjectStatus, Trial
 from trials.reading_form import CATALOGUE
-from trials.selectors import active_case_files, trial_roles, user_is_blinded_to_ai
+from trials.selectors import active_case_files, active_files, trial_roles, user_is_blinded_to_ai
 
 
 def _active(user: User) -> bool:
@@ -233,20 +234,44 @@ def setup_of(trial: Trial) -> ReadingSetup | None:
     return ReadingSetup.objects.filter(trial=trial).first()
 
 
+def aided_phase_opens(user: User, trial: Trial) -> datetime | None:
+    """When the reader's AI-aided phase next serves a case, while the washout still holds it back: the earliest
+    washout end of their signed unaided reads of cases they have not yet opened aided. None when a case is
+    servable now, or when none will be (no aided phase, nothing signed unaided)."""
+    setup = setup_of(trial)
+    if setup is None or not setup.aided_phase:
+        return None
+    opened_aided = Read.objects.filter(reader=user, case=OuterRef("case"), phase=Phase.AIDED)
+    first = (
+        Read.objects.filter(reader=user, case__subject__trial=trial, phase=Phase.UNAIDED, status=ReadStatus.SIGNED)
+        .exclude(Exists(opened_aided))
+        .aggregate(first=Min("signed_at"))["first"]
+    )
+    if first is None:
+        return None
+    opens: datetime = first + timedelta(days=setup.washout_days)
+    return opens if opens > clock.now() else None
+
+
 def is_panel_member(user: User, trial: Trial) -> bool:
     return _active(user) and PanelMember.objects.filter(trial=trial, user=user, is_active=True).exists()
 
 
 def adjudication_queue(user: User, trial: Trial) -> QuerySet[Adjudication]:
     """Open adjudications of the trial for a panel member, with the prior signed unaided reads (unblinded by
-    design); nothing for anyone else."""
+    design) as ``case.prior_reads`` and the case's active files with a preview as ``case.preview_files``
+    (prefetched: the page's query count does not grow with the queue); nothing for anyone else."""
     if not is_panel_member(user, trial):
         return Adjudication.objects.none()
     prior = Read.objects.filter(phase=Phase.UNAIDED, status=ReadStatus.SIGNED).select_related("assignment")
+    previews = active_files().exclude(preview="").select_related("visual_field")
     return (
         Adjudication.objects.filter(trial=trial)
         .select_related("case")
-        .prefetch_related(Prefetch("case__reads", queryset=prior, to_attr="prior_reads"))
+        .prefetch_related(
+            Prefetch("case__reads", queryset=prior, to_attr="prior_reads"),
+            Prefetch("case__files", queryset=previews, to_attr="preview_files"),
+        )
         .order_by("status", "created_at")
     )
 

@@ -25,6 +25,7 @@ from platform_core.accounts.services import (
 )
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 from platform_core.errors import ApplicationError
+from reading import clock
 from reading.forms_core import check_answers, discordance, majority
 from reading.models import (
     Adjudication,
@@ -293,7 +294,7 @@ def servable_cases(*, assignment: ReaderAssignment, setup: ReadingSetup) -> Any:
             Q(phase_reads__lt=setup.readers_per_case) | Q(calibration__isnull=False)
         )
     if assignment.phase == Phase.AIDED:
-        washed_out = timezone.now() - timedelta(days=setup.washout_days)
+        washed_out = clock.now() - timedelta(days=setup.washout_days)
         qs = qs.filter(
             Exists(
                 Read.objects.filter(

@@ -64,7 +64,16 @@ def read_next(request: HttpRequest, slug: str, phase: str) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("reading:worklist")
     if read is None:
-        messages.success(request, f"Nothing left to read in the {Phase(phase).label.lower()} phase.")
+        opens = selectors.aided_phase_opens(signed_in_user(request), trial) if phase == Phase.AIDED else None
+        if opens is not None:
+            messages.info(
+                request,
+                f"The AI-aided phase opens for you on {opens:%Y-%m-%d} at {opens:%H:%M} UTC: a case is read with the "
+                "AI only after the washout since you signed your unaided read of it, so that your two reads stay "
+                "independent.",
+            )
+        else:
+            messages.success(request, f"Nothing left to read in the {Phase(phase).label.lower()} phase.")
         return redirect("reading:worklist")
     return redirect("reading:read", pk=read.pk)
 
@@ -292,7 +301,7 @@ def adjudication_queue(request: HttpRequest, slug: str) -> HttpResponse:
             }
             for r in getattr(adjudication.case, "prior_reads", [])  # prefetched by the selector
         ]
-        files = [f for f in selectors.adjudication_files(signed_in_user(request), adjudication.pk) if f.preview]
+        files = getattr(adjudication.case, "preview_files", [])  # prefetched by the selector
         items.append({"adjudication": adjudication, "form": forms[adjudication.pk], "reads": reads, "files": files})
     return render(request, "reading/adjudication.html", {"trial": trial, "items": items})
 

@@ -1,6 +1,7 @@
 /* The reader's deep-zoom viewer (OpenSeadragon, static/vendor): one viewer per photograph, side by side;
    original / red-free / CLAHE views (computed by the server under the read's own file URL), brightness and
-   contrast, lesion marks (points and boxes, in the image's own pixels, through the marks API) and, in the
+   contrast, lesion marks (points and boxes, in the image's own pixels, through the marks API: added, retyped,
+   deleted, and moved or resized by dragging or with the arrow keys until the read is signed) and, in the
    AI-aided phase only, the AI heatmap laid over the photograph with a toggle and an opacity.
    Data comes from the page's json_script "workstation-data"; no inline script. Exposes window.VisusViewer
    for the keyboard shortcuts of reading.js. */
@@ -16,6 +17,10 @@
   var heatmap = { shown: true, opacity: 0.5 };
   var marking = { shape: null, first: null };
   var marks = data.marks.slice();
+  var selected = null; // the id of the mark being moved or resized
+  var drag = null; // a mark being dragged: { entry, mark, mode, start, from, moved }
+  var saving = {}; // per mark id: { timer, inFlight, again }
+  marks.forEach(remember);
   var hint = document.querySelector("[data-mark-hint]");
   var kindSelect = document.querySelector("[data-mark-kind]");
   var markList = document.querySelector("[data-mark-list]");
@@ -75,6 +80,32 @@
     return { x: Math.min(Math.max(p.x * s, 0), w), y: Math.min(Math.max(p.y * s, 0), h) };
   }
 
+  function imageSize(entry) {
+    var item = base(entry);
+    var s = scaleOf(entry);
+    return {
+      w: entry.image.width || (item ? item.getContentSize().x * s : 0),
+      h: entry.image.height || (item ? item.getContentSize().y * s : 0)
+    };
+  }
+
+  function imagePoint(entry, position) {
+    // Unclamped: a drag that leaves the photograph still moves the mark (clamped to the photograph below).
+    var p = base(entry).viewerElementToImageCoordinates(position);
+    var s = scaleOf(entry);
+    return { x: p.x * s, y: p.y * s };
+  }
+
+  function tolerance(entry) {
+    // Eight screen pixels in image pixels at the current zoom: how near a handle or a point must be grabbed.
+    var item = base(entry);
+    var a = item.viewerElementToImageCoordinates(new OpenSeadragon.Point(0, 0));
+    var b = item.viewerElementToImageCoordinates(new OpenSeadragon.Point(8, 0));
+    return Math.abs(b.x - a.x) * scaleOf(entry);
+  }
+
+  function clamp(value, low, high) { return Math.min(Math.max(value, low), Math.max(low, high)); }
+
   /* --- marks ------------------------------------------------------------------------------------------ */
   function drawMarks(entry) {
     entry.viewer.clearOverlays();
@@ -84,11 +115,27 @@
     marks.forEach(function (m) {
       if (m.case_file !== entry.image.id) { return; }
       var element = document.createElement("div");
-      element.className = "lesion-mark mark-" + m.kind + " mark-" + m.shape;
+      element.className = "lesion-mark mark-" + m.kind + " mark-" + m.shape + (m.id === selected ? " selected" : "");
       element.title = kindLabels[m.kind] || m.kind;
       element.setAttribute("data-testid", "mark-overlay");
+      element.setAttribute("data-mark-id", m.id);
+      if (m.id === selected) { element.setAttribute("data-selected", "true"); }
       if (m.shape === "box") {
         entry.viewer.addOverlay({ element: element, location: item.imageToViewportRectangle(m.x / s, m.y / s, m.width / s, m.height / s) });
+        if (m.id === selected) {
+          Object.keys(HANDLES).forEach(function (name) {
+            var handle = document.createElement("div");
+            handle.className = "mark-handle handle-" + name;
+            handle.setAttribute("data-testid", "mark-handle");
+            handle.setAttribute("data-handle", name);
+            var at = handlePoint(m, name);
+            entry.viewer.addOverlay({
+              element: handle,
+              location: item.imageToViewportCoordinates(at.x / s, at.y / s),
+              placement: OpenSeadragon.Placement.CENTER
+            });
+          });
+        }
       } else {
         entry.viewer.addOverlay({
           element: element,
@@ -97,6 +144,165 @@
         });
       }
     });
+  }
+
+  /* --- moving and resizing marks (drag, or the arrow keys on the selected mark) ------------------------- */
+  // A box's handles: which edges each one moves (n: top, s: bottom, w: left, e: right).
+  var HANDLES = { nw: "nw", n: "n", ne: "ne", e: "e", se: "se", s: "s", sw: "sw", w: "w" };
+
+  function handlePoint(m, name) {
+    var x = name.indexOf("w") >= 0 ? m.x : name.indexOf("e") >= 0 ? m.x + m.width : m.x + m.width / 2;
+    var y = name.indexOf("n") >= 0 ? m.y : name.indexOf("s") >= 0 ? m.y + m.height : m.y + m.height / 2;
+    return { x: x, y: y };
+  }
+
+  function remember(m) { m.saved = { x: m.x, y: m.y, width: m.width, height: m.height }; }
+
+  function hitTest(entry, p) {
+    // The mark (and what of it) under an image point: a box's handle first (the selected box's before
+    // others'), then a point, then a box's body; the last drawn wins.
+    var tol = tolerance(entry);
+    var own = marks.filter(function (m) { return m.case_file === entry.image.id; });
+    var ordered = own.filter(function (m) { return m.id === selected; }).concat(own.filter(function (m) { return m.id !== selected; }));
+    var i, m;
+    for (i = 0; i < ordered.length; i += 1) {
+      m = ordered[i];
+      if (m.shape !== "box") { continue; }
+      var names = Object.keys(HANDLES);
+      for (var j = 0; j < names.length; j += 1) {
+        var h = handlePoint(m, names[j]);
+        if (Math.abs(h.x - p.x) <= tol && Math.abs(h.y - p.y) <= tol) { return { mark: m, mode: names[j] }; }
+      }
+    }
+    for (i = own.length - 1; i >= 0; i -= 1) {
+      m = own[i];
+      if (m.shape === "point" && Math.abs(m.x - p.x) <= tol && Math.abs(m.y - p.y) <= tol) { return { mark: m, mode: "move" }; }
+    }
+    for (i = own.length - 1; i >= 0; i -= 1) {
+      m = own[i];
+      if (m.shape === "box" && p.x >= m.x && p.x <= m.x + m.width && p.y >= m.y && p.y <= m.y + m.height) {
+        return { mark: m, mode: "move" };
+      }
+    }
+    return null;
+  }
+
+  function reshaped(m, mode, from, dx, dy, size) {
+    // The mark's new geometry, kept inside the photograph and (a box) at least one pixel wide and high.
+    if (mode === "move") {
+      return {
+        x: clamp(from.x + dx, 0, size.w - from.width),
+        y: clamp(from.y + dy, 0, size.h - from.height),
+        width: from.width,
+        height: from.height
+      };
+    }
+    var left = from.x, right = from.x + from.width, top = from.y, bottom = from.y + from.height;
+    if (mode.indexOf("w") >= 0) { left = clamp(left + dx, 0, right - 1); }
+    if (mode.indexOf("e") >= 0) { right = clamp(right + dx, left + 1, size.w); }
+    if (mode.indexOf("n") >= 0) { top = clamp(top + dy, 0, bottom - 1); }
+    if (mode.indexOf("s") >= 0) { bottom = clamp(bottom + dy, top + 1, size.h); }
+    return { x: left, y: top, width: right - left, height: bottom - top };
+  }
+
+  function place(m, g) { m.x = g.x; m.y = g.y; m.width = g.width; m.height = g.height; }
+
+  function describe(m) {
+    return m.shape === "box"
+      ? "box at (" + Math.round(m.x) + ", " + Math.round(m.y) + "), " + Math.round(m.width) + " × " + Math.round(m.height) + " px"
+      : "point at (" + Math.round(m.x) + ", " + Math.round(m.y) + ") px";
+  }
+
+  function saveGeometry(m, delay) {
+    // Autosaved like the rest of the draft: one PATCH at a time per mark, the latest position sent last; a
+    // refusal (signed meanwhile, outside the photograph) puts the mark back where the server has it.
+    var state = saving[m.id] || (saving[m.id] = { timer: null, inFlight: false, again: false });
+    if (state.timer) { clearTimeout(state.timer); }
+    state.timer = setTimeout(function () {
+      state.timer = null;
+      if (state.inFlight) { state.again = true; return; }
+      state.inFlight = true;
+      var body = m.shape === "box" ? { x: m.x, y: m.y, width: m.width, height: m.height } : { x: m.x, y: m.y };
+      say("Saving the mark…");
+      api("PATCH", data.mark_url.replace("00000000-0000-0000-0000-000000000000", m.id), body).then(function (r) {
+        state.inFlight = false;
+        if (r.ok) {
+          remember(r.json);
+          m.saved = r.json.saved;
+          if (!state.again && !state.timer) { place(m, r.json); }
+          say("Mark saved: " + (kindLabels[m.kind] || m.kind) + " " + describe(m) + ".");
+        } else {
+          place(m, m.saved);
+          say(errorText(r));
+        }
+        redrawAllMarks();
+        if (state.again) { state.again = false; saveGeometry(m, 0); }
+      }, function () {
+        state.inFlight = false;
+        place(m, m.saved);
+        say("The mark could not be saved (no connection): it is back where it was.");
+        redrawAllMarks();
+      });
+    }, delay);
+  }
+
+  function select(id, quiet) {
+    // quiet: no hint while a drag is under way (the page must not move under the pointer).
+    selected = id;
+    var m = marks.find(function (x) { return x.id === id; });
+    if (m && !quiet) {
+      say("Mark selected (" + describe(m) + "): drag it, or the arrow keys move it by one pixel (Shift: 10)" +
+        (m.shape === "box" ? ", Alt + arrow keys resize it (drag a handle too)" : "") + "; Esc lets it go.");
+    }
+    redrawAllMarks();
+  }
+
+  function onPress(entry, event) {
+    if (data.signed || marking.shape || !base(entry)) { return; }
+    var p = imagePoint(entry, event.position);
+    var hit = hitTest(entry, p);
+    if (!hit) { return; }
+    active = viewers.indexOf(entry);
+    drag = {
+      entry: entry,
+      mark: hit.mark,
+      mode: hit.mode,
+      start: p,
+      from: { x: hit.mark.x, y: hit.mark.y, width: hit.mark.width, height: hit.mark.height },
+      moved: false
+    };
+    if (selected !== hit.mark.id) { select(hit.mark.id, true); }
+  }
+
+  function onDrag(entry, event) {
+    if (!drag || drag.entry !== entry) { return; }
+    event.preventDefaultAction = true; // the mark moves, not the photograph
+    var p = imagePoint(entry, event.position);
+    place(drag.mark, reshaped(drag.mark, drag.mode, drag.from, p.x - drag.start.x, p.y - drag.start.y, imageSize(entry)));
+    drag.moved = true;
+    drawMarks(entry);
+  }
+
+  function onRelease() {
+    if (!drag) { return; }
+    var done = drag;
+    drag = null;
+    if (done.moved) { listMarks(); saveGeometry(done.mark, 0); }
+  }
+
+  function nudge(dx, dy, resize) {
+    // The arrow keys on the selected mark: move it, or (resize) grow or shrink a box from its bottom-right
+    // corner; in image pixels, kept inside the photograph.
+    var m = marks.find(function (x) { return x.id === selected; });
+    if (!m || data.signed) { return false; }
+    var entry = viewers.find(function (v) { return v.image.id === m.case_file; });
+    if (!entry) { return false; }
+    if (resize && m.shape !== "box") { say("A point has no size: the arrow keys without Alt move it."); return true; }
+    var from = { x: m.x, y: m.y, width: m.width, height: m.height };
+    place(m, reshaped(m, resize ? "se" : "move", from, dx, dy, imageSize(entry)));
+    redrawAllMarks();
+    saveGeometry(m, 400);
+    return true;
   }
 
   function redrawAllMarks() { viewers.forEach(drawMarks); listMarks(); }
@@ -110,9 +316,8 @@
       li.setAttribute("data-testid", "mark");
       li.setAttribute("data-kind", m.kind);
       li.setAttribute("data-shape", m.shape);
-      var where = m.shape === "box"
-        ? "box at (" + Math.round(m.x) + ", " + Math.round(m.y) + "), " + Math.round(m.width) + " × " + Math.round(m.height) + " px"
-        : "point at (" + Math.round(m.x) + ", " + Math.round(m.y) + ") px";
+      if (m.id === selected) { li.setAttribute("data-selected", "true"); }
+      var where = describe(m);
       var text = document.createElement("span");
       text.textContent = (entry ? entry.image.label + ": " : "") + where + " ";
       li.appendChild(text);
@@ -133,13 +338,25 @@
           });
         });
         li.appendChild(select);
+        var pick = document.createElement("button");
+        pick.type = "button";
+        pick.className = "link-button";
+        pick.setAttribute("data-testid", "mark-select");
+        pick.setAttribute("aria-pressed", String(m.id === selected));
+        pick.textContent = m.shape === "box" ? "Move or resize" : "Move";
+        pick.addEventListener("click", function () { select(selected === m.id ? null : m.id); });
+        li.appendChild(pick);
         var remove = document.createElement("button");
         remove.type = "button";
         remove.className = "link-button";
         remove.textContent = "Delete mark";
         remove.addEventListener("click", function () {
           api("DELETE", data.mark_url.replace("00000000-0000-0000-0000-000000000000", m.id)).then(function (r) {
-            if (r.ok) { marks = marks.filter(function (x) { return x.id !== m.id; }); say("Mark deleted."); } else { say(errorText(r)); }
+            if (r.ok) {
+              marks = marks.filter(function (x) { return x.id !== m.id; });
+              if (selected === m.id) { selected = null; }
+              say("Mark deleted.");
+            } else { say(errorText(r)); }
             redrawAllMarks();
           });
         });
@@ -160,6 +377,7 @@
     values.kind = kindSelect ? kindSelect.value : data.kinds[0].value;
     return api("POST", data.marks_url, values).then(function (r) {
       if (r.ok) {
+        remember(r.json);
         marks.push(r.json);
         say((kindLabels[r.json.kind] || r.json.kind) + " marked.");
       } else {
@@ -173,6 +391,7 @@
     if (data.signed) { return; }
     marking.shape = marking.shape === shape ? null : shape;
     marking.first = null;
+    if (marking.shape && selected) { selected = null; redrawAllMarks(); }
     document.querySelectorAll("[data-mark-shape]").forEach(function (b) {
       b.setAttribute("aria-pressed", String(b.getAttribute("data-mark-shape") === marking.shape));
     });
@@ -183,7 +402,16 @@
   }
 
   function onClick(entry, event) {
-    if (!marking.shape || !event.quick) { return; }
+    if (!event.quick) { return; }
+    if (!marking.shape) {
+      // A click on a mark selects it (to move or resize it); a click beside every mark lets the selected go.
+      if (data.signed || !base(entry)) { return; }
+      var hit = hitTest(entry, imagePoint(entry, event.position));
+      var had = selected;
+      if (hit || had) { select(hit ? hit.mark.id : null); }
+      if (!hit && had) { say("Mark released."); }
+      return;
+    }
     event.preventDefaultAction = true;
     active = viewers.indexOf(entry);
     if (!entry.image.markable) { say("Lesions are marked on fundus photographs only."); return; }
@@ -322,6 +550,9 @@
     });
     viewer.addHandler("open-failed", function () { element.setAttribute("data-variant", "failed"); });
     viewer.addHandler("canvas-click", function (event) { onClick(entry, event); });
+    viewer.addHandler("canvas-press", function (event) { onPress(entry, event); });
+    viewer.addHandler("canvas-drag", function (event) { onDrag(entry, event); });
+    viewer.addHandler("canvas-release", function () { onRelease(); });
     viewer.addHandler("animation-finish", function () {
       element.setAttribute("data-zoom", viewer.viewport.getZoom(true).toFixed(3));
     });
@@ -368,6 +599,14 @@
     variant: setVariant,
     mark: setMarking,
     stopMarking: function () { if (marking.shape) { setMarking(marking.shape); } },
+    selectedMark: function () { return selected; },
+    selectNext: function () {
+      if (data.signed || !marks.length) { return; }
+      var at = marks.findIndex(function (m) { return m.id === selected; });
+      select(marks[(at + 1) % marks.length].id);
+    },
+    release: function () { if (selected) { select(null); say("Mark released."); } },
+    nudge: nudge,
     toggleHeatmap: function () { heatmap.shown = !heatmap.shown; applyHeatmap(); }
   };
 })();

@@ -244,6 +244,14 @@
     }
     if (event.ctrlKey || event.metaKey) { return; }
     var key = event.key;
+    // A selected lesion mark takes the arrow keys: move by one image pixel (Shift: 10), Alt: resize a box.
+    var arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+    if (arrows[key] && window.VisusViewer && window.VisusViewer.selectedMark()) {
+      event.preventDefault();
+      var step = event.shiftKey ? 10 : 1;
+      window.VisusViewer.nudge(arrows[key][0] * step, arrows[key][1] * step, event.altKey);
+      return;
+    }
     var q = questions[activeIndex];
     var digit = /^Digit(\d)$/.exec(event.code || "");
     if (event.altKey) {
@@ -259,7 +267,7 @@
     }
     lastAltDigit = null;
     if (key === "?") { event.preventDefault(); openHelp(); return; }
-    if (key === "Escape") { if (window.VisusViewer) { window.VisusViewer.stopMarking(); } return; }
+    if (key === "Escape") { if (window.VisusViewer) { window.VisusViewer.stopMarking(); window.VisusViewer.release(); } return; }
     if (key === "+" || key === "=") { if (window.VisusViewer) { event.preventDefault(); window.VisusViewer.zoom(1.5); } return; }
     if (key === "-" || key === "_") { if (window.VisusViewer) { event.preventDefault(); window.VisusViewer.zoom(1 / 1.5); } return; }
     if (window.VisusViewer) {
@@ -270,6 +278,7 @@
       if (lower === "p") { window.VisusViewer.mark("point"); return; }
       if (lower === "b") { window.VisusViewer.mark("box"); return; }
       if (lower === "h") { window.VisusViewer.toggleHeatmap(); return; }
+      if (lower === "m") { window.VisusViewer.selectNext(); return; }
     }
     if (!form) {
       if (key.toLowerCase() === "n" && nextForm) { event.preventDefault(); nextForm.submit(); }

@@ -170,6 +170,80 @@ class MarkApiTests(ApiTestCase):
         self.assertEqual(client.delete(mark_url).status_code, 204)
         self.assertFalse(LesionMark.objects.exists())
 
+    def test_reader_moves_and_resizes_marks_inside_the_image_until_signed(self):
+        read = services.read_next(reader=self.w.reader, trial=self.w.trial, phase="unaided")
+        case_file = self.w.files[read.case_id]  # 400 x 300 pixels
+        client = self.as_(self.w.reader)
+        add = f"/api/v1/reading/reads/{read.pk}/marks/"
+        point = client.post(
+            add,
+            {"case_file": str(case_file.pk), "kind": "haemorrhage", "shape": "point", "x": 10, "y": 10},
+            format="json",
+        ).json()
+        box = client.post(
+            add,
+            {
+                "case_file": str(case_file.pk),
+                "kind": "hard_exudate",
+                "shape": "box",
+                "x": 50,
+                "y": 60,
+                "width": 40,
+                "height": 30,
+            },
+            format="json",
+        ).json()
+        point_url, box_url = (f"/api/v1/reading/marks/{m['id']}/" for m in (point, box))
+
+        def geometry(mark_id):
+            m = LesionMark.objects.get(pk=mark_id)
+            return (m.x, m.y, m.width, m.height)
+
+        # Moved (a point; a box's body) and resized (a box's corner: x, y, width and height together).
+        self.assertEqual(client.patch(point_url, {"x": 399.5, "y": 300}, format="json").status_code, 200)
+        self.assertEqual(geometry(point["id"]), (399.5, 300, 0, 0))
+        moved = client.patch(box_url, {"x": 360, "y": 270}, format="json")
+        self.assertEqual((moved.json()["x"], moved.json()["y"], moved.json()["width"]), (360, 270, 40))
+        resized = client.patch(box_url, {"x": 300.5, "y": 200, "width": 99.5, "height": 100}, format="json")
+        self.assertEqual(resized.status_code, 200, resized.content)
+        self.assertEqual(geometry(box["id"]), (300.5, 200, 99.5, 100))
+        # Outside the photograph, or a box without a size: refused with the reason, and nothing changes.
+        for url, body, message in (
+            (point_url, {"x": 400.5}, "outside the image (400 x 300 pixels)"),
+            (point_url, {"y": -1}, "greater than or equal to 0"),
+            (box_url, {"x": 301}, "outside the image (400 x 300 pixels)"),
+            (box_url, {"height": 101}, "outside the image (400 x 300 pixels)"),
+            (box_url, {"width": 0}, "A box needs a width and a height."),
+            (box_url, {"height": -5}, "greater than or equal to 0"),
+            (point_url, {"width": 3}, "A point has no width or height."),
+        ):
+            response = client.patch(url, body, format="json")
+            self.assertEqual(response.status_code, 400, (body, response.content))
+            self.assertIn(message, response.content.decode(), body)
+        self.assertEqual(geometry(point["id"]), (399.5, 300, 0, 0))
+        self.assertEqual(geometry(box["id"]), (300.5, 200, 99.5, 100))
+        moves = AuditEvent.objects.filter(action="read.mark_change", object_id=box["id"]).order_by("seq")
+        self.assertEqual(
+            [e.changes for e in moves],
+            [
+                {"x": [50.0, 360.0], "y": [60.0, 270.0]},
+                {"x": [360.0, 300.5], "y": [270.0, 200.0], "width": [40.0, 99.5], "height": [30.0, 100.0]},
+            ],
+        )
+        # Signed: the marks never move again.
+        read = services.read_draft_save(
+            reader=self.w.reader, read=read, version=read.version, answers=GOOD, confidences=GOOD_CONF
+        )
+        services.read_sign(
+            read=read, signer=self.w.reader, password=PASSWORD, meaning=services.MEANING_READ, version=read.version
+        )
+        for url, body in ((point_url, {"x": 5}), (box_url, {"x": 10, "width": 20})):
+            response = client.patch(url, body, format="json")
+            self.assertEqual(response.status_code, 409, response.content)
+            self.assertIn("signed and locked", response.json()["error"]["message"])
+        self.assertEqual(geometry(point["id"]), (399.5, 300, 0, 0))
+        self.assertEqual(geometry(box["id"]), (300.5, 200, 99.5, 100))
+
     def test_a_file_of_another_case_cannot_be_marked(self):
         read = services.read_next(reader=self.w.reader, trial=self.w.trial, phase="unaided")
         other = next(f for case_id, f in self.w.files.items() if case_id != read.case_id)

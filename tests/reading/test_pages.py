@@ -144,3 +144,35 @@ class AdjudicationPageTests(TestCase):
         adjudication.refresh_from_db()
         self.assertEqual(adjudication.status, "signed")
         self.assertTrue(AuditEvent.objects.filter(action="adjudication.sign").exists())
+
+
+class WashoutPageTests(TestCase):
+    def test_the_aided_phase_says_when_it_opens_and_opens_once_the_reading_clock_passes_the_washout(self):
+        from datetime import timedelta
+        from unittest import mock
+
+        from django.utils import timezone
+
+        w = ReadingWorld(aided=True)
+        first = w.signed_read(w.reader)
+        w.signed_read(w.reader)
+        url = f"/reading/trials/{w.trial.slug}/next/aided/"
+        self.client.force_login(w.reader)
+        response = self.client.post(url, follow=True)
+        self.assertRedirects(response, "/reading/")
+        opens = first.signed_at + timedelta(days=28)
+        self.assertContains(response, f"The AI-aided phase opens for you on {opens:%Y-%m-%d} at {opens:%H:%M} UTC")
+        self.assertFalse(Read.objects.filter(phase="aided").exists())
+        # The reading clock a day past the washout: the same button opens the first aided read.
+        with mock.patch("reading.clock.now", return_value=timezone.now() + timedelta(days=29)):
+            response = self.client.post(url)
+        aided = Read.objects.get(phase="aided")
+        self.assertRedirects(response, f"/reading/reads/{aided.pk}/", fetch_redirect_response=False)
+        self.assertEqual(aided.unaided_read.reader, w.reader)
+        # Every case read aided (the open draft first): nothing left, and no washout date.
+        with mock.patch("reading.clock.now", return_value=timezone.now() + timedelta(days=29)):
+            for _ in w.cases:
+                w.signed_read(w.reader, phase="aided")
+            response = self.client.post(url, follow=True)
+        self.assertContains(response, "Nothing left to read in the ai-aided phase")
+        self.assertNotContains(response, "opens for you")

@@ -52,3 +52,36 @@ class QueryPinTests(TestCase):
         for reader in (w.reader2, w.reader3):
             w.signed_read(reader)
         self.assertEqual(self.measure(w), (NEXT_CASE_QUERIES, DRAFT_SAVE_QUERIES))
+
+
+# Pinned: the same with 2 open adjudications as with 10 (their prior reads and images are prefetched).
+ADJUDICATION_QUEUE_QUERIES = 13
+
+
+class AdjudicationQueuePinTests(TestCase):
+    def queue_queries(self, adjudications: int) -> int:
+        from reading.models import Adjudication
+
+        w = ReadingWorld(reading=False)
+        w.add_cases(adjudications - len(w.cases))
+        w.start_reading()
+        for _ in w.cases:
+            w.signed_read(w.reader, answers={"icdr_grade": "0", "referable_dr": "no", "confidence": 90})
+            w.signed_read(w.reader2, answers={"icdr_grade": "3", "referable_dr": "yes", "confidence": 90})
+        self.assertEqual(Adjudication.objects.filter(trial=w.trial).count(), adjudications)
+        self.client.force_login(w.adjudicator)
+        with CaptureQueriesContext(connection) as ctx:
+            page = self.client.get(f"/reading/trials/{w.trial.slug}/adjudication/")
+        self.assertEqual(page.status_code, 200)
+        # Every case's image and both prior reads are on the page (the prefetch leaves nothing out).
+        html = page.content.decode()
+        self.assertEqual(html.count('data-testid="adjudication"'), adjudications)
+        self.assertEqual(html.count('<img src="/reading/adjudications/'), adjudications)
+        self.assertEqual(html.count("<td>2</td>"), adjudications)
+        return len(ctx.captured_queries)
+
+    def test_two_adjudications(self):
+        self.assertEqual(self.queue_queries(2), ADJUDICATION_QUEUE_QUERIES)
+
+    def test_ten_adjudications_same_count(self):
+        self.assertEqual(self.queue_queries(10), ADJUDICATION_QUEUE_QUERIES)

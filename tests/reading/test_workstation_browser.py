@@ -282,3 +282,151 @@ class WorkstationInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
             lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=viewer]").get_attribute("data-heatmap") == "hidden"
         )
         self.assertFalse(b.find_element(By.CSS_SELECTOR, "[data-testid=heatmap-toggle]").is_selected())
+
+
+@tag("browser")
+class MarkEditingInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
+    """Lesion marks moved and resized by dragging and with the keyboard, in image pixels, autosaved, and locked
+    once the read is signed."""
+
+    keys = WorkstationInBrowserTests.keys
+
+    def geometry(self, mark):
+        m = LesionMark.objects.get(pk=mark.pk)
+        return (m.x, m.y, m.width, m.height)
+
+    def until_saved(self, mark, test, message):
+        self.wait(10).until(lambda d: test(*self.geometry(mark)), message=f"{message}: {self.geometry(mark)}")
+
+    def overlay(self, mark):
+        return self.browser.find_element(By.CSS_SELECTOR, f"[data-testid=mark-overlay][data-mark-id='{mark.pk}']")
+
+    def drag(self, element, dx, dy):
+        # The whole viewer in view first: pressing focuses it, and a focus that scrolled the page would move the
+        # pointer relative to the photograph mid-drag.
+        self.browser.execute_script("document.querySelector('[data-testid=viewer]').scrollIntoView({block: 'center'});")
+        ActionChains(self.browser).move_to_element(element).click_and_hold().move_by_offset(
+            dx // 2, dy // 2
+        ).move_by_offset(dx - dx // 2, dy - dy // 2).release().perform()
+
+    def test_a_reader_moves_and_resizes_marks_by_dragging_and_with_the_arrow_keys_until_signed(self):
+        w = ReadingWorld(images=True)
+        self.addCleanup(w.delete_files)
+        read = services.read_next(reader=w.reader, trial=w.trial, phase="unaided")
+        photo = w.files[read.case_id]  # 400 x 300 pixels
+        box = services.mark_add(
+            reader=w.reader,
+            read=read,
+            case_file=photo,
+            kind="haemorrhage",
+            shape="box",
+            x=100,
+            y=100,
+            width=80,
+            height=60,
+        )
+        point = services.mark_add(
+            reader=w.reader, read=read, case_file=photo, kind="microaneurysm", shape="point", x=300, y=200
+        )
+        b = self.browser
+        self.sign_in(w.reader.email, PASSWORD)
+        b.get(f"{self.live_server_url}/reading/reads/{read.pk}/")
+        self.wait(20).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=viewer][data-variant=full][data-zoom]")
+        )
+        self.wait_for(f"[data-testid=mark-overlay][data-mark-id='{box.pk}']")
+        per_screen_px = 80 / self.overlay(box).rect["width"]  # image pixels per screen pixel at this zoom
+        # Drag the box's body: it moves (the photograph does not pan), in image pixels.
+        self.drag(self.overlay(box), 40, 30)
+        self.until_saved(
+            box,
+            lambda x, y, wd, h: abs(x - (100 + 40 * per_screen_px)) < 2 and abs(y - (100 + 30 * per_screen_px)) < 2,
+            "the dragged box did not move",
+        )
+        self.assertEqual(self.geometry(box)[2:], (80, 60))
+        self.wait_for(f"[data-testid=mark-overlay][data-mark-id='{box.pk}'][data-selected=true]")
+        # Its bottom-right handle resizes it; its top-left handle moves that corner (x, y, width, height).
+        x0, y0, _, _ = self.geometry(box)
+        self.drag(b.find_element(By.CSS_SELECTOR, "[data-testid=mark-handle][data-handle=se]"), 30, 20)
+        self.until_saved(
+            box,
+            lambda x, y, wd, h: (
+                (x, y) == (x0, y0)
+                and abs(wd - (80 + 30 * per_screen_px)) < 2
+                and abs(h - (60 + 20 * per_screen_px)) < 2
+            ),
+            "the bottom-right handle did not resize the box",
+        )
+        x1, y1, w1, h1 = self.geometry(box)
+        self.drag(b.find_element(By.CSS_SELECTOR, "[data-testid=mark-handle][data-handle=nw]"), -20, -10)
+        self.until_saved(
+            box,
+            lambda x, y, wd, h: (
+                abs(x - (x1 - 20 * per_screen_px)) < 2
+                and abs(wd - (w1 + 20 * per_screen_px)) < 2
+                and abs(y - (y1 - 10 * per_screen_px)) < 2
+                and abs(h - (h1 + 10 * per_screen_px)) < 2
+                and abs(x + wd - (x1 + w1)) < 0.01
+            ),
+            "the top-left handle did not move that corner",
+        )
+        # A point dragged beyond the photograph's edge stays on it (clamped to the image).
+        self.drag(self.overlay(point), int(100 / per_screen_px) + 40, 0)  # 100 image pixels to the edge, and beyond
+        self.until_saved(point, lambda x, y, wd, h: x == 400 and abs(y - 200) < 0.01, "the point was not clamped")
+        # The keyboard: Esc lets the box go, M selects the box then the point; arrows move it by one pixel,
+        # Shift + arrow by ten.
+        b.execute_script("document.activeElement.blur();")
+        self.keys(Keys.ESCAPE)
+        self.wait(5).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-testid=mark-overlay][data-selected]"))
+        self.keys("m", "m")
+        self.wait_for(f"[data-testid=mark-overlay][data-mark-id='{point.pk}'][data-selected=true]")
+        self.keys(Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ARROW_LEFT, (Keys.SHIFT, Keys.ARROW_UP))
+        self.until_saved(point, lambda x, y, wd, h: (x, y) == (397, 190), "the arrow keys did not move the point")
+        # Alt + arrows resize the box from its bottom-right corner; the questions did not take the arrows.
+        x2, y2, w2, h2 = self.geometry(box)
+        self.keys("m", (Keys.ALT, Keys.ARROW_LEFT), (Keys.ALT, Keys.ARROW_LEFT))
+        ActionChains(self.browser).key_down(Keys.ALT).key_down(Keys.SHIFT).send_keys(Keys.ARROW_DOWN).key_up(
+            Keys.SHIFT
+        ).key_up(Keys.ALT).perform()
+        self.until_saved(
+            box,
+            lambda x, y, wd, h: (x, y) == (x2, y2) and abs(wd - (w2 - 2)) < 0.01 and abs(h - (h2 + 10)) < 0.01,
+            "Alt + arrows did not resize the box",
+        )
+        self.assertIn(f"/reading/reads/{read.pk}/", b.current_url)  # Alt + left arrow did not go back a page
+        self.assertEqual(
+            b.find_element(By.CSS_SELECTOR, "[data-testid=mark][data-selected=true]").get_attribute("data-shape"), "box"
+        )
+        changes = AuditEvent.objects.filter(action="read.mark_change").count()
+        self.assertGreaterEqual(changes, 6)
+        # Signed in another tab meanwhile: the next move is refused, the mark goes back and the page says why.
+        before = self.geometry(box)
+        read.refresh_from_db()
+        read = services.read_draft_save(
+            reader=w.reader,
+            read=read,
+            version=read.version,
+            answers={"icdr_grade": "1", "referable_dr": "no", "confidence": 70},
+            confidences={"icdr_grade": 60, "referable_dr": 65},
+        )
+        services.read_sign(
+            read=read, signer=w.reader, password=PASSWORD, meaning=services.MEANING_READ, version=read.version
+        )
+        self.keys(Keys.ARROW_RIGHT)
+        self.wait(10).until(
+            lambda d: "signed and locked" in d.find_element(By.CSS_SELECTOR, "[data-mark-hint]").text,
+            message="no refusal on the page",
+        )
+        self.assertEqual(self.geometry(box), before)
+        self.assertIn(
+            f"({round(before[0])}, {round(before[1])})",
+            b.find_element(By.CSS_SELECTOR, "[data-testid=mark][data-shape=box]").text,
+        )
+        # The signed read's page: dragging a mark pans the photograph and changes nothing.
+        b.get(f"{self.live_server_url}/reading/reads/{read.pk}/")
+        self.wait_for(f"[data-testid=mark-overlay][data-mark-id='{box.pk}']")
+        self.drag(self.overlay(box), 40, 30)
+        self.keys("m", Keys.ARROW_RIGHT)
+        self.assertEqual(b.find_elements(By.CSS_SELECTOR, "[data-testid=mark-handle], [data-selected]"), [])
+        self.assertEqual(self.geometry(box), before)
+        self.assertEqual(AuditEvent.objects.filter(action="read.mark_change").count(), changes)
