@@ -420,7 +420,7 @@ class OverLimitTrialTests(TestCase):
         response = self.client.post(
             reverse("trials:query-raise", args=[self.w.case1.pk]), {"text": "q" * (limits.TEXT + 1)}, follow=True
         )
-        self.assertContains(response, f"at most {limits.TEXT} characters")
+        self.assertContains(response, f"at most {limits.TEXT} characters", status_code=400)
         self.assertFalse(DataQuery.objects.exists())
         self.assertEqual(AuditEvent.objects.count(), events)
 

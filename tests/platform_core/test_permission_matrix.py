@@ -130,8 +130,9 @@ trials:query-raise                          case         log  403  403  403  403
 #   the mixed user reads in the trial, where queries are hidden from readers (404)
 trials:query-step                           query        log  405  405  403  403  403  403  405  403  405  403
                                             POST         log  302* 404  403  403  403  403  302  403  404  403
+# - a refused withdrawal (the matrix sends no reason) comes back on the case page with its form errors (400)
 trials:case-file-retire                     file         log  405  405  403  403  403  403  403  403  405  403
-                                            POST         log  302  404  403  403  403  403  403  403  302  403
+                                            POST         log  400  404  403  403  403  403  403  403  400  403
 # - hospital A's file: SUBJECT_ROLES of the case only
 trials:case-file                            file         log  fil  404  403  403  403  fil  fil  fil  fil  403
 trials:vf-csv-format                        -            log  200  200  403  403  403  200  200  200  200  403
