@@ -19,7 +19,27 @@ save, as bench_reading does, and the next request for the next case takes the fu
 the reader's own order among about 88,000). Run: ``make bench ARGS=bench_load``; ``BENCH_LOAD_SECONDS`` (60)
 per scenario, ``BENCH_LOAD_USERS`` (50), ``BENCH_LOAD_SCENARIOS`` (``list,next,dashboard``).
 
-Measured figures are in tests/benchmarks/README.md.
+Here (the shared 2-core machine, PostgreSQL 15, 03:00-03:20 UTC on 7 December 2026; the first seeding took 281 s:
+rows 3-9 s per table, the 600,000 unaided reads 51 s, the 400,000 aided ones 68 s, VACUUM ANALYZE 28 s; migrate and
+collectstatic into an empty folder 160-210 s more; a later run is ready in 20 s):
+
+- 50 users, think time 1-3 s, load average 10-15 (other engineers' work included): case list p50 5.2 s, p95 7.8 s,
+  6.5 req/s; next case p50 9.7 s, p95 22 s, 1.9 req/s (draft save p50 11 s: it waits behind them in the four
+  workers); dashboard: no request finished in 60 s. The offered load (about 25 requests a second) is several times
+  what two shared cores serve, so these are queueing times; both targets missed.
+- 1 user (service time), load average 4-7: case list p50 160 ms, p95 610 ms; next case p50 380 ms, p95 620 ms;
+  draft save p50 72 ms; dashboard p50 9.6 s (one statistician, 1,000,000 reads).
+
+Why, and what changed: a case list page sorted every visible case (trial protocol number, pseudonym, visit day and
+eye come from three tables, so no index gives that order; EXPLAIN ANALYZE of page 5 for a manager: 742 ms, a
+top-N heapsort over 100,000 joined rows); the API now pages one trial at a time in the same order
+(``trials.selectors.CasesByTrial``: the rows of a page 11 ms, through the (trial, pseudonym) index and each
+subject's cases). What is left of the list is the exact ``count`` of the page-number envelope, a hash join of
+100,000 cases with 50,000 subjects (165-200 ms under this load). The next case hashes every case of the trial with
+the reader's seed (``md5(seed:id)``, the reader's own order) and keeps the smallest unread one: about 400 ms for
+100,000 cases here, linear in the cases (EXPLAIN: the hash and the join, not the sort, cost it). Not changed:
+serving it in under 150 ms at this size needs the reader's order kept (e.g. the next few cases of each assignment
+stored and checked case by case) instead of recomputed, which changes when a newly servable case is offered.
 """
 
 from __future__ import annotations
