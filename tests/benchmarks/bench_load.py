@@ -27,6 +27,8 @@ collectstatic into an empty folder 160-210 s more; a later run is ready in 20 s)
   6.5 req/s; next case p50 9.7 s, p95 22 s, 1.9 req/s (draft save p50 11 s: it waits behind them in the four
   workers); dashboard: no request finished in 60 s. The offered load (about 25 requests a second) is several times
   what two shared cores serve, so these are queueing times; both targets missed.
+- 50 users, think time 5-15 s (``BENCH_LOAD_WAIT=5,15``), load average 5-6: case list p50 250 ms, p95 600 ms,
+  5.3 req/s; next case p50 4.6 s, p95 8.1 s, 2.6 req/s (draft save p50 5.2 s, queued behind the next cases).
 - 1 user (service time), load average 4-7: case list p50 160 ms, p95 610 ms; next case p50 380 ms, p95 620 ms;
   draft save p50 72 ms; dashboard p50 9.6 s (one statistician, 1,000,000 reads).
 
