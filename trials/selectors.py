@@ -134,6 +134,59 @@ def cases_for(user: User) -> QuerySet[Case]:
     )
 
 
+CASE_ORDER_IN_TRIAL = ("subject__pseudonym", "visit_day", "laterality")
+
+
+class CasesByTrial:
+    """The cases of ``cases_for`` (filtered further if need be) in its order, paged one trial at a time.
+
+    ``cases_for`` orders by trial protocol number, pseudonym, visit day and eye. One SQL sort of that order is a
+    sort of every visible case (PostgreSQL cannot take it from an index: the keys live in three tables), 0.7 s for
+    100,000 cases under load (bench_load). Within one trial the order is the index on (trial, pseudonym) and each
+    subject's few cases, so a slice here asks each trial it spans for its rows in that order: the cost is the rows
+    before the slice in that trial, not a sort of all of them. The same rows in the same order as ``cases_for``;
+    ``count()`` is one grouped query (cases per trial), a slice one query per trial it spans. Django's Paginator
+    (and so DRF's page-number pagination) takes it as its object list."""
+
+    ordered = True
+
+    def __init__(self, cases: QuerySet[Case]) -> None:
+        self._cases = cases
+        self._per_trial: list[tuple[Any, int]] | None = None
+
+    def per_trial(self) -> list[tuple[Any, int]]:
+        """(trial id, visible cases) in protocol-number order, trials without a visible case left out."""
+        if self._per_trial is None:
+            rows = (
+                self._cases.order_by()
+                .values("subject__trial_id", "subject__trial__protocol_number")
+                .annotate(n=Count("pk"))
+                .order_by("subject__trial__protocol_number")
+            )
+            self._per_trial = [(row["subject__trial_id"], row["n"]) for row in rows]
+        return self._per_trial
+
+    def count(self) -> int:
+        return sum(n for _, n in self.per_trial())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, index: slice) -> list[Case]:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            raise TypeError("CasesByTrial takes a slice (a page), not an index")
+        start, stop = index.start or 0, index.stop if index.stop is not None else self.count()
+        rows: list[Case] = []
+        for trial_id, n in self.per_trial():
+            if stop <= 0:
+                break
+            if start < n:
+                in_trial = self._cases.filter(subject__trial_id=trial_id).order_by(*CASE_ORDER_IN_TRIAL)
+                rows.extend(in_trial[start : min(stop, n)])
+            start, stop = max(0, start - n), stop - n
+        return rows
+
+
 def subject_with_cases(subject_qs: QuerySet[Subject]) -> QuerySet[Subject]:
     return subject_qs.prefetch_related(Prefetch("cases", queryset=Case.objects.order_by("visit_day", "laterality")))
 
