@@ -82,6 +82,19 @@ class CaseOrderTests(TestCase):
         self.assertNotEqual(self.order_of(self.w.reader), self.order_of(self.w.reader2))
         self.assertEqual(set(self.order_of(self.w.reader)), set(self.order_of(self.w.reader2)))
 
+    def test_the_order_is_the_case_ids_hash_keyed_with_the_readers_seed(self):
+        # PostgreSQL's seeded uuid hash (stable across versions: hash partitioning relies on it), not MD5 of text.
+        from django.db import connection
+
+        self.assertEqual(connection.vendor, "postgresql")
+        a = self.w.assignments[(self.w.reader.pk, "unaided")]
+        ids = self.order_of(self.w.reader)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM trials_case WHERE id = ANY(%s) ORDER BY uuid_hash_extended(id, %s)", [ids, a.seed]
+            )
+            self.assertEqual([row[0] for row in cursor.fetchall()], ids)
+
     def test_next_case_follows_the_order_and_resumes_where_the_reader_stopped(self):
         expected = self.order_of(self.w.reader)
         first = services.read_next(reader=self.w.reader, trial=self.w.trial, phase="unaided")
