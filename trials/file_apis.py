@@ -133,6 +133,7 @@ class CaseFileUploadApi(APIView):
         request={
             "multipart/form-data": {
                 "type": "object",
+                "required": ["file"],
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
                     "fundus_exception_reason": {
