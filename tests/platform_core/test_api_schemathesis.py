@@ -5,8 +5,8 @@ as the schema says: a documented status code, its content type and its response 
 The schema is loaded from ``/api/schema/`` and the requests go in-process to Django's WSGI application, inside the
 test's transaction (so they see this world and are rolled back after each role). To reach past the 404 and the
 validation errors, path parameters are also the world's real trials, subjects, cases, reads, marks, assignments and
-adjudications, and half the generated bodies get real values where a field names an object (a hospital code, a
-reader's e-mail, a case, a file, the password, a complete set of answers, a fundus photograph to upload).
+adjudications, and the first valid request of each run gets real values where a body field names one (a hospital
+code, a reader's e-mail, a case, a file, the password, a complete set of answers, a fundus photograph to upload).
 Generation is derandomized: a failure is found again on every run.
 """
 
