@@ -238,6 +238,7 @@ class ApiSchemaFuzzTests(TestCase):
                                 self._with_real_fields(drawn[0], user and user.email) if drawn[1] else drawn[0]
                             )
                         )
+                    statuses: set[tuple[int, str]] = set()
                     with self.subTest(role=role, operation=operation.label, mode=mode.value, path=path):
                         statuses = self._run(
                             strategy, app=schema.app, headers=headers, raised=raised, examples=examples
@@ -246,7 +247,7 @@ class ApiSchemaFuzzTests(TestCase):
                         break  # the role may not use this operation at all: other requests get the same 403
 
     def _run(self, strategy: Any, *, app: Any, headers: dict, raised: list, examples: int) -> set[tuple[int, str]]:
-        """Generate and send the requests of one run; their statuses (with the error codes)."""
+        """Generate and send the requests of one run; their statuses (with the error messages)."""
         statuses: set[tuple[int, str]] = set()
 
         @hypothesis.settings(
