@@ -6,7 +6,8 @@
   a file of an unknown type; clients that ask for ``application/vnd.oai.openapi`` (or json) get that.
 - ``error_envelope_hook`` adds the error envelope (``platform_core.api.exceptions.error_body``) as the schema of
   every error response of every operation: 400, 401, 403 and 404 everywhere, 409 on every write (its state refused
-  it), and the ones a view declares itself (429 for sign-in, 413 and 503 for uploads).
+  it), 415 where there is a request body, and the ones a view declares itself (429 for sign-in, 413 and 503 for
+  uploads).
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ CONFLICT_STATUS = (
     "read, a locked reference standard, a duplicate submission... (``trial_closed``, ``stale`` and other codes); "
     "nothing was changed.",
 )
+# A body in a media type the operation does not read (or that does not parse as its declared type): 415.
+UNSUPPORTED_MEDIA_STATUS = (
+    "415",
+    "The body's media type is not one this operation reads (``unsupported_media_type``): send JSON, or the "
+    "media types listed for the request body.",
+)
 WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 WRITES_WITHOUT_CONFLICT = frozenset({"auth_token_create"})
 
@@ -119,6 +126,8 @@ def error_envelope_hook(result: dict, generator: Any, request: Any, public: bool
             statuses = dict(ERROR_STATUSES)
             if method in WRITE_METHODS and operation.get("operationId") not in WRITES_WITHOUT_CONFLICT:
                 statuses[CONFLICT_STATUS[0]] = CONFLICT_STATUS[1]
+            if "requestBody" in operation:
+                statuses[UNSUPPORTED_MEDIA_STATUS[0]] = UNSUPPORTED_MEDIA_STATUS[1]
             # The errors a view declares itself (with their description) answer in the envelope too.
             for status in responses:
                 if status.isdigit() and int(status) >= 400:

@@ -98,6 +98,9 @@ class SchemaContentTests(TestCase):
             with self.subTest(operation=name):
                 self.assertEqual(operation["responses"]["409"]["content"]["application/json"]["schema"], ref)
         self.assertGreater(writes, 20)
+        for name, operation in self.operations():
+            with self.subTest(operation=name):
+                self.assertEqual("415" in operation["responses"], "requestBody" in operation)
         sign_in = self.schema["paths"]["/api/v1/auth/token/"]["post"]["responses"]
         self.assertEqual(sign_in["429"]["content"]["application/json"]["schema"], ref)
         upload = self.schema["paths"]["/api/v1/cases/{id}/files/upload/"]["post"]["responses"]
