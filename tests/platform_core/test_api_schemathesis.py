@@ -13,6 +13,7 @@ Generation is derandomized: a failure is found again on every run.
 from __future__ import annotations
 
 import io
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -51,9 +52,11 @@ from trials.services import case_create
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 # Generated requests per run (an operation, a role, and its path parameters generated or real): small, so that the
-# walk over every operation and role stays within a few minutes on a busy machine.
-EXAMPLES = 2  # valid requests
-NEGATIVE_EXAMPLES = 3  # invalid ones (a wrong type, a missing field, a value outside the schema)
+# walk over every operation and role stays within a few minutes on a busy machine. VISUS_FUZZ_SCALE=5 (say) makes
+# a deeper run by hand: 5 times as many requests, still derandomized.
+SCALE = max(1, int(os.environ.get("VISUS_FUZZ_SCALE", "1")))
+EXAMPLES = 2 * SCALE  # valid requests
+NEGATIVE_EXAMPLES = 3 * SCALE  # invalid ones (a wrong type, a missing field, a value outside the schema)
 ANONYMOUS_EXAMPLES = 2
 
 # Operations left out, each with its reason. None so far: every operation is fuzzed, uploads included.
