@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -133,6 +133,7 @@ class CaseFileUploadApi(APIView):
         request={
             "multipart/form-data": {
                 "type": "object",
+                "required": ["file"],
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
                     "fundus_exception_reason": {
@@ -142,7 +143,14 @@ class CaseFileUploadApi(APIView):
                 },
             }
         },
-        responses={201: CaseFileUploadOutputSerializer, 200: CaseFileUploadOutputSerializer},
+        responses={
+            201: CaseFileUploadOutputSerializer,
+            200: CaseFileUploadOutputSerializer,
+            413: OpenApiResponse(description="The file is larger than the upload limit (``too_large``)."),
+            503: OpenApiResponse(
+                description="The file store is unavailable (``storage_unavailable``): nothing was stored; try again."
+            ),
+        },
     )
     def post(self, request: Request, pk: str) -> Response:
         case = get_object_or_404(cases_for(signed_in_user(request)), pk=pk)

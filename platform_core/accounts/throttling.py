@@ -33,8 +33,9 @@ def _limits() -> tuple[int, int]:
 
 def _address(request: HttpRequest | Request) -> str:
     """The client address as DRF's throttles see it (X-Forwarded-For behind the proxy); pages pass Django's
-    request, the API DRF's."""
-    return BaseThrottle().get_ident(request if isinstance(request, Request) else Request(request))
+    request, the API DRF's. Empty when the server passed none (no REMOTE_ADDR, as over a Unix socket): such
+    requests then share one count, instead of failing the sign-in."""
+    return BaseThrottle().get_ident(request if isinstance(request, Request) else Request(request)) or ""
 
 
 def client_address(request: HttpRequest | Request) -> str:

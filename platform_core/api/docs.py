@@ -5,7 +5,9 @@
 - A browser opening ``/api/schema/`` sees it as text (YAML, or JSON with ``?format=json``) instead of downloading
   a file of an unknown type; clients that ask for ``application/vnd.oai.openapi`` (or json) get that.
 - ``error_envelope_hook`` adds the error envelope (``platform_core.api.exceptions.error_body``) as the schema of
-  every 4xx response of every operation.
+  every error response of every operation: 400, 401, 403 and 404 everywhere, 409 on every write (its state refused
+  it), 415 where there is a request body, and the ones a view declares itself (429 for sign-in, 413 and 503 for
+  uploads).
 """
 
 from __future__ import annotations
@@ -72,6 +74,23 @@ ERROR_STATUSES = {
     "404": "No such object, or not one this user may see (``not_found``).",
 }
 
+# A write can also be refused because of the state it finds (trials.states, a read's version or signature, a
+# locked reference standard): 409, nothing changed. Writes that touch no trial state are listed here.
+CONFLICT_STATUS = (
+    "409",
+    "Refused because of the state it found: a closed trial, a withdrawn subject, a stale ``version``, a signed "
+    "read, a locked reference standard, a duplicate submission... (``trial_closed``, ``stale`` and other codes); "
+    "nothing was changed.",
+)
+# A body in a media type the operation does not read (or that does not parse as its declared type): 415.
+UNSUPPORTED_MEDIA_STATUS = (
+    "415",
+    "The body's media type is not one this operation reads (``unsupported_media_type``): send JSON, or the "
+    "media types listed for the request body.",
+)
+WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
+WRITES_WITHOUT_CONFLICT = frozenset({"auth_token_create"})
+
 ERROR_ENVELOPE = {
     "type": "object",
     "description": "Every API error has this shape: one object under ``error``.",
@@ -98,13 +117,22 @@ ERROR_ENVELOPE = {
 
 
 def error_envelope_hook(result: dict, generator: Any, request: Any, public: bool) -> dict:
-    """drf-spectacular postprocessing hook: the error envelope as the response of every 4xx of every operation."""
+    """drf-spectacular postprocessing hook: the error envelope as the response of every error of every operation."""
     result.setdefault("components", {}).setdefault("schemas", {})["ErrorEnvelope"] = ERROR_ENVELOPE
     ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
     for operations in result.get("paths", {}).values():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
-            for status, description in ERROR_STATUSES.items():
+            statuses = dict(ERROR_STATUSES)
+            if method in WRITE_METHODS and operation.get("operationId") not in WRITES_WITHOUT_CONFLICT:
+                statuses[CONFLICT_STATUS[0]] = CONFLICT_STATUS[1]
+            if "requestBody" in operation:
+                statuses[UNSUPPORTED_MEDIA_STATUS[0]] = UNSUPPORTED_MEDIA_STATUS[1]
+            # The errors a view declares itself (with their description) answer in the envelope too.
+            for status in responses:
+                if status.isdigit() and int(status) >= 400:
+                    statuses.setdefault(status, "")
+            for status, description in statuses.items():
                 responses[status] = {
                     "description": responses.get(status, {}).get("description") or description,
                     "content": {"application/json": {"schema": ref}},

@@ -5,7 +5,7 @@ from typing import NoReturn
 from django.contrib.auth import authenticate
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
 from rest_framework import exceptions, generics, serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -61,7 +61,16 @@ class TokenObtainApi(APIView):
     def dispatch(self, request, *args, **kwargs):
         return super().dispatch(request, *args, **kwargs)
 
-    @extend_schema(request=InputSerializer, responses=OutputSerializer)
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: OutputSerializer,
+            429: OpenApiResponse(
+                description="Too many sign-in requests, or failed sign-ins, from this address (``throttled``); "
+                "try again later."
+            ),
+        },
+    )
     @sensitive_variables()  # the serializer holds the password; the new token is a secret too
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)

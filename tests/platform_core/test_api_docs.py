@@ -87,6 +87,26 @@ class SchemaContentTests(TestCase):
             checked += 1
         self.assertGreater(checked, 40)
 
+    def test_writes_document_the_conflict_of_a_refusing_state(self):
+        ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
+        writes = 0
+        for name, operation in self.operations():
+            if name.startswith("GET ") or name == "POST /api/v1/auth/token/":
+                self.assertNotIn("409", operation["responses"], name)
+                continue
+            writes += 1
+            with self.subTest(operation=name):
+                self.assertEqual(operation["responses"]["409"]["content"]["application/json"]["schema"], ref)
+        self.assertGreater(writes, 20)
+        for name, operation in self.operations():
+            with self.subTest(operation=name):
+                self.assertEqual("415" in operation["responses"], "requestBody" in operation)
+        sign_in = self.schema["paths"]["/api/v1/auth/token/"]["post"]["responses"]
+        self.assertEqual(sign_in["429"]["content"]["application/json"]["schema"], ref)
+        upload = self.schema["paths"]["/api/v1/cases/{id}/files/upload/"]["post"]["responses"]
+        for status in ("413", "503"):
+            self.assertEqual(upload[status]["content"]["application/json"]["schema"], ref)
+
     def test_every_response_has_a_shape(self):
         for name, operation in self.operations():
             for status, response in operation["responses"].items():

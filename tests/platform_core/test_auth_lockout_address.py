@@ -70,3 +70,35 @@ class StrangerLockoutTests(TestCase):
         user_unlock(actor=manager, user=User.objects.get(pk=self.user.pk), reason="identity checked by phone")
         self.assertFalse(SignInFailure.objects.filter(user=self.user).exists())
         self.assertTrue(self.sign_in(TEST_PASSWORD, STRANGER))
+
+
+class NoClientAddressTests(TestCase):
+    """A server that passes no client address (no REMOTE_ADDR, as over a Unix socket): sign-in still works
+    (found by schemathesis: the token endpoint answered 500)."""
+
+    def setUp(self):
+        cache.clear()
+        self.user = UserFactory(email=EMAIL)
+
+    def post_without_address(self, path: str, data: dict, **kwargs):
+        from django.test import Client
+
+        class NoAddressClient(Client):
+            def _base_environ(self, **request):
+                environ = super()._base_environ(**request)
+                del environ["REMOTE_ADDR"]
+                return environ
+
+        return NoAddressClient().post(path, data, **kwargs)
+
+    def test_the_api_token_and_the_sign_in_page_work_without_a_client_address(self):
+        response = self.post_without_address(
+            reverse("api:core:token-obtain"),
+            {"email": EMAIL, "password": TEST_PASSWORD},
+            content_type="application/json",
+        )
+        self.assertEqual(response.status_code, 200, response.content)
+        self.assertTrue(response.json()["token"])
+        response = self.post_without_address(reverse("accounts:login"), {"username": EMAIL, "password": "wrong"})
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(SignInFailure.objects.get(user=self.user).address, "")
