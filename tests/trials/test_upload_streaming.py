@@ -180,7 +180,7 @@ class StreamedDeidentificationTests(SimpleTestCase):
                     mock.patch.object(dicom_dataset, "DEFER_BYTES", 16),
                     mock.patch.object(dicom_leaks, "DEFER_BYTES", 16),
                     mock.patch.object(spool, "IN_MEMORY", 64),
-                    mock.patch.object(spool, "CHUNK", 1000),  # not a multiple of anything: blocks end mid-sample
+                    mock.patch.object(spool, "CHUNK", 999),  # odd: blocks end mid-sample
                     tempfile.TemporaryFile() as source,
                 ):
                     source.write(data)

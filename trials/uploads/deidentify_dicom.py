@@ -272,9 +272,7 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
         cleaner.record(PIXEL_DATA, "X")  # pixel data written as another VR (text, numbers): not an image, removed
     elif pixels is not None and rows and columns and samples:
         if syntax in _NATIVE_SYNTAXES:
-            value = _clean_native(
-                ds, pixels, handle, syntax, rows * columns * frames * samples, cleaner, options.spool_dir
-            )
+            value = _clean_native(ds, pixels, handle, syntax, rows * columns * frames * samples, cleaner)
             vr = (
                 str(pixels.VR)
                 if pixels.VR in ("OB", "OW")

@@ -21,7 +21,7 @@ from pydicom.uid import (
 from trials.uploads.dicom_dataset import _EXTENDED_OFFSET_TAGS, _JPEG_2000_SYNTAXES, _JPEG_LS_SYNTAXES, _int
 from trials.uploads.dicom_elements import _Cleaner
 from trials.uploads.errors import UploadRejected
-from trials.uploads.spool import Window, chunks, file_size, spooled
+from trials.uploads.spool import Window, file_size, spooled
 
 
 def _damaged() -> UploadRejected:
@@ -299,10 +299,11 @@ def _clean_encapsulated(
 
 
 def _clean_native(
-    ds: Dataset, raw: Any, handle: IO[bytes], syntax: UID, samples_total: int, cleaner: _Cleaner, directory: str | None
+    ds: Dataset, raw: Any, handle: IO[bytes], syntax: UID, samples_total: int, cleaner: _Cleaner
 ) -> IO[bytes]:
-    """Trim native pixel data to the frames the header declares, and clear every bit outside BitsStored/HighBit,
-    ``CHUNK`` bytes at a time. Returns the new value (a buffered view for pydicom to write, of even length).
+    """Trim native pixel data to the frames the header declares, and clear every bit outside BitsStored/HighBit.
+    Returns the new value: a buffered view of the input that pydicom writes a block at a time, masking each block
+    as it is read (nothing is copied first), of even length.
 
     Old devices embedded overlays (annotation text, names) in the unused high bits; a viewer that ignores
     BitsStored would show them. Signed samples are sign-extended from HighBit so their values do not change.
@@ -327,14 +328,14 @@ def _clean_native(
     mask = ((1 << stored) - 1) << (high + 1 - stored)
     above = full & ~((1 << (high + 1)) - 1)
     signed = _int(ds, "PixelRepresentation") == 1
-    out = spooled(directory)
-    for block in chunks(source, start, length):  # CHUNK is a multiple of every sample size
+
+    def masked(block: bytes) -> bytes:
         count = len(block) // dtype.itemsize
         samples = np.frombuffer(block, dtype=dtype, count=count).astype(dtype.newbyteorder("="))
         kept = samples & mask
         if signed:
             kept = np.where(kept & (1 << high), kept | above, kept)
-        out.write(kept.astype(dtype).tobytes() + block[count * dtype.itemsize :])
+        return kept.astype(dtype).tobytes() + block[count * dtype.itemsize :]
+
     cleaner.record(0x7FE00010, "masked")
-    size = file_size(out)
-    return Window(out, 0, size, pad=size % 2 == 1)
+    return Window(source, start, length, pad=length % 2 == 1, transform=masked, unit=dtype.itemsize)

@@ -8,7 +8,7 @@ import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Final
 
 __all__ = ["CHUNK", "Source", "Window", "as_file", "chunks", "file_size", "sha256_of", "spooled"]
@@ -76,8 +76,17 @@ def sha256_of(handle: IO[bytes]) -> str:
 
 
 class _WindowRaw(io.RawIOBase):
-    def __init__(self, handle: IO[bytes], start: int, length: int, pad: bool) -> None:
+    def __init__(
+        self,
+        handle: IO[bytes],
+        start: int,
+        length: int,
+        pad: bool,
+        transform: Callable[[bytes], bytes] | None,
+        unit: int,
+    ) -> None:
         self._handle, self._start, self._length, self._pad = handle, start, length, pad
+        self._transform, self._unit = transform, unit
         self._size = length + (1 if pad else 0)
         self._pos = 0
 
@@ -99,21 +108,38 @@ class _WindowRaw(io.RawIOBase):
         want = min(len(buffer), self._size - self._pos)
         if want <= 0:
             return 0
-        from_file = min(want, self._length - self._pos)
-        got = 0
-        if from_file > 0:
-            self._handle.seek(self._start + self._pos)
-            got = self._handle.readinto(memoryview(buffer)[:from_file])  # type: ignore[attr-defined]
+        got = b""
+        if self._pos < self._length:
+            end = min(self._pos + want, self._length)
+            # Whole units (samples) around the bytes asked for, so the transform sees aligned samples.
+            low = self._pos - self._pos % self._unit
+            high = min(self._length, -(-end // self._unit) * self._unit)
+            self._handle.seek(self._start + low)
+            block = self._handle.read(high - low)
+            if self._transform is not None:
+                block = self._transform(block)
+            got = block[self._pos - low : end - low]
             if not got:
                 return 0
-        if got < want and self._pos + got == self._length:  # the pad byte after the last byte of the file
-            buffer[got] = 0
-            got += 1
-        self._pos += got
-        return got
+        count = len(got)
+        buffer[:count] = got
+        if count < want and self._pos + count == self._length:  # the pad byte after the last byte of the value
+            buffer[count] = 0
+            count += 1
+        self._pos += count
+        return count
 
 
-def Window(handle: IO[bytes], start: int, length: int, *, pad: bool = False) -> io.BufferedReader:
+def Window(
+    handle: IO[bytes],
+    start: int,
+    length: int,
+    *,
+    pad: bool = False,
+    transform: Callable[[bytes], bytes] | None = None,
+    unit: int = 1,
+) -> io.BufferedReader:
     """A read-only buffered view of ``length`` bytes of ``handle`` from ``start`` (one zero byte appended with
-    ``pad``): what pydicom writes as a buffered element value, in chunks, without reading it into memory."""
-    return io.BufferedReader(_WindowRaw(handle, start, length, pad), buffer_size=CHUNK)
+    ``pad``): what pydicom writes as a buffered element value, in chunks, without reading it into memory.
+    ``transform`` rewrites each block read (whole ``unit``-byte samples, but for a short tail) into as many bytes."""
+    return io.BufferedReader(_WindowRaw(handle, start, length, pad, transform, unit), buffer_size=CHUNK)
