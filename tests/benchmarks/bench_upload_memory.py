@@ -18,7 +18,13 @@ own bookkeeping would inflate the RSS figure:
   ``/proc/self/clear_refs`` resets ``VmHWM``; everything C libraries allocate counts, numpy and pydicom included);
 - Python: ``tracemalloc``'s peak of traced allocations during the request (numpy buffers included).
 
-Run: ``make bench ARGS=bench_upload_memory`` (``--mb`` changes the size; about a minute on a 2-core machine).
+Run: ``make bench ARGS=bench_upload_memory`` (``--mb`` changes the size; a few minutes on a 2-core machine, most
+of it building the install and the file).
+
+Here (a shared 2-core machine, local media storage): accepted 4.1 MB RSS, 9.7 MB Python peak, 1.7 s; refused
+0.2 MB and 0.4 MB, 0.6 s. Before streaming (the upload kept in memory, read whole, parsed whole by pydicom and
+masked with numpy copies): accepted 1,876 MB RSS and 1,885 MB Python peak (9.4 s); refused 808 MB and 816 MB.
+With S3 storage the multipart upload adds up to three 5 MiB parts (``settings.py``, ``test_upload_streaming``).
 """
 
 from __future__ import annotations
