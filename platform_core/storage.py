@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import Storage, default_storage
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, HttpResponseRedirect
@@ -42,11 +42,13 @@ def is_s3(storage: Storage = default_storage) -> bool:
     return storage.__class__.__module__.startswith("storages.backends.s3")
 
 
-def save_private(prefix: str, data: bytes, extension: str, storage: Storage = default_storage) -> str:
-    """Store bytes under a random name (names never carry anything from the upload). Returns the name."""
+def save_private(prefix: str, data: bytes | IO[bytes], extension: str, storage: Storage = default_storage) -> str:
+    """Store bytes, or a seekable binary file read from its start in chunks (S3: a multipart upload), under a random
+    name (names never carry anything from the upload). Returns the name."""
     name = f"{prefix.strip('/')}/{uuid.uuid4().hex}.{extension.lstrip('.')}"
+    content = ContentFile(data) if isinstance(data, bytes) else File(data, name=name)
     try:
-        return storage.save(name, ContentFile(data))
+        return storage.save(name, content)
     except _storage_errors() as exc:
         # The operator's log gets the cause; the user a 503 that says nothing was stored (the caller removes
         # what an earlier step of the same upload wrote).

@@ -168,7 +168,7 @@ class CaseFileUploadApi(APIView):
             outcome = case_file_upload(
                 actor=signed_in_user(request),
                 case=case,
-                data=uploaded.read(),
+                data=uploaded.file,  # in memory when small, else spooled to disk: never read whole here
                 source="api",
                 fundus_exception_reason=str(request.POST.get("fundus_exception_reason") or ""),
             )

@@ -8,12 +8,12 @@ write and the commit, an enclosing transaction rolls back after the upload retur
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -29,6 +29,7 @@ from trials.services import require_site_writer
 from trials.states import require_allowed
 from trials.uploads.errors import UploadRejected
 from trials.uploads.pipeline import ProcessedUpload, UploadContext, process_upload
+from trials.uploads.spool import sha256_of
 from trials.uploads.visual_field import ReliabilityCriteria
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def upload_context(case: Case, *, fundus_exception_reason: str = "") -> UploadCo
         max_pixels=settings.VISUS_MAX_IMAGE_PIXELS,
         min_side=settings.VISUS_MIN_IMAGE_SIDE,
         fundus_exception_reason=fundus_exception_reason.strip(),
+        spool_dir=settings.FILE_UPLOAD_TEMP_DIR,
     )
 
 
@@ -96,9 +98,11 @@ def _nan_to_none(values: Iterable[float | None]) -> list[float | None]:
 
 
 def case_file_upload(
-    *, actor: User | None, case: Case, data: bytes, source: str = "page", fundus_exception_reason: str = ""
+    *, actor: User | None, case: Case, data: bytes | IO[bytes], source: str = "page", fundus_exception_reason: str = ""
 ) -> UploadOutcome:
-    """De-identify and store one file for a case.
+    """De-identify and store one file for a case: ``data`` is the file's bytes or a seekable binary file (an upload
+    spooled to disk), which a DICOM object is streamed from: hashed, de-identified and stored a chunk or a frame at a
+    time, so the request's memory does not grow with the file (``tests/benchmarks/bench_upload_memory.py``).
 
     Raises UploadRejected (the file) or ApplicationError (the case) with a clear message; in both cases
     nothing is stored. The same de-identified content twice in a case is a duplicate, not an error.
@@ -113,7 +117,22 @@ def case_file_upload(
             {"fundus_exception_reason": f"Keep the reason under {MAX_REASON_CHARS} characters; nothing was stored."}
         )
     processed = process_upload(data, upload_context(case, fundus_exception_reason=fundus_exception_reason))
-    digest = hashlib.sha256(processed.content).hexdigest()
+    try:
+        return _store_upload(
+            actor=actor,
+            case=case,
+            processed=processed,
+            source=source,
+            fundus_exception_reason=fundus_exception_reason,
+        )
+    finally:
+        processed.content_file.close()  # a spooled temporary file is freed at once
+
+
+def _store_upload(
+    *, actor: User | None, case: Case, processed: ProcessedUpload, source: str, fundus_exception_reason: str
+) -> UploadOutcome:
+    digest = sha256_of(processed.content_file)
     existing = CaseFile.objects.filter(case=case, sha256=digest).first()
     if existing is not None:
         return UploadOutcome("duplicate", existing)
@@ -148,7 +167,7 @@ def case_file_upload(
 
 def _store(prefix: str, processed: ProcessedUpload, written: list[str]) -> dict[str, str]:
     names = {"content": "", "preview": "", "thumbnail": "", "pd_plot": ""}
-    names["content"] = save_private(prefix, processed.content, processed.extension)
+    names["content"] = save_private(prefix, processed.content_file, processed.extension)
     written.append(names["content"])
     if processed.pd_plot is not None:
         names["pd_plot"] = save_private(prefix, processed.pd_plot, "png")
@@ -184,7 +203,7 @@ def _create_rows(
         thumbnail=names["thumbnail"],
         content_type=processed.content_type,
         sha256=digest,
-        size=len(processed.content),
+        size=processed.size,
         width=processed.width,
         height=processed.height,
         frames=processed.frames,

@@ -400,3 +400,38 @@ def free_text_leaks_photograph(*, patient_name: str = CANARY_NAME, reviewer: str
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def write_large_oct_volume(path, *, frames: int, rows: int = 1024, columns: int = 512, laterality: str = "R") -> int:
+    """An Ophthalmic Tomography volume of ``frames`` B-scans of 16 bits (12 stored, noise in the 4 bits above, so
+    de-identification masks them), written to ``path`` a frame at a time (never in memory whole); with the usual
+    canaries in the header. 1024 x 512 is 1 MiB a frame. Returns the file's size."""
+    from pathlib import Path
+
+    path = Path(path)
+    raw = path.with_name(path.name + ".pixels")
+    rng = np.random.default_rng(0)
+    with raw.open("wb") as handle:
+        for _ in range(frames):
+            handle.write(rng.integers(0, 65536, size=(rows, columns), dtype=np.uint16).tobytes())
+    ds = Dataset()
+    _patient_and_study(ds, "OPT")
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.ImageLaterality = laterality
+    ds.BurnedInAnnotation = "NO"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = rows, columns, frames
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.SOPClassUID = OCT
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = OCT, ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    try:
+        with raw.open("rb") as pixels:
+            ds.PixelData = pixels  # a buffered value: pydicom 3 copies it in chunks
+            ds["PixelData"].VR = "OW"
+            dcmwrite(path, ds, enforce_file_format=True)
+    finally:
+        raw.unlink()
+    return path.stat().st_size

@@ -35,11 +35,11 @@ Pixel data is never decoded here (``frame_image`` decodes one frame on demand, b
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -72,6 +72,7 @@ from trials.uploads.dicom_frames import frame_image
 from trials.uploads.dicom_leaks import _assert_no_leak, _identifying_values, _outside_pixel_value, _written_text
 from trials.uploads.dicom_pixels import _clean_encapsulated, _clean_native
 from trials.uploads.errors import PDF_REFUSAL, UploadRejected
+from trials.uploads.spool import Source, as_file, file_size, spooled
 from trials.uploads.visual_field import VisualField, visual_field_from_dicom
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
 ]
 
 
+PIXEL_DATA: Final = 0x7FE00010
 OP_8_BIT: Final = "1.2.840.10008.5.1.4.1.1.77.1.5.1"
 OP_16_BIT: Final = "1.2.840.10008.5.1.4.1.1.77.1.5.2"
 OCT: Final = "1.2.840.10008.5.1.4.1.1.77.1.5.4"
@@ -138,7 +140,8 @@ class DicomMetadata:
 
 @dataclass(frozen=True)
 class DeidentifiedDicom:
-    data: bytes
+    file: IO[bytes]  # the de-identified file, at its start (in memory when small, else an unnamed temporary file)
+    size: int
     report: tuple[ActionRecord, ...]
     metadata: DicomMetadata
     options_used: tuple[str, ...]  # DICOM codes written to DeidentificationMethodCodeSequence
@@ -147,6 +150,14 @@ class DeidentifiedDicom:
 
     def report_dicts(self) -> list[dict[str, Any]]:
         return [r.as_dict() for r in self.report]
+
+    @property
+    def data(self) -> bytes:
+        """The whole file in memory: for small files and tests; the upload path streams ``file``."""
+        self.file.seek(0)
+        data = self.file.read()
+        self.file.seek(0)
+        return data
 
 
 def _patient_age(ds: Dataset) -> float | None:
@@ -186,12 +197,18 @@ _CODE_MEANINGS: Final = {
 }
 
 
-def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> DeidentifiedDicom:
-    """De-identify one DICOM file. Raises UploadRejected for files the trial cannot take.
+def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> DeidentifiedDicom:
+    """De-identify one DICOM file (bytes, or a seekable binary file). Raises UploadRejected for files the trial
+    cannot take.
 
-    Precondition: ``data`` is the whole file (size already limited by ``detect_file_kind``).
+    The pixel data is never in memory whole: it stays in ``source`` while the header is cleaned, and is copied (and
+    masked, or rewritten frame by frame) into the output, a megabyte or one frame at a time; the output is written
+    to a spooled temporary file in ``options.spool_dir``.
+
+    Precondition: ``source`` is the whole file (size already limited by ``detect_file_kind``).
     """
-    ds = _read(data)
+    handle = as_file(source)
+    ds = _read(handle)
     sop_class = str(ds.get("SOPClassUID", "") or "").strip()
     if not sop_class:
         raise UploadRejected(
@@ -240,6 +257,10 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
     leaks = _identifying_values(ds)
 
     cleaner = _Cleaner(options, allowed=allowed_for(sop_class), perimetry=sop_class == VISUAL_FIELD_STATIC)
+    # The image's pixel data is taken out before the walk (which would read it into memory) and cleaned below.
+    pixels = ds.get_item(PIXEL_DATA, keep_deferred=True) if frames is not None else None
+    if pixels is not None:
+        del ds[PIXEL_DATA]
     cleaner.clean(ds)
     frame_headers: list[bytes] = []
     if frames is None:  # perimetry measurements have no image: pixel data there is not part of the object
@@ -247,11 +268,20 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
             if tag in ds:
                 del ds[tag]
                 cleaner.record(tag, "X")
-    elif rows and columns and samples:
+    elif pixels is not None and str(getattr(pixels, "VR", None) or "OB") not in ("OB", "OW", "UN", "OB or OW"):
+        cleaner.record(PIXEL_DATA, "X")  # pixel data written as another VR (text, numbers): not an image, removed
+    elif pixels is not None and rows and columns and samples:
         if syntax in _NATIVE_SYNTAXES:
-            _clean_native(ds, syntax, rows * columns * frames * samples, cleaner)
+            value = _clean_native(ds, pixels, handle, syntax, rows * columns * frames * samples, cleaner)
+            vr = (
+                str(pixels.VR)
+                if pixels.VR in ("OB", "OW")
+                else ("OW" if (_int(ds, "BitsAllocated") or 8) > 8 else "OB")
+            )
+            ds.add(DataElement(PIXEL_DATA, vr, value))
         else:
-            frame_headers = _clean_encapsulated(ds, syntax, frames, cleaner)
+            value, frame_headers = _clean_encapsulated(ds, pixels, handle, syntax, frames, cleaner, options.spool_dir)
+            ds.add(DataElement(PIXEL_DATA, "OB", value, is_undefined_length=True))
     options_used = _write_markers(ds, options, cleaner)
 
     warnings: list[str] = []
@@ -267,10 +297,11 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
 
     ds.file_meta = _file_meta(ds, syntax)
     ds.preamble = b"\x00" * 128  # the input's preamble can hold anything (dual-personality TIFF headers)
-    out = io.BytesIO()
+    out = spooled(options.spool_dir)
     ds.save_as(out, enforce_file_format=True)
-    result = out.getvalue()
-    _assert_no_leak([*_outside_pixel_value(result, ds), *frame_headers], leaks, written=_written_text(ds), output=ds)
+    size = file_size(out)
+    _assert_no_leak([*_outside_pixel_value(out, size, ds), *frame_headers], leaks, written=_written_text(ds), output=ds)
+    out.seek(0)
 
     report = tuple(
         ActionRecord(
@@ -282,7 +313,8 @@ def deidentify_dicom(data: bytes, *, options: DeidentifyOptions) -> Deidentified
         for (tag, action), count in sorted(cleaner.actions.items())
     )
     return DeidentifiedDicom(
-        data=result,
+        file=out,
+        size=size,
         report=report,
         metadata=metadata,
         options_used=options_used,

@@ -5,7 +5,6 @@ decompression-bomb guard, so Rows x Columns x NumberOfFrames x SamplesPerPixel i
 
 from __future__ import annotations
 
-import io
 import math
 from typing import Final
 
@@ -34,11 +33,14 @@ from pydicom.uid import (
 )
 
 from trials.uploads.errors import UploadRejected
+from trials.uploads.spool import Source, as_file
 
 # Samples, not bytes: a 1024 x 1024 x 128-frame OCT volume is 134 M; a 24 Mpx RGB fundus photo is 72 M.
 DEFAULT_MAX_PIXELS: Final = 200_000_000
 
 
+# Values longer than this stay in the file when it is parsed (pixel data; 1 MiB keeps every header value in memory).
+DEFER_BYTES: Final = 1024 * 1024
 _PIXEL_DATA_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloatPixelData
 _EXTENDED_OFFSET_TAGS = (0x7FE00001, 0x7FE00002)  # ExtendedOffsetTable(Lengths): stale once frames are rewritten
 _NATIVE_SYNTAXES = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian})
@@ -57,18 +59,33 @@ _ACCEPTED_SYNTAXES = (
 # --------------------------------------------------------------------------------------------------------------
 # Checks before the walk
 # --------------------------------------------------------------------------------------------------------------
-def _read(data: bytes) -> Dataset:
+def _read(source: Source) -> Dataset:
+    """Parse a DICOM file, leaving values over ``DEFER_BYTES`` (the pixel data) in the file: they are read from it
+    when used, or streamed (``deidentify_dicom``) or read one frame at a time (``frame_image``)."""
+    handle = as_file(source)
     try:
         try:
-            return dcmread(io.BytesIO(data))
+            return dcmread(handle, defer_size=DEFER_BYTES)
         except InvalidDicomError:
-            return dcmread(io.BytesIO(data), force=True)
+            handle.seek(0)
+            return dcmread(handle, force=True, defer_size=DEFER_BYTES)
     except Exception:
         # Any parser failure (truncated element, bad length, broken sequence) is a damaged upload.
         raise UploadRejected(
             "The DICOM file could not be read: it is truncated or damaged. Export it again from the device.",
             "dicom_unreadable",
         ) from None
+
+
+def _value_length(raw: object) -> int:
+    """Length of an element's value as read: its bytes, or the length in the file of a deferred value."""
+    if raw is None:
+        return 0
+    value = getattr(raw, "value", None)
+    if value is None:
+        length = getattr(raw, "length", 0) or 0
+        return 0 if length == 0xFFFFFFFF else int(length)
+    return len(value)
 
 
 def _int(ds: Dataset, keyword: str) -> int | None:
@@ -128,8 +145,7 @@ def _check_image(
     if syntax in _NATIVE_SYNTAXES and 0x7FE00010 in ds:
         bits = _int(ds, "BitsAllocated") or 8
         expected = math.ceil(total * bits / 8)
-        raw = ds.get_item(0x7FE00010)
-        length = len(raw.value) if raw is not None and raw.value is not None else 0
+        length = _value_length(ds.get_item(0x7FE00010, keep_deferred=True))
         if length < expected:
             raise UploadRejected(
                 "The DICOM image's pixel data is shorter than its header says: the file is truncated.", "truncated"

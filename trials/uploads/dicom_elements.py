@@ -92,6 +92,7 @@ class DeidentifyOptions:
     subject_age_years: float | None = None  # from the CRF; used for visual-field analysis when given
     max_pixels: int = DEFAULT_MAX_PIXELS
     allow_missing_burned_in_annotation: bool = False
+    spool_dir: str | None = None  # where large outputs spill to an unnamed temporary file (None: the system's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "date_policy", DatePolicy(self.date_policy))  # accept the plain string too

@@ -4,19 +4,23 @@ short, may be among the words of the output's text values."""
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from io import BufferedIOBase
+from typing import IO, Final
 
+from pydicom import dcmread
 from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset
+from pydicom.fileutil import buffer_length
 from pydicom.multival import MultiValue
 
-from trials.uploads.dicom_dataset import _PIXEL_DATA_TAGS
+from trials.uploads.dicom_dataset import DEFER_BYTES
 from trials.uploads.errors import UploadRejected
+from trials.uploads.spool import as_file
 
+_PIXEL_DATA: Final = 0x7FE00010
 _PN_TAGS: Final = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "PN")
 _SQ_TAGS: Final = frozenset(tag for tag, entry in DicomDictionary.items() if entry[0] == "SQ")
 # Identifiers of the patient, the order and the device: every one is looked for in the output, whatever its length.
@@ -194,35 +198,26 @@ def _code_meanings(ds: Dataset, values: list[str]) -> None:
             values.append(str(elem.value))
 
 
-def _outside_pixel_value(result: bytes, ds: Dataset) -> list[bytes]:
+def _outside_pixel_value(output: IO[bytes], size: int, ds: Dataset) -> list[bytes]:
     """Every byte of the written file except the top-level pixel data value itself.
 
-    The value is the last top-level element's payload, written verbatim, so its last occurrence in the file is
-    it: whatever an element before it holds (even bytes that look like the pixel data tag) stays in the part
-    searched. Cheaper than serialising the file a second time without its pixels, which is the fallback.
+    The written file is parsed again (its pixel data left in the file) to find where that value starts; its length
+    is the length of the value Visus wrote. So every other byte, whatever an element before or after it holds, is
+    in the part searched, and the pixel data is never read into memory.
     """
-    values = [ds.get_item(tag).value for tag in _PIXEL_DATA_TAGS if tag in ds]
-    value = values[0] if len(values) == 1 else None
-    if isinstance(value, bytes | bytearray) and len(value) >= 1024:
-        # Usually nothing follows it and the check is one comparison; otherwise search from the end.
-        start = len(result) - len(value) if result.endswith(value) else result.rfind(value)
-        if start > 0:
-            return [result[:start], result[start + len(value) :]]
-    return [_serialised_without_pixels(ds)]
-
-
-def _serialised_without_pixels(ds: Dataset) -> bytes:
-    """The file as written, minus its top-level pixel data: every other element serialised with the same transfer
-    syntax and character set, so no element can hide from the leak search (nested items included)."""
-    header = Dataset()
-    for elem in ds:
-        if elem.tag not in _PIXEL_DATA_TAGS:
-            header.add(elem)
-    header.file_meta = ds.file_meta
-    header.preamble = ds.preamble
-    out = io.BytesIO()
-    header.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    value = ds.get_item(_PIXEL_DATA)
+    buffer = getattr(value, "value", None)
+    if value is None or not isinstance(buffer, BufferedIOBase):
+        output.seek(0)
+        return [output.read()]
+    length = buffer_length(buffer)
+    written = dcmread(as_file(output), defer_size=DEFER_BYTES)
+    start = int(getattr(written.get_item(_PIXEL_DATA, keep_deferred=True), "value_tell", 0))
+    output.seek(0)
+    before = output.read(start)
+    output.seek(start + length)
+    after = output.read(size - start - length)
+    return [before, after]
 
 
 def _assert_no_leak(

@@ -5,12 +5,13 @@ their comment segments; RLE frames re-encapsulated as they are.
 
 from __future__ import annotations
 
+import io
 import math
-from typing import Final
+from typing import IO, Any, Final
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate, generate_frames
+from pydicom.encaps import generate_frames
 from pydicom.uid import (
     UID,
     ExplicitVRBigEndian,
@@ -20,6 +21,7 @@ from pydicom.uid import (
 from trials.uploads.dicom_dataset import _EXTENDED_OFFSET_TAGS, _JPEG_2000_SYNTAXES, _JPEG_LS_SYNTAXES, _int
 from trials.uploads.dicom_elements import _Cleaner
 from trials.uploads.errors import UploadRejected
+from trials.uploads.spool import Window, file_size, spooled
 
 
 def _damaged() -> UploadRejected:
@@ -227,80 +229,113 @@ def _strip_jpeg2000(frame: bytes) -> tuple[bytes, bytes, bool]:
     return bytes(out), bytes(headers), dropped
 
 
-def _clean_encapsulated(ds: Dataset, syntax: UID, frames: int, cleaner: _Cleaner) -> list[bytes]:
-    """Rewrite every compressed frame (see the module docstring) and re-encapsulate one fragment per frame.
+def _pixel_value(raw: Any, handle: IO[bytes]) -> tuple[IO[bytes], int, int]:
+    """Where the pixel data value is: (file, start, length). In memory when it was small enough to be read with the
+    header; otherwise in the input file, where the parse left it (``DEFER_BYTES``). Length -1: undefined."""
+    if raw.value is not None:
+        return io.BytesIO(raw.value), 0, len(raw.value)
+    length = int(raw.length)
+    return handle, int(raw.value_tell), -1 if length == 0xFFFFFFFF else length
 
-    Returns the frames' marker segments for the leak check. Nothing is decoded.
+
+_ITEM: Final = b"\xfe\xff\x00\xe0"  # (FFFE,E000) little endian: encapsulation is always little endian
+
+
+def _clean_encapsulated(
+    ds: Dataset, raw: Any, handle: IO[bytes], syntax: UID, frames: int, cleaner: _Cleaner, directory: str | None
+) -> tuple[IO[bytes], list[bytes]]:
+    """Rewrite every compressed frame (see the module docstring), one at a time, into a new encapsulated value with
+    one fragment per frame and a basic offset table.
+
+    Returns the new value (a buffered view for pydicom to write) and the frames' marker segments for the leak check.
+    Nothing is decoded, and no more than one frame is in memory.
     """
-    elem = ds.get_item(0x7FE00010)
-    if elem is None or elem.value is None:
-        return []
     offsets = None
     if all(t in ds for t in _EXTENDED_OFFSET_TAGS):
         offsets = (ds[_EXTENDED_OFFSET_TAGS[0]].value, ds[_EXTENDED_OFFSET_TAGS[1]].value)
-    try:
-        originals = list(generate_frames(bytes(ds.PixelData), number_of_frames=frames, extended_offsets=offsets))
-    except Exception:
-        raise _damaged() from None
-    if len(originals) != frames:
-        raise _damaged()
-    cleaned: list[bytes] = []
+    source, start, length = _pixel_value(raw, handle)
+    if length < 0:
+        length = file_size(source) - start
+    out = spooled(directory)
+    table = 4 * frames
+    out.write(_ITEM + table.to_bytes(4, "little") + bytes(table))
+    positions: list[int] = []
     headers: list[bytes] = []
     changed = 0
-    for original in originals:
-        if syntax in _JPEG_2000_SYNTAXES:
-            frame, header, dropped = _strip_jpeg2000(original)
-        elif syntax == RLELossless:  # RLE segments hold only run-length codes: the frame is kept as it is
-            frame, header, dropped = original, b"", False
-        else:
-            frame, header, dropped = _strip_jpeg(original, ls=syntax in _JPEG_LS_SYNTAXES)
-        cleaned.append(frame)
-        headers.append(header)
-        changed += dropped
+    try:
+        for original in generate_frames(
+            Window(source, start, length), number_of_frames=frames, extended_offsets=offsets
+        ):
+            if len(positions) == frames:
+                raise _damaged()
+            if syntax in _JPEG_2000_SYNTAXES:
+                frame, header, dropped = _strip_jpeg2000(original)
+            elif syntax == RLELossless:  # RLE segments hold only run-length codes: the frame is kept as it is
+                frame, header, dropped = original, b"", False
+            else:
+                frame, header, dropped = _strip_jpeg(original, ls=syntax in _JPEG_LS_SYNTAXES)
+            positions.append(out.tell() - 8 - table)
+            if len(frame) % 2:
+                frame += b"\x00"
+            out.write(_ITEM + len(frame).to_bytes(4, "little") + frame)
+            headers.append(header)
+            changed += dropped
+    except UploadRejected:
+        raise
+    except Exception:
+        raise _damaged() from None
+    if len(positions) != frames or out.tell() - 8 - table > 0xFFFFFFFF:
+        raise _damaged()
+    out.seek(8)
+    out.write(b"".join(p.to_bytes(4, "little") for p in positions))
     # Re-encapsulating also drops whatever the encapsulation held outside the frames (extra fragments).
-    ds.PixelData = encapsulate(cleaned)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
     for tag in _EXTENDED_OFFSET_TAGS:
         if tag in ds:
             del ds[tag]
             cleaner.record(tag, "X")
     if changed:
         cleaner.actions[(0x7FE00010, "stripped")] += changed  # one per frame that lost a marker segment
-    return headers
+    return Window(out, 0, file_size(out)), headers
 
 
-def _clean_native(ds: Dataset, syntax: UID, samples_total: int, cleaner: _Cleaner) -> None:
+def _clean_native(
+    ds: Dataset, raw: Any, handle: IO[bytes], syntax: UID, samples_total: int, cleaner: _Cleaner
+) -> IO[bytes]:
     """Trim native pixel data to the frames the header declares, and clear every bit outside BitsStored/HighBit.
+    Returns the new value: a buffered view of the input that pydicom writes a block at a time, masking each block
+    as it is read (nothing is copied first), of even length.
 
     Old devices embedded overlays (annotation text, names) in the unused high bits; a viewer that ignores
     BitsStored would show them. Signed samples are sign-extended from HighBit so their values do not change.
     """
-    elem = ds.get_item(0x7FE00010)
-    if elem is None or elem.value is None:
-        return
-    raw = bytes(ds.PixelData)
+    source, start, length = _pixel_value(raw, handle)
+    length = max(length, 0)
     allocated = _int(ds, "BitsAllocated") or 8
     expected = math.ceil(samples_total * allocated / 8)
-    if len(raw) > expected + expected % 2:
-        raw = raw[:expected]
+    if length > expected + expected % 2:
+        length = expected
         cleaner.record(0x7FE00010, "trimmed")
     stored = _int(ds, "BitsStored") or allocated
-    if allocated in (8, 16, 32) and stored < allocated:
-        high = _int(ds, "HighBit")
-        high = stored - 1 if high is None else high
-        if stored < 1 or not stored - 1 <= high < allocated:
-            raise UploadRejected("The DICOM attributes BitsStored and HighBit do not agree.", "dicom_invalid")
-        order = ">" if syntax == ExplicitVRBigEndian else "<"
-        dtype = np.dtype(f"{order}u{allocated // 8}")
-        count = len(raw) // dtype.itemsize
-        samples = np.frombuffer(raw, dtype=dtype, count=count).astype(dtype.newbyteorder("="))
-        full = (1 << allocated) - 1
-        kept = samples & (((1 << stored) - 1) << (high + 1 - stored))
-        if _int(ds, "PixelRepresentation") == 1:
-            above = full & ~((1 << (high + 1)) - 1)
+    if not (allocated in (8, 16, 32) and stored < allocated):
+        return Window(source, start, length, pad=length % 2 == 1)
+    high = _int(ds, "HighBit")
+    high = stored - 1 if high is None else high
+    if stored < 1 or not stored - 1 <= high < allocated:
+        raise UploadRejected("The DICOM attributes BitsStored and HighBit do not agree.", "dicom_invalid")
+    order = ">" if syntax == ExplicitVRBigEndian else "<"
+    dtype = np.dtype(f"{order}u{allocated // 8}")
+    full = (1 << allocated) - 1
+    mask = ((1 << stored) - 1) << (high + 1 - stored)
+    above = full & ~((1 << (high + 1)) - 1)
+    signed = _int(ds, "PixelRepresentation") == 1
+
+    def masked(block: bytes) -> bytes:
+        count = len(block) // dtype.itemsize
+        samples = np.frombuffer(block, dtype=dtype, count=count).astype(dtype.newbyteorder("="))
+        kept = samples & mask
+        if signed:
             kept = np.where(kept & (1 << high), kept | above, kept)
-        raw = kept.astype(dtype).tobytes() + raw[count * dtype.itemsize :]
-        cleaner.record(0x7FE00010, "masked")
-    if raw != ds.PixelData:
-        ds.PixelData = raw
+        return kept.astype(dtype).tobytes() + block[count * dtype.itemsize :]
+
+    cleaner.record(0x7FE00010, "masked")
+    return Window(source, start, length, pad=length % 2 == 1, transform=masked, unit=dtype.itemsize)

@@ -9,7 +9,7 @@ import io
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image
 
@@ -32,6 +32,7 @@ from trials.uploads.fundus_gate import (
     assess_gradability,
     gate_array,
 )
+from trials.uploads.spool import Source, as_file, file_size
 from trials.uploads.visual_field import (
     DEVICE_MAP_COLUMNS,
     DEVICE_MAPS,
@@ -71,13 +72,15 @@ class UploadContext:
     min_side: int
     # The coordinator's reason to store a photograph that failed the fundus check anyway (empty: refuse it).
     fundus_exception_reason: str = ""
+    spool_dir: str | None = None  # where a large de-identified file waits, unnamed, until it is stored
 
 
 @dataclass
 class ProcessedUpload:
     modality: str
     file_format: str
-    content: bytes
+    content_file: IO[bytes]  # the de-identified file, read in chunks to hash and store it
+    size: int
     extension: str
     content_type: str
     sop_class: str = ""
@@ -94,20 +97,72 @@ class ProcessedUpload:
     fundus_check: FundusCheck | None = None
     gradability: Gradability | None = None
 
+    @property
+    def content(self) -> bytes:
+        """The whole de-identified file in memory (tests, small files); storing it streams ``content_file``."""
+        self.content_file.seek(0)
+        data = self.content_file.read()
+        self.content_file.seek(0)
+        return data
 
-def process_upload(data: bytes, context: UploadContext) -> ProcessedUpload:
-    """De-identify and validate one file for one case, or raise UploadRejected with a clear message.
+
+def _in_memory(content: bytes) -> dict[str, Any]:
+    return {"content_file": io.BytesIO(content), "size": len(content)}
+
+
+# A file that is not a DICOM object (a photograph, a CSV, anything refused) is read into memory whole only up to
+# this size; a larger one is recognised from its head, so a 255 MB file of anything costs no 255 MB of memory.
+# Photographs are read whole at any size (decoding one costs more than its file; the pixel budget bounds both).
+WHOLE_FILE_BYTES = 16 * 1024 * 1024
+_HEAD_BYTES = 64 * 1024
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")
+
+
+def _open_upload(source: Source, context: UploadContext) -> tuple[FileKind, Source]:
+    """What the upload is, and how the pipeline reads it: a DICOM object stays in its file (``deidentify_dicom``
+    streams it); anything else small enough, and every photograph, is read into memory."""
+    if isinstance(source, bytes):
+        return detect_file_kind(source, max_bytes=context.max_bytes), source
+    handle = as_file(source)
+    size = file_size(handle)
+    if size > context.max_bytes:
+        raise UploadRejected(
+            f"The file is larger than the upload limit of {context.max_bytes // (1024 * 1024)} MB.", "too_large"
+        )
+    head = handle.read(_HEAD_BYTES)
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return detect_file_kind(head, max_bytes=context.max_bytes), handle
+    if size <= WHOLE_FILE_BYTES or head.startswith(_IMAGE_SIGNATURES):
+        handle.seek(0)
+        data = handle.read()
+        return detect_file_kind(data, max_bytes=context.max_bytes), data
+    kind = detect_file_kind(head, max_bytes=context.max_bytes)  # refusals (PDF, ZIP, text...) from the head
+    if kind == FileKind.VISUAL_FIELD_CSV:
+        raise UploadRejected(
+            f"This CSV is {size // (1024 * 1024)} MB: a visual-field CSV holds one test per eye and a few kilobytes. "
+            "Split the file by visit.",
+            "too_large",
+        )
+    return kind, handle  # a DICOM stream without its preamble
+
+
+def process_upload(source: Source, context: UploadContext) -> ProcessedUpload:
+    """De-identify and validate one file (bytes, or a seekable binary file) for one case, or raise UploadRejected
+    with a clear message. A DICOM file is never read into memory whole, and its de-identified copy is spooled to an
+    unnamed temporary file when large (``ProcessedUpload.content_file``).
 
     Errors from decoders are never passed through (their text can quote values from the file): an
     unexpected failure becomes a generic refusal and is logged by type only.
     """
-    kind = detect_file_kind(data, max_bytes=context.max_bytes)
+    kind, data = _open_upload(source, context)
     try:
         if kind in (FileKind.JPEG, FileKind.PNG, FileKind.TIFF):
+            assert isinstance(data, bytes)
             result = _image(data, context)
         elif kind == FileKind.DICOM:
             result = _dicom(data, context)
         else:
+            assert isinstance(data, bytes)
             result = _visual_field_csv(data, context)
     except UploadRejected:
         raise
@@ -171,7 +226,7 @@ def _image(data: bytes, context: UploadContext) -> ProcessedUpload:
     return ProcessedUpload(
         modality="fundus",
         file_format=image.source_format.lower(),
-        content=image.data,
+        **_in_memory(image.data),
         extension=image.format.lower(),
         content_type=f"image/{image.format.lower()}",
         width=image.width,
@@ -207,7 +262,7 @@ def _check_eye(found: str | None, context: UploadContext, what: str) -> None:
         )
 
 
-def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
+def _dicom(data: Source, context: UploadContext) -> ProcessedUpload:
     options = DeidentifyOptions(
         uid_key=context.uid_key,
         subject_pseudonym=context.subject_pseudonym,
@@ -219,6 +274,7 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
         date_policy=DatePolicy.REMOVE,
         subject_age_years=context.subject_age_years,
         max_pixels=context.max_pixels,
+        spool_dir=context.spool_dir,
     )
     result = deidentify_dicom(data, options=options)
     meta = result.metadata
@@ -229,7 +285,8 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
     processed = ProcessedUpload(
         modality=meta.modality,
         file_format="dicom",
-        content=result.data,
+        content_file=result.file,
+        size=result.size,
         extension="dcm",
         content_type="application/dicom",
         sop_class=meta.sop_class_name,
@@ -251,24 +308,25 @@ def _dicom(data: bytes, context: UploadContext) -> ProcessedUpload:
         frames = processed.frames
         if meta.modality == "fundus":
             gate = _Gate()
-            _fundus_gate(frame_image(result.data, frame=frames // 2, max_pixels=context.max_pixels), context, gate)
+            _fundus_gate(frame_image(result.file, frame=frames // 2, max_pixels=context.max_pixels), context, gate)
             processed.fundus_check, processed.gradability = gate.check, gate.gradability
             # The file declares BurnedInAnnotation NO (missing or YES was refused): check that it tells the truth.
             # Its pixels are kept as they are, so text anywhere in a frame refuses it, border included.
             for index in range(frames):
-                shown = frame_image(result.data, frame=index, max_pixels=context.max_pixels)
+                shown = frame_image(result.file, frame=index, max_pixels=context.max_pixels)
                 where = "although the file declares none (BurnedInAnnotation NO)"
                 refuse_burned_in_text(shown, where=where)
             processed.report["burned_in_text"] = {"ocr": "tesseract", "frames_checked": frames}
-        img = frame_image(result.data, frame=frames // 2, max_pixels=context.max_pixels)
+        img = frame_image(result.file, frame=frames // 2, max_pixels=context.max_pixels)
+        result.file.seek(0)
         processed.preview = image_to_jpeg(img, max_side=PREVIEW_SIDE)
         processed.thumbnail = image_to_jpeg(img, max_side=THUMBNAIL_SIDE)
     return processed
 
 
-def _perimetry_before_deidentification(data: bytes, result: Any, context: UploadContext) -> VisualField:
-    """The field as the perimeter wrote it (GHT text and device maps included), read from the original bytes in
-    memory; the de-identified file is what is stored. Perimetry in a secondary capture has no measurements."""
+def _perimetry_before_deidentification(data: Source, result: Any, context: UploadContext) -> VisualField:
+    """The field as the perimeter wrote it (GHT text and device maps included), read from the original (its header
+    only); the de-identified file is what is stored. Perimetry in a secondary capture has no measurements."""
     age = context.subject_age_years if context.subject_age_years is not None else result.metadata.patient_age_years
     if result.metadata.sop_class_name != "Ophthalmic Visual Field Static Perimetry Measurements" or age is None:
         raise UploadRejected(
@@ -309,7 +367,7 @@ def _visual_field_csv(data: bytes, context: UploadContext) -> ProcessedUpload:
     processed = ProcessedUpload(
         modality="visual_field",
         file_format="visual_field_csv",
-        content=visual_field_csv_bytes(vf),
+        **_in_memory(visual_field_csv_bytes(vf)),
         extension="csv",
         content_type="text/csv",
         report={

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -843,15 +843,17 @@ def _dicom_probability(value: float | None) -> float | None:
     return NOT_SIGNIFICANT
 
 
-def visual_field_from_dicom_bytes(data: bytes, *, age: float) -> VisualField:
-    """Parse a perimetry object from the uploaded bytes, in memory and before de-identification.
+def visual_field_from_dicom_bytes(data: bytes | IO[bytes], *, age: float) -> VisualField:
+    """Parse a perimetry object from the uploaded bytes (or file), in memory and before de-identification.
 
     De-identification removes what the analysis needs (a GHT given as ``TextValue``, for one), so the field is read
     from the original; only numbers and the known GHT labels leave this function, never the file's text.
     """
     from pydicom import dcmread  # local: the CSV path does not need pydicom
 
-    ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    from trials.uploads.spool import as_file
+
+    ds = dcmread(as_file(data), stop_before_pixels=True)
     return visual_field_from_dicom(ds, age=age)
 
 
