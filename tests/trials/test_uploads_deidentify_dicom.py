@@ -273,10 +273,12 @@ class RefusalTests(SimpleTestCase):
         with (
             mock.patch.object(Dataset, "pixel_array", new_callable=mock.PropertyMock) as pixel_array,
             mock.patch("trials.uploads.dicom_frames.get_decoder") as decode,
+            mock.patch("trials.uploads.dicom_frames.pixel_array") as decode_frame,
         ):
             error = self.assertRefused(factories.huge_header_image(), "too_many_pixels")
         pixel_array.assert_not_called()
         decode.assert_not_called()
+        decode_frame.assert_not_called()
         self.assertIn("limit", error.message)
 
     def test_pixel_budget_is_a_parameter(self):
@@ -438,9 +440,13 @@ class CompressedFrameTests(SimpleTestCase):
     def test_jpeg_frames_lose_com_exif_iptc_and_trailers_and_decode_to_the_same_pixels(self):
         source = factories.jpeg_photograph()
         self.assertIn(b"CANARY IPTC NAME", source)
-        with mock.patch("trials.uploads.dicom_frames.get_decoder") as decode:
+        with (
+            mock.patch("trials.uploads.dicom_frames.get_decoder") as decode,
+            mock.patch("trials.uploads.dicom_frames.pixel_array") as decode_frame,
+        ):
             result = deidentify_dicom(source, options=options())
         decode.assert_not_called()  # cleaned without decoding
+        decode_frame.assert_not_called()
         self.assertNoCanary(result.data)
         (frame,) = frames_of(result.data)
         markers = jpeg_markers(frame)
