@@ -204,9 +204,19 @@ class ReadPageViewerTests(TestCase):
         coordinator = self.w.coord1 if case.subject.site.hospital == self.w.h1 else self.w.coord2
         import io
 
+        from PIL import Image, ImageFilter
         from pydicom import dcmread
 
-        ds = dcmread(io.BytesIO(dicom_factories.ophthalmic_photograph(rows=1200, columns=1600, sop_instance_uid=None)))
+        from tests.support.image_factories import fundus_pixels
+
+        # Smoothed texture: Tesseract spends over a minute on the factory's pixel noise at this size, under a second
+        # on this (as on a real photograph).
+        pixels = np.asarray(Image.fromarray(fundus_pixels(1200, 1600)).filter(ImageFilter.BoxBlur(6)))
+        ds = dcmread(
+            io.BytesIO(
+                dicom_factories.ophthalmic_photograph(rows=1200, columns=1600, sop_instance_uid=None, pixels=pixels)
+            )
+        )
         ds.ImageLaterality = ds.Laterality = "L" if case.laterality == "OS" else "R"  # the case's eye
         buffer = io.BytesIO()
         ds.save_as(buffer)
