@@ -88,10 +88,31 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return _page(request, "errors/404.html", 404, {})
 
 
+def database_unavailable(exc: BaseException | None) -> bool:
+    """True when ``exc`` says the database could not be reached or went away, not that a statement failed.
+
+    PostgreSQL (psycopg2): no SQLSTATE at all (connection refused, closed or reset) or a connection-exception (08)
+    or operator-intervention (57P: shutting down, starting up) class. A deadlock, a statement timeout or a lock that
+    was not granted is an error of the request (500), and so is SQLite's "no such table" (a bug, not an outage);
+    SQLite's unavailable is a locked or unopenable database file."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if cause is None:
+        return False
+    if type(cause).__module__.startswith("sqlite3"):
+        text = str(cause)
+        return "database is locked" in text or "unable to open database" in text
+    pgcode = getattr(cause, "pgcode", "")
+    return pgcode is None or str(pgcode).startswith(("08", "57P"))
+
+
 def _database_unavailable() -> bool:
     """The request is failing because the database connection could not be made or was lost (Django's handler500
     runs while the view's exception is being handled, so it is still the current one)."""
-    return isinstance(sys.exc_info()[1], (OperationalError, InterfaceError))
+    return database_unavailable(sys.exc_info()[1])
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -108,9 +108,20 @@ def bound_json_form_fields(fields: Mapping[str, Any], items: int = LIST_ITEMS) -
     """Give a model form's generated JSON fields a bound: at most ``items`` entries at the top level (the model's
     validators check the entries themselves)."""
     from django import forms
-    from django.core.validators import MaxLengthValidator
 
     for field in fields.values():
         if isinstance(field, forms.JSONField) and field.max_length is None:
             field.max_length = items
-            field.validators.append(MaxLengthValidator(items))
+            field.validators.append(_at_most_entries(items))
+
+
+def _at_most_entries(items: int) -> Any:
+    """A validator: a JSON list or object of at most ``items`` entries. Other values (a number, true, a string) are
+    left to the model's own validators, which say what the field must be."""
+    from django.core.exceptions import ValidationError
+
+    def validate(value: Any) -> None:
+        if isinstance(value, list | dict) and len(value) > items:
+            raise ValidationError(f"At most {items:,} entries are allowed; this has {len(value):,}.", code="max_length")
+
+    return validate

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 
 __all__ = ["UnnamedTemporaryFileUploadHandler", "UnnamedTemporaryUploadedFile"]
 
@@ -32,13 +32,31 @@ class UnnamedTemporaryUploadedFile(UploadedFile):
 
 class UnnamedTemporaryFileUploadHandler(FileUploadHandler):
     """Streams every file that ``MemoryFileUploadHandler`` did not keep (over ``FILE_UPLOAD_MAX_MEMORY_SIZE``) into
-    an ``UnnamedTemporaryUploadedFile``, one chunk (64 KiB) at a time."""
+    an ``UnnamedTemporaryUploadedFile``, one chunk (64 KiB) at a time.
+
+    A request spools at most ``VISUS_MAX_UPLOAD_MB`` of files, whoever sends it: any POST's body is parsed before its
+    view runs (the CSRF check reads it, signed in or not), so without a ceiling a stranger could fill the disk. A
+    body that says it is larger is not spooled at all, and one that grows past the ceiling stops being read; its
+    files are dropped, and the upload views answer 413 from the request's length."""
+
+    def handle_raw_input(
+        self, input_data: Any, META: Any, content_length: int, boundary: Any, encoding: str | None = None
+    ) -> None:
+        self.ceiling = settings.VISUS_MAX_UPLOAD_MB * 1024 * 1024
+        self.spooled = 0
+        self.over = content_length > self.ceiling + 64 * 1024  # the multipart framing around one file
 
     def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
+        if getattr(self, "over", False):
+            raise StopUpload(connection_reset=True)
         self.file = UnnamedTemporaryUploadedFile(self.file_name, self.content_type, 0, self.charset)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
+        self.spooled += len(raw_data)
+        if self.spooled > getattr(self, "ceiling", self.spooled):
+            self.file.close()  # an unnamed file: closing it frees its blocks
+            raise StopUpload(connection_reset=True)
         self.file.write(raw_data)
 
     def file_complete(self, file_size: int) -> UploadedFile:

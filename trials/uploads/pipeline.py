@@ -112,7 +112,8 @@ def _in_memory(content: bytes) -> dict[str, Any]:
 
 # A file that is not a DICOM object (a photograph, a CSV, anything refused) is read into memory whole only up to
 # this size; a larger one is recognised from its head, so a 255 MB file of anything costs no 255 MB of memory.
-# Photographs are read whole at any size (decoding one costs more than its file; the pixel budget bounds both).
+# A file that begins like a photograph (JPEG, PNG, TIFF) is read whole at any size up to the upload limit: decoding
+# it costs more than its file, and the pixel budget bounds that.
 WHOLE_FILE_BYTES = 16 * 1024 * 1024
 _HEAD_BYTES = 64 * 1024
 _IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*")
@@ -131,7 +132,10 @@ def _open_upload(source: Source, context: UploadContext) -> tuple[FileKind, Sour
         )
     head = handle.read(_HEAD_BYTES)
     if len(head) >= 132 and head[128:132] == b"DICM":
-        return detect_file_kind(head, max_bytes=context.max_bytes), handle
+        kind = detect_file_kind(head, max_bytes=context.max_bytes)
+        if kind == FileKind.DICOM:
+            return kind, handle
+        # A dual-personality file (a TIFF header in the DICOM preamble) is read as its bytes would be: a photograph.
     if size <= WHOLE_FILE_BYTES or head.startswith(_IMAGE_SIGNATURES):
         handle.seek(0)
         data = handle.read()
