@@ -269,6 +269,10 @@ def _create_rows(
 
 
 CASE_OBJECTS_PREFIX = "cases"
+# The sweep deletes at most this many orphans without question, and more only while they are under this share of
+# the objects it looked at.
+ORPHAN_SWEEP_FREE_COUNT = 20
+ORPHAN_SWEEP_MAX_SHARE = 0.1
 
 
 def orphan_objects_sweep(*, older_than: timedelta | None = None) -> list[str]:
@@ -289,6 +293,17 @@ def orphan_objects_sweep(*, older_than: timedelta | None = None) -> list[str]:
         referenced.update(names)
     referenced.update(VisualFieldResult.objects.values_list("pd_plot", flat=True))
     orphans = [name for name in candidates if name not in referenced]
+    if len(orphans) > ORPHAN_SWEEP_FREE_COUNT and len(orphans) > ORPHAN_SWEEP_MAX_SHARE * len(candidates):
+        # Failed uploads leave a few objects; most of the bucket without rows means this database is not the
+        # bucket's (a restored backup, a staging copy): deleting would destroy originals. Nothing is deleted.
+        logger.error(
+            "Orphan sweep refused: %d of %d objects under %s/ have no row; is this database the bucket's? "
+            "Nothing was deleted.",
+            len(orphans),
+            len(candidates),
+            CASE_OBJECTS_PREFIX,
+        )
+        return []
     if orphans:
         delete_quietly(orphans)
         logger.warning(

@@ -328,9 +328,9 @@ class DatabaseErrorResponseTests(TestCase):
         self.client.raise_request_exception = False
 
     def test_a_lost_connection_is_a_503(self):
-        from django.db import InterfaceError, OperationalError
+        from django.db import InterfaceError
 
-        for error in (OperationalError("server closed the connection unexpectedly"), InterfaceError("closed")):
+        for error in (lost_connection("server closed the connection unexpectedly"), InterfaceError("closed")):
             with (
                 mock.patch("trials.apis.TrialListApi.get_queryset", side_effect=error),
                 self.assertLogs("django.request", "ERROR"),
@@ -341,7 +341,7 @@ class DatabaseErrorResponseTests(TestCase):
             self.assertEqual(response["Retry-After"], "30")
             self.assertNotIn("closed", response.json()["error"]["message"])
         with (
-            mock.patch("trials.views.trials_for", side_effect=OperationalError("the database system is starting up")),
+            mock.patch("trials.views.trials_for", side_effect=lost_connection("the database system is starting up")),
             self.assertLogs("django.request", "ERROR"),
         ):
             response = self.client.get("/trials/")
@@ -380,7 +380,6 @@ class UploadDatabaseFaultTests(TestCase):
         self.assertEqual(bucket_names(self.prefix), set())
 
     def test_a_failed_later_write_deletes_the_stored_objects(self):
-        from django.db import OperationalError
 
         from platform_core import storage
 
@@ -400,7 +399,7 @@ class UploadDatabaseFaultTests(TestCase):
         with (
             mock.patch("trials.file_services.save_private", side_effect=save_and_note),
             mock.patch(
-                "trials.models.VisualFieldResult.save", side_effect=OperationalError("server closed the connection")
+                "trials.models.VisualFieldResult.save", side_effect=lost_connection("server closed the connection")
             ),
             self.assertLogs("django.request", "ERROR"),
         ):
@@ -518,3 +517,36 @@ class OrphanSweepOnDiskTests(TestCase):
             with self.assertLogs("trials.file_services", "WARNING"):
                 self.assertEqual(orphan_objects_sweep(older_than=timedelta(minutes=30)), [orphan])
             self.assertEqual(set(dict(stored_objects("cases"))), names_of(kept) | {recent})
+
+    def test_a_bucket_mostly_without_rows_is_not_swept(self):
+        # A restored backup or a staging database pointed at the bucket: most objects have no row. Nothing goes.
+        from platform_core.storage import save_private, stored_objects
+        from trials.file_services import ORPHAN_SWEEP_FREE_COUNT, orphan_objects_sweep
+
+        folder = Path(tempfile.mkdtemp(prefix="visus-sweep-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        storages = {
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": folder}},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+        with override_settings(STORAGES=storages):
+            names = [save_private("cases/elsewhere", b"an original", "csv") for _ in range(ORPHAN_SWEEP_FREE_COUNT + 1)]
+            with self.assertLogs("trials.file_services", "ERROR") as logs:
+                self.assertEqual(orphan_objects_sweep(older_than=timedelta(0)), [])
+            self.assertIn("Nothing was deleted", logs.output[0])
+            self.assertEqual(set(dict(stored_objects("cases"))), set(names))
+            for name in names[1:]:
+                (folder / name).unlink()
+            with self.assertLogs("trials.file_services", "WARNING"):
+                self.assertEqual(orphan_objects_sweep(older_than=timedelta(0)), [names[0]])  # a few: swept
+
+
+def lost_connection(message: str) -> Exception:
+    """Django's OperationalError as its wrapper raises it for a connection psycopg2 lost: from a driver error with no
+    SQLSTATE (the server never answered)."""
+    import psycopg2
+    from django.db import OperationalError
+
+    error = OperationalError(message)
+    error.__cause__ = psycopg2.OperationalError(message)
+    return error
