@@ -241,16 +241,25 @@ def aided_phase_opens(user: User, trial: Trial) -> datetime | None:
     setup = setup_of(trial)
     if setup is None or not setup.aided_phase:
         return None
+    washout = timedelta(days=setup.washout_days)
     opened_aided = Read.objects.filter(reader=user, case=OuterRef("case"), phase=Phase.AIDED)
+    # Only reads still held back: a washed-out case that is not servable (excluded since, or read by enough
+    # readers) must not hide the date of the next one.
     first = (
-        Read.objects.filter(reader=user, case__subject__trial=trial, phase=Phase.UNAIDED, status=ReadStatus.SIGNED)
+        Read.objects.filter(
+            reader=user,
+            case__subject__trial=trial,
+            phase=Phase.UNAIDED,
+            status=ReadStatus.SIGNED,
+            signed_at__gt=clock.now() - washout,
+        )
         .exclude(Exists(opened_aided))
         .aggregate(first=Min("signed_at"))["first"]
     )
     if first is None:
         return None
-    opens: datetime = first + timedelta(days=setup.washout_days)
-    return opens if opens > clock.now() else None
+    opens: datetime = first + washout
+    return opens
 
 
 def is_panel_member(user: User, trial: Trial) -> bool:

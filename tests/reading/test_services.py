@@ -152,6 +152,26 @@ class WashoutTests(TestCase):
         self.assertEqual(aided.unaided_read_id, unaided.pk)
         self.assertIsNone(services.read_next(reader=w.reader2, trial=w.trial, phase="aided"))
 
+    def test_the_aided_phase_names_its_next_opening_past_a_washed_out_case_that_cannot_be_served(self):
+        from reading.selectors import aided_phase_opens
+        from trials.services import case_set_status
+
+        w = ReadingWorld(aided=True, reading=False)
+        w.add_cases(1)
+        w.start_reading()
+        first = w.signed_read(w.reader)
+        second = w.signed_read(w.reader)
+        now = timezone.now()
+        Read.objects.filter(pk=first.pk).update(signed_at=now - timedelta(days=30))  # washed out...
+        case = first.case
+        coordinator = w.coord1 if case.subject.site.hospital == w.h1 else w.coord2
+        case_set_status(actor=coordinator, case=case, status="excluded", reason="ungradable")  # ...but not servable
+        Read.objects.filter(pk=second.pk).update(signed_at=now - timedelta(days=10))
+        self.assertIsNone(services.read_next(reader=w.reader, trial=w.trial, phase="aided"))
+        opens = aided_phase_opens(w.reader, w.trial)
+        self.assertIsNotNone(opens)
+        self.assertAlmostEqual((opens - now).total_seconds(), timedelta(days=18).total_seconds(), delta=60)
+
 
 class DraftTests(TestCase):
     def setUp(self):
