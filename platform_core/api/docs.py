@@ -5,9 +5,9 @@
 - A browser opening ``/api/schema/`` sees it as text (YAML, or JSON with ``?format=json``) instead of downloading
   a file of an unknown type; clients that ask for ``application/vnd.oai.openapi`` (or json) get that.
 - ``error_envelope_hook`` adds the error envelope (``platform_core.api.exceptions.error_body``) as the schema of
-  every error response of every operation: 400, 401, 403 and 404 everywhere, 409 on every write (its state refused
-  it), 415 where there is a request body, and the ones a view declares itself (429 for sign-in, 413 and 503 for
-  uploads).
+  every error response of every operation: 400, 401, 403, 404 and 503 (the database unreachable) everywhere, 409 on
+  every write (its state refused it), 415 where there is a request body, and the ones a view declares itself (429
+  for sign-in, 413 for uploads).
 """
 
 from __future__ import annotations
@@ -88,6 +88,12 @@ UNSUPPORTED_MEDIA_STATUS = (
     "The body's media type is not one this operation reads (``unsupported_media_type``): send JSON, or the "
     "media types listed for the request body.",
 )
+# Any operation while the database cannot be reached (restarting, connection lost): 503 with Retry-After.
+UNAVAILABLE_STATUS = (
+    "503",
+    "The database cannot be reached just now (``database_unavailable``; the file store for uploads: "
+    "``storage_unavailable``): nothing was changed; try again after ``Retry-After`` seconds.",
+)
 WRITE_METHODS = frozenset({"post", "put", "patch", "delete"})
 WRITES_WITHOUT_CONFLICT = frozenset({"auth_token_create"})
 
@@ -124,6 +130,7 @@ def error_envelope_hook(result: dict, generator: Any, request: Any, public: bool
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             statuses = dict(ERROR_STATUSES)
+            statuses[UNAVAILABLE_STATUS[0]] = UNAVAILABLE_STATUS[1]
             if method in WRITE_METHODS and operation.get("operationId") not in WRITES_WITHOUT_CONFLICT:
                 statuses[CONFLICT_STATUS[0]] = CONFLICT_STATUS[1]
             if "requestBody" in operation:

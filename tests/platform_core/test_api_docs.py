@@ -79,7 +79,7 @@ class SchemaContentTests(TestCase):
         ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
         checked = 0
         for name, operation in self.operations():
-            for status in ("400", "401", "403", "404"):
+            for status in ("400", "401", "403", "404", "503"):  # 503: the database cannot be reached
                 with self.subTest(operation=name, status=status):
                     response = operation["responses"][status]
                     self.assertEqual(response["content"]["application/json"]["schema"], ref)
@@ -106,6 +106,7 @@ class SchemaContentTests(TestCase):
         upload = self.schema["paths"]["/api/v1/cases/{id}/files/upload/"]["post"]["responses"]
         for status in ("413", "503"):
             self.assertEqual(upload[status]["content"]["application/json"]["schema"], ref)
+        self.assertIn("file store", upload["503"]["description"])  # the view's own reason is kept
 
     def test_every_response_has_a_shape(self):
         for name, operation in self.operations():
