@@ -21,6 +21,7 @@ from trials.uploads.visual_field import (
     load_ght_limits,
     load_normals,
     looks_mirrored,
+    mean_and_pattern_standard_deviation,
     parse_visual_field_csv,
     render_pattern_deviation_plot,
     visual_field_from_dicom,
@@ -275,7 +276,9 @@ class ValidationAgainstHumphreyTests(SimpleTestCase):
                 self.assertLessEqual(abs(error), 0.3)
 
     def test_psd_is_within_0_3_db_on_19_fields_and_0_35_on_all(self):
-        # Measured: the one field over 0.3 dB is the advanced eye's first visit (-0.33 dB), see the module README.
+        """Not all 20: eye 2 visit 1 is 10.74 dB against the perimeter's 11.07 (-0.33); the next worst are eye 2
+        visit 10 (14.71 against 14.41, +0.30) and eye 1 visits 8 and 10 (+0.26). The formula is Heijl et al.'s
+        (1987); what differs is HFA's proprietary normals (``test_the_psd_gap_is_hfas_normals_not_the_formula``)."""
         errors = []
         for row, field in self.fields:
             errors.append(analyse_visual_field(field).computed_pattern_standard_deviation - float(row["psd"]))
@@ -283,13 +286,53 @@ class ValidationAgainstHumphreyTests(SimpleTestCase):
         self.assertGreaterEqual(sum(abs(e) <= 0.3 for e in errors), 19)
 
     def test_vfi_is_within_2_points_on_19_fields_and_2_2_on_all(self):
-        # Measured: the one field over 2 points is the advanced eye's fourth visit (+2.16), from PD symbols that the
-        # SUNY-IU normals flag less often than HFA's; the perimeter's own symbols are used when it gives them.
+        """Not all 20: eye 2 visit 4 computes 71.16 against the perimeter's 69 (+2.16; the perimeter prints whole
+        percent, so its own value lies in [68.5, 69.5) and the error between 1.66 and 2.66); the next worst are eye 1
+        visit 9 (96.51 against 95, +1.51) and eye 2 visit 9 (69.23 against 68, +1.23). The cause is the PD symbols
+        (``test_the_vfi_gap_is_the_suny_iu_pd_limits_and_general_height``); the perimeter's own symbols are used
+        when it gives them, and with them the VFI is within 1 point on all 20."""
         errors = []
         for row, field in self.fields:
             errors.append(analyse_visual_field(field).computed_visual_field_index - float(row["vfi"]))
         self.assertLessEqual(max(abs(e) for e in errors), 2.2)
         self.assertGreaterEqual(sum(abs(e) <= 2.0 for e in errors), 19)
+
+    def test_the_psd_gap_is_hfas_normals_not_the_formula(self):
+        # The same formula on the perimeter's own TD (HFA's age normals, printed to 1 dB), still weighted by the
+        # SUNY-IU SDs: eye 2 visit 1 comes out at the perimeter's PSD (so its -0.33 dB is SUNY-IU's age-normal
+        # shape), but the other advanced fields come out 0.11-0.56 dB high, four of them over 0.3: HFA's pointwise
+        # variances are not SUNY-IU's either, and with SUNY-IU's TD the two differences partly cancel. HFA's
+        # normals are proprietary and no independent data here holds HFA PSDs to derive them from.
+        sd = load_normals().sd_td[[i for i in range(54) if i not in (25, 34)]]
+        errors = {}
+        for row, _ in self.fields:
+            td = np.array([float(row[f"td{i}"]) for i in range(1, 55) if i not in (26, 35)])
+            _, psd = mean_and_pattern_standard_deviation(td, sd)
+            errors[(row["eyeid"][0], int(row["nvisit"]))] = psd - float(row["psd"])
+        self.assertLessEqual(abs(errors[("2", 1)]), 0.05)
+        advanced = [errors[("2", visit)] for visit in range(2, 11)]
+        self.assertGreater(min(advanced), 0.1)
+        self.assertGreaterEqual(max(advanced), 0.5)
+        self.assertEqual(sum(e > 0.3 for e in advanced), 4)
+
+    def test_the_vfi_gap_is_the_suny_iu_pd_limits_and_general_height(self):
+        # HFA's 5% PD limits are narrower than SUNY-IU's: points the perimeter flags although its PD (printed to
+        # 1 dB, so within 0.5 dB) lies above the SUNY-IU 5% limit, and never the other way.
+        normals = load_normals()
+        limit = normals.pd_lut[:, normals.probs.index(0.05)]
+        flagged_above = left_below = 0
+        for row, _ in self.fields:
+            for i in (i for i in range(54) if i not in (25, 34)):
+                pd, flagged = float(row[f"pd{i + 1}"]), float(row[f"pdp{i + 1}"]) <= 0.05
+                flagged_above += flagged and pd - 0.5 >= limit[i]
+                left_below += (not flagged) and pd + 0.5 < limit[i]
+        self.assertEqual((flagged_above, left_below), (27, 0))
+        # On eye 2 visit 4 (+2.16) the computed general height is also 0.59 dB under the perimeter's (the mean of
+        # its TD - PD), which lifts every PD and leaves more points unflagged.
+        row, field = self.fields[13]
+        self.assertEqual((row["eyeid"][0], row["nvisit"]), ("2", "4"))
+        device_gh = np.mean([float(row[f"td{i}"]) - float(row[f"pd{i}"]) for i in range(1, 55) if i not in (26, 35)])
+        self.assertLess(analyse_visual_field(field).general_height - device_gh, -0.5)
 
     def test_not_seen_points_count_at_their_exported_value_as_the_perimeter_does(self):
         # The perimeter's TD at a "<0" point is -2 dB minus the normal (within its 1 dB rounding and ~0.3 dB normals
