@@ -229,6 +229,9 @@ class InvitationServiceTests(TestCase):
             services.invitation_accept(token=token_from(mail.outbox[1]), full_name="S", password=NEW_PASSWORD)
         self.assertEqual(second.exception.status, 409)
         self.assertIn("already has a Visus account", second.exception.message)
+        page = self.client.get(f"/accounts/invitations/{token_from(mail.outbox[1])}/")  # no password form
+        self.assertContains(page, "already has a Visus account: sign in with it", status_code=409)
+        self.assertNotContains(page, "password1", status_code=409)
         self.assertEqual(Membership.objects.filter(user__email="shared@visus.example").count(), 1)
 
     def test_a_coordinator_cannot_invite(self):
