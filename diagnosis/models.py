@@ -84,6 +84,12 @@ class JobStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# How many times a job is claimed (``InferenceJob.attempts``) before it fails, counted on the job whatever message
+# claims it: a task's retries, a message the re-dispatch sends again (whose Celery retry count starts at 0) and the
+# redelivery after a worker died all count. Completing the case again queues a failed job with a fresh count.
+INFERENCE_MAX_ATTEMPTS = 4
+
+
 class InferenceJob(BaseModel):
     """One run of one model version on one case's files. Unique per (case, model, files): a redelivered
     task finds it done. New files give a new job; the earlier one stays, no longer current."""
@@ -97,7 +103,7 @@ class InferenceJob(BaseModel):
     status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent.")
     error = models.TextField(blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(default=0)  # claims since queued: it fails at INFERENCE_MAX_ATTEMPTS
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)

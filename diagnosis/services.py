@@ -32,7 +32,15 @@ from django.db.models import Q
 from django.utils import timezone
 from PIL import Image
 
-from diagnosis.models import InferenceJob, JobStatus, ModelStatus, ModelVersion, Prediction, ResultKind
+from diagnosis.models import (
+    INFERENCE_MAX_ATTEMPTS,
+    InferenceJob,
+    JobStatus,
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    ResultKind,
+)
 from diagnosis.networks.specs import FUNDUS, ResultContext
 from diagnosis.selectors import case_photographs, model_input_files
 from platform_core.audit.services import audit_snapshot, audited_save
@@ -182,7 +190,7 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
         ):
             # Failed, or running under a lease nobody renewed (its task died past the time limit).
             before, old_error = audit_snapshot(job), job.error or f"left {job.status} when its task stopped"
-            job.status, job.error, job.progress = JobStatus.QUEUED, "", 0
+            job.status, job.error, job.progress, job.attempts = JobStatus.QUEUED, "", 0, 0
             job.claimed_by, job.lease_until, job.finished_at = "", None, None
             job.dispatched_at = None  # a new message is due (the re-dispatch sends it if the broker is down now)
             _save_job(
@@ -194,6 +202,7 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
                     "status",
                     "error",
                     "progress",
+                    "attempts",
                     "claimed_by",
                     "lease_until",
                     "finished_at",
@@ -233,8 +242,17 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.VISUS_INFERENCE_LEASE_SECONDS)
 
 
+class AttemptsExhausted(RuntimeError):
+    """The claimed jobs had their ``INFERENCE_MAX_ATTEMPTS`` and are failed: the task must not retry (not transient)."""
+
+
+def _attempts(job: InferenceJob) -> str:
+    return f"{job.attempts} attempt{'' if job.attempts == 1 else 's'}"
+
+
 def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
-    """Lock the job; take it (and up to batch_size-1 queued jobs of the same model) for this task."""
+    """Lock the job; take it (and up to batch_size-1 queued jobs of the same model) for this task. A job that had
+    its ``INFERENCE_MAX_ATTEMPTS`` already (its last claims ended without a result: the worker died) fails instead."""
     now = timezone.now()
     with transaction.atomic():
         related = ("model_version", "case__subject__trial", "case__subject__site__hospital")
@@ -260,11 +278,26 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
             and job.lease_until > now
         ):
             return []  # another live task holds it and will finish it
+        if job.attempts >= INFERENCE_MAX_ATTEMPTS:
+            before = audit_snapshot(job)
+            job.status, job.finished_at = JobStatus.FAILED, now
+            job.error = f"gave up after {_attempts(job)}: the last stopped without a result (its worker died?)"
+            job.claimed_by, job.lease_until = "", None
+            _save_job(
+                job,
+                job.case,
+                "inference_job.fail",
+                before=before,
+                update_fields=["status", "error", "finished_at", "claimed_by", "lease_until", "updated_at"],
+                reason=job.error,
+            )
+            logger.warning("Inference job %s failed: gave up after %d attempts", job.pk, job.attempts)
+            return []
         takeable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, claimed_by=task_id)
         others = list(
             InferenceJob.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related(*related)
-            .filter(takeable, model_version=job.model_version)
+            .filter(takeable, model_version=job.model_version, attempts__lt=INFERENCE_MAX_ATTEMPTS)
             .exclude(pk=job.pk)
             .order_by("created_at")[: max(batch_size - 1, 0)]
         )
@@ -451,10 +484,12 @@ def inference_run(
 
     Whatever goes wrong after the claim, no claimed job is left "running":
     - an error of a ``retryable`` type (the task will run again) puts the unfinished jobs back in the queue,
-      unless this is the ``final_attempt``;
+      unless this is the task's ``final_attempt`` or the job's ``INFERENCE_MAX_ATTEMPTS``-th (counted on the job,
+      whichever message claimed it); those fail, and when none went back the task gets ``AttemptsExhausted``
+      (not retried) instead of the error;
     - any other error, and the task's soft time limit, fails each unfinished job with the reason; completing
-      the case again queues it again.
-    Only the worker's death leaves them running, and then the redelivered message takes them back.
+      the case again queues it again (with a fresh count).
+    Only the worker's death leaves them running, and then the redelivered message takes them back (a claim too).
     """
     batch_size = batch_size or settings.VISUS_INFERENCE_BATCH_SIZE
     jobs = _claim(job_pk, task_id, batch_size)
@@ -463,9 +498,15 @@ def inference_run(
     try:
         return _run_claimed(jobs, task_id, batch_size)
     except Exception as exc:
-        if isinstance(exc, retryable) and not final_attempt:
+        if isinstance(exc, retryable):
+            spent = [job for job in jobs if final_attempt or job.attempts >= INFERENCE_MAX_ATTEMPTS]
             for job in jobs:
-                _release(job, task_id)
+                if job in spent:
+                    _fail(job, task_id, f"gave up after {_attempts(job)}: {type(exc).__name__}: {exc}")
+                else:
+                    _release(job, task_id)
+            if len(spent) == len(jobs) and not final_attempt:
+                raise AttemptsExhausted(f"every claimed job had its {INFERENCE_MAX_ATTEMPTS} attempts") from exc
             raise
         reason = (
             "the worker's time limit ran out"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from diagnosis.models import INFERENCE_MAX_ATTEMPTS
 from platform_core.tasks import TransientError, project_task
 
 TRANSIENT = (TransientError, ConnectionError)
 
 
-@project_task(queue="gpu", soft_time_limit=600, max_retries=3, transient=TRANSIENT)
+# Celery counts the retries of one message; the job counts every attempt (InferenceJob.attempts), so a message the
+# re-dispatch sends again does not start the job's count over (inference_run fails it at the bound, no retry).
+@project_task(queue="gpu", soft_time_limit=600, max_retries=INFERENCE_MAX_ATTEMPTS - 1, transient=TRANSIENT)
 def infer_case_task(job_pk: str) -> dict[str, int]:
     """Run an inference job (batched with other queued jobs of its model). Safe to deliver twice."""
     import os

@@ -67,10 +67,30 @@ def delete_quietly(names: Iterable[str], storage: Storage = default_storage) -> 
             logger.exception("Could not delete orphaned object %s", name)
 
 
+def unlistable_reason(storage: Storage = default_storage) -> str:
+    """Why ``stored_objects`` cannot list ``storage`` (neither an S3 bucket nor a folder); empty when it can."""
+    if is_s3(storage):
+        return ""
+    try:
+        storage.path("")
+    except NotImplementedError:
+        kind = storage.__class__  # the storage behind default_storage (a lazy proxy), not the proxy
+        return (
+            f"the storage {kind.__module__}.{kind.__qualname__} cannot be listed (neither an S3 bucket nor a folder "
+            "on disk)"
+        )
+    return ""
+
+
 def stored_objects(prefix: str, storage: Storage = default_storage) -> Iterator[tuple[str, datetime]]:
     """Every object under ``prefix`` (its storage name, when it was written): one paged listing on S3 (with the
-    times, no request per object), a walk of the folder on disk."""
+    times, no request per object), a walk of the folder on disk. Nothing, with a warning in the log, on a storage
+    that is neither (``unlistable_reason``)."""
     prefix = prefix.strip("/")
+    reason = unlistable_reason(storage)
+    if reason:
+        logger.warning("Listed nothing under %s/: %s", prefix, reason)
+        return
     if is_s3(storage):
         location = str(getattr(storage, "location", "") or "").strip("/")
         bucket: Any = getattr(storage, "bucket")  # noqa: B009 - django-storages' S3Storage (untyped boto3 resource)
@@ -78,11 +98,7 @@ def stored_objects(prefix: str, storage: Storage = default_storage) -> Iterator[
         for item in bucket.objects.filter(Prefix=f"{start}{prefix}/"):
             yield item.key[len(start) :], item.last_modified
         return
-    try:
-        root = Path(storage.path(prefix))
-    except NotImplementedError:  # a storage with neither a bucket nor a folder: nothing this can list
-        return
-    base = Path(storage.path(""))
+    root, base = Path(storage.path(prefix)), Path(storage.path(""))
     for path in sorted(root.rglob("*")) if root.is_dir() else []:
         if path.is_file():
             yield path.relative_to(base).as_posix(), datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)

@@ -23,7 +23,7 @@ from django.utils import timezone
 from platform_core.accounts.models import User
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save
 from platform_core.errors import ApplicationError
-from platform_core.storage import delete_quietly, save_private, stored_objects
+from platform_core.storage import delete_quietly, save_private, stored_objects, unlistable_reason
 from trials.models import Case, CaseFile, CaseStatus, FileStatus, Trial, TrialStatus, VisualFieldResult
 from trials.services import require_site_writer
 from trials.states import require_allowed
@@ -280,10 +280,19 @@ def orphan_objects_sweep(*, older_than: timedelta | None = None) -> list[str]:
     more than ``older_than`` ago (default ``VISUS_ORPHAN_GRACE_SECONDS``: an upload in progress writes its objects
     before its rows commit). Returns the names deleted. Run daily by Celery beat (``CELERY_BEAT_SCHEDULE``).
 
-    The rows are read after the listing, so a row committed meanwhile keeps its objects.
+    The rows are read after the listing, so a row committed meanwhile keeps its objects. A storage that cannot be
+    listed (``platform_core.storage.unlistable_reason``) is not swept: a warning in the log says so.
     """
     if older_than is None:
         older_than = timedelta(seconds=settings.VISUS_ORPHAN_GRACE_SECONDS)
+    unlistable = unlistable_reason()
+    if unlistable:
+        logger.warning(
+            "Orphan sweep did nothing: %s, so no object under %s/ is known to lack a row. Nothing was deleted.",
+            unlistable,
+            CASE_OBJECTS_PREFIX,
+        )
+        return []
     cutoff = timezone.now() - older_than
     candidates = [name for name, written in stored_objects(CASE_OBJECTS_PREFIX) if written <= cutoff]
     if not candidates:

@@ -80,7 +80,8 @@ def people_invite(request: HttpRequest) -> HttpResponse:
 
 _INVITE_INTRO = (
     "They get an e-mail with a link to choose their password. The link works once and expires; their role "
-    "starts when they accept."
+    "starts when they accept. For someone of your hospitals use “Add an existing account”; someone whose account "
+    "is at another hospital is told by the e-mail that an administrator gives them the role."
 )
 
 

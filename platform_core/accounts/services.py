@@ -585,16 +585,29 @@ def invitation_token_digest(token: str) -> str:
 
 
 def _send_invitation(invitation: Invitation, link: str) -> None:
+    """E-mail the link; to an address that has an account already (at a hospital the inviter does not manage:
+    ``invitation_create`` refuses the others) say so instead, to the address's owner only, as the link cannot make a
+    second account."""
     from django.core.mail import send_mail
 
+    if User.objects.filter(email__iexact=invitation.email).exists():
+        what_next = (
+            "You already have a Visus account with this address, so this invitation cannot make you another one. "
+            f"An administrator gives your account the role at {invitation.hospital.code}: tell "
+            f"{invitation.invited_by} or your Visus administrator. Sign in with your account as before.\n\n"
+        )
+    else:
+        what_next = (
+            "Open this link to choose your password (it works once, until "
+            f"{timezone.localtime(invitation.expires_at):%Y-%m-%d %H:%M %Z}):\n{link}\n\n"
+        )
     send_mail(
         subject=f"Visus: you are invited as {invitation.get_role_display().lower()} at {invitation.hospital.name}",
         message=(
             f"Dear {invitation.full_name},\n\n"
             f"{invitation.invited_by} invites you to Visus as {invitation.get_role_display().lower()} at "
             f"{invitation.hospital.code} {invitation.hospital.name}.\n\n"
-            f"Open this link to choose your password (it works once, until "
-            f"{timezone.localtime(invitation.expires_at):%Y-%m-%d %H:%M %Z}):\n{link}\n\n"
+            f"{what_next}"
             "If you did not expect this message, ignore it.\n"
         ),
         from_email=None,
@@ -607,8 +620,15 @@ def invitation_create(
     *, actor: User, email: str, full_name: str, hospital: Hospital, role: Role | str, link_base: str
 ) -> Invitation:
     """Invite a new person to a role at a hospital ``actor`` manages; e-mails them a one-time link
-    (``link_base`` followed by the token) once the invitation is saved. The token itself is never stored."""
+    (``link_base`` followed by the token) once the invitation is saved. The token itself is never stored.
+
+    The answer tells the inviter nothing about accounts and invitations outside their hospitals: an address with an
+    account at another hospital (or none) is invited like a new one (its owner's e-mail says an administrator gives
+    the role, and the link makes no second account), and only a waiting invitation to one of their own hospitals
+    refuses another. An account of their own hospitals is refused, pointing to "Add an existing account"."""
     from django.core.validators import validate_email
+
+    from platform_core.accounts.selectors import managed_hospitals_for, people_for
 
     _require_manages(actor, hospital)
     email = normalize_email(email)
@@ -620,16 +640,19 @@ def invitation_create(
         raise ValidationError({"full_name": "Give the person's full name (printed in their e-signatures)."})
     if str(role) not in Role.values:
         raise ValidationError({"role": f"Unknown role {role!r}."})
-    if User.objects.filter(email__iexact=email).exists():
+    if people_for(actor).filter(email__iexact=email).exists():
         raise ValidationError(
             {
-                "email": f"{email} already has an account: if they hold a role at your hospitals, give them another "
-                "with “Add an existing account”; an account of another hospital gets its first role here from an "
-                "administrator."
+                "email": f"{email} already has an account at your hospitals: give them another role with "
+                "“Add an existing account”."
             }
         )
     pending = Invitation.objects.select_for_update().filter(
-        email=email, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        email=email,
+        hospital__in=managed_hospitals_for(actor),
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
     )
     if pending.exists():
         raise ValidationError({"email": f"An invitation to {email} is already waiting to be accepted."})
@@ -690,6 +713,15 @@ def invitation_require_usable(invitation: Invitation) -> None:
             code="invitation_expired",
             status=410,
         )
+    if User.objects.filter(email__iexact=invitation.email).exists():
+        # Accepted through another link, or the account was there before (the inviter was not told: see
+        # invitation_create); the role of an existing account is given by an administrator.
+        raise ApplicationError(
+            f"{invitation.email} already has a Visus account: sign in with it. An administrator gives it the role "
+            f"at {invitation.hospital.code}; tell your trial manager or your Visus administrator.",
+            code="invitation_account_exists",
+            status=409,
+        )
     from platform_core.accounts.selectors import managed_hospitals_for
 
     if not managed_hospitals_for(invitation.invited_by).filter(pk=invitation.hospital_id).exists():
@@ -709,11 +741,7 @@ def invitation_accept(*, token: str, full_name: str, password: str) -> User:
     and grant the role they were invited to. Works once: the invitation row is locked, then marked accepted."""
     invitation = invitation_by_token(token)
     invitation = Invitation.objects.select_for_update().select_related("hospital", "invited_by").get(pk=invitation.pk)
-    invitation_require_usable(invitation)
-    if User.objects.filter(email__iexact=invitation.email).exists():
-        raise ValidationError(
-            {"email": f"{invitation.email} already has an account. Sign in, or ask your trial manager for the role."}
-        )
+    invitation_require_usable(invitation)  # also refuses an address that has an account
     name = (full_name or "").strip() or invitation.full_name
     probe = User(email=invitation.email, full_name=name)
     try:

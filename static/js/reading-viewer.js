@@ -18,6 +18,8 @@
   var marking = { shape: null, first: null };
   var marks = data.marks.slice();
   var selected = null; // the id of the mark being moved or resized
+  var corner = "se"; // the selected box's corner that Alt + arrow keys move: bottom-right, or (X) top-left
+  var CORNER_NAMES = { se: "bottom-right corner (its right and bottom edges)", nw: "top-left corner (its left and top edges)" };
   var drag = null; // a mark being dragged: { entry, mark, mode, start, from, moved }
   var saving = {}; // per mark id: { timer, inFlight, again }
   marks.forEach(remember);
@@ -125,9 +127,10 @@
         if (m.id === selected) {
           Object.keys(HANDLES).forEach(function (name) {
             var handle = document.createElement("div");
-            handle.className = "mark-handle handle-" + name;
+            handle.className = "mark-handle handle-" + name + (name === corner ? " keyboard" : "");
             handle.setAttribute("data-testid", "mark-handle");
             handle.setAttribute("data-handle", name);
+            if (name === corner) { handle.setAttribute("data-keyboard", "true"); } // the corner Alt + arrows move
             var at = handlePoint(m, name);
             entry.viewer.addOverlay({
               element: handle,
@@ -248,11 +251,13 @@
 
   function select(id, quiet) {
     // quiet: no hint while a drag is under way (the page must not move under the pointer).
+    if (id !== selected) { corner = "se"; }
     selected = id;
     var m = marks.find(function (x) { return x.id === id; });
     if (m && !quiet) {
       say("Mark selected (" + describe(m) + "): drag it, or the arrow keys move it by one pixel (Shift: 10)" +
-        (m.shape === "box" ? ", Alt + arrow keys resize it (drag a handle too)" : "") + "; Esc lets it go.");
+        (m.shape === "box" ? ", Alt + arrow keys move its " + CORNER_NAMES[corner] + ", X the other corner (drag a handle too)" : "") +
+        "; Esc lets it go.");
     }
     redrawAllMarks();
   }
@@ -291,17 +296,28 @@
   }
 
   function nudge(dx, dy, resize) {
-    // The arrow keys on the selected mark: move it, or (resize) grow or shrink a box from its bottom-right
-    // corner; in image pixels, kept inside the photograph.
+    // The arrow keys on the selected mark: move it, or (resize) move a box's keyboard corner (bottom-right, or
+    // top-left after X: switchCorner), so each of its four edges; in image pixels, kept inside the photograph.
     var m = marks.find(function (x) { return x.id === selected; });
     if (!m || data.signed) { return false; }
     var entry = viewers.find(function (v) { return v.image.id === m.case_file; });
     if (!entry) { return false; }
     if (resize && m.shape !== "box") { say("A point has no size: the arrow keys without Alt move it."); return true; }
     var from = { x: m.x, y: m.y, width: m.width, height: m.height };
-    place(m, reshaped(m, resize ? "se" : "move", from, dx, dy, imageSize(entry)));
+    place(m, reshaped(m, resize ? corner : "move", from, dx, dy, imageSize(entry)));
     redrawAllMarks();
     saveGeometry(m, 400);
+    return true;
+  }
+
+  function switchCorner() {
+    // X on a selected box: Alt + arrow keys move the other corner (bottom-right <-> top-left) from now on.
+    var m = marks.find(function (x) { return x.id === selected; });
+    if (!m || data.signed) { return false; }
+    if (m.shape !== "box") { say("A point has no corners: the arrow keys move it."); return true; }
+    corner = corner === "se" ? "nw" : "se";
+    say("Alt + arrow keys now move the box's " + CORNER_NAMES[corner] + "; X switches back.");
+    redrawAllMarks();
     return true;
   }
 
@@ -607,6 +623,7 @@
     },
     release: function () { if (selected) { select(null); say("Mark released."); } },
     nudge: nudge,
+    switchCorner: switchCorner,
     toggleHeatmap: function () { heatmap.shown = !heatmap.shown; applyHeatmap(); }
   };
 })();

@@ -244,7 +244,8 @@
     }
     if (event.ctrlKey || event.metaKey) { return; }
     var key = event.key;
-    // A selected lesion mark takes the arrow keys: move by one image pixel (Shift: 10), Alt: resize a box.
+    // A selected lesion mark takes the arrow keys: move by one image pixel (Shift: 10), Alt: resize a box (its
+    // bottom-right corner, or the top-left one after X).
     var arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
     if (arrows[key] && window.VisusViewer && window.VisusViewer.selectedMark()) {
       event.preventDefault();
@@ -279,6 +280,7 @@
       if (lower === "b") { window.VisusViewer.mark("box"); return; }
       if (lower === "h") { window.VisusViewer.toggleHeatmap(); return; }
       if (lower === "m") { window.VisusViewer.selectNext(); return; }
+      if (lower === "x" && window.VisusViewer.selectedMark()) { window.VisusViewer.switchCorner(); return; }
     }
     if (!form) {
       if (key.toLowerCase() === "n" && nextForm) { event.preventDefault(); nextForm.submit(); }

@@ -155,6 +155,81 @@ class RetryAndTimeLimitTests(InferenceFixture, TestCase):
         other.refresh_from_db()
         self.assertEqual(other.status, "failed")
 
+    def test_redispatched_messages_share_the_jobs_attempts_and_stop_at_the_bound(self):
+        # Each message the re-dispatch sends starts Celery's retry count at 0: the job's own count bounds them.
+        from diagnosis.models import INFERENCE_MAX_ATTEMPTS
+        from diagnosis.services import AttemptsExhausted
+
+        blip = mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=ConnectionError("storage blip"))
+        with blip:
+            for n in range(1, INFERENCE_MAX_ATTEMPTS):
+                with self.subTest(attempt=n), self.assertRaises(ConnectionError):
+                    inference_run(
+                        job_pk=str(self.job.pk), task_id=f"m{n}", retryable=(ConnectionError,), final_attempt=False
+                    )
+                self.job.refresh_from_db()
+                self.assertEqual((self.job.status, self.job.attempts), ("queued", n))
+            with self.assertRaises(AttemptsExhausted), self.assertLogs("diagnosis.services", "WARNING"):
+                inference_run(
+                    job_pk=str(self.job.pk), task_id="last", retryable=(ConnectionError,), final_attempt=False
+                )
+        self.job.refresh_from_db()
+        self.assertEqual((self.job.status, self.job.attempts), ("failed", INFERENCE_MAX_ATTEMPTS))
+        self.assertIn(f"after {INFERENCE_MAX_ATTEMPTS} attempts", self.job.error)
+        self.assertEqual(
+            inference_run(job_pk=str(self.job.pk), task_id="late", retryable=(ConnectionError,)), {"ran": 0}
+        )
+        # Completing the case again queues it with a fresh count, and it runs.
+        case_set_status(actor=self.w.coord1, case=self.case, status="open", reason="storage is back")
+        complete(self.case, self.w.coord1, reason="run the model again")
+        self.job.refresh_from_db()
+        self.assertEqual((self.job.status, self.job.attempts), ("queued", 0))
+        self.assertEqual(inference_run(job_pk=str(self.job.pk), task_id="again", batch_size=1)["succeeded"], 1)
+
+    def test_the_task_does_not_retry_a_job_whose_attempts_are_spent(self):
+        # A fresh message (retries 0) for a job that already had its attempts: one try, then failed, no retry.
+        from diagnosis.models import INFERENCE_MAX_ATTEMPTS
+        from diagnosis.services import AttemptsExhausted
+        from diagnosis.tasks import infer_case_task
+
+        InferenceJob.objects.filter(pk=self.job.pk).update(attempts=INFERENCE_MAX_ATTEMPTS - 1)
+        calls = []
+
+        def blip(*args, **kwargs):
+            calls.append(1)
+            raise ConnectionError("storage blip")
+
+        with (
+            mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=blip),
+            self.assertLogs("diagnosis.services", "WARNING"),
+        ):
+            result = infer_case_task.apply(args=[str(self.job.pk)])
+        self.assertIsInstance(result.result, AttemptsExhausted)
+        self.assertEqual(len(calls), 1)
+        self.job.refresh_from_db()
+        self.assertEqual((self.job.status, self.job.attempts), ("failed", INFERENCE_MAX_ATTEMPTS))
+
+    def test_a_job_whose_worker_keeps_dying_is_failed_at_the_bound(self):
+        # Every redelivery after a worker's death claims the job again: the bound stops a job that kills its worker.
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from diagnosis.models import INFERENCE_MAX_ATTEMPTS
+
+        InferenceJob.objects.filter(pk=self.job.pk).update(
+            status="running",
+            claimed_by="same-message",
+            attempts=INFERENCE_MAX_ATTEMPTS,
+            lease_until=timezone.now() + timedelta(minutes=5),
+        )
+        with self.assertLogs("diagnosis.services", "WARNING"):
+            self.assertEqual(inference_run(job_pk=str(self.job.pk), task_id="same-message"), {"ran": 0})
+        self.job.refresh_from_db()
+        self.assertEqual(self.job.status, "failed")
+        self.assertIn(f"after {INFERENCE_MAX_ATTEMPTS} attempts", self.job.error)
+        self.assertTrue(AuditEvent.objects.filter(action="inference_job.fail", object_id=str(self.job.pk)).exists())
+
     def test_the_time_limit_while_reading_a_case_stops_the_batch(self):
         with (
             mock.patch("diagnosis.services._fundus_image", side_effect=SoftTimeLimitExceeded()),

@@ -14,11 +14,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from unittest import mock
 
-from django.core.files.storage import default_storage
+from django.core.files.storage import Storage, default_storage
 from django.db import connection
 from django.test import TestCase, TransactionTestCase, override_settings, tag
 from django.urls import reverse
@@ -488,8 +490,47 @@ class UploadCommitFaultTests(TransactionTestCase):
         self.assertFalse(CaseFile.objects.exists())
 
 
+class RemoteStorage(Storage):
+    """A storage with neither a folder (Django's ``Storage.path()`` refuses) nor an S3 bucket, as another cloud's
+    backend would be."""
+
+    def __init__(self, location: str = "") -> None:
+        self.location = location
+
+
 class OrphanSweepOnDiskTests(TestCase):
     """The same sweep on the embedded mode's storage (a folder): only unreferenced objects past the grace period go."""
+
+    @contextmanager
+    def storage(self, backend: str) -> Iterator[Path]:
+        """The default storage is ``backend`` (given a fresh folder as its location) while the block runs."""
+        folder = Path(tempfile.mkdtemp(prefix="visus-sweep-"))
+        self.addCleanup(shutil.rmtree, folder, True)
+        storages = {
+            "default": {"BACKEND": backend, "OPTIONS": {"location": folder}},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+        with override_settings(STORAGES=storages):
+            yield folder
+
+    def test_a_storage_that_cannot_be_listed_is_not_swept_and_the_log_says_why(self):
+        # Neither a folder nor an S3 bucket: nothing can be listed, so nothing is known to be an orphan. Not silence:
+        # a warning names the storage.
+        from platform_core.storage import stored_objects
+        from trials.file_services import orphan_objects_sweep
+        from trials.tasks import orphan_objects_sweep_task
+
+        with self.storage(f"{__name__}.{RemoteStorage.__qualname__}"):
+            with self.assertLogs("platform_core.storage", "WARNING") as listing:
+                self.assertEqual(list(stored_objects("cases")), [])
+            self.assertIn("RemoteStorage", listing.output[0])
+            self.assertIn("cannot be listed", listing.output[0])
+            with self.assertLogs("trials.file_services", "WARNING") as sweep:
+                self.assertEqual(orphan_objects_sweep(older_than=timedelta(0)), [])
+            self.assertIn("Orphan sweep did nothing", sweep.output[0])
+            self.assertIn("RemoteStorage", sweep.output[0])
+            with self.assertLogs("trials.file_services", "WARNING"):
+                self.assertEqual(orphan_objects_sweep_task.apply().get(), {"deleted": 0})
 
     def test_the_sweep_lists_the_folder_and_keeps_referenced_objects(self):
         import os as _os
@@ -497,13 +538,7 @@ class OrphanSweepOnDiskTests(TestCase):
         from platform_core.storage import save_private, stored_objects
         from trials.file_services import case_file_upload, orphan_objects_sweep
 
-        folder = Path(tempfile.mkdtemp(prefix="visus-sweep-"))
-        self.addCleanup(shutil.rmtree, folder, True)
-        storages = {
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": folder}},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        }
-        with override_settings(STORAGES=storages):
+        with self.storage("django.core.files.storage.FileSystemStorage") as folder:
             w = TrialWorld(modalities=("fundus", "visual_field"))
             kept = case_file_upload(actor=w.coord1, case=w.case1, data=vf_csv("OD")).case_file
             orphan = save_private(f"cases/{w.case1.pk}", b"left behind", "csv")
@@ -523,13 +558,7 @@ class OrphanSweepOnDiskTests(TestCase):
         from platform_core.storage import save_private, stored_objects
         from trials.file_services import ORPHAN_SWEEP_FREE_COUNT, orphan_objects_sweep
 
-        folder = Path(tempfile.mkdtemp(prefix="visus-sweep-"))
-        self.addCleanup(shutil.rmtree, folder, True)
-        storages = {
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": folder}},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        }
-        with override_settings(STORAGES=storages):
+        with self.storage("django.core.files.storage.FileSystemStorage") as folder:
             names = [save_private("cases/elsewhere", b"an original", "csv") for _ in range(ORPHAN_SWEEP_FREE_COUNT + 1)]
             with self.assertLogs("trials.file_services", "ERROR") as logs:
                 self.assertEqual(orphan_objects_sweep(older_than=timedelta(0)), [])

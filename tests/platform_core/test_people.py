@@ -196,6 +196,44 @@ class InvitationServiceTests(TestCase):
         self.assertIn("already waiting", str(double.exception))
         self.assertEqual(Invitation.objects.count(), 1)
 
+    def test_an_address_with_an_account_elsewhere_is_invited_as_if_it_had_none(self):
+        # Otto's account is at H09 only: the inviter learns nothing of it. The same answer, the same invitation and
+        # the same audit trail as for an address without an account; the e-mail (to Otto alone) tells him that an
+        # administrator gives his account the role, and the link refuses to make a second account.
+        fresh = self.invite(email="nobody@visus.example")
+        foreign = self.invite(email="Outsider@Visus.example")
+        self.assertEqual(
+            [(i.email, i.hospital.code, i.is_pending) for i in (fresh, foreign)],
+            [("nobody@visus.example", "H01", True), ("outsider@visus.example", "H01", True)],
+        )
+        self.assertEqual(AuditEvent.objects.filter(action="invitation.create").count(), 2)
+        self.assertEqual([m.to for m in mail.outbox], [["nobody@visus.example"], ["outsider@visus.example"]])
+        self.assertEqual(mail.outbox[0].subject, mail.outbox[1].subject)
+        self.assertIn("already have a Visus account", mail.outbox[1].body)
+        self.assertNotIn("already have a Visus account", mail.outbox[0].body)
+        with self.assertRaises(ValidationError) as again:  # the same refusal for both while they wait
+            self.invite(email="outsider@visus.example")
+        self.assertIn("already waiting", str(again.exception))
+        self.assertNotIn("/accounts/invitations/", mail.outbox[1].body)  # no link that cannot work
+        self.assertFalse(Membership.objects.filter(user=self.w.outsider, hospital=self.w.h1).exists())
+        self.assertEqual(User.objects.filter(email="outsider@visus.example").count(), 1)
+
+    def test_another_hospitals_waiting_invitation_is_not_revealed(self):
+        # H09's manager invited the address first: H01's manager can still invite it, and whoever accepts first
+        # makes the account; the other link then says the address has one.
+        self.invite(actor=self.w.other_manager, hospital=self.w.h9, email="shared@visus.example")
+        self.invite(email="shared@visus.example")
+        self.assertEqual(Invitation.objects.filter(email="shared@visus.example").count(), 2)
+        services.invitation_accept(token=token_from(mail.outbox[0]), full_name="S", password=NEW_PASSWORD)
+        with self.assertRaises(ApplicationError) as second:
+            services.invitation_accept(token=token_from(mail.outbox[1]), full_name="S", password=NEW_PASSWORD)
+        self.assertEqual(second.exception.status, 409)
+        self.assertIn("already has a Visus account", second.exception.message)
+        page = self.client.get(f"/accounts/invitations/{token_from(mail.outbox[1])}/")  # no password form
+        self.assertContains(page, "already has a Visus account: sign in with it", status_code=409)
+        self.assertNotContains(page, "password1", status_code=409)
+        self.assertEqual(Membership.objects.filter(user__email="shared@visus.example").count(), 1)
+
     def test_a_coordinator_cannot_invite(self):
         with self.assertRaises(ValidationError):
             self.invite(actor=self.w.coord1)
@@ -434,7 +472,21 @@ class PeoplePageTests(TestCase):
                 "/accounts/people/invite/",
                 {"email": "coord1@visus.example", "full_name": "X", "hospital": self.w.h1.pk, "role": "reader"},
             )
-        self.assertContains(taken, "already has an account", status_code=400)
+        self.assertContains(taken, "already has an account at your hospitals", status_code=400)
+        # An account of another hospital: the answer of an address without one (the invitation is sent).
+        answers = []
+        for email in ("outsider@visus.example", "ghost@visus.example"):
+            with self.captureOnCommitCallbacks(execute=True):
+                response = self.client.post(
+                    "/accounts/people/invite/",
+                    {"email": email, "full_name": "X", "hospital": self.w.h1.pk, "role": "reader"},
+                    follow=True,
+                )
+            messages = [str(m) for m in response.context["messages"]]
+            answers.append((response.status_code, response.redirect_chain, [m.replace(email, "@") for m in messages]))
+        self.assertEqual(answers[0], answers[1])
+        self.assertEqual(answers[0][:2], (200, [("/accounts/people/", 302)]))
+        mail.outbox.clear()
         with self.captureOnCommitCallbacks(execute=True):
             done = self.client.post(
                 "/accounts/people/invite/",

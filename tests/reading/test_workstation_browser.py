@@ -382,7 +382,8 @@ class MarkEditingInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.wait_for(f"[data-testid=mark-overlay][data-mark-id='{point.pk}'][data-selected=true]")
         self.keys(Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ARROW_LEFT, (Keys.SHIFT, Keys.ARROW_UP))
         self.until_saved(point, lambda x, y, wd, h: (x, y) == (397, 190), "the arrow keys did not move the point")
-        # Alt + arrows resize the box from its bottom-right corner; the questions did not take the arrows.
+        # Alt + arrows resize the box from its bottom-right corner (the keyboard's corner at first, drawn so); the
+        # questions did not take the arrows.
         x2, y2, w2, h2 = self.geometry(box)
         self.keys("m", (Keys.ALT, Keys.ARROW_LEFT), (Keys.ALT, Keys.ARROW_LEFT))
         ActionChains(self.browser).key_down(Keys.ALT).key_down(Keys.SHIFT).send_keys(Keys.ARROW_DOWN).key_up(
@@ -397,6 +398,30 @@ class MarkEditingInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
         self.assertEqual(
             b.find_element(By.CSS_SELECTOR, "[data-testid=mark][data-selected=true]").get_attribute("data-shape"), "box"
         )
+        self.wait_for("[data-testid=mark-handle][data-handle=se][data-keyboard=true]")
+        # X: Alt + arrows move the top-left corner instead (the left and top edges); the right and bottom edges stay.
+        x3, y3, w3, h3 = self.geometry(box)
+        self.keys("x")
+        self.wait_for("[data-testid=mark-handle][data-handle=nw][data-keyboard=true]")
+        self.assertIn("top-left corner", b.find_element(By.CSS_SELECTOR, "[data-mark-hint]").text)
+        self.keys((Keys.ALT, Keys.ARROW_RIGHT), (Keys.ALT, Keys.ARROW_RIGHT))
+        ActionChains(self.browser).key_down(Keys.ALT).key_down(Keys.SHIFT).send_keys(Keys.ARROW_UP).key_up(
+            Keys.SHIFT
+        ).key_up(Keys.ALT).perform()
+        self.until_saved(
+            box,
+            lambda x, y, wd, h: (
+                abs(x - (x3 + 2)) < 0.01
+                and abs(y - (y3 - 10)) < 0.01
+                and abs(x + wd - (x3 + w3)) < 0.01
+                and abs(y + h - (y3 + h3)) < 0.01
+            ),
+            "X, then Alt + arrows did not move the box's left and top edges",
+        )
+        # X again: back to the bottom-right corner.
+        self.keys("x")
+        self.wait_for("[data-testid=mark-handle][data-handle=se][data-keyboard=true]")
+        self.assertFalse(b.find_elements(By.CSS_SELECTOR, "[data-testid=mark-handle][data-handle=nw][data-keyboard]"))
         changes = AuditEvent.objects.filter(action="read.mark_change").count()
         self.assertGreaterEqual(changes, 6)
         # Signed in another tab meanwhile: the next move is refused, the mark goes back and the page says why.
