@@ -1,6 +1,7 @@
 """Query-count pin of the dashboard page (issue 13, item 10: bench_load requests it with 1,000,000 reads): the same
 number of queries for ten cases as for forty, with every reader's reads of both phases, references and
-predictions. The case list API and the next case are pinned in tests/trials/test_trials_api.py and
+predictions, both when the stored analyses are served (the reads read once, by the fingerprint's indexed query) and
+when they are computed again. The case list API and the next case are pinned in tests/trials/test_trials_api.py and
 tests/reading/test_queries.py."""
 
 from __future__ import annotations
