@@ -2,7 +2,8 @@
 who may see them until the data change.
 
 The fingerprint of a trial's inputs is one SQL statement, hashed with the source of the analysis code, that reads
-indexes and small tables only (about a millisecond at 1,000,000 reads): per reader assignment the reads created
+indexes and small tables only (7 ms in PostgreSQL at 1,000,000 reads, EXPLAIN ANALYZE; 12-20 ms from Django on
+the busy bench machine): per reader assignment the reads created
 (their numbers run 1, 2, ... in the unique index), the newest change of a signed read (signing and amending save
 it) and the drafts' count and newest creation (a draft counts in the reading progress; partial indexes of
 evaluation's migration 0001); the count and newest change of the trial, its reading set-up (crossing, aided phase)
@@ -15,7 +16,7 @@ change of any input (a read signed or amended, a reference standard recorded or 
 case excluded...) changes the fingerprint. Rows written around the ORM (bulk SQL) are not seen.
 
 ``dashboard(trial)`` answers with the snapshot whose fingerprint is the current one (computed now when missing and
-the trial has at most ``VISUS_DASHBOARD_INLINE_READS`` signed reads), else with the last snapshot marked stale
+the trial has at most ``VISUS_DASHBOARD_INLINE_READS`` reads created), else with the last snapshot marked stale
 and one refresh queued (``evaluation.tasks.refresh_analysis_task``; at most one in flight per trial: the worker
 reads the data as they are when it runs). The fingerprint and the report are read in one REPEATABLE READ
 transaction on PostgreSQL, so a snapshot's fingerprint is that of the very data it was computed from.
