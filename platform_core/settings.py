@@ -255,7 +255,7 @@ VISUS_INFERENCE_RESEND_SECONDS = env.int("VISUS_INFERENCE_RESEND_SECONDS", 3600)
 # orphan_objects_sweep) once they are this old: an upload in progress writes its objects before its rows commit.
 VISUS_ORPHAN_GRACE_SECONDS = env.int("VISUS_ORPHAN_GRACE_SECONDS", 6 * 3600)
 # The analysis dashboard (evaluation.snapshots): a trial with at most this many signed reads has its analyses computed
-# in the request when its data changed (about a second at 20,000 reads); a larger one gets them from a Celery task,
+# in the request when its data changed; a larger one gets them from a Celery task,
 # the page showing the last ones meanwhile, marked with their time.
 VISUS_DASHBOARD_INLINE_READS = env.int("VISUS_DASHBOARD_INLINE_READS", 20_000)
 
