@@ -355,11 +355,15 @@ def _breakdowns(data: TrialData, question: str, truth: np.ndarray) -> list[dict[
         "diabetes_type": data.case_diabetes,
     }
     calls = data.calls[question][0]
+    # The unaided readers' positive and all calls per case, once (R x N): a subgroup's sensitivity and specificity
+    # are sums of these over its cases, the same counts as _accuracy over the subgroup's cases.
+    positive, called = (calls == 1).sum(axis=0), (~np.isnan(calls)).sum(axis=0)
     scores = data.model_scores[question]
     out = []
     for key, values in attributes.items():
-        for value in np.unique(values.astype(str)).tolist():
-            here = values.astype(str) == value
+        text = values.astype(str)
+        for value in np.unique(text).tolist():
+            here = text == value
             t = np.where(here, truth, np.nan)
             with_truth = ~np.isnan(t)
             if not with_truth.any():
@@ -371,7 +375,10 @@ def _breakdowns(data: TrialData, question: str, truth: np.ndarray) -> list[dict[
                     "cases": int(with_truth.sum()),
                     "diseased": int((t == 1).sum()),
                     "models": [{"model": label, "auc": _auc(t, scores[m])} for m, label in enumerate(data.models)],
-                    "readers_unaided": _accuracy(t, calls),
+                    "readers_unaided": {
+                        "sensitivity": _proportion(int(positive[t == 1].sum()), int(called[t == 1].sum())),
+                        "specificity": _proportion(int((called - positive)[t == 0].sum()), int(called[t == 0].sum())),
+                    },
                 }
             )
     return out

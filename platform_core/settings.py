@@ -254,6 +254,10 @@ VISUS_INFERENCE_RESEND_SECONDS = env.int("VISUS_INFERENCE_RESEND_SECONDS", 3600)
 # Objects under cases/ that no row refers to are deleted by beat's daily sweep (trials.file_services.
 # orphan_objects_sweep) once they are this old: an upload in progress writes its objects before its rows commit.
 VISUS_ORPHAN_GRACE_SECONDS = env.int("VISUS_ORPHAN_GRACE_SECONDS", 6 * 3600)
+# The analysis dashboard (evaluation.snapshots): a trial with at most this many reads (drafts included) has its
+# analyses computed in the request when its data changed; a larger one gets them from a Celery task, the page showing
+# the last ones meanwhile, marked with their time.
+VISUS_DASHBOARD_INLINE_READS = env.int("VISUS_DASHBOARD_INLINE_READS", 20_000)
 
 S3_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", required=True)
 if S3_BUCKET:

@@ -25,12 +25,18 @@ collectstatic into an empty folder 160-210 s more; a later run is ready in 20 s)
 
 - 50 users, think time 1-3 s, load average 10-15 (other engineers' work included): case list p50 5.2 s, p95 7.8 s,
   6.5 req/s; next case p50 9.7 s, p95 22 s, 1.9 req/s (draft save p50 11 s: it waits behind them in the four
-  workers); dashboard: no request finished in 60 s. The offered load (about 25 requests a second) is several times
+  workers); dashboard uncached: none finished in 60 s. The offered load (about 25 requests a second) is several times
   what two shared cores serve, so these are queueing times; both targets missed.
 - 50 users, think time 5-15 s (``BENCH_LOAD_WAIT=5,15``), load average 5-6: case list p50 250 ms, p95 600 ms,
   5.3 req/s; next case p50 4.6 s, p95 8.1 s, 2.6 req/s (draft save p50 5.2 s, queued behind the next cases).
 - 1 user (service time), load average 4-7: case list p50 160 ms, p95 610 ms; next case p50 380 ms, p95 620 ms;
-  draft save p50 72 ms; dashboard p50 9.6 s (one statistician, 1,000,000 reads).
+  draft save p50 72 ms; dashboard p50 9.6 s (one statistician, 1,000,000 reads, computed on every request).
+- Dashboard with its stored analyses (``evaluation.snapshots``; 05:55-06:03 UTC, a Celery worker of the same
+  settings started by hand beside gunicorn, as the harness starts none): 1 user, load average 10-11, from no stored
+  analyses: p50 170 ms, p95 540 ms, n=26, no failure (the first pages said "being computed" while the worker
+  computed the analyses of 1,000,000 reads in 31 s; the later ones served them). 50 users, think time 1-3 s, load
+  average 14-15: p50 6.0 s, p95 11 s, 5.5 req/s, n=317, no failure: every request finished, queued in front of the
+  four workers; one served from the stored analyses costs the fingerprint (12-20 ms) and the page (40-55 ms).
 
 Why, and what changed: a case list page sorted every visible case (trial protocol number, pseudonym, visit day and
 eye come from three tables, so no index gives that order; EXPLAIN ANALYZE of page 5 for a manager: 742 ms, a

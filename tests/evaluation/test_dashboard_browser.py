@@ -1,6 +1,7 @@
 """The analysis dashboard in headless Chromium (issue 12, item 7): a statistician opens it from the trial page, the
 plotly figures render (SVG with the readers' points and the grade heatmaps), the analysis CSV downloads from the
-exports page and loads into analyze_reads with the dashboard's reader AUCs; a reader is refused both pages."""
+exports page and loads into analyze_reads with the dashboard's reader AUCs; a reader is refused both pages; a
+stale page follows its refresh on a live worker and reloads itself."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ import time
 from pathlib import Path
 
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
-from django.test import tag
+from django.test import override_settings, tag
 from selenium.webdriver.common.by import By
 
+from evaluation import snapshots
 from evaluation.analysis import trial_analysis
+from evaluation.models import AnalysisSnapshot
 from evaluation.stats.reads import parse_reads_csv
 from evaluation.stats.report import analyze
-from tests.support import BrowserTestCase
+from reading.models import Read
+from tests.support import BrowserTestCase, LiveWorker, require_redis_broker
 from tests.support.dashboard import DashboardStudy
 from tests.support.reading import PASSWORD
 
@@ -93,3 +97,47 @@ class DashboardInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
             self.assertIn("403", body, url)
             self.assertNotIn("Analyses of", body)
             self.assertNotIn("R01", body)
+
+
+@tag("browser", "redis", "worker")
+class DashboardRefreshInBrowserTests(BrowserTestCase, StaticLiveServerTestCase):
+    """A large trial's changed analyses (VISUS_DASHBOARD_INLINE_READS=0 makes this one large) come from a live
+    worker: the page shows the stored ones marked stale, asks the status URL (static/js/dashboard.js) and reloads
+    itself with the new ones."""
+
+    def setUp(self):
+        broker = require_redis_broker()
+        self.browser.delete_all_cookies()
+        self.study = DashboardStudy()
+        self.w = self.study.w
+        self.dashboard = f"{self.live_server_url}/evaluation/trials/{self.w.trial.slug}/dashboard/"
+        self.worker = LiveWorker(broker_url=broker, queues="default").start()
+        self.addCleanup(self.worker.stop)
+        from platform_core.celery import app
+
+        self.worker.wait_ready(app)
+
+    @override_settings(VISUS_DASHBOARD_INLINE_READS=0)
+    def test_the_page_shows_the_last_figures_as_stale_and_reloads_with_the_refreshed_ones(self):
+        b = self.browser
+        stored = snapshots.compute(self.w.trial)
+        read = Read.objects.filter(case=self.study.cases[0], status="signed").first()
+        read.answers = {**read.answers, "referable_dr": "no" if read.answers["referable_dr"] == "yes" else "yes"}
+        read.version += 1
+        read.save()
+        self.sign_in(self.w.statistician.email, PASSWORD)
+        b.get(self.dashboard)
+        self.assertTrue(b.find_elements(By.CSS_SELECTOR, "[data-testid=stale]"))
+        self.assertIn("These figures are as of", b.find_element(By.CSS_SELECTOR, "[data-testid=stale]").text)
+        self.assertTrue(b.find_elements(By.CSS_SELECTOR, "[data-testid=refreshing]"))
+        self.wait_for("[data-dashboard-figure='roc-referable_dr'][data-rendered='true']", timeout=30)
+        # The live worker computes them; the page notices and reloads itself.
+        self.wait(90).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=current]"), message=self.worker.log_tail()
+        )
+        self.wait_for("[data-dashboard-figure='roc-referable_dr'][data-rendered='true']", timeout=30)
+        self.assertFalse(b.find_elements(By.CSS_SELECTOR, "[data-testid=stale]"))
+        fresh = AnalysisSnapshot.objects.get(trial=self.w.trial)
+        self.assertGreater(fresh.computed_at, stored.computed_at)
+        self.assertEqual(fresh.fingerprint, snapshots.fingerprint(self.w.trial).digest)
+        self.assertIsNone(fresh.refresh_requested_at)

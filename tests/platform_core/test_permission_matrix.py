@@ -209,10 +209,12 @@ reading:calibration                         -            log  403  403  403  403
 reading:reference                           -            log  403  403  403  403  403  200  403  403  403  403
                                             POST         log  403  403  403  403  403  200  403  403  403  403
 
-# Exports and analyses: managers, statisticians and monitors who do not read in the trial (each export audited).
+# Exports and analyses: managers, statisticians and monitors who do not read in the trial (each export audited;
+# the dashboard stores the analyses it computed, evaluation.snapshots).
 evaluation:exports                          -            log  403  403  403  403  403  200  200  200  403  403
 evaluation:export-download                  -            log  403  403  403  403  403  200* 200* 200* 403  403
-evaluation:dashboard                        -            log  403  403  403  403  403  200  200  200  403  403
+evaluation:dashboard                        -            log  403  403  403  403  403  200* 200* 200* 403  403
+evaluation:dashboard-status                 -            log  403  403  403  403  403  200  200  200  403  403
 
 # The Django admin: staff only. Everyone else is sent to sign in (or refused with 403 at the admin's sign-in
 # page when signed in without access). The superuser, a platform operator, sees every row (ScopedAdminMixin);

@@ -106,6 +106,7 @@ DECISIONS: dict[str, str] = {
     "evaluation/trials/<slug:slug>/exports/": EXPORTS_REFUSED,
     "evaluation/trials/<slug:slug>/exports/<str:name>.csv": EXPORTS_REFUSED,
     "evaluation/trials/<slug:slug>/dashboard/": "analysis dashboard: the exports' people only (may_see_analyses)",
+    "evaluation/trials/<slug:slug>/dashboard/status/": "when the dashboard's analyses were stored: its people only",
     **{f"api/v1/evaluation/trials/<slug:slug>/exports/{name}.csv": EXPORTS_REFUSED for name in EXPORT_NAMES},
     # people: trial managers' pages (readers 403); the invitation link shows only the invitee's own invitation
     "accounts/people/": "people pages: trial managers only (403), scoped to the hospitals they manage",
