@@ -71,6 +71,7 @@ from trials.uploads.dicom_elements import (
 from trials.uploads.dicom_frames import frame_image
 from trials.uploads.dicom_leaks import _assert_no_leak, _identifying_values, _outside_pixel_value, _written_text
 from trials.uploads.dicom_pixels import _clean_encapsulated, _clean_native
+from trials.uploads.dicom_writer import write_file
 from trials.uploads.errors import PDF_REFUSAL, UploadRejected
 from trials.uploads.spool import Source, as_file, file_size, spooled
 from trials.uploads.visual_field import VisualField, visual_field_from_dicom
@@ -298,9 +299,12 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     ds.file_meta = _file_meta(ds, syntax)
     ds.preamble = b"\x00" * 128  # the input's preamble can hold anything (dual-personality TIFF headers)
     out = spooled(options.spool_dir)
-    ds.save_as(out, enforce_file_format=True)
+    outside = write_file(ds, out, syntax)  # every byte but the pixel data value, for the leak check
+    if outside is None:  # an encoding pydicom would change on writing: pydicom writes it
+        ds.save_as(out, enforce_file_format=True)
+        outside = _outside_pixel_value(out, file_size(out), ds)
     size = file_size(out)
-    _assert_no_leak([*_outside_pixel_value(out, size, ds), *frame_headers], leaks, written=_written_text(ds), output=ds)
+    _assert_no_leak([*outside, *frame_headers], leaks, written=_written_text(ds), output=ds)
     out.seek(0)
 
     report = tuple(

@@ -201,18 +201,23 @@ def _code_meanings(ds: Dataset, values: list[str]) -> None:
 def _outside_pixel_value(output: IO[bytes], size: int, ds: Dataset) -> list[bytes]:
     """Every byte of the written file except the top-level pixel data value itself.
 
-    The written file is parsed again (its pixel data left in the file) to find where that value starts; its length
-    is the length of the value Visus wrote. So every other byte, whatever an element before or after it holds, is
-    in the part searched, and the pixel data is never read into memory.
+    The value's length is the length of the value Visus wrote (its bytes, or the view pydicom streamed). Nothing an
+    allow-list keeps sorts after the pixel data (7FE0,0010), so the value ends the file but for the delimiter of an
+    encapsulated value, and where it starts follows from the file's size. Were anything written after it, the file
+    is parsed again (its pixel data left in the file) to find where the value starts. So every other byte, whatever
+    an element before or after it holds, is in the part searched, and the pixel data is never read into memory.
     """
     value = ds.get_item(_PIXEL_DATA)
-    buffer = getattr(value, "value", None)
-    if value is None or not isinstance(buffer, BufferedIOBase):
+    data = getattr(value, "value", None)
+    if value is None or not isinstance(data, BufferedIOBase | bytes):
         output.seek(0)
         return [output.read()]
-    length = buffer_length(buffer)
-    written = dcmread(as_file(output), defer_size=DEFER_BYTES)
-    start = int(getattr(written.get_item(_PIXEL_DATA, keep_deferred=True), "value_tell", 0))
+    length = buffer_length(data) if isinstance(data, BufferedIOBase) else len(data) + len(data) % 2
+    if max(int(tag) for tag in ds.keys()) == _PIXEL_DATA:
+        start = size - length - (8 if value.is_undefined_length else 0)  # the delimiter: (FFFE,E0DD), length 0
+    else:
+        written = dcmread(as_file(output), defer_size=DEFER_BYTES)
+        start = int(getattr(written.get_item(_PIXEL_DATA, keep_deferred=True), "value_tell", 0))
     output.seek(0)
     before = output.read(start)
     output.seek(start + length)
