@@ -884,6 +884,7 @@ class SerialiserTests(SimpleTestCase):
             ds.SpecificCharacterSet = charset
             ds.InstitutionName = text
             ds.ImageComments = text
+            ds.AnatomicRegionSequence[0].CodeMeaning = text  # and inside a sequence item
             buffer = io.BytesIO()
             ds.save_as(buffer, enforce_file_format=True)
             self.assert_writes_like_pydicom(buffer.getvalue(), charset)

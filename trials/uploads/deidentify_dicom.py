@@ -38,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -327,6 +327,14 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     )
 
 
+def _put(ds: Dataset, keyword: str, value: Any) -> None:
+    """``setattr(ds, keyword, value)`` for an attribute the dataset does not hold, without pydicom's attribute
+    machinery: a new element with the dictionary's VR."""
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    ds[tag] = DataElement(tag, dictionary_VR(tag), value)
+
+
 def _write_markers(ds: Dataset, options: DeidentifyOptions, cleaner: _Cleaner) -> tuple[str, ...]:
     for tag, value in cleaner.forced.items():
         if tag not in ds:
@@ -343,37 +351,37 @@ def _write_markers(ds: Dataset, options: DeidentifyOptions, cleaner: _Cleaner) -
     }
     for keyword, value in trial.items():
         if value:
-            setattr(ds, keyword, value)
+            _put(ds, keyword, value)
     codes = ["113100", "113105"]
     method = ["PS3.15 E.1 Basic Application Confidentiality Profile", "Visus: per-IOD allow-list"]
     method.append("Visus: UIDs replaced by keyed HMAC-SHA256 (2.25)")
     if options.date_policy == DatePolicy.REMOVE:
-        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        _put(ds, "LongitudinalTemporalInformationModified", "REMOVED")
         method.append("Visus: dates removed")
     else:
         codes.append("113107")
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        _put(ds, "LongitudinalTemporalInformationModified", "MODIFIED")
         method.append("Visus: dates shifted" if options.date_policy == DatePolicy.SHIFT else "Visus: year kept")
     if options.retain_patient_characteristics:
         codes.append("113108")
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method
+    _put(ds, "PatientIdentityRemoved", "YES")
+    _put(ds, "DeidentificationMethod", method)
     items = []
     for code in codes:
         item = Dataset()
-        item.CodeValue = code
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = _CODE_MEANINGS[code]
+        _put(item, "CodeValue", code)
+        _put(item, "CodingSchemeDesignator", "DCM")
+        _put(item, "CodeMeaning", _CODE_MEANINGS[code])
         items.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    _put(ds, "DeidentificationMethodCodeSequence", Sequence(items))
     return tuple(codes)
 
 
 def _file_meta(ds: Dataset, syntax: UID) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "VISUS_DEID_1"
+    _put(meta, "MediaStorageSOPClassUID", ds[0x00080016].value)  # SOPClassUID
+    _put(meta, "MediaStorageSOPInstanceUID", ds[0x00080018].value)  # SOPInstanceUID
+    _put(meta, "TransferSyntaxUID", syntax)
+    _put(meta, "ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
+    _put(meta, "ImplementationVersionName", "VISUS_DEID_1")
     return meta

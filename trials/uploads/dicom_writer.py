@@ -19,7 +19,7 @@ from typing import IO, Any, Final
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
+from pydicom.filewriter import correct_ambiguous_vr, write_data_element
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
@@ -130,6 +130,12 @@ def _header(tag: int, vr: str | None, length: int, implicit: bool, little: bool)
 
 
 def _element(elem: DataElement | RawDataElement, implicit: bool, little: bool, charset: Any) -> bytes:
+    if type(elem) is DataElement and elem.VR == "SQ":
+        body = _items(elem, implicit, little, charset) if elem.value else b""
+        if elem.is_undefined_length:
+            end = _SEQUENCE_DELIMITER if little else b"\xff\xfe\xe0\xdd\x00\x00\x00\x00"
+            return _header(int(elem.tag), "SQ", 0xFFFFFFFF, implicit, little) + body + end
+        return _header(int(elem.tag), "SQ", len(body), implicit, little) + body
     value = _value(elem, little, charset)
     if value is None:  # not a plain case: pydicom writes it
         fp = DicomBytesIO()
@@ -143,6 +149,41 @@ def _element(elem: DataElement | RawDataElement, implicit: bool, little: bool, c
         write_data_element(fp, elem, charset)
         return bytes(fp.getvalue())
     return _header(int(elem.tag), vr, len(value), implicit, little) + value
+
+
+def _items(elem: DataElement, implicit: bool, little: bool, charset: Any) -> bytes:
+    """A sequence's items as ``write_sequence_item`` writes them (each with its length, or with an item delimiter
+    when it was read with an undefined length), their elements as ``write_dataset`` writes them."""
+    start, delimiter = (
+        (b"\xfe\xff\x00\xe0", b"\xfe\xff\x0d\xe0\x00\x00\x00\x00")
+        if little
+        else (b"\xff\xfe\xe0\x00", b"\xff\xfe\xe0\x0d\x00\x00\x00\x00")
+    )
+    out = bytearray()
+    for item in elem.value:
+        body = _dataset(item, implicit, little, charset)
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            out += start + b"\xff\xff\xff\xff" + body + delimiter
+        else:
+            out += start + pack("<L" if little else ">L", len(body)) + body
+    return bytes(out)
+
+
+def _dataset(ds: Dataset, implicit: bool, little: bool, parent_charset: Any) -> bytes:
+    """A nested dataset's elements, as ``write_dataset`` writes them: in tag order, without group lengths, with the
+    dataset's own character set or its parent's; one read in another encoding or character set has its ambiguous
+    VRs corrected and every value decoded first, so that it is encoded anew."""
+    get = ds.get_item
+    if ds.original_encoding != (implicit, little) or ds.original_character_set != ds._character_set:
+        ds = correct_ambiguous_vr(ds, little)
+        get = ds.__getitem__
+    charset = ds.get("SpecificCharacterSet", parent_charset)
+    out = bytearray()
+    for tag in sorted(ds._dict):
+        if tag & 0xFFFF == 0 and tag >> 16 > 6:
+            continue
+        out += _element(get(tag), implicit, little, charset)
+    return bytes(out)
 
 
 def _value(elem: DataElement | RawDataElement, little: bool, charset: Any) -> bytes | None:
