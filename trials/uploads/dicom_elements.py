@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -272,7 +272,7 @@ class _Cleaner:
         if vr == "UI":
             # Only UIDs the DICOM standard defines (SOP classes, transfer syntaxes, coding schemes) identify
             # nobody; anything else, including a UID merely starting with the DICOM root, is replaced.
-            if all(v in UID_dictionary for v in _text_values(ds[tag]) if v):
+            if all(v in UID_dictionary for v in _values(ds, tag, vr) if v):
                 return None
             return "U"
         return None
@@ -317,7 +317,7 @@ class _Cleaner:
                 self._standard_meaning(ds)
                 continue
             if (code is None or code == "K") and vr in _DESCRIPTOR_VRS and tag not in self.forced:
-                if vr in _FREE_TEXT_VRS or vr == "PN" or not clean_text(vr, _text_values(ds[tag])):
+                if vr in _FREE_TEXT_VRS or vr == "PN" or not clean_text(vr, _values(ds, tag, vr)):
                     # Clean Descriptors: a kept attribute holds what its VR is for, or goes.
                     del ds[tag]
                     self.record(tag, "X")
@@ -368,10 +368,12 @@ class _Cleaner:
                 self._recurse(ds, tag)
                 self.record(tag, "U")
             return
-        # The new value is written with the dictionary VR, whatever VR the file gave the element.
-        values = _text_values(ds[tag])
-        elem = ds[tag]
-        if elem.VR != vr and vr != "UN":
+        # The new value is written with the dictionary VR, whatever VR the file gave the element; the old value is
+        # read only where the new one is made from it (UIDs, dates).
+        values = _values(ds, tag, vr) if action in ("U", "C") or (action == "D" and vr == "UI") else []
+        if vr == "UN":
+            elem = ds[tag]
+        else:
             elem = ds[tag] = DataElement(tag, vr, None)
         if action == "Z":
             elem.value = None if vr not in ("OB", "OW", "UN") else b""
@@ -449,6 +451,27 @@ def _fits(file_vr: str, vr: str) -> bool:
     if file_vr == vr or file_vr == "UN" or " or " in file_vr:
         return True
     return _vr_class(file_vr) == _vr_class(vr)
+
+
+# Value representations whose values pydicom decodes as plain strings in the default repertoire (what ``_values``
+# can read from the file's bytes without converting the element).
+_PLAIN_STRING_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
+
+
+def _values(ds: Dataset, tag: int, vr: str | None) -> list[str]:
+    """``_text_values(ds[tag])``, read from the element's bytes when it is still as read from the file and its value
+    is a plain string (decoded as pydicom decodes it: ISO 8859-1, split at backslashes), so that an element about
+    to be kept or replaced is not converted first."""
+    raw = ds.get_item(tag)
+    if (
+        isinstance(raw, RawDataElement)
+        and vr in _PLAIN_STRING_VRS
+        and raw.VR in (None, vr)
+        and isinstance(raw.value, bytes)
+    ):
+        text = raw.value.decode("latin-1")
+        return [v.strip("\x00 ") for v in text.split("\\")]
+    return _text_values(ds[tag])
 
 
 def _text_values(elem: DataElement) -> list[str]:

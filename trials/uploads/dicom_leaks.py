@@ -5,13 +5,14 @@ short, may be among the words of the output's text values."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from io import BufferedIOBase
 from typing import IO, Final
 
 from pydicom import dcmread
 from pydicom.datadict import DicomDictionary
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.fileutil import buffer_length
 from pydicom.multival import MultiValue
@@ -133,8 +134,24 @@ def _text_words(ds: Dataset) -> tuple[bytes, bytes]:
     return b" " + b" ".join(words + coded) + b" ", b" " + b" ".join(words) + b" "
 
 
+def _elements(ds: Dataset, wanted: frozenset[str], tags: frozenset[int] = frozenset()) -> Iterator[DataElement]:
+    """The elements of ``ds`` in tag order (as iterating the dataset gives them) that may have a VR in ``wanted``
+    or a tag in ``tags``; an element still as read from the file with another explicit VR is passed over without
+    being decoded (only an unknown, UN or missing VR can turn into another VR when decoded)."""
+    for tag in sorted(ds._dict):
+        raw = ds._dict[tag]
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.VR not in (None, "UN")
+            and raw.VR not in wanted
+            and int(tag) not in tags
+        ):
+            continue
+        yield ds[tag]
+
+
 def _walk_text(ds: Dataset, words: list[bytes], coded: list[bytes]) -> None:
-    for elem in ds:
+    for elem in _elements(ds, _STRING_VRS | {"SQ"}):
         tag = int(elem.tag)
         if elem.VR == "SQ":
             for item in elem.value or ():
@@ -173,24 +190,25 @@ def _written_text(ds: Dataset) -> list[bytes]:
     search: a patient called "Patient" or "Sponsor" must not match the words of the markers."""
     values: list[str] = [str(v) for v in ds.DeidentificationMethod]
     _code_meanings(ds, values)
-    for keyword in (
-        "ClinicalTrialSponsorName",
-        "ClinicalTrialProtocolID",
-        "ClinicalTrialProtocolName",
-        "ClinicalTrialSiteID",
-        "ClinicalTrialSiteName",
-        "ClinicalTrialSubjectID",
-        "ClinicalTrialTimePointID",
-        "PatientName",
-        "PatientID",
+    for tag in (
+        0x00120010,  # ClinicalTrialSponsorName
+        0x00120020,  # ClinicalTrialProtocolID
+        0x00120021,  # ClinicalTrialProtocolName
+        0x00120030,  # ClinicalTrialSiteID
+        0x00120031,  # ClinicalTrialSiteName
+        0x00120040,  # ClinicalTrialSubjectID
+        0x00120050,  # ClinicalTrialTimePointID
+        0x00100010,  # PatientName
+        0x00100020,  # PatientID
     ):
-        if ds.get(keyword):
-            values.append(str(ds.get(keyword)))
+        value = ds[tag].value if tag in ds._dict else None
+        if value:
+            values.append(str(value))
     return sorted({v.lower().encode("utf-8", "ignore") for v in values if v}, key=len, reverse=True)
 
 
 def _code_meanings(ds: Dataset, values: list[str]) -> None:
-    for elem in ds:
+    for elem in _elements(ds, frozenset({"SQ"}), frozenset({0x00080104})):
         if elem.VR == "SQ":
             for item in elem.value or ():
                 _code_meanings(item, values)
