@@ -895,3 +895,33 @@ class SerialiserTests(SimpleTestCase):
         out = io.BytesIO()
         self.assertIsNone(write_file(ds, out, _transfer_syntax(ds)))
         self.assertEqual(out.getvalue(), b"")
+
+
+class RawDecodingTests(SimpleTestCase):
+    """Values read from the file's bytes (to spare converting elements) are the values pydicom decodes."""
+
+    def tricky(self) -> bytes:
+        ds = read(factories.ophthalmic_photograph())
+        ds.add(DataElement(0x00100010, "PN", b"Li^Wu=LI^WU\\Doe^Jane \x00"))  # two names, groups, padding
+        ds.add(DataElement(0x00081070, "PN", b"O'Neil^Ann^^Dr "))
+        ds.add(DataElement(0x00100020, "LO", b" MRN 7\x00\\ab\x00"))
+        ds.add(DataElement(0x00080050, "SH", b"\xe9t\xe9 "))  # Latin-1
+        ds.add(DataElement(0x00080060, "CS", b"OP\\XC "))
+        ds.add(DataElement(0x00080016, "UI", OP_8_BIT))
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+
+    def test_names_identifiers_and_code_strings_read_from_bytes_equal_the_decoded_values(self):
+        from trials.uploads.dicom_elements import _text_values, _values
+        from trials.uploads.dicom_leaks import _identifying_values
+
+        raw, decoded = read(self.tricky()), read(self.tricky())
+        for elem in decoded.iterall():
+            _ = elem.value
+        self.assertEqual(_identifying_values(raw), _identifying_values(decoded))
+        self.assertIn(
+            b"li", _identifying_values(raw).values + tuple(n.strip() for n in _identifying_values(raw).needles)
+        )
+        for tag, vr in ((0x00080060, "CS"), (0x00080016, "UI")):
+            self.assertEqual(_values(raw, tag, vr), _text_values(decoded[tag]))

@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
+from pydicom.config import settings
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -329,10 +330,10 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
 
 def _put(ds: Dataset, keyword: str, value: Any) -> None:
     """``setattr(ds, keyword, value)`` for an attribute the dataset does not hold, without pydicom's attribute
-    machinery: a new element with the dictionary's VR."""
+    machinery: a new element with the dictionary's VR, its value validated as setting an attribute validates it."""
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
-    ds[tag] = DataElement(tag, dictionary_VR(tag), value)
+    ds[tag] = DataElement(tag, dictionary_VR(tag), value, validation_mode=settings.writing_validation_mode)
 
 
 def _write_markers(ds: Dataset, options: DeidentifyOptions, cleaner: _Cleaner) -> tuple[str, ...]:

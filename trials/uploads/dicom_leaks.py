@@ -48,6 +48,12 @@ _ID_TAGS: Final = frozenset(
         0x00100030,  # PatientBirthDate
     }
 )
+# Dictionary VRs of the names and identifiers whose values ``_strings`` can decode from the file's bytes.
+_PN_TAGS_VR: Final = {
+    tag: entry[0]
+    for tag, entry in DicomDictionary.items()
+    if tag in _PN_TAGS or (tag in _ID_TAGS and entry[0] in ("LO", "SH"))
+}
 _WORD: Final = re.compile(rb"[a-z0-9]+")
 # Text Visus writes itself, or replaces from the standard's tables: not searched by tokens (a patient called
 # "Patient", or "Retinal", must not match the markers or a standard code meaning).
@@ -111,7 +117,21 @@ def _collect(ds: Dataset, names: set[str], ids: set[str], *, depth: int) -> None
                     _collect(item, names, ids, depth=depth + 1)
 
 
+# pydicom's names for the default repertoire and ISO 8859-1 (ISO_IR 100): values are decoded as Latin-1.
+_LATIN_1: Final = (["iso8859"], ["latin_1"])
+
+
 def _strings(ds: Dataset, tag: int) -> list[str]:
+    """The element's values as strings, as pydicom decodes them. A name or a short or long string still as read
+    from the file, in the default repertoire or ISO 8859-1, is decoded here from its bytes as pydicom would (the
+    trailing padding of the whole name, of each string), without converting the element."""
+    raw = ds.get_item(tag)
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and ds._character_set in _LATIN_1:
+        vr = _PN_TAGS_VR.get(tag)
+        if vr is not None and raw.VR in (None, vr):
+            if vr == "PN":
+                return raw.value.decode("latin-1").rstrip("\x00 ").split("\\")
+            return [v.rstrip("\x00 ") for v in raw.value.decode("latin-1").split("\\")]
     try:
         value = ds[tag].value
     except Exception:
