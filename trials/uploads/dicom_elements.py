@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Final
 
 from pydicom._uid_dict import UID_dictionary
@@ -423,15 +424,23 @@ def _vr_of(tag: int, raw: Any) -> str | None:
     For the dictionary's ambiguous VRs ('US or SS', 'OB or OW') the file's VR is used when it is one of the
     options, else the first option. None: the tag is not in the dictionary (private tags included).
     """
-    try:
-        entry = str(dictionary_VR(tag))
-    except KeyError:
+    choices = _dictionary_vrs(tag)
+    if choices is None:
         return None
-    choices = [v.strip() for v in entry.split(" or ")]
     if len(choices) == 1:
         return choices[0]
     file_vr = str(getattr(raw, "VR", "") or "")
     return file_vr if file_vr in choices else choices[0]
+
+
+@lru_cache(maxsize=4096)  # bounded: a file can carry any number of tags the dictionary does not know
+def _dictionary_vrs(tag: int) -> tuple[str, ...] | None:
+    """The dictionary's VR of a tag, its options for an ambiguous one; None when the dictionary does not know it."""
+    try:
+        entry = str(dictionary_VR(tag))
+    except KeyError:
+        return None
+    return tuple(v.strip() for v in entry.split(" or "))
 
 
 def _vr_class(vr: str) -> str:
