@@ -25,10 +25,14 @@ What happens to a file, in order:
    codestreams lose their comment (COM) segments, RLE frames are re-encapsulated as they are, and any other
    compression (MPEG, HEVC, deflate, unknown) is refused.
 5. Write the subject pseudonym, the de-identification markers and the Clinical Trial attributes, rebuild the
-   file meta information, serialise, and check that no identifying value read from the input survived in the
-   serialisation of every element but the pixel data, nor in the compressed frames' marker segments, and that no
-   name part or patient, order or device identifier, however short, is a word of any kept text value
+   file meta information, serialise (``dicom_writer``: the bytes pydicom's ``dcmwrite`` writes, and every byte
+   around the pixel data value for the check), and check that no identifying value read from the input survived
+   in the serialisation of every element but the pixel data, nor in the compressed frames' marker segments, and
+   that no name part or patient, order or device identifier, however short, is a word of any kept text value
    (``dicom_leaks``).
+
+Speed: values are read from the file's bytes where they are plain strings, and only the elements whose values are
+needed are decoded; ``tests/benchmarks/bench_deidentify.py`` compares the pipeline with dicognito.
 
 Pixel data is never decoded here (``frame_image`` decodes one frame on demand, behind the same budget).
 """
