@@ -304,10 +304,12 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     ds.file_meta = _file_meta(ds, syntax)
     ds.preamble = b"\x00" * 128  # the input's preamble can hold anything (dual-personality TIFF headers)
     out = spooled(options.spool_dir)
-    outside = write_file(ds, out, syntax)  # every byte but the pixel data value, for the leak check
-    if outside is None:  # an encoding pydicom would change on writing: pydicom writes it
+    parts = write_file(ds, out, syntax)  # every byte but the pixel data value, for the leak check
+    if parts is None:  # an encoding pydicom would change on writing: pydicom writes it
         ds.save_as(out, enforce_file_format=True)
         outside = _outside_pixel_value(out, file_size(out), ds)
+    else:
+        outside = list(parts)
     size = file_size(out)
     _assert_no_leak([*outside, *frame_headers], leaks, written=_written_text(ds), output=ds)
     out.seek(0)

@@ -173,16 +173,15 @@ def _dataset(ds: Dataset, implicit: bool, little: bool, parent_charset: Any) -> 
     """A nested dataset's elements, as ``write_dataset`` writes them: in tag order, without group lengths, with the
     dataset's own character set or its parent's; one read in another encoding or character set has its ambiguous
     VRs corrected and every value decoded first, so that it is encoded anew."""
-    get = ds.get_item
-    if ds.original_encoding != (implicit, little) or ds.original_character_set != ds._character_set:
+    decode = ds.original_encoding != (implicit, little) or ds.original_character_set != ds._character_set
+    if decode:
         ds = correct_ambiguous_vr(ds, little)
-        get = ds.__getitem__
     charset = ds.get("SpecificCharacterSet", parent_charset)
     out = bytearray()
     for tag in sorted(ds._dict):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue
-        out += _element(get(tag), implicit, little, charset)
+        out += _element(ds[tag] if decode else ds.get_item(tag), implicit, little, charset)
     return bytes(out)
 
 
