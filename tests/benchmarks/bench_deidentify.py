@@ -12,16 +12,15 @@ descriptions.
 The machine this runs on is usually shared, so the pipelines are interleaved: every round runs each of them over all
 the files, in an order rotated from round to round, and the speed ratios are taken round by round (runs a second or
 two apart, under the same load) and reported as their median with quartiles and range, from wall-clock time and
-from process CPU time. Under heavy load the wall-clock figures swing by 2x or more from round to round; the CPU
-figures stay within about 15%.
+from process CPU time. Under heavy load a pipeline's wall-clock time per file swings by 2x or more from round to
+round; the CPU ratios' quartiles stay within about 10% of their median.
 
 Measured (Visus speed / dicognito 0.19.0, medians over rounds of 100 files; pydicom 3.0.2, Python 3.11.7, 2 shared
 cores), two runs of 15 rounds: CPU 1.47x (quartiles 1.41-1.52) and wall 1.43x (1.35-1.79) at load average 10-14;
 CPU 1.45x (1.34-1.57) and wall 1.45x (1.19-1.59) at load average 5-9, with Visus at 2.37 CPU ms/file, dicognito
 3.35 and pydicom's own read+write 1.38 (Visus is 0.59x read+write). The code before the direct serialiser and
 raw-value reading, run with this benchmark right after at load average 5-9 (9 rounds): CPU 0.80x (0.76-0.85), wall
-0.82x (0.73-0.95), 4.72 CPU ms/file. The 2x aimed for in issue 9 is not reached: pydicom's parse alone is about a
-fifth of Visus's time, the writer and the leak check's decoding most of the rest.
+0.82x (0.73-0.95), 4.72 CPU ms/file. The 2x aimed for in issue 9 is not reached.
 
 Then the burned-in text gate for photographs (``trials.uploads.burned_in_text``): wall-clock ms per shipped HRF
 photograph with and without it, false positives on those real photographs, and how much stamped text it finds.
