@@ -7,7 +7,7 @@ from unittest import mock
 import numpy as np
 from django.test import SimpleTestCase
 from PIL import Image
-from pydicom import dcmread
+from pydicom import dcmread, dcmwrite
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragments, generate_frames, parse_basic_offsets
@@ -33,6 +33,8 @@ from trials.uploads.deidentify_dicom import (
     frame_image,
     uid_for,
 )
+from trials.uploads.dicom_dataset import _transfer_syntax
+from trials.uploads.dicom_writer import write_file
 from trials.uploads.errors import UploadRejected
 
 KEY = b"trial-key-0123456789abcdef-VISUS"
@@ -826,3 +828,100 @@ class AllowListSweepTests(SimpleTestCase):
             ds.PatientName = f"DOE^JANE^{index}"
             ds.StudyID = "1"
             deidentify_dicom(save(ds), options=options())
+
+
+def _reencoded(data: bytes, syntax) -> bytes:
+    """The same object written in another native transfer syntax (implicit VR, big endian)."""
+    ds = read(data)
+    ds.file_meta.TransferSyntaxUID = syntax
+    out = io.BytesIO()
+    dcmwrite(out, ds, enforce_file_format=True)
+    return out.getvalue()
+
+
+class SerialiserTests(SimpleTestCase):
+    """The direct serialiser (``dicom_writer.write_file``) writes exactly what pydicom's ``dcmwrite`` writes, and
+    hands the leak check every byte but the pixel data value."""
+
+    def assert_writes_like_pydicom(self, data: bytes, label: str) -> None:
+        for converted in (False, True):
+            ds = read(data)
+            if converted:  # every value decoded, as the de-identification walk leaves most of them
+                for elem in ds.iterall():
+                    _ = elem.value
+            expected = io.BytesIO()
+            ds.save_as(expected, enforce_file_format=True)
+            written = io.BytesIO()
+            parts = write_file(ds, written, _transfer_syntax(ds))
+            with self.subTest(label, converted=converted):
+                self.assertIsNotNone(parts)
+                self.assertEqual(written.getvalue(), expected.getvalue())
+                head, tail = parts
+                value = written.getvalue()[len(head) : len(written.getvalue()) - len(tail)]
+                if "PixelData" in ds:
+                    self.assertEqual(written.getvalue(), head + value + tail)
+                    self.assertGreater(len(value), 0)
+                    self.assertFalse(value.startswith(b"\xe0\x7f\x10\x00"))  # the element's header is searched
+                else:
+                    self.assertEqual(value, b"")
+
+    def test_inputs_and_outputs_of_every_object_type_are_written_byte_for_byte_as_pydicom_writes_them(self):
+        objects = dict(ALL_OBJECTS)
+        objects["jpeg"] = factories.jpeg_photograph
+        objects["free text"] = factories.free_text_leaks_photograph
+        objects["implicit VR"] = lambda: _reencoded(factories.ophthalmic_photograph(), "1.2.840.10008.1.2")
+        objects["big endian"] = lambda: _reencoded(factories.ophthalmic_photograph(bits=16), "1.2.840.10008.1.2.2")
+        for label, make in objects.items():
+            data = make()
+            if data[128:132] == b"DICM":  # a file without preamble and file meta cannot be written as it is
+                self.assert_writes_like_pydicom(data, f"{label} (input)")
+            out = deidentify_dicom(data, options=options(allow_missing_burned_in_annotation=True)).data
+            self.assert_writes_like_pydicom(out, f"{label} (de-identified)")
+
+    def test_text_in_other_character_sets_is_written_by_pydicom(self):
+        for charset, text in (("ISO_IR 192", "Zürich Augenklinik"), ("ISO_IR 100", "Zürich"), ("ISO_IR 144", "Москва")):
+            ds = read(factories.ophthalmic_photograph())
+            ds.SpecificCharacterSet = charset
+            ds.InstitutionName = text
+            ds.ImageComments = text
+            ds.AnatomicRegionSequence[0].CodeMeaning = text  # and inside a sequence item
+            buffer = io.BytesIO()
+            ds.save_as(buffer, enforce_file_format=True)
+            self.assert_writes_like_pydicom(buffer.getvalue(), charset)
+
+    def test_a_dataset_pydicom_would_reencode_is_left_to_pydicom(self):
+        ds = read(factories.ophthalmic_photograph())
+        ds.SpecificCharacterSet = "ISO_IR 192"  # read as ISO_IR 100: pydicom re-encodes every text value
+        out = io.BytesIO()
+        self.assertIsNone(write_file(ds, out, _transfer_syntax(ds)))
+        self.assertEqual(out.getvalue(), b"")
+
+
+class RawDecodingTests(SimpleTestCase):
+    """Values read from the file's bytes (to spare converting elements) are the values pydicom decodes."""
+
+    def tricky(self) -> bytes:
+        ds = read(factories.ophthalmic_photograph())
+        ds.add(DataElement(0x00100010, "PN", b"Li^Wu=LI^WU\\Doe^Jane \x00"))  # two names, groups, padding
+        ds.add(DataElement(0x00081070, "PN", b"O'Neil^Ann^^Dr "))
+        ds.add(DataElement(0x00100020, "LO", b" MRN 7\x00\\ab\x00"))
+        ds.add(DataElement(0x00080050, "SH", b"\xe9t\xe9 "))  # Latin-1
+        ds.add(DataElement(0x00080060, "CS", b"OP\\XC "))
+        ds.add(DataElement(0x00080016, "UI", OP_8_BIT))
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        return buffer.getvalue()
+
+    def test_names_identifiers_and_code_strings_read_from_bytes_equal_the_decoded_values(self):
+        from trials.uploads.dicom_elements import _text_values, _values
+        from trials.uploads.dicom_leaks import _identifying_values
+
+        raw, decoded = read(self.tricky()), read(self.tricky())
+        for elem in decoded.iterall():
+            _ = elem.value
+        self.assertEqual(_identifying_values(raw), _identifying_values(decoded))
+        self.assertIn(
+            b"li", _identifying_values(raw).values + tuple(n.strip() for n in _identifying_values(raw).needles)
+        )
+        for tag, vr in ((0x00080060, "CS"), (0x00080016, "UI")):
+            self.assertEqual(_values(raw, tag, vr), _text_values(decoded[tag]))

@@ -25,10 +25,14 @@ What happens to a file, in order:
    codestreams lose their comment (COM) segments, RLE frames are re-encapsulated as they are, and any other
    compression (MPEG, HEVC, deflate, unknown) is refused.
 5. Write the subject pseudonym, the de-identification markers and the Clinical Trial attributes, rebuild the
-   file meta information, serialise, and check that no identifying value read from the input survived in the
-   serialisation of every element but the pixel data, nor in the compressed frames' marker segments, and that no
-   name part or patient, order or device identifier, however short, is a word of any kept text value
+   file meta information, serialise (``dicom_writer``: the bytes pydicom's ``dcmwrite`` writes, and every byte
+   around the pixel data value for the check), and check that no identifying value read from the input survived
+   in the serialisation of every element but the pixel data, nor in the compressed frames' marker segments, and
+   that no name part or patient, order or device identifier, however short, is a word of any kept text value
    (``dicom_leaks``).
+
+Speed: values are read from the file's bytes where they are plain strings, and only the elements whose values are
+needed are decoded; ``tests/benchmarks/bench_deidentify.py`` compares the pipeline with dicognito.
 
 Pixel data is never decoded here (``frame_image`` decodes one frame on demand, behind the same budget).
 """
@@ -38,7 +42,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.config import settings
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -71,6 +76,7 @@ from trials.uploads.dicom_elements import (
 from trials.uploads.dicom_frames import frame_image
 from trials.uploads.dicom_leaks import _assert_no_leak, _identifying_values, _outside_pixel_value, _written_text
 from trials.uploads.dicom_pixels import _clean_encapsulated, _clean_native
+from trials.uploads.dicom_writer import write_file
 from trials.uploads.errors import PDF_REFUSAL, UploadRejected
 from trials.uploads.spool import Source, as_file, file_size, spooled
 from trials.uploads.visual_field import VisualField, visual_field_from_dicom
@@ -298,9 +304,14 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     ds.file_meta = _file_meta(ds, syntax)
     ds.preamble = b"\x00" * 128  # the input's preamble can hold anything (dual-personality TIFF headers)
     out = spooled(options.spool_dir)
-    ds.save_as(out, enforce_file_format=True)
+    parts = write_file(ds, out, syntax)  # every byte but the pixel data value, for the leak check
+    if parts is None:  # an encoding pydicom would change on writing: pydicom writes it
+        ds.save_as(out, enforce_file_format=True)
+        outside = _outside_pixel_value(out, file_size(out), ds)
+    else:
+        outside = list(parts)
     size = file_size(out)
-    _assert_no_leak([*_outside_pixel_value(out, size, ds), *frame_headers], leaks, written=_written_text(ds), output=ds)
+    _assert_no_leak([*outside, *frame_headers], leaks, written=_written_text(ds), output=ds)
     out.seek(0)
 
     report = tuple(
@@ -323,6 +334,14 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     )
 
 
+def _put(ds: Dataset, keyword: str, value: Any) -> None:
+    """``setattr(ds, keyword, value)`` for an attribute the dataset does not hold, without pydicom's attribute
+    machinery: a new element with the dictionary's VR, its value validated as setting an attribute validates it."""
+    tag = tag_for_keyword(keyword)
+    assert tag is not None, keyword
+    ds[tag] = DataElement(tag, dictionary_VR(tag), value, validation_mode=settings.writing_validation_mode)
+
+
 def _write_markers(ds: Dataset, options: DeidentifyOptions, cleaner: _Cleaner) -> tuple[str, ...]:
     for tag, value in cleaner.forced.items():
         if tag not in ds:
@@ -339,37 +358,37 @@ def _write_markers(ds: Dataset, options: DeidentifyOptions, cleaner: _Cleaner) -
     }
     for keyword, value in trial.items():
         if value:
-            setattr(ds, keyword, value)
+            _put(ds, keyword, value)
     codes = ["113100", "113105"]
     method = ["PS3.15 E.1 Basic Application Confidentiality Profile", "Visus: per-IOD allow-list"]
     method.append("Visus: UIDs replaced by keyed HMAC-SHA256 (2.25)")
     if options.date_policy == DatePolicy.REMOVE:
-        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        _put(ds, "LongitudinalTemporalInformationModified", "REMOVED")
         method.append("Visus: dates removed")
     else:
         codes.append("113107")
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        _put(ds, "LongitudinalTemporalInformationModified", "MODIFIED")
         method.append("Visus: dates shifted" if options.date_policy == DatePolicy.SHIFT else "Visus: year kept")
     if options.retain_patient_characteristics:
         codes.append("113108")
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = method
+    _put(ds, "PatientIdentityRemoved", "YES")
+    _put(ds, "DeidentificationMethod", method)
     items = []
     for code in codes:
         item = Dataset()
-        item.CodeValue = code
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = _CODE_MEANINGS[code]
+        _put(item, "CodeValue", code)
+        _put(item, "CodingSchemeDesignator", "DCM")
+        _put(item, "CodeMeaning", _CODE_MEANINGS[code])
         items.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    _put(ds, "DeidentificationMethodCodeSequence", Sequence(items))
     return tuple(codes)
 
 
 def _file_meta(ds: Dataset, syntax: UID) -> FileMetaDataset:
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = syntax
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "VISUS_DEID_1"
+    _put(meta, "MediaStorageSOPClassUID", ds[0x00080016].value)  # SOPClassUID
+    _put(meta, "MediaStorageSOPInstanceUID", ds[0x00080018].value)  # SOPInstanceUID
+    _put(meta, "TransferSyntaxUID", syntax)
+    _put(meta, "ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
+    _put(meta, "ImplementationVersionName", "VISUS_DEID_1")
     return meta

@@ -12,11 +12,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Final
 
 from pydicom._uid_dict import UID_dictionary
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
@@ -272,7 +273,7 @@ class _Cleaner:
         if vr == "UI":
             # Only UIDs the DICOM standard defines (SOP classes, transfer syntaxes, coding schemes) identify
             # nobody; anything else, including a UID merely starting with the DICOM root, is replaced.
-            if all(v in UID_dictionary for v in _text_values(ds[tag]) if v):
+            if all(v in UID_dictionary for v in _values(ds, tag, vr) if v):
                 return None
             return "U"
         return None
@@ -317,7 +318,7 @@ class _Cleaner:
                 self._standard_meaning(ds)
                 continue
             if (code is None or code == "K") and vr in _DESCRIPTOR_VRS and tag not in self.forced:
-                if vr in _FREE_TEXT_VRS or vr == "PN" or not clean_text(vr, _text_values(ds[tag])):
+                if vr in _FREE_TEXT_VRS or vr == "PN" or not clean_text(vr, _values(ds, tag, vr)):
                     # Clean Descriptors: a kept attribute holds what its VR is for, or goes.
                     del ds[tag]
                     self.record(tag, "X")
@@ -368,10 +369,12 @@ class _Cleaner:
                 self._recurse(ds, tag)
                 self.record(tag, "U")
             return
-        # The new value is written with the dictionary VR, whatever VR the file gave the element.
-        values = _text_values(ds[tag])
-        elem = ds[tag]
-        if elem.VR != vr and vr != "UN":
+        # The new value is written with the dictionary VR, whatever VR the file gave the element; the old value is
+        # read only where the new one is made from it (UIDs, dates).
+        values = _values(ds, tag, vr) if action in ("U", "C") or (action == "D" and vr == "UI") else []
+        if vr == "UN":
+            elem = ds[tag]
+        else:
             elem = ds[tag] = DataElement(tag, vr, None)
         if action == "Z":
             elem.value = None if vr not in ("OB", "OW", "UN") else b""
@@ -421,15 +424,23 @@ def _vr_of(tag: int, raw: Any) -> str | None:
     For the dictionary's ambiguous VRs ('US or SS', 'OB or OW') the file's VR is used when it is one of the
     options, else the first option. None: the tag is not in the dictionary (private tags included).
     """
-    try:
-        entry = str(dictionary_VR(tag))
-    except KeyError:
+    choices = _dictionary_vrs(tag)
+    if choices is None:
         return None
-    choices = [v.strip() for v in entry.split(" or ")]
     if len(choices) == 1:
         return choices[0]
     file_vr = str(getattr(raw, "VR", "") or "")
     return file_vr if file_vr in choices else choices[0]
+
+
+@lru_cache(maxsize=4096)  # bounded: a file can carry any number of tags the dictionary does not know
+def _dictionary_vrs(tag: int) -> tuple[str, ...] | None:
+    """The dictionary's VR of a tag, its options for an ambiguous one; None when the dictionary does not know it."""
+    try:
+        entry = str(dictionary_VR(tag))
+    except KeyError:
+        return None
+    return tuple(v.strip() for v in entry.split(" or "))
 
 
 def _vr_class(vr: str) -> str:
@@ -449,6 +460,27 @@ def _fits(file_vr: str, vr: str) -> bool:
     if file_vr == vr or file_vr == "UN" or " or " in file_vr:
         return True
     return _vr_class(file_vr) == _vr_class(vr)
+
+
+# Value representations whose values pydicom decodes as plain strings in the default repertoire (what ``_values``
+# can read from the file's bytes without converting the element).
+_PLAIN_STRING_VRS: Final = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "UI"})
+
+
+def _values(ds: Dataset, tag: int, vr: str | None) -> list[str]:
+    """``_text_values(ds[tag])``, read from the element's bytes when it is still as read from the file and its value
+    is a plain string (decoded as pydicom decodes it: ISO 8859-1, split at backslashes), so that an element about
+    to be kept or replaced is not converted first."""
+    raw = ds.get_item(tag)
+    if (
+        isinstance(raw, RawDataElement)
+        and vr in _PLAIN_STRING_VRS
+        and raw.VR in (None, vr)
+        and isinstance(raw.value, bytes)
+    ):
+        text = raw.value.decode("latin-1")
+        return [v.strip("\x00 ") for v in text.split("\\")]
+    return _text_values(ds[tag])
 
 
 def _text_values(elem: DataElement) -> list[str]:

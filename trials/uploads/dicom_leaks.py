@@ -5,13 +5,14 @@ short, may be among the words of the output's text values."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from io import BufferedIOBase
 from typing import IO, Final
 
 from pydicom import dcmread
 from pydicom.datadict import DicomDictionary
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.fileutil import buffer_length
 from pydicom.multival import MultiValue
@@ -47,6 +48,12 @@ _ID_TAGS: Final = frozenset(
         0x00100030,  # PatientBirthDate
     }
 )
+# Dictionary VRs of the names and identifiers whose values ``_strings`` can decode from the file's bytes.
+_PN_TAGS_VR: Final = {
+    tag: entry[0]
+    for tag, entry in DicomDictionary.items()
+    if tag in _PN_TAGS or (tag in _ID_TAGS and entry[0] in ("LO", "SH"))
+}
 _WORD: Final = re.compile(rb"[a-z0-9]+")
 # Text Visus writes itself, or replaces from the standard's tables: not searched by tokens (a patient called
 # "Patient", or "Retinal", must not match the markers or a standard code meaning).
@@ -110,7 +117,21 @@ def _collect(ds: Dataset, names: set[str], ids: set[str], *, depth: int) -> None
                     _collect(item, names, ids, depth=depth + 1)
 
 
+# pydicom's names for the default repertoire and ISO 8859-1 (ISO_IR 100): values are decoded as Latin-1.
+_LATIN_1: Final = (["iso8859"], ["latin_1"])
+
+
 def _strings(ds: Dataset, tag: int) -> list[str]:
+    """The element's values as strings, as pydicom decodes them. A name or a short or long string still as read
+    from the file, in the default repertoire or ISO 8859-1, is decoded here from its bytes as pydicom would (the
+    trailing padding of the whole name, of each string), without converting the element."""
+    raw = ds.get_item(tag)
+    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and ds._character_set in _LATIN_1:
+        vr = _PN_TAGS_VR.get(tag)
+        if vr is not None and raw.VR in (None, vr):
+            if vr == "PN":
+                return raw.value.decode("latin-1").rstrip("\x00 ").split("\\")
+            return [v.rstrip("\x00 ") for v in raw.value.decode("latin-1").split("\\")]
     try:
         value = ds[tag].value
     except Exception:
@@ -133,8 +154,24 @@ def _text_words(ds: Dataset) -> tuple[bytes, bytes]:
     return b" " + b" ".join(words + coded) + b" ", b" " + b" ".join(words) + b" "
 
 
+def _elements(ds: Dataset, wanted: frozenset[str], tags: frozenset[int] = frozenset()) -> Iterator[DataElement]:
+    """The elements of ``ds`` in tag order (as iterating the dataset gives them) that may have a VR in ``wanted``
+    or a tag in ``tags``; an element still as read from the file with another explicit VR is passed over without
+    being decoded (only an unknown, UN or missing VR can turn into another VR when decoded)."""
+    for tag in sorted(ds._dict):
+        raw = ds._dict[tag]
+        if (
+            isinstance(raw, RawDataElement)
+            and raw.VR not in (None, "UN")
+            and raw.VR not in wanted
+            and int(tag) not in tags
+        ):
+            continue
+        yield ds[tag]
+
+
 def _walk_text(ds: Dataset, words: list[bytes], coded: list[bytes]) -> None:
-    for elem in ds:
+    for elem in _elements(ds, _STRING_VRS | {"SQ"}):
         tag = int(elem.tag)
         if elem.VR == "SQ":
             for item in elem.value or ():
@@ -173,24 +210,25 @@ def _written_text(ds: Dataset) -> list[bytes]:
     search: a patient called "Patient" or "Sponsor" must not match the words of the markers."""
     values: list[str] = [str(v) for v in ds.DeidentificationMethod]
     _code_meanings(ds, values)
-    for keyword in (
-        "ClinicalTrialSponsorName",
-        "ClinicalTrialProtocolID",
-        "ClinicalTrialProtocolName",
-        "ClinicalTrialSiteID",
-        "ClinicalTrialSiteName",
-        "ClinicalTrialSubjectID",
-        "ClinicalTrialTimePointID",
-        "PatientName",
-        "PatientID",
+    for tag in (
+        0x00120010,  # ClinicalTrialSponsorName
+        0x00120020,  # ClinicalTrialProtocolID
+        0x00120021,  # ClinicalTrialProtocolName
+        0x00120030,  # ClinicalTrialSiteID
+        0x00120031,  # ClinicalTrialSiteName
+        0x00120040,  # ClinicalTrialSubjectID
+        0x00120050,  # ClinicalTrialTimePointID
+        0x00100010,  # PatientName
+        0x00100020,  # PatientID
     ):
-        if ds.get(keyword):
-            values.append(str(ds.get(keyword)))
+        value = ds[tag].value if tag in ds._dict else None
+        if value:
+            values.append(str(value))
     return sorted({v.lower().encode("utf-8", "ignore") for v in values if v}, key=len, reverse=True)
 
 
 def _code_meanings(ds: Dataset, values: list[str]) -> None:
-    for elem in ds:
+    for elem in _elements(ds, frozenset({"SQ"}), frozenset({0x00080104})):
         if elem.VR == "SQ":
             for item in elem.value or ():
                 _code_meanings(item, values)
@@ -201,18 +239,23 @@ def _code_meanings(ds: Dataset, values: list[str]) -> None:
 def _outside_pixel_value(output: IO[bytes], size: int, ds: Dataset) -> list[bytes]:
     """Every byte of the written file except the top-level pixel data value itself.
 
-    The written file is parsed again (its pixel data left in the file) to find where that value starts; its length
-    is the length of the value Visus wrote. So every other byte, whatever an element before or after it holds, is
-    in the part searched, and the pixel data is never read into memory.
+    The value's length is the length of the value Visus wrote (its bytes, or the view pydicom streamed). Nothing an
+    allow-list keeps sorts after the pixel data (7FE0,0010), so the value ends the file but for the delimiter of an
+    encapsulated value, and where it starts follows from the file's size. Were anything written after it, the file
+    is parsed again (its pixel data left in the file) to find where the value starts. So every other byte, whatever
+    an element before or after it holds, is in the part searched, and the pixel data is never read into memory.
     """
     value = ds.get_item(_PIXEL_DATA)
-    buffer = getattr(value, "value", None)
-    if value is None or not isinstance(buffer, BufferedIOBase):
+    data = getattr(value, "value", None)
+    if value is None or not isinstance(data, BufferedIOBase | bytes):
         output.seek(0)
         return [output.read()]
-    length = buffer_length(buffer)
-    written = dcmread(as_file(output), defer_size=DEFER_BYTES)
-    start = int(getattr(written.get_item(_PIXEL_DATA, keep_deferred=True), "value_tell", 0))
+    length = buffer_length(data) if isinstance(data, BufferedIOBase) else len(data) + len(data) % 2
+    if max(int(tag) for tag in ds.keys()) == _PIXEL_DATA:
+        start = size - length - (8 if value.is_undefined_length else 0)  # the delimiter: (FFFE,E0DD), length 0
+    else:
+        written = dcmread(as_file(output), defer_size=DEFER_BYTES)
+        start = int(getattr(written.get_item(_PIXEL_DATA, keep_deferred=True), "value_tell", 0))
     output.seek(0)
     before = output.read(start)
     output.seek(start + length)

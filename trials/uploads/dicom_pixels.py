@@ -300,16 +300,18 @@ def _clean_encapsulated(
 
 def _clean_native(
     ds: Dataset, raw: Any, handle: IO[bytes], syntax: UID, samples_total: int, cleaner: _Cleaner
-) -> IO[bytes]:
+) -> IO[bytes] | bytes:
     """Trim native pixel data to the frames the header declares, and clear every bit outside BitsStored/HighBit.
-    Returns the new value: a buffered view of the input that pydicom writes a block at a time, masking each block
-    as it is read (nothing is copied first), of even length.
+    Returns the new value, of even length: the bytes when the value was read with the header (small images), else
+    a buffered view of the input that pydicom writes a block at a time, masking each block as it is read (nothing
+    is copied first).
 
     Old devices embedded overlays (annotation text, names) in the unused high bits; a viewer that ignores
     BitsStored would show them. Signed samples are sign-extended from HighBit so their values do not change.
     """
     source, start, length = _pixel_value(raw, handle)
     length = max(length, 0)
+    in_memory = raw.value is not None  # read with the header (under DEFER_BYTES): cleaned in one piece, no view
     allocated = _int(ds, "BitsAllocated") or 8
     expected = math.ceil(samples_total * allocated / 8)
     if length > expected + expected % 2:
@@ -317,6 +319,8 @@ def _clean_native(
         cleaner.record(0x7FE00010, "trimmed")
     stored = _int(ds, "BitsStored") or allocated
     if not (allocated in (8, 16, 32) and stored < allocated):
+        if in_memory:
+            return _even(raw.value[:length])
         return Window(source, start, length, pad=length % 2 == 1)
     high = _int(ds, "HighBit")
     high = stored - 1 if high is None else high
@@ -338,4 +342,11 @@ def _clean_native(
         return kept.astype(dtype).tobytes() + block[count * dtype.itemsize :]
 
     cleaner.record(0x7FE00010, "masked")
+    if in_memory:
+        return _even(masked(raw.value[:length]))
     return Window(source, start, length, pad=length % 2 == 1, transform=masked, unit=dtype.itemsize)
+
+
+def _even(value: bytes) -> bytes:
+    """A value of even length (one zero byte appended to an odd one), as DICOM writes it."""
+    return value + b"\x00" if len(value) % 2 else value
