@@ -68,6 +68,7 @@ __all__ = [
 MIN_CONFIDENCE: Final = 70.0  # Tesseract word confidence (0-100); stamped text reads at 90+, vessel noise below 65
 OCR_MAX_SIDE: Final = 2048
 OCR_BUDGET_S: Final = 10.0  # Tesseract wall time for a whole file; a photograph needs well under a second
+READ_PASS_S: Final = 60.0  # per whole-image pass of read_words when no budget is given
 EDGE_LEVEL: Final = 48  # 0-255 across two pixels in some channel: the edge of a stroke (a retina's edges stay below)
 BLOCK: Final = 16  # px, at OCR size: the grid of the text-candidate search
 MIN_BLOCK_EDGES: Final = 10  # strong-edge pixels that make a block a text candidate
@@ -278,8 +279,9 @@ def read_words(
     img: Image.Image, *, passes: tuple[tuple[str, str], ...] = ALL_PASSES, budget: OcrBudget | None = None
 ) -> list[tuple[str, float, TextRegion]]:
     """Every word Tesseract reads anywhere in ``img`` in any of ``passes``, unfiltered: (text, confidence 0-100, box
-    in full-image pixels). Slow (the whole image, several passes); the upload check uses ``find_text``."""
-    budget = budget or OcrBudget()
+    in full-image pixels). Slow (the whole image, several passes); the upload check uses ``find_text``. Without a
+    ``budget``, each pass may take ``READ_PASS_S`` seconds (this reading checks what was stored; no upload waits)."""
+    budget = budget or OcrBudget(READ_PASS_S * len(passes))
     scale = _ocr_scale(img.size)
     work = _downscaled(img, scale)
     words: list[tuple[str, float, TextRegion]] = []
