@@ -261,6 +261,27 @@ def burned_in_text_figures() -> None:
     print(f"  stamped text found inside the field: {total - len(misses)} of {total} (white/yellow/black, 24 and 40 px)")
     for miss in misses:
         print(f"    missed: {miss}")
+    # Small type as cameras stamp it, near the optic disc too: 2 photographs x 3 positions x 4 colours x 2 sizes.
+    small_misses = []
+    for name in ("02_h.jpg", "04_dr.jpg"):
+        fundus = Image.open(hrf / name).convert("RGB")
+        fov = find_field_of_view(np.asarray(fundus))
+        for position in ((400, 300), (700, 330), (300, 550)):
+            for colour in ((255, 255, 255), (255, 255, 0), (0, 0, 0), (0, 255, 0)):
+                for size in (14, 18):
+                    img = fundus.copy()
+                    font = ImageFont.load_default(size=size)
+                    ImageDraw.Draw(img).text(position, "ID 20931 SMITH", fill=colour, font=font)
+                    rgb = np.asarray(img)
+                    if fov is not None:
+                        rgb, _ = blank_outside_field(rgb, fov)
+                    if not find_text(Image.fromarray(rgb), blanked_outside=fov):
+                        small_misses.append(f"{name} at {position} in {colour}, {size} px")
+    print(
+        f"  small type found inside the field: {48 - len(small_misses)} of 48 (white/yellow/black/green, 14 and 18 px)"
+    )
+    for miss in small_misses:
+        print(f"    missed: {miss}")
     noise = Image.fromarray(np.random.default_rng(9).integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
     out = io.BytesIO()
     noise.save(out, format="PNG")

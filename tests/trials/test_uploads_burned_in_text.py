@@ -162,8 +162,8 @@ class PhotographGateTests(SimpleTestCase):
         self.assertNotIn("CANARY", ocr_text(result.data))
 
     def test_a_photograph_of_noise_is_refused_when_the_search_runs_out_of_time(self):
-        # Pixel noise is all edges: every block is a text candidate, and Tesseract needed 79 s for a 1600 x 1200
-        # field of it. One budget bounds the search of a whole file; when it runs out the file is refused, never
+        # Pixel noise is all edges: every block is a text candidate, and Tesseract would read all of it for a minute
+        # or more. One budget bounds the search of a whole file; when it runs out the file is refused, never
         # stored unchecked, with or without the coordinator's not-a-fundus exception.
         noise = Image.fromarray(np.random.default_rng(9).integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
         data = encoded(noise, "PNG")

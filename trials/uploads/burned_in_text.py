@@ -17,9 +17,10 @@ Three steps, before anything is stored:
    Blocks are grouped with their neighbours into crops. Type fainter than ``EDGE_LEVEL`` against its background is
    not searched.
 3. **Read the crops** with Tesseract OCR (Debian's ``tesseract-ocr``, sparse-text mode ``--psm 11``), all in one
-   process: each crop is cut at Otsu's threshold in its luminance and in its most separable colour channel (yellow
-   type on the red-orange retina separates in blue, not in grey), strokes black on white, small crops at twice
-   their size, stacked on one page. A word counts as text only if Tesseract is confident (at least
+   process with Tesseract's local (Sauvola) threshold: each crop's most separable colour channel (yellow type on the
+   red-orange retina separates in blue, not in grey) cut at Otsu's threshold, strokes black on white, and that
+   channel and the luminance as they are (for a crop that a bright optic disc shares with the type), small crops at
+   twice their size, all stacked on one page. A word counts as text only if Tesseract is confident (at least
    ``MIN_CONFIDENCE``) and it has at least three letters or digits, mostly alphanumeric: vessels and lesions read
    as short, low-confidence fragments ("ae", "—", "4"); the test suite pins zero false positives on the shipped
    HRF photographs. Found text refuses the file with a message that names the region (never the text: it may be
@@ -28,8 +29,9 @@ Three steps, before anything is stored:
 **Time.** All OCR of one file (every frame, the fundus gate's look at a refused image included) shares one
 ``OcrBudget`` of ``OCR_BUDGET_S`` seconds; Tesseract is killed when it runs out and the file is refused
 (``burned_in_text_timeout``), never stored unchecked, and no exception can override that (its pixels could hold a
-name). Pixel noise, all edges, is the case it stops: Tesseract needed 79 s for a 1600 x 1200 photograph of it.
-``tests/benchmarks/bench_deidentify.py`` prints the cost per photograph, misses and false refusals. OCR works on a
+name). Pixel noise, all edges, is the case it stops: every block is a candidate and Tesseract would read the whole
+image for a minute or more. ``tests/benchmarks/bench_deidentify.py`` prints the cost per photograph, misses, false
+refusals and the noise photograph's outcome. OCR works on a
 copy whose longer side is at most ``OCR_MAX_SIDE`` px. When Tesseract is not installed the check fails closed: the
 upload is refused, never passed unchecked. ``read_words`` (whole image, several Tesseract passes, no
 pre-screen) is the thorough reading the PHI canary tests use to look at what was stored.
@@ -413,20 +415,25 @@ def _otsu(values: np.ndarray) -> tuple[int, float]:
 
 
 def _binarised(crop: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
-    """Black-on-white versions of an RGB crop for Tesseract: its luminance and its most separable channel, each cut
-    at Otsu's threshold (over the valid pixels), the smaller class (the strokes) black; invalid pixels white."""
+    """Versions of an RGB crop for Tesseract: its most separable colour channel cut at Otsu's threshold (over the
+    valid pixels), the smaller class (the strokes) black on white; and that channel and the luminance as they are,
+    for Tesseract's local (Sauvola) threshold, where a bright optic disc or a vessel shares the crop. Invalid pixels
+    (the blanked border) take the crop's median, so that they make no edge."""
     luminance = (crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.uint8)
     planes = [luminance, crop[..., 0], crop[..., 1], crop[..., 2]]
-    scored = [(_otsu(plane[valid]), index) for index, plane in enumerate(planes)]
-    best = max(range(1, 4), key=lambda index: scored[index][0][1])
-    out = []
-    for index in dict.fromkeys((0, best)):
-        (threshold, _separability), _ = scored[index]
-        high = planes[index] > threshold
-        ink = high if (high & valid).sum() * 2 < valid.sum() else ~high
-        page = np.full(crop.shape[:2], 255, dtype=np.uint8)
-        page[ink & valid] = 0
-        out.append(page)
+    if not valid.any():
+        return []
+    scored = [_otsu(plane[valid]) for plane in planes]
+    best = max(range(1, 4), key=lambda index: scored[index][1])
+    high = planes[best] > scored[best][0]
+    ink = high if (high & valid).sum() * 2 < valid.sum() else ~high
+    cut = np.full(crop.shape[:2], 255, dtype=np.uint8)
+    cut[ink & valid] = 0
+    out = [cut]
+    for index in (best, 0):
+        plane = planes[index].copy()
+        plane[~valid] = int(np.median(plane[valid]))
+        out.append(plane)
     return out
 
 
@@ -470,7 +477,7 @@ def find_text(
         placed.append((y, page.shape[0], x0, y0, up))
         y += page.shape[0] + _GAP
     regions = []
-    for word, confidence, (left, top, width, height) in _tesseract_words(Image.fromarray(sheet), "0", budget):
+    for word, confidence, (left, top, width, height) in _tesseract_words(Image.fromarray(sheet), "2", budget):
         if not _is_text(word, confidence):
             continue
         middle = top + height / 2
