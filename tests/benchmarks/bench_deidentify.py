@@ -209,24 +209,27 @@ def burned_in_text_figures() -> None:
     paths = sorted(hrf.glob("*.jpg"))
     photographs = [p.read_bytes() for p in paths]
     print(f"burned-in text gate, {len(photographs)} HRF photographs 1024x683 (load average {os.getloadavg()[0]:.1f})")
-    medians = {}
+    medians, cpu_medians = {}, {}
     for checked in (False, True):
-        walls, refused = [], []
+        walls, cpus, refused = [], [], []
         tesseract0 = child_cpu()
         for path, data in zip(paths, photographs, strict=True):
-            start = time.perf_counter()
+            start, cpu0, child0 = time.perf_counter(), time.process_time(), child_cpu()
             try:
                 deidentify_image(data, check_burned_in_text=checked)
             except UploadRejected:
                 refused.append(path.name)
             walls.append(time.perf_counter() - start)
-        medians[checked] = statistics.median(walls)
+            cpus.append(time.process_time() - cpu0 + child_cpu() - child0)
+        medians[checked], cpu_medians[checked] = statistics.median(walls), statistics.median(cpus)
         if checked:
             tesseract = (child_cpu() - tesseract0) / len(photographs)
-    print(f"  without the gate {1000 * medians[False]:7.0f} ms/photograph (median wall clock)")
-    print(
-        f"  with the gate    {1000 * medians[True]:7.0f} ms/photograph (field fit, blanking, candidates, OCR of crops)"
-    )
+    # On a shared machine the wall clock waits for the cores; the CPU time (this process and Tesseract) does not.
+    for checked, label in ((False, "without the gate"), (True, "with the gate   ")):
+        print(
+            f"  {label} {1000 * medians[checked]:7.0f} ms/photograph wall, {1000 * cpu_medians[checked]:5.0f} ms CPU "
+            "(medians; the gate: field fit, blanking, candidates, OCR of crops)"
+        )
     print(f"  Tesseract CPU    {1000 * tesseract:7.0f} ms/photograph (mean, child processes)")
     print(f"  false refusals (real photographs refused): {len(refused)} of {len(photographs)} {refused or ''}")
     letterbox_refused = []
