@@ -30,6 +30,10 @@ def ocr_text(data: bytes) -> str:
     return " ".join(word for word, _conf, _box in read_words(Image.open(io.BytesIO(data)))).upper()
 
 
+def noise_image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(9).integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
+
+
 def context() -> UploadContext:
     return UploadContext(
         uid_key=b"k" * 32,
@@ -161,13 +165,25 @@ class PhotographGateTests(SimpleTestCase):
         assert result.field_of_view is not None and result.field_of_view.cut is not None
         self.assertNotIn("CANARY", ocr_text(result.data))
 
-    def test_a_photograph_of_noise_is_refused_when_the_search_runs_out_of_time(self):
+    def test_a_photograph_of_noise_is_refused_unread(self):
         # Pixel noise is all edges: every block is a text candidate, and Tesseract would read all of it for a minute
-        # or more. One budget bounds the search of a whole file; when it runs out the file is refused, never
-        # stored unchecked, with or without the coordinator's not-a-fundus exception.
-        noise = Image.fromarray(np.random.default_rng(9).integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
-        data = encoded(noise, "PNG")
-        with mock.patch("trials.uploads.burned_in_text.OCR_BUDGET_S", 1.5):
+        # or more. It is refused before any OCR, never stored unchecked, with or without the coordinator's
+        # not-a-fundus exception.
+        data = encoded(noise_image(), "PNG")
+        for reason in ("", "Wide-field camera, checked by the coordinator"):
+            with self.subTest(exception=bool(reason)):
+                with self.assertRaises(UploadRejected) as ctx:
+                    process_upload(data, dataclasses.replace(context(), fundus_exception_reason=reason))
+                self.assertEqual(ctx.exception.code, "burned_in_text_uncheckable")
+                self.assertIn("too much for it to be checked for burned-in text", ctx.exception.message)
+
+    def test_a_search_that_runs_out_of_time_refuses_the_file(self):
+        # Without the density refusal, the same noise is read by Tesseract until the file's one budget runs out.
+        data = encoded(noise_image(), "PNG")
+        with (
+            mock.patch("trials.uploads.burned_in_text.MAX_DENSE_FRACTION", 1.01),
+            mock.patch("trials.uploads.burned_in_text.OCR_BUDGET_S", 1.5),
+        ):
             for reason in ("", "Wide-field camera, checked by the coordinator"):
                 with self.subTest(exception=bool(reason)):
                     with self.assertRaises(UploadRejected) as ctx:

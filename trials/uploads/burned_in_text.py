@@ -29,8 +29,10 @@ Three steps, before anything is stored:
 **Time.** All OCR of one file (every frame, the fundus gate's look at a refused image included) shares one
 ``OcrBudget`` of ``OCR_BUDGET_S`` seconds; Tesseract is killed when it runs out and the file is refused
 (``burned_in_text_timeout``), never stored unchecked, and no exception can override that (its pixels could hold a
-name). Pixel noise, all edges, is the case it stops: every block is a candidate and Tesseract would read the whole
-image for a minute or more. ``tests/benchmarks/bench_deidentify.py`` prints the cost per photograph, misses, false
+name). Pixel noise, all edges, is what it stops: every block is a candidate and Tesseract would read the whole
+image for a minute or more. An image of which at least ``MAX_DENSE_FRACTION`` of the blocks are candidates is
+refused before any OCR (``burned_in_text_uncheckable``); the budget bounds the rest.
+``tests/benchmarks/bench_deidentify.py`` prints the cost per photograph, misses, false
 refusals and the noise photograph's outcome. OCR works on a
 copy whose longer side is at most ``OCR_MAX_SIDE`` px. When Tesseract is not installed the check fails closed: the
 upload is refused, never passed unchecked. ``read_words`` (whole image, several Tesseract passes, no
@@ -69,11 +71,12 @@ __all__ = [
 
 MIN_CONFIDENCE: Final = 70.0  # Tesseract word confidence (0-100); stamped text reads at 90+, vessel noise below 65
 OCR_MAX_SIDE: Final = 2048
-OCR_BUDGET_S: Final = 10.0  # Tesseract wall time for a whole file; a photograph needs well under a second
+OCR_BUDGET_S: Final = 10.0  # seconds of wall time for a whole file's OCR; a photograph needs well under one
 READ_PASS_S: Final = 60.0  # per whole-image pass of read_words when no budget is given
 EDGE_LEVEL: Final = 48  # 0-255 across two pixels in some channel: the edge of a stroke (a retina's edges stay below)
 BLOCK: Final = 16  # px, at OCR size: the grid of the text-candidate search
 MIN_BLOCK_EDGES: Final = 10  # strong-edge pixels that make a block a text candidate
+MAX_DENSE_FRACTION: Final = 0.9  # of all blocks candidates: refused unread (noise; a phone screenshot has 0.76)
 SMALL_CROP_PX: Final = 96  # crops this tall or less are read at CROP_UPSCALE times their size (small type)
 CROP_UPSCALE: Final = 2
 _RIM_PX: Final = 4  # px (plus _MARGIN of the radius) either side of the fitted circle: its edge is not a stroke
@@ -123,6 +126,16 @@ class _OcrTimedOut(UploadRejected):
             "patient's name. Upload the photograph as exported by the camera; if it is one, please tell the trial's "
             "data manager.",
             "burned_in_text_timeout",
+        )
+
+
+class _Uncheckable(UploadRejected):
+    def __init__(self) -> None:
+        super().__init__(
+            "The image has sharp fine detail all over it (like noise), too much for it to be checked for burned-in "
+            "text, so it was not accepted: text in it could show the patient's name. Upload the photograph as "
+            "exported by the camera.",
+            "burned_in_text_uncheckable",
         )
 
 
@@ -231,8 +244,9 @@ def blank_outside_field(rgb: np.ndarray, fov: FieldOfView) -> tuple[np.ndarray, 
 # OCR
 # --------------------------------------------------------------------------------------------------------------
 class OcrBudget:
-    """One allowance of Tesseract wall time for a whole file (every frame, every search): ``OCR_BUDGET_S`` by
-    default. A file whose search does not finish within it is refused (``burned_in_text_timeout``)."""
+    """One allowance of wall time for all the OCR of a file (every frame, every search), counted from its creation:
+    ``OCR_BUDGET_S`` by default. A file whose search does not finish within it is refused
+    (``burned_in_text_timeout``)."""
 
     def __init__(self, seconds: float | None = None) -> None:
         self.seconds = OCR_BUDGET_S if seconds is None else seconds
@@ -372,16 +386,25 @@ def _strong_edges(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return edges
 
 
-def text_candidates(rgb: np.ndarray, valid: np.ndarray) -> list[tuple[int, int, int, int]]:
-    """Boxes (left, top, right, bottom) of ``rgb`` that may hold text: ``BLOCK`` px blocks with at least
-    ``MIN_BLOCK_EDGES`` strong-edge pixels, grouped with their neighbours, plus a block of margin."""
+def _dense_blocks(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per ``BLOCK`` px block: does it hold at least ``MIN_BLOCK_EDGES`` strong-edge pixels?"""
     height, width = rgb.shape[:2]
     edges = _strong_edges(rgb, valid)
     rows, cols = -(-height // BLOCK), -(-width // BLOCK)
     padded = np.zeros((rows * BLOCK, cols * BLOCK), dtype=np.int32)
     padded[:height, :width] = edges
-    counts = padded.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3))
-    dense = counts >= MIN_BLOCK_EDGES
+    counts: np.ndarray = padded.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3)) >= MIN_BLOCK_EDGES
+    return counts
+
+
+def text_candidates(rgb: np.ndarray, valid: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (left, top, right, bottom) of ``rgb`` that may hold text: ``BLOCK`` px blocks with at least
+    ``MIN_BLOCK_EDGES`` strong-edge pixels, grouped with their neighbours, plus a block of margin."""
+    return _grouped(_dense_blocks(rgb, valid), rgb.shape[:2])
+
+
+def _grouped(dense: np.ndarray, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    height, width = shape[:2]
     if not dense.any():
         return []
     grouped = ndimage.binary_dilation(dense, structure=np.ones((3, 3), dtype=bool))
@@ -455,7 +478,10 @@ def find_text(
             else FieldOfView(fitted.centre_x * scale, fitted.centre_y * scale, fitted.radius * scale)
         )
     edge_valid, valid = _masks(rgb.shape[:2], field, blanked_outside is not None, scale)
-    boxes = text_candidates(rgb, edge_valid)
+    dense = _dense_blocks(rgb, edge_valid)
+    if dense.mean() >= MAX_DENSE_FRACTION:  # noise, not a photograph with a stamp: no OCR would finish in time
+        raise _Uncheckable()
+    boxes = _grouped(dense, rgb.shape)
     if not boxes:
         return []
     # Every version of every crop on one page, one above the other: one Tesseract process for the whole file.
@@ -467,6 +493,8 @@ def find_text(
             if up > 1:
                 page = np.kron(page, np.ones((up, up), dtype=np.uint8))
             pages.append((page, left, top, up))
+    if not pages:
+        return []
     sheet_width = max(page.shape[1] for page, *_ in pages) + 2 * _GAP
     sheet_height = sum(page.shape[0] + _GAP for page, *_ in pages) + _GAP
     sheet = np.full((sheet_height, sheet_width), 255, dtype=np.uint8)
