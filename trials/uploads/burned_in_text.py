@@ -30,8 +30,9 @@ Three steps, before anything is stored:
 ``OcrBudget`` of ``OCR_BUDGET_S`` seconds; Tesseract is killed when it runs out and the file is refused
 (``burned_in_text_timeout``), never stored unchecked, and no exception can override that (its pixels could hold a
 name). Pixel noise, all edges, is what it stops: every block is a candidate and Tesseract would read the whole
-image for a minute or more. An image of which at least ``MAX_DENSE_FRACTION`` of the blocks are candidates is
-refused before any OCR (``burned_in_text_uncheckable``); the budget bounds the rest.
+image for a minute or more. An image of which at least ``MAX_DENSE_FRACTION`` of the blocks are candidates, over
+``MAX_DENSE_PIXELS``, is refused before any OCR (``burned_in_text_uncheckable``); the budget bounds the rest (a
+640 x 480 photograph of noise is read in time, finds nothing and may be stored with the not-a-fundus exception).
 ``tests/benchmarks/bench_deidentify.py`` prints the cost per photograph, misses, false
 refusals and the noise photograph's outcome. OCR works on a
 copy whose longer side is at most ``OCR_MAX_SIDE`` px. When Tesseract is not installed the check fails closed: the
@@ -76,7 +77,8 @@ READ_PASS_S: Final = 60.0  # per whole-image pass of read_words when no budget i
 EDGE_LEVEL: Final = 48  # 0-255 across two pixels in some channel: the edge of a stroke (a retina's edges stay below)
 BLOCK: Final = 16  # px, at OCR size: the grid of the text-candidate search
 MIN_BLOCK_EDGES: Final = 10  # strong-edge pixels that make a block a text candidate
-MAX_DENSE_FRACTION: Final = 0.9  # of all blocks candidates: refused unread (noise; a phone screenshot has 0.76)
+MAX_DENSE_FRACTION: Final = 0.9  # of all blocks candidates (noise; a phone screenshot has 0.76), and
+MAX_DENSE_PIXELS: Final = 1_000_000  # candidate pixels at OCR size: refused unread (a smaller one is read in time)
 SMALL_CROP_PX: Final = 96  # crops this tall or less are read at CROP_UPSCALE times their size (small type)
 CROP_UPSCALE: Final = 2
 _RIM_PX: Final = 4  # px (plus _MARGIN of the radius) either side of the fitted circle: its edge is not a stroke
@@ -479,8 +481,8 @@ def find_text(
         )
     edge_valid, valid = _masks(rgb.shape[:2], field, blanked_outside is not None, scale)
     dense = _dense_blocks(rgb, edge_valid)
-    if dense.mean() >= MAX_DENSE_FRACTION:  # noise, not a photograph with a stamp: no OCR would finish in time
-        raise _Uncheckable()
+    if dense.mean() >= MAX_DENSE_FRACTION and dense.sum() * BLOCK * BLOCK >= MAX_DENSE_PIXELS:
+        raise _Uncheckable()  # large noise, not a photograph with a stamp: no OCR would finish in time
     boxes = _grouped(dense, rgb.shape)
     if not boxes:
         return []
