@@ -153,6 +153,15 @@ def stamped_fundus(*, border: str | None = None, field: str | None = None, photo
     return img
 
 
+def letterboxed(img: Image.Image, aspect: float = 4 / 3) -> Image.Image:
+    """``img`` centred between black bars above and below, to ``aspect`` (width over height), as a viewer exports a
+    3:2 fundus photograph at 4:3."""
+    height = max(img.height, round(img.width / aspect))
+    out = Image.new("RGB", (img.width, height))
+    out.paste(img.convert("RGB"), (0, (height - img.height) // 2))
+    return out
+
+
 def encoded(img: Image.Image, fmt: str = "JPEG") -> bytes:
     out = io.BytesIO()
     img.save(out, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))

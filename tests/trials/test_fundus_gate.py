@@ -41,6 +41,18 @@ class PlausibilityTests(SimpleTestCase):
         self.assertTrue(mono.plausible, mono.reasons)
         self.assertIsNone(mono.red_over_green)  # no colour check for monochrome photographs
 
+    def test_hrf_photographs_letterboxed_to_four_by_three_are_plausible_and_gradable(self):
+        # Black bars above and below cut the field with straight lines: the circle is fitted from its curved edge.
+        for path in HRF:
+            with self.subTest(photo=path.name):
+                img = Image.open(path).convert("RGB")
+                boxed = image_factories.letterboxed(img)
+                self.assertEqual(boxed.size, (img.width, img.width * 3 // 4))
+                result = check(boxed)
+                self.assertTrue(result.plausible, result.reasons)
+                quality = grade(boxed)
+                self.assertTrue(quality.gradable, quality.reasons)
+
     def test_screenshots_text_images_and_documents_are_not_fundus_photographs(self):
         cases = {
             "page screenshot": image_factories.web_page(),
@@ -49,6 +61,9 @@ class PlausibilityTests(SimpleTestCase):
             "text image": image_factories.text_image(),
             "scanned document (grey)": image_factories.text_image().convert("L"),
             "blank white": Image.new("RGB", (800, 600), "white"),
+            # Straight edges cut by the frame are not a circle's outline: a letterboxed page still has none.
+            "letterboxed screenshot": image_factories.letterboxed(image_factories.web_page(1200, 700)),
+            "letterboxed document": image_factories.letterboxed(image_factories.text_image()),
         }
         for name, img in cases.items():
             with self.subTest(name):

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from unittest import mock
 
 import numpy as np
 from django.test import SimpleTestCase
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from tests.support import dicom_factories, image_factories
-from tests.support.image_factories import BORDER_PANEL, HRF, encoded, stamped_fundus
-from trials.uploads.burned_in_text import blank_outside_field, find_field_of_view, find_text, read_words
+from tests.support.image_factories import BORDER_PANEL, HRF, encoded, letterboxed, stamped_fundus
+from trials.uploads.burned_in_text import (
+    OcrBudget,
+    blank_outside_field,
+    find_field_of_view,
+    find_text,
+    read_words,
+    text_candidates,
+)
 from trials.uploads.deidentify_image import deidentify_image
 from trials.uploads.errors import UploadRejected
 from trials.uploads.pipeline import UploadContext, process_upload
@@ -20,6 +28,10 @@ from trials.uploads.visual_field import ReliabilityCriteria
 
 def ocr_text(data: bytes) -> str:
     return " ".join(word for word, _conf, _box in read_words(Image.open(io.BytesIO(data)))).upper()
+
+
+def noise_image() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(9).integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
 
 
 def context() -> UploadContext:
@@ -51,6 +63,19 @@ class FieldOfViewTests(SimpleTestCase):
         self.assertAlmostEqual(fov.centre_y, 300, delta=6)
         self.assertAlmostEqual(fov.radius, 400, delta=8)
 
+    def test_a_field_cut_by_letterbox_bars_is_fitted_from_its_curved_edge(self):
+        img = Image.open(HRF / "01_h.jpg").convert("RGB")
+        plain = find_field_of_view(np.asarray(img))
+        boxed = find_field_of_view(np.asarray(letterboxed(img)))
+        assert plain is not None and boxed is not None
+        bar = (img.width * 3 // 4 - img.height) // 2
+        self.assertAlmostEqual(boxed.centre_x, plain.centre_x, delta=2)
+        self.assertAlmostEqual(boxed.centre_y, plain.centre_y + bar, delta=2)
+        self.assertAlmostEqual(boxed.radius, plain.radius, delta=2)
+        assert boxed.cut is not None
+        self.assertAlmostEqual(boxed.cut[1], bar, delta=2)  # the top of the field, where the bar begins
+        self.assertIsNone(plain.cut)  # clipped by the image's own edge: nothing inside the image cuts it
+
     def test_an_image_without_a_dark_border_has_no_field_to_fit(self):
         self.assertIsNone(find_field_of_view(np.full((300, 400, 3), 120, dtype=np.uint8)))
 
@@ -63,6 +88,37 @@ class FieldOfViewTests(SimpleTestCase):
         self.assertEqual(int(blanked[:, :BORDER_PANEL].max()), 0)
         centre = (round(fov.centre_y), round(fov.centre_x))
         self.assertTrue((blanked[centre] == rgb[centre]).all())
+
+
+class TextCandidateTests(SimpleTestCase):
+    """The cheap pre-screen that decides which crops Tesseract reads."""
+
+    def test_real_photographs_leave_little_for_tesseract_to_read(self):
+        # Vessels, lesions and the rim have no edges as strong and dense as type; only a sharp optic disc does.
+        for path in sorted(HRF.glob("*.jpg")):
+            with self.subTest(path.name):
+                rgb = np.asarray(Image.open(path).convert("RGB"))
+                fov = find_field_of_view(rgb)
+                assert fov is not None
+                blanked, _ = blank_outside_field(rgb, fov)
+                yy, xx = np.ogrid[: rgb.shape[0], : rgb.shape[1]]
+                inner = (xx - fov.centre_x) ** 2 + (yy - fov.centre_y) ** 2 <= (0.97 * fov.radius) ** 2
+                boxes = text_candidates(blanked, inner)
+                area = sum((right - left) * (bottom - top) for left, top, right, bottom in boxes)
+                self.assertLess(area, 0.03 * rgb.shape[0] * rgb.shape[1], boxes)
+
+    def test_a_stamp_is_inside_one_candidate_crop(self):
+        img = stamped_fundus(field="CANARY PATIENT 1961")
+        rgb = np.asarray(img)
+        boxes = text_candidates(rgb, np.ones(rgb.shape[:2], dtype=bool))
+        stamp_left, stamp_top = BORDER_PANEL + 330, 320  # where stamped_fundus draws it (40 px type)
+        self.assertTrue(
+            any(
+                left <= stamp_left and top <= stamp_top and right >= stamp_left + 300 and bottom >= stamp_top + 30
+                for left, top, right, bottom in boxes
+            ),
+            boxes,
+        )
 
 
 class PhotographGateTests(SimpleTestCase):
@@ -84,6 +140,65 @@ class PhotographGateTests(SimpleTestCase):
         self.assertIn("inside its field of view", ctx.exception.message)
         self.assertIn("at the centre of the image (x ", ctx.exception.message)  # the region, in words and pixels
         self.assertNotIn("CANARY", ctx.exception.message.upper())  # never the text itself
+
+    def test_small_yellow_type_on_the_bright_retina_is_found(self):
+        # Once missed: yellow on the red-orange retina is lost in Tesseract's grey; the crops are cut at Otsu's
+        # threshold of their most separable channel instead.
+        fundus = Image.open(HRF / "01_h.jpg").convert("RGB")
+        for position in ((100, 150), (250, 80)):
+            with self.subTest(position=position):
+                img = fundus.copy()
+                ImageDraw.Draw(img).text(
+                    position, "JANE DOE 1961", fill=(255, 255, 0), font=ImageFont.load_default(size=24)
+                )
+                with self.assertRaises(UploadRejected) as ctx:
+                    deidentify_image(encoded(img))
+                self.assertEqual(ctx.exception.code, "burned_in_text")
+
+    def test_a_letterboxed_photograph_passes_and_text_in_its_bars_is_blanked(self):
+        img = letterboxed(Image.open(HRF / "03_dr.jpg").convert("RGB"))
+        ImageDraw.Draw(img).text(
+            (16, 8), "CANARY^PATIENT 1961-02-03", fill="white", font=ImageFont.load_default(size=22)
+        )
+        self.assertIn("CANARY", " ".join(w for w, _c, _b in read_words(img)).upper())
+        result = deidentify_image(encoded(img))
+        assert result.field_of_view is not None and result.field_of_view.cut is not None
+        self.assertNotIn("CANARY", ocr_text(result.data))
+
+    def test_a_photograph_of_noise_is_refused_unread(self):
+        # Pixel noise is all edges: every block is a text candidate, and Tesseract would read all of it for a minute
+        # or more. It is refused before any OCR, never stored unchecked, with or without the coordinator's
+        # not-a-fundus exception.
+        data = encoded(noise_image(), "PNG")
+        for reason in ("", "Wide-field camera, checked by the coordinator"):
+            with self.subTest(exception=bool(reason)):
+                with self.assertRaises(UploadRejected) as ctx:
+                    process_upload(data, dataclasses.replace(context(), fundus_exception_reason=reason))
+                self.assertEqual(ctx.exception.code, "burned_in_text_uncheckable")
+                self.assertIn("too much for it to be checked for burned-in text", ctx.exception.message)
+
+    def test_a_search_that_runs_out_of_time_refuses_the_file(self):
+        # Without the density refusal, the same noise is read by Tesseract until the file's one budget runs out.
+        data = encoded(noise_image(), "PNG")
+        with (
+            mock.patch("trials.uploads.burned_in_text.MAX_DENSE_FRACTION", 1.01),
+            mock.patch("trials.uploads.burned_in_text.OCR_BUDGET_S", 1.5),
+        ):
+            for reason in ("", "Wide-field camera, checked by the coordinator"):
+                with self.subTest(exception=bool(reason)):
+                    with self.assertRaises(UploadRejected) as ctx:
+                        process_upload(data, dataclasses.replace(context(), fundus_exception_reason=reason))
+                    self.assertEqual(ctx.exception.code, "burned_in_text_timeout")
+                    self.assertIn("could not be checked for burned-in text within 1.5 seconds", ctx.exception.message)
+            with self.assertRaises(UploadRejected) as ctx:
+                deidentify_image(data)
+            self.assertEqual(ctx.exception.code, "burned_in_text_timeout")
+
+    def test_one_budget_covers_every_search_of_a_file(self):
+        budget = OcrBudget(0.0)
+        with self.assertRaises(UploadRejected) as ctx:
+            find_text(stamped_fundus(field="CANARY"), budget=budget)
+        self.assertEqual(ctx.exception.code, "burned_in_text_timeout")
 
     def test_text_stamped_in_the_border_is_blanked_before_storage(self):
         source = stamped_fundus(border="CANARY^PATIENT\nMRN-CANARY-123\n1961-02-03")

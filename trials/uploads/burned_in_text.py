@@ -1,23 +1,43 @@
 """Burned-in text in photographs: fundus cameras and their viewers stamp the patient's name, ID and date into the
 pixels of exported images, where no metadata stripping can reach them.
 
-Two steps, before anything is stored:
+Three steps, before anything is stored:
 
 1. **Blank the border.** The retina is imaged inside a circular field of view on a black background; cameras
    stamp their overlays in that background. The field is found as the largest bright connected region, a circle
-   is fitted to its edge (robust least squares, so a field clipped at the top and bottom still fits), and every
-   pixel outside the circle (plus a small margin) is set to black. If no plausible circle is found (a wide-field
-   image, a montage), nothing is blanked and the whole image is searched in step 2.
-2. **Search the rest for text** with Tesseract OCR (Debian's ``tesseract-ocr``, sparse-text mode ``--psm 11``,
-   in the passes ``ALL_PASSES`` lists: colour and green channel, global and local thresholds). A word counts as
-   text only if Tesseract is confident (at least ``MIN_CONFIDENCE``) and it has at least three letters or
-   digits, mostly alphanumeric: vessels and lesions read as short, low-confidence fragments ("ae", "—", "4");
-   the test suite pins zero false positives on the shipped HRF photographs. Found text refuses the file with a
-   message that names the region (never the text: it may be the patient's name).
+   is fitted to its edge (robust least squares, so a field clipped at the top and bottom still fits; where black
+   bars of a letterboxed export cut it with straight lines, those lines are left out of the fit), and every pixel
+   outside the circle (plus a small margin) is set to black. If no plausible circle is found (a wide-field image,
+   a montage), nothing is blanked and the whole image is searched.
+2. **Find text candidates** without OCR (``text_candidates``, numpy): type has dense, sharp stroke edges, a change
+   of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
+   least ``MIN_BLOCK_EDGES`` such pixels. Vessels, lesions and the dim periphery stay below it; only a sharp optic
+   disc reaches it on the shipped HRF photographs (under 3% of the image, ``tests/trials/
+   test_uploads_burned_in_text.py``). The field's own rim (and the straight cuts of a letterbox) is left out.
+   Blocks are grouped with their neighbours into crops. Type fainter than ``EDGE_LEVEL`` against its background is
+   not searched.
+3. **Read the crops** with Tesseract OCR (Debian's ``tesseract-ocr``, sparse-text mode ``--psm 11``), all in one
+   process with Tesseract's local (Sauvola) threshold: each crop's most separable colour channel (yellow type on the
+   red-orange retina separates in blue, not in grey) cut at Otsu's threshold, strokes black on white, and that
+   channel and the luminance as they are (for a crop that a bright optic disc shares with the type), small crops at
+   twice their size, all stacked on one page. A word counts as text only if Tesseract is confident (at least
+   ``MIN_CONFIDENCE``) and it has at least three letters or digits, mostly alphanumeric: vessels and lesions read
+   as short, low-confidence fragments ("ae", "—", "4"); the test suite pins zero false positives on the shipped
+   HRF photographs. Found text refuses the file with a message that names the region (never the text: it may be
+   the patient's name).
 
-OCR runs on a copy whose longer side is at most ``OCR_MAX_SIDE`` px (Tesseract's time grows with the area;
-``tests/benchmarks/bench_deidentify.py`` prints the cost per photograph). When Tesseract is not installed the
-check fails closed: the upload is refused, never passed unchecked.
+**Time.** All OCR of one file (every frame, the fundus gate's look at a refused image included) shares one
+``OcrBudget`` of ``OCR_BUDGET_S`` seconds; Tesseract is killed when it runs out and the file is refused
+(``burned_in_text_timeout``), never stored unchecked, and no exception can override that (its pixels could hold a
+name). Pixel noise, all edges, is what it stops: every block is a candidate and Tesseract would read the whole
+image for a minute or more. An image of which at least ``MAX_DENSE_FRACTION`` of the blocks are candidates, over
+``MAX_DENSE_PIXELS``, is refused before any OCR (``burned_in_text_uncheckable``); the budget bounds the rest (a
+640 x 480 photograph of noise is read in time, finds nothing and may be stored with the not-a-fundus exception).
+``tests/benchmarks/bench_deidentify.py`` prints the cost per photograph, misses, false
+refusals and the noise photograph's outcome. OCR works on a
+copy whose longer side is at most ``OCR_MAX_SIDE`` px. When Tesseract is not installed the check fails closed: the
+upload is refused, never passed unchecked. ``read_words`` (whole image, several Tesseract passes, no
+pre-screen) is the thorough reading the PHI canary tests use to look at what was stored.
 """
 
 from __future__ import annotations
@@ -26,6 +46,7 @@ import io
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -37,31 +58,45 @@ from trials.uploads.errors import UploadRejected
 
 __all__ = [
     "ALL_PASSES",
-    "FIELD_PASSES",
     "MIN_CONFIDENCE",
     "FieldOfView",
+    "OcrBudget",
     "TextRegion",
     "blank_outside_field",
     "find_field_of_view",
     "find_text",
     "read_words",
     "refuse_burned_in_text",
+    "text_candidates",
 ]
 
 MIN_CONFIDENCE: Final = 70.0  # Tesseract word confidence (0-100); stamped text reads at 90+, vessel noise below 65
 OCR_MAX_SIDE: Final = 2048
-OCR_TIMEOUT_S: Final = 60
+OCR_BUDGET_S: Final = 10.0  # seconds of wall time for a whole file's OCR; a photograph needs well under one
+READ_PASS_S: Final = 60.0  # per whole-image pass of read_words when no budget is given
+EDGE_LEVEL: Final = 48  # 0-255 across two pixels in some channel: the edge of a stroke (a retina's edges stay below)
+BLOCK: Final = 16  # px, at OCR size: the grid of the text-candidate search
+MIN_BLOCK_EDGES: Final = 10  # strong-edge pixels that make a block a text candidate
+MAX_DENSE_FRACTION: Final = 0.9  # of all blocks candidates (noise; a phone screenshot has 0.76), and
+MAX_DENSE_PIXELS: Final = 1_000_000  # candidate pixels at OCR size: refused unread (a smaller one is read in time)
+SMALL_CROP_PX: Final = 96  # crops this tall or less are read at CROP_UPSCALE times their size (small type)
+CROP_UPSCALE: Final = 2
+_RIM_PX: Final = 4  # px (plus _MARGIN of the radius) either side of the fitted circle: its edge is not a stroke
+_GAP: Final = 24  # px of white between crops on the page sent to Tesseract
 _DARK_LEVEL: Final = 24  # 0-255: fundus backgrounds sit below this; the dimmest periphery of the field above it
+_CHORD_FRACTION: Final = 0.2  # of the image's longer side: a straight run of the field's outline this long is a cut
 _MARGIN: Final = 0.01  # of the radius, kept outside the fitted circle (plus 2 px) so the field's edge stays intact
 
 
 @dataclass(frozen=True)
 class FieldOfView:
-    """The fitted circular field of view, in pixels of the full image."""
+    """The fitted circular field of view, in pixels of the full image. ``cut``: where a frame cuts the field with
+    straight lines (a letterboxed photograph), the field's extent (left, top, right, bottom); None when it does not."""
 
     centre_x: float
     centre_y: float
     radius: float
+    cut: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +117,27 @@ class TextRegion:
         return (
             f"{where} of the image (x {self.left}-{self.left + self.width}, "
             f"y {self.top}-{self.top + self.height} of {image_width} x {image_height} px)"
+        )
+
+
+class _OcrTimedOut(UploadRejected):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"The photograph could not be checked for burned-in text within {seconds:g} seconds (it has too much fine "
+            "detail, like noise or a page of small print), so it was not accepted: text in it could show the "
+            "patient's name. Upload the photograph as exported by the camera; if it is one, please tell the trial's "
+            "data manager.",
+            "burned_in_text_timeout",
+        )
+
+
+class _Uncheckable(UploadRejected):
+    def __init__(self) -> None:
+        super().__init__(
+            "The image has sharp fine detail all over it (like noise), too much for it to be checked for burned-in "
+            "text, so it was not accepted: text in it could show the patient's name. Upload the photograph as "
+            "exported by the camera.",
+            "burned_in_text_uncheckable",
         )
 
 
@@ -112,6 +168,20 @@ def find_field_of_view(rgb: np.ndarray) -> FieldOfView | None:
         return None
     edge = field & ~ndimage.binary_erosion(field)
     edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False  # where the image clips the field: not its outline
+    # Where a frame cuts the field (a photograph letterboxed into black bars): long straight runs of the outline
+    # along a row or a column, a chord and not the circle. A circle's own outline runs at most about sqrt(2r) px
+    # along a row at its top.
+    chord = _CHORD_FRACTION * max(field.shape)
+    ys_, xs_ = np.nonzero(field)
+    rows = np.zeros_like(edge)
+    rows[ys_.min(), :] = rows[ys_.max(), :] = True
+    cols = np.zeros_like(edge)
+    cols[:, xs_.min()] = cols[:, xs_.max()] = True
+    cut = False
+    for line, axis in ((rows, 1), (cols, 0)):
+        if (edge & line).sum(axis=axis).max() >= chord:
+            edge &= ~ndimage.binary_dilation(line, iterations=1)
+            cut = True
     ys, xs = np.nonzero(edge)
     if len(xs) < 50:
         return None
@@ -124,10 +194,19 @@ def find_field_of_view(rgb: np.ndarray) -> FieldOfView | None:
         return None
     yy, xx = np.ogrid[: field.shape[0], : field.shape[1]]
     inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    band = np.zeros_like(field)  # the circle within the field's extent: what a frame cut off is not expected lit
+    band[ys_.min() : ys_.max() + 1, xs_.min() : xs_.max() + 1] = True
+    inside &= band
     # A circle must describe the field: most of the field inside it and most of it (within the image) filled.
     if (field & inside).sum() < 0.97 * field.sum() or (field & inside).sum() < 0.9 * inside.sum():
         return None
-    return FieldOfView(centre_x=cx * step, centre_y=cy * step, radius=r * step)
+    extent = (
+        float(xs_.min() * step),
+        float(ys_.min() * step),
+        float((xs_.max() + 1) * step - 1),
+        float((ys_.max() + 1) * step - 1),
+    )
+    return FieldOfView(centre_x=cx * step, centre_y=cy * step, radius=r * step, cut=extent if cut else None)
 
 
 def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float] | None:
@@ -166,6 +245,22 @@ def blank_outside_field(rgb: np.ndarray, fov: FieldOfView) -> tuple[np.ndarray, 
 # --------------------------------------------------------------------------------------------------------------
 # OCR
 # --------------------------------------------------------------------------------------------------------------
+class OcrBudget:
+    """One allowance of wall time for all the OCR of a file (every frame, every search), counted from its creation:
+    ``OCR_BUDGET_S`` by default. A file whose search does not finish within it is refused
+    (``burned_in_text_timeout``)."""
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self.seconds = OCR_BUDGET_S if seconds is None else seconds
+        self.deadline = time.monotonic() + self.seconds
+
+    def remaining(self) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise _OcrTimedOut(self.seconds)
+        return left
+
+
 def _tesseract() -> str:
     path = shutil.which("tesseract")
     if path is None:
@@ -173,55 +268,78 @@ def _tesseract() -> str:
     return path
 
 
-# OCR passes: (image, Tesseract thresholding method). Tesseract's default global Otsu threshold reads text on a
-# plain dark background (a camera's text panel) but loses white text on the bright red retina once a black
-# surround is in the picture (both land on the same side of the threshold); Sauvola's local threshold reads that
-# but misses text on flat black. Yellow and white text differ from the red retina mostly in hue, which
-# Tesseract's greyscale conversion loses, so the green channel gets a pass of its own.
-COLOUR_OTSU: Final = ("colour", "0")
-COLOUR_SAUVOLA: Final = ("colour", "2")
-GREEN_SAUVOLA: Final = ("green", "2")
-FIELD_PASSES: Final = (COLOUR_SAUVOLA, GREEN_SAUVOLA)  # a field whose surround is already blank
-ALL_PASSES: Final = (COLOUR_OTSU, COLOUR_SAUVOLA, GREEN_SAUVOLA)  # an image kept as it is, border included
+def _ocr_scale(size: tuple[int, int]) -> float:
+    return max(1.0, max(size) / OCR_MAX_SIDE)
 
 
-def read_words(
-    img: Image.Image, *, passes: tuple[tuple[str, str], ...] = ALL_PASSES
-) -> list[tuple[str, float, TextRegion]]:
-    """Every word Tesseract reads in ``img`` in any of ``passes``, unfiltered: (text, confidence 0-100, box in
-    full-image pixels)."""
-    scale = 1.0
+def _downscaled(img: Image.Image, scale: float) -> Image.Image:
     work = img.convert("RGB") if img.mode != "RGB" else img
-    if max(work.size) > OCR_MAX_SIDE:
-        scale = max(work.size) / OCR_MAX_SIDE
+    if scale > 1:
         work = work.resize(
             (max(1, round(work.width / scale)), max(1, round(work.height / scale))), Image.Resampling.LANCZOS
         )
+    return work
+
+
+# Whole-image passes: (image, Tesseract thresholding method). Tesseract's default global Otsu threshold reads text
+# on a plain dark background (a camera's text panel) but loses white text on the bright red retina once a black
+# surround is in the picture; Sauvola's local threshold reads that but misses text on flat black. Yellow and white
+# text differ from the red retina mostly in hue, which Tesseract's greyscale conversion loses, so the green channel
+# gets a pass of its own. ``read_words`` runs them all: the thorough reading the PHI canary tests use to look at what
+# was stored. The upload check (``find_text``) reads candidate crops instead (see the module docstring).
+COLOUR_OTSU: Final = ("colour", "0")
+COLOUR_SAUVOLA: Final = ("colour", "2")
+GREEN_SAUVOLA: Final = ("green", "2")
+ALL_PASSES: Final = (COLOUR_OTSU, COLOUR_SAUVOLA, GREEN_SAUVOLA)
+
+
+def read_words(
+    img: Image.Image, *, passes: tuple[tuple[str, str], ...] = ALL_PASSES, budget: OcrBudget | None = None
+) -> list[tuple[str, float, TextRegion]]:
+    """Every word Tesseract reads anywhere in ``img`` in any of ``passes``, unfiltered: (text, confidence 0-100, box
+    in full-image pixels). Slow (the whole image, several passes); the upload check uses ``find_text``. Without a
+    ``budget``, each pass may take ``READ_PASS_S`` seconds (this reading checks what was stored; no upload waits)."""
+    budget = budget or OcrBudget(READ_PASS_S * len(passes))
+    scale = _ocr_scale(img.size)
+    work = _downscaled(img, scale)
     words: list[tuple[str, float, TextRegion]] = []
     for channel, method in passes:
-        words += _tesseract_words(work if channel == "colour" else work.getchannel("G"), scale, method)
+        image = work if channel == "colour" else work.getchannel("G")
+        for text, confidence, (left, top, width, height) in _tesseract_words(image, method, budget):
+            words.append((text, confidence, _box(left, top, width, height, 0, 0, scale)))
     return words
 
 
-def _tesseract_words(work: Image.Image, scale: float, method: str) -> list[tuple[str, float, TextRegion]]:
+def _box(left: int, top: int, width: int, height: int, x0: int, y0: int, scale: float) -> TextRegion:
+    return TextRegion(
+        left=round((left + x0) * scale),
+        top=round((top + y0) * scale),
+        width=max(1, round(width * scale)),
+        height=max(1, round(height * scale)),
+    )
+
+
+def _tesseract_words(
+    image: Image.Image, method: str, budget: OcrBudget
+) -> list[tuple[str, float, tuple[int, int, int, int]]]:
+    """One Tesseract process on ``image`` (sparse text, ``--psm 11``): (text, confidence, (left, top, width,
+    height)) in the pixels of ``image``. Killed when the file's budget runs out."""
     buffer = io.BytesIO()
-    work.save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, format="PNG", compress_level=1)
     # One thread: uploads run side by side in workers; OpenMP threads would only fight over the cores.
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    command = [_tesseract(), "stdin", "stdout", "--psm", "11", "-c", f"thresholding_method={method}", "tsv"]
     try:
         done = subprocess.run(  # noqa: S603 - fixed arguments, the image goes through stdin
-            [_tesseract(), "stdin", "stdout", "--psm", "11", "-c", f"thresholding_method={method}", "tsv"],
-            input=buffer.getvalue(),
-            capture_output=True,
-            timeout=OCR_TIMEOUT_S,
-            env=env,
-            check=False,
+            command, input=buffer.getvalue(), capture_output=True, timeout=budget.remaining(), env=env, check=False
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except subprocess.TimeoutExpired:
+        raise _OcrTimedOut(budget.seconds) from None
+    except OSError:
         raise _OcrUnavailable() from None
     if done.returncode != 0:
         raise _OcrUnavailable()
-    words: list[tuple[str, float, TextRegion]] = []
+    words: list[tuple[str, float, tuple[int, int, int, int]]] = []
     for line in done.stdout.decode("utf-8", "replace").splitlines()[1:]:
         fields = line.split("\t")
         if len(fields) != 12 or not fields[11].strip():
@@ -231,19 +349,175 @@ def _tesseract_words(work: Image.Image, scale: float, method: str) -> list[tuple
             left, top, width, height = (int(v) for v in fields[6:10])
         except ValueError:
             continue
-        box = TextRegion(
-            left=round(left * scale),
-            top=round(top * scale),
-            width=max(1, round(width * scale)),
-            height=max(1, round(height * scale)),
-        )
-        words.append((fields[11].strip(), confidence, box))
+        words.append((fields[11].strip(), confidence, (left, top, width, height)))
     return words
 
 
-def find_text(img: Image.Image, *, passes: tuple[tuple[str, str], ...] = ALL_PASSES) -> list[TextRegion]:
-    """Boxes of the words in ``img`` that count as text (see the module docstring), in full-image pixels."""
-    return [box for word, confidence, box in read_words(img, passes=passes) if _is_text(word, confidence)]
+# --------------------------------------------------------------------------------------------------------------
+# Text candidates
+# --------------------------------------------------------------------------------------------------------------
+def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, scale: float) -> tuple[np.ndarray, ...]:
+    """Where edges count (everywhere but the rim of the field, an edge of its own) and where ink can be (inside the
+    field when the rest was blanked, else everywhere)."""
+    everywhere = np.ones(shape, dtype=bool)
+    if field is None:
+        return everywhere, everywhere
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    distance = np.sqrt((xx - field.centre_x / scale) ** 2 + (yy - field.centre_y / scale) ** 2)
+    radius = field.radius / scale
+    rim = np.abs(distance - radius) <= _RIM_PX + _MARGIN * radius
+    inside = distance <= radius
+    if field.cut is not None:  # the straight edges where a frame cuts the field are not strokes either
+        left, top, right, bottom = (v / scale for v in field.cut)
+
+        def box(grow: float) -> np.ndarray:
+            return (xx >= left - grow) & (xx <= right + grow) & (yy >= top - grow) & (yy <= bottom + grow)
+
+        rim |= box(_RIM_PX) & ~box(-_RIM_PX)
+        inside &= box(0)
+    return ~rim, inside if blanked else everywhere
+
+
+def _strong_edges(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels where some channel changes by at least ``EDGE_LEVEL`` across two pixels, horizontally or vertically."""
+    a = rgb.astype(np.int16)
+    edges = np.zeros(rgb.shape[:2], dtype=bool)
+    edges[:, 1:-1] = (np.abs(a[:, 2:] - a[:, :-2]) >= EDGE_LEVEL).any(axis=2)
+    edges[1:-1, :] |= (np.abs(a[2:] - a[:-2]) >= EDGE_LEVEL).any(axis=2)
+    edges &= valid
+    return edges
+
+
+def _dense_blocks(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per ``BLOCK`` px block: does it hold at least ``MIN_BLOCK_EDGES`` strong-edge pixels?"""
+    height, width = rgb.shape[:2]
+    edges = _strong_edges(rgb, valid)
+    rows, cols = -(-height // BLOCK), -(-width // BLOCK)
+    padded = np.zeros((rows * BLOCK, cols * BLOCK), dtype=np.int32)
+    padded[:height, :width] = edges
+    counts: np.ndarray = padded.reshape(rows, BLOCK, cols, BLOCK).sum(axis=(1, 3)) >= MIN_BLOCK_EDGES
+    return counts
+
+
+def text_candidates(rgb: np.ndarray, valid: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (left, top, right, bottom) of ``rgb`` that may hold text: ``BLOCK`` px blocks with at least
+    ``MIN_BLOCK_EDGES`` strong-edge pixels, grouped with their neighbours, plus a block of margin."""
+    return _grouped(_dense_blocks(rgb, valid), rgb.shape[:2])
+
+
+def _grouped(dense: np.ndarray, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    height, width = shape[:2]
+    if not dense.any():
+        return []
+    grouped = ndimage.binary_dilation(dense, structure=np.ones((3, 3), dtype=bool))
+    labels, _count = ndimage.label(grouped)
+    boxes = []
+    for found in ndimage.find_objects(labels):
+        if found is None:
+            continue
+        ys, xs = found
+        boxes.append((xs.start * BLOCK, ys.start * BLOCK, min(width, xs.stop * BLOCK), min(height, ys.stop * BLOCK)))
+    return boxes
+
+
+def _otsu(values: np.ndarray) -> tuple[int, float]:
+    """Otsu's threshold of uint8 ``values`` and its separability (between-class over total variance, 0-1)."""
+    hist = np.bincount(values.ravel(), minlength=256).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 128, 0.0
+    levels = np.arange(256, dtype=np.float64)
+    weight0 = np.cumsum(hist)
+    mass0 = np.cumsum(hist * levels)
+    mean = mass0[-1] / total
+    variance = float((hist * (levels - mean) ** 2).sum() / total)
+    weight1 = total - weight0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean * weight0 - mass0) ** 2 / (weight0 * weight1)
+    between[~np.isfinite(between)] = 0
+    threshold = int(between.argmax())
+    return threshold, float(between[threshold] / total / variance) if variance > 0 else 0.0
+
+
+def _binarised(crop: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
+    """Versions of an RGB crop for Tesseract: its most separable colour channel cut at Otsu's threshold (over the
+    valid pixels), the smaller class (the strokes) black on white; and that channel and the luminance as they are,
+    for Tesseract's local (Sauvola) threshold, where a bright optic disc or a vessel shares the crop. Invalid pixels
+    (the blanked border) take the crop's median, so that they make no edge."""
+    luminance = (crop.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.uint8)
+    planes = [luminance, crop[..., 0], crop[..., 1], crop[..., 2]]
+    if not valid.any():
+        return []
+    scored = [_otsu(plane[valid]) for plane in planes]
+    best = max(range(1, 4), key=lambda index: scored[index][1])
+    high = planes[best] > scored[best][0]
+    ink = high if (high & valid).sum() * 2 < valid.sum() else ~high
+    cut = np.full(crop.shape[:2], 255, dtype=np.uint8)
+    cut[ink & valid] = 0
+    out = [cut]
+    for index in (best, 0):
+        plane = planes[index].copy()
+        plane[~valid] = int(np.median(plane[valid]))
+        out.append(plane)
+    return out
+
+
+def find_text(
+    img: Image.Image, *, blanked_outside: FieldOfView | None = None, budget: OcrBudget | None = None
+) -> list[TextRegion]:
+    """Boxes of the words in ``img`` that count as text (see the module docstring), in full-image pixels.
+    ``blanked_outside``: the field of view outside which ``img`` was blanked (else one is fitted here, so that its
+    rim is not taken for a stroke)."""
+    budget = budget or OcrBudget()
+    scale = _ocr_scale(img.size)
+    rgb = np.asarray(_downscaled(img, scale))
+    field = blanked_outside
+    if field is None:
+        fitted = find_field_of_view(rgb)
+        field = (
+            None
+            if fitted is None
+            else FieldOfView(fitted.centre_x * scale, fitted.centre_y * scale, fitted.radius * scale)
+        )
+    edge_valid, valid = _masks(rgb.shape[:2], field, blanked_outside is not None, scale)
+    dense = _dense_blocks(rgb, edge_valid)
+    if dense.mean() >= MAX_DENSE_FRACTION and dense.sum() * BLOCK * BLOCK >= MAX_DENSE_PIXELS:
+        raise _Uncheckable()  # large noise, not a photograph with a stamp: no OCR would finish in time
+    boxes = _grouped(dense, rgb.shape)
+    if not boxes:
+        return []
+    # Every version of every crop on one page, one above the other: one Tesseract process for the whole file.
+    pages: list[tuple[np.ndarray, int, int, int]] = []  # (page, x0, y0 of the crop in rgb, upscale)
+    for left, top, right, bottom in boxes:
+        crop, inside = rgb[top:bottom, left:right], valid[top:bottom, left:right]
+        up = CROP_UPSCALE if bottom - top <= SMALL_CROP_PX else 1
+        for page in _binarised(crop, inside):
+            if up > 1:
+                page = np.kron(page, np.ones((up, up), dtype=np.uint8))
+            pages.append((page, left, top, up))
+    if not pages:
+        return []
+    sheet_width = max(page.shape[1] for page, *_ in pages) + 2 * _GAP
+    sheet_height = sum(page.shape[0] + _GAP for page, *_ in pages) + _GAP
+    sheet = np.full((sheet_height, sheet_width), 255, dtype=np.uint8)
+    placed = []  # (y on the sheet, page height, x0, y0, upscale)
+    y = _GAP
+    for page, x0, y0, up in pages:
+        sheet[y : y + page.shape[0], _GAP : _GAP + page.shape[1]] = page
+        placed.append((y, page.shape[0], x0, y0, up))
+        y += page.shape[0] + _GAP
+    regions = []
+    for word, confidence, (left, top, width, height) in _tesseract_words(Image.fromarray(sheet), "2", budget):
+        if not _is_text(word, confidence):
+            continue
+        middle = top + height / 2
+        for y_sheet, page_height, x0, y0, up in placed:
+            if y_sheet <= middle < y_sheet + page_height:
+                regions.append(
+                    _box((left - _GAP) // up, (top - y_sheet) // up, -(-width // up), -(-height // up), x0, y0, scale)
+                )
+                break
+    return regions
 
 
 def _is_text(word: str, confidence: float) -> bool:
@@ -251,9 +525,12 @@ def _is_text(word: str, confidence: float) -> bool:
     return confidence >= MIN_CONFIDENCE and alnum >= 3 and alnum >= 0.6 * len(word)
 
 
-def refuse_burned_in_text(img: Image.Image, *, where: str, passes: tuple[tuple[str, str], ...] = ALL_PASSES) -> None:
-    """Raise UploadRejected naming the region if OCR finds text in ``img``. ``where`` says what was searched."""
-    regions = find_text(img, passes=passes)
+def refuse_burned_in_text(
+    img: Image.Image, *, where: str, blanked_outside: FieldOfView | None = None, budget: OcrBudget | None = None
+) -> None:
+    """Raise UploadRejected naming the region if OCR finds text in ``img`` (see ``find_text``). ``where`` says what
+    was searched. Also refuses when the search does not finish within ``budget``."""
+    regions = find_text(img, blanked_outside=blanked_outside, budget=budget)
     if not regions:
         return
     left = min(r.left for r in regions)

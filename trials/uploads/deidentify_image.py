@@ -27,9 +27,8 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from trials.uploads.burned_in_text import (
-    ALL_PASSES,
-    FIELD_PASSES,
     FieldOfView,
+    OcrBudget,
     blank_outside_field,
     find_field_of_view,
     refuse_burned_in_text,
@@ -243,6 +242,7 @@ def deidentify_image(
     png_compress_level: int = 3,
     check_burned_in_text: bool = True,
     check_pixels: Callable[[np.ndarray], None] | None = None,
+    ocr_budget: OcrBudget | None = None,
 ) -> DeidentifiedImage:
     """Rebuild a JPEG/PNG/TIFF photograph from its pixels. Raises UploadRejected for unusable images.
 
@@ -250,7 +250,9 @@ def deidentify_image(
     ``check_burned_in_text`` (the default; only benchmarks turn it off) everything outside the photograph's circular
     field of view is blanked and the rest is searched for burned-in text, which refuses the file
     (``burned_in_text``). ``check_pixels`` (the fundus gate) sees the oriented 8-bit RGB pixels first and may
-    raise UploadRejected, so an image that is refused anyway is not sent to OCR.
+    raise UploadRejected, so an image that is refused anyway is not sent to OCR. ``ocr_budget`` bounds the OCR time
+    (a new ``OcrBudget`` if not given); a file whose search does not finish within it is refused
+    (``burned_in_text_timeout``), never stored unchecked.
     """
     img = _open(data, max_pixels)
     source_format = img.format or "unknown"
@@ -278,8 +280,9 @@ def deidentify_image(
         if fov is not None:
             pixels, blanked = blank_outside_field(pixels, fov)
         where = "inside its field of view" if fov is not None else "(no circular field of view was found)"
-        passes = FIELD_PASSES if fov is not None else ALL_PASSES
-        refuse_burned_in_text(Image.fromarray(np.ascontiguousarray(pixels)), where=where, passes=passes)
+        refuse_burned_in_text(
+            Image.fromarray(np.ascontiguousarray(pixels)), where=where, blanked_outside=fov, budget=ocr_budget
+        )
     clean = Image.fromarray(np.ascontiguousarray(pixels))  # a new image: no info dict, no profile, no EXIF
     out = io.BytesIO()
     if output_format == "PNG":

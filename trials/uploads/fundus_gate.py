@@ -4,8 +4,9 @@ is at most ``GATE_SIDE`` px (a few milliseconds per photograph).
 **Plausibility** (``assess_fundus``), three checks, all needed:
 
 * *field of view*: a bright disc on a dark surround. ``burned_in_text.find_field_of_view`` fits a circle to the
-  largest bright region; a page screenshot, a document or a text image (bright background, or scattered bright
-  glyphs) has none;
+  largest bright region, leaving out straight runs of its outline where the frame or the black bars of a
+  letterboxed export cut it (an HRF photograph letterboxed to 4:3 passes); a page screenshot, a document or a text
+  image (bright background, or scattered bright glyphs, letterboxed or not) has none;
 * *colour*: inside the field the red channel dominates (the retina is red-orange under white light): mean red at
   least ``MIN_RED_OVER_GREEN`` times mean green and above mean blue. Monochrome and red-free photographs (all
   channels equal) skip this check;

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from PIL import Image
 
-from trials.uploads.burned_in_text import FieldOfView, find_text, refuse_burned_in_text
+from trials.uploads.burned_in_text import FieldOfView, OcrBudget, find_text, refuse_burned_in_text
 from trials.uploads.deidentify_dicom import DatePolicy, DeidentifyOptions, deidentify_dicom, frame_image
 from trials.uploads.deidentify_image import (
     check_gradable_size,
@@ -195,14 +195,15 @@ class _Gate:
     gradability: Gradability | None = None
 
 
-def _fundus_gate(pixels: Any, context: UploadContext, gate: _Gate) -> None:
+def _fundus_gate(pixels: Any, context: UploadContext, gate: _Gate, budget: OcrBudget | None = None) -> None:
     """The upload gate on a photograph's pixels (HxWx3 uint8 array or PIL image): refuse what does not look like a
-    fundus photograph unless the coordinator gave a reason, and measure gradability."""
+    fundus photograph unless the coordinator gave a reason, and measure gradability. OCR time counts against the
+    file's ``budget``: an image that cannot be searched in time is refused (``burned_in_text_timeout``)."""
     small = gate_array(pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels))
     gate.check = assess_fundus(small)
     if not gate.check.plausible and not context.fundus_exception_reason.strip():
         image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
-        if find_text(image):
+        if find_text(image, budget=budget):
             # A screenshot or a scanned page: no exception could store it (the burned-in text check refuses it
             # next), so none is offered.
             raise UploadRejected(
@@ -220,12 +221,13 @@ def _fundus_gate(pixels: Any, context: UploadContext, gate: _Gate) -> None:
 
 
 def _image(data: bytes, context: UploadContext) -> ProcessedUpload:
-    gate = _Gate()
+    gate, budget = _Gate(), OcrBudget()  # one OCR time budget for the whole file: the gate and the text check
     image = deidentify_image(
         data,
         max_pixels=context.max_pixels,
         min_side=context.min_side,
-        check_pixels=lambda pixels: _fundus_gate(pixels, context, gate),
+        check_pixels=lambda pixels: _fundus_gate(pixels, context, gate, budget),
+        ocr_budget=budget,
     )
     return ProcessedUpload(
         modality="fundus",
@@ -311,15 +313,16 @@ def _dicom(data: Source, context: UploadContext) -> ProcessedUpload:
     elif meta.rows and meta.columns:
         frames = processed.frames
         if meta.modality == "fundus":
-            gate = _Gate()
-            _fundus_gate(frame_image(result.file, frame=frames // 2, max_pixels=context.max_pixels), context, gate)
+            gate, budget = _Gate(), OcrBudget()  # one OCR time budget for the whole file, every frame
+            shown = frame_image(result.file, frame=frames // 2, max_pixels=context.max_pixels)
+            _fundus_gate(shown, context, gate, budget)
             processed.fundus_check, processed.gradability = gate.check, gate.gradability
             # The file declares BurnedInAnnotation NO (missing or YES was refused): check that it tells the truth.
             # Its pixels are kept as they are, so text anywhere in a frame refuses it, border included.
             for index in range(frames):
                 shown = frame_image(result.file, frame=index, max_pixels=context.max_pixels)
                 where = "although the file declares none (BurnedInAnnotation NO)"
-                refuse_burned_in_text(shown, where=where)
+                refuse_burned_in_text(shown, where=where, budget=budget)
             processed.report["burned_in_text"] = {"ocr": "tesseract", "frames_checked": frames}
         img = frame_image(result.file, frame=frames // 2, max_pixels=context.max_pixels)
         result.file.seek(0)
