@@ -178,7 +178,7 @@ def _fill() -> None:
     from diagnosis.models import InferenceJob, Prediction
     from platform_core.accounts.models import Membership, Role, User
     from reading import services as reading_services
-    from reading.models import Read, ReaderAssignment
+    from reading.models import QueuedCase, Read, ReaderAssignment
     from tests.support.dashboard import model_version
     from tests.support.factories import HospitalFactory, make_trial
     from trials.models import Case, ReferenceStandard, Subject, TrialSite
@@ -227,10 +227,19 @@ def _fill() -> None:
             "CROSS JOIN generate_series(1, %(per_site)s) n WHERE ts.trial_id = %(trial)s",
             params,
         )
+        # The readers are assigned before the cases exist (their queues are built in bulk below).
+        reading_services.reading_setup_set(actor=manager, trial=trial, crossing="fully_crossed", aided_phase=True)
+        groups = ("resident", "attending", "specialist")
+        for n, reader in enumerate(people["reader"]):
+            for phase in ("unaided", "aided"):
+                reading_services.reader_assign(
+                    actor=manager, trial=trial, reader=reader, phase=phase, group=groups[n % len(groups)]
+                )
         timed(
             "cases",
-            f"INSERT INTO {Case._meta.db_table} (id, created_at, updated_at, subject_id, laterality, visit_day, "  # noqa: S608
-            "status, exclusion_reason) SELECT gen_random_uuid(), now(), now(), s.id, eye, 0, 'complete', '' "
+            f"INSERT INTO {Case._meta.db_table} (id, created_at, updated_at, subject_id, trial_id, site_id, "  # noqa: S608
+            "laterality, visit_day, status, exclusion_reason) SELECT gen_random_uuid(), now(), now(), s.id, "
+            "s.trial_id, s.site_id, eye, 0, 'complete', '' "
             f"FROM {Subject._meta.db_table} s CROSS JOIN (VALUES ('OD'), ('OS')) e(eye) WHERE s.trial_id = %(trial)s",
             params,
         )
@@ -273,13 +282,6 @@ def _fill() -> None:
             "WHERE j.model_version_id = %(model)s",
             {"model": model.pk},
         )
-        reading_services.reading_setup_set(actor=manager, trial=trial, crossing="fully_crossed", aided_phase=True)
-        groups = ("resident", "attending", "specialist")
-        for n, reader in enumerate(people["reader"]):
-            for phase in ("unaided", "aided"):
-                reading_services.reader_assign(
-                    actor=manager, trial=trial, reader=reader, phase=phase, group=groups[n % len(groups)]
-                )
         trial = trial_transition(actor=manager, trial=trial, status="reading")
         # Reader k's stretch: the cases numbered 2,000 k onwards (wrapping round): 12,000 read unaided 60 days ago,
         # the first 8,000 of them AI-aided 20 days ago (past the 28-day washout). Grades are the reference give or
@@ -320,6 +322,24 @@ def _fill() -> None:
             ),
             {**common, "per_reader": AIDED_PER_READER, "days": 20, "phase": "aided"},
         )
+        # The readers' queues (reading.queue) as the services would leave them, in one statement (reader_assign
+        # ran before the cases existed). Unaided: the cases not opened; aided: the cases signed unaided and not
+        # opened aided. The order's index is built after the rows, as a restore does.
+        queue = QueuedCase._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX queued_case_order")
+        timed(
+            "reader queues",
+            f"INSERT INTO {queue} (assignment_id, case_id, rank) SELECT a.id, c.id, uuid_hash_extended(c.id, a.seed) "  # noqa: S608
+            f"FROM {ReaderAssignment._meta.db_table} a JOIN {Case._meta.db_table} c ON c.trial_id = a.trial_id "
+            f"WHERE a.trial_id = %(trial)s AND NOT EXISTS (SELECT 1 FROM {Read._meta.db_table} r "
+            "WHERE r.case_id = c.id AND r.reader_id = a.reader_id AND r.phase = a.phase) "
+            "AND (a.phase = 'unaided' OR EXISTS (SELECT 1 FROM "
+            f"{Read._meta.db_table} u WHERE u.case_id = c.id AND u.reader_id = a.reader_id AND u.phase = 'unaided' "
+            "AND u.status = 'signed')) ORDER BY a.id, c.id",
+            {"trial": trial.pk},
+        )
+        timed("reader queues' order index", f"CREATE INDEX queued_case_order ON {queue} (assignment_id, rank)", {})
         now = timezone.now()
         from reading.models import ReadingSetup
 
