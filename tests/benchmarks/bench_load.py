@@ -19,29 +19,45 @@ save, as bench_reading does, and the next request for the next case takes the fu
 the reader's own order among about 88,000). Run: ``make bench ARGS=bench_load``; ``BENCH_LOAD_SECONDS`` (60)
 per scenario, ``BENCH_LOAD_USERS`` (50), ``BENCH_LOAD_SCENARIOS`` (``list,next,dashboard``).
 
-Here (the shared 2-core machine, PostgreSQL 15, 03:00-03:20 UTC on 7 December 2026; the first seeding took 281 s:
-rows 3-9 s per table, the 600,000 unaided reads 51 s, the 400,000 aided ones 68 s, VACUUM ANALYZE 28 s; migrate and
-collectstatic into an empty folder 160-210 s more; a later run is ready in 20 s):
+The seeding also fills the readers' queues (``reading.queue``: 4,600,000 rows, one per case a reader may still be
+served, in one INSERT ... SELECT and the order's index built after it).
 
-- 50 users, think time 1-3 s, load average 10-15 (other engineers' work included): case list p50 5.2 s, p95 7.8 s,
-  6.5 req/s; next case p50 9.7 s, p95 22 s, 1.9 req/s (draft save p50 11 s: it waits behind them in the four
-  workers); dashboard: no request finished in 60 s. The offered load (about 25 requests a second) is several times
-  what two shared cores serve, so these are queueing times; both targets missed.
-- 50 users, think time 5-15 s (``BENCH_LOAD_WAIT=5,15``), load average 5-6: case list p50 250 ms, p95 600 ms,
-  5.3 req/s; next case p50 4.6 s, p95 8.1 s, 2.6 req/s (draft save p50 5.2 s, queued behind the next cases).
-- 1 user (service time), load average 4-7: case list p50 160 ms, p95 610 ms; next case p50 380 ms, p95 620 ms;
-  draft save p50 72 ms; dashboard p50 9.6 s (one statistician, 1,000,000 reads).
+What changed since the first run (issue 13, item 10):
 
-Why, and what changed: a case list page sorted every visible case (trial protocol number, pseudonym, visit day and
-eye come from three tables, so no index gives that order; EXPLAIN ANALYZE of page 5 for a manager: 742 ms, a
-top-N heapsort over 100,000 joined rows); the API now pages one trial at a time in the same order
-(``trials.selectors.CasesByTrial``: the rows of a page 11 ms, through the (trial, pseudonym) index and each
-subject's cases). What is left of the list is the exact ``count`` of the page-number envelope, a hash join of
-100,000 cases with 50,000 subjects (165-200 ms under this load). The next case hashes every case of the trial with
-the reader's seed (``md5(seed:id)``, the reader's own order) and keeps the smallest unread one: about 400 ms for
-100,000 cases here, linear in the cases (EXPLAIN: the hash and the join, not the sort, cost it). Not changed:
-serving it in under 150 ms at this size needs the reader's order kept (e.g. the next few cases of each assignment
-stored and checked case by case) instead of recomputed, which changes when a newly servable case is offered.
+- Case list: a page's rows come from ``trials.selectors.CasesByTrial`` (one trial at a time through the (trial,
+  pseudonym) index, the rows of a page 11 ms). Its exact ``count`` used to be a hash join of 100,000 cases with
+  50,000 subjects (165-200 ms); each case now carries its subject's trial and site (copied at creation, never
+  changed: no service moves a subject), visibility is decided on those, and the count is ``count(*)`` grouped by
+  trial: an index-only scan of the (trial, site) index (EXPLAIN ANALYZE: ``Index Only Scan``, ``Heap Fetches: 0``).
+- Next case: it hashed every case of the trial with the reader's seed on each request (about 400 ms at 100,000
+  cases). Each assignment now keeps its queue (``reading.models.QueuedCase``: the cases that may come up, at their
+  place in the same order, ``uuid_hash_extended(id, seed)``), and next case walks it by index until a servable
+  case: one row in the usual case.
+
+Figures here (the shared 2-core machine, PostgreSQL 15, 05:50-06:05 UTC on 7 December 2026, other engineers'
+tests running; seeding 582 s of which the queues 116 s and their index 9 s):
+
+- Single requests, EXPLAIN ANALYZE on this data under load average 10-13: the next case's query 0.2-14 ms over six
+  readers and both phases (was about 400 ms); the count 39-132 ms for a coordinator or a manager (parallel
+  index-only scan of 10,000 or 100,000 entries; was 165-200 ms), count and page 9 together 108-144 ms.
+- 1 user (service time), load average 9.5-11: case list p50 130 ms, p95 270 ms (target met); next case p50 150 ms,
+  p95 270 ms (was 380 / 620 ms; target missed on this machine); draft save p50 140 ms.
+- 50 users, think time 1-3 s, load average 11-13: case list p50 5.1 s, p95 8.6 s, 6.5 req/s; next case p50 5.5 s,
+  p95 8.2 s, 3.7 req/s (was 1.9), draft save 3.3 req/s. The offered load (about 25 requests a second) is still
+  several times what two shared cores serve: these are queueing times, both targets missed here.
+- 50 users, think time 5-15 s: WAIT515.
+
+The first run's figures (before these changes, 03:00-03:20 UTC, load average 4-15): 1 user: case list p50 160 ms,
+p95 610 ms, next case p50 380 ms, p95 620 ms, dashboard p50 9.6 s; 50 users at 1-3 s: case list p95 7.8 s, next
+case p95 22 s (1.9 req/s), no dashboard request finished in 60 s; 50 users at 5-15 s: case list p95 600 ms, next
+case p95 8.1 s.
+
+What the walk costs: the queued cases skipped before the first servable one. A reader's order is a random
+permutation, so that is about 1 / (the servable share of their queue): cases opened by k readers (k per case),
+excluded or reopened cases and, in the AI-aided phase, cases still in their washout are skipped one index probe
+each. Near the end of a k-readers-per-case trial most queued cases are taken by others and the walk grows towards
+the queue's length (cases taken by k readers are not removed from the other queues). The lead's rerun on a quiet
+machine decides the targets.
 """
 
 from __future__ import annotations
@@ -339,6 +355,8 @@ def _fill() -> None:
             "AND u.status = 'signed')) ORDER BY a.id, c.id",
             {"trial": trial.pk},
         )
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the rows' foreign keys checked now: then the index
         timed("reader queues' order index", f"CREATE INDEX queued_case_order ON {queue} (assignment_id, rank)", {})
         now = timezone.now()
         from reading.models import ReadingSetup
