@@ -34,7 +34,7 @@ What changed since the first run (issue 13, item 10):
   place in the same order, ``uuid_hash_extended(id, seed)``), and next case walks it by index until a servable
   case: one row in the usual case.
 
-Figures here (the shared 2-core machine, PostgreSQL 15, 05:50-06:05 UTC on 7 December 2026, other engineers'
+Figures here (the shared 2-core machine, PostgreSQL 15, 05:45-06:05 UTC on 7 December 2026, other engineers'
 tests running; seeding 582 s of which the queues 116 s and their index 9 s):
 
 - Single requests, EXPLAIN ANALYZE on this data under load average 10-13: the next case's query 0.2-14 ms over six
@@ -45,7 +45,8 @@ tests running; seeding 582 s of which the queues 116 s and their index 9 s):
 - 50 users, think time 1-3 s, load average 11-13: case list p50 5.1 s, p95 8.6 s, 6.5 req/s; next case p50 5.5 s,
   p95 8.2 s, 3.7 req/s (was 1.9), draft save 3.3 req/s. The offered load (about 25 requests a second) is still
   several times what two shared cores serve: these are queueing times, both targets missed here.
-- 50 users, think time 5-15 s: WAIT515.
+- 50 users, think time 5-15 s, load average 12-15 (the first run had 5-6): case list p50 940 ms, p95 3.4 s,
+  4.9 req/s; next case p50 1.1 s, p95 4.5 s, 3.8 req/s (was p50 4.6 s, p95 8.1 s, 2.6 req/s); draft save 3.8 req/s.
 
 The first run's figures (before these changes, 03:00-03:20 UTC, load average 4-15): 1 user: case list p50 160 ms,
 p95 610 ms, next case p50 380 ms, p95 620 ms, dashboard p50 9.6 s; 50 users at 1-3 s: case list p95 7.8 s, next
