@@ -119,8 +119,9 @@ class QueuedCase(models.Model):
 
     Which cases wait: in the unaided phase every complete case of the trial (queued when the assignment is made and
     when a case becomes complete); in the AI-aided phase the cases whose unaided read the reader signed (queued when
-    the assignment is made and when the read is signed). A case leaves the queue when the reader opens it and comes
-    back when a manager resets that read. Whether it may be served now (still complete, subject enrolled, washout
+    the assignment is made and when the read is signed). A case leaves the queue when the reader opens it (with k
+    readers per case, every queue of the phase once k readers opened it) and comes back when a manager resets that
+    read. Whether it may be served now (still complete, subject enrolled, washout
     over, fewer than k readers) is checked at each walk, never stored."""
 
     pk = models.CompositePrimaryKey("assignment", "case")

@@ -14,7 +14,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import BigIntegerField, Exists, F, Func, OuterRef, QuerySet, UUIDField, Value
 
-from reading.models import Phase, QueuedCase, Read, ReaderAssignment, ReadStatus
+from reading.models import CalibrationCase, Phase, QueuedCase, Read, ReaderAssignment, ReadStatus
 from trials.models import Case, CaseStatus
 
 SQLITE_RANK = "visus_reader_rank"
@@ -107,13 +107,24 @@ def _queue_in(assignments: QuerySet[ReaderAssignment], case: Case) -> None:
     _insert(assignments.annotate(q_assignment=F("pk"), q_case=case_id, q_rank=ReaderOrder(case_id, F("seed"))))
 
 
+def _queue_for_phase(case: Case, trial_id: Any, phase: str) -> None:
+    """Queue the case in every assignment of the phase whose reader has not opened it there (in the aided phase,
+    whose reader signed their unaided read of it)."""
+    assignments = ReaderAssignment.objects.filter(trial_id=trial_id, phase=phase).exclude(
+        Exists(Read.objects.filter(case=case, reader_id=OuterRef("reader_id"), phase=phase))
+    )
+    if phase == Phase.AIDED:
+        signed = Read.objects.filter(
+            case=case, reader_id=OuterRef("reader_id"), phase=Phase.UNAIDED, status=ReadStatus.SIGNED
+        )
+        assignments = assignments.filter(Exists(signed))
+    _queue_in(assignments, case)
+
+
 def queue_case_completed(*, case: Case) -> None:
     """``trials.hooks.on_case_completed``: a case that becomes complete waits in every unaided assignment of its
     trial whose reader has not opened it (again after a reopening: kept if it is still there)."""
-    opened = Read.objects.filter(case=case, reader_id=OuterRef("reader_id"), phase=Phase.UNAIDED)
-    _queue_in(
-        ReaderAssignment.objects.filter(trial_id=case.trial_id, phase=Phase.UNAIDED).exclude(Exists(opened)), case
-    )
+    _queue_for_phase(case, case.trial_id, Phase.UNAIDED)
 
 
 def queue_unaided_signed(read: Read) -> None:
@@ -126,11 +137,27 @@ def queue_unaided_signed(read: Read) -> None:
     _queue_in(assignments.exclude(Exists(opened)), Case(pk=read.case_id))
 
 
-def queue_take(read: Read) -> None:
-    """The reader opened the case: it leaves their queue."""
+def queue_take(read: Read, *, readers_per_case: int | None = None) -> None:
+    """The reader opened the case: it leaves their queue. With k readers per case (``readers_per_case``), once k
+    readers opened it in the phase it leaves every queue of the phase, unless it is a calibration case (served to
+    every reader): the others' walks need not skip it."""
     QueuedCase.objects.filter(assignment_id=read.assignment_id, case_id=read.case_id).delete()
+    if readers_per_case is None:
+        return
+    if Read.objects.filter(case_id=read.case_id, phase=read.phase).count() < readers_per_case:
+        return
+    if CalibrationCase.objects.filter(case_id=read.case_id).exists():
+        return
+    QueuedCase.objects.filter(
+        case_id=read.case_id, assignment__trial_id=read.assignment.trial_id, assignment__phase=read.phase
+    ).delete()
 
 
-def queue_return(read: Read) -> None:
-    """A reset read gives its case back to the reader's queue, at its place."""
-    _queue_in(ReaderAssignment.objects.filter(pk=read.assignment_id), Case(pk=read.case_id))
+def queue_return(read: Read, *, every_reader: bool = False) -> None:
+    """A reset read gives its case back to the reader's queue, at its place; with k readers per case
+    (``every_reader``) to every queue of the phase it may have left (``queue_take``)."""
+    case = Case(pk=read.case_id)
+    if every_reader:
+        _queue_for_phase(case, read.assignment.trial_id, read.phase)
+    else:
+        _queue_in(ReaderAssignment.objects.filter(pk=read.assignment_id), case)

@@ -352,7 +352,7 @@ def read_next(*, reader: User, trial: Trial, phase: str) -> Read | None:
         raise ApplicationError(
             "This case was just opened elsewhere; ask for the next case again.", code="conflict", status=409
         ) from None
-    queue.queue_take(read)
+    queue.queue_take(read, readers_per_case=setup.readers_per_case if setup.crossing == Crossing.K_PER_CASE else None)
     assignment.last_read_at = timezone.now()
     assignment.save(update_fields=["last_read_at", "updated_at"])
     audit_record(
@@ -622,7 +622,7 @@ def read_reset(*, actor: User, read: Read, reason: str) -> None:
     )
     read.marks.all().delete()
     read.delete()
-    queue.queue_return(read)
+    queue.queue_return(read, every_reader=setup_for(trial).crossing == Crossing.K_PER_CASE)
 
 
 # --- Adjudication and reference standard ----------------------------------------------------------

@@ -54,11 +54,11 @@ case p95 22 s (1.9 req/s), no dashboard request finished in 60 s; 50 users at 5-
 case p95 8.1 s.
 
 What the walk costs: the queued cases skipped before the first servable one. A reader's order is a random
-permutation, so that is about 1 / (the servable share of their queue): cases opened by k readers (k per case),
-excluded or reopened cases and, in the AI-aided phase, cases still in their washout are skipped one index probe
-each. Near the end of a k-readers-per-case trial most queued cases are taken by others and the walk grows towards
-the queue's length (cases taken by k readers are not removed from the other queues). The lead's rerun on a quiet
-machine decides the targets.
+permutation, so that is about 1 / (the servable share of their queue): excluded or reopened cases, cases of
+withdrawn subjects and, in the AI-aided phase, cases still in their washout are skipped, one index probe each. A
+case opened by k readers leaves every queue of its phase (``reading.queue.queue_take``), so a k-readers-per-case
+trial does not fill the queues with cases taken by others. The lead's rerun on a quiet machine decides the
+targets.
 """
 
 from __future__ import annotations

@@ -124,6 +124,34 @@ class QueueOrderTests(TestCase):
         self.assertIsInstance(rank, int)
 
 
+class KPerCaseQueueTests(TestCase):
+    def test_a_case_opened_by_k_readers_leaves_every_queue_and_a_reset_gives_it_back(self):
+        w = ReadingWorld(crossing="k_per_case", k=1)
+        read = services.read_next(reader=w.reader, trial=w.trial, phase="unaided")
+        self.assertFalse(QueuedCase.objects.filter(case_id=read.case_id).exists())
+        other = services.read_next(reader=w.reader2, trial=w.trial, phase="unaided")
+        self.assertNotEqual(other.case_id, read.case_id)
+        services.read_reset(actor=w.manager, read=read, reason="opened by mistake")
+        readers = set(QueuedCase.objects.filter(case_id=read.case_id).values_list("assignment__reader_id", flat=True))
+        self.assertEqual(readers, {w.reader.pk, w.reader2.pk, w.reader3.pk})
+        again = services.read_next(reader=w.reader3, trial=w.trial, phase="unaided")
+        self.assertEqual(again.case_id, read.case_id)
+
+    def test_a_calibration_case_stays_in_every_queue(self):
+        w = ReadingWorld(crossing="k_per_case", k=1, reading=False)
+        services.calibration_case_mark(actor=w.manager, case=w.case1, known_answers={"icdr_grade": "0"})
+        w.start_reading()
+        opened = set()
+        while True:
+            read = services.read_next(reader=w.reader, trial=w.trial, phase="unaided")
+            if read is None or read.case_id == w.case1.pk:
+                break
+            opened.add(read.case_id)
+            Read.objects.filter(pk=read.pk).update(status="signed", signed_at=timezone.now(), signature_name="R")
+        self.assertEqual(read.case_id, w.case1.pk)
+        self.assertEqual(QueuedCase.objects.filter(case=w.case1).count(), 2)  # the two other readers still get it
+
+
 class AidedQueueTests(TestCase):
     def test_a_signed_unaided_read_queues_its_case_for_the_aided_phase_served_after_the_washout(self):
         w = ReadingWorld(aided=True, reading=False)
