@@ -19,6 +19,7 @@ from platform_core.accounts.models import Role, User
 from platform_core.accounts.requests import signed_in_user
 from platform_core.api.fields import BoundedDictField
 from platform_core.api.permissions import roles_required
+from platform_core.errors import ApplicationError
 from reading import selectors, services, signing
 from reading.models import GROUP_LENGTH, Adjudication, LesionMark, MarkKind, MarkShape, Phase, Read
 from reading.workstation import VIEWER_VARIANTS, viewable
@@ -145,7 +146,9 @@ def read_response(read: Read, code: int = status.HTTP_200_OK) -> Response:
 
 
 class ReadNextApi(APIView):
-    """The reader's current case in a phase: where they stopped, else the next in their own order (204: done)."""
+    """The reader's current case in a phase: where they stopped, else the next in their own order. 204: nothing
+    left to read. 409 ``washout``: nothing to read until the washout of the AI-aided phase ends, at ``opens_at``
+    (as the reading page says)."""
 
     permission_classes = [IsReader]
 
@@ -157,8 +160,18 @@ class ReadNextApi(APIView):
         trial = reader_trial(signed_in_user(request), slug)
         data = self.ReadNextInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        read = services.read_next(reader=signed_in_user(request), trial=trial, phase=data.validated_data["phase"])
+        phase = data.validated_data["phase"]
+        read = services.read_next(reader=signed_in_user(request), trial=trial, phase=phase)
         if read is None:
+            opens = selectors.aided_phase_opens(signed_in_user(request), trial) if phase == Phase.AIDED else None
+            if opens is not None:
+                raise ApplicationError(
+                    f"Your next AI-aided case opens on {opens:%Y-%m-%d} at {opens:%H:%M} UTC, after the washout since "
+                    "you signed your unaided read of it.",
+                    code="washout",
+                    status=409,
+                    extra={"opens_at": opens.isoformat()},
+                )
             return Response(status=status.HTTP_204_NO_CONTENT)
         return read_response(read)
 

@@ -111,6 +111,31 @@ class ReaderAssignment(BaseModel):
         return f"{self.reader} reads {self.trial.protocol_number} ({self.phase})"
 
 
+class QueuedCase(models.Model):
+    """A case waiting in one reader assignment's queue, at its place in the reader's order (``rank``: the case id
+    hashed with the assignment's seed, ``reading.services.ReaderOrder``). Next case walks the queue in rank order
+    and serves the first case still servable (``servable_cases``), so a request costs a few index probes instead
+    of hashing every case of the trial.
+
+    Which cases wait: in the unaided phase every complete case of the trial (queued when the assignment is made and
+    when a case becomes complete); in the AI-aided phase the cases whose unaided read the reader signed (queued when
+    the assignment is made and when the read is signed). A case leaves the queue when the reader opens it (with k
+    readers per case, every queue of the phase once k readers opened it) and comes back when a manager resets that
+    read. Whether it may be served now (still complete, subject enrolled, washout
+    over, fewer than k readers) is checked at each walk, never stored."""
+
+    pk = models.CompositePrimaryKey("assignment", "case")
+    assignment = models.ForeignKey(ReaderAssignment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="queued", db_index=False)
+    rank = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["assignment", "rank"], name="queued_case_order")]
+
+    def __str__(self) -> str:
+        return f"case {self.case_id} in queue {self.assignment_id}"
+
+
 class PanelMember(BaseModel):
     """A member of a trial's adjudication panel (sees prior reads of discordant cases: unblinded by design)."""
 

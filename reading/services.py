@@ -10,8 +10,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import CharField, Count, Exists, Func, OuterRef, Q, Value
-from django.db.models.functions import MD5, Cast, Concat
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from platform_core import limits
@@ -25,7 +25,7 @@ from platform_core.accounts.services import (
 )
 from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
 from platform_core.errors import ApplicationError
-from reading import clock
+from reading import clock, queue
 from reading.forms_core import check_answers, discordance, majority
 from reading.models import (
     Adjudication,
@@ -40,6 +40,7 @@ from reading.models import (
     ReadingSetup,
     ReadStatus,
 )
+from reading.queue import ReaderOrder  # noqa: F401  # the reader's order, named here as before
 from trials.models import (
     Case,
     CaseFile,
@@ -206,6 +207,7 @@ def reader_assign(*, actor: User, trial: Trial, reader: User, phase: str, group:
     else:
         assignment = ReaderAssignment(trial=trial, reader=reader, phase=phase, group=group, seed=secrets.randbits(62))
     audited_save(assignment, actor=actor, action="reading.reader_assign", before=before, trial_ref=trial.slug)
+    queue.queue_fill(assignment)  # the reader's order, stored (again after a re-activation: nothing is lost)
     return assignment
 
 
@@ -284,13 +286,20 @@ def servable_cases(*, assignment: ReaderAssignment, setup: ReadingSetup) -> Any:
     """The cases this reader may be served next in this phase, in their own order (one query): complete, not
     excluded, of enrolled subjects, not yet served to them in the phase; with k readers per case, not yet
     opened by k readers; in the aided phase, cases whose unaided read they signed at least the washout ago.
-    The order hashes the reader's seed with the case id: stable across visits and different between readers."""
+    The order hashes the reader's seed with the case id (``ReaderOrder``): stable across visits and different
+    between readers.
+
+    Walked from the assignment's queue (``QueuedCase``, the cases that may come up, by rank): taking the first
+    row costs the queued cases skipped before it, each checked by index, not a hash of every case of the trial.
+    The reader's order is a random permutation, so the cases skipped are as many as one expects to draw before a
+    servable one (1 / the servable share of the queue)."""
     reads_in_phase = Read.objects.filter(case=OuterRef("pk"), phase=assignment.phase)
     qs = Case.objects.filter(
-        subject__trial_id=assignment.trial_id, status=CaseStatus.COMPLETE, subject__status=SubjectStatus.ENROLLED
+        queued__assignment=assignment, status=CaseStatus.COMPLETE, subject__status=SubjectStatus.ENROLLED
     ).exclude(Exists(reads_in_phase.filter(reader_id=assignment.reader_id)))
     if setup.crossing == Crossing.K_PER_CASE:
-        qs = qs.annotate(phase_reads=Count("reads", filter=Q(reads__phase=assignment.phase), distinct=True)).filter(
+        opened = reads_in_phase.order_by().values("case").annotate(n=Count("pk")).values("n")
+        qs = qs.annotate(phase_reads=Coalesce(Subquery(opened), 0)).filter(
             Q(phase_reads__lt=setup.readers_per_case) | Q(calibration__isnull=False)
         )
     if assignment.phase == Phase.AIDED:
@@ -306,29 +315,7 @@ def servable_cases(*, assignment: ReaderAssignment, setup: ReadingSetup) -> Any:
                 )
             )
         )
-    return qs.order_by(ReaderOrder("id", assignment.seed))
-
-
-class ReaderOrder(Func):
-    """A case's place in one reader's order: a hash of the case id keyed with the reader's seed.
-
-    On PostgreSQL ``uuid_hash_extended(id, seed)``, the seeded 64-bit hash that hash partitioning relies on (so it is
-    kept stable across PostgreSQL versions); it costs a third of hashing the id's text with MD5, which is what next
-    case spends its time on in a large trial (``bench_load``). Elsewhere (SQLite) MD5 of "seed:id"."""
-
-    output_field = CharField()
-
-    def __init__(self, case_id: str, seed: int) -> None:
-        self.seed = seed
-        super().__init__(case_id)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
-        fallback = MD5(Concat(Value(f"{self.seed}:"), Cast(self.source_expressions[0], output_field=CharField())))
-        return compiler.compile(fallback)
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
-        column, params = compiler.compile(self.source_expressions[0])
-        return f"uuid_hash_extended({column}, %s::bigint)", (*params, self.seed)
+    return qs.order_by("queued__rank")
 
 
 @transaction.atomic
@@ -365,6 +352,7 @@ def read_next(*, reader: User, trial: Trial, phase: str) -> Read | None:
         raise ApplicationError(
             "This case was just opened elsewhere; ask for the next case again.", code="conflict", status=409
         ) from None
+    queue.queue_take(read, readers_per_case=setup.readers_per_case if setup.crossing == Crossing.K_PER_CASE else None)
     assignment.last_read_at = timezone.now()
     assignment.save(update_fields=["last_read_at", "updated_at"])
     audit_record(
@@ -547,6 +535,7 @@ def read_sign(
             trial_ref=trial.slug,
         )
         if read.phase == Phase.UNAIDED:
+            queue.queue_unaided_signed(read)
             adjudication_check(case=read.case)
             reference_majority_record(case=read.case)
     return read
@@ -633,6 +622,7 @@ def read_reset(*, actor: User, read: Read, reason: str) -> None:
     )
     read.marks.all().delete()
     read.delete()
+    queue.queue_return(read, every_reader=setup_for(trial).crossing == Crossing.K_PER_CASE)
 
 
 # --- Adjudication and reference standard ----------------------------------------------------------

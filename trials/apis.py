@@ -338,9 +338,9 @@ class CaseListApi(generics.ListAPIView):
             cases_for(signed_in_user(self.request)),
             self.request,
             {
-                "trial": "subject__trial__slug",
+                "trial": "trial__slug",
                 "subject": "subject__pseudonym",
-                "site": "subject__site__hospital__code",
+                "site": "site__hospital__code",
                 "status": "status",
             },
         )

@@ -266,6 +266,11 @@ class Case(BaseModel):
     """A subject's eye at a visit. Visits are days since enrolment: no calendar dates."""
 
     subject = models.ForeignKey(Subject, on_delete=models.PROTECT, related_name="cases")
+    # The subject's trial and site, copied when the case is created (``case_create``); neither changes after
+    # enrolment (no service moves a subject). Who may see a case is decided on these two columns, and the index
+    # on them makes the case list's count an index-only scan instead of a join of every case with its subject.
+    trial = models.ForeignKey(Trial, on_delete=models.PROTECT, related_name="+", editable=False, db_index=False)
+    site = models.ForeignKey(TrialSite, on_delete=models.PROTECT, related_name="+", editable=False, db_index=False)
     laterality = models.CharField(max_length=2, choices=Laterality.choices)
     visit_day = models.PositiveIntegerField(validators=[MaxValueValidator(36500)])
     status = models.CharField(max_length=10, choices=CaseStatus.choices, default=CaseStatus.OPEN)
@@ -279,6 +284,7 @@ class Case(BaseModel):
 
     class Meta:
         ordering = ["subject", "visit_day", "laterality"]
+        indexes = [models.Index(fields=["trial", "site"], name="case_trial_site")]
         constraints = [
             models.UniqueConstraint(fields=["subject", "laterality", "visit_day"], name="unique_case_eye_visit"),
             models.CheckConstraint(

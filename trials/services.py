@@ -388,7 +388,7 @@ def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_
             code="duplicate_case",
             status=409,
         )
-    case = Case(subject=subject, laterality=laterality, visit_day=visit_day)
+    case = Case(subject=subject, trial=subject.trial, site=subject.site, laterality=laterality, visit_day=visit_day)
     try:
         with transaction.atomic():
             audited_save(

@@ -19,35 +19,53 @@ save, as bench_reading does, and the next request for the next case takes the fu
 the reader's own order among about 88,000). Run: ``make bench ARGS=bench_load``; ``BENCH_LOAD_SECONDS`` (60)
 per scenario, ``BENCH_LOAD_USERS`` (50), ``BENCH_LOAD_SCENARIOS`` (``list,next,dashboard``).
 
-Here (the shared 2-core machine, PostgreSQL 15, 03:00-03:20 UTC on 7 December 2026; the first seeding took 281 s:
-rows 3-9 s per table, the 600,000 unaided reads 51 s, the 400,000 aided ones 68 s, VACUUM ANALYZE 28 s; migrate and
-collectstatic into an empty folder 160-210 s more; a later run is ready in 20 s):
+The seeding also fills the readers' queues (``reading.queue``: 4,600,000 rows, one per case a reader may still be
+served, in one INSERT ... SELECT and the order's index built after it).
 
-- 50 users, think time 1-3 s, load average 10-15 (other engineers' work included): case list p50 5.2 s, p95 7.8 s,
-  6.5 req/s; next case p50 9.7 s, p95 22 s, 1.9 req/s (draft save p50 11 s: it waits behind them in the four
-  workers); dashboard uncached: none finished in 60 s. The offered load (about 25 requests a second) is several times
-  what two shared cores serve, so these are queueing times; both targets missed.
-- 50 users, think time 5-15 s (``BENCH_LOAD_WAIT=5,15``), load average 5-6: case list p50 250 ms, p95 600 ms,
-  5.3 req/s; next case p50 4.6 s, p95 8.1 s, 2.6 req/s (draft save p50 5.2 s, queued behind the next cases).
-- 1 user (service time), load average 4-7: case list p50 160 ms, p95 610 ms; next case p50 380 ms, p95 620 ms;
-  draft save p50 72 ms; dashboard p50 9.6 s (one statistician, 1,000,000 reads, computed on every request).
-- Dashboard with its stored analyses (``evaluation.snapshots``; 05:55-06:03 UTC, a Celery worker of the same
-  settings started by hand beside gunicorn, as the harness starts none): 1 user, load average 10-11, from no stored
-  analyses: p50 170 ms, p95 540 ms, n=26, no failure (the first pages said "being computed" while the worker
-  computed the analyses of 1,000,000 reads in 31 s; the later ones served them). 50 users, think time 1-3 s, load
-  average 14-15: p50 6.0 s, p95 11 s, 5.5 req/s, n=317, no failure: every request finished, queued in front of the
-  four workers; one served from the stored analyses costs the fingerprint (12-20 ms) and the page (40-55 ms).
+What changed since the first run (issue 13, item 10):
 
-Why, and what changed: a case list page sorted every visible case (trial protocol number, pseudonym, visit day and
-eye come from three tables, so no index gives that order; EXPLAIN ANALYZE of page 5 for a manager: 742 ms, a
-top-N heapsort over 100,000 joined rows); the API now pages one trial at a time in the same order
-(``trials.selectors.CasesByTrial``: the rows of a page 11 ms, through the (trial, pseudonym) index and each
-subject's cases). What is left of the list is the exact ``count`` of the page-number envelope, a hash join of
-100,000 cases with 50,000 subjects (165-200 ms under this load). The next case hashes every case of the trial with
-the reader's seed (``md5(seed:id)``, the reader's own order) and keeps the smallest unread one: about 400 ms for
-100,000 cases here, linear in the cases (EXPLAIN: the hash and the join, not the sort, cost it). Not changed:
-serving it in under 150 ms at this size needs the reader's order kept (e.g. the next few cases of each assignment
-stored and checked case by case) instead of recomputed, which changes when a newly servable case is offered.
+- Case list: a page's rows come from ``trials.selectors.CasesByTrial`` (one trial at a time through the (trial,
+  pseudonym) index, the rows of a page 11 ms). Its exact ``count`` used to be a hash join of 100,000 cases with
+  50,000 subjects (165-200 ms); each case now carries its subject's trial and site (copied at creation, never
+  changed: no service moves a subject), visibility is decided on those, and the count is ``count(*)`` grouped by
+  trial: an index-only scan of the (trial, site) index (EXPLAIN ANALYZE: ``Index Only Scan``, ``Heap Fetches: 0``).
+- Next case: it hashed every case of the trial with the reader's seed on each request (about 400 ms at 100,000
+  cases). Each assignment now keeps its queue (``reading.models.QueuedCase``: the cases that may come up, at their
+  place in the same order, ``uuid_hash_extended(id, seed)``), and next case walks it by index until a servable
+  case: one row in the usual case.
+
+Figures here (the shared 2-core machine, PostgreSQL 15, 05:45-06:05 UTC on 7 December 2026, other engineers'
+tests running; seeding 582 s of which the queues 116 s and their index 9 s):
+
+- Single requests, EXPLAIN ANALYZE on this data under load average 10-13: the next case's query 0.2-14 ms over six
+  readers and both phases (was about 400 ms); the count 39-132 ms for a coordinator or a manager (parallel
+  index-only scan of 10,000 or 100,000 entries; was 165-200 ms), count and page 9 together 108-144 ms.
+- 1 user (service time), load average 9.5-11: case list p50 130 ms, p95 270 ms (target met); next case p50 150 ms,
+  p95 270 ms (was 380 / 620 ms; target missed on this machine); draft save p50 140 ms.
+- 50 users, think time 1-3 s, load average 11-13: case list p50 5.1 s, p95 8.6 s, 6.5 req/s; next case p50 5.5 s,
+  p95 8.2 s, 3.7 req/s (was 1.9), draft save 3.3 req/s. The offered load (about 25 requests a second) is still
+  several times what two shared cores serve: these are queueing times, both targets missed here.
+- 50 users, think time 5-15 s, load average 12-15 (the first run had 5-6): case list p50 940 ms, p95 3.4 s,
+  4.9 req/s; next case p50 1.1 s, p95 4.5 s, 3.8 req/s (was p50 4.6 s, p95 8.1 s, 2.6 req/s); draft save 3.8 req/s.
+
+Dashboard with its stored analyses (``evaluation.snapshots``; 05:55-06:03 UTC, a Celery worker of the same
+settings started by hand beside gunicorn, as the harness starts none): 1 user, load average 10-11, from no stored
+analyses: p50 170 ms, p95 540 ms, n=26, no failure (the first pages said "being computed" while the worker
+computed the analyses of 1,000,000 reads in 31 s; the later ones served them). 50 users, think time 1-3 s, load
+average 14-15: p50 6.0 s, p95 11 s, 5.5 req/s, n=317, no failure: every request finished, queued in front of the
+four workers; one served from the stored analyses costs the fingerprint (12-20 ms) and the page (40-55 ms).
+
+The first run's figures (before these changes, 03:00-03:20 UTC, load average 4-15): 1 user: case list p50 160 ms,
+p95 610 ms, next case p50 380 ms, p95 620 ms, dashboard p50 9.6 s; 50 users at 1-3 s: case list p95 7.8 s, next
+case p95 22 s (1.9 req/s), no dashboard request finished in 60 s; 50 users at 5-15 s: case list p95 600 ms, next
+case p95 8.1 s.
+
+What the walk costs: the queued cases skipped before the first servable one. A reader's order is a random
+permutation, so that is about 1 / (the servable share of their queue): excluded or reopened cases, cases of
+withdrawn subjects and, in the AI-aided phase, cases still in their washout are skipped, one index probe each. A
+case opened by k readers leaves every queue of its phase (``reading.queue.queue_take``), so a k-readers-per-case
+trial does not fill the queues with cases taken by others. The lead's rerun on a quiet machine decides the
+targets.
 """
 
 from __future__ import annotations
@@ -184,7 +202,7 @@ def _fill() -> None:
     from diagnosis.models import InferenceJob, Prediction
     from platform_core.accounts.models import Membership, Role, User
     from reading import services as reading_services
-    from reading.models import Read, ReaderAssignment
+    from reading.models import QueuedCase, Read, ReaderAssignment
     from tests.support.dashboard import model_version
     from tests.support.factories import HospitalFactory, make_trial
     from trials.models import Case, ReferenceStandard, Subject, TrialSite
@@ -233,10 +251,19 @@ def _fill() -> None:
             "CROSS JOIN generate_series(1, %(per_site)s) n WHERE ts.trial_id = %(trial)s",
             params,
         )
+        # The readers are assigned before the cases exist (their queues are built in bulk below).
+        reading_services.reading_setup_set(actor=manager, trial=trial, crossing="fully_crossed", aided_phase=True)
+        groups = ("resident", "attending", "specialist")
+        for n, reader in enumerate(people["reader"]):
+            for phase in ("unaided", "aided"):
+                reading_services.reader_assign(
+                    actor=manager, trial=trial, reader=reader, phase=phase, group=groups[n % len(groups)]
+                )
         timed(
             "cases",
-            f"INSERT INTO {Case._meta.db_table} (id, created_at, updated_at, subject_id, laterality, visit_day, "  # noqa: S608
-            "status, exclusion_reason) SELECT gen_random_uuid(), now(), now(), s.id, eye, 0, 'complete', '' "
+            f"INSERT INTO {Case._meta.db_table} (id, created_at, updated_at, subject_id, trial_id, site_id, "  # noqa: S608
+            "laterality, visit_day, status, exclusion_reason) SELECT gen_random_uuid(), now(), now(), s.id, "
+            "s.trial_id, s.site_id, eye, 0, 'complete', '' "
             f"FROM {Subject._meta.db_table} s CROSS JOIN (VALUES ('OD'), ('OS')) e(eye) WHERE s.trial_id = %(trial)s",
             params,
         )
@@ -279,13 +306,6 @@ def _fill() -> None:
             "WHERE j.model_version_id = %(model)s",
             {"model": model.pk},
         )
-        reading_services.reading_setup_set(actor=manager, trial=trial, crossing="fully_crossed", aided_phase=True)
-        groups = ("resident", "attending", "specialist")
-        for n, reader in enumerate(people["reader"]):
-            for phase in ("unaided", "aided"):
-                reading_services.reader_assign(
-                    actor=manager, trial=trial, reader=reader, phase=phase, group=groups[n % len(groups)]
-                )
         trial = trial_transition(actor=manager, trial=trial, status="reading")
         # Reader k's stretch: the cases numbered 2,000 k onwards (wrapping round): 12,000 read unaided 60 days ago,
         # the first 8,000 of them AI-aided 20 days ago (past the 28-day washout). Grades are the reference give or
@@ -326,6 +346,26 @@ def _fill() -> None:
             ),
             {**common, "per_reader": AIDED_PER_READER, "days": 20, "phase": "aided"},
         )
+        # The readers' queues (reading.queue) as the services would leave them, in one statement (reader_assign
+        # ran before the cases existed). Unaided: the cases not opened; aided: the cases signed unaided and not
+        # opened aided. The order's index is built after the rows, as a restore does.
+        queue = QueuedCase._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX queued_case_order")
+        timed(
+            "reader queues",
+            f"INSERT INTO {queue} (assignment_id, case_id, rank) SELECT a.id, c.id, uuid_hash_extended(c.id, a.seed) "  # noqa: S608
+            f"FROM {ReaderAssignment._meta.db_table} a JOIN {Case._meta.db_table} c ON c.trial_id = a.trial_id "
+            f"WHERE a.trial_id = %(trial)s AND NOT EXISTS (SELECT 1 FROM {Read._meta.db_table} r "
+            "WHERE r.case_id = c.id AND r.reader_id = a.reader_id AND r.phase = a.phase) "
+            "AND (a.phase = 'unaided' OR EXISTS (SELECT 1 FROM "
+            f"{Read._meta.db_table} u WHERE u.case_id = c.id AND u.reader_id = a.reader_id AND u.phase = 'unaided' "
+            "AND u.status = 'signed')) ORDER BY a.id, c.id",
+            {"trial": trial.pk},
+        )
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the rows' foreign keys checked now: then the index
+        timed("reader queues' order index", f"CREATE INDEX queued_case_order ON {queue} (assignment_id, rank)", {})
         now = timezone.now()
         from reading.models import ReadingSetup
 

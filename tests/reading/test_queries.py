@@ -13,7 +13,9 @@ from tests.support.factories import member
 from tests.support.reading import GOOD, GOOD_CONF, ReadingWorld
 
 # Pinned: the same in a trial of 2 cases and 3 readers as in one of 27 cases and 9 readers.
-NEXT_CASE_QUERIES = 25  # permission, trial, assignment lock, resume check, order, insert, audit (+ head), response
+NEXT_CASE_QUERIES = (
+    26  # permission, trial, assignment lock, resume check, order, insert, queue, audit (+ head), response
+)
 DRAFT_SAVE_QUERIES = 27  # audited_save runs full_clean (foreign keys, unique constraints); audit head +1
 
 
