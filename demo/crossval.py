@@ -8,8 +8,10 @@
   into the model card, next to (not mixed with) its figures on generated data.
 - `cross_validate` trains k networks on k-1 folds of the shipped real data, split by subject, and scores
   each on its own held-out fold; the pooled out-of-fold figures are the cross-validated real-data metrics
-  (`train_model --demo --cross-validate K` puts them on the card;
-  `python -m tests.benchmarks.bench_demo_models --folds K` prints them).
+  (`seed_demo` has the worker put them on the card after the server has started, one fold per task:
+  demo.cross_validation; `train_model --demo --cross-validate K` and `seed_demo --cross-validate-here` run
+  them before registering; `python -m tests.benchmarks.bench_demo_models --folds K` prints them). The
+  photograph networks' folds share the run's generated photographs (demo.training.CrossValidationRecipe).
 """
 
 from __future__ import annotations
@@ -282,7 +284,7 @@ def fold_scores(
     return positive_scores(model, RealSet(everything.architecture, _subset(everything, held).data, everything.what))
 
 
-def pooled_metrics(everything: RealSet, scores: Sequence[float], *, folds: int) -> dict[str, float]:
+def pooled_metrics(everything: RealSet, scores: Sequence[float] | np.ndarray, *, folds: int) -> dict[str, float]:
     """The pooled out-of-fold figures, with the folds, items (`n`) and subjects counted."""
     metrics = binary_metrics(everything.truth, np.asarray(scores, dtype=float))
     metrics.update(folds=float(folds), subjects=float(everything.subjects))
