@@ -3,14 +3,14 @@
 `seed_demo` registers each demo network with its real held-out figures and, on its card, `cross_validation`
 {"status": "queued", "folds": K, "recipe": ...} and no cross-validated figure. After the demo trial is seeded
 (so that the demo cases' inference jobs are queued first) it sends one task per network for fold 0 on the
-worker's `gpu` queue. Each task trains and scores one fold (demo.crossval) and sends the next fold's task
-with the out-of-fold scores so far, behind whatever was queued meanwhile: a newcomer's inference job waits
-for the fold running and at most one queued fold per network, never for a whole cross-validation. The last fold writes the pooled figures
-(`metrics_real_cross_validated`) and `status: "done"` into the card through the registry's audited
-`model_card_update`. The card never holds a cross-validated figure that was not measured: until then it says
-queued or running, and a failure says so (`status: "failed"` with the error). `seed_demo` sends the tasks
-again for a card left queued, running or failed (a worker stopped mid-way loses its message on the embedded
-broker); a card already done is never recomputed.
+worker's `gpu` queue. Each task trains and scores one fold (demo.crossval) and sends the next fold's task with
+the out-of-fold scores so far, behind whatever was queued meanwhile: a newcomer's inference job waits for the
+fold running and at most one queued fold per network, never for a whole cross-validation. The last fold writes
+the pooled figures (`metrics_real_cross_validated`) and `status: "done"` into the card through the registry's
+audited `model_card_update`. The card never holds a cross-validated figure that was not measured: until then
+it says queued or running, and a failure says so (`status: "failed"` with the error). `seed_demo` sends the
+tasks again for a card left queued, running or failed (a worker stopped mid-way loses its message on the
+embedded broker); a card already done is never recomputed.
 """
 
 from __future__ import annotations
