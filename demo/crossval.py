@@ -8,8 +8,10 @@
   into the model card, next to (not mixed with) its figures on generated data.
 - `cross_validate` trains k networks on k-1 folds of the shipped real data, split by subject, and scores
   each on its own held-out fold; the pooled out-of-fold figures are the cross-validated real-data metrics
-  (`train_model --demo --cross-validate K` puts them on the card;
-  `python -m tests.benchmarks.bench_demo_models --folds K` prints them).
+  (`seed_demo` has the worker put them on the card after the server has started, one fold per task:
+  demo.cross_validation; `train_model --demo --cross-validate K` and `seed_demo --cross-validate-here` run
+  them before registering; `python -m tests.benchmarks.bench_demo_models --folds K` prints them). The
+  photograph networks' folds share the run's generated photographs (demo.training.CrossValidationRecipe).
 """
 
 from __future__ import annotations
@@ -262,6 +264,33 @@ def grouped_folds(groups: Sequence[str], folds: int, seed: int) -> list[list[int
     return [[i for i, g in enumerate(groups) if fold_of[g] == fold] for fold in range(folds)]
 
 
+def cross_validation_folds(
+    architecture: str, config: Any, *, folds: int, seed: int = 0
+) -> tuple[RealSet, list[list[int]]]:
+    """All the shipped real data of `architecture` and the indices of each of its `folds` folds, by subject."""
+    everything = real_set(architecture, config, held_out=None)
+    groups = everything.data.group_of_each() if everything.what == "photographs" else everything.data.groups
+    return everything, grouped_folds(groups, folds, seed)
+
+
+def fold_scores(
+    everything: RealSet, held: Sequence[int], train_fold: Callable[[Any, int], Any], number: int
+) -> np.ndarray:
+    """One fold: a network trained on every other fold (`train_fold(real training subset, fold number)`, a
+    runner.TrainedModel), scored on the `held` items it never saw."""
+    held_set = set(held)
+    kept = [i for i in range(len(everything.truth)) if i not in held_set]
+    model, _ = network_of(train_fold(_subset(everything, kept), number))
+    return positive_scores(model, RealSet(everything.architecture, _subset(everything, held).data, everything.what))
+
+
+def pooled_metrics(everything: RealSet, scores: Sequence[float] | np.ndarray, *, folds: int) -> dict[str, float]:
+    """The pooled out-of-fold figures, with the folds, items (`n`) and subjects counted."""
+    metrics = binary_metrics(everything.truth, np.asarray(scores, dtype=float))
+    metrics.update(folds=float(folds), subjects=float(everything.subjects))
+    return {k: round(float(v), 4) for k, v in metrics.items()}
+
+
 def cross_validate(
     architecture: str,
     train_fold: Callable[[Any, int], Any],
@@ -273,17 +302,13 @@ def cross_validate(
     """Pooled out-of-fold metrics over all the shipped real data of `architecture`, split by subject.
 
     `train_fold(real training subset, fold number)` returns a runner.TrainedModel trained on that subset
-    (plus, for photographs, whatever generated data the recipe adds); it is scored on the held-out fold."""
-    everything = real_set(architecture, config, held_out=None)
-    groups = everything.data.group_of_each() if everything.what == "photographs" else everything.data.groups
-    scores = np.zeros(len(groups))
-    for number, held in enumerate(grouped_folds(groups, folds, seed)):
-        kept = [i for i in range(len(groups)) if i not in set(held)]
-        model, _ = network_of(train_fold(_subset(everything, kept), number))
-        scores[held] = positive_scores(model, RealSet(architecture, _subset(everything, held).data, everything.what))
-    metrics = binary_metrics(everything.truth, scores)
-    metrics.update(folds=float(folds), subjects=float(everything.subjects))
-    return {k: round(float(v), 4) for k, v in metrics.items()}
+    (plus, for photographs, whatever generated data the recipe adds); it is scored on the held-out fold.
+    (The worker runs the same steps one fold per task: demo.cross_validation.)"""
+    everything, fold_index = cross_validation_folds(architecture, config, folds=folds, seed=seed)
+    scores = np.zeros(len(everything.truth))
+    for number, held in enumerate(fold_index):
+        scores[held] = fold_scores(everything, held, train_fold, number)
+    return pooled_metrics(everything, scores, folds=folds)
 
 
 def _subset(real: RealSet, index: Sequence[int]) -> RealSet:

@@ -187,19 +187,27 @@ def seed_trial() -> None:
                 case_set_status(actor=coordinator, case=case, status="complete")
 
 
-# K-fold cross-validation over all the shipped real data, by subject, that seed_demo runs for every demo card
-# (`metrics_real_cross_validated`, with the folds and subjects counted): K more trainings per network.
+# K-fold cross-validation over all the shipped real data, by subject, that seed_demo asks for every demo card
+# (`metrics_real_cross_validated`, with the folds and subjects counted): K more trainings per network, run by
+# the worker after the server has started (demo/cross_validation.py), or here with `cross_validate_here`.
 DEMO_CROSS_VALIDATION_FOLDS = 3
 
 
 def seed_models(
-    *, stdout, epochs_scale: float = 1.0, synthetic: int = 600, folds: int = DEMO_CROSS_VALIDATION_FOLDS
-) -> None:
-    """Train and register the small demo networks (a few minutes on a laptop CPU) unless already there.
+    *,
+    stdout,
+    epochs_scale: float = 1.0,
+    synthetic: int = 600,
+    folds: int = DEMO_CROSS_VALIDATION_FOLDS,
+    cross_validate_here: bool = False,
+) -> list[str]:
+    """Train and register the small demo networks (a couple of minutes on a laptop CPU) unless already there.
 
     One per training recipe; `synthetic` is the DR grader's generated photographs, which each recipe scales.
-    With `folds` (0: none) each card also carries its `folds`-fold cross-validated figures over all the shipped
-    real data, split by subject (demo/crossval.py).
+    With `folds` (0: none) each card also gets its `folds`-fold cross-validated figures over all the shipped
+    real data, split by subject (demo/crossval.py): measured here before registering with
+    `cross_validate_here`, else left to the worker (the card says "queued" until it lands; the caller sends
+    the tasks with `demo.cross_validation.cross_validation_dispatch`). Returns the demo model names.
     """
     from diagnosis.models import ModelVersion
     from diagnosis.networks.inference import configure_threads
@@ -207,23 +215,30 @@ def seed_models(
     from diagnosis.training.recipes import RECIPES, demo_recipe
 
     configure_threads()
+    names = []
     for recipe in RECIPES.values():
         name = recipe.demo_name
+        names.append(name)
         if ModelVersion.objects.filter(name=name).exists():
             continue
         stdout.write(f"Training the demo model {name} (not for clinical use)...")
         train_demo = demo_recipe(recipe.architecture)
         trained = train_demo(
-            synthetic=recipe.demo_synthetic(synthetic), epochs_scale=epochs_scale, cross_validation_folds=folds
+            synthetic=recipe.demo_synthetic(synthetic),
+            epochs_scale=epochs_scale,
+            cross_validation_folds=folds,
+            cross_validation_later=not cross_validate_here,
         )
+        card = trained.model_card
         model_register(
             actor=None,
             name=name,
             version="demo-1",
             weights=trained.weights,
-            model_card=trained.model_card,
+            model_card=card,
             metrics=trained.metrics,
         )
         stdout.write(f"  {name}: validation {trained.metrics} in {trained.seconds:.0f} s")
-        if folds:
-            stdout.write(f"  {name}: {folds}-fold cross-validated {trained.model_card['metrics_real_cross_validated']}")
+        if folds and cross_validate_here:
+            stdout.write(f"  {name}: {folds}-fold cross-validated {card['metrics_real_cross_validated']}")
+    return names

@@ -16,6 +16,8 @@ export VISUS_STATIC_MANIFEST=1
 
 $PY manage.py migrate --noinput
 $PY manage.py collectstatic --noinput >/dev/null
+# Trains and registers the demo networks (a few minutes, once); their cross-validation is queued for the worker below,
+# which runs it after the demo cases' predictions while the server is already up (demo/cross_validation.py).
 $PY manage.py seed_demo
 
 mkdir -p var/log

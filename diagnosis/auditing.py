@@ -7,6 +7,7 @@ register_actions(
     {
         "model.register": "a diagnostic network's weights were registered",
         "model.status": "a model version was activated or retired, with a reason",
+        "model.card_update": "entries of a registered model card were set (old and new values), with a reason",
         "inference_job.queue": "a case was queued for a model",
         "inference_job.supersede": "a job stopped being current because the case's files changed",
         "inference_job.retry": "a failed or abandoned job was queued again",

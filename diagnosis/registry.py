@@ -227,6 +227,46 @@ def model_set_status(*, actor: User | None, model: ModelVersion, status: str, re
     return model
 
 
+# Card entries that mirror a column of the version (metrics, operating point): set only at registration, so that
+# the card and the column cannot disagree.
+CARD_ENTRIES_FIXED_AT_REGISTRATION = ("metrics", "operating_threshold")
+
+
+@transaction.atomic
+def model_card_update(
+    *, actor: User | None, model: ModelVersion, changes: Mapping[str, Any], reason: str
+) -> ModelVersion:
+    """Set top-level entries of a registered version's card (a figure measured after registration, such as the
+    demo networks' cross-validation), never its weights. The card stays valid; the audit event records each
+    entry's old and new value (`model_card.<entry>`) with the reason."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Give a reason for changing a model card."})
+    fixed = sorted(set(changes) & set(CARD_ENTRIES_FIXED_AT_REGISTRATION) | set(changes) & set(REQUIRED_CARD_FIELDS))
+    if fixed:
+        raise ValidationError(
+            {"model_card": f"{', '.join(fixed)} of a registered version cannot change: register a new version."}
+        )
+    model = ModelVersion.objects.select_for_update().get(pk=model.pk)
+    old = dict(model.model_card or {})
+    card = {**old, **changes}
+    validate_model_card(card)
+    changed = {f"model_card.{key}": [old.get(key), value] for key, value in changes.items() if old.get(key) != value}
+    if not changed:
+        return model
+    before = audit_snapshot(model)
+    model.model_card = card
+    audited_save(
+        model,
+        actor=actor,
+        action="model.card_update",
+        before=before,
+        update_fields=["model_card", "updated_at"],
+        reason=reason.strip(),
+        extra_changes=changed,
+    )
+    return model
+
+
 _cache: dict[tuple[str, str], nn.Module] = {}
 _cache_lock = threading.Lock()
 

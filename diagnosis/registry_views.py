@@ -30,7 +30,23 @@ SHOWN_CARD_KEYS = {
     "metrics_note",
     "limitations",
     "not_for_clinical_use",
+    "cross_validation",
+    "metrics_real_cross_validated",
 }
+
+
+def cross_validation_context(card: dict[str, Any]) -> dict[str, Any]:
+    """Where a card's cross-validation stands (`cross_validation`: queued, running, done or failed, with its
+    folds) and its pooled figures (`metrics_real_cross_validated`), shown only once measured: a card that
+    says queued, running or failed shows no cross-validated figure, even a stale one."""
+    state = card.get("cross_validation")
+    state = state if isinstance(state, dict) else {}
+    figures = card.get("metrics_real_cross_validated")
+    measured = isinstance(figures, dict) and state.get("status", "done") == "done"
+    return {
+        "cross_validation": state,
+        "cross_validated": sorted(figures.items()) if measured and isinstance(figures, dict) else [],
+    }
 
 
 @role_required(Role.TRIAL_MANAGER)
@@ -79,6 +95,7 @@ def _card_page(
         "metrics": sorted(metrics.items()) if isinstance(metrics, dict) else [],
         "metrics_dataset": card.get("metrics_dataset") or card.get("metrics_note") or "",
         "more": sorted((k, v) for k, v in card.items() if k not in SHOWN_CARD_KEYS),
+        **cross_validation_context(card),
         "versions": versions,
         "status_form": status_form or ModelStatusForm(),
         "status_form_for": status_form and model.pk,

@@ -57,6 +57,21 @@ def _resized(data: datasets.FundusSet, size: int) -> datasets.FundusSet:
     return datasets.FundusSet(images.round().clamp(0, 255).to(torch.uint8), data.grades, data.names, data.groups)
 
 
+def generated_dr_photographs(count: int, *, seed: int, size: int) -> datasets.FundusSet:
+    """`count` generated photographs with controlled lesions (grade from the lesions), seeded, at `size`."""
+    return datasets.FundusSet(
+        *fundus_tensors(generate_fundus_set(count, seed=seed, size=size)),
+        names=[f"synthetic-{i}" for i in range(count)],
+    )
+
+
+def generated_glaucoma_photographs(count: int, *, seed: int, size: int) -> datasets.FundusSet:
+    """`count` generated optic discs with small (0) or large (1) cups, seeded, at `size`."""
+    samples = generate_glaucoma_fundus_set(count, seed=seed, size=size)
+    labels = torch.tensor([int(sample.glaucoma) for sample in samples], dtype=torch.long)
+    return datasets.FundusSet(fundus_tensors(samples)[0], labels, [f"synthetic-{i}" for i in range(count)])
+
+
 @dataclass
 class PhotographSplit:
     train: tuple[torch.Tensor, torch.Tensor]  # images N x 3 x S x S uint8, labels N
@@ -116,14 +131,13 @@ def train_dr(
     description: str,
     data_in_training_only: bool = False,
     time_budget_s: float | None = None,
+    generated: datasets.FundusSet | None = None,
 ) -> TrainedModel:
+    """`generated`: the `synthetic` generated photographs made already (`generated_dr_photographs`), e.g. one
+    set shared by the folds of a cross-validation."""
     config = ZoomInNetConfig.preset(preset)
-    generated = None
-    if synthetic:
-        generated = datasets.FundusSet(
-            *fundus_tensors(generate_fundus_set(synthetic, seed=seed, size=config.highres_size)),
-            names=[f"synthetic-{i}" for i in range(synthetic)],
-        )
+    if generated is None and synthetic:
+        generated = generated_dr_photographs(synthetic, seed=seed, size=config.highres_size)
     split = photograph_split(
         generated, data, config.highres_size, validation_fraction, seed, data_in_training_only=data_in_training_only
     )
@@ -219,14 +233,13 @@ def train_fundus_glaucoma_model(
     progress: Callable[[TrainingProgress], None] | None = None,
     description: str,
     data_in_training_only: bool = False,
+    generated: datasets.FundusSet | None = None,
 ) -> TrainedModel:
-    """The fundus glaucoma net from labelled photographs (`data.grades` holding 0/1) and/or generated ones."""
+    """The fundus glaucoma net from labelled photographs (`data.grades` holding 0/1) and/or generated ones
+    (`generated`: made already by `generated_glaucoma_photographs`)."""
     config = FundusGlaucomaConfig.preset(preset)
-    generated = None
-    if synthetic:
-        samples = generate_glaucoma_fundus_set(synthetic, seed=seed, size=config.view_size)
-        labels = torch.tensor([int(sample.glaucoma) for sample in samples], dtype=torch.long)
-        generated = datasets.FundusSet(fundus_tensors(samples)[0], labels, [f"synthetic-{i}" for i in range(synthetic)])
+    if generated is None and synthetic:
+        generated = generated_glaucoma_photographs(synthetic, seed=seed, size=config.view_size)
     split = photograph_split(
         generated, data, config.view_size, validation_fraction, seed, data_in_training_only=data_in_training_only
     )

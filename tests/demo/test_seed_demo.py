@@ -153,12 +153,12 @@ class SeedDemoModelsTests(TestCase):
         for model in ModelVersion.objects.all():
             default_storage.delete(model.weights.name)
 
-    def test_trains_and_registers_each_demo_network_once(self):
+    def test_trains_and_registers_each_demo_network_once_cross_validated_here(self):
         from demo.seeding import seed_models
         from diagnosis.models import ModelVersion
 
         out = io.StringIO()
-        seed_models(stdout=out, epochs_scale=0.05, synthetic=40, folds=2)
+        seed_models(stdout=out, epochs_scale=0.05, synthetic=40, folds=2, cross_validate_here=True)
         models = {m.name: m for m in ModelVersion.objects.all()}
         self.assertEqual(set(models), {"dr-demo", "vf-glaucoma-demo", "fundus-glaucoma-demo"})
         self.assertEqual({m.task for m in models.values()}, {"dr_grading", "glaucoma_vf", "glaucoma_fundus"})
@@ -167,6 +167,7 @@ class SeedDemoModelsTests(TestCase):
             self.assertTrue(model.not_for_clinical_use)
             self.assertIn("auc", str(model.metrics))
             # Cross-validated over all the shipped real data by subject, with the counts, on every demo card.
+            self.assertEqual(model.model_card["cross_validation"]["status"], "done")
             crossval = model.model_card["metrics_real_cross_validated"]
             self.assertEqual(crossval["folds"], 2.0)
             self.assertGreater(crossval["n"], model.model_card["metrics"]["n"])  # all of it, not the held-out part

@@ -124,6 +124,33 @@ class RegistryTests(TestCase):
             AuditEvent.objects.filter(action="model.status").get().changes, {"status": ["active", "retired"]}
         )
 
+    def test_a_card_entry_measured_after_registration_is_set_through_an_audited_update(self):
+        from django.core.exceptions import ValidationError
+
+        from diagnosis.registry import model_card_update
+
+        model = model_register(
+            actor=None, name="dr", version="1", weights=checkpoint_bytes(small_dr_network()), model_card=CARD
+        )
+        figures = {"auc": 0.71, "n": 20.0}
+        model_card_update(actor=None, model=model, changes={"later_figures": figures}, reason="measured later")
+        model.refresh_from_db()
+        self.assertEqual(model.model_card, {**CARD, "later_figures": figures})
+        event = AuditEvent.objects.get(action="model.card_update")
+        self.assertEqual(event.changes, {"model_card.later_figures": [None, figures]})
+        self.assertEqual(event.reason, "measured later")
+        # The same value again records nothing; no reason, a column's mirror or a required entry is refused.
+        model_card_update(actor=None, model=model, changes={"later_figures": figures}, reason="again")
+        self.assertEqual(AuditEvent.objects.filter(action="model.card_update").count(), 1)
+        with self.assertRaisesMessage(ValidationError, "Give a reason"):
+            model_card_update(actor=None, model=model, changes={"x": 1}, reason=" ")
+        for entry in ("metrics", "operating_threshold", "not_for_clinical_use", "intended_use"):
+            with self.subTest(entry=entry), self.assertRaisesMessage(ValidationError, "cannot change"):
+                model_card_update(actor=None, model=model, changes={entry: {}}, reason="r")
+        model.refresh_from_db()
+        self.assertEqual(model.model_card, {**CARD, "later_figures": figures})
+        self.assertEqual(AuditEvent.objects.filter(action="model.card_update").count(), 1)
+
 
 class RegisterModelCommandTests(TestCase):
     def tearDown(self):
