@@ -71,7 +71,8 @@ class DashboardQueryPinTests(TestCase):
             for n in range(cases)
         )
         made = Case.objects.bulk_create(
-            Case(subject=s, laterality="OD", visit_day=0, status="complete") for s in subjects
+            Case(subject=s, trial=s.trial, site=s.site, laterality="OD", visit_day=0, status="complete")
+            for s in subjects
         )
         ReferenceStandard.objects.bulk_create(
             ReferenceStandard(case=c, icdr_grade=n % 5, source="imported") for n, c in enumerate(made)
