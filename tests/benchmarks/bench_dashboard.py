@@ -72,7 +72,9 @@ def _build(cases: int):
         for n in range(1, -(-total // 2) + 1)
     )
     made = Case.objects.bulk_create(
-        Case(subject=s, laterality=eye, visit_day=0, status="complete") for s in subjects for eye in ("OD", "OS")
+        Case(subject=s, trial=s.trial, site=s.site, laterality=eye, visit_day=0, status="complete")
+        for s in subjects
+        for eye in ("OD", "OS")
     )[:total]
     grades = rng.choice(5, size=total, p=[0.3, 0.15, 0.25, 0.15, 0.15])
     ReferenceStandard.objects.bulk_create(

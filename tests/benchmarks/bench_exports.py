@@ -100,7 +100,9 @@ def main() -> None:
             for n in range(1, -(-cases // 2) + 1)
         )
         Case.objects.bulk_create(
-            Case(subject=s, laterality=eye, visit_day=0, status="complete") for s in subjects for eye in ("OD", "OS")
+            Case(subject=s, trial=s.trial, site=s.site, laterality=eye, visit_day=0, status="complete")
+            for s in subjects
+            for eye in ("OD", "OS")
         )
         reading_services.reading_setup_set(actor=manager, trial=trial, crossing="fully_crossed")
         for n in range(readers):

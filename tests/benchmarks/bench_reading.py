@@ -57,7 +57,9 @@ def main(readers: int = 30, cases: int = 2000, rounds: int = 5) -> None:
             for n in range(1, cases // 2 + 1)
         )
         Case.objects.bulk_create(
-            Case(subject=s, laterality=eye, visit_day=0, status="complete") for s in subjects for eye in ("OD", "OS")
+            Case(subject=s, trial=s.trial, site=s.site, laterality=eye, visit_day=0, status="complete")
+            for s in subjects
+            for eye in ("OD", "OS")
         )
         services.reading_setup_set(actor=manager, trial=trial, crossing="fully_crossed")
         people = []
