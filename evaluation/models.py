@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db import models
 
 from platform_core.models import BaseModel
@@ -20,6 +22,24 @@ class AnalysisSnapshot(BaseModel):
     compute_seconds = models.FloatField(null=True, blank=True)
     refresh_requested_at = models.DateTimeField(null=True, blank=True)
     refresh_error = models.CharField(max_length=300, blank=True)
+    refresh_failed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last refresh failed: none is queued for a while after."
+    )
 
     def __str__(self) -> str:
         return f"analyses of {self.trial_id} as of {self.computed_at}"
+
+
+class DataVersion(models.Model):
+    """How many committed writes to the inputs of the analyses there have been (``evaluation.snapshots``): one row
+    per trial (``key`` its id) for the rows of one trial, one (``key`` ``GLOBAL_KEY``) for the rows of every trial.
+    Bumped after each commit by ``evaluation.signals``; part of the fingerprint, so a snapshot read from the data
+    before a commit is never taken as current after it, whatever the timestamps of its rows."""
+
+    GLOBAL_KEY = uuid.UUID(int=0)
+
+    key = models.UUIDField(unique=True)
+    n = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"data version {self.n} of {self.key}"

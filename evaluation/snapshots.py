@@ -15,10 +15,17 @@ reference standards and predictions are never deleted, and a discarded draft cha
 change of any input (a read signed or amended, a reference standard recorded or locked, a prediction stored, a
 case excluded...) changes the fingerprint. Rows written around the ORM (bulk SQL) are not seen.
 
+The timestamps are those of the saves, not of the commits: a row saved early in a long transaction (or on a host
+whose clock is behind) and committed after a snapshot was stored may leave every MAX unchanged. So the fingerprint
+also reads the trial's and the global data versions (``evaluation.signals``), bumped after each commit of a write
+to any of these tables: a snapshot that did not see a write read a lower version than every fingerprint after its
+bump (the remaining assumptions are in that module's docstring).
+
 ``dashboard(trial)`` answers with the snapshot whose fingerprint is the current one (computed now when missing and
 the trial has at most ``VISUS_DASHBOARD_INLINE_READS`` reads created), else with the last snapshot marked stale
 and one refresh queued (``evaluation.tasks.refresh_analysis_task``; at most one in flight per trial: the worker
-reads the data as they are when it runs). The fingerprint and the report are read in one REPEATABLE READ
+reads the data as they are when it runs; none for ``VISUS_DASHBOARD_RETRY_SECONDS`` after a failed one, the page
+saying so and when it is tried again). The fingerprint and the report are read in one REPEATABLE READ
 transaction on PostgreSQL, so a snapshot's fingerprint is that of the very data it was computed from.
 """
 
@@ -40,7 +47,7 @@ from django.utils import timezone
 
 from diagnosis.models import ModelVersion, Prediction
 from evaluation.analysis import trial_analysis
-from evaluation.models import AnalysisSnapshot
+from evaluation.models import AnalysisSnapshot, DataVersion
 from evaluation.selectors_analysis import _t, _trial_param
 from platform_core.accounts.models import Hospital
 from reading.models import CalibrationCase, Read, ReaderAssignment, ReadingSetup
@@ -63,6 +70,7 @@ def _fingerprint_sql() -> str:
     """(part, key, count, newest, extra) rows, every value as text, in a fixed order. Each part is an index lookup
     or a small table's rows (see the module docstring), never a scan of the reads or of the cases."""
     read, trial_assignments = _t(Read), f"{_t(ReaderAssignment)} a WHERE a.trial_id = %(trial)s"
+    key = connection.ops.quote_name("key")
 
     def per_assignment(where: str, expression: str) -> str:
         return f"(SELECT {expression} FROM {read} r WHERE r.assignment_id = a.id AND {where})"  # noqa: S608
@@ -102,9 +110,17 @@ def _fingerprint_sql() -> str:
         table("cases", _t(Case), count=False),
         table("references", _t(ReferenceStandard), count=False),
         table("predictions", _t(Prediction), newest="created_at", count=False),
+        # The data versions (evaluation.signals): bumped after each commit, so a write committed after a snapshot
+        # was read changes the fingerprint even when it left every timestamp above unchanged.
+        f"SELECT 'version' AS part, CAST(v.{key} AS TEXT) AS k, CAST(v.n AS TEXT) AS n, '' AS t, '' AS x "  # noqa: S608
+        f"FROM {_t(DataVersion)} v WHERE v.{key} IN (%(trial)s, %(global)s)",
     ]
     union = " UNION ALL ".join(f"SELECT * FROM ({p}) p{i}" for i, p in enumerate(parts))  # noqa: S608
     return union + " ORDER BY 1, 2"
+
+
+def _global_key() -> Any:
+    return DataVersion._meta.get_field("key").get_db_prep_value(DataVersion.GLOBAL_KEY, connection)
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,7 @@ class Fingerprint:
 def fingerprint(trial: Trial) -> Fingerprint:
     """The fingerprint of everything the trial's analyses read (see the module docstring): one query."""
     with connection.cursor() as cursor:
-        cursor.execute(_fingerprint_sql(), {"trial": _trial_param(trial)})
+        cursor.execute(_fingerprint_sql(), {"trial": _trial_param(trial), "global": _global_key()})
         rows = cursor.fetchall()
     created = sum(int(n or 0) for part, _, n, _, _ in rows if part == "reads")
     text = json.dumps([CODE_VERSION, str(trial.pk), [list(map(str, row)) for row in rows]])
@@ -157,6 +173,7 @@ def compute(trial: Trial) -> AnalysisSnapshot:
         snapshot.compute_seconds = seconds
         snapshot.refresh_requested_at = None
         snapshot.refresh_error = ""
+        snapshot.refresh_failed_at = None
         snapshot.save()
     logger.info("analyses of trial %s computed in %.2f s (%d reads created)", trial.pk, seconds, found.reads)
     return snapshot
@@ -173,10 +190,25 @@ class Dashboard:
     refreshing: bool
     reads: int  # created in the trial (the fingerprint's measure of its size)
     error: str = ""
+    retry_at: datetime | None = None  # a failed refresh: none is queued before then
+
+
+def _retry_after() -> timedelta:
+    return timedelta(seconds=settings.VISUS_DASHBOARD_RETRY_SECONDS)
+
+
+def retry_at(snapshot: AnalysisSnapshot | None) -> datetime | None:
+    """When a refresh may be queued again after the last one failed; None when one may be queued now."""
+    if snapshot is None or snapshot.refresh_failed_at is None:
+        return None
+    at = snapshot.refresh_failed_at + _retry_after()
+    return at if at > timezone.now() else None
 
 
 def _request_refresh(trial: Trial) -> AnalysisSnapshot:
-    """Queue one refresh unless one is in flight (asked for less than REFRESH_TIMEOUT ago)."""
+    """Queue one refresh unless one is in flight (asked for less than REFRESH_TIMEOUT ago) or the last one failed
+    less than VISUS_DASHBOARD_RETRY_SECONDS ago (a failure that repeats, out of memory say, is not computed again on
+    every visit)."""
     from evaluation.tasks import refresh_analysis_task
 
     snapshot, _ = AnalysisSnapshot.objects.get_or_create(trial=trial)
@@ -184,7 +216,8 @@ def _request_refresh(trial: Trial) -> AnalysisSnapshot:
     claimed = (
         AnalysisSnapshot.objects.filter(pk=snapshot.pk)
         .exclude(refresh_requested_at__gte=now - REFRESH_TIMEOUT)
-        .update(refresh_requested_at=now, refresh_error="")
+        .exclude(refresh_failed_at__gt=now - _retry_after())
+        .update(refresh_requested_at=now, refresh_error="", refresh_failed_at=None)
     )
     if claimed:
 
@@ -223,12 +256,14 @@ def dashboard(trial: Trial) -> Dashboard:
         snapshot.refresh_requested_at is not None,
         found.reads,
         snapshot.refresh_error,
+        retry_at(snapshot),
     )
 
 
 def refresh(trial_pk: str) -> dict[str, Any]:
     """The refresh task's work: compute unless the stored snapshot is already the current one; the flag of the
-    refresh in flight is cleared in any case (a failure is noted for the page)."""
+    refresh in flight is cleared in any case (a failure is noted for the page, with its time: no refresh is queued
+    for VISUS_DASHBOARD_RETRY_SECONDS after it)."""
     trial = Trial.objects.get(pk=trial_pk)
     try:
         snapshot = AnalysisSnapshot.objects.filter(trial=trial).first()
@@ -238,7 +273,9 @@ def refresh(trial_pk: str) -> dict[str, Any]:
         snapshot = compute(trial)
     except Exception as exc:
         AnalysisSnapshot.objects.filter(trial=trial).update(
-            refresh_requested_at=None, refresh_error=f"The last refresh failed: {type(exc).__name__}"
+            refresh_requested_at=None,
+            refresh_error=f"The last refresh failed: {type(exc).__name__}.",
+            refresh_failed_at=timezone.now(),
         )
         raise
     return {"computed": True, "seconds": snapshot.compute_seconds}
@@ -248,15 +285,17 @@ def status(trial: Trial) -> dict[str, Any]:
     """For the page's poll: when the stored snapshot was computed and whether a refresh is in flight (one row)."""
     snapshot = (
         AnalysisSnapshot.objects.filter(trial=trial)
-        .only("computed_at", "refresh_requested_at", "refresh_error")
+        .only("computed_at", "refresh_requested_at", "refresh_error", "refresh_failed_at")
         .first()
     )
     computed_at = snapshot.computed_at if snapshot else None
     in_flight = bool(
         snapshot and snapshot.refresh_requested_at and snapshot.refresh_requested_at >= timezone.now() - REFRESH_TIMEOUT
     )
+    again = retry_at(snapshot)
     return {
         "computed_at": computed_at.isoformat() if computed_at else None,
         "refreshing": in_flight,
         "error": snapshot.refresh_error if snapshot else "",
+        "retry_at": again.isoformat() if again else None,
     }

@@ -258,6 +258,9 @@ VISUS_ORPHAN_GRACE_SECONDS = env.int("VISUS_ORPHAN_GRACE_SECONDS", 6 * 3600)
 # analyses computed in the request when its data changed; a larger one gets them from a Celery task, the page showing
 # the last ones meanwhile, marked with their time.
 VISUS_DASHBOARD_INLINE_READS = env.int("VISUS_DASHBOARD_INLINE_READS", 20_000)
+# After a failed refresh of a large trial's analyses, none is queued again for this long (the page says when):
+# a failure that repeats (out of memory, say) is not computed again on every visit.
+VISUS_DASHBOARD_RETRY_SECONDS = env.int("VISUS_DASHBOARD_RETRY_SECONDS", 600)
 
 S3_BUCKET = env.str("AWS_STORAGE_BUCKET_NAME", required=True)
 if S3_BUCKET:

@@ -28,11 +28,20 @@ class Migration(migrations.Migration):
                 ('compute_seconds', models.FloatField(blank=True, null=True)),
                 ('refresh_requested_at', models.DateTimeField(blank=True, null=True)),
                 ('refresh_error', models.CharField(blank=True, max_length=300)),
+                ('refresh_failed_at', models.DateTimeField(blank=True, help_text='When the last refresh failed: none is queued for a while after.', null=True)),
                 ('trial', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='analysis_snapshot', to='trials.trial')),
             ],
             options={
                 'abstract': False,
             },
+        ),
+        migrations.CreateModel(
+            name='DataVersion',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('key', models.UUIDField(unique=True)),
+                ('n', models.BigIntegerField(default=0)),
+            ],
         ),
     ] + [
         # The dashboard's fingerprint (evaluation.snapshots) reads these by index, never the reads or cases

@@ -36,7 +36,11 @@
             window.setTimeout(ask, POLL_MS);
           } else {
             box.setAttribute("data-refreshing", "stopped");
-            if (note) { note.textContent = state.error || "The refresh stopped without new figures: open this page again to retry."; }
+            if (note) {
+              note.textContent = !state.error ? "The refresh stopped without new figures: open this page again to retry."
+                : state.error + (state.retry_at ? " It is tried again on the first visit after " + new Date(state.retry_at).toLocaleString() + "."
+                  : " Open this page again to retry.");
+            }
           }
         })
         .catch(function () {

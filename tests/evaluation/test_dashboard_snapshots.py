@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+from datetime import timedelta
 from unittest import mock
 
-from django.test import TestCase, override_settings
+from django.db import connection, transaction
+from django.test import TestCase, TransactionTestCase, override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from diagnosis.models import InferenceJob, Prediction
-from evaluation import dashboard, snapshots
+from evaluation import dashboard, signals, snapshots
 from evaluation.analysis import trial_analysis
-from evaluation.models import AnalysisSnapshot
+from evaluation.models import AnalysisSnapshot, DataVersion
+from evaluation.selectors_analysis import _trial_param
 from evaluation.tasks import refresh_analysis_task
 from platform_core.accounts.models import Role
 from reading import services as reading_services
-from reading.models import Read
+from reading.models import CalibrationCase, Read, ReaderAssignment
+from tests.support import require_postgresql
 from tests.support.dashboard import DashboardStudy, model_version, predict
 from tests.support.factories import MembershipFactory
 from tests.support.reading import PASSWORD
@@ -32,6 +38,17 @@ FIGURES = re.compile(r'<script id="dashboard-figures" type="application/json">(.
 def figures_of(response) -> dict | None:
     found = FIGURES.search(response.content.decode())
     return json.loads(found.group(1)) if found else None
+
+
+def version(key) -> int:
+    return DataVersion.objects.filter(key=key).values_list("n", flat=True).first() or 0
+
+
+def predict_again(case, model, digest: str) -> Prediction:
+    """The model run again on the case (a new input digest): its newest prediction counts."""
+    InferenceJob.objects.filter(case=case, model_version=model).update(is_current=False)
+    job = InferenceJob.objects.create(case=case, model_version=model, status="succeeded", input_digest=digest)
+    return Prediction.objects.create(job=job, case=case, model_version=model, runtime_ms=1.0, referable_probability=0.4)
 
 
 class FingerprintTests(TestCase):
@@ -139,6 +156,116 @@ class FingerprintTests(TestCase):
         patch = mock.patch.object(snapshots, "CODE_VERSION", "another version of the analysis code")
         self.assertChanges("the analysis code", patch.start)
         patch.stop()
+
+
+class DataVersionTests(TestCase):
+    """Every committed save or delete of an input bumps its trial's data version (or the global one), which is part
+    of the fingerprint; a write rolled back bumps nothing."""
+
+    @classmethod
+    def setUpTestData(cls):
+        cls.study = DashboardStudy(sign_aided=False, lock=False)
+        cls.w = cls.study.w
+
+    def test_each_input_bumps_its_version_after_its_commit(self):
+        w, case, trial = self.w, self.study.cases[0], self.w.trial.pk
+        everyone = DataVersion.GLOBAL_KEY
+        inputs = [
+            (w.trial, trial),
+            (w.trial.reading_setup, trial),
+            (ReaderAssignment.objects.filter(trial=w.trial).first(), trial),
+            (w.trial.sites.first(), trial),
+            (case.subject, trial),
+            (Read.objects.filter(assignment__trial=w.trial).first(), trial),
+            (w.h1, everyone),
+            (CalibrationCase.objects.get(case=self.study.calibration), everyone),
+            (self.study.models[0], everyone),
+            (case, everyone),
+            (case.reference, everyone),
+            (Prediction.objects.filter(case=case).first(), everyone),
+        ]
+        self.assertEqual({type(instance) for instance, _ in inputs}, set(signals.INPUTS))
+        for instance, key in inputs:
+            with self.subTest(type(instance).__name__):
+                before, other = version(key), version(everyone if key == trial else trial)
+                with self.captureOnCommitCallbacks(execute=True):
+                    instance.save()
+                    self.assertEqual(version(key), before)  # not before the commit
+                self.assertEqual(version(key), before + 1)
+                self.assertEqual(version(everyone if key == trial else trial), other)
+        doomed = model_version("dr-gone", "1")
+        before = version(everyone)
+        with self.captureOnCommitCallbacks(execute=True):
+            doomed.delete()
+        self.assertEqual(version(everyone), before + 1)
+
+    def test_a_write_rolled_back_bumps_nothing_and_a_bump_alone_changes_the_fingerprint(self):
+        before, digest = version(self.w.trial.pk), snapshots.fingerprint(self.w.trial).digest
+        with self.captureOnCommitCallbacks(execute=True) as callbacks:
+            try:
+                with transaction.atomic():
+                    self.w.trial.save()
+                    raise RuntimeError("rolled back")
+            except RuntimeError:
+                pass
+        self.assertEqual(callbacks, [])
+        self.assertEqual(version(self.w.trial.pk), before)
+        self.assertEqual(snapshots.fingerprint(self.w.trial).digest, digest)
+        for key in (self.w.trial.pk, DataVersion.GLOBAL_KEY):
+            signals.bump("VALUES (%s, 1)", [signals._key(key)])
+            self.assertNotEqual(snapshots.fingerprint(self.w.trial).digest, digest)
+            digest = snapshots.fingerprint(self.w.trial).digest
+
+
+class LateCommitTests(TransactionTestCase):
+    """The reviewer's case, on PostgreSQL with two connections: a prediction saved at t1 in a transaction that
+    commits after another one saved at t2 > t1 was committed and a snapshot stored. Every MAX(timestamp) of the
+    fingerprint is then the same as the snapshot's; the data version is not, so the snapshot is no longer current."""
+
+    def test_a_write_committed_after_the_snapshot_with_an_older_timestamp_makes_it_stale(self):
+        require_postgresql()
+        study = DashboardStudy(sign_aided=False, lock=False)
+        trial, model = study.w.trial, study.models[0]
+        saved, release, late = threading.Event(), threading.Event(), []
+
+        def timestamps() -> list:
+            """The fingerprint's rows but the data versions: what it was before them."""
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    snapshots._fingerprint_sql(), {"trial": _trial_param(trial), "global": snapshots._global_key()}
+                )
+                return [row for row in cursor.fetchall() if row[0] != "version"]
+
+        def worker_a() -> None:
+            try:
+                with transaction.atomic():
+                    late.append(predict_again(study.cases[0], model, "late"))
+                    saved.set()
+                    release.wait(timeout=60)
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=worker_a)
+        thread.start()
+        try:
+            self.assertTrue(saved.wait(timeout=60))
+            early = predict_again(study.cases[1], model, "early")  # worker B: saved after A, committed at once
+            self.assertLess(late[0].created_at, early.created_at)
+            stored = snapshots.compute(trial)
+            then = timestamps()
+            self.assertFalse(Prediction.objects.filter(pk=late[0].pk).exists())  # not committed: not in it
+        finally:
+            release.set()
+            thread.join(timeout=60)
+        self.assertTrue(Prediction.objects.filter(pk=late[0].pk).exists())
+        # The bug: without the data versions the fingerprint is the one the snapshot was computed with...
+        self.assertEqual(timestamps(), then)
+        # ...but the data version moved after A's commit: the snapshot is not current, and is computed again.
+        self.assertNotEqual(snapshots.fingerprint(trial).digest, stored.fingerprint)
+        shown = snapshots.dashboard(trial)
+        self.assertTrue(shown.current)
+        self.assertGreater(shown.computed_at, stored.computed_at)
+        self.assertEqual(AnalysisSnapshot.objects.get(trial=trial).fingerprint, snapshots.fingerprint(trial).digest)
 
 
 class SnapshotPageTests(TestCase):
@@ -251,7 +378,48 @@ class SnapshotPageTests(TestCase):
         stored = AnalysisSnapshot.objects.get(trial=self.w.trial)
         self.assertIsNone(stored.refresh_requested_at)
         self.assertIn("failed", stored.refresh_error)
+        self.assertIsNotNone(stored.refresh_failed_at)
         self.assertEqual(stored.report, "")
+
+    @override_settings(VISUS_DASHBOARD_INLINE_READS=0, VISUS_DASHBOARD_RETRY_SECONDS=600)
+    def test_a_failed_refresh_is_not_queued_again_on_each_visit_until_its_back_off_ends(self):
+        pk = str(self.w.trial.pk)
+        with mock.patch.object(refresh_analysis_task, "apply_async") as queued:
+            with self.captureOnCommitCallbacks(execute=True):
+                self.get()
+            self.assertEqual(queued.call_count, 1)
+            with (
+                mock.patch.object(snapshots, "trial_analysis", side_effect=MemoryError()),
+                self.assertRaises(MemoryError),
+            ):
+                snapshots.refresh(pk)  # a failure that would repeat (a trial too large for the worker's memory)
+            failed_at = AnalysisSnapshot.objects.get(trial=self.w.trial).refresh_failed_at
+            retry = (failed_at + timedelta(seconds=600)).isoformat()
+            for user in (self.w.statistician, self.w.monitor, self.w.statistician):
+                with self.captureOnCommitCallbacks(execute=True):
+                    page = self.get(user)
+                self.assertContains(page, 'data-testid="refresh-error"')
+                self.assertContains(page, "The last refresh failed: MemoryError.")
+                self.assertContains(page, 'data-testid="retry-at"')
+                self.assertNotContains(page, 'data-testid="refreshing"')
+                self.assertNotContains(page, 'data-refreshing="true"')
+            self.assertEqual(queued.call_count, 1)
+            status = self.get(url=self.status_url).json()
+            self.assertEqual((status["refreshing"], status["retry_at"]), (False, retry))
+            self.assertIn("MemoryError", status["error"])
+
+            # Ten minutes on, the next visit queues it again (and the page no longer names a retry time).
+            AnalysisSnapshot.objects.filter(trial=self.w.trial).update(
+                refresh_failed_at=timezone.now() - timedelta(seconds=601)
+            )
+            with self.captureOnCommitCallbacks(execute=True):
+                page = self.get()
+            self.assertEqual(queued.call_count, 2)
+            self.assertContains(page, 'data-testid="refreshing"')
+            self.assertNotContains(page, 'data-testid="refresh-error"')
+            self.assertIsNone(self.get(url=self.status_url).json()["retry_at"])
+            snapshots.refresh(pk)
+            self.assertContains(self.get(), 'data-testid="current"')
 
     def test_who_may_see_the_stored_analyses_and_their_status_is_unchanged(self):
         self.assertEqual(self.get().status_code, 200)  # stored now
