@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import subprocess
 from unittest import mock
 
 import numpy as np
@@ -12,7 +13,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from tests.support import dicom_factories, image_factories
 from tests.support.image_factories import BORDER_PANEL, HRF, encoded, letterboxed, stamped_fundus
+from trials.uploads import pipeline
 from trials.uploads.burned_in_text import (
+    EDGE_LEVEL,
     OcrBudget,
     blank_outside_field,
     find_field_of_view,
@@ -120,6 +123,16 @@ class TextCandidateTests(SimpleTestCase):
             boxes,
         )
 
+    def test_type_fainter_than_the_edge_level_is_never_a_candidate(self):
+        # The limit SECURITY.md states: type less than EDGE_LEVEL grey levels from its background is not searched.
+        for contrast, searched in ((EDGE_LEVEL - 8, False), (EDGE_LEVEL + 32, True)):
+            with self.subTest(contrast=contrast):
+                img = Image.new("RGB", (640, 480), (120, 60, 30))
+                ink = (120 + contrast, 60 + contrast, 30 + contrast)
+                ImageDraw.Draw(img).text((40, 200), "DOE JOHN 1234567", fill=ink, font=ImageFont.load_default(size=40))
+                rgb = np.asarray(img)
+                self.assertEqual(bool(text_candidates(rgb, np.ones(rgb.shape[:2], dtype=bool))), searched)
+
 
 class PhotographGateTests(SimpleTestCase):
     def test_every_shipped_real_photograph_passes_the_gate(self):
@@ -165,6 +178,26 @@ class PhotographGateTests(SimpleTestCase):
         assert result.field_of_view is not None and result.field_of_view.cut is not None
         self.assertNotIn("CANARY", ocr_text(result.data))
 
+    def test_text_in_a_letterbox_bar_within_the_circles_reach_is_never_stored(self):
+        # The fitted circle reaches into the bars that cut the field; the search reads only the field's extent, so
+        # the bars are blanked whole: nothing that was not searched is stored.
+        img = letterboxed(Image.open(HRF / "03_dr.jpg").convert("RGB").resize((1600, 900)))  # 150 px bars
+        ImageDraw.Draw(img).text((620, 60), "DOE JOHN 1234567", fill="white", font=ImageFont.load_default(size=40))
+        self.assertEqual(img.size, (1600, 1200))
+        fov = find_field_of_view(np.asarray(img))
+        assert fov is not None and fov.cut is not None
+        self.assertLess(fov.centre_y - fov.radius, 60)  # the circle covers the text in the bar
+        self.assertIn("DOE JOHN 1234567", " ".join(w for w, _c, _b in read_words(img)).upper())
+        result = process_upload(encoded(img), context())  # stored, not refused: the retina holds no text
+        stored = np.asarray(Image.open(io.BytesIO(result.content)))
+        self.assertEqual(int(stored[:140].max()), 0)
+        self.assertEqual(int(stored[-140:].max()), 0)
+        for data in (result.content, result.preview, result.thumbnail):
+            assert data is not None
+            text = ocr_text(data)
+            for word in ("DOE", "JOHN", "1234567"):
+                self.assertNotIn(word, text)
+
     def test_a_photograph_of_noise_is_refused_unread(self):
         # Pixel noise is all edges: every block is a text candidate, and Tesseract would read all of it for a minute
         # or more. It is refused before any OCR, never stored unchecked, with or without the coordinator's
@@ -199,6 +232,40 @@ class PhotographGateTests(SimpleTestCase):
         with self.assertRaises(UploadRejected) as ctx:
             find_text(stamped_fundus(field="CANARY"), budget=budget)
         self.assertEqual(ctx.exception.code, "burned_in_text_timeout")
+
+    def test_only_tesseract_time_counts_against_the_budget(self):
+        # Decoding and the fundus gate of a large file on a loaded server use none of the budget: 60 s pass before
+        # the first OCR and the text is still found. Each Tesseract run here takes 6 s of the 10.
+        clock = [1000.0]
+        real_assess, real_run = pipeline.assess_fundus, subprocess.run
+
+        def slow_gate(small):
+            clock[0] += 60
+            return real_assess(small)
+
+        def slow_tesseract(*args, **kwargs):
+            clock[0] += 6
+            return real_run(*args, **kwargs)
+
+        img = stamped_fundus(field="CANARY PATIENT 1961")
+        with (
+            mock.patch("trials.uploads.burned_in_text.time") as fake_time,
+            mock.patch("trials.uploads.pipeline.assess_fundus", slow_gate),
+            mock.patch("trials.uploads.burned_in_text.subprocess.run", side_effect=slow_tesseract) as tesseract,
+        ):
+            fake_time.monotonic.side_effect = lambda: clock[0]
+            with self.assertRaises(UploadRejected) as ctx:
+                process_upload(encoded(img), context())
+            self.assertEqual(ctx.exception.code, "burned_in_text")
+            self.assertEqual(tesseract.call_count, 1)
+            budget = OcrBudget()
+            self.assertTrue(find_text(img, budget=budget))
+            self.assertTrue(find_text(img, budget=budget))  # 12 s spent: the run that went over still finished
+            self.assertEqual(budget.spent, 12)
+            with self.assertRaises(UploadRejected) as ctx:
+                find_text(img, budget=budget)
+            self.assertEqual(ctx.exception.code, "burned_in_text_timeout")
+            self.assertEqual(tesseract.call_count, 3)
 
     def test_text_stamped_in_the_border_is_blanked_before_storage(self):
         source = stamped_fundus(border="CANARY^PATIENT\nMRN-CANARY-123\n1961-02-03")

@@ -7,15 +7,18 @@ Three steps, before anything is stored:
    stamp their overlays in that background. The field is found as the largest bright connected region, a circle
    is fitted to its edge (robust least squares, so a field clipped at the top and bottom still fits; where black
    bars of a letterboxed export cut it with straight lines, those lines are left out of the fit), and every pixel
-   outside the circle (plus a small margin) is set to black. If no plausible circle is found (a wide-field image,
-   a montage), nothing is blanked and the whole image is searched.
+   outside the circle (plus a small margin) is set to black, and where bars cut the field, every pixel outside the
+   field's extent too: the circle reaches into the bars, and what is stored there would otherwise go unsearched.
+   The search reads exactly what is kept (``kept_mask``). If no plausible circle is found (a wide-field image, a
+   montage), nothing is blanked and the whole image is searched.
 2. **Find text candidates** without OCR (``text_candidates``, numpy): type has dense, sharp stroke edges, a change
    of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
    least ``MIN_BLOCK_EDGES`` such pixels. Vessels, lesions and the dim periphery stay below it; only a sharp optic
    disc reaches it on the shipped HRF photographs (under 3% of the image, ``tests/trials/
    test_uploads_burned_in_text.py``). The field's own rim (and the straight cuts of a letterbox) is left out.
-   Blocks are grouped with their neighbours into crops. Type fainter than ``EDGE_LEVEL`` against its background is
-   not searched.
+   Blocks are grouped with their neighbours into crops. **Limit:** type whose contrast with its background is
+   below ``EDGE_LEVEL`` (48 grey levels) in every colour channel never makes a candidate, so it is never read and
+   is stored as it is (inside the field; the blanked border is black whatever it held).
 3. **Read the crops** with Tesseract OCR (Debian's ``tesseract-ocr``, sparse-text mode ``--psm 11``), all in one
    process with Tesseract's local (Sauvola) threshold: each crop's most separable colour channel (yellow type on the
    red-orange retina separates in blue, not in grey) cut at Otsu's threshold, strokes black on white, and that
@@ -27,7 +30,8 @@ Three steps, before anything is stored:
    the patient's name).
 
 **Time.** All OCR of one file (every frame, the fundus gate's look at a refused image included) shares one
-``OcrBudget`` of ``OCR_BUDGET_S`` seconds; Tesseract is killed when it runs out and the file is refused
+``OcrBudget`` of ``OCR_BUDGET_S`` seconds of Tesseract: the wall time of its processes, not the decoding, gate and
+candidate search around them. Tesseract is killed when it runs out and the file is refused
 (``burned_in_text_timeout``), never stored unchecked, and no exception can override that (its pixels could hold a
 name). Pixel noise, all edges, is what it stops: every block is a candidate and Tesseract would read the whole
 image for a minute or more. An image of which at least ``MAX_DENSE_FRACTION`` of the blocks are candidates, over
@@ -65,6 +69,7 @@ __all__ = [
     "blank_outside_field",
     "find_field_of_view",
     "find_text",
+    "kept_mask",
     "read_words",
     "refuse_burned_in_text",
     "text_candidates",
@@ -230,12 +235,24 @@ def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float] | 
     return result
 
 
+def kept_mask(shape: tuple[int, ...], fov: FieldOfView, scale: float = 1.0) -> np.ndarray:
+    """What blanking keeps of an image of ``shape`` (the full image downscaled by ``scale``): the pixels within the
+    fitted circle (plus margin) and, where a frame cuts the field (``fov.cut``), within the field's extent too. The
+    text search reads exactly these pixels, so nothing stored goes unsearched: text in a letterbox bar inside the
+    circle's reach is blanked with the bar."""
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    r = (fov.radius * (1 + _MARGIN) + 2) / scale
+    kept: np.ndarray = (xx - fov.centre_x / scale) ** 2 + (yy - fov.centre_y / scale) ** 2 <= r * r
+    if fov.cut is not None:
+        left, top, right, bottom = (v / scale for v in fov.cut)
+        kept &= (xx >= left) & (xx <= right) & (yy >= top) & (yy <= bottom)
+    return kept
+
+
 def blank_outside_field(rgb: np.ndarray, fov: FieldOfView) -> tuple[np.ndarray, int]:
-    """A copy with every pixel outside the field of view (plus margin) black, and how many were not black before."""
-    height, width = rgb.shape[:2]
-    r = fov.radius * (1 + _MARGIN) + 2
-    yy, xx = np.ogrid[:height, :width]
-    outside = (xx - fov.centre_x) ** 2 + (yy - fov.centre_y) ** 2 > r * r
+    """A copy with every pixel outside the field of view (plus margin; see ``kept_mask``) black, and how many were
+    not black before."""
+    outside = ~kept_mask(rgb.shape, fov)
     changed = int((outside & (rgb.max(axis=2) > 0)).sum())
     out = rgb.copy()
     out[outside] = 0
@@ -246,19 +263,23 @@ def blank_outside_field(rgb: np.ndarray, fov: FieldOfView) -> tuple[np.ndarray, 
 # OCR
 # --------------------------------------------------------------------------------------------------------------
 class OcrBudget:
-    """One allowance of wall time for all the OCR of a file (every frame, every search), counted from its creation:
-    ``OCR_BUDGET_S`` by default. A file whose search does not finish within it is refused
-    (``burned_in_text_timeout``)."""
+    """One allowance of Tesseract time for all the OCR of a file (every frame, every search): ``OCR_BUDGET_S`` by
+    default. Only the wall time of Tesseract processes counts, from the start of the first: decoding, the fundus
+    gate and the candidate search before it do not, so a large file on a loaded server is not refused for them. A
+    file whose search does not finish within it is refused (``burned_in_text_timeout``)."""
 
     def __init__(self, seconds: float | None = None) -> None:
         self.seconds = OCR_BUDGET_S if seconds is None else seconds
-        self.deadline = time.monotonic() + self.seconds
+        self.spent = 0.0
 
     def remaining(self) -> float:
-        left = self.deadline - time.monotonic()
+        left = self.seconds - self.spent
         if left <= 0:
             raise _OcrTimedOut(self.seconds)
         return left
+
+    def charge(self, seconds: float) -> None:
+        self.spent += seconds
 
 
 def _tesseract() -> str:
@@ -329,14 +350,18 @@ def _tesseract_words(
     # One thread: uploads run side by side in workers; OpenMP threads would only fight over the cores.
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     command = [_tesseract(), "stdin", "stdout", "--psm", "11", "-c", f"thresholding_method={method}", "tsv"]
+    timeout = budget.remaining()
+    started = time.monotonic()
     try:
         done = subprocess.run(  # noqa: S603 - fixed arguments, the image goes through stdin
-            command, input=buffer.getvalue(), capture_output=True, timeout=budget.remaining(), env=env, check=False
+            command, input=buffer.getvalue(), capture_output=True, timeout=timeout, env=env, check=False
         )
     except subprocess.TimeoutExpired:
         raise _OcrTimedOut(budget.seconds) from None
     except OSError:
         raise _OcrUnavailable() from None
+    finally:
+        budget.charge(time.monotonic() - started)
     if done.returncode != 0:
         raise _OcrUnavailable()
     words: list[tuple[str, float, tuple[int, int, int, int]]] = []
@@ -357,8 +382,8 @@ def _tesseract_words(
 # Text candidates
 # --------------------------------------------------------------------------------------------------------------
 def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, scale: float) -> tuple[np.ndarray, ...]:
-    """Where edges count (everywhere but the rim of the field, an edge of its own) and where ink can be (inside the
-    field when the rest was blanked, else everywhere)."""
+    """Where edges count (everywhere but the rim of the field, an edge of its own) and where ink can be (what
+    blanking kept, ``kept_mask``, when the rest was blanked, else everywhere)."""
     everywhere = np.ones(shape, dtype=bool)
     if field is None:
         return everywhere, everywhere
@@ -366,7 +391,6 @@ def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, sca
     distance = np.sqrt((xx - field.centre_x / scale) ** 2 + (yy - field.centre_y / scale) ** 2)
     radius = field.radius / scale
     rim = np.abs(distance - radius) <= _RIM_PX + _MARGIN * radius
-    inside = distance <= radius
     if field.cut is not None:  # the straight edges where a frame cuts the field are not strokes either
         left, top, right, bottom = (v / scale for v in field.cut)
 
@@ -374,8 +398,7 @@ def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, sca
             return (xx >= left - grow) & (xx <= right + grow) & (yy >= top - grow) & (yy <= bottom + grow)
 
         rim |= box(_RIM_PX) & ~box(-_RIM_PX)
-        inside &= box(0)
-    return ~rim, inside if blanked else everywhere
+    return ~rim, kept_mask(shape, field, scale) if blanked else everywhere
 
 
 def _strong_edges(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:

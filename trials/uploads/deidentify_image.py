@@ -4,8 +4,9 @@ A plain Pillow re-save is not enough: JPEG keeps its COM segment, PNG keeps ICC 
 keeps its tags. So the image is decoded once (behind a pixel budget checked from the header), EXIF orientation
 is applied, colours are converted to sRGB, and a **new** image is built from the pixel array alone and encoded
 with no metadata at all. The encoded output is parsed again to prove that only pixel-carrying chunks/segments
-are present. Before encoding, everything outside the photograph's circular field of view is blanked and the rest
-is searched for burned-in text (``burned_in_text``): cameras stamp names, IDs and dates into the pixels.
+are present. Before encoding, everything outside the photograph's circular field of view (and the black bars of a
+letterboxed export) is blanked and the rest is searched for burned-in text (``burned_in_text``): cameras stamp
+names, IDs and dates into the pixels.
 
 Output format: **PNG** (lossless). Graders and the DR network look for microaneurysms a few pixels wide; a
 second JPEG generation would add compression artefacts of that size to images that were already JPEG once.
@@ -248,7 +249,8 @@ def deidentify_image(
 
     Only the first frame of multi-page TIFFs and MPO/APNG files is kept (recorded as "extra_frames"). With
     ``check_burned_in_text`` (the default; only benchmarks turn it off) everything outside the photograph's circular
-    field of view is blanked and the rest is searched for burned-in text, which refuses the file
+    field of view (and, where black bars cut the field, the bars whole) is blanked and exactly the rest is searched
+    for burned-in text, which refuses the file
     (``burned_in_text``). ``check_pixels`` (the fundus gate) sees the oriented 8-bit RGB pixels first and may
     raise UploadRejected, so an image that is refused anyway is not sent to OCR. ``ocr_budget`` bounds the OCR time
     (a new ``OcrBudget`` if not given); a file whose search does not finish within it is refused
