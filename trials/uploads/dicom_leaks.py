@@ -125,8 +125,8 @@ def _strings(ds: Dataset, tag: int) -> list[str]:
     """The element's values as strings, as pydicom decodes them. A name or a short or long string still as read
     from the file, in the default repertoire or ISO 8859-1, is decoded here from its bytes as pydicom would (the
     trailing padding of the whole name, of each string), without converting the element."""
-    raw = ds.get_item(tag)
-    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and ds._character_set in _LATIN_1:
+    raw = ds._dict.get(tag)  # as ``get_item`` (a deferred value, None here, is read below by ``ds[tag]``)
+    if type(raw) is RawDataElement and isinstance(raw.value, bytes) and ds._character_set in _LATIN_1:
         vr = _PN_TAGS_VR.get(tag)
         if vr is not None and raw.VR in (None, vr):
             if vr == "PN":
@@ -158,16 +158,13 @@ def _elements(ds: Dataset, wanted: frozenset[str], tags: frozenset[int] = frozen
     """The elements of ``ds`` in tag order (as iterating the dataset gives them) that may have a VR in ``wanted``
     or a tag in ``tags``; an element still as read from the file with another explicit VR is passed over without
     being decoded (only an unknown, UN or missing VR can turn into another VR when decoded)."""
-    for tag in sorted(ds._dict):
-        raw = ds._dict[tag]
-        if (
-            isinstance(raw, RawDataElement)
-            and raw.VR not in (None, "UN")
-            and raw.VR not in wanted
-            and int(tag) not in tags
-        ):
-            continue
-        yield ds[tag]
+    elements = ds._dict
+    for tag in sorted(elements):
+        raw = elements[tag]
+        if type(raw) is not RawDataElement:
+            yield raw  # what ``ds[tag]`` returns for an element already converted
+        elif raw.VR in (None, "UN") or raw.VR in wanted or int(tag) in tags:
+            yield ds[tag]
 
 
 def _walk_text(ds: Dataset, words: list[bytes], coded: list[bytes]) -> None:
