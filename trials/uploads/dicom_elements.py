@@ -6,7 +6,6 @@ attributes the table does not list. Also the options that govern it, keyed-HMAC 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import Counter
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ def uid_for(key: bytes, uid: str) -> str:
     Same key and UID give the same result in every file, so cross-file references still resolve; without the key
     the mapping cannot be inverted or recomputed from a guessed original. The result is at most 44 characters.
     """
-    digest = hmac.new(key, uid.strip("\x00 ").encode("ascii", "replace"), hashlib.sha256).digest()
+    digest = hmac.digest(key, uid.strip("\x00 ").encode("ascii", "replace"), "sha256")
     raw = bytearray(digest[:16])
     raw[6] = (raw[6] & 0x0F) | 0x80  # version 8: custom UUID
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
