@@ -16,6 +16,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.fileutil import buffer_length
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from trials.uploads.dicom_dataset import DEFER_BYTES
 from trials.uploads.errors import UploadRejected
@@ -125,7 +126,7 @@ def _strings(ds: Dataset, tag: int) -> list[str]:
     """The element's values as strings, as pydicom decodes them. A name or a short or long string still as read
     from the file, in the default repertoire or ISO 8859-1, is decoded here from its bytes as pydicom would (the
     trailing padding of the whole name, of each string), without converting the element."""
-    raw = ds._dict.get(tag)  # as ``get_item`` (a deferred value, None here, is read below by ``ds[tag]``)
+    raw = ds._dict.get(BaseTag(tag))  # as ``get_item`` (a deferred value, None here, is read below by ``ds[tag]``)
     if type(raw) is RawDataElement and isinstance(raw.value, bytes) and ds._character_set in _LATIN_1:
         vr = _PN_TAGS_VR.get(tag)
         if vr is not None and raw.VR in (None, vr):
@@ -159,9 +160,9 @@ def _elements(ds: Dataset, wanted: frozenset[str], tags: frozenset[int] = frozen
     or a tag in ``tags``; an element still as read from the file with another explicit VR is passed over without
     being decoded (only an unknown, UN or missing VR can turn into another VR when decoded)."""
     elements = ds._dict
-    for tag in sorted(elements):
+    for tag in sorted(elements, key=int):
         raw = elements[tag]
-        if type(raw) is not RawDataElement:
+        if not isinstance(raw, RawDataElement):
             yield raw  # what ``ds[tag]`` returns for an element already converted
         elif raw.VR in (None, "UN") or raw.VR in wanted or int(tag) in tags:
             yield ds[tag]
