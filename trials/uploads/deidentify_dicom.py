@@ -318,12 +318,7 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     out.seek(0)
 
     report = tuple(
-        ActionRecord(
-            keyword=keyword_for_tag(tag) or ("(private)" if (tag >> 16) & 1 else "(unknown)"),
-            tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
-            action=action,
-            count=count,
-        )
+        ActionRecord(*_report_names(tag), action=action, count=count)
         for (tag, action), count in sorted(cleaner.actions.items())
     )
     return DeidentifiedDicom(
@@ -335,6 +330,13 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
         visual_field=visual_field,
         warnings=tuple(warnings),
     )
+
+
+@lru_cache(maxsize=4096)  # bounded: a file can carry any number of private and unknown tags
+def _report_names(tag: int) -> tuple[str, str]:
+    """An attribute's keyword and "(GGGG,EEEE)", as the report names it."""
+    keyword = keyword_for_tag(tag) or ("(private)" if (tag >> 16) & 1 else "(unknown)")
+    return keyword, f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def _put(ds: Dataset, keyword: str, value: Any) -> None:
