@@ -70,7 +70,7 @@ def write_file(ds: Dataset, out: IO[bytes], syntax: UID) -> tuple[bytes, bytes] 
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # group lengths are not written (PS3.5 7.2)
         elem = _item(ds, tag)
-        if tag == PIXEL_DATA and isinstance(elem, DataElement) and elem.VR in ("OB", "OW"):
+        if int(tag) == PIXEL_DATA and isinstance(elem, DataElement) and elem.VR in ("OB", "OW"):
             pixels = elem
             head += _header(
                 tag, elem.VR, 0xFFFFFFFF if elem.is_undefined_length else _length(elem.value), implicit, little
