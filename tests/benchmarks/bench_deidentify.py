@@ -16,11 +16,14 @@ from process CPU time. Under heavy load a pipeline's wall-clock time per file sw
 round; the CPU ratios' quartiles stay within about 10% of their median.
 
 Measured (Visus speed / dicognito 0.19.0, medians over rounds of 100 files; pydicom 3.0.2, Python 3.11.7, 2 shared
-cores), two runs of 15 rounds: CPU 1.47x (quartiles 1.41-1.52) and wall 1.43x (1.35-1.79) at load average 10-14;
-CPU 1.45x (1.34-1.57) and wall 1.45x (1.19-1.59) at load average 5-9, with Visus at 2.37 CPU ms/file, dicognito
-3.35 and pydicom's own read+write 1.38 (Visus is 0.59x read+write). The code before the direct serialiser and
-raw-value reading, run with this benchmark right after at load average 5-9 (9 rounds): CPU 0.80x (0.76-0.85), wall
-0.82x (0.73-0.95), 4.72 CPU ms/file. The 2x aimed for in issue 9 is not reached.
+cores), two runs of 15 rounds: CPU 1.78x (quartiles 1.72-1.82) and wall 1.75x (1.69-1.79) at load average 2.5,
+with Visus at 1.62 CPU ms/file, dicognito 2.86 and pydicom's own read+write 1.13; CPU 1.76x (1.71-1.83) and wall
+1.79x (1.72-2.00) at load average 1.9-2.0, with Visus at 1.53 CPU ms/file, dicognito 2.74 and read+write 1.09 (Visus
+is 0.71x read+write in both). The code of commit 2018773 (before the walk over the dataset's own elements, the
+markers validated once per value and the cached report names), run with this benchmark right before the second run
+at load average 1.8-1.9: CPU 1.48x (1.47-1.49), wall 1.49x (1.46-1.57), 1.80 CPU ms/file (0.60x read+write). Before
+the direct serialiser and raw-value reading: CPU 0.80x at load average 5-9. The 2x aimed for in issue 9 is not
+reached.
 
 Then the burned-in text gate for photographs (``trials.uploads.burned_in_text``): median wall-clock ms per shipped
 HRF photograph with and without it (and Tesseract's CPU), false refusals of those real photographs (as shipped and

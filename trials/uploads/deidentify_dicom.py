@@ -40,13 +40,16 @@ Pixel data is never decoded here (``frame_image`` decodes one frame on demand, b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import IO, Any, Final
 
+from pydicom import config
 from pydicom.config import settings
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
     UID,
@@ -315,12 +318,7 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     out.seek(0)
 
     report = tuple(
-        ActionRecord(
-            keyword=keyword_for_tag(tag) or ("(private)" if (tag >> 16) & 1 else "(unknown)"),
-            tag=f"({tag >> 16:04X},{tag & 0xFFFF:04X})",
-            action=action,
-            count=count,
-        )
+        ActionRecord(*_report_names(tag), action=action, count=count)
         for (tag, action), count in sorted(cleaner.actions.items())
     )
     return DeidentifiedDicom(
@@ -334,12 +332,45 @@ def deidentify_dicom(source: Source, *, options: DeidentifyOptions) -> Deidentif
     )
 
 
+@lru_cache(maxsize=4096)  # bounded: a file can carry any number of private and unknown tags
+def _report_names(tag: int) -> tuple[str, str]:
+    """An attribute's keyword and "(GGGG,EEEE)", as the report names it."""
+    keyword = keyword_for_tag(tag) or ("(private)" if (tag >> 16) & 1 else "(unknown)")
+    return keyword, f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
 def _put(ds: Dataset, keyword: str, value: Any) -> None:
     """``setattr(ds, keyword, value)`` for an attribute the dataset does not hold, without pydicom's attribute
-    machinery: a new element with the dictionary's VR, its value validated as setting an attribute validates it."""
+    machinery: a new element with the dictionary's VR, its value validated as setting an attribute validates it.
+
+    A string value that passes pydicom's validation (raising on any error) is validated and converted once per
+    process: the markers and trial attributes are the same in every file of a trial."""
+    tag, vr = _keyword_entry(keyword)
+    mode = settings.writing_validation_mode
+    plain = _plain_value(tag, vr, value) if type(value) in (str, UID) else None
+    if plain is None:
+        ds[tag] = DataElement(tag, vr, value, validation_mode=mode)
+    else:
+        ds[tag] = DataElement(tag, vr, plain, already_converted=True, validation_mode=mode)
+
+
+@lru_cache(maxsize=128)
+def _keyword_entry(keyword: str) -> tuple[BaseTag, str]:
     tag = tag_for_keyword(keyword)
     assert tag is not None, keyword
-    ds[tag] = DataElement(tag, dictionary_VR(tag), value, validation_mode=settings.writing_validation_mode)
+    return BaseTag(tag), dictionary_VR(tag)
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _plain_value(tag: BaseTag, vr: str, value: str) -> str | None:
+    """The value a new element holds for ``value`` when pydicom's validation raises no error on it and it is one
+    immutable string (no backslash splitting it into several); None otherwise (the element is then made anew, its
+    value validated under the writing validation mode, so an invalid value warns or raises as before)."""
+    try:
+        converted = DataElement(tag, vr, value, validation_mode=config.RAISE).value
+    except Exception:
+        return None
+    return converted if type(converted) in (str, UID) else None
 
 
 def _write_markers(ds: Dataset, options: DeidentifyOptions, cleaner: _Cleaner) -> tuple[str, ...]:

@@ -6,7 +6,6 @@ attributes the table does not list. Also the options that govern it, keyed-HMAC 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import Counter
 from dataclasses import dataclass
@@ -114,7 +113,7 @@ def uid_for(key: bytes, uid: str) -> str:
     Same key and UID give the same result in every file, so cross-file references still resolve; without the key
     the mapping cannot be inverted or recomputed from a guessed original. The result is at most 44 characters.
     """
-    digest = hmac.new(key, uid.strip("\x00 ").encode("ascii", "replace"), hashlib.sha256).digest()
+    digest = hmac.digest(key, uid.strip("\x00 ").encode("ascii", "replace"), "sha256")
     raw = bytearray(digest[:16])
     raw[6] = (raw[6] & 0x0F) | 0x80  # version 8: custom UUID
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
@@ -279,21 +278,22 @@ class _Cleaner:
         return None
 
     # -- actions ---------------------------------------------------------------------------------------------
-    def _allowed(self, tag: int, nested: bool) -> bool:
-        if self.allowed is None:
-            return True
-        if self.perimetry and tag >> 16 == PERIMETRY_GROUP:
-            return True
-        return tag in (NESTED if nested else self.allowed)
-
     def clean(self, ds: Dataset, *, nested: bool = False) -> None:
-        for key in list(ds.keys()):
+        # The dataset's own dict is walked (a copy of its keys: elements are deleted and replaced on the way); a tag
+        # the allow-list drops is deleted by the key it is stored under, before anything reads or converts it.
+        allowed = None if self.allowed is None else (NESTED if nested else self.allowed)
+        perimetry = self.perimetry
+        actions = self.actions
+        elements = ds._dict
+        for key in list(elements):
             tag = int(key)
-            if not self._allowed(tag, nested):
-                del ds[tag]
-                self.record(tag, "X")
+            if allowed is not None and tag not in allowed and not (perimetry and tag >> 16 == PERIMETRY_GROUP):
+                del ds[key]
+                actions[(tag, "X")] += 1
                 continue
-            raw = ds.get_item(tag)
+            raw = elements.get(key)
+            if type(raw) is RawDataElement and raw.value is None:
+                raw = ds.get_item(key)  # a deferred value is read, as ``get_item`` reads it
             if raw is None:
                 continue
             vr = _vr_of(tag, raw)

@@ -16,6 +16,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.fileutil import buffer_length
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 
 from trials.uploads.dicom_dataset import DEFER_BYTES
 from trials.uploads.errors import UploadRejected
@@ -98,15 +99,18 @@ def _identifying_values(ds: Dataset) -> IdentifyingValues:
 
 
 def _collect(ds: Dataset, names: set[str], ids: set[str], *, depth: int) -> None:
+    latin_1 = None  # read once, at the first name or identifier (a property that converts the character set)
     for key in ds.keys():
         tag = int(key)
+        if latin_1 is None and (tag in _PN_TAGS or tag in _ID_TAGS):
+            latin_1 = ds._character_set in _LATIN_1
         if tag in _PN_TAGS:
-            for value in _strings(ds, tag):
+            for value in _strings(ds, tag, bool(latin_1)):
                 for part in value.replace("=", "^").split("^"):
                     if part.strip():
                         names.add(part.strip())
         elif tag in _ID_TAGS:
-            ids.update(v.strip() for v in _strings(ds, tag) if v.strip())
+            ids.update(v.strip() for v in _strings(ds, tag, bool(latin_1)) if v.strip())
         elif tag in _SQ_TAGS and depth < 16:
             try:
                 items = ds[tag].value or ()
@@ -121,12 +125,13 @@ def _collect(ds: Dataset, names: set[str], ids: set[str], *, depth: int) -> None
 _LATIN_1: Final = (["iso8859"], ["latin_1"])
 
 
-def _strings(ds: Dataset, tag: int) -> list[str]:
+def _strings(ds: Dataset, tag: int, latin_1: bool) -> list[str]:
     """The element's values as strings, as pydicom decodes them. A name or a short or long string still as read
-    from the file, in the default repertoire or ISO 8859-1, is decoded here from its bytes as pydicom would (the
-    trailing padding of the whole name, of each string), without converting the element."""
-    raw = ds.get_item(tag)
-    if isinstance(raw, RawDataElement) and isinstance(raw.value, bytes) and ds._character_set in _LATIN_1:
+    from the file, in the default repertoire or ISO 8859-1 (``latin_1``: the dataset's character set is one of
+    them), is decoded here from its bytes as pydicom would (the trailing padding of the whole name, of each
+    string), without converting the element."""
+    raw = ds._dict.get(BaseTag(tag))  # as ``get_item`` (a deferred value, None here, is read below by ``ds[tag]``)
+    if latin_1 and type(raw) is RawDataElement and isinstance(raw.value, bytes):
         vr = _PN_TAGS_VR.get(tag)
         if vr is not None and raw.VR in (None, vr):
             if vr == "PN":
@@ -158,16 +163,13 @@ def _elements(ds: Dataset, wanted: frozenset[str], tags: frozenset[int] = frozen
     """The elements of ``ds`` in tag order (as iterating the dataset gives them) that may have a VR in ``wanted``
     or a tag in ``tags``; an element still as read from the file with another explicit VR is passed over without
     being decoded (only an unknown, UN or missing VR can turn into another VR when decoded)."""
-    for tag in sorted(ds._dict):
-        raw = ds._dict[tag]
-        if (
-            isinstance(raw, RawDataElement)
-            and raw.VR not in (None, "UN")
-            and raw.VR not in wanted
-            and int(tag) not in tags
-        ):
-            continue
-        yield ds[tag]
+    elements = ds._dict
+    for tag in sorted(elements, key=int):
+        raw = elements[tag]
+        if not isinstance(raw, RawDataElement):
+            yield raw  # what ``ds[tag]`` returns for an element already converted
+        elif raw.VR in (None, "UN") or raw.VR in wanted or int(tag) in tags:
+            yield ds[tag]
 
 
 def _walk_text(ds: Dataset, words: list[bytes], coded: list[bytes]) -> None:

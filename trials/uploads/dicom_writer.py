@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import correct_ambiguous_vr, write_data_element
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
@@ -64,11 +65,12 @@ def write_file(ds: Dataset, out: IO[bytes], syntax: UID) -> tuple[bytes, bytes] 
     head += _file_meta(ds)
     tail = bytearray()
     pixels = None
-    for tag in sorted(ds._dict):
+    elements = ds._dict
+    for tag in sorted(elements, key=int):  # (ints compare in C; tags compare in Python)
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue  # group lengths are not written (PS3.5 7.2)
-        elem = ds.get_item(tag)
-        if tag == PIXEL_DATA and isinstance(elem, DataElement) and elem.VR in ("OB", "OW"):
+        elem = _item(ds, tag)
+        if int(tag) == PIXEL_DATA and isinstance(elem, DataElement) and elem.VR in ("OB", "OW"):
             pixels = elem
             head += _header(
                 tag, elem.VR, 0xFFFFFFFF if elem.is_undefined_length else _length(elem.value), implicit, little
@@ -91,9 +93,9 @@ def _file_meta(ds: Dataset) -> bytes:
     body = bytearray()
     if 0x00020001 not in meta._dict:
         body += _header(0x00020001, "OB", 2, False, True) + b"\x00\x01"
-    for tag in sorted(meta._dict):
+    for tag in sorted(meta._dict, key=int):
         if tag != 0x00020000:
-            body += _element(meta.get_item(tag), False, True, "iso8859")
+            body += _element(_item(meta, tag), False, True, "iso8859")
     return _header(0x00020000, "UL", 4, False, True) + pack("<L", len(body)) + body
 
 
@@ -178,11 +180,20 @@ def _dataset(ds: Dataset, implicit: bool, little: bool, parent_charset: Any) -> 
         ds = correct_ambiguous_vr(ds, little)
     charset = ds.get("SpecificCharacterSet", parent_charset)
     out = bytearray()
-    for tag in sorted(ds._dict):
+    for tag in sorted(ds._dict, key=int):
         if tag & 0xFFFF == 0 and tag >> 16 > 6:
             continue
-        out += _element(ds[tag] if decode else ds.get_item(tag), implicit, little, charset)
+        out += _element(ds[tag] if decode else _item(ds, tag), implicit, little, charset)
     return bytes(out)
+
+
+def _item(ds: Dataset, tag: BaseTag) -> DataElement | RawDataElement:
+    """``ds.get_item(tag)`` for a tag the dataset holds, without converting the tag: the element as stored, a
+    deferred one read from the file."""
+    elem = ds._dict[tag]
+    if type(elem) is RawDataElement and elem.value is None:
+        return ds.get_item(tag)
+    return elem
 
 
 def _value(elem: DataElement | RawDataElement, little: bool, charset: Any) -> bytes | None:
