@@ -18,8 +18,16 @@ worker's `gpu` queue is free for inference). The end of each fold is written bef
 redelivered message of a fold already measured, or of another chain, is skipped. `seed_demo` sends the tasks
 again for a card left queued or failed (a worker stopped mid-way loses its message on the embedded broker), or
 running with no progress for longer than the task's time limit (no fold can still be running); it resets the
-card to queued first, which gives the folds their attempts again. A card running with recent progress is never
+card to queued first, which gives the folds their attempts again. A card running with recent progress is not
 sent again (a second chain), and a card already done is never recomputed.
+
+A running card can have no message behind it, though: the embedded filesystem broker loses a message its worker
+fetched when that worker stops mid-way, and a worker that dies after writing a fold's end (`fold` + 1) but before
+sending the next fold's message leaves none either (its redelivered fold is then skipped as "not next"). Such a
+chain would wait until the card is stale (the task's time limit, 31 minutes). `seed_demo --resume-running`
+therefore treats every running card as stale, resetting it to queued and sending fold 0 again; `make run`
+(deploy/run-embedded.sh) passes it because it runs `seed_demo` before starting its only worker, when no fold
+can be running. A message of the old chain still in the broker is skipped as "not next", as a stray one is.
 """
 
 from __future__ import annotations
@@ -75,15 +83,17 @@ def stale(state: dict[str, Any], now: datetime | None = None) -> bool:
     return (now or timezone.now()) - when > fold_time_limit()
 
 
-def unfinished(names: Iterable[str]) -> list[ModelVersion]:
+def unfinished(names: Iterable[str], *, resume_running: bool = False) -> list[ModelVersion]:
     """The registered versions of `names` whose cross-validation is to be sent (again): queued, failed, or
-    running but stale (`stale`). A running one with recent progress is left to the chain running it."""
+    running but stale (`stale`). A running one with recent progress is left to the chain running it, unless
+    `resume_running` says that no worker runs now (the caller starts the only one afterwards): then every running
+    one is sent again."""
     now = timezone.now()
     waiting = []
     for model in ModelVersion.objects.filter(name__in=list(names)):
         state = state_of(model)
         status = state.get("status")
-        if status in (QUEUED, FAILED) or (status == RUNNING and stale(state, now)):
+        if status in (QUEUED, FAILED) or (status == RUNNING and (resume_running or stale(state, now))):
             waiting.append(model)
     return waiting
 
@@ -126,7 +136,8 @@ def _set_state(
 
 
 def _requeue(model: ModelVersion) -> None:
-    """Put a failed or stale card back to queued, with no attempt counted, before its fold 0 is sent again."""
+    """Put a failed, stale or resumed running card back to queued, with no attempt counted, before its fold 0 is
+    sent again."""
     state = state_of(model)
     if state.get("status") == QUEUED and not state.get("attempts"):
         return

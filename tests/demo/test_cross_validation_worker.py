@@ -270,6 +270,22 @@ class RedeliveredFoldTests(ModelCleanup, TestCase):
             self.assertEqual((state_of(model)["status"], state_of(model)["fold"]), ("running", 1))
             self.assertEqual(state_of(model)["attempts"], {"0": 1})
 
+            # Had the worker died before sending fold 2, no message would be left: the chain waits until stale,
+            # unless seed_demo runs before the only worker starts (make run) and resumes every running card.
+            self.assertEqual(unfinished(["vf-glaucoma-demo"]), [])
+            self.assertEqual(unfinished(["vf-glaucoma-demo"], resume_running=True), [model])
+            self.assertEqual(cross_validation_dispatch([model]), 1)
+            model.refresh_from_db()
+            self.assertEqual(state_of(model)["status"], "queued")
+            self.assertNotIn("attempts", state_of(model))
+            self.assertEqual(sent.messages[-1][1], [str(model.pk), 0, None, 0.0])
+            # The old chain's fold 2, if still in the broker, is skipped; the new chain runs from fold 1.
+            self.assertIn(
+                "not next", demo_cross_validation_fold_task(str(model.pk), 1, [0.2, 0.7, None, None], 1.0)["skipped"]
+            )
+            self.assertEqual(demo_cross_validation_fold_task(*args), {"fold": 0, "next": 1})
+            self.assertEqual(scored.call_count, 2)
+
 
 class SeedDemoSendsTheCrossValidationTests(ModelCleanup, TestCase):
     def test_seed_demo_queues_the_demo_cases_before_the_cross_validation_and_resends_unfinished_ones(self):
@@ -332,9 +348,20 @@ class SeedDemoSendsTheCrossValidationTests(ModelCleanup, TestCase):
             for model in (old, failed):
                 self.assertEqual(state_of(model)["status"], "queued")
                 self.assertNotIn("attempts", state_of(model))
+
+            # Before the only worker starts (make run passes --resume-running), a running card has no fold
+            # running and may have no message left: it is sent again, however recent its progress.
+            with self.captureOnCommitCallbacks(execute=True):
+                call_command("seed_demo", "--resume-running", stdout=io.StringIO())
+            resent = [args for n, args in sent.messages if n.endswith("fold_task")][8:]
+            self.assertEqual(sorted(args[0] for args in resent), sorted(str(m.pk) for m in (fresh, old, failed)))
+            self.assertEqual({tuple(args[1:]) for args in resent}, {(0, None, 0.0)})
+            fresh.refresh_from_db()
+            self.assertEqual(state_of(fresh)["status"], "queued")
+            self.assertNotIn("fold", state_of(fresh))
             for model in ModelVersion.objects.all():
                 model.model_card = {**model.model_card, "cross_validation": {"status": "done", "folds": 3}}
                 model.save(update_fields=["model_card"])
             with self.captureOnCommitCallbacks(execute=True):
-                call_command("seed_demo", stdout=io.StringIO())
-            self.assertEqual(len([n for n, _ in sent.messages if n.endswith("fold_task")]), 8)
+                call_command("seed_demo", "--resume-running", stdout=io.StringIO())
+            self.assertEqual(len([n for n, _ in sent.messages if n.endswith("fold_task")]), 11)
