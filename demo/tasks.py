@@ -8,7 +8,9 @@ from platform_core.tasks import project_task
 
 
 # A fold of the DR grader trains for one to three minutes on a shared 2-core CPU; the limit leaves room for a
-# slower laptop. Not retried: a failure is written on the card, and the next seed_demo sends it again.
+# slower laptop. Not retried: a failure is written on the card, and the next seed_demo sends it again. A worker
+# that dies during a fold gets the message again (acks_late), which max_retries does not count: the card counts
+# each fold's starts and fails a fold started more than MAX_FOLD_ATTEMPTS times (demo.cross_validation).
 @project_task(queue="gpu", soft_time_limit=1800, max_retries=0)
 def demo_cross_validation_fold_task(
     model_pk: str, fold: int, scores: list[float | None] | None, seconds: float = 0.0

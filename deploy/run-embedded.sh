@@ -18,7 +18,10 @@ $PY manage.py migrate --noinput
 $PY manage.py collectstatic --noinput >/dev/null
 # Trains and registers the demo networks (a few minutes, once); their cross-validation is queued for the worker below,
 # which runs it after the demo cases' predictions while the server is already up (demo/cross_validation.py).
-$PY manage.py seed_demo
+# --resume-running: no worker runs yet, so a card still "running" from a run stopped mid-way has no fold running
+# and, on this broker, no message left (a fetched message is lost with its worker): it is sent again from fold 1
+# rather than waiting until it is stale (the fold task's time limit, 31 minutes).
+$PY manage.py seed_demo --resume-running
 
 mkdir -p var/log
 # -B: the worker also runs Celery beat (the daily signed anchor of the audit trail).

@@ -39,6 +39,13 @@ class Command(BaseCommand):
             action="store_true",
             help="run the cross-validation here, before registering the networks (K more trainings each: minutes)",
         )
+        parser.add_argument(
+            "--resume-running",
+            action="store_true",
+            help="send a cross-validation whose card says running again from fold 1, even with recent progress: "
+            "only when no worker runs now (make run starts its only worker after seed_demo), as the embedded "
+            "broker loses the message of a worker stopped mid-way",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if settings.PRODUCTION:
@@ -63,7 +70,7 @@ class Command(BaseCommand):
             self.stdout.write("Ran the demo reader study (three readers, unaided and AI-aided phases).")
         # After the trial's commit (as its completed cases send their inference jobs), so that the worker runs the
         # demo cases' predictions before the cross-validation's first folds.
-        waiting = unfinished(names)
+        waiting = unfinished(names, resume_running=options["resume_running"])
         if waiting:
             transaction.on_commit(lambda: self._send_cross_validation(waiting))
         self.stdout.write(self.style.SUCCESS(f"Demo data ready. Demo logins (password for all: {DEMO_PASSWORD}):"))
