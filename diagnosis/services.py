@@ -265,21 +265,40 @@ def _mate_backoff(attempts: int) -> int:
 
 def _release_held(task_id: str, job_pk: str) -> None:
     """Put back the other jobs this message still holds (its earlier delivery batched them, then its worker died)
-    and send each its own message: each runs alone now, as a job with an attempt counted does."""
-    held = [
-        str(pk)
-        for pk in InferenceJob.objects.select_for_update(skip_locked=True)
+    and send each its own message: each runs alone now, as a job with an attempt counted does.
+
+    Only batch-mates whose lease has ended are put back. A broker may deliver the message again while its first
+    worker is still alive and running the batch: its mates, still under their lease, are left to it (running them
+    twice would cost GPU time, their results being kept only for the claim that holds them). Each such mate is
+    sent a message of its own for when its lease ends, which takes it then only if its holder did not finish it:
+    a mate of a worker that did die is not left running.
+    """
+    now = timezone.now()
+    held = list(
+        InferenceJob.objects.select_for_update(skip_locked=True)
         .filter(status=JobStatus.RUNNING, claimed_by=task_id)
         .exclude(pk=job_pk)
-        .values_list("pk", flat=True)
-    ]
-    if not held:
-        return
-    InferenceJob.objects.filter(pk__in=held).update(
-        status=JobStatus.QUEUED, claimed_by="", lease_until=None, progress=0, updated_at=timezone.now()
+        .values_list("pk", "lease_until")
     )
-    logger.warning("Message %s was delivered again: %d batch-mate(s) of its job run alone", task_id, len(held))
-    transaction.on_commit(partial(inference_jobs_dispatch, held))
+    ended = [str(pk) for pk, lease_until in held if lease_until is None or lease_until < now]
+    live = [(str(pk), lease_until) for pk, lease_until in held if lease_until is not None and lease_until >= now]
+    for pk, lease_until in live:
+        due = (lease_until - now).total_seconds() + 1  # a second later, so that a clock running ahead finds it held
+        transaction.on_commit(partial(inference_jobs_dispatch, [pk], countdown=due))
+    if live:
+        logger.warning(
+            "Message %s was delivered again while %d batch-mate(s) of its job are under their lease: they are left "
+            "to their holder, each with a message for when its lease ends",
+            task_id,
+            len(live),
+        )
+    if not ended:
+        return
+    InferenceJob.objects.filter(pk__in=ended).update(
+        status=JobStatus.QUEUED, claimed_by="", lease_until=None, progress=0, updated_at=now
+    )
+    logger.warning("Message %s was delivered again: %d batch-mate(s) of its job run alone", task_id, len(ended))
+    transaction.on_commit(partial(inference_jobs_dispatch, ended))
 
 
 def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
@@ -289,7 +308,8 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
     Only jobs never claimed are batched: a job with an attempt counted (its batch failed transiently, or its
     worker died) runs alone, and batch-mates are taken only with no attempt counted. A job that keeps killing its
     worker thus costs a healthy job batched with it one attempt at most, never its failure; the batch-mates a
-    redelivered message held are put back, each with a message of its own (``_release_held``).
+    redelivered message held are put back once their lease has ended, each with a message of its own
+    (``_release_held``).
     """
     now = timezone.now()
     with transaction.atomic():

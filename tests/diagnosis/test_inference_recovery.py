@@ -168,12 +168,19 @@ class BatchMatesOfACrashingJobTests(InferenceFixture, TestCase):
                 inference_run(job_pk=str(job.pk), task_id=task_id, batch_size=8)
             except WorkerDied:
                 pass
+        self.countdowns = {c.kwargs["args"][0]: c.kwargs["countdown"] for c in send.call_args_list}
         return sorted(c.kwargs["args"][0] for c in send.call_args_list)
 
-    def test_a_job_that_keeps_killing_its_worker_fails_alone(self):
+    def leases_end(self):
+        """Time passes beyond every lease (a dead worker's message comes back after the broker's visibility
+        timeout, longer than the lease)."""
         from datetime import timedelta
 
         from django.utils import timezone
+
+        InferenceJob.objects.filter(lease_until__isnull=False).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    def test_a_job_that_keeps_killing_its_worker_fails_alone(self):
 
         from diagnosis.models import INFERENCE_MAX_ATTEMPTS
 
@@ -182,25 +189,58 @@ class BatchMatesOfACrashingJobTests(InferenceFixture, TestCase):
             set(InferenceJob.objects.filter(model_version=self.dr).values_list("attempts", flat=True)), {1}
         )
         # The broker redelivers the same message until the job's count stops it.
+        self.leases_end()
         with self.assertLogs("diagnosis.services", "WARNING") as logged:
             sent = self.deliver(self.crashing, "m1")
+            countdowns = set(self.countdowns.values())  # put back at once: their leases had ended
             for _ in range(INFERENCE_MAX_ATTEMPTS - 1):
+                self.leases_end()
                 self.assertEqual(self.deliver(self.crashing, "m1"), [])
         self.crashing.refresh_from_db()
         self.assertEqual((self.crashing.status, self.crashing.attempts), ("failed", INFERENCE_MAX_ATTEMPTS))
         self.assertIn(f"gave up after {INFERENCE_MAX_ATTEMPTS} attempts", self.crashing.error)
         # Long after, whatever the leases were, each healthy job's own message runs it alone, and it succeeds.
-        InferenceJob.objects.filter(lease_until__isnull=False).update(lease_until=timezone.now() - timedelta(hours=1))
+        self.leases_end()
         for job in self.healthy:
             self.deliver(job, f"own-{job.pk}")
             job.refresh_from_db()
             self.assertEqual((job.status, job.attempts, job.error), ("succeeded", 2, ""))
         self.assertIn("2 batch-mate(s) of its job run alone", logged.output[0])
         self.assertEqual(sent, sorted(str(j.pk) for j in self.healthy))  # each put back with a message of its own
+        self.assertEqual(countdowns, {None})
+
+    def test_a_message_delivered_again_while_its_batch_is_under_lease_leaves_the_batch_mates_to_their_holder(self):
+        from django.conf import settings
+
+        self.deliver(self.crashing, "m1")
+        # The broker delivers the message again at once: its first worker may be alive and running the batch.
+        with self.assertLogs("diagnosis.services", "WARNING") as logged:
+            sent = self.deliver(self.crashing, "m1")
+        self.assertIn("2 batch-mate(s) of its job are under their lease", logged.output[0])
+        for job in self.healthy:
+            job.refresh_from_db()
+            self.assertEqual((job.status, job.claimed_by, job.attempts), ("running", "m1", 1))
+        # Each mate has a message for when its lease ends, not before.
+        self.assertEqual(sent, sorted(str(j.pk) for j in self.healthy))
+        lease = settings.VISUS_INFERENCE_LEASE_SECONDS
+        for countdown in self.countdowns.values():
+            self.assertTrue(lease - 60 < countdown <= lease + 1, countdown)
+        # That message early finds its mate held; once the lease has ended it takes the mate a dead holder left.
+        early, late = self.healthy
+        self.assertEqual(inference_run(job_pk=str(early.pk), task_id=f"own-{early.pk}", batch_size=8), {"ran": 0})
+        self.leases_end()
+        self.deliver(early, f"own-{early.pk}")
+        early.refresh_from_db()
+        self.assertEqual((early.status, early.attempts), ("succeeded", 2))
+        # A holder that finished its mate first leaves the message nothing to do.
+        InferenceJob.objects.filter(pk=late.pk).update(status="succeeded")
+        self.assertEqual(inference_run(job_pk=str(late.pk), task_id=f"own-{late.pk}", batch_size=8), {"ran": 0})
+        self.assertEqual(InferenceJob.objects.get(pk=late.pk).attempts, 1)
 
     def test_a_job_with_an_attempt_counted_is_never_batched(self):
         # The healthy jobs put back after the crash are not taken by another message's batch either.
         self.deliver(self.crashing, "m1")
+        self.leases_end()
         with self.assertLogs("diagnosis.services", "WARNING"):
             self.deliver(self.crashing, "m1")
         fresh = InferenceJob.objects.filter(model_version=self.dr, status="queued").first()
