@@ -107,7 +107,8 @@ class InferenceJob(BaseModel):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True)
-    # The task message that holds the job while it runs, and until when (a dead worker's claim expires).
+    # The task message that holds the job while it runs, and until when (a dead worker's claim expires). On a queued
+    # job: no claim before then (a batch-mate put back after a transient error waits for its delayed message).
     claimed_by = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
     # The outbox mark: when its task message was last handed to the broker. Empty while the job waits for a first

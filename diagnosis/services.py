@@ -90,8 +90,9 @@ def _save_job(
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
 
 
-def inference_jobs_dispatch(job_pks: list[str]) -> int:
+def inference_jobs_dispatch(job_pks: list[str], countdown: float = 0) -> int:
     """Publish the task message of each job and mark it dispatched (``dispatched_at``); returns how many were sent.
+    With a ``countdown`` the worker takes the messages that many seconds later (a job put back after an error).
 
     The transactional outbox's second half: the jobs were written in the transaction that completed the case, and
     this runs after its commit. A broker that cannot be reached fails nothing: the case stays complete, the jobs
@@ -103,7 +104,9 @@ def inference_jobs_dispatch(job_pks: list[str]) -> int:
     sent = 0
     for n, job_pk in enumerate(job_pks):
         try:
-            infer_case_task.apply_async(args=[job_pk], queue="gpu", retry_policy=PUBLISH_RETRY)
+            infer_case_task.apply_async(
+                args=[job_pk], queue="gpu", retry_policy=PUBLISH_RETRY, countdown=countdown or None
+            )
         except Exception as exc:  # after the commit nothing may fail the request: the job waits for the re-dispatch
             logger.error(
                 "Broker unreachable (%s: %s): %d inference job(s) stay queued, not dispatched (first %s); "
@@ -250,15 +253,73 @@ def _attempts(job: InferenceJob) -> str:
     return f"{job.attempts} attempt{'' if job.attempts == 1 else 's'}"
 
 
+# A batch-mate put back after a transient error waits before its next claim, as the task's own retry does
+# (project_task's retry_backoff and retry_backoff_max): 2 s after its first attempt, then 4, 8, ... at most 300.
+MATE_BACKOFF_SECONDS = 2
+MATE_BACKOFF_MAX_SECONDS = 300
+
+
+def _mate_backoff(attempts: int) -> int:
+    return min(MATE_BACKOFF_SECONDS << max(attempts - 1, 0), MATE_BACKOFF_MAX_SECONDS)  # 2, 4, 8, ..., 300
+
+
+def _release_held(task_id: str, job_pk: str) -> None:
+    """Put back the other jobs this message still holds (its earlier delivery batched them, then its worker died)
+    and send each its own message: each runs alone now, as a job with an attempt counted does.
+
+    Only batch-mates whose lease has ended are put back. A broker may deliver the message again while its first
+    worker is still alive and running the batch: its mates, still under their lease, are left to it (running them
+    twice would cost GPU time, their results being kept only for the claim that holds them). Each such mate is
+    sent a message of its own for when its lease ends, which takes it then only if its holder did not finish it:
+    a mate of a worker that did die is not left running.
+    """
+    now = timezone.now()
+    held = list(
+        InferenceJob.objects.select_for_update(skip_locked=True)
+        .filter(status=JobStatus.RUNNING, claimed_by=task_id)
+        .exclude(pk=job_pk)
+        .values_list("pk", "lease_until")
+    )
+    ended = [str(pk) for pk, lease_until in held if lease_until is None or lease_until < now]
+    live = [(str(pk), lease_until) for pk, lease_until in held if lease_until is not None and lease_until >= now]
+    for pk, lease_until in live:
+        due = (lease_until - now).total_seconds() + 1  # a second later, so that a clock running ahead finds it held
+        transaction.on_commit(partial(inference_jobs_dispatch, [pk], countdown=due))
+    if live:
+        logger.warning(
+            "Message %s was delivered again while %d batch-mate(s) of its job are under their lease: they are left "
+            "to their holder, each with a message for when its lease ends",
+            task_id,
+            len(live),
+        )
+    if not ended:
+        return
+    InferenceJob.objects.filter(pk__in=ended).update(
+        status=JobStatus.QUEUED, claimed_by="", lease_until=None, progress=0, updated_at=now
+    )
+    logger.warning("Message %s was delivered again: %d batch-mate(s) of its job run alone", task_id, len(ended))
+    transaction.on_commit(partial(inference_jobs_dispatch, ended))
+
+
 def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
     """Lock the job; take it (and up to batch_size-1 queued jobs of the same model) for this task. A job that had
-    its ``INFERENCE_MAX_ATTEMPTS`` already (its last claims ended without a result: the worker died) fails instead."""
+    its ``INFERENCE_MAX_ATTEMPTS`` already (its last claims ended without a result: the worker died) fails instead.
+
+    Only jobs never claimed are batched: a job with an attempt counted (its batch failed transiently, or its
+    worker died) runs alone, and batch-mates are taken only with no attempt counted. A job that keeps killing its
+    worker thus costs a healthy job batched with it one attempt at most, never its failure; the batch-mates a
+    redelivered message held are put back once their lease has ended, each with a message of its own
+    (``_release_held``).
+    """
     now = timezone.now()
     with transaction.atomic():
         related = ("model_version", "case__subject__trial", "case__subject__site__hospital")
         job = InferenceJob.objects.select_for_update(of=("self",)).select_related(*related).filter(pk=job_pk).first()
+        _release_held(task_id, job_pk)
         if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             return []
+        if job.status == JobStatus.QUEUED and job.lease_until is not None and job.lease_until > now:
+            return []  # a batch-mate put back after a transient error: its delayed message takes it
         if job.model_version.status != ModelStatus.ACTIVE and job.status == JobStatus.QUEUED:
             before = audit_snapshot(job)
             job.status, job.error, job.finished_at = JobStatus.FAILED, "the model was retired before the job ran", now
@@ -293,14 +354,16 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
             )
             logger.warning("Inference job %s failed: gave up after %d attempts", job.pk, job.attempts)
             return []
-        takeable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, claimed_by=task_id)
-        others = list(
-            InferenceJob.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related(*related)
-            .filter(takeable, model_version=job.model_version, attempts__lt=INFERENCE_MAX_ATTEMPTS)
-            .exclude(pk=job.pk)
-            .order_by("created_at")[: max(batch_size - 1, 0)]
-        )
+        others = []
+        if job.attempts == 0:
+            others = list(
+                InferenceJob.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related(*related)
+                .filter(status=JobStatus.QUEUED, model_version=job.model_version, attempts=0)
+                .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+                .exclude(pk=job.pk)
+                .order_by("created_at")[: max(batch_size - 1, 0)]
+            )
         claimed = [job, *others]
         worker = f"{socket.gethostname()}:{os.getpid()}"
         for item in claimed:
@@ -483,13 +546,15 @@ def inference_run(
     """Run a job and, in the same batch, other queued jobs of its model. Safe to call again for any job.
 
     Whatever goes wrong after the claim, no claimed job is left "running":
-    - an error of a ``retryable`` type (the task will run again) puts the unfinished jobs back in the queue,
-      unless this is the task's ``final_attempt`` or the job's ``INFERENCE_MAX_ATTEMPTS``-th (counted on the job,
-      whichever message claimed it); those fail, and when none went back the task gets ``AttemptsExhausted``
-      (not retried) instead of the error;
+    - an error of a ``retryable`` type (the task will run again) puts the task's job back in the queue for the
+      retry, unless this is the task's ``final_attempt`` or the job's ``INFERENCE_MAX_ATTEMPTS``-th (counted on the
+      job, whichever message claimed it): then it fails and, on an earlier attempt, the task gets
+      ``AttemptsExhausted`` (not retried) instead of the error. Its batch-mates go back to the queue each with a
+      message of its own after a backoff (``_release``), never failed by this task's count;
     - any other error, and the task's soft time limit, fails each unfinished job with the reason; completing
       the case again queues it again (with a fresh count).
-    Only the worker's death leaves them running, and then the redelivered message takes them back (a claim too).
+    Only the worker's death leaves them running; the redelivered message then takes its own job back, alone (a
+    claim too), and puts its batch-mates back with a message each (``_claim``).
     """
     batch_size = batch_size or settings.VISUS_INFERENCE_BATCH_SIZE
     jobs = _claim(job_pk, task_id, batch_size)
@@ -499,14 +564,17 @@ def inference_run(
         return _run_claimed(jobs, task_id, batch_size)
     except Exception as exc:
         if isinstance(exc, retryable):
-            spent = [job for job in jobs if final_attempt or job.attempts >= INFERENCE_MAX_ATTEMPTS]
-            for job in jobs:
-                if job in spent:
-                    _fail(job, task_id, f"gave up after {_attempts(job)}: {type(exc).__name__}: {exc}")
-                else:
-                    _release(job, task_id)
-            if len(spent) == len(jobs) and not final_attempt:
-                raise AttemptsExhausted(f"every claimed job had its {INFERENCE_MAX_ATTEMPTS} attempts") from exc
+            lead, mates = jobs[0], jobs[1:]
+            spent = final_attempt or lead.attempts >= INFERENCE_MAX_ATTEMPTS
+            if spent:
+                _fail(lead, task_id, f"gave up after {_attempts(lead)}: {type(exc).__name__}: {exc}")
+            else:
+                _release([lead], task_id)
+            # The task's retry takes its own job back (alone: it has an attempt counted); each batch-mate gets a
+            # message of its own, after a backoff, so the other queued messages do not take it back at once.
+            _release(mates, task_id, wait=True)
+            if spent and not final_attempt:
+                raise AttemptsExhausted(f"the job had its {INFERENCE_MAX_ATTEMPTS} attempts") from exc
             raise
         reason = (
             "the worker's time limit ran out"
@@ -518,11 +586,18 @@ def inference_run(
         raise
 
 
-def _release(job: InferenceJob, task_id: str) -> None:
-    """Back to the queue (a retry of the same task takes it again); nothing if it already finished."""
-    InferenceJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=task_id).update(
-        status=JobStatus.QUEUED, claimed_by="", lease_until=None, progress=0, updated_at=timezone.now()
-    )
+def _release(jobs: list[InferenceJob], task_id: str, *, wait: bool = False) -> None:
+    """Back to the queue (a retry of the same task takes it again); nothing for a job already finished. With
+    ``wait`` each job waits its backoff (``lease_until`` on a queued job: no claim before it) and is sent a
+    message of its own for then (a second later, so that a clock running ahead does not find it waiting)."""
+    for job in jobs:
+        delay = _mate_backoff(job.attempts) if wait else 0
+        not_before = timezone.now() + timedelta(seconds=delay) if wait else None
+        put_back = InferenceJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, claimed_by=task_id).update(
+            status=JobStatus.QUEUED, claimed_by="", lease_until=not_before, progress=0, updated_at=timezone.now()
+        )
+        if put_back and wait:
+            transaction.on_commit(partial(inference_jobs_dispatch, [str(job.pk)], countdown=delay + 1))
 
 
 def _run_claimed(jobs: list[InferenceJob], task_id: str, batch_size: int) -> dict[str, int]:

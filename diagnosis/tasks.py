@@ -12,7 +12,8 @@ TRANSIENT = (TransientError, ConnectionError)
 # re-dispatch sends again does not start the job's count over (inference_run fails it at the bound, no retry).
 @project_task(queue="gpu", soft_time_limit=600, max_retries=INFERENCE_MAX_ATTEMPTS - 1, transient=TRANSIENT)
 def infer_case_task(job_pk: str) -> dict[str, int]:
-    """Run an inference job (batched with other queued jobs of its model). Safe to deliver twice."""
+    """Run an inference job (a first try is batched with other untried queued jobs of its model). Safe to deliver
+    twice."""
     import os
 
     from diagnosis.networks.inference import configure_threads

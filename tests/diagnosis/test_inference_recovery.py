@@ -130,6 +130,160 @@ class BatchFailureTests(InferenceFixture, TestCase):
         self.assertEqual(InferenceJob.objects.filter(case=self.case, model_version=self.dr).count(), 1)
 
 
+class WorkerDied(BaseException):
+    """Stands for SIGKILL: nothing in inference_run handles it, so its claimed jobs stay running."""
+
+
+class BatchMatesOfACrashingJobTests(InferenceFixture, TestCase):
+    """A job that kills its worker on every try costs the healthy jobs batched with it one attempt, never a failure."""
+
+    def setUp(self):
+        self.build()
+        self.addCleanup(self.cleanup)
+        for n in range(2):
+            case = case_create(actor=self.w.coord1, subject=self.w.subject1, laterality="OS", visit_day=20 + n)
+            case_file_upload(actor=self.w.coord1, case=case, data=image_factories.plain_png(410 + n, 300))
+            complete(case, self.w.coord1)
+        complete(self.case, self.w.coord1)
+        self.crashing, *self.healthy = InferenceJob.objects.filter(model_version=self.dr).order_by("created_at")
+        self.assertEqual(len(self.healthy), 2)
+
+    def deliver(self, job, task_id):
+        """One delivery of the job's message; returns the job ids sent a message of their own meanwhile."""
+        from diagnosis import services
+
+        real = services._run_claimed
+
+        def run(jobs, *args):
+            if any(j.pk == self.crashing.pk for j in jobs):
+                raise WorkerDied
+            return real(jobs, *args)
+
+        with (
+            mock.patch("diagnosis.services._run_claimed", side_effect=run),
+            mock.patch("diagnosis.tasks.infer_case_task.apply_async") as send,
+            self.captureOnCommitCallbacks(execute=True),
+        ):
+            try:
+                inference_run(job_pk=str(job.pk), task_id=task_id, batch_size=8)
+            except WorkerDied:
+                pass
+        self.countdowns = {c.kwargs["args"][0]: c.kwargs["countdown"] for c in send.call_args_list}
+        return sorted(c.kwargs["args"][0] for c in send.call_args_list)
+
+    def leases_end(self):
+        """Time passes beyond every lease (a dead worker's message comes back after the broker's visibility
+        timeout, longer than the lease)."""
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        InferenceJob.objects.filter(lease_until__isnull=False).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    def test_a_job_that_keeps_killing_its_worker_fails_alone(self):
+
+        from diagnosis.models import INFERENCE_MAX_ATTEMPTS
+
+        self.deliver(self.crashing, "m1")  # the batch of three dies with its worker
+        self.assertEqual(
+            set(InferenceJob.objects.filter(model_version=self.dr).values_list("attempts", flat=True)), {1}
+        )
+        # The broker redelivers the same message until the job's count stops it.
+        self.leases_end()
+        with self.assertLogs("diagnosis.services", "WARNING") as logged:
+            sent = self.deliver(self.crashing, "m1")
+            countdowns = set(self.countdowns.values())  # put back at once: their leases had ended
+            for _ in range(INFERENCE_MAX_ATTEMPTS - 1):
+                self.leases_end()
+                self.assertEqual(self.deliver(self.crashing, "m1"), [])
+        self.crashing.refresh_from_db()
+        self.assertEqual((self.crashing.status, self.crashing.attempts), ("failed", INFERENCE_MAX_ATTEMPTS))
+        self.assertIn(f"gave up after {INFERENCE_MAX_ATTEMPTS} attempts", self.crashing.error)
+        # Long after, whatever the leases were, each healthy job's own message runs it alone, and it succeeds.
+        self.leases_end()
+        for job in self.healthy:
+            self.deliver(job, f"own-{job.pk}")
+            job.refresh_from_db()
+            self.assertEqual((job.status, job.attempts, job.error), ("succeeded", 2, ""))
+        self.assertIn("2 batch-mate(s) of its job run alone", logged.output[0])
+        self.assertEqual(sent, sorted(str(j.pk) for j in self.healthy))  # each put back with a message of its own
+        self.assertEqual(countdowns, {None})
+
+    def test_a_message_delivered_again_while_its_batch_is_under_lease_leaves_the_batch_mates_to_their_holder(self):
+        from django.conf import settings
+
+        self.deliver(self.crashing, "m1")
+        # The broker delivers the message again at once: its first worker may be alive and running the batch.
+        with self.assertLogs("diagnosis.services", "WARNING") as logged:
+            sent = self.deliver(self.crashing, "m1")
+        self.assertIn("2 batch-mate(s) of its job are under their lease", logged.output[0])
+        for job in self.healthy:
+            job.refresh_from_db()
+            self.assertEqual((job.status, job.claimed_by, job.attempts), ("running", "m1", 1))
+        # Each mate has a message for when its lease ends, not before.
+        self.assertEqual(sent, sorted(str(j.pk) for j in self.healthy))
+        lease = settings.VISUS_INFERENCE_LEASE_SECONDS
+        for countdown in self.countdowns.values():
+            self.assertTrue(lease - 60 < countdown <= lease + 1, countdown)
+        # That message early finds its mate held; once the lease has ended it takes the mate a dead holder left.
+        early, late = self.healthy
+        self.assertEqual(inference_run(job_pk=str(early.pk), task_id=f"own-{early.pk}", batch_size=8), {"ran": 0})
+        self.leases_end()
+        self.deliver(early, f"own-{early.pk}")
+        early.refresh_from_db()
+        self.assertEqual((early.status, early.attempts), ("succeeded", 2))
+        # A holder that finished its mate first leaves the message nothing to do.
+        InferenceJob.objects.filter(pk=late.pk).update(status="succeeded")
+        self.assertEqual(inference_run(job_pk=str(late.pk), task_id=f"own-{late.pk}", batch_size=8), {"ran": 0})
+        self.assertEqual(InferenceJob.objects.get(pk=late.pk).attempts, 1)
+
+    def test_a_job_with_an_attempt_counted_is_never_batched(self):
+        # The healthy jobs put back after the crash are not taken by another message's batch either.
+        self.deliver(self.crashing, "m1")
+        self.leases_end()
+        with self.assertLogs("diagnosis.services", "WARNING"):
+            self.deliver(self.crashing, "m1")
+        fresh = InferenceJob.objects.filter(model_version=self.dr, status="queued").first()
+        InferenceJob.objects.filter(pk=fresh.pk).update(attempts=0)
+        self.assertEqual(
+            inference_run(job_pk=str(fresh.pk), task_id="other", batch_size=8), {"ran": 1, "succeeded": 1, "failed": 0}
+        )
+        self.assertEqual(InferenceJob.objects.filter(model_version=self.dr, status="queued").count(), 1)
+
+    def test_a_transient_error_puts_the_batch_mates_back_with_a_backoff_and_a_message_each(self):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        first, *mates = self.healthy[0], self.healthy[1], self.crashing
+        blip = mock.patch("diagnosis.networks.inference.predict_fundus", side_effect=ConnectionError("storage blip"))
+        with (
+            blip,
+            mock.patch("diagnosis.tasks.infer_case_task.apply_async") as send,
+            self.captureOnCommitCallbacks(execute=True),
+            self.assertRaises(ConnectionError),
+        ):
+            inference_run(
+                job_pk=str(first.pk), task_id="t", batch_size=8, retryable=(ConnectionError,), final_attempt=False
+            )
+        self.assertEqual(sorted(c.kwargs["args"][0] for c in send.call_args_list), sorted(str(j.pk) for j in mates))
+        self.assertEqual({c.kwargs["countdown"] for c in send.call_args_list}, {3})
+        for job in [first, *mates]:
+            job.refresh_from_db()
+            self.assertEqual((job.status, job.attempts, job.claimed_by), ("queued", 1, ""))
+        # A mate's earlier message arriving now finds it waiting; the task's retry runs its own job alone.
+        self.assertEqual(inference_run(job_pk=str(mates[0].pk), task_id="early", batch_size=8), {"ran": 0})
+        self.assertEqual(inference_run(job_pk=str(first.pk), task_id="t", batch_size=8)["ran"], 1)
+        InferenceJob.objects.filter(pk__in=[j.pk for j in mates]).update(
+            lease_until=timezone.now() - timedelta(seconds=1)
+        )
+        for job in mates:
+            self.assertEqual(inference_run(job_pk=str(job.pk), task_id=f"later-{job.pk}", batch_size=8)["ran"], 1)
+        self.assertEqual(
+            set(InferenceJob.objects.filter(model_version=self.dr).values_list("status", flat=True)), {"succeeded"}
+        )
+
+
 class RetryAndTimeLimitTests(InferenceFixture, TestCase):
     def setUp(self):
         self.build()
