@@ -207,7 +207,8 @@ def reader_assign(*, actor: User, trial: Trial, reader: User, phase: str, group:
     else:
         assignment = ReaderAssignment(trial=trial, reader=reader, phase=phase, group=group, seed=secrets.randbits(62))
     audited_save(assignment, actor=actor, action="reading.reader_assign", before=before, trial_ref=trial.slug)
-    queue.queue_fill(assignment)  # the reader's order, stored (again after a re-activation: nothing is lost)
+    k = setup.readers_per_case if setup.crossing == Crossing.K_PER_CASE else None
+    queue.queue_fill(assignment, readers_per_case=k)  # the reader's order, stored (again after a re-activation)
     return assignment
 
 
@@ -366,7 +367,8 @@ def read_next(*, reader: User, trial: Trial, phase: str) -> Read | None:
 
 
 def _lock_own_draft(reader: User, read: Read, version: int | None) -> Read:
-    locked = Read.objects.select_for_update().select_related("case__subject__trial").get(pk=read.pk)
+    # NO KEY UPDATE, not UPDATE, on the read, case, subject and trial: see trials.services.case_set_status.
+    locked = Read.objects.select_for_update(no_key=True).select_related("case__subject__trial").get(pk=read.pk)
     if locked.reader_id != reader.pk:
         raise ApplicationError("This is not your read.", code="forbidden", status=403)
     if locked.is_signed:
@@ -561,7 +563,7 @@ def read_amend(
     _require_meaning(meaning, "amend")
     signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
-        read = Read.objects.select_for_update().select_related("case__subject__trial").get(pk=read.pk)
+        read = Read.objects.select_for_update(no_key=True).select_related("case__subject__trial").get(pk=read.pk)
         trial = read.case.subject.trial
         _require_open_for_reading(trial)
         if not read.is_signed:
@@ -604,7 +606,7 @@ def read_amend(
 def read_reset(*, actor: User, read: Read, reason: str) -> None:
     """A manager discards a reader's unsigned read (its answers and marks), with a reason; the case is served to
     them again. Signed reads are never reset."""
-    read = Read.objects.select_for_update().select_related("case__subject__trial").get(pk=read.pk)
+    read = Read.objects.select_for_update(no_key=True).select_related("case__subject__trial").get(pk=read.pk)
     trial = read.case.subject.trial
     _require_manager(actor, trial)
     reason = _require_reason(reason, "resetting a reader's work")

@@ -349,7 +349,9 @@ def require_site_writer(actor: User | None, subject: Subject, *, doing: str = "c
 @transaction.atomic
 def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
     """Flag a subject as withdrawn. Their data is kept (and stays in analyses the protocol allows)."""
-    subject = Subject.objects.select_for_update().select_related("site__hospital", "trial").get(pk=subject.pk)
+    subject = (
+        Subject.objects.select_for_update(no_key=True).select_related("site__hospital", "trial").get(pk=subject.pk)
+    )
     require_site_writer(actor, subject)
     if not reason.strip():
         raise ValidationError({"reason": "Give the reason for the withdrawal."})
@@ -410,7 +412,15 @@ def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_
 
 @transaction.atomic
 def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -> Case:
-    case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
+    # FOR NO KEY UPDATE on the case and the rows joined to it (subject, site, hospital, trial): they stay locked
+    # against other writers, but a change that only refers to one of them (enrolling a subject, assigning a
+    # reader) does not wait. With FOR UPDATE that change's foreign-key check, run at its commit, would wait for
+    # this lock while this transaction waits for the audit chain lock the other holds: a deadlock.
+    case = (
+        Case.objects.select_for_update(no_key=True)
+        .select_related("subject__site__hospital", "subject__trial")
+        .get(pk=case.pk)
+    )
     require_site_writer(actor, case.subject)
     require_allowed("case.status", case.subject.trial, case.subject)
     if status not in CaseStatus.values:
@@ -452,7 +462,11 @@ def case_record_rnfl(*, actor: User, case: Case, thickness_um: float | None, rea
 
     Changing or clearing a recorded value needs a reason; every change is audited with old and new values.
     """
-    case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
+    case = (
+        Case.objects.select_for_update(no_key=True)
+        .select_related("subject__site__hospital", "subject__trial")
+        .get(pk=case.pk)
+    )
     require_site_writer(actor, case.subject)
     trial = case.subject.trial
     if Modality.OCT not in trial.modalities:
