@@ -320,7 +320,9 @@ def interleaved(first, second) -> list:
 
 class QueueRaceTests(TransactionTestCase):
     """A reader assigned while a case becomes complete (or while they sign the unaided read that queues it for the
-    aided phase) finds the case in their queue, whichever transaction commits first (PostgreSQL, real threads)."""
+    aided phase) finds the case in their queue, whichever transaction commits first (PostgreSQL, real threads).
+    The services' paths also pin that neither waits for the other forever: with FOR UPDATE (not NO KEY UPDATE) on
+    the case's or read's trial, completing or signing while a reader is assigned was a deadlock."""
 
     def setUp(self):
         require_postgresql()
