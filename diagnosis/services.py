@@ -158,7 +158,9 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
         if digest is None:
             continue
         job = (
-            InferenceJob.objects.select_for_update().filter(case=case, model_version=model, input_digest=digest).first()
+            InferenceJob.objects.select_for_update(no_key=True)
+            .filter(case=case, model_version=model, input_digest=digest)
+            .first()
         )
         if job is None:
             for older in InferenceJob.objects.filter(case=case, model_version=model, is_current=True):
@@ -238,7 +240,12 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
     now = timezone.now()
     with transaction.atomic():
         related = ("model_version", "case__subject__trial", "case__subject__site__hospital")
-        job = InferenceJob.objects.select_for_update(of=("self",)).select_related(*related).filter(pk=job_pk).first()
+        job = (
+            InferenceJob.objects.select_for_update(no_key=True, of=("self",))
+            .select_related(*related)
+            .filter(pk=job_pk)
+            .first()
+        )
         if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             return []
         if job.model_version.status != ModelStatus.ACTIVE and job.status == JobStatus.QUEUED:
@@ -262,7 +269,7 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
             return []  # another live task holds it and will finish it
         takeable = Q(status=JobStatus.QUEUED) | Q(status=JobStatus.RUNNING, claimed_by=task_id)
         others = list(
-            InferenceJob.objects.select_for_update(skip_locked=True, of=("self",))
+            InferenceJob.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
             .select_related(*related)
             .filter(takeable, model_version=job.model_version)
             .exclude(pk=job.pk)
@@ -386,7 +393,7 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
     stored = [save_private(f"predictions/{job.case_id}", r.overlay, "png") if r.overlay else "" for r in results]
     try:
         with transaction.atomic():
-            locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
+            locked = InferenceJob.objects.select_for_update(no_key=True).get(pk=job.pk)
             if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or locked.predictions.exists():
                 delete_quietly([name for name in stored if name])
                 return False
@@ -421,7 +428,7 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
 
 def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
     with transaction.atomic():
-        locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
+        locked = InferenceJob.objects.select_for_update(no_key=True).get(pk=job.pk)
         if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id:
             return
         before = audit_snapshot(locked)

@@ -395,3 +395,47 @@ class QueueRaceTests(TransactionTestCase):
         read = self.draft()
         self.assertEqual(interleaved(lambda: self.sign(read), lambda: self.assign("aided")), [])
         self.assertTrue(self.queued("aided"))
+
+
+class ReadNextRaceTests(TransactionTestCase):
+    """A reader asking for their next case while a case of the trial is completed (which queues it for every
+    unaided assignment, under the audit chain's lock): both finish, in either order (PostgreSQL, real threads).
+    With FOR UPDATE (not NO KEY UPDATE) on the reader's assignment, read_next held it while waiting for the audit
+    chain's lock, and the completion's foreign-key check of its queue rows, at its commit, waited for read_next:
+    a deadlock."""
+
+    def setUp(self):
+        require_postgresql()
+        self.w = ReadingWorld(reading=False)
+        self.racing = self.w.add_cases(3, complete=False)
+        for case in self.racing:
+            attach_photograph(case, self.w.coord1)
+        self.w.start_reading()
+        self.readers = [self.w.reader, self.w.reader2, self.w.reader3]
+
+    def complete(self, case) -> None:
+        case_set_status(actor=self.w.coord1, case=case, status="complete")
+
+    def open_next(self, reader) -> None:
+        self.assertIsNotNone(services.read_next(reader=reader, trial=self.w.trial, phase="unaided"))
+
+    def check(self) -> None:
+        for reader in self.readers:
+            self.assertEqual(Read.objects.filter(reader=reader, status="draft").count(), 1)
+        for case in self.racing:
+            self.assertEqual(Case.objects.get(pk=case.pk).status, "complete")
+            queued_or_read = {
+                *QueuedCase.objects.filter(case=case).values_list("assignment__reader", flat=True),
+                *Read.objects.filter(case=case).values_list("reader", flat=True),
+            }
+            self.assertEqual(queued_or_read, {r.pk for r in self.readers})
+
+    def test_a_case_completed_while_a_reader_opens_their_next_case(self):
+        for case, reader in zip(self.racing, self.readers, strict=True):
+            self.assertEqual(interleaved(lambda c=case: self.complete(c), lambda r=reader: self.open_next(r)), [])
+        self.check()
+
+    def test_a_reader_opening_their_next_case_while_a_case_is_completed(self):
+        for case, reader in zip(self.racing, self.readers, strict=True):
+            self.assertEqual(interleaved(lambda r=reader: self.open_next(r), lambda c=case: self.complete(c)), [])
+        self.check()
