@@ -216,7 +216,7 @@ def model_set_status(*, actor: User | None, model: ModelVersion, status: str, re
         raise ValidationError({"status": f"Unknown status {status!r}."})
     if not reason.strip():
         raise ValidationError({"reason": "Give a reason for activating or retiring a model."})
-    model = ModelVersion.objects.select_for_update().get(pk=model.pk)
+    model = ModelVersion.objects.select_for_update(no_key=True).get(pk=model.pk)
     if model.status == status:
         return model
     before = audit_snapshot(model)

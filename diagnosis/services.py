@@ -169,7 +169,9 @@ def inference_jobs_queue(*, case: Case) -> list[InferenceJob]:
         if digest is None:
             continue
         job = (
-            InferenceJob.objects.select_for_update().filter(case=case, model_version=model, input_digest=digest).first()
+            InferenceJob.objects.select_for_update(no_key=True)
+            .filter(case=case, model_version=model, input_digest=digest)
+            .first()
         )
         if job is None:
             for older in InferenceJob.objects.filter(case=case, model_version=model, is_current=True):
@@ -275,7 +277,7 @@ def _release_held(task_id: str, job_pk: str) -> None:
     """
     now = timezone.now()
     held = list(
-        InferenceJob.objects.select_for_update(skip_locked=True)
+        InferenceJob.objects.select_for_update(skip_locked=True, no_key=True)
         .filter(status=JobStatus.RUNNING, claimed_by=task_id)
         .exclude(pk=job_pk)
         .values_list("pk", "lease_until")
@@ -314,7 +316,12 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
     now = timezone.now()
     with transaction.atomic():
         related = ("model_version", "case__subject__trial", "case__subject__site__hospital")
-        job = InferenceJob.objects.select_for_update(of=("self",)).select_related(*related).filter(pk=job_pk).first()
+        job = (
+            InferenceJob.objects.select_for_update(no_key=True, of=("self",))
+            .select_related(*related)
+            .filter(pk=job_pk)
+            .first()
+        )
         _release_held(task_id, job_pk)
         if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             return []
@@ -357,7 +364,7 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
         others = []
         if job.attempts == 0:
             others = list(
-                InferenceJob.objects.select_for_update(skip_locked=True, of=("self",))
+                InferenceJob.objects.select_for_update(skip_locked=True, no_key=True, of=("self",))
                 .select_related(*related)
                 .filter(status=JobStatus.QUEUED, model_version=job.model_version, attempts=0)
                 .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
@@ -482,7 +489,7 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
     stored = [save_private(f"predictions/{job.case_id}", r.overlay, "png") if r.overlay else "" for r in results]
     try:
         with transaction.atomic():
-            locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
+            locked = InferenceJob.objects.select_for_update(no_key=True).get(pk=job.pk)
             if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or locked.predictions.exists():
                 delete_quietly([name for name in stored if name])
                 return False
@@ -517,7 +524,7 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
 
 def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
     with transaction.atomic():
-        locked = InferenceJob.objects.select_for_update().get(pk=job.pk)
+        locked = InferenceJob.objects.select_for_update(no_key=True).get(pk=job.pk)
         if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id:
             return
         before = audit_snapshot(locked)

@@ -114,8 +114,9 @@ class ReaderAssignment(BaseModel):
 class QueuedCase(models.Model):
     """A case waiting in one reader assignment's queue, at its place in the reader's order (``rank``: the case id
     hashed with the assignment's seed, ``reading.services.ReaderOrder``). Next case walks the queue in rank order
-    and serves the first case still servable (``servable_cases``), so a request costs a few index probes instead
-    of hashing every case of the trial.
+    and serves the first case still servable (``servable_cases``), so a request costs one index probe per queued
+    case it skips (usually none; in the AI-aided phase also each case still in its washout) instead of hashing
+    every case of the trial.
 
     Which cases wait: in the unaided phase every complete case of the trial (queued when the assignment is made and
     when a case becomes complete); in the AI-aided phase the cases whose unaided read the reader signed (queued when

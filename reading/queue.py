@@ -4,7 +4,16 @@ change, so that next case walks an index instead of hashing every case of the tr
 The order is the one next case always had: the case id hashed with the assignment's seed (``ReaderOrder``). The
 queue only says which cases may come up; whether one is servable now is checked by ``servable_cases`` at each
 walk. Every function here runs inside the caller's transaction: one INSERT ... SELECT or DELETE each, whatever
-the number of cases."""
+the number of cases.
+
+Two changes that each read what the other writes must not both miss the other: a reader assigned while a case
+becomes complete (or while they sign the unaided read that queues it for the aided phase), a case given back
+while a queue is filled. Under READ COMMITTED each INSERT ... SELECT sees only what was committed when it began,
+so both would commit and the case would wait in no queue (next case 204 while the worklist counts it). So each
+function here first takes ``queue_lock``, the audit chain's lock, which every audited change holds from its first
+event to its commit: whichever of the two takes it second waits for the other's commit and its INSERT ... SELECT
+sees it. Every caller is an audited change that holds that lock already (or takes it a statement or two later),
+so it adds no wait and no new lock order (``QueueRaceTests``)."""
 
 from __future__ import annotations
 
@@ -12,8 +21,9 @@ import hashlib
 from typing import Any
 
 from django.db import connection
-from django.db.models import BigIntegerField, Exists, F, Func, OuterRef, QuerySet, UUIDField, Value
+from django.db.models import BigIntegerField, Count, Exists, F, Func, OuterRef, Q, QuerySet, UUIDField, Value
 
+from platform_core.audit.services import audit_chain_lock
 from reading.models import CalibrationCase, Phase, QueuedCase, Read, ReaderAssignment, ReadStatus
 from trials.models import Case, CaseStatus
 
@@ -59,6 +69,13 @@ def sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
         connection.connection.create_function(SQLITE_RANK, 2, sqlite_reader_rank, deterministic=True)
 
 
+def queue_lock() -> None:
+    """Wait for every concurrent audited change to commit (or roll back) and hold them off until this
+    transaction ends: the audit chain's lock (``audit_chain_lock``), which they hold from their first event on.
+    The statements after it see what they committed."""
+    audit_chain_lock()
+
+
 def _insert(rows: QuerySet[Any]) -> None:
     """INSERT INTO the queue the (assignment, case, rank) rows that ``rows`` selects, keeping rows already there."""
     sql, params = rows.order_by().values_list("q_assignment", "q_case", "q_rank").query.sql_with_params()
@@ -76,10 +93,17 @@ def _opened(reader_id: Any, phase: str, case: Any = None) -> Exists:
     )
 
 
-def queue_fill(assignment: ReaderAssignment) -> None:
+def queue_fill(assignment: ReaderAssignment, *, readers_per_case: int | None = None) -> None:
     """Queue what may come up for a new (or re-activated) assignment: in the unaided phase the trial's complete
-    cases, in the aided phase the cases whose unaided read the reader signed; in both, none they opened already."""
+    cases, in the aided phase the cases whose unaided read the reader signed; in both, none they opened already
+    and, with k readers per case (``readers_per_case``), none that k readers opened in the phase (calibration
+    cases aside). Takes ``queue_lock`` first."""
+    queue_lock()
     cases = Case.objects.filter(trial_id=assignment.trial_id).exclude(_opened(assignment.reader_id, assignment.phase))
+    if readers_per_case is not None:
+        opened = Read.objects.filter(case=OuterRef("pk"), phase=assignment.phase).order_by().values("case")
+        full = opened.annotate(n=Count("pk")).filter(n__gte=readers_per_case).values("case")
+        cases = cases.exclude(Q(pk__in=full) & ~Exists(CalibrationCase.objects.filter(case=OuterRef("pk"))))
     if assignment.phase == Phase.AIDED:
         cases = cases.filter(
             Exists(
@@ -124,12 +148,14 @@ def _queue_for_phase(case: Case, trial_id: Any, phase: str) -> None:
 def queue_case_completed(*, case: Case) -> None:
     """``trials.hooks.on_case_completed``: a case that becomes complete waits in every unaided assignment of its
     trial whose reader has not opened it (again after a reopening: kept if it is still there)."""
+    queue_lock()
     _queue_for_phase(case, case.trial_id, Phase.UNAIDED)
 
 
 def queue_unaided_signed(read: Read) -> None:
     """A signed unaided read queues its case in the reader's aided assignment of the trial, if any (served once
     the washout is over)."""
+    queue_lock()
     opened = Read.objects.filter(case_id=read.case_id, reader_id=read.reader_id, phase=Phase.AIDED)
     assignments = ReaderAssignment.objects.filter(
         trial_id=read.assignment.trial_id, reader_id=read.reader_id, phase=Phase.AIDED
@@ -144,6 +170,7 @@ def queue_take(read: Read, *, readers_per_case: int | None = None) -> None:
     QueuedCase.objects.filter(assignment_id=read.assignment_id, case_id=read.case_id).delete()
     if readers_per_case is None:
         return
+    queue_lock()
     if Read.objects.filter(case_id=read.case_id, phase=read.phase).count() < readers_per_case:
         return
     if CalibrationCase.objects.filter(case_id=read.case_id).exists():
@@ -156,6 +183,7 @@ def queue_take(read: Read, *, readers_per_case: int | None = None) -> None:
 def queue_return(read: Read, *, every_reader: bool = False) -> None:
     """A reset read gives its case back to the reader's queue, at its place; with k readers per case
     (``every_reader``) to every queue of the phase it may have left (``queue_take``)."""
+    queue_lock()
     case = Case(pk=read.case_id)
     if every_reader:
         _queue_for_phase(case, read.assignment.trial_id, read.phase)

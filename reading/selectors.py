@@ -25,6 +25,7 @@ from reading.models import (
     Adjudication,
     AdjudicationStatus,
     CalibrationCase,
+    Crossing,
     PanelMember,
     Phase,
     Read,
@@ -236,8 +237,10 @@ def setup_of(trial: Trial) -> ReadingSetup | None:
 
 def aided_phase_opens(user: User, trial: Trial) -> datetime | None:
     """When the reader's AI-aided phase next serves a case, while the washout still holds it back: the earliest
-    washout end of their signed unaided reads of cases they have not yet opened aided. None when a case is
-    servable now, or when none will be (no aided phase, nothing signed unaided)."""
+    washout end of their signed unaided reads of cases they have not yet opened aided and that will be servable
+    then as they are now (complete, subject enrolled; with k readers per case, not yet opened aided by k readers
+    unless a calibration case). None when a case is servable now, or when none will be (no aided phase, nothing
+    signed unaided that can still come up)."""
     setup = setup_of(trial)
     if setup is None or not setup.aided_phase:
         return None
@@ -245,17 +248,25 @@ def aided_phase_opens(user: User, trial: Trial) -> datetime | None:
     opened_aided = Read.objects.filter(reader=user, case=OuterRef("case"), phase=Phase.AIDED)
     # Only reads still held back: a washed-out case that is not servable (excluded since, or read by enough
     # readers) must not hide the date of the next one.
-    first = (
-        Read.objects.filter(
-            reader=user,
-            case__subject__trial=trial,
-            phase=Phase.UNAIDED,
-            status=ReadStatus.SIGNED,
-            signed_at__gt=clock.now() - washout,
+    first = Read.objects.filter(
+        reader=user,
+        case__subject__trial=trial,
+        phase=Phase.UNAIDED,
+        status=ReadStatus.SIGNED,
+        signed_at__gt=clock.now() - washout,
+        case__status=CaseStatus.COMPLETE,
+        case__subject__status=SubjectStatus.ENROLLED,
+    ).exclude(Exists(opened_aided))
+    if setup.crossing == Crossing.K_PER_CASE:
+        full = (
+            Read.objects.filter(case=OuterRef("case"), phase=Phase.AIDED)
+            .order_by()
+            .values("case")
+            .annotate(n=Count("pk"))
+            .filter(n__gte=setup.readers_per_case)
         )
-        .exclude(Exists(opened_aided))
-        .aggregate(first=Min("signed_at"))["first"]
-    )
+        first = first.exclude(Exists(full) & Q(case__calibration__isnull=True))
+    first = first.aggregate(first=Min("signed_at"))["first"]
     if first is None:
         return None
     opens: datetime = first + washout

@@ -158,7 +158,7 @@ def reading_setup_set(*, actor: User, trial: Trial, **fields: Any) -> ReadingSet
         raise ValidationError({"__all__": f"Unknown reading set-up fields: {', '.join(sorted(unknown))}."})
     if trial.status == TrialStatus.CLOSED:
         raise ApplicationError("This trial is closed.", code="trial_closed", status=409)
-    setup = ReadingSetup.objects.select_for_update().filter(trial=trial).first()
+    setup = ReadingSetup.objects.select_for_update(no_key=True).filter(trial=trial).first()
     before = snapshot(setup, SETUP_FIELDS) if setup else None
     before_audit = audit_snapshot(setup) if setup else None
     setup = setup or ReadingSetup(trial=trial)
@@ -197,7 +197,9 @@ def reader_assign(*, actor: User, trial: Trial, reader: User, phase: str, group:
         raise ValidationError({"group": f"Choose one of the trial's experience groups: {', '.join(setup.groups)}."})
     if not _reader_of_trial(reader, trial):
         raise ValidationError({"reader": "This person holds no reader role at a site of this trial."})
-    assignment = ReaderAssignment.objects.select_for_update().filter(trial=trial, reader=reader, phase=phase).first()
+    assignment = (
+        ReaderAssignment.objects.select_for_update(no_key=True).filter(trial=trial, reader=reader, phase=phase).first()
+    )
     before = None
     if assignment is not None:
         before = audit_snapshot(assignment)
@@ -207,7 +209,8 @@ def reader_assign(*, actor: User, trial: Trial, reader: User, phase: str, group:
     else:
         assignment = ReaderAssignment(trial=trial, reader=reader, phase=phase, group=group, seed=secrets.randbits(62))
     audited_save(assignment, actor=actor, action="reading.reader_assign", before=before, trial_ref=trial.slug)
-    queue.queue_fill(assignment)  # the reader's order, stored (again after a re-activation: nothing is lost)
+    k = setup.readers_per_case if setup.crossing == Crossing.K_PER_CASE else None
+    queue.queue_fill(assignment, readers_per_case=k)  # the reader's order, stored (again after a re-activation)
     return assignment
 
 
@@ -272,8 +275,11 @@ def calibration_case_mark(*, actor: User, case: Case, known_answers: dict[str, A
 
 
 def _own_assignment(reader: User, trial: Trial, phase: str) -> ReaderAssignment:
+    # NO KEY UPDATE, as every row lock in Visus that is not followed by a delete: a change that holds the audit
+    # chain's lock and queued a case for this assignment checks its foreign key (FOR KEY SHARE) at commit; with
+    # FOR UPDATE here, read_next held that check up while it waited for the audit chain's lock: a deadlock.
     assignment = (
-        ReaderAssignment.objects.select_for_update()
+        ReaderAssignment.objects.select_for_update(no_key=True)
         .filter(trial=trial, reader=reader, phase=phase, is_active=True)
         .first()
     )
@@ -366,7 +372,10 @@ def read_next(*, reader: User, trial: Trial, phase: str) -> Read | None:
 
 
 def _lock_own_draft(reader: User, read: Read, version: int | None) -> Read:
-    locked = Read.objects.select_for_update().select_related("case__subject__trial").get(pk=read.pk)
+    # NO KEY UPDATE, not UPDATE, on the read, case, subject and trial: see trials.services.case_set_status.
+    locked = (
+        Read.objects.select_for_update(no_key=True, of=("self",)).select_related("case__subject__trial").get(pk=read.pk)
+    )
     if locked.reader_id != reader.pk:
         raise ApplicationError("This is not your read.", code="forbidden", status=403)
     if locked.is_signed:
@@ -561,7 +570,11 @@ def read_amend(
     _require_meaning(meaning, "amend")
     signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
-        read = Read.objects.select_for_update().select_related("case__subject__trial").get(pk=read.pk)
+        read = (
+            Read.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("case__subject__trial")
+            .get(pk=read.pk)
+        )
         trial = read.case.subject.trial
         _require_open_for_reading(trial)
         if not read.is_signed:
@@ -604,7 +617,9 @@ def read_amend(
 def read_reset(*, actor: User, read: Read, reason: str) -> None:
     """A manager discards a reader's unsigned read (its answers and marks), with a reason; the case is served to
     them again. Signed reads are never reset."""
-    read = Read.objects.select_for_update().select_related("case__subject__trial").get(pk=read.pk)
+    read = (
+        Read.objects.select_for_update(no_key=True, of=("self",)).select_related("case__subject__trial").get(pk=read.pk)
+    )
     trial = read.case.subject.trial
     _require_manager(actor, trial)
     reason = _require_reason(reason, "resetting a reader's work")
@@ -751,7 +766,7 @@ def adjudication_sign(
         raise ValidationError(errors)
     signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
-        adjudication = Adjudication.objects.select_for_update().get(pk=adjudication.pk)
+        adjudication = Adjudication.objects.select_for_update(no_key=True).get(pk=adjudication.pk)
         setup = setup_for(trial)
         if version != adjudication.version:
             raise ApplicationError(
@@ -801,7 +816,7 @@ def reference_lock(
     _require_meaning(meaning, "lock")
     signature_verify(user=actor, password=password, username=username)
     with transaction.atomic():
-        setup = ReadingSetup.objects.select_for_update().get(pk=setup_for(trial).pk)
+        setup = ReadingSetup.objects.select_for_update(no_key=True).get(pk=setup_for(trial).pk)
         if setup.reference_locked_at:
             raise ApplicationError("The reference standard is already locked.", code="locked", status=409)
         setup.reference_locked_at = timezone.now()

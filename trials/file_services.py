@@ -327,7 +327,7 @@ def _retire(
     *, actor: User, case_file: CaseFile, status: str, reason: str, replacement: CaseFile | None, action: str
 ) -> CaseFile:
     case_file = (
-        CaseFile.objects.select_for_update()
+        CaseFile.objects.select_for_update(no_key=True, of=("self",))
         .select_related("case__subject__trial", "case__subject__site__hospital")
         .get(pk=case_file.pk)
     )
@@ -380,7 +380,7 @@ def case_file_withdraw(*, actor: User, case_file: CaseFile, reason: str) -> Case
 @transaction.atomic
 def case_file_supersede(*, actor: User, case_file: CaseFile, replacement: CaseFile, reason: str) -> CaseFile:
     """Mark a file as replaced by a newer upload of the same case and modality (which must be active)."""
-    replacement = CaseFile.objects.select_for_update().get(pk=replacement.pk)
+    replacement = CaseFile.objects.select_for_update(no_key=True).get(pk=replacement.pk)
     if replacement.pk == case_file.pk:
         raise ValidationError({"replacement": "A file cannot replace itself."})
     if replacement.case_id != case_file.case_id or replacement.status != FileStatus.ACCEPTED:

@@ -47,7 +47,7 @@ def _text(value: str, field: str, message: str) -> str:
 
 def _lock(query: DataQuery) -> DataQuery:
     return (
-        DataQuery.objects.select_for_update(of=("self",))
+        DataQuery.objects.select_for_update(no_key=True, of=("self",))
         .select_related("case__subject__trial", "case__subject__site__hospital")
         .get(pk=query.pk)
     )

@@ -79,7 +79,7 @@ def trial_create(*, actor: User, **fields: Any) -> Trial:
 
 @transaction.atomic
 def trial_update(*, actor: User, trial: Trial, reason: str = "", **fields: Any) -> Trial:
-    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
     _require_manager(actor, trial)
     unknown = set(fields) - set(TRIAL_FIELDS)
     if unknown:
@@ -110,7 +110,7 @@ def trial_update(*, actor: User, trial: Trial, reason: str = "", **fields: Any) 
 
 @transaction.atomic
 def trial_transition(*, actor: User, trial: Trial, status: str, reason: str = "") -> Trial:
-    trial = Trial.objects.select_for_update().get(pk=trial.pk)
+    trial = Trial.objects.select_for_update(no_key=True).get(pk=trial.pk)
     _require_manager(actor, trial)
     if status not in TrialStatus.values:
         raise ValidationError({"status": f"Unknown status {status!r}."})
@@ -166,7 +166,11 @@ def trial_site_add(*, actor: User, trial: Trial, hospital: Hospital, enrolment_t
 def trial_site_update(
     *, actor: User, site: TrialSite, reason: str, enrolment_target: int | None = None, status: str | None = None
 ) -> TrialSite:
-    site = TrialSite.objects.select_for_update().select_related("trial", "hospital").get(pk=site.pk)
+    site = (
+        TrialSite.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("trial", "hospital")
+        .get(pk=site.pk)
+    )
     _require_manager(actor, site.trial)
     if site.trial.status == TrialStatus.CLOSED:  # as for adding a site: a closed trial's sites stay as they were
         raise ApplicationError("The trial is closed: its sites can no longer be changed.", code="trial_closed")
@@ -230,7 +234,9 @@ def check_eligibility(trial: Trial, answers: Mapping[str, Any]) -> dict[str, boo
 
 
 def _next_number(site: TrialSite) -> int:
-    locked = TrialSite.objects.select_for_update().get(pk=site.pk)
+    # NO KEY UPDATE: a case created at this site (its foreign key to the site, checked at commit) does not wait for
+    # the numbering, which would wait for that change's audit chain lock: a deadlock.
+    locked = TrialSite.objects.select_for_update(no_key=True).get(pk=site.pk)
     locked.last_subject_number += 1
     locked.save(update_fields=["last_subject_number"])
     return locked.last_subject_number
@@ -263,7 +269,7 @@ def subject_enroll(
     if submission_token:  # only after the permission check, and only at this site: nothing of another leaks
         # Lock the site first (as numbering does): a double submit racing this one has then either committed,
         # and is found here, or waits; without it the second insert failed full_clean's unique check (a 400).
-        TrialSite.objects.select_for_update().filter(pk=site.pk).exists()
+        TrialSite.objects.select_for_update(no_key=True).filter(pk=site.pk).exists()
         existing = Subject.objects.filter(site=site, submission_token=submission_token).first()
         if existing is not None:
             raise ApplicationError(
@@ -349,7 +355,11 @@ def require_site_writer(actor: User | None, subject: Subject, *, doing: str = "c
 @transaction.atomic
 def subject_withdraw(*, actor: User, subject: Subject, reason: str) -> Subject:
     """Flag a subject as withdrawn. Their data is kept (and stays in analyses the protocol allows)."""
-    subject = Subject.objects.select_for_update().select_related("site__hospital", "trial").get(pk=subject.pk)
+    subject = (
+        Subject.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("site__hospital", "trial")
+        .get(pk=subject.pk)
+    )
     require_site_writer(actor, subject)
     if not reason.strip():
         raise ValidationError({"reason": "Give the reason for the withdrawal."})
@@ -410,7 +420,15 @@ def case_create(*, actor: User | None, subject: Subject, laterality: str, visit_
 
 @transaction.atomic
 def case_set_status(*, actor: User, case: Case, status: str, reason: str = "") -> Case:
-    case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
+    # FOR NO KEY UPDATE on the case and the rows joined to it (subject, site, hospital, trial): they stay locked
+    # against other writers, but a change that only refers to one of them (enrolling a subject, assigning a
+    # reader) does not wait. With FOR UPDATE that change's foreign-key check, run at its commit, would wait for
+    # this lock while this transaction waits for the audit chain lock the other holds: a deadlock.
+    case = (
+        Case.objects.select_for_update(no_key=True)
+        .select_related("subject__site__hospital", "subject__trial")
+        .get(pk=case.pk)
+    )
     require_site_writer(actor, case.subject)
     require_allowed("case.status", case.subject.trial, case.subject)
     if status not in CaseStatus.values:
@@ -452,7 +470,11 @@ def case_record_rnfl(*, actor: User, case: Case, thickness_um: float | None, rea
 
     Changing or clearing a recorded value needs a reason; every change is audited with old and new values.
     """
-    case = Case.objects.select_for_update().select_related("subject__site__hospital", "subject__trial").get(pk=case.pk)
+    case = (
+        Case.objects.select_for_update(no_key=True)
+        .select_related("subject__site__hospital", "subject__trial")
+        .get(pk=case.pk)
+    )
     require_site_writer(actor, case.subject)
     trial = case.subject.trial
     if Modality.OCT not in trial.modalities:
@@ -517,7 +539,7 @@ def reference_standard_record(
         locked = hooks.reference_locked(trial)
         if locked:
             raise ApplicationError(locked, code="reference_locked", status=409)
-    existing = ReferenceStandard.objects.select_for_update().filter(case=case).first()
+    existing = ReferenceStandard.objects.select_for_update(no_key=True).filter(case=case).first()
     new_values = {"icdr_grade": icdr_grade, "glaucoma": glaucoma, "source": source}
     if existing is not None:
         before = audit_snapshot(existing)

@@ -21,7 +21,7 @@ def visual_field_rejudge(*, actor: User, trial: Trial, reason: str) -> int:
     criteria = trial_reliability_criteria(trial)
     changed = judged = 0
     results = (
-        VisualFieldResult.objects.select_for_update()
+        VisualFieldResult.objects.select_for_update(no_key=True, of=("self",))
         .filter(case__subject__trial=trial)
         .select_related("case__subject__site__hospital")
         .order_by("created_at", "pk")

@@ -202,7 +202,7 @@ def sign_in_attempt_begin(*, user: User, address: str) -> bool:
         SignInFailure.objects.bulk_create(
             [SignInFailure(user=user, address=address, count=0, window_started=now)], ignore_conflicts=True
         )
-        row = SignInFailure.objects.select_for_update().get(user=user, address=address)
+        row = SignInFailure.objects.select_for_update(no_key=True).get(user=user, address=address)
         if row.blocked_until is not None and row.blocked_until > now:
             return False
         if row.window_started <= now - window:  # a new window (a block that ended starts one too)
@@ -401,7 +401,7 @@ def user_update(*, actor: User, user: User, reason: str, groups: Iterable[Group]
     unknown = set(fields) - set(USER_ADMIN_FIELDS)
     if unknown:
         raise ValueError(f"Unknown user fields: {sorted(unknown)}")
-    user = User.objects.select_for_update().get(pk=user.pk)
+    user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
     audited_before = audit_snapshot(user)
     before = snapshot(user, fields.keys())
     for name, value in fields.items():
@@ -438,7 +438,7 @@ def user_password_set(*, actor: User | None, user: User, password: str, reason: 
     if actor is not None and actor.pk == user.pk:
         raise ValidationError("Change your own password on your password page; it asks for your current one.")
     reason = _reason_required(reason, "Give a reason for setting another person's password.")
-    user = User.objects.select_for_update().get(pk=user.pk)
+    user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
     try:
         validate_password(password, user)
     except ValidationError as exc:
@@ -464,7 +464,7 @@ def hospital_update(*, actor: User, hospital: Hospital, reason: str, **fields: A
     unknown = set(fields) - set(HOSPITAL_ADMIN_FIELDS)
     if unknown:
         raise ValueError(f"Unknown hospital fields: {sorted(unknown)}")
-    hospital = Hospital.objects.select_for_update().get(pk=hospital.pk)
+    hospital = Hospital.objects.select_for_update(no_key=True).get(pk=hospital.pk)
     before = audit_snapshot(hospital)
     if "name" in fields:
         hospital.name = (fields["name"] or "").strip()
@@ -647,7 +647,7 @@ def invitation_create(
                 "“Add an existing account”."
             }
         )
-    pending = Invitation.objects.select_for_update().filter(
+    pending = Invitation.objects.select_for_update(no_key=True).filter(
         email=email,
         hospital__in=managed_hospitals_for(actor),
         accepted_at__isnull=True,
@@ -740,7 +740,11 @@ def invitation_accept(*, token: str, full_name: str, password: str) -> User:
     """Create the invited person's account with the password they chose (checked by the password validators)
     and grant the role they were invited to. Works once: the invitation row is locked, then marked accepted."""
     invitation = invitation_by_token(token)
-    invitation = Invitation.objects.select_for_update().select_related("hospital", "invited_by").get(pk=invitation.pk)
+    invitation = (
+        Invitation.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("hospital", "invited_by")
+        .get(pk=invitation.pk)
+    )
     invitation_require_usable(invitation)  # also refuses an address that has an account
     name = (full_name or "").strip() or invitation.full_name
     probe = User(email=invitation.email, full_name=name)
@@ -773,7 +777,9 @@ def invitation_accept(*, token: str, full_name: str, password: str) -> User:
 @transaction.atomic
 def invitation_revoke(*, actor: User, invitation: Invitation, reason: str) -> Invitation:
     """Withdraw an invitation that has not been used (a mistyped address, a change of plan)."""
-    invitation = Invitation.objects.select_for_update().select_related("hospital").get(pk=invitation.pk)
+    invitation = (
+        Invitation.objects.select_for_update(no_key=True, of=("self",)).select_related("hospital").get(pk=invitation.pk)
+    )
     _require_manages(actor, invitation.hospital)
     reason = _reason_required(reason, "Give a reason for withdrawing an invitation.")
     if invitation.accepted_at is not None:
@@ -819,7 +825,11 @@ def person_role_grant(*, actor: User, user: User, hospital: Hospital, role: Role
 def person_role_revoke(*, actor: User, membership: Membership, reason: str) -> Membership:
     """Revoke a role at a hospital ``actor`` manages, with a reason. Nobody revokes their own role here, and a
     fellow manager's trial manager role only an administrator revokes (one manager cannot lock out the others)."""
-    membership = Membership.objects.select_for_update().select_related("hospital", "user").get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("hospital", "user")
+        .get(pk=membership.pk)
+    )
     _require_manages(actor, membership.hospital)
     reason = _reason_required(reason, "Give a reason for revoking a role.")
     if membership.user_id == actor.pk:
@@ -835,7 +845,7 @@ def person_role_revoke(*, actor: User, membership: Membership, reason: str) -> M
 def person_unlock(*, actor: User, user: User, reason: str) -> User:
     """Unlock an account locked after failed sign-ins (the sign-in page's "your trial manager can unlock
     sooner"), for a person ``actor`` manages, through ``user_unlock``."""
-    user = User.objects.select_for_update().get(pk=user.pk)
+    user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
     _require_person_managed(actor, user)
     reason = _reason_required(reason, "Give a reason for unlocking an account.")
     if not user.is_locked and not user.failed_login_count:
@@ -851,7 +861,7 @@ def person_deactivate(*, actor: User, user: User, reason: str) -> User:
     instead)."""
     from platform_core.accounts.selectors import managed_hospitals_for, memberships_elsewhere
 
-    user = User.objects.select_for_update().get(pk=user.pk)
+    user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
     _require_person_managed(actor, user)
     reason = _reason_required(reason, "Give a reason for deactivating an account.")
     if user.pk == actor.pk:

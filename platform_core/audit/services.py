@@ -87,6 +87,13 @@ def redaction_marker(redaction_seq: int) -> dict[str, int]:
     return {REDACTION_MARKER_KEY: redaction_seq}
 
 
+def audit_chain_lock() -> None:
+    """Hold the audit chain's lock until the transaction ends, as every audited change does from its first event
+    on (taking it again is free). A change that must see every concurrent audited change either committed before
+    it reads, or waiting for its own commit, takes it before reading (``reading.queue.queue_lock``)."""
+    _lock_chain()
+
+
 def _lock_chain() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

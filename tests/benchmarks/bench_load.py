@@ -17,7 +17,9 @@ without pause would measure the queue in front of four workers, not a request. S
 again (a deliberately slow hash), so the harness marks the reader's draft signed in the database after the draft
 save, as bench_reading does, and the next request for the next case takes the full path (a new case chosen in
 the reader's own order among about 88,000). Run: ``make bench ARGS=bench_load``; ``BENCH_LOAD_SECONDS`` (60)
-per scenario, ``BENCH_LOAD_USERS`` (50), ``BENCH_LOAD_SCENARIOS`` (``list,next,dashboard``).
+per scenario, ``BENCH_LOAD_USERS`` (50), ``BENCH_LOAD_SCENARIOS`` (``list,next,dashboard``). The dashboard
+scenario runs with a Celery worker of the default queue (concurrency 1, gunicorn's environment), started before it
+and stopped after it: a large trial's dashboard is computed by a task.
 
 The seeding also fills the readers' queues (``reading.queue``: 4,600,000 rows, one per case a reader may still be
 served, in one INSERT ... SELECT and the order's index built after it).
@@ -62,9 +64,13 @@ case p95 8.1 s.
 
 What the walk costs: the queued cases skipped before the first servable one. A reader's order is a random
 permutation, so that is about 1 / (the servable share of their queue): excluded or reopened cases, cases of
-withdrawn subjects and, in the AI-aided phase, cases still in their washout are skipped, one index probe each. A
-case opened by k readers leaves every queue of its phase (``reading.queue.queue_take``), so a k-readers-per-case
-trial does not fill the queues with cases taken by others. The lead's rerun on a quiet machine decides the
+withdrawn subjects and, in the AI-aided phase, cases still in their washout are skipped, one index probe each.
+That last share is not bounded: a reader who signed many unaided reads within the washout walks past all of them
+on each aided request until the first one opens (the 409 ``washout`` answer walks the whole queue). A case opened
+by k readers leaves every queue of its phase (``reading.queue.queue_take``) and a queue filled later leaves it
+out (``queue_fill``), so a k-readers-per-case trial does not fill the queues with cases taken by others
+(``queue_take`` counts the case's readers after ``queue_lock``, so two readers opening its last places at once
+are counted in turn). The lead's rerun on a quiet machine decides the
 targets.
 """
 
@@ -406,6 +412,40 @@ def _credentials() -> dict:
 # --- The run -----------------------------------------------------------------------------------------------------
 
 
+def _start_worker(env: dict[str, str], bin_dir: Path, data_dir: Path) -> subprocess.Popen:
+    """A Celery worker of the default queue, one process, with gunicorn's environment: a large trial's dashboard
+    is computed by a task (``VISUS_DASHBOARD_INLINE_READS``), so the dashboard scenario needs one. Returns once
+    the worker says it is ready (its log), or raises."""
+    log_path = data_dir / "worker.log"
+    worker = subprocess.Popen(
+        [str(bin_dir / "celery"), "-A", "platform_core", "worker", "-Q", "default", "--concurrency", "1"]
+        + ["-n", f"bench-load-{os.getpid()}@%h", "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log_path, "w"),  # celery logs to stderr
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited ({worker.returncode}):\n{log_path.read_text()[-2000:]}")
+        if " ready." in log_path.read_text():
+            return worker
+        time.sleep(1)
+    _stop(worker)
+    raise RuntimeError(f"the Celery worker was not ready in 300 s:\n{log_path.read_text()[-2000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM (gunicorn and Celery finish the request or task at hand), then SIGKILL after 30 s."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(30)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -445,6 +485,7 @@ def main() -> None:
     env = bench_env(data_dir)
     bin_dir = Path(sys.executable).parent
     server = None
+    worker = None  # the dashboard scenario's Celery worker, while it runs
     import psycopg2
 
     try:
@@ -486,6 +527,9 @@ def main() -> None:
         )
         for scenario in scenarios:
             prefix = data_dir / scenario
+            if scenario == "dashboard":
+                worker = _start_worker(env, bin_dir, data_dir)
+                print("[dashboard] Celery worker started (queue default, concurrency 1)", flush=True)
             print(f"[{scenario}] before: {_load()}", flush=True)
             subprocess.run(
                 [str(bin_dir / "locust"), "-f", str(Path(__file__).with_name("load_locustfile.py")), "--headless"]
@@ -518,16 +562,18 @@ def main() -> None:
             if failures.exists():
                 for row in list(csv.DictReader(failures.open()))[:3]:
                     print(f"  failure: {row['Name']}: {row['Error'][:160]} (x{row['Occurrences']})", flush=True)
+            if worker is not None:
+                _stop(worker)
+                worker = None
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-        log = data_dir / "gunicorn.log"
-        if log.exists() and ("Traceback" in log.read_text() or "WORKER TIMEOUT" in log.read_text()):
-            print(f"gunicorn logged errors (tail):\n{log.read_text()[-2000:]}", flush=True)
+        for process in (worker, server):
+            if process is not None:
+                _stop(process)
+        for name in ("gunicorn", "worker"):
+            log = data_dir / f"{name}.log"
+            text = log.read_text() if log.exists() else ""
+            if "Traceback" in text or "WORKER TIMEOUT" in text:
+                print(f"{name} logged errors (tail):\n{text[-2000:]}", flush=True)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -6,20 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import threading
 import uuid
 from datetime import timedelta
 
-from django.db import connection
-from django.test import TestCase
+from django.db import connection, transaction
+from django.test import TestCase, TransactionTestCase
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from platform_core.accounts.models import Role
-from reading import services
-from reading.models import Phase, QueuedCase, Read
+from reading import queue, services
+from reading.models import Phase, QueuedCase, Read, ReaderAssignment
 from reading.queue import ReaderOrder, sqlite_reader_rank
+from tests.support import require_postgresql
 from tests.support.factories import member
-from tests.support.reading import ReadingWorld
+from tests.support.reading import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
 from tests.support.uploads import attach_photograph
 from trials.models import Case
 from trials.services import case_create, case_set_status, subject_withdraw
@@ -136,6 +138,14 @@ class KPerCaseQueueTests(TestCase):
         self.assertEqual(readers, {w.reader.pk, w.reader2.pk, w.reader3.pk})
         again = services.read_next(reader=w.reader3, trial=w.trial, phase="unaided")
         self.assertEqual(again.case_id, read.case_id)
+
+    def test_a_reader_assigned_late_is_not_queued_the_cases_k_readers_opened(self):
+        w = ReadingWorld(crossing="k_per_case", k=1)
+        read = services.read_next(reader=w.reader, trial=w.trial, phase="unaided")
+        late = member(Role.READER, w.h1, email="late@visus.example")
+        a = services.reader_assign(actor=w.manager, trial=w.trial, reader=late, phase="unaided", group="resident")
+        queued = set(QueuedCase.objects.filter(assignment=a).values_list("case_id", flat=True))
+        self.assertEqual(queued, {c.pk for c in w.cases} - {read.case_id})
 
     def test_a_calibration_case_stays_in_every_queue(self):
         w = ReadingWorld(crossing="k_per_case", k=1, reading=False)
@@ -268,3 +278,164 @@ class SqliteRankTests(TestCase):
         self.assertEqual(sorted(ids, key=lambda i: sqlite_reader_rank(7, i)), by_text)
         self.assertTrue(all(-(2**63) <= sqlite_reader_rank(7, i) < 2**63 for i in ids))
         self.assertIsNone(sqlite_reader_rank(None, ids[0]))
+
+
+def interleaved(first, second) -> list:
+    """Run ``first`` in a transaction that, once its work is done and before it commits, waits up to 2 s for
+    ``second`` (started then in another thread, with its own connection) to finish: two web workers whose
+    statements interleave. Unordered, ``second`` commits while ``first`` is still open and neither sees the
+    other's change; ordered by the queue lock, ``second`` waits for ``first``'s commit. Returns the exceptions."""
+    first_done, second_done = threading.Event(), threading.Event()
+    errors: list = []
+
+    def run_first() -> None:
+        try:
+            with transaction.atomic():
+                first()
+                first_done.set()
+                second_done.wait(timeout=2)
+        except Exception as exc:  # collected: the test asserts there are none
+            errors.append(exc)
+        finally:
+            first_done.set()
+            connection.close()
+
+    def run_second() -> None:
+        try:
+            first_done.wait(timeout=60)
+            second()
+        except Exception as exc:  # collected: the test asserts there are none
+            errors.append(exc)
+        finally:
+            second_done.set()
+            connection.close()
+
+    threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
+class QueueRaceTests(TransactionTestCase):
+    """A reader assigned while a case becomes complete (or while they sign the unaided read that queues it for the
+    aided phase) finds the case in their queue, whichever transaction commits first (PostgreSQL, real threads).
+    The services' paths also pin that neither waits for the other forever: with FOR UPDATE (not NO KEY UPDATE) on
+    the case's or read's trial, completing or signing while a reader is assigned was a deadlock."""
+
+    def setUp(self):
+        require_postgresql()
+        self.w = ReadingWorld(aided=True, reading=False)
+        self.case = self.w.add_cases(1, complete=False)[0]
+        attach_photograph(self.case, self.w.coord1)
+        self.late = member(Role.READER, self.w.h1, email="late@visus.example")
+
+    def assign(self, phase: str) -> None:
+        services.reader_assign(
+            actor=self.w.manager, trial=self.w.trial, reader=self.late, phase=phase, group="resident"
+        )
+
+    def complete(self) -> None:
+        case_set_status(actor=self.w.coord1, case=self.case, status="complete")
+
+    def queued(self, phase: str) -> bool:
+        return QueuedCase.objects.filter(case=self.case, assignment__reader=self.late, assignment__phase=phase).exists()
+
+    def test_a_case_completed_while_a_reader_is_assigned_is_queued_for_them(self):
+        self.assertEqual(interleaved(lambda: self.assign("unaided"), self.complete), [])
+        self.assertTrue(self.queued("unaided"))
+
+    def test_a_reader_assigned_while_a_case_is_completed_gets_it(self):
+        self.assertEqual(interleaved(self.complete, lambda: self.assign("unaided")), [])
+        self.assertTrue(self.queued("unaided"))
+
+    def test_the_queue_functions_order_themselves_before_any_audit_event(self):
+        # Raw writes, no audit event before the queue's statements: queue_lock alone orders the two.
+        def assign():
+            a = ReaderAssignment.objects.create(
+                trial=self.w.trial, reader=self.late, phase="unaided", group="resident", seed=7
+            )
+            queue.queue_fill(a)
+
+        def complete():
+            with transaction.atomic():
+                Case.objects.filter(pk=self.case.pk).update(status="complete")
+                queue.queue_case_completed(case=Case.objects.get(pk=self.case.pk))
+
+        self.assertEqual(interleaved(assign, complete), [])
+        self.assertTrue(self.queued("unaided"))
+
+    def draft(self):
+        self.complete()
+        self.assign("unaided")
+        self.w.start_reading()
+        read = services.read_next(reader=self.late, trial=self.w.trial, phase="unaided")
+        while read.case_id != self.case.pk:  # the late reader's own order: sign until the racing case comes up
+            self.sign(read)
+            read = services.read_next(reader=self.late, trial=self.w.trial, phase="unaided")
+        return services.read_draft_save(
+            reader=self.late, read=read, version=read.version, answers=GOOD, confidences=GOOD_CONF
+        )
+
+    def sign(self, read) -> None:
+        read = services.read_draft_save(
+            reader=self.late, read=read, version=read.version, answers=GOOD, confidences=GOOD_CONF
+        )
+        services.read_sign(
+            read=read, signer=self.late, password=PASSWORD, meaning=services.MEANING_READ, version=read.version
+        )
+
+    def test_an_unaided_read_signed_while_the_aided_assignment_is_made_is_queued_in_it(self):
+        read = self.draft()
+        self.assertEqual(interleaved(lambda: self.assign("aided"), lambda: self.sign(read)), [])
+        self.assertTrue(self.queued("aided"))
+
+    def test_an_aided_assignment_made_while_an_unaided_read_is_signed_gets_its_case(self):
+        read = self.draft()
+        self.assertEqual(interleaved(lambda: self.sign(read), lambda: self.assign("aided")), [])
+        self.assertTrue(self.queued("aided"))
+
+
+class ReadNextRaceTests(TransactionTestCase):
+    """A reader asking for their next case while a case of the trial is completed (which queues it for every
+    unaided assignment, under the audit chain's lock): both finish, in either order (PostgreSQL, real threads).
+    With FOR UPDATE (not NO KEY UPDATE) on the reader's assignment, read_next held it while waiting for the audit
+    chain's lock, and the completion's foreign-key check of its queue rows, at its commit, waited for read_next:
+    a deadlock."""
+
+    def setUp(self):
+        require_postgresql()
+        self.w = ReadingWorld(reading=False)
+        self.racing = self.w.add_cases(3, complete=False)
+        for case in self.racing:
+            attach_photograph(case, self.w.coord1)
+        self.w.start_reading()
+        self.readers = [self.w.reader, self.w.reader2, self.w.reader3]
+
+    def complete(self, case) -> None:
+        case_set_status(actor=self.w.coord1, case=case, status="complete")
+
+    def open_next(self, reader) -> None:
+        self.assertIsNotNone(services.read_next(reader=reader, trial=self.w.trial, phase="unaided"))
+
+    def check(self) -> None:
+        for reader in self.readers:
+            self.assertEqual(Read.objects.filter(reader=reader, status="draft").count(), 1)
+        for case in self.racing:
+            self.assertEqual(Case.objects.get(pk=case.pk).status, "complete")
+            queued_or_read = {
+                *QueuedCase.objects.filter(case=case).values_list("assignment__reader", flat=True),
+                *Read.objects.filter(case=case).values_list("reader", flat=True),
+            }
+            self.assertEqual(queued_or_read, {r.pk for r in self.readers})
+
+    def test_a_case_completed_while_a_reader_opens_their_next_case(self):
+        for case, reader in zip(self.racing, self.readers, strict=True):
+            self.assertEqual(interleaved(lambda c=case: self.complete(c), lambda r=reader: self.open_next(r)), [])
+        self.check()
+
+    def test_a_reader_opening_their_next_case_while_a_case_is_completed(self):
+        for case, reader in zip(self.racing, self.readers, strict=True):
+            self.assertEqual(interleaved(lambda r=reader: self.open_next(r), lambda c=case: self.complete(c)), [])
+        self.check()

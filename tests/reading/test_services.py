@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
-from reading import services
+from reading import queue, services
 from reading.models import Adjudication, LesionMark, Phase, Read
 from tests.support.reading import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
 from trials.models import ReferenceStandard
@@ -171,6 +171,32 @@ class WashoutTests(TestCase):
         opens = aided_phase_opens(w.reader, w.trial)
         self.assertIsNotNone(opens)
         self.assertAlmostEqual((opens - now).total_seconds(), timedelta(days=18).total_seconds(), delta=60)
+
+    def test_a_held_back_case_that_will_not_be_servable_names_no_opening(self):
+        from reading.selectors import aided_phase_opens
+        from trials.services import case_set_status
+
+        w = ReadingWorld(aided=True)
+        held = w.signed_read(w.reader)  # in its washout
+        self.assertIsNotNone(aided_phase_opens(w.reader, w.trial))
+        case = held.case
+        coordinator = w.coord1 if case.subject.site.hospital == w.h1 else w.coord2
+        case_set_status(actor=coordinator, case=case, status="excluded", reason="ungradable")
+        self.assertIsNone(aided_phase_opens(w.reader, w.trial))  # nothing will open: 204, not a date
+
+    def test_a_held_back_case_already_read_aided_by_k_readers_names_no_opening(self):
+        from reading.selectors import aided_phase_opens
+
+        w = ReadingWorld(aided=True, crossing="k_per_case", k=1)
+        held = w.signed_read(w.reader)
+        self.assertIsNotNone(aided_phase_opens(w.reader, w.trial))
+        other = w.signed_read(w.reader2)
+        Read.objects.filter(pk=other.pk).update(case=held.case)  # reader2's unaided read of the same case
+        Read.objects.filter(pk=other.pk).update(signed_at=timezone.now() - timedelta(days=30))
+        queue.queue_unaided_signed(Read.objects.get(pk=other.pk))  # as its signing would have queued it
+        aided = services.read_next(reader=w.reader2, trial=w.trial, phase="aided")  # the k-th (1st) aided reader
+        self.assertEqual(aided.case_id, held.case_id)
+        self.assertIsNone(aided_phase_opens(w.reader, w.trial))
 
 
 class DraftTests(TestCase):

@@ -1,12 +1,14 @@
 import datetime as dt
 
 from django.core.exceptions import ValidationError
-from django.test import TestCase
+from django.test import TestCase, TransactionTestCase
 
 from platform_core.accounts.models import Role
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_verify
 from platform_core.errors import ApplicationError
+from tests.reading.test_queue import interleaved
+from tests.support import require_postgresql
 from tests.support.factories import ELIGIBLE, HospitalFactory, TrialWorld, enrol, make_trial, member
 from trials import services
 from trials.models import Case, Subject, Trial, TrialSite
@@ -271,3 +273,36 @@ class CaseTests(TestCase):
         w = self.world
         with self.assertRaises(ValidationError):
             services.case_create(actor=w.coord1, subject=w.subject1, laterality="OS", visit_day=-1)
+
+
+class EnrolWhileCaseCreatedRaceTests(TransactionTestCase):
+    """A subject enrolled at a site while a case of another subject of that site is created: both finish, in either
+    order (PostgreSQL, real threads). With FOR UPDATE (not NO KEY UPDATE) on the site, numbering held it while
+    waiting for the audit chain's lock, and the new case's foreign-key check of its site, at its commit, waited for
+    the numbering: a deadlock."""
+
+    def setUp(self):
+        require_postgresql()
+        self.w = TrialWorld()
+        self.subject = self.w.subject1
+
+    def enrol(self) -> None:
+        enrol(coordinator=self.w.coord1, trial=self.w.trial, hospital=self.w.h1)
+
+    def create_case(self, day: int) -> None:
+        services.case_create(actor=self.w.coord1, subject=self.subject, laterality="OS", visit_day=day)
+
+    def check(self, rounds: int) -> None:
+        site = TrialSite.objects.get(trial=self.w.trial, hospital=self.w.h1)
+        self.assertEqual(Subject.objects.filter(site=site).count(), site.last_subject_number)
+        self.assertEqual(Case.objects.filter(subject=self.subject, laterality="OS").count(), rounds)
+
+    def test_a_case_created_while_a_subject_is_enrolled_at_its_site(self):
+        for day in range(1, 4):
+            self.assertEqual(interleaved(lambda d=day: self.create_case(d), self.enrol), [])
+        self.check(3)
+
+    def test_a_subject_enrolled_while_a_case_is_created_at_its_site(self):
+        for day in range(1, 4):
+            self.assertEqual(interleaved(self.enrol, lambda d=day: self.create_case(d)), [])
+        self.check(3)
