@@ -119,8 +119,11 @@ class SigningRaceTests(TransactionTestCase):
 
     def test_a_reader_double_submitting_the_signature_signs_once(self):
         read = self.draft(self.w.reader)
+        # Four at once: every signature counts as a sign-in attempt before its password is checked (accounts'
+        # login_attempt_begin), so VISUS_LOCKOUT_THRESHOLD (5) simultaneous ones lock the account for a moment
+        # by design, and the fifth would be refused as "locked", not as "signed" or "stale".
         results = race(
-            6,
+            4,
             lambda i: reading.read_sign(
                 read=read,
                 signer=self.w.reader,
@@ -131,7 +134,7 @@ class SigningRaceTests(TransactionTestCase):
             ),
         )
         errors = clear_refusals(results)
-        self.assertEqual(len(errors), 5)
+        self.assertEqual(len(errors), 3)
         for error in errors:
             self.assertIn(getattr(error, "code", ""), {"signed", "stale"}, error)
         self.assertEqual(AuditEvent.objects.filter(action="read.sign", object_id=str(read.pk)).count(), 1)
