@@ -64,7 +64,9 @@ def signature_identity(request: Request, data: dict[str, Any]) -> str | None:
 
 
 def own_read(user: User, pk: Any) -> Read:
-    return get_object_or_404(selectors.reads_of(user), pk=pk)
+    """The user's own read, for a service to act on (its marks are not fetched: ``read_response`` reads the read
+    afresh for the answer)."""
+    return get_object_or_404(selectors.reads_of(user).prefetch_related(None), pk=pk)
 
 
 class MarkSerializer(serializers.ModelSerializer):
@@ -140,8 +142,9 @@ class ReadOutputSerializer(serializers.Serializer):
         ]
 
 
-def read_response(read: Read, code: int = status.HTTP_200_OK) -> Response:
-    read = selectors.reads_of(read.reader).get(pk=read.pk)
+def read_response(reader: User, pk: Any, code: int = status.HTTP_200_OK) -> Response:
+    """The reader's read as it is now (after the service's change), with its marks."""
+    read = get_object_or_404(selectors.reads_of(reader), pk=pk)
     return Response(ReadOutputSerializer(read).data, status=code)
 
 
@@ -173,7 +176,7 @@ class ReadNextApi(APIView):
                     extra={"opens_at": opens.isoformat()},
                 )
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return read_response(read)
+        return read_response(signed_in_user(request), read.pk)
 
 
 class ReadDetailApi(APIView):
@@ -181,7 +184,7 @@ class ReadDetailApi(APIView):
 
     @extend_schema(responses=ReadOutputSerializer)
     def get(self, request: Request, pk: str) -> Response:
-        return read_response(own_read(signed_in_user(request), pk))
+        return read_response(signed_in_user(request), pk)
 
 
 class ReadDraftApi(APIView):
@@ -201,7 +204,7 @@ class ReadDraftApi(APIView):
         data = self.ReadDraftInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         read = services.read_draft_save(reader=signed_in_user(request), read=read, **data.validated_data)
-        return read_response(read)
+        return read_response(signed_in_user(request), read.pk)
 
 
 class ReadSignApi(APIView):
@@ -221,7 +224,7 @@ class ReadSignApi(APIView):
         username = signature_identity(request, data.validated_data)
         read = services.read_sign(read=read, signer=signed_in_user(request), username=username, **data.validated_data)
         signing.signed(request)
-        return read_response(read)
+        return read_response(signed_in_user(request), read.pk)
 
 
 class ReadAmendApi(APIView):
@@ -244,7 +247,7 @@ class ReadAmendApi(APIView):
         username = signature_identity(request, data.validated_data)
         read = services.read_amend(read=read, signer=signed_in_user(request), username=username, **data.validated_data)
         signing.signed(request)
-        return read_response(read)
+        return read_response(signed_in_user(request), read.pk)
 
 
 class MarkInputSerializer(serializers.Serializer):

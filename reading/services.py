@@ -278,9 +278,12 @@ def _own_assignment(reader: User, trial: Trial, phase: str) -> ReaderAssignment:
     # NO KEY UPDATE, as every row lock in Visus that is not followed by a delete: a change that holds the audit
     # chain's lock and queued a case for this assignment checks its foreign key (FOR KEY SHARE) at commit; with
     # FOR UPDATE here, read_next held that check up while it waited for the audit chain's lock: a deadlock.
+    # Only this row (no ordering, ``of=self``): the model's ordering joins the trial and the reader, and a lock
+    # without ``of`` takes their rows too, so every reader of the trial waited here for the one before them.
     assignment = (
-        ReaderAssignment.objects.select_for_update(no_key=True)
+        ReaderAssignment.objects.select_for_update(no_key=True, of=("self",))
         .filter(trial=trial, reader=reader, phase=phase, is_active=True)
+        .order_by()
         .first()
     )
     if assignment is None:
@@ -350,7 +353,11 @@ def read_next(*, reader: User, trial: Trial, phase: str) -> Read | None:
         number=(last or 0) + 1,
         unaided_read=unaided,
     )
-    read.full_clean(validate_unique=False, validate_constraints=False)
+    # The foreign keys are rows this transaction just read (the assignment under its lock, the case from the
+    # walk): not looked up again.
+    read.full_clean(
+        exclude=["assignment", "reader", "case", "unaided_read"], validate_unique=False, validate_constraints=False
+    )
     try:
         with transaction.atomic():
             read.save(force_insert=True)
@@ -359,8 +366,11 @@ def read_next(*, reader: User, trial: Trial, phase: str) -> Read | None:
             "This case was just opened elsewhere; ask for the next case again.", code="conflict", status=409
         ) from None
     queue.queue_take(read, readers_per_case=setup.readers_per_case if setup.crossing == Crossing.K_PER_CASE else None)
-    assignment.last_read_at = timezone.now()
-    assignment.save(update_fields=["last_read_at", "updated_at"])
+    # An update, not a save: the time is no input of the dashboard, whose version the read's insert already bumps
+    # (evaluation.signals), so the assignment's save signal would only bump it a second time.
+    now = timezone.now()
+    ReaderAssignment.objects.filter(pk=assignment.pk).update(last_read_at=now, updated_at=now)
+    assignment.last_read_at = assignment.updated_at = now
     audit_record(
         actor=reader,
         action="read.open",

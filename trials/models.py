@@ -234,6 +234,12 @@ class Subject(BaseModel):
 
     class Meta:
         ordering = ["trial", "pseudonym"]
+        indexes = [
+            # A site's subjects in pseudonym order: the case list of a coordinator (trials.selectors.CasesByTrial).
+            # Pseudonyms start with the site's code, so in the trial's pseudonym order a site is one block, and a
+            # coordinator of a late site would otherwise walk past every other site's subjects first.
+            models.Index(fields=["trial", "site", "pseudonym"], name="subject_trial_site_pseudonym"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["trial", "pseudonym"], name="unique_subject_pseudonym"),
             models.UniqueConstraint(fields=["site", "number"], name="unique_subject_number_per_site"),

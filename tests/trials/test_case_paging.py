@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from unittest import mock
 
+from django.db import connection
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.test import APIClient
 
-from tests.support.factories import TrialWorld, enrol, make_trial
+from platform_core.accounts.models import Role
+from tests.support.factories import MembershipFactory, TrialWorld, enrol, make_trial, member
 from trials.selectors import CasesByTrial, cases_for
 from trials.services import case_create
+
+SITE_FILTER = r'"trials_subject"\."site_id" = \'[0-9a-f-]+\''  # the subject's site as a value, not the join
 
 
 class CasePagingTests(TestCase):
@@ -39,6 +44,35 @@ class CasePagingTests(TestCase):
                     walked = [c for start in range(0, len(expected), size) for c in pages[start : start + size]]
                     self.assertEqual([c.pk for c in walked], [c.pk for c in expected])
             self.assertEqual(pages[len(expected) : len(expected) + 5], [])
+
+    def test_one_site_or_several(self):
+        """A coordinator of both sites (several sites per trial), and a trial-wide role's list filtered by one site
+        (one site per trial, as a coordinator's): the same rows in the same order as the sorted list."""
+        both = member(Role.COORDINATOR, self.w.h1, email="both-sites@visus.example")
+        MembershipFactory(user=both, hospital=self.w.h2, role=Role.COORDINATOR)
+        for cases in (cases_for(both), cases_for(self.w.monitor).filter(site__hospital=self.w.h2)):
+            expected = list(cases)
+            pages = CasesByTrial(cases)
+            self.assertEqual(pages.count(), len(expected))
+            for size in (1, 3, 5):
+                walked = [c for start in range(0, len(expected), size) for c in pages[start : start + size]]
+                self.assertEqual([c.pk for c in walked], [c.pk for c in expected])
+
+    def test_a_page_of_one_site_walks_that_sites_subjects(self):
+        """Where a trial's visible cases are all at one site, its page asks for that site's subjects (the index on
+        subject trial, site, pseudonym), not every subject of the trial; several sites, no such filter."""
+
+        def page_sql(user) -> list[str]:
+            with CaptureQueriesContext(connection) as queries:
+                CasesByTrial(cases_for(user))[6:10]
+            return [q["sql"] for q in queries.captured_queries if "LIMIT" in q["sql"]]
+
+        one_site = page_sql(self.w.coord2)
+        self.assertEqual(len(one_site), 2)  # the slice spans both trials (8 cases of coord2's in each)
+        for sql in one_site:
+            self.assertRegex(sql, SITE_FILTER)
+        for sql in page_sql(self.w.monitor):
+            self.assertNotRegex(sql, SITE_FILTER)
 
     def test_the_order_is_protocol_pseudonym_visit_and_eye(self):
         cases = CasesByTrial(cases_for(self.w.monitor))[0:100]
