@@ -7,7 +7,8 @@ chain's lock when it locks the reference standard's row. The import locked that 
 ordering, the case's, subject's and trial's rows with it), then waited for the chain's lock: a deadlock. So did any
 change that holds the trial's row while it waits for the chain's lock (``case_set_status``), once the signing reached
 the reference's lock, and the first reference of a case inserted by both (the import's row, not yet committed, holds
-up the signing's insert)."""
+up the signing's insert). And an import checked the reference lock before it waited: a lock signed meanwhile
+committed first, and the imported label after it."""
 
 from __future__ import annotations
 
@@ -174,3 +175,19 @@ class ReferenceWhileSigningRaceTests(TransactionTestCase):
         self.assertEqual(paused_race("reading.services.reference_standard_record", self.sign, self.exclude_case2), [])
         self.check(grade=2, source="majority", actions=["reference.record", "reference.amend"])
         self.assertEqual(Case.objects.get(pk=self.w.case2.pk).status, "excluded")
+
+    def test_the_reference_locked_while_a_reference_is_imported(self):
+        # The import's lock check and its label are one step: the lock, signed meanwhile, waits for the import's
+        # commit. Checked before the chain's lock, the import found the reference unlocked, the lock committed,
+        # and the imported label was recorded after it.
+        def lock() -> None:
+            services.reference_lock(
+                actor=self.w.manager, trial=self.w.trial, password=PASSWORD, meaning=services.MEANING_LOCK
+            )
+
+        errors = paused_race("trials.services.audited_save", self.import_reference, lock)
+        reference = ReferenceStandard.objects.get(case=self.w.case1)
+        recorded = AuditEvent.objects.get(action="reference.record", object_id=str(reference.pk))
+        locked = AuditEvent.objects.get(action="reference.lock")
+        self.assertLess(recorded.seq, locked.seq, "the imported label was recorded after the lock")
+        self.assertEqual(errors, [])
