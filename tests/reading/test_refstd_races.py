@@ -48,7 +48,7 @@ def paused_race(pause_at: str, first: Callable[[], Any], second: Callable[[], An
     web workers whose transactions interleave at that point. Each thread has its own connection and the services'
     own transactions. Returns the exceptions (a deadlock is PostgreSQL's "deadlock detected", raised in one of the
     two after its deadlock_timeout), and an AssertionError when ``second`` never waited for ``first`` (finished
-    alone, or ran 10 s without waiting): the two did not overlap."""
+    alone, or ran 30 s without waiting): the two did not overlap."""
     original = pkgutil.resolve_name(pause_at)
     paused, go = threading.Event(), threading.Event()
     errors: list[Exception] = []
@@ -57,7 +57,7 @@ def paused_race(pause_at: str, first: Callable[[], Any], second: Callable[[], An
     def pausing(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread() is threads["first"] and not paused.is_set():
             paused.set()
-            go.wait(timeout=30)
+            go.wait(timeout=60)
         return original(*args, **kwargs)
 
     def run(work: Callable[[], Any]) -> None:
@@ -78,7 +78,7 @@ def paused_race(pause_at: str, first: Callable[[], Any], second: Callable[[], An
             threads["first"].join(timeout=60)
             return [*errors, AssertionError(f"the first never reached {pause_at}")]
         threads["second"].start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         waited = False
         while threads["second"].is_alive() and not waited and time.monotonic() < deadline:
             waited = _someone_waits_for_a_lock()
