@@ -535,10 +535,11 @@ def reference_standard_record(
         _require_manager(actor, trial)
     if icdr_grade is None and not glaucoma:
         raise ValidationError({"icdr_grade": "Give a DR grade, a glaucoma answer, or both."})
-    # The audit chain's lock before the reference's row: reading records the majority or an adjudication here
-    # after its own first event, holding that lock already. Locking the row first, an import held it (and the
-    # row it inserts) while waiting for the chain's lock that a signing held while waiting for the row: a deadlock.
-    # Taken before the lock check too, so that a reference lock committed before it is seen.
+    # The audit chain's lock before the reference's row: reading records the majority here in a signing that wrote
+    # its own event first, holding that lock already (read_sign, read_amend). Locking the row first, an import or
+    # an adjudication held it (or the row it inserted) while waiting for the chain's lock, which the signing held
+    # while waiting for the row: a deadlock. Taken before the lock check too, so that a reference lock signed
+    # meanwhile waits for this change instead of committing between the check and the label.
     audit_chain_lock()
     if source == ReferenceSource.IMPORTED:
         locked = hooks.reference_locked(trial)
