@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from platform_core.accounts.models import Hospital, Role, User
 from platform_core.accounts.selectors import user_has_role
-from platform_core.audit.services import audit_snapshot, audited_save, diff, snapshot
+from platform_core.audit.services import audit_chain_lock, audit_snapshot, audited_save, diff, snapshot
 from platform_core.errors import ApplicationError
 from trials import hooks
 from trials.models import (
@@ -535,11 +535,20 @@ def reference_standard_record(
         _require_manager(actor, trial)
     if icdr_grade is None and not glaucoma:
         raise ValidationError({"icdr_grade": "Give a DR grade, a glaucoma answer, or both."})
+    # The audit chain's lock before the reference's row: reading records the majority here in a signing that wrote
+    # its own event first, holding that lock already (read_sign, read_amend). Locking the row first, an import or
+    # an adjudication held it (or the row it inserted) while waiting for the chain's lock, which the signing held
+    # while waiting for the row: a deadlock. Taken before the lock check too, so that a reference lock signed
+    # meanwhile waits for this change instead of committing between the check and the label.
+    audit_chain_lock()
     if source == ReferenceSource.IMPORTED:
         locked = hooks.reference_locked(trial)
         if locked:
             raise ApplicationError(locked, code="reference_locked", status=409)
-    existing = ReferenceStandard.objects.select_for_update(no_key=True).filter(case=case).first()
+    # Only the reference's row (of self): the model's ordering joins its case, subject and trial, and locking the
+    # trial's row under the chain's lock crossed every change that holds it while waiting for the chain's lock
+    # (case_set_status, trial_update, read_next): a deadlock.
+    existing = ReferenceStandard.objects.select_for_update(no_key=True, of=("self",)).filter(case=case).first()
     new_values = {"icdr_grade": icdr_grade, "glaucoma": glaucoma, "source": source}
     if existing is not None:
         before = audit_snapshot(existing)

@@ -1,0 +1,193 @@
+"""The reference standard recorded while a reader signs (PostgreSQL, real threads): a trial manager importing a case's
+reference standard, or a coordinator changing a case of the trial, while the last reader signs a case of a trial
+whose reference standard is the readers' majority. Both finish, in either order, and the trail verifies.
+
+The signing records the majority (``reference_standard_record``) after its first audit event, so it holds the audit
+chain's lock when it locks the reference standard's row. The import locked that row first (and, through the model's
+ordering, the case's, subject's and trial's rows with it), then waited for the chain's lock: a deadlock. So did any
+change that holds the trial's row while it waits for the chain's lock (``case_set_status``), once the signing reached
+the reference's lock, and the first reference of a case inserted by both (the import's row, not yet committed, holds
+up the signing's insert). And an import checked the reference lock before it waited: a lock signed meanwhile
+committed first, and the imported label after it."""
+
+from __future__ import annotations
+
+import pkgutil
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from unittest import mock
+
+from django.db import connection
+from django.test import TransactionTestCase
+
+from platform_core.audit.models import AuditEvent
+from platform_core.audit.services import audit_verify
+from reading import services
+from reading.models import Read
+from tests.reading.test_refstd import MODERATE, NO_DR, majority_world, sign_every_case
+from tests.support import require_postgresql
+from tests.support.reading import GOOD_CONF, PASSWORD
+from trials.models import Case, ReferenceStandard
+from trials.services import case_set_status, reference_standard_record
+
+
+def _someone_waits_for_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid())"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def paused_race(pause_at: str, first: Callable[[], Any], second: Callable[[], Any]) -> list[Exception]:
+    """Run ``first`` in a thread until it calls ``pause_at`` (the dotted path of a function, patched for the run),
+    hold it there while ``second`` runs in another thread until it waits for a lock, then let ``first`` go on: two
+    web workers whose transactions interleave at that point. Each thread has its own connection and the services'
+    own transactions. Returns the exceptions (a deadlock is PostgreSQL's "deadlock detected", raised in one of the
+    two after its deadlock_timeout), and an AssertionError when ``second`` never waited for ``first`` (finished
+    alone, or ran 30 s without waiting): the two did not overlap."""
+    original = pkgutil.resolve_name(pause_at)
+    paused, go = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+    threads: dict[str, threading.Thread] = {}
+
+    def pausing(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threads["first"] and not paused.is_set():
+            paused.set()
+            go.wait(timeout=60)
+        return original(*args, **kwargs)
+
+    def run(work: Callable[[], Any]) -> None:
+        try:
+            work()
+        except Exception as exc:  # collected: the test asserts there are none
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with mock.patch(pause_at, new=pausing):
+        threads["first"] = threading.Thread(target=run, args=(first,))
+        threads["second"] = threading.Thread(target=run, args=(second,))
+        threads["first"].start()
+        paused.wait(timeout=60)
+        if not paused.is_set() or not threads["first"].is_alive():
+            go.set()
+            threads["first"].join(timeout=60)
+            return [*errors, AssertionError(f"the first never reached {pause_at}")]
+        threads["second"].start()
+        deadline = time.monotonic() + 30
+        waited = False
+        while threads["second"].is_alive() and not waited and time.monotonic() < deadline:
+            waited = _someone_waits_for_a_lock()
+            time.sleep(0.05)
+        go.set()
+        for thread in threads.values():
+            thread.join(timeout=120)
+    if not waited:  # the second never waited for the first: the two did not overlap, and the test proves nothing
+        errors.append(AssertionError("the second ran without waiting for a lock the first held"))
+    return errors
+
+
+class ReferenceWhileSigningRaceTests(TransactionTestCase):
+    """A majority trial: readers 1 and 2 signed every case, reader 3 has case 1 left to sign (grade 2 by majority)."""
+
+    def setUp(self):
+        require_postgresql()
+        w = self.w = majority_world()
+        sign_every_case(w, w.reader, {w.case1.pk: MODERATE, w.case2.pk: NO_DR})
+        sign_every_case(w, w.reader2, {w.case1.pk: MODERATE, w.case2.pk: NO_DR})
+        read = services.read_next(reader=w.reader3, trial=w.trial, phase="unaided")
+        while read.case_id != w.case1.pk:  # reader 3's own order: sign until case 1 comes up
+            self.save_and_sign(read, NO_DR)
+            read = services.read_next(reader=w.reader3, trial=w.trial, phase="unaided")
+        self.read = services.read_draft_save(
+            reader=w.reader3, read=read, version=read.version, answers=MODERATE, confidences=GOOD_CONF
+        )
+
+    def save_and_sign(self, read, answers) -> None:
+        read = services.read_draft_save(
+            reader=self.w.reader3, read=read, version=read.version, answers=answers, confidences=GOOD_CONF
+        )
+        services.read_sign(
+            read=read, signer=self.w.reader3, password=PASSWORD, meaning=services.MEANING_READ, version=read.version
+        )
+
+    def sign(self) -> None:
+        services.read_sign(
+            read=self.read,
+            signer=self.w.reader3,
+            password=PASSWORD,
+            meaning=services.MEANING_READ,
+            version=self.read.version,
+        )
+
+    def import_reference(self, grade: int = 3) -> None:
+        reference_standard_record(
+            actor=self.w.manager,
+            case=self.w.case1,
+            source="imported",
+            icdr_grade=grade,
+            reason="graded again at the reading centre",
+        )
+
+    def exclude_case2(self) -> None:
+        case_set_status(actor=self.w.coord2, case=self.w.case2, status="excluded", reason="the photograph is blurred")
+
+    def check(self, *, grade: int, source: str, actions: list[str]) -> None:
+        self.assertEqual(Read.objects.get(pk=self.read.pk).status, "signed")
+        reference = ReferenceStandard.objects.get(case=self.w.case1)
+        self.assertEqual((reference.icdr_grade, reference.source), (grade, source))
+        events = AuditEvent.objects.filter(object_type="trials.referencestandard", object_id=str(reference.pk))
+        self.assertEqual(list(events.order_by("seq").values_list("action", flat=True)), actions)
+        report = audit_verify()
+        self.assertTrue(report.ok, report.problem)
+
+    def test_a_reference_imported_while_the_last_reader_signs_the_case(self):
+        self.import_reference(grade=4)
+        # The import holds the reference's row when the signing reaches it.
+        self.assertEqual(paused_race("trials.services.audited_save", self.import_reference, self.sign), [])
+        # The import committed first, then the signing's majority amended it.
+        self.check(grade=2, source="majority", actions=["reference.record", "reference.amend", "reference.amend"])
+
+    def test_the_last_reader_signing_while_a_reference_is_imported(self):
+        self.import_reference(grade=4)
+        # The signing holds the audit chain's lock when the import locks the reference's row.
+        self.assertEqual(
+            paused_race("reading.services.reference_standard_record", self.sign, self.import_reference), []
+        )
+        # The signing's majority amended the first import, then the import (with its reason) amended the majority.
+        self.check(grade=3, source="imported", actions=["reference.record", "reference.amend", "reference.amend"])
+
+    def test_the_first_reference_of_a_case_imported_while_its_last_reader_signs(self):
+        # Neither finds a reference: both insert one, and the second insert waits for the first's transaction.
+        self.assertEqual(
+            paused_race("reading.services.reference_standard_record", self.sign, self.import_reference), []
+        )
+        # The signing recorded the majority, then the import amended it.
+        self.check(grade=3, source="imported", actions=["reference.record", "reference.amend"])
+
+    def test_a_case_of_the_trial_excluded_while_the_last_reader_signs(self):
+        self.import_reference(grade=4)
+        # The signing holds the audit chain's lock when the exclusion locks the case's trial (and waits for that lock).
+        self.assertEqual(paused_race("reading.services.reference_standard_record", self.sign, self.exclude_case2), [])
+        self.check(grade=2, source="majority", actions=["reference.record", "reference.amend"])
+        self.assertEqual(Case.objects.get(pk=self.w.case2.pk).status, "excluded")
+
+    def test_the_reference_locked_while_a_reference_is_imported(self):
+        # The import's lock check and its label are one step: the lock, signed meanwhile, waits for the import's
+        # commit. Checked before the chain's lock, the import found the reference unlocked, the lock committed,
+        # and the imported label was recorded after it.
+        def lock() -> None:
+            services.reference_lock(
+                actor=self.w.manager, trial=self.w.trial, password=PASSWORD, meaning=services.MEANING_LOCK
+            )
+
+        errors = paused_race("trials.services.audited_save", self.import_reference, lock)
+        reference = ReferenceStandard.objects.get(case=self.w.case1)
+        recorded = AuditEvent.objects.get(action="reference.record", object_id=str(reference.pk))
+        locked = AuditEvent.objects.get(action="reference.lock")
+        self.assertLess(recorded.seq, locked.seq, "the imported label was recorded after the lock")
+        self.assertEqual(errors, [])
