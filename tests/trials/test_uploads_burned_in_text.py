@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import subprocess
 from unittest import mock
 
 import numpy as np
 from django.test import SimpleTestCase
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from tests.support import dicom_factories, image_factories
 from tests.support.image_factories import BORDER_PANEL, HRF, encoded, letterboxed, stamped_fundus
@@ -35,6 +36,19 @@ def ocr_text(data: bytes) -> str:
 
 def noise_image() -> Image.Image:
     return Image.fromarray(np.random.default_rng(9).integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
+
+
+def whole_field_fundus(radius: int = 640) -> tuple[Image.Image, float, float, float]:
+    """A shipped HRF photograph at twice its size (2048 x 1366) seen through a smaller circular field, whole
+    within the image and with a soft edge like a camera's: the image, the circle's centre x and its top and bottom."""
+    fundus = Image.open(HRF / "01_h.jpg").convert("RGB")
+    fundus = fundus.resize((2 * fundus.width, 2 * fundus.height), Image.Resampling.LANCZOS)
+    cx, cy = fundus.width / 2, fundus.height / 2
+    mask = Image.new("L", fundus.size)
+    ImageDraw.Draw(mask).ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
+    out = Image.new("RGB", fundus.size)
+    out.paste(fundus, (0, 0), mask.filter(ImageFilter.GaussianBlur(1.5)))
+    return out, cx, cy - radius, cy + radius
 
 
 def context() -> UploadContext:
@@ -167,6 +181,31 @@ class PhotographGateTests(SimpleTestCase):
                 with self.assertRaises(UploadRejected) as ctx:
                     deidentify_image(encoded(img))
                 self.assertEqual(ctx.exception.code, "burned_in_text")
+
+    def test_text_stamped_over_the_rim_of_the_field_is_never_stored_unread(self):
+        # Once missed: the field's rim (4 px plus 1% of the radius either side of the fitted circle, its edge no
+        # stroke) was kept in the stored image but left out of the candidate search, so type written along the top
+        # or bottom of the circle, over its edge, was stored as it was. Refused, or what is stored reads as nothing.
+        base, cx, top, bottom = whole_field_fundus()
+        text = "JANE DOE 1961"
+        for where, size, dy in itertools.product(("top", "bottom"), (18, 24), (-8, -4, 0, 4)):
+            with self.subTest(where=where, size=size, dy=dy):
+                font = ImageFont.load_default(size=size)
+                left, ascent, right, descent = font.getbbox(text)
+                # dy: how far inside the circle the type begins
+                y = top + dy - ascent if where == "top" else bottom - dy - descent
+                img = base.copy()
+                ImageDraw.Draw(img).text((cx - (right - left) / 2, y), text, fill="white", font=font)
+                try:
+                    result = deidentify_image(encoded(img))
+                except UploadRejected as refused:
+                    self.assertEqual(refused.code, "burned_in_text")
+                    continue
+                stored = Image.open(io.BytesIO(result.data))
+                around = stored.crop((int(cx - right), int(y - 40), int(cx + right), int(y + descent + 40)))
+                read = " ".join(word for word, _conf, _box in read_words(around)).upper()
+                for word in text.split():
+                    self.assertNotIn(word, read)
 
     def test_a_letterboxed_photograph_passes_and_text_in_its_bars_is_blanked(self):
         img = letterboxed(Image.open(HRF / "03_dr.jpg").convert("RGB"))
