@@ -7,15 +7,19 @@ Three steps, before anything is stored:
    stamp their overlays in that background. The field is found as the largest bright connected region, a circle
    is fitted to its edge (robust least squares, so a field clipped at the top and bottom still fits; where black
    bars of a letterboxed export cut it with straight lines, those lines are left out of the fit), and every pixel
-   outside the circle (plus a small margin) is set to black, and where bars cut the field, every pixel outside the
-   field's extent too: the circle reaches into the bars, and what is stored there would otherwise go unsearched.
-   The search reads exactly what is kept (``kept_mask``). If no plausible circle is found (a wide-field image, a
-   montage), nothing is blanked and the whole image is searched.
+   outside the circle is set to black, and where bars cut the field, every pixel outside the field's extent too:
+   the circle reaches into the bars, and what is stored there would otherwise go unsearched. The field's own rim
+   (``_RIM_PX`` at OCR size plus ``_MARGIN`` of the radius inside the circle and the cuts) goes with the border:
+   its edge is no stroke and cannot be searched for strokes, and type written over it was once stored unread.
+   The search reads exactly what is kept (``kept_mask``), up to ``_SEAM_PX`` from the blanked edge (no type fits
+   in that). If no plausible circle is found (a wide-field image, a montage), nothing is blanked and the whole
+   image is searched.
 2. **Find text candidates** without OCR (``text_candidates``, numpy): type has dense, sharp stroke edges, a change
    of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
    least ``MIN_BLOCK_EDGES`` such pixels. Vessels, lesions and the dim periphery stay below it; only a sharp optic
    disc reaches it on the shipped HRF photographs (under 3% of the image, ``tests/trials/
-   test_uploads_burned_in_text.py``). The field's own rim (and the straight cuts of a letterbox) is left out.
+   test_uploads_burned_in_text.py``). The edge of what blanking kept is left out (``_SEAM_PX``), and where
+   nothing was blanked (a DICOM file's pixels are kept as they are), the rim of a fitted field.
    Blocks are grouped with their neighbours into crops. **Limit:** type whose contrast with its background is
    below ``EDGE_LEVEL`` (48 grey levels) in every colour channel never makes a candidate, so it is never read and
    is stored as it is (inside the field; the blanked border is black whatever it held).
@@ -86,11 +90,12 @@ MAX_DENSE_FRACTION: Final = 0.9  # of all blocks candidates (noise; a phone scre
 MAX_DENSE_PIXELS: Final = 1_000_000  # candidate pixels at OCR size: refused unread (a smaller one is read in time)
 SMALL_CROP_PX: Final = 96  # crops this tall or less are read at CROP_UPSCALE times their size (small type)
 CROP_UPSCALE: Final = 2
-_RIM_PX: Final = 4  # px (plus _MARGIN of the radius) either side of the fitted circle: its edge is not a stroke
+_RIM_PX: Final = 4  # px at OCR size (plus _MARGIN of the radius) either side of the fitted circle: its edge, no stroke
+_SEAM_PX: Final = 3  # px at OCR size either side of the edge blanking leaves: no stroke either, and no type fits in it
 _GAP: Final = 24  # px of white between crops on the page sent to Tesseract
 _DARK_LEVEL: Final = 24  # 0-255: fundus backgrounds sit below this; the dimmest periphery of the field above it
 _CHORD_FRACTION: Final = 0.2  # of the image's longer side: a straight run of the field's outline this long is a cut
-_MARGIN: Final = 0.01  # of the radius, kept outside the fitted circle (plus 2 px) so the field's edge stays intact
+_MARGIN: Final = 0.01  # of the radius, with _RIM_PX: the rim, blanked with the border (the field's edge is in it)
 
 
 @dataclass(frozen=True)
@@ -235,22 +240,30 @@ def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float] | 
     return result
 
 
+def _kept_edges(shape: tuple[int, ...], fov: FieldOfView, scale: float) -> tuple[float, float]:
+    """Where blanking stops, in pixels of an image of ``shape`` (the full image downscaled by ``scale``): the radius
+    it keeps, and how far inside a cut's line. Both leave out the field's rim (``_RIM_PX`` at OCR size, plus
+    ``_MARGIN`` of the radius inside the circle), where its own edge lies."""
+    rim = _RIM_PX * max(1.0, max(shape[:2]) * scale / OCR_MAX_SIDE) / scale  # _RIM_PX at OCR size
+    return fov.radius * (1 - _MARGIN) / scale - rim, rim
+
+
 def kept_mask(shape: tuple[int, ...], fov: FieldOfView, scale: float = 1.0) -> np.ndarray:
     """What blanking keeps of an image of ``shape`` (the full image downscaled by ``scale``): the pixels within the
-    fitted circle (plus margin) and, where a frame cuts the field (``fov.cut``), within the field's extent too. The
-    text search reads exactly these pixels, so nothing stored goes unsearched: text in a letterbox bar inside the
-    circle's reach is blanked with the bar."""
+    fitted circle, less its rim, and, where a frame cuts the field (``fov.cut``), within the field's extent too,
+    less as much. The text search reads exactly these pixels, so nothing stored goes unsearched: text in a letterbox
+    bar inside the circle's reach is blanked with the bar, and text over the field's rim with the rim."""
     yy, xx = np.ogrid[: shape[0], : shape[1]]
-    r = (fov.radius * (1 + _MARGIN) + 2) / scale
+    r, inset = _kept_edges(shape, fov, scale)
     kept: np.ndarray = (xx - fov.centre_x / scale) ** 2 + (yy - fov.centre_y / scale) ** 2 <= r * r
     if fov.cut is not None:
         left, top, right, bottom = (v / scale for v in fov.cut)
-        kept &= (xx >= left) & (xx <= right) & (yy >= top) & (yy <= bottom)
+        kept &= (xx >= left + inset) & (xx <= right - inset) & (yy >= top + inset) & (yy <= bottom - inset)
     return kept
 
 
 def blank_outside_field(rgb: np.ndarray, fov: FieldOfView) -> tuple[np.ndarray, int]:
-    """A copy with every pixel outside the field of view (plus margin; see ``kept_mask``) black, and how many were
+    """A copy with every pixel outside the field of view and on its rim (see ``kept_mask``) black, and how many were
     not black before."""
     outside = ~kept_mask(rgb.shape, fov)
     changed = int((outside & (rgb.max(axis=2) > 0)).sum())
@@ -382,23 +395,30 @@ def _tesseract_words(
 # Text candidates
 # --------------------------------------------------------------------------------------------------------------
 def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, scale: float) -> tuple[np.ndarray, ...]:
-    """Where edges count (everywhere but the rim of the field, an edge of its own) and where ink can be (what
-    blanking kept, ``kept_mask``, when the rest was blanked, else everywhere)."""
+    """Where edges count and where ink can be. When the rest was blanked: everywhere but ``_SEAM_PX`` either side of
+    the edge of what blanking kept (``kept_mask``), and what it kept. When nothing was blanked: everywhere but the
+    rim of the fitted field (an edge of its own), and everywhere."""
     everywhere = np.ones(shape, dtype=bool)
     if field is None:
         return everywhere, everywhere
     yy, xx = np.ogrid[: shape[0], : shape[1]]
     distance = np.sqrt((xx - field.centre_x / scale) ** 2 + (yy - field.centre_y / scale) ** 2)
     radius = field.radius / scale
-    rim = np.abs(distance - radius) <= _RIM_PX + _MARGIN * radius
+    if blanked:
+        kept_radius, inset = _kept_edges(shape, field, scale)
+        edge = np.abs(distance - kept_radius) <= _SEAM_PX
+        outer, inner = -inset + _SEAM_PX, -inset - _SEAM_PX
+    else:
+        edge = np.abs(distance - radius) <= _RIM_PX + _MARGIN * radius
+        outer, inner = _RIM_PX, -_RIM_PX
     if field.cut is not None:  # the straight edges where a frame cuts the field are not strokes either
         left, top, right, bottom = (v / scale for v in field.cut)
 
         def box(grow: float) -> np.ndarray:
             return (xx >= left - grow) & (xx <= right + grow) & (yy >= top - grow) & (yy <= bottom + grow)
 
-        rim |= box(_RIM_PX) & ~box(-_RIM_PX)
-    return ~rim, kept_mask(shape, field, scale) if blanked else everywhere
+        edge |= box(outer) & ~box(inner)
+    return ~edge, kept_mask(shape, field, scale) if blanked else everywhere
 
 
 def _strong_edges(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
