@@ -51,6 +51,20 @@ def whole_field_fundus(radius: int = 640) -> tuple[Image.Image, float, float, fl
     return out, cx, cy - radius, cy + radius
 
 
+RIM_STAMP = "JANE DOE 1961"
+
+
+def stamped_over_the_rim(where: str, size: int, dy: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """``whole_field_fundus`` with "JANE DOE 1961" in white ``size`` px type along the ``where`` ("top" or "bottom")
+    of its circle, over its edge, beginning ``dy`` px inside it: the image and a box around the type."""
+    img, cx, top, bottom = whole_field_fundus()
+    font = ImageFont.load_default(size=size)
+    left, ascent, right, descent = font.getbbox(RIM_STAMP)
+    y = top + dy - ascent if where == "top" else bottom - dy - descent
+    ImageDraw.Draw(img).text((cx - (right - left) / 2, y), RIM_STAMP, fill="white", font=font)
+    return img, (int(cx - right), int(y - 40), int(cx + right), int(y + descent + 40))
+
+
 def context() -> UploadContext:
     return UploadContext(
         uid_key=b"k" * 32,
@@ -186,25 +200,17 @@ class PhotographGateTests(SimpleTestCase):
         # Once missed: the field's rim (4 px plus 1% of the radius either side of the fitted circle, its edge no
         # stroke) was kept in the stored image but left out of the candidate search, so type written along the top
         # or bottom of the circle, over its edge, was stored as it was. Refused, or what is stored reads as nothing.
-        base, cx, top, bottom = whole_field_fundus()
-        text = "JANE DOE 1961"
         for where, size, dy in itertools.product(("top", "bottom"), (18, 24), (-8, -4, 0, 4)):
             with self.subTest(where=where, size=size, dy=dy):
-                font = ImageFont.load_default(size=size)
-                left, ascent, right, descent = font.getbbox(text)
-                # dy: how far inside the circle the type begins
-                y = top + dy - ascent if where == "top" else bottom - dy - descent
-                img = base.copy()
-                ImageDraw.Draw(img).text((cx - (right - left) / 2, y), text, fill="white", font=font)
+                img, around = stamped_over_the_rim(where, size, dy)
                 try:
                     result = deidentify_image(encoded(img))
                 except UploadRejected as refused:
                     self.assertEqual(refused.code, "burned_in_text")
                     continue
-                stored = Image.open(io.BytesIO(result.data))
-                around = stored.crop((int(cx - right), int(y - 40), int(cx + right), int(y + descent + 40)))
-                read = " ".join(word for word, _conf, _box in read_words(around)).upper()
-                for word in text.split():
+                stored = Image.open(io.BytesIO(result.data)).crop(around)
+                read = " ".join(word for word, _conf, _box in read_words(stored)).upper()
+                for word in RIM_STAMP.split():
                     self.assertNotIn(word, read)
 
     def test_a_letterboxed_photograph_passes_and_text_in_its_bars_is_blanked(self):
@@ -356,6 +362,17 @@ class DicomPhotographGateTests(SimpleTestCase):
         with self.assertRaises(UploadRejected) as ctx:
             process_upload(data, context())
         self.assertEqual(ctx.exception.code, "burned_in_text")
+
+    def test_dicom_text_over_the_rim_of_the_field_is_refused(self):
+        # Once missed: its pixels are kept as they are, and the rim was left out of the search; and type over the
+        # field's edge, where a crop found it, was read in the channel that separates the retina from the dark.
+        for where, size, dy in (("top", 18, -4), ("top", 18, 4), ("top", 24, 0), ("bottom", 24, -8)):
+            with self.subTest(where=where, size=size, dy=dy):
+                img, _around = stamped_over_the_rim(where, size, dy)
+                data = dicom_factories.ophthalmic_photograph(pixels=np.asarray(img), burned_in="NO")
+                with self.assertRaises(UploadRejected) as ctx:
+                    process_upload(data, context())
+                self.assertEqual(ctx.exception.code, "burned_in_text")
 
     def test_dicom_photograph_without_text_is_accepted(self):
         pixels = np.asarray(Image.open(HRF / "02_g.jpg").convert("RGB"))

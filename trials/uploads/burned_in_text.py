@@ -18,8 +18,8 @@ Three steps, before anything is stored:
    of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
    least ``MIN_BLOCK_EDGES`` such pixels. Vessels, lesions and the dim periphery stay below it; only a sharp optic
    disc reaches it on the shipped HRF photographs (under 3% of the image, ``tests/trials/
-   test_uploads_burned_in_text.py``). The edge of what blanking kept is left out (``_SEAM_PX``), and where
-   nothing was blanked (a DICOM file's pixels are kept as they are), the rim of a fitted field.
+   test_uploads_burned_in_text.py``). The edge of what blanking kept is left out (``_SEAM_PX`` either side), and
+   where nothing was blanked (a DICOM file's pixels are kept as they are), as much either side of a fitted circle.
    Blocks are grouped with their neighbours into crops. **Limit:** type whose contrast with its background is
    below ``EDGE_LEVEL`` (48 grey levels) in every colour channel never makes a candidate, so it is never read and
    is stored as it is (inside the field; the blanked border is black whatever it held).
@@ -27,7 +27,8 @@ Three steps, before anything is stored:
    process with Tesseract's local (Sauvola) threshold: each crop's most separable colour channel (yellow type on the
    red-orange retina separates in blue, not in grey) cut at Otsu's threshold, strokes black on white, and that
    channel and the luminance as they are (for a crop that a bright optic disc shares with the type), small crops at
-   twice their size, all stacked on one page. A word counts as text only if Tesseract is confident (at least
+   twice their size, all stacked on one page (a crop over the edge of an unblanked field leaves its dark surround
+   out, ``_dark_surround``). A word counts as text only if Tesseract is confident (at least
    ``MIN_CONFIDENCE``) and it has at least three letters or digits, mostly alphanumeric: vessels and lesions read
    as short, low-confidence fragments ("ae", "—", "4"); the test suite pins zero false positives on the shipped
    HRF photographs. Found text refuses the file with a message that names the region (never the text: it may be
@@ -91,7 +92,9 @@ MAX_DENSE_PIXELS: Final = 1_000_000  # candidate pixels at OCR size: refused unr
 SMALL_CROP_PX: Final = 96  # crops this tall or less are read at CROP_UPSCALE times their size (small type)
 CROP_UPSCALE: Final = 2
 _RIM_PX: Final = 4  # px at OCR size (plus _MARGIN of the radius) either side of the fitted circle: its edge, no stroke
-_SEAM_PX: Final = 3  # px at OCR size either side of the edge blanking leaves: no stroke either, and no type fits in it
+_SEAM_PX: Final = 3  # px at OCR size either side of an edge the search leaves out (no type fits in it): the edge
+# blanking leaves, or where nothing was blanked, the fitted circle (the field's own edge, within 2 px of it on the HRF
+# photographs, apart from their camera's notch)
 _GAP: Final = 24  # px of white between crops on the page sent to Tesseract
 _DARK_LEVEL: Final = 24  # 0-255: fundus backgrounds sit below this; the dimmest periphery of the field above it
 _CHORD_FRACTION: Final = 0.2  # of the image's longer side: a straight run of the field's outline this long is a cut
@@ -396,8 +399,9 @@ def _tesseract_words(
 # --------------------------------------------------------------------------------------------------------------
 def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, scale: float) -> tuple[np.ndarray, ...]:
     """Where edges count and where ink can be. When the rest was blanked: everywhere but ``_SEAM_PX`` either side of
-    the edge of what blanking kept (``kept_mask``), and what it kept. When nothing was blanked: everywhere but the
-    rim of the fitted field (an edge of its own), and everywhere."""
+    the edge of what blanking kept (``kept_mask``), and what it kept. When nothing was blanked: everywhere but as
+    much either side of the fitted circle (the field's edge, no stroke; type over it is searched and read), and
+    everywhere."""
     everywhere = np.ones(shape, dtype=bool)
     if field is None:
         return everywhere, everywhere
@@ -409,7 +413,7 @@ def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, sca
         edge = np.abs(distance - kept_radius) <= _SEAM_PX
         outer, inner = -inset + _SEAM_PX, -inset - _SEAM_PX
     else:
-        edge = np.abs(distance - radius) <= _RIM_PX + _MARGIN * radius
+        edge = np.abs(distance - radius) <= _SEAM_PX
         outer, inner = _RIM_PX, -_RIM_PX
     if field.cut is not None:  # the straight edges where a frame cuts the field are not strokes either
         left, top, right, bottom = (v / scale for v in field.cut)
@@ -505,6 +509,20 @@ def _binarised(crop: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _dark_surround(crop: np.ndarray, field: FieldOfView, scale: float, left: int, top: int) -> np.ndarray:
+    """Of a crop at (``left``, ``top``) of an unblanked image: its dark surround outside the fitted circle when it
+    holds some of the field too (type over the field's edge), else nothing. Left out of the crop's binarisation, so
+    that the channel that separates the type from the retina is chosen, not the one that separates the retina from
+    the dark (white type over a red retina's edge was once read in red, lost on the retina, and stored unread)."""
+    yy, xx = np.ogrid[top : top + crop.shape[0], left : left + crop.shape[1]]
+    radius = field.radius / scale
+    outside = (xx - field.centre_x / scale) ** 2 + (yy - field.centre_y / scale) ** 2 > radius * radius
+    if outside.all() or not outside.any():
+        return np.zeros(crop.shape[:2], dtype=bool)
+    dark: np.ndarray = outside & (crop.max(axis=2) <= _DARK_LEVEL)
+    return dark
+
+
 def find_text(
     img: Image.Image, *, blanked_outside: FieldOfView | None = None, budget: OcrBudget | None = None
 ) -> list[TextRegion]:
@@ -533,6 +551,8 @@ def find_text(
     pages: list[tuple[np.ndarray, int, int, int]] = []  # (page, x0, y0 of the crop in rgb, upscale)
     for left, top, right, bottom in boxes:
         crop, inside = rgb[top:bottom, left:right], valid[top:bottom, left:right]
+        if field is not None and blanked_outside is None:
+            inside = inside & ~_dark_surround(crop, field, scale, left, top)
         up = CROP_UPSCALE if bottom - top <= SMALL_CROP_PX else 1
         for page in _binarised(crop, inside):
             if up > 1:
