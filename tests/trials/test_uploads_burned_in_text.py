@@ -213,6 +213,17 @@ class PhotographGateTests(SimpleTestCase):
                 for word in RIM_STAMP.split():
                     self.assertNotIn(word, read)
 
+    def test_type_cut_by_the_blanking_at_the_fields_edge_refuses_the_file(self):
+        # Once stored in part: blanking cuts type over the field's edge, and what it leaves inside (the lower or the
+        # upper half of each letter) is found but unreadable to OCR, if not to a person. The crop is read with the
+        # rim put back.
+        for where, size, dy in (("top", 24, 0), ("bottom", 24, 0), ("bottom", 18, 0)):
+            with self.subTest(where=where, size=size, dy=dy):
+                img, _around = stamped_over_the_rim(where, size, dy)
+                with self.assertRaises(UploadRejected) as ctx:
+                    deidentify_image(encoded(img))
+                self.assertEqual(ctx.exception.code, "burned_in_text")
+
     def test_a_letterboxed_photograph_passes_and_text_in_its_bars_is_blanked(self):
         img = letterboxed(Image.open(HRF / "03_dr.jpg").convert("RGB"))
         ImageDraw.Draw(img).text(

@@ -12,7 +12,8 @@ Three steps, before anything is stored:
    (``_RIM_PX`` at OCR size plus ``_MARGIN`` of the radius inside the circle and the cuts) goes with the border:
    its edge is no stroke and cannot be searched for strokes, and type written over it was once stored unread.
    The search reads exactly what is kept (``kept_mask``), up to ``_SEAM_PX`` from the blanked edge (no type fits
-   in that). If no plausible circle is found (a wide-field image, a montage), nothing is blanked and the whole
+   in that), and a crop it finds at that edge with the rim put back (``blanked_rim``): type over the field's edge,
+   which blanking cuts, is read whole and refuses the file, not stored in part. If no plausible circle is found (a wide-field image, a montage), nothing is blanked and the whole
    image is searched.
 2. **Find text candidates** without OCR (``text_candidates``, numpy): type has dense, sharp stroke edges, a change
    of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
@@ -67,11 +68,13 @@ from trials.uploads.errors import UploadRejected
 
 __all__ = [
     "ALL_PASSES",
+    "BlankedRim",
     "MIN_CONFIDENCE",
     "FieldOfView",
     "OcrBudget",
     "TextRegion",
     "blank_outside_field",
+    "blanked_rim",
     "find_field_of_view",
     "find_text",
     "kept_mask",
@@ -263,6 +266,36 @@ def kept_mask(shape: tuple[int, ...], fov: FieldOfView, scale: float = 1.0) -> n
         left, top, right, bottom = (v / scale for v in fov.cut)
         kept &= (xx >= left + inset) & (xx <= right - inset) & (yy >= top + inset) & (yy <= bottom - inset)
     return kept
+
+
+def _rim_reach(shape: tuple[int, ...], fov: FieldOfView, scale: float, left: int = 0, top: int = 0) -> np.ndarray:
+    """Of the pixels at (``left``, ``top``) of an image of ``shape`` (the full image downscaled by ``scale``): those
+    within the fitted circle plus ``_MARGIN`` of its radius and 2 px (and within a cut field's extent), which take in
+    the field's own edge and what is written over it."""
+    yy, xx = np.ogrid[top : top + shape[0], left : left + shape[1]]
+    r = (fov.radius * (1 + _MARGIN) + 2) / scale
+    reach: np.ndarray = (xx - fov.centre_x / scale) ** 2 + (yy - fov.centre_y / scale) ** 2 <= r * r
+    if fov.cut is not None:
+        cut_left, cut_top, cut_right, cut_bottom = (v / scale for v in fov.cut)
+        reach = reach & (xx >= cut_left) & (xx <= cut_right) & (yy >= cut_top) & (yy <= cut_bottom)
+    return reach
+
+
+@dataclass(frozen=True)
+class BlankedRim:
+    """What blanking takes of the field's rim and just beyond it (``_rim_reach``): flat indices of pixels of the full
+    image and their RGB values. The search reads a crop it finds at the blanked edge with them put back, so that type
+    written over the field's edge, which blanking cuts, is read whole and refuses the file rather than being stored
+    in part, unread."""
+
+    indices: np.ndarray
+    values: np.ndarray
+
+
+def blanked_rim(rgb: np.ndarray, fov: FieldOfView) -> BlankedRim:
+    """The pixels of ``rgb`` (HxWx3 uint8) that ``blank_outside_field`` takes of the field's rim (``BlankedRim``)."""
+    taken = np.flatnonzero(_rim_reach(rgb.shape, fov, 1.0) & ~kept_mask(rgb.shape, fov))
+    return BlankedRim(indices=taken, values=rgb.reshape(-1, 3)[taken])
 
 
 def blank_outside_field(rgb: np.ndarray, fov: FieldOfView) -> tuple[np.ndarray, int]:
@@ -524,11 +557,16 @@ def _dark_surround(crop: np.ndarray, field: FieldOfView, scale: float, left: int
 
 
 def find_text(
-    img: Image.Image, *, blanked_outside: FieldOfView | None = None, budget: OcrBudget | None = None
+    img: Image.Image,
+    *,
+    blanked_outside: FieldOfView | None = None,
+    rim: BlankedRim | None = None,
+    budget: OcrBudget | None = None,
 ) -> list[TextRegion]:
     """Boxes of the words in ``img`` that count as text (see the module docstring), in full-image pixels.
     ``blanked_outside``: the field of view outside which ``img`` was blanked (else one is fitted here, so that its
-    rim is not taken for a stroke)."""
+    rim is not taken for a stroke); ``rim``: what blanking took of its rim (``blanked_rim``), put back to read a crop
+    found at the blanked edge."""
     budget = budget or OcrBudget()
     scale = _ocr_scale(img.size)
     rgb = np.asarray(_downscaled(img, scale))
@@ -549,12 +587,20 @@ def find_text(
         return []
     # Every version of every crop on one page, one above the other: one Tesseract process for the whole file.
     pages: list[tuple[np.ndarray, int, int, int]] = []  # (page, x0, y0 of the crop in rgb, upscale)
+    restored: np.ndarray | None = None  # rgb with the blanked rim put back, when a crop needs it
     for left, top, right, bottom in boxes:
         crop, inside = rgb[top:bottom, left:right], valid[top:bottom, left:right]
         if field is not None and blanked_outside is None:
             inside = inside & ~_dark_surround(crop, field, scale, left, top)
+        versions = _binarised(crop, inside)
+        if rim is not None and field is not None and not inside.all():  # at the blanked edge: read it whole too
+            if restored is None:
+                restored = _restored(img, rim, scale)
+            whole = restored[top:bottom, left:right]
+            reach = _rim_reach(whole.shape, field, scale, left, top) & ~_dark_surround(whole, field, scale, left, top)
+            versions += _binarised(whole, reach)
         up = CROP_UPSCALE if bottom - top <= SMALL_CROP_PX else 1
-        for page in _binarised(crop, inside):
+        for page in versions:
             if up > 1:
                 page = np.kron(page, np.ones((up, up), dtype=np.uint8))
             pages.append((page, left, top, up))
@@ -583,17 +629,29 @@ def find_text(
     return regions
 
 
+def _restored(img: Image.Image, rim: BlankedRim, scale: float) -> np.ndarray:
+    """``img`` at OCR size with the pixels blanking took of the rim put back."""
+    full = np.array(img.convert("RGB"))
+    full.reshape(-1, 3)[rim.indices] = rim.values
+    return np.asarray(_downscaled(Image.fromarray(full), scale))
+
+
 def _is_text(word: str, confidence: float) -> bool:
     alnum = sum(c.isalnum() for c in word)
     return confidence >= MIN_CONFIDENCE and alnum >= 3 and alnum >= 0.6 * len(word)
 
 
 def refuse_burned_in_text(
-    img: Image.Image, *, where: str, blanked_outside: FieldOfView | None = None, budget: OcrBudget | None = None
+    img: Image.Image,
+    *,
+    where: str,
+    blanked_outside: FieldOfView | None = None,
+    rim: BlankedRim | None = None,
+    budget: OcrBudget | None = None,
 ) -> None:
     """Raise UploadRejected naming the region if OCR finds text in ``img`` (see ``find_text``). ``where`` says what
     was searched. Also refuses when the search does not finish within ``budget``."""
-    regions = find_text(img, blanked_outside=blanked_outside, budget=budget)
+    regions = find_text(img, blanked_outside=blanked_outside, rim=rim, budget=budget)
     if not regions:
         return
     left = min(r.left for r in regions)
