@@ -13,8 +13,8 @@ Three steps, before anything is stored:
    its edge is no stroke and cannot be searched for strokes, and type written over it was once stored unread.
    The search reads exactly what is kept (``kept_mask``), up to ``_SEAM_PX`` from the blanked edge (no type fits
    in that), and a crop it finds at that edge with the rim put back (``blanked_rim``): type over the field's edge,
-   which blanking cuts, is read whole and refuses the file, not stored in part. If no plausible circle is found (a wide-field image, a montage), nothing is blanked and the whole
-   image is searched.
+   which blanking cuts, is read whole and refuses the file, not stored in part. If no plausible circle is found (a
+   wide-field image, a montage), nothing is blanked and the whole image is searched.
 2. **Find text candidates** without OCR (``text_candidates``, numpy): type has dense, sharp stroke edges, a change
    of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
    least ``MIN_BLOCK_EDGES`` such pixels. Vessels, lesions and the dim periphery stay below it; only a sharp optic
