@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import subprocess
 from unittest import mock
 
 import numpy as np
 from django.test import SimpleTestCase
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from tests.support import dicom_factories, image_factories
 from tests.support.image_factories import BORDER_PANEL, HRF, encoded, letterboxed, stamped_fundus
@@ -35,6 +36,33 @@ def ocr_text(data: bytes) -> str:
 
 def noise_image() -> Image.Image:
     return Image.fromarray(np.random.default_rng(9).integers(0, 256, (1200, 1600, 3), dtype=np.uint8))
+
+
+def whole_field_fundus(radius: int = 640) -> tuple[Image.Image, float, float, float]:
+    """A shipped HRF photograph at twice its size (2048 x 1366) seen through a smaller circular field, whole
+    within the image and with a soft edge like a camera's: the image, the circle's centre x and its top and bottom."""
+    fundus = Image.open(HRF / "01_h.jpg").convert("RGB")
+    fundus = fundus.resize((2 * fundus.width, 2 * fundus.height), Image.Resampling.LANCZOS)
+    cx, cy = fundus.width / 2, fundus.height / 2
+    mask = Image.new("L", fundus.size)
+    ImageDraw.Draw(mask).ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
+    out = Image.new("RGB", fundus.size)
+    out.paste(fundus, (0, 0), mask.filter(ImageFilter.GaussianBlur(1.5)))
+    return out, cx, cy - radius, cy + radius
+
+
+RIM_STAMP = "JANE DOE 1961"
+
+
+def stamped_over_the_rim(where: str, size: int, dy: int) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """``whole_field_fundus`` with "JANE DOE 1961" in white ``size`` px type along the ``where`` ("top" or "bottom")
+    of its circle, over its edge, beginning ``dy`` px inside it: the image and a box around the type."""
+    img, cx, top, bottom = whole_field_fundus()
+    font = ImageFont.load_default(size=size)
+    left, ascent, right, descent = font.getbbox(RIM_STAMP)
+    y = top + dy - ascent if where == "top" else bottom - dy - descent
+    ImageDraw.Draw(img).text((cx - (right - left) / 2, y), RIM_STAMP, fill="white", font=font)
+    return img, (int(cx - right), int(y - 40), int(cx + right), int(y + descent + 40))
 
 
 def context() -> UploadContext:
@@ -164,6 +192,34 @@ class PhotographGateTests(SimpleTestCase):
                 ImageDraw.Draw(img).text(
                     position, "JANE DOE 1961", fill=(255, 255, 0), font=ImageFont.load_default(size=24)
                 )
+                with self.assertRaises(UploadRejected) as ctx:
+                    deidentify_image(encoded(img))
+                self.assertEqual(ctx.exception.code, "burned_in_text")
+
+    def test_text_stamped_over_the_rim_of_the_field_is_never_stored_unread(self):
+        # Once missed: the field's rim (4 px plus 1% of the radius either side of the fitted circle, its edge no
+        # stroke) was kept in the stored image but left out of the candidate search, so type written along the top
+        # or bottom of the circle, over its edge, was stored as it was. Refused, or what is stored reads as nothing.
+        for where, size, dy in itertools.product(("top", "bottom"), (18, 24), (-8, -4, 0, 4)):
+            with self.subTest(where=where, size=size, dy=dy):
+                img, around = stamped_over_the_rim(where, size, dy)
+                try:
+                    result = deidentify_image(encoded(img))
+                except UploadRejected as refused:
+                    self.assertEqual(refused.code, "burned_in_text")
+                    continue
+                stored = Image.open(io.BytesIO(result.data)).crop(around)
+                read = " ".join(word for word, _conf, _box in read_words(stored)).upper()
+                for word in RIM_STAMP.split():
+                    self.assertNotIn(word, read)
+
+    def test_type_cut_by_the_blanking_at_the_fields_edge_refuses_the_file(self):
+        # Once stored in part: blanking cuts type over the field's edge, and what it leaves inside (the lower or the
+        # upper half of each letter) is found but unreadable to OCR, if not to a person. The crop is read with the
+        # rim put back.
+        for where, size, dy in (("top", 24, 0), ("bottom", 24, 0), ("bottom", 18, 0)):
+            with self.subTest(where=where, size=size, dy=dy):
+                img, _around = stamped_over_the_rim(where, size, dy)
                 with self.assertRaises(UploadRejected) as ctx:
                     deidentify_image(encoded(img))
                 self.assertEqual(ctx.exception.code, "burned_in_text")
@@ -317,6 +373,17 @@ class DicomPhotographGateTests(SimpleTestCase):
         with self.assertRaises(UploadRejected) as ctx:
             process_upload(data, context())
         self.assertEqual(ctx.exception.code, "burned_in_text")
+
+    def test_dicom_text_over_the_rim_of_the_field_is_refused(self):
+        # Once missed: its pixels are kept as they are, and the rim was left out of the search; and type over the
+        # field's edge, where a crop found it, was read in the channel that separates the retina from the dark.
+        for where, size, dy in (("top", 18, -4), ("top", 18, 4), ("top", 24, 0), ("bottom", 24, -8)):
+            with self.subTest(where=where, size=size, dy=dy):
+                img, _around = stamped_over_the_rim(where, size, dy)
+                data = dicom_factories.ophthalmic_photograph(pixels=np.asarray(img), burned_in="NO")
+                with self.assertRaises(UploadRejected) as ctx:
+                    process_upload(data, context())
+                self.assertEqual(ctx.exception.code, "burned_in_text")
 
     def test_dicom_photograph_without_text_is_accepted(self):
         pixels = np.asarray(Image.open(HRF / "02_g.jpg").convert("RGB"))

@@ -7,15 +7,20 @@ Three steps, before anything is stored:
    stamp their overlays in that background. The field is found as the largest bright connected region, a circle
    is fitted to its edge (robust least squares, so a field clipped at the top and bottom still fits; where black
    bars of a letterboxed export cut it with straight lines, those lines are left out of the fit), and every pixel
-   outside the circle (plus a small margin) is set to black, and where bars cut the field, every pixel outside the
-   field's extent too: the circle reaches into the bars, and what is stored there would otherwise go unsearched.
-   The search reads exactly what is kept (``kept_mask``). If no plausible circle is found (a wide-field image, a
-   montage), nothing is blanked and the whole image is searched.
+   outside the circle is set to black, and where bars cut the field, every pixel outside the field's extent too:
+   the circle reaches into the bars, and what is stored there would otherwise go unsearched. The field's own rim
+   (``_RIM_PX`` at OCR size plus ``_MARGIN`` of the radius inside the circle and the cuts) goes with the border:
+   its edge is no stroke and cannot be searched for strokes, and type written over it was once stored unread.
+   The search reads exactly what is kept (``kept_mask``), up to ``_SEAM_PX`` from the blanked edge (no type fits
+   in that), and a crop it finds at that edge with the rim put back (``blanked_rim``): type over the field's edge,
+   which blanking cuts, is read whole and refuses the file, not stored in part. If no plausible circle is found (a
+   wide-field image, a montage), nothing is blanked and the whole image is searched.
 2. **Find text candidates** without OCR (``text_candidates``, numpy): type has dense, sharp stroke edges, a change
    of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
    least ``MIN_BLOCK_EDGES`` such pixels. Vessels, lesions and the dim periphery stay below it; only a sharp optic
    disc reaches it on the shipped HRF photographs (under 3% of the image, ``tests/trials/
-   test_uploads_burned_in_text.py``). The field's own rim (and the straight cuts of a letterbox) is left out.
+   test_uploads_burned_in_text.py``). The edge of what blanking kept is left out (``_SEAM_PX`` either side), and
+   where nothing was blanked (a DICOM file's pixels are kept as they are), as much either side of a fitted circle.
    Blocks are grouped with their neighbours into crops. **Limit:** type whose contrast with its background is
    below ``EDGE_LEVEL`` (48 grey levels) in every colour channel never makes a candidate, so it is never read and
    is stored as it is (inside the field; the blanked border is black whatever it held).
@@ -23,7 +28,8 @@ Three steps, before anything is stored:
    process with Tesseract's local (Sauvola) threshold: each crop's most separable colour channel (yellow type on the
    red-orange retina separates in blue, not in grey) cut at Otsu's threshold, strokes black on white, and that
    channel and the luminance as they are (for a crop that a bright optic disc shares with the type), small crops at
-   twice their size, all stacked on one page. A word counts as text only if Tesseract is confident (at least
+   twice their size, all stacked on one page (a crop over the edge of an unblanked field leaves its dark surround
+   out, ``_dark_surround``). A word counts as text only if Tesseract is confident (at least
    ``MIN_CONFIDENCE``) and it has at least three letters or digits, mostly alphanumeric: vessels and lesions read
    as short, low-confidence fragments ("ae", "—", "4"); the test suite pins zero false positives on the shipped
    HRF photographs. Found text refuses the file with a message that names the region (never the text: it may be
@@ -62,11 +68,13 @@ from trials.uploads.errors import UploadRejected
 
 __all__ = [
     "ALL_PASSES",
+    "BlankedRim",
     "MIN_CONFIDENCE",
     "FieldOfView",
     "OcrBudget",
     "TextRegion",
     "blank_outside_field",
+    "blanked_rim",
     "find_field_of_view",
     "find_text",
     "kept_mask",
@@ -86,11 +94,14 @@ MAX_DENSE_FRACTION: Final = 0.9  # of all blocks candidates (noise; a phone scre
 MAX_DENSE_PIXELS: Final = 1_000_000  # candidate pixels at OCR size: refused unread (a smaller one is read in time)
 SMALL_CROP_PX: Final = 96  # crops this tall or less are read at CROP_UPSCALE times their size (small type)
 CROP_UPSCALE: Final = 2
-_RIM_PX: Final = 4  # px (plus _MARGIN of the radius) either side of the fitted circle: its edge is not a stroke
+_RIM_PX: Final = 4  # px at OCR size (plus _MARGIN of the radius) either side of the fitted circle: its edge, no stroke
+_SEAM_PX: Final = 3  # px at OCR size either side of an edge the search leaves out (no type fits in it): the edge
+# blanking leaves, or where nothing was blanked, the fitted circle (the field's own edge, within 2 px of it on the HRF
+# photographs, apart from their camera's notch)
 _GAP: Final = 24  # px of white between crops on the page sent to Tesseract
 _DARK_LEVEL: Final = 24  # 0-255: fundus backgrounds sit below this; the dimmest periphery of the field above it
 _CHORD_FRACTION: Final = 0.2  # of the image's longer side: a straight run of the field's outline this long is a cut
-_MARGIN: Final = 0.01  # of the radius, kept outside the fitted circle (plus 2 px) so the field's edge stays intact
+_MARGIN: Final = 0.01  # of the radius, with _RIM_PX: the rim, blanked with the border (the field's edge is in it)
 
 
 @dataclass(frozen=True)
@@ -235,22 +246,60 @@ def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float] | 
     return result
 
 
+def _kept_edges(shape: tuple[int, ...], fov: FieldOfView, scale: float) -> tuple[float, float]:
+    """Where blanking stops, in pixels of an image of ``shape`` (the full image downscaled by ``scale``): the radius
+    it keeps, and how far inside a cut's line. Both leave out the field's rim (``_RIM_PX`` at OCR size, plus
+    ``_MARGIN`` of the radius inside the circle), where its own edge lies."""
+    rim = _RIM_PX * max(1.0, max(shape[:2]) * scale / OCR_MAX_SIDE) / scale  # _RIM_PX at OCR size
+    return fov.radius * (1 - _MARGIN) / scale - rim, rim
+
+
 def kept_mask(shape: tuple[int, ...], fov: FieldOfView, scale: float = 1.0) -> np.ndarray:
     """What blanking keeps of an image of ``shape`` (the full image downscaled by ``scale``): the pixels within the
-    fitted circle (plus margin) and, where a frame cuts the field (``fov.cut``), within the field's extent too. The
-    text search reads exactly these pixels, so nothing stored goes unsearched: text in a letterbox bar inside the
-    circle's reach is blanked with the bar."""
+    fitted circle, less its rim, and, where a frame cuts the field (``fov.cut``), within the field's extent too,
+    less as much. The text search reads exactly these pixels, so nothing stored goes unsearched: text in a letterbox
+    bar inside the circle's reach is blanked with the bar, and text over the field's rim with the rim."""
     yy, xx = np.ogrid[: shape[0], : shape[1]]
-    r = (fov.radius * (1 + _MARGIN) + 2) / scale
+    r, inset = _kept_edges(shape, fov, scale)
     kept: np.ndarray = (xx - fov.centre_x / scale) ** 2 + (yy - fov.centre_y / scale) ** 2 <= r * r
     if fov.cut is not None:
         left, top, right, bottom = (v / scale for v in fov.cut)
-        kept &= (xx >= left) & (xx <= right) & (yy >= top) & (yy <= bottom)
+        kept &= (xx >= left + inset) & (xx <= right - inset) & (yy >= top + inset) & (yy <= bottom - inset)
     return kept
 
 
+def _rim_reach(shape: tuple[int, ...], fov: FieldOfView, scale: float, left: int = 0, top: int = 0) -> np.ndarray:
+    """Of the pixels at (``left``, ``top``) of an image of ``shape`` (the full image downscaled by ``scale``): those
+    within the fitted circle plus ``_MARGIN`` of its radius and 2 px (and within a cut field's extent), which take in
+    the field's own edge and what is written over it."""
+    yy, xx = np.ogrid[top : top + shape[0], left : left + shape[1]]
+    r = (fov.radius * (1 + _MARGIN) + 2) / scale
+    reach: np.ndarray = (xx - fov.centre_x / scale) ** 2 + (yy - fov.centre_y / scale) ** 2 <= r * r
+    if fov.cut is not None:
+        cut_left, cut_top, cut_right, cut_bottom = (v / scale for v in fov.cut)
+        reach = reach & (xx >= cut_left) & (xx <= cut_right) & (yy >= cut_top) & (yy <= cut_bottom)
+    return reach
+
+
+@dataclass(frozen=True)
+class BlankedRim:
+    """What blanking takes of the field's rim and just beyond it (``_rim_reach``): flat indices of pixels of the full
+    image and their RGB values. The search reads a crop it finds at the blanked edge with them put back, so that type
+    written over the field's edge, which blanking cuts, is read whole and refuses the file rather than being stored
+    in part, unread."""
+
+    indices: np.ndarray
+    values: np.ndarray
+
+
+def blanked_rim(rgb: np.ndarray, fov: FieldOfView) -> BlankedRim:
+    """The pixels of ``rgb`` (HxWx3 uint8) that ``blank_outside_field`` takes of the field's rim (``BlankedRim``)."""
+    taken = np.flatnonzero(_rim_reach(rgb.shape, fov, 1.0) & ~kept_mask(rgb.shape, fov))
+    return BlankedRim(indices=taken, values=rgb.reshape(-1, 3)[taken])
+
+
 def blank_outside_field(rgb: np.ndarray, fov: FieldOfView) -> tuple[np.ndarray, int]:
-    """A copy with every pixel outside the field of view (plus margin; see ``kept_mask``) black, and how many were
+    """A copy with every pixel outside the field of view and on its rim (see ``kept_mask``) black, and how many were
     not black before."""
     outside = ~kept_mask(rgb.shape, fov)
     changed = int((outside & (rgb.max(axis=2) > 0)).sum())
@@ -382,23 +431,31 @@ def _tesseract_words(
 # Text candidates
 # --------------------------------------------------------------------------------------------------------------
 def _masks(shape: tuple[int, int], field: FieldOfView | None, blanked: bool, scale: float) -> tuple[np.ndarray, ...]:
-    """Where edges count (everywhere but the rim of the field, an edge of its own) and where ink can be (what
-    blanking kept, ``kept_mask``, when the rest was blanked, else everywhere)."""
+    """Where edges count and where ink can be. When the rest was blanked: everywhere but ``_SEAM_PX`` either side of
+    the edge of what blanking kept (``kept_mask``), and what it kept. When nothing was blanked: everywhere but as
+    much either side of the fitted circle (the field's edge, no stroke; type over it is searched and read), and
+    everywhere."""
     everywhere = np.ones(shape, dtype=bool)
     if field is None:
         return everywhere, everywhere
     yy, xx = np.ogrid[: shape[0], : shape[1]]
     distance = np.sqrt((xx - field.centre_x / scale) ** 2 + (yy - field.centre_y / scale) ** 2)
     radius = field.radius / scale
-    rim = np.abs(distance - radius) <= _RIM_PX + _MARGIN * radius
+    if blanked:
+        kept_radius, inset = _kept_edges(shape, field, scale)
+        edge = np.abs(distance - kept_radius) <= _SEAM_PX
+        outer, inner = -inset + _SEAM_PX, -inset - _SEAM_PX
+    else:
+        edge = np.abs(distance - radius) <= _SEAM_PX
+        outer, inner = _RIM_PX, -_RIM_PX
     if field.cut is not None:  # the straight edges where a frame cuts the field are not strokes either
         left, top, right, bottom = (v / scale for v in field.cut)
 
         def box(grow: float) -> np.ndarray:
             return (xx >= left - grow) & (xx <= right + grow) & (yy >= top - grow) & (yy <= bottom + grow)
 
-        rim |= box(_RIM_PX) & ~box(-_RIM_PX)
-    return ~rim, kept_mask(shape, field, scale) if blanked else everywhere
+        edge |= box(outer) & ~box(inner)
+    return ~edge, kept_mask(shape, field, scale) if blanked else everywhere
 
 
 def _strong_edges(rgb: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -485,12 +542,31 @@ def _binarised(crop: np.ndarray, valid: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _dark_surround(crop: np.ndarray, field: FieldOfView, scale: float, left: int, top: int) -> np.ndarray:
+    """Of a crop at (``left``, ``top``) of an unblanked image: its dark surround outside the fitted circle when it
+    holds some of the field too (type over the field's edge), else nothing. Left out of the crop's binarisation, so
+    that the channel that separates the type from the retina is chosen, not the one that separates the retina from
+    the dark (white type over a red retina's edge was once read in red, lost on the retina, and stored unread)."""
+    yy, xx = np.ogrid[top : top + crop.shape[0], left : left + crop.shape[1]]
+    radius = field.radius / scale
+    outside = (xx - field.centre_x / scale) ** 2 + (yy - field.centre_y / scale) ** 2 > radius * radius
+    if outside.all() or not outside.any():
+        return np.zeros(crop.shape[:2], dtype=bool)
+    dark: np.ndarray = outside & (crop.max(axis=2) <= _DARK_LEVEL)
+    return dark
+
+
 def find_text(
-    img: Image.Image, *, blanked_outside: FieldOfView | None = None, budget: OcrBudget | None = None
+    img: Image.Image,
+    *,
+    blanked_outside: FieldOfView | None = None,
+    rim: BlankedRim | None = None,
+    budget: OcrBudget | None = None,
 ) -> list[TextRegion]:
     """Boxes of the words in ``img`` that count as text (see the module docstring), in full-image pixels.
     ``blanked_outside``: the field of view outside which ``img`` was blanked (else one is fitted here, so that its
-    rim is not taken for a stroke)."""
+    rim is not taken for a stroke); ``rim``: what blanking took of its rim (``blanked_rim``), put back to read a crop
+    found at the blanked edge."""
     budget = budget or OcrBudget()
     scale = _ocr_scale(img.size)
     rgb = np.asarray(_downscaled(img, scale))
@@ -511,10 +587,20 @@ def find_text(
         return []
     # Every version of every crop on one page, one above the other: one Tesseract process for the whole file.
     pages: list[tuple[np.ndarray, int, int, int]] = []  # (page, x0, y0 of the crop in rgb, upscale)
+    restored: np.ndarray | None = None  # rgb with the blanked rim put back, when a crop needs it
     for left, top, right, bottom in boxes:
         crop, inside = rgb[top:bottom, left:right], valid[top:bottom, left:right]
+        if field is not None and blanked_outside is None:
+            inside = inside & ~_dark_surround(crop, field, scale, left, top)
+        versions = _binarised(crop, inside)
+        if rim is not None and field is not None and not inside.all():  # at the blanked edge: read it whole too
+            if restored is None:
+                restored = _restored(img, rim, scale)
+            whole = restored[top:bottom, left:right]
+            reach = _rim_reach(whole.shape, field, scale, left, top) & ~_dark_surround(whole, field, scale, left, top)
+            versions += _binarised(whole, reach)
         up = CROP_UPSCALE if bottom - top <= SMALL_CROP_PX else 1
-        for page in _binarised(crop, inside):
+        for page in versions:
             if up > 1:
                 page = np.kron(page, np.ones((up, up), dtype=np.uint8))
             pages.append((page, left, top, up))
@@ -543,17 +629,29 @@ def find_text(
     return regions
 
 
+def _restored(img: Image.Image, rim: BlankedRim, scale: float) -> np.ndarray:
+    """``img`` at OCR size with the pixels blanking took of the rim put back."""
+    full = np.array(img.convert("RGB"))
+    full.reshape(-1, 3)[rim.indices] = rim.values
+    return np.asarray(_downscaled(Image.fromarray(full), scale))
+
+
 def _is_text(word: str, confidence: float) -> bool:
     alnum = sum(c.isalnum() for c in word)
     return confidence >= MIN_CONFIDENCE and alnum >= 3 and alnum >= 0.6 * len(word)
 
 
 def refuse_burned_in_text(
-    img: Image.Image, *, where: str, blanked_outside: FieldOfView | None = None, budget: OcrBudget | None = None
+    img: Image.Image,
+    *,
+    where: str,
+    blanked_outside: FieldOfView | None = None,
+    rim: BlankedRim | None = None,
+    budget: OcrBudget | None = None,
 ) -> None:
     """Raise UploadRejected naming the region if OCR finds text in ``img`` (see ``find_text``). ``where`` says what
     was searched. Also refuses when the search does not finish within ``budget``."""
-    regions = find_text(img, blanked_outside=blanked_outside, budget=budget)
+    regions = find_text(img, blanked_outside=blanked_outside, rim=rim, budget=budget)
     if not regions:
         return
     left = min(r.left for r in regions)

@@ -31,6 +31,7 @@ from trials.uploads.burned_in_text import (
     FieldOfView,
     OcrBudget,
     blank_outside_field,
+    blanked_rim,
     find_field_of_view,
     refuse_burned_in_text,
 )
@@ -279,11 +280,13 @@ def deidentify_image(
     fov, blanked = None, 0
     if check_burned_in_text:
         fov = find_field_of_view(pixels)
+        rim = None
         if fov is not None:
+            rim = blanked_rim(pixels, fov)  # type over the field's edge, which blanking cuts, is read whole
             pixels, blanked = blank_outside_field(pixels, fov)
         where = "inside its field of view" if fov is not None else "(no circular field of view was found)"
         refuse_burned_in_text(
-            Image.fromarray(np.ascontiguousarray(pixels)), where=where, blanked_outside=fov, budget=ocr_budget
+            Image.fromarray(np.ascontiguousarray(pixels)), where=where, blanked_outside=fov, rim=rim, budget=ocr_budget
         )
     clean = Image.fromarray(np.ascontiguousarray(pixels))  # a new image: no info dict, no profile, no EXIF
     out = io.BytesIO()
