@@ -147,7 +147,8 @@ class CasesByTrial:
     subject's few cases, so a slice here asks each trial it spans for its rows in that order: the cost is the rows
     before the slice in that trial, not a sort of all of them. The same rows in the same order as ``cases_for``;
     ``count()`` is one grouped query (cases per trial and site) on the case's own trial and site columns, an
-    index-only scan of their index (no join with the subjects), a slice one query per trial it spans.
+    index-only scan of their index (no join), and the protocol numbers of the trials it found; a slice is one
+    query per trial it spans.
 
     Where every visible case of a trial is at one site (a coordinator's list, or a list filtered by site), the slice
     walks that site's subjects only (index on subject trial, site, pseudonym). Pseudonyms begin with the site's
@@ -167,17 +168,16 @@ class CasesByTrial:
         """(trial id, visible cases, the sites they are at) in protocol-number order, trials without a visible
         case left out."""
         if self._per_trial is None:
-            rows = (
-                self._cases.order_by()
-                .values("trial_id", "trial__protocol_number", "site_id")
-                .annotate(n=Count("*"))  # count(*), not of the id: the (trial, site) index alone answers it
-                .order_by("trial__protocol_number", "trial_id")
-            )
+            # count(*), not of the id, grouped on the case's own columns: the (trial, site) index alone answers it,
+            # in its order, with no join (the protocol numbers, one row per trial, are asked for after it).
+            rows = self._cases.order_by().values("trial_id", "site_id").annotate(n=Count("*"))
             per_trial: dict[Any, tuple[int, set[Any]]] = {}
             for row in rows:
                 n, sites = per_trial.get(row["trial_id"], (0, set()))
                 per_trial[row["trial_id"]] = (n + row["n"], sites | {row["site_id"]})
-            self._per_trial = [(trial_id, n, sites) for trial_id, (n, sites) in per_trial.items()]
+            protocol = dict(Trial.objects.filter(pk__in=list(per_trial)).values_list("pk", "protocol_number"))
+            order = sorted(per_trial, key=lambda trial_id: (protocol[trial_id], str(trial_id)))
+            self._per_trial = [(trial_id, *per_trial[trial_id]) for trial_id in order]
         return self._per_trial
 
     def count(self) -> int:
