@@ -514,13 +514,13 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
     """Write one prediction per file read and mark the job succeeded, once. Returns False if someone else
     finished it."""
     stored = [save_private(f"predictions/{job.case_id}", r.overlay, "png") if r.overlay else "" for r in results]
+    recorded = False
     try:
         with transaction.atomic():
             audit_chain_lock()  # before the job's row, as every audited change of a job (see _claim)
             locked = InferenceJob.objects.select_for_update(no_key=True).get(pk=job.pk)
             if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or locked.predictions.exists():
-                delete_quietly([name for name in stored if name])
-                return False
+                return False  # its overlays are deleted below, once the chain's lock is released
             predictions = [
                 Prediction.objects.create(
                     job=locked,
@@ -544,9 +544,10 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
                 update_fields=["status", "progress", "finished_at", "updated_at"],
                 extra_changes={"predictions": [None, [str(p.pk) for p in predictions]]},
             )
-    except BaseException:
-        delete_quietly([name for name in stored if name])
-        raise
+        recorded = True
+    finally:
+        if not recorded:  # someone else finished it, or this failed: no overlay without its prediction
+            delete_quietly([name for name in stored if name])
     return True
 
 
