@@ -152,7 +152,9 @@ def _start_fold(model_pk: str, fold: int) -> tuple[ModelVersion | None, dict[str
     whose worker died during it); any other message is a duplicate or stray one. A fold started more than
     MAX_FOLD_ATTEMPTS times is marked failed here and not run."""
     with transaction.atomic():
-        model = ModelVersion.objects.select_for_update().filter(pk=model_pk).first()
+        # NO KEY UPDATE, as model_card_update (which _set_state calls) locks it: a job or prediction of this version
+        # inserted meanwhile by a holder of the audit chain's lock checks its foreign key to it at commit.
+        model = ModelVersion.objects.select_for_update(no_key=True).filter(pk=model_pk).first()
         if model is None:
             return None, {}, {"skipped": "no such model version"}
         state = state_of(model)

@@ -246,7 +246,10 @@ def model_card_update(
         raise ValidationError(
             {"model_card": f"{', '.join(fixed)} of a registered version cannot change: register a new version."}
         )
-    model = ModelVersion.objects.select_for_update().get(pk=model.pk)
+    # NO KEY UPDATE (nothing here changes the version's key): a case completed meanwhile holds the audit chain's lock
+    # and checks, at its commit, the foreign key of the job it queued for this version (FOR KEY SHARE). With FOR
+    # UPDATE here, that check waited for this lock while this update waited for the chain's lock: a deadlock.
+    model = ModelVersion.objects.select_for_update(no_key=True).get(pk=model.pk)
     old = dict(model.model_card or {})
     card = {**old, **changes}
     validate_model_card(card)

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -43,7 +43,7 @@ from diagnosis.models import (
 )
 from diagnosis.networks.specs import FUNDUS, ResultContext
 from diagnosis.selectors import case_photographs, model_input_files
-from platform_core.audit.services import audit_snapshot, audited_save
+from platform_core.audit.services import audit_chain_lock, audit_snapshot, audited_save
 from platform_core.storage import delete_quietly, save_private, stored_name
 from trials.models import Case, CaseFile, VisualFieldResult
 
@@ -303,6 +303,34 @@ def _release_held(task_id: str, job_pk: str) -> None:
     transaction.on_commit(partial(inference_jobs_dispatch, ended))
 
 
+class _ChainLockFirst(Exception):
+    """A claim found a job to fail (an audited change) before it held the audit chain's lock: it starts again."""
+
+
+RETIRED_BEFORE_RUN = "the model was retired before the job ran"
+
+
+def _claim_verdict(job: InferenceJob | None, task_id: str, now: datetime) -> str | None:
+    """What a claim does with the job it locked: None takes it, "" leaves it, any other text fails it with that
+    error."""
+    if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+        return ""
+    if job.status == JobStatus.QUEUED and job.lease_until is not None and job.lease_until > now:
+        return ""  # a batch-mate put back after a transient error: its delayed message takes it
+    if job.model_version.status != ModelStatus.ACTIVE and job.status == JobStatus.QUEUED:
+        return RETIRED_BEFORE_RUN
+    if (
+        job.status == JobStatus.RUNNING
+        and job.claimed_by != task_id
+        and job.lease_until is not None
+        and job.lease_until > now
+    ):
+        return ""  # another live task holds it and will finish it
+    if job.attempts >= INFERENCE_MAX_ATTEMPTS:
+        return f"gave up after {_attempts(job)}: the last stopped without a result (its worker died?)"
+    return None
+
+
 def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
     """Lock the job; take it (and up to batch_size-1 queued jobs of the same model) for this task. A job that had
     its ``INFERENCE_MAX_ATTEMPTS`` already (its last claims ended without a result: the worker died) fails instead.
@@ -312,9 +340,25 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
     worker thus costs a healthy job batched with it one attempt at most, never its failure; the batch-mates a
     redelivered message held are put back once their lease has ended, each with a message of its own
     (``_release_held``).
+
+    Taking a job records no event, so a claim takes no audit chain lock: claims (one per task message) do not wait
+    for the audited changes of the whole platform. Failing the job does record one, and every change to a job that
+    records an event takes the chain's lock before the job's row (``_finish``, ``_fail``; a case completed again
+    holds the chain's lock when ``inference_jobs_queue`` locks its jobs): with the row first, a claim waiting for
+    the chain's lock and a completion waiting for the row deadlocked. So a claim that finds its job to fail rolls
+    back and starts again holding the chain's lock first (rare: a retired model, attempts spent).
     """
+    try:
+        return _claim_once(job_pk, task_id, batch_size, chain_locked=False)
+    except _ChainLockFirst:
+        return _claim_once(job_pk, task_id, batch_size, chain_locked=True)
+
+
+def _claim_once(job_pk: str, task_id: str, batch_size: int, *, chain_locked: bool) -> list[InferenceJob]:
     now = timezone.now()
     with transaction.atomic():
+        if chain_locked:
+            audit_chain_lock()
         related = ("model_version", "case__subject__trial", "case__subject__site__hospital")
         job = (
             InferenceJob.objects.select_for_update(no_key=True, of=("self",))
@@ -322,44 +366,13 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
             .filter(pk=job_pk)
             .first()
         )
+        verdict = _claim_verdict(job, task_id, now)
+        if verdict and not chain_locked:
+            raise _ChainLockFirst  # before anything is written or logged: it all runs again
         _release_held(task_id, job_pk)
-        if job is None or job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            return []
-        if job.status == JobStatus.QUEUED and job.lease_until is not None and job.lease_until > now:
-            return []  # a batch-mate put back after a transient error: its delayed message takes it
-        if job.model_version.status != ModelStatus.ACTIVE and job.status == JobStatus.QUEUED:
-            before = audit_snapshot(job)
-            job.status, job.error, job.finished_at = JobStatus.FAILED, "the model was retired before the job ran", now
-            _save_job(
-                job,
-                job.case,
-                "inference_job.fail",
-                before=before,
-                update_fields=["status", "error", "finished_at", "updated_at"],
-                reason=job.error,
-            )
-            return []
-        if (
-            job.status == JobStatus.RUNNING
-            and job.claimed_by != task_id
-            and job.lease_until is not None
-            and job.lease_until > now
-        ):
-            return []  # another live task holds it and will finish it
-        if job.attempts >= INFERENCE_MAX_ATTEMPTS:
-            before = audit_snapshot(job)
-            job.status, job.finished_at = JobStatus.FAILED, now
-            job.error = f"gave up after {_attempts(job)}: the last stopped without a result (its worker died?)"
-            job.claimed_by, job.lease_until = "", None
-            _save_job(
-                job,
-                job.case,
-                "inference_job.fail",
-                before=before,
-                update_fields=["status", "error", "finished_at", "claimed_by", "lease_until", "updated_at"],
-                reason=job.error,
-            )
-            logger.warning("Inference job %s failed: gave up after %d attempts", job.pk, job.attempts)
+        if job is None or verdict is not None:
+            if job is not None and verdict:
+                _claim_fails(job, verdict, now)
             return []
         others = []
         if job.attempts == 0:
@@ -396,6 +409,20 @@ def _claim(job_pk: str, task_id: str, batch_size: int) -> list[InferenceJob]:
                 ]
             )
     return claimed
+
+
+def _claim_fails(job: InferenceJob, error: str, now: datetime) -> None:
+    """The claim fails the job instead of taking it: its model was retired, or it had its attempts."""
+    before = audit_snapshot(job)
+    job.status, job.error, job.finished_at = JobStatus.FAILED, error, now
+    if error == RETIRED_BEFORE_RUN:
+        update_fields = ["status", "error", "finished_at", "updated_at"]
+    else:  # its attempts are spent: no task holds it any more
+        job.claimed_by, job.lease_until = "", None
+        update_fields = ["status", "error", "finished_at", "claimed_by", "lease_until", "updated_at"]
+    _save_job(job, job.case, "inference_job.fail", before=before, update_fields=update_fields, reason=error)
+    if error != RETIRED_BEFORE_RUN:
+        logger.warning("Inference job %s failed: gave up after %d attempts", job.pk, job.attempts)
 
 
 def _progress(jobs: list[InferenceJob], percent: int) -> None:
@@ -487,12 +514,13 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
     """Write one prediction per file read and mark the job succeeded, once. Returns False if someone else
     finished it."""
     stored = [save_private(f"predictions/{job.case_id}", r.overlay, "png") if r.overlay else "" for r in results]
+    recorded = False
     try:
         with transaction.atomic():
+            audit_chain_lock()  # before the job's row, as every audited change of a job (see _claim)
             locked = InferenceJob.objects.select_for_update(no_key=True).get(pk=job.pk)
             if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id or locked.predictions.exists():
-                delete_quietly([name for name in stored if name])
-                return False
+                return False  # its overlays are deleted below, once the chain's lock is released
             predictions = [
                 Prediction.objects.create(
                     job=locked,
@@ -516,14 +544,16 @@ def _finish(job: InferenceJob, task_id: str, results: list[_Result]) -> bool:
                 update_fields=["status", "progress", "finished_at", "updated_at"],
                 extra_changes={"predictions": [None, [str(p.pk) for p in predictions]]},
             )
-    except BaseException:
-        delete_quietly([name for name in stored if name])
-        raise
+        recorded = True
+    finally:
+        if not recorded:  # someone else finished it, or this failed: no overlay without its prediction
+            delete_quietly([name for name in stored if name])
     return True
 
 
 def _fail(job: InferenceJob, task_id: str, reason: str) -> None:
     with transaction.atomic():
+        audit_chain_lock()  # before the job's row, as every audited change of a job (see _claim)
         locked = InferenceJob.objects.select_for_update(no_key=True).get(pk=job.pk)
         if locked.status != JobStatus.RUNNING or locked.claimed_by != task_id:
             return

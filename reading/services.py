@@ -158,7 +158,9 @@ def reading_setup_set(*, actor: User, trial: Trial, **fields: Any) -> ReadingSet
         raise ValidationError({"__all__": f"Unknown reading set-up fields: {', '.join(sorted(unknown))}."})
     if trial.status == TrialStatus.CLOSED:
         raise ApplicationError("This trial is closed.", code="trial_closed", status=409)
-    setup = ReadingSetup.objects.select_for_update(no_key=True).filter(trial=trial).first()
+    # Only the set-up's row (no ordering, of self): the model's ordering joins the trial, and a lock without ``of``
+    # took the trial's row too, crossing every change that holds it while waiting for the audit chain's lock.
+    setup = ReadingSetup.objects.select_for_update(no_key=True, of=("self",)).filter(trial=trial).order_by().first()
     before = snapshot(setup, SETUP_FIELDS) if setup else None
     before_audit = audit_snapshot(setup) if setup else None
     setup = setup or ReadingSetup(trial=trial)
@@ -197,8 +199,12 @@ def reader_assign(*, actor: User, trial: Trial, reader: User, phase: str, group:
         raise ValidationError({"group": f"Choose one of the trial's experience groups: {', '.join(setup.groups)}."})
     if not _reader_of_trial(reader, trial):
         raise ValidationError({"reader": "This person holds no reader role at a site of this trial."})
+    # Only the assignment's row, as _own_assignment: the model's ordering joins the trial and the reader.
     assignment = (
-        ReaderAssignment.objects.select_for_update(no_key=True).filter(trial=trial, reader=reader, phase=phase).first()
+        ReaderAssignment.objects.select_for_update(no_key=True, of=("self",))
+        .filter(trial=trial, reader=reader, phase=phase)
+        .order_by()
+        .first()
     )
     before = None
     if assignment is not None:

@@ -30,7 +30,7 @@ from platform_core.accounts.models import (
     User,
     normalize_email,
 )
-from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
+from platform_core.audit.services import audit_chain_lock, audit_record, audit_snapshot, audited_save, diff, snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -514,7 +514,12 @@ def group_update(
     *, actor: User, group: Group, reason: str, name: str | None = None, permissions: Iterable[Permission] | None = None
 ) -> Group:
     """Rename a group or change its permissions (which changes what each of its members may do)."""
-    group = Group.objects.select_for_update().get(pk=group.pk)
+    # The audit chain's lock before the group's row: an account change that puts someone in this group holds the
+    # chain's lock (its event) and checks, at its commit, the membership's foreign key to the group (FOR KEY
+    # SHARE). Holding the group first and then waiting for the chain's lock deadlocked with it: with FOR UPDATE
+    # here, and with a rename in any case (the name is unique, a key: its update takes FOR UPDATE itself).
+    audit_chain_lock()
+    group = Group.objects.select_for_update(no_key=True).get(pk=group.pk)
     _refuse_declared_group(group.name)
     changes: dict[str, list[Any]] = {}
     if name is not None and name.strip() != group.name:

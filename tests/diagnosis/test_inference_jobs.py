@@ -110,6 +110,19 @@ class InferenceRunTests(InferenceFixture, TestCase):
         # The same message redelivered (its worker died) takes the job back.
         self.assertEqual(inference_run(job_pk=str(self.dr_job.pk), task_id="t-alive")["succeeded"], 1)
 
+    def test_a_result_for_a_job_another_task_holds_is_dropped_with_its_overlay(self):
+        from diagnosis.services import _finish, _Result
+        from tests.support.storage import stored_names
+
+        InferenceJob.objects.filter(pk=self.dr_job.pk).update(
+            status="running", claimed_by="t-alive", lease_until=timezone.now() + timedelta(minutes=5)
+        )
+        before = stored_names("predictions")
+        case_file = self.case.files.get(modality="fundus")
+        self.assertFalse(_finish(self.dr_job, "t-late", [_Result(case_file, {}, overlay=b"\x89PNG overlay")]))
+        self.assertEqual(stored_names("predictions"), before)
+        self.assertFalse(Prediction.objects.filter(job=self.dr_job).exists())
+
     def test_an_expired_lease_lets_another_task_finish_the_job(self):
         InferenceJob.objects.filter(pk=self.dr_job.pk).update(
             status="running", claimed_by="t-dead", lease_until=timezone.now() - timedelta(seconds=1)

@@ -496,3 +496,18 @@ class ReadersDoNotWaitForEachOtherTests(TransactionTestCase):
         for sql in locking:
             if " JOIN " in sql:
                 self.assertRegex(sql, r"FOR (NO KEY )?UPDATE OF ", sql)
+
+    def test_row_locks_of_reader_assign_and_setup_set_name_the_locked_table(self):
+        """The manager's reader assignment and set-up change lock their own row, not the trial (nor the reader) that
+        the model's ordering joins: a case completed or a reader's next case meanwhile holds the trial's row while it
+        waits for the audit chain's lock."""
+        with CaptureQueriesContext(connection) as queries:
+            services.reader_assign(
+                actor=self.w.manager, trial=self.w.trial, reader=self.w.reader, phase=Phase.UNAIDED, group="attending"
+            )
+            services.reading_setup_set(actor=self.w.manager, trial=self.w.trial, washout_days=30)
+        locking = [q["sql"] for q in queries.captured_queries if LOCKING.search(q["sql"])]
+        self.assertGreaterEqual(len(locking), 2)
+        for sql in locking:
+            if " JOIN " in sql:
+                self.assertRegex(sql, r"FOR (NO KEY )?UPDATE OF ", sql)
