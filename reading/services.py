@@ -23,7 +23,14 @@ from platform_core.accounts.services import (
     login_attempt_succeeded,
     login_failure_record,
 )
-from platform_core.audit.services import audit_record, audit_snapshot, audited_save, diff, snapshot
+from platform_core.audit.services import (
+    audit_chain_lock,
+    audit_record,
+    audit_snapshot,
+    audited_save,
+    diff,
+    snapshot,
+)
 from platform_core.errors import ApplicationError
 from reading import clock, queue
 from reading.forms_core import check_answers, discordance, majority
@@ -782,6 +789,10 @@ def adjudication_sign(
         raise ValidationError(errors)
     signature_verify(user=signer, password=password, username=username)
     with transaction.atomic():
+        # The audit chain's lock first (as reference_standard_record takes it), then the adjudication: the reference
+        # lock is read after every committed change, so a lock signed meanwhile cannot slip between this check and
+        # the change of a locked reference made without a reason.
+        audit_chain_lock()
         adjudication = Adjudication.objects.select_for_update(no_key=True).get(pk=adjudication.pk)
         setup = setup_for(trial)
         if version != adjudication.version:

@@ -175,9 +175,9 @@ class CasesByTrial:
             for row in rows:
                 n, sites = per_trial.get(row["trial_id"], (0, set()))
                 per_trial[row["trial_id"]] = (n + row["n"], sites | {row["site_id"]})
-            protocol = dict(Trial.objects.filter(pk__in=list(per_trial)).values_list("pk", "protocol_number"))
-            order = sorted(per_trial, key=lambda trial_id: (protocol[trial_id], str(trial_id)))
-            self._per_trial = [(trial_id, *per_trial[trial_id]) for trial_id in order]
+            # Ordered by the database (its collation), as cases_for orders them, not by Python's code points.
+            order = Trial.objects.filter(pk__in=list(per_trial)).order_by("protocol_number", "pk")
+            self._per_trial = [(trial_id, *per_trial[trial_id]) for trial_id in order.values_list("pk", flat=True)]
         return self._per_trial
 
     def count(self) -> int:

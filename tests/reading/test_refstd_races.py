@@ -17,11 +17,11 @@ from django.test import TransactionTestCase
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_verify
 from reading import services
-from reading.models import Read
+from reading.models import Adjudication, Read
 from tests.reading.test_refstd import MODERATE, NO_DR, majority_world, sign_every_case
 from tests.support import require_postgresql
 from tests.support.races import paused_race
-from tests.support.reading import GOOD_CONF, PASSWORD
+from tests.support.reading import GOOD_CONF, PASSWORD, ReadingWorld
 from trials.models import Case, ReferenceStandard
 from trials.services import case_set_status, reference_standard_record
 
@@ -126,3 +126,44 @@ class ReferenceWhileSigningRaceTests(TransactionTestCase):
         locked = AuditEvent.objects.get(action="reference.lock")
         self.assertLess(recorded.seq, locked.seq, "the imported label was recorded after the lock")
         self.assertEqual(errors, [])
+
+
+class AdjudicationWhileLockingRaceTests(TransactionTestCase):
+    """A panel member signs an adjudication while the trial manager locks the reference standard (PostgreSQL, real
+    threads): the adjudication comes first (no reason needed) or the lock does (then it needs a reason), never a
+    change of a locked reference without a reason. The adjudication used to read the lock before it took the audit
+    chain's lock, so a lock committed in between was missed."""
+
+    def setUp(self):
+        require_postgresql()
+        w = self.w = ReadingWorld()
+        for _ in w.cases:
+            w.signed_read(w.reader, answers={"icdr_grade": "0", "referable_dr": "no", "confidence": 90})
+            w.signed_read(w.reader2, answers={"icdr_grade": "3", "referable_dr": "yes", "confidence": 90})
+        self.adjudication = Adjudication.objects.get(case=w.case1)
+
+    def test_the_reference_locked_while_a_panel_member_signs(self):
+        def adjudicate() -> None:
+            services.adjudication_sign(
+                adjudication=self.adjudication,
+                signer=self.w.adjudicator,
+                password=PASSWORD,
+                meaning=services.MEANING_ADJUDICATE,
+                answers={"icdr_grade": "2"},
+                version=1,
+            )
+
+        def lock() -> None:
+            services.reference_lock(
+                actor=self.w.manager, trial=self.w.trial, password=PASSWORD, meaning=services.MEANING_LOCK
+            )
+
+        # Paused after the adjudication read the lock (its snapshot of the row comes next), the lock then commits.
+        errors = paused_race("reading.services.snapshot", adjudicate, lock)
+        self.assertEqual(errors, [])
+        signed = AuditEvent.objects.get(action="adjudication.sign")
+        locked = AuditEvent.objects.get(action="reference.lock")
+        self.assertLess(signed.seq, locked.seq, "a locked reference was changed without a reason")
+        self.assertEqual(ReferenceStandard.objects.get(case=self.w.case1).icdr_grade, 2)
+        report = audit_verify()
+        self.assertTrue(report.ok, report.problem)
