@@ -3,18 +3,21 @@ pixels of exported images, where no metadata stripping can reach them.
 
 Three steps, before anything is stored:
 
-1. **Blank the border.** The retina is imaged inside a circular field of view on a black background; cameras
-   stamp their overlays in that background. The field is found as the largest bright connected region, a circle
-   is fitted to its edge (robust least squares, so a field clipped at the top and bottom still fits; where black
-   bars of a letterboxed export cut it with straight lines, those lines are left out of the fit), and every pixel
-   outside the circle is set to black, and where bars cut the field, every pixel outside the field's extent too:
+1. **Blank the border.** The retina is imaged inside a circular field of view on a black background; cameras stamp
+   their overlays in that background. The field is found as the largest bright connected region, less what is thinner
+   than a few pixels (``_OPENING``: type touching the field would join it, and its outline would then fit neither a
+   cut nor a circle), a circle is fitted to its edge (robust least squares, so a field clipped at the top and bottom
+   still fits; where black bars of a letterboxed export cut it with straight lines, those lines are left out of the
+   fit; a cut's line is the longest run of outline within ``_CUT_REACH`` of the field's extreme row or column, past
+   which the feet of type standing on it may reach), and every pixel outside the circle is set to black, and where
+   bars cut the field, every pixel outside the field's extent too:
    the circle reaches into the bars, and what is stored there would otherwise go unsearched. The field's own rim
    (``_RIM_PX`` at OCR size plus ``_MARGIN`` of the radius inside the circle and the cuts) goes with the border:
    its edge is no stroke and cannot be searched for strokes, and type written over it was once stored unread.
    The search reads exactly what is kept (``kept_mask``), up to ``_SEAM_PX`` from the blanked edge (no type fits
    in that), and a crop it finds at that edge with the rim put back (``blanked_rim``): type over the field's edge,
    which blanking cuts, is read whole and refuses the file, not stored in part. If no plausible circle is found (a
-   wide-field image, a montage), nothing is blanked and the whole image is searched.
+   wide-field image, a montage, an oval field), nothing is blanked and the whole image is searched.
 2. **Find text candidates** without OCR (``text_candidates``, numpy): type has dense, sharp stroke edges, a change
    of at least ``EDGE_LEVEL`` grey levels across two pixels in some colour channel, on ``BLOCK`` px blocks with at
    least ``MIN_BLOCK_EDGES`` such pixels. Vessels, lesions and the dim periphery stay below it; only a sharp optic
@@ -24,12 +27,16 @@ Three steps, before anything is stored:
    Blocks are grouped with their neighbours into crops. **Limit:** type whose contrast with its background is
    below ``EDGE_LEVEL`` (48 grey levels) in every colour channel never makes a candidate, so it is never read and
    is stored as it is (inside the field; the blanked border is black whatever it held).
-3. **Read the crops** with Tesseract OCR (Debian's ``tesseract-ocr``, sparse-text mode ``--psm 11``), all in one
-   process with Tesseract's local (Sauvola) threshold: each crop's most separable colour channel (yellow type on the
+3. **Read the crops** with Tesseract OCR (Debian's ``tesseract-ocr``, sparse-text mode ``--psm 11``), with
+   Tesseract's local (Sauvola) threshold: each crop's most separable colour channel (yellow type on the
    red-orange retina separates in blue, not in grey) cut at Otsu's threshold, strokes black on white, and that
    channel and the luminance as they are (for a crop that a bright optic disc shares with the type), small crops at
-   twice their size, all stacked on one page (a crop over the edge of an unblanked field leaves its dark surround
-   out, ``_dark_surround``). A word counts as text only if Tesseract is confident (at least
+   twice their size, stacked on pages of at most ``_SHEET_PX`` px, one Tesseract process each (on a taller page
+   of large crops, Tesseract read nothing of the type it reads on a part of it). A crop over the edge of an
+   unblanked field is also read without its dark surround (``_dark_surround``: type over the field's edge), and
+   where no circle fits, without the bright field (``_bright_body``: type over an oval field's edge); these versions
+   are added to the crop's own, never replace them (type on the surround beside a sliver of the field is the larger
+   class without the surround, and lost). A word counts as text only if Tesseract is confident (at least
    ``MIN_CONFIDENCE``) and it has at least three letters or digits, mostly alphanumeric: vessels and lesions read
    as short, low-confidence fragments ("ae", "—", "4"); the test suite pins zero false positives on the shipped
    HRF photographs. Found text refuses the file with a message that names the region (never the text: it may be
@@ -99,8 +106,13 @@ _SEAM_PX: Final = 3  # px at OCR size either side of an edge the search leaves o
 # blanking leaves, or where nothing was blanked, the fitted circle (the field's own edge, within 2 px of it on the HRF
 # photographs, apart from their camera's notch)
 _GAP: Final = 24  # px of white between crops on the page sent to Tesseract
+_SHEET_PX: Final = 4096  # px: at most this tall a sheet of crops per Tesseract process (a taller one of a letterboxed
+# photograph's field edges, 11,808 px, read nothing of the type on it that a 6,000 px part of it read)
 _DARK_LEVEL: Final = 24  # 0-255: fundus backgrounds sit below this; the dimmest periphery of the field above it
 _CHORD_FRACTION: Final = 0.2  # of the image's longer side: a straight run of the field's outline this long is a cut
+_CUT_REACH: Final = 3  # px at the field mask's scale: how far inside the field's extent a cut's line may lie
+_BODY_OPENING: Final = 4  # 3 x 3 openings at OCR size: what is under 9 px wide is not the field (no circle fitted)
+_OPENING: Final = 2  # 3 x 3 openings of the field's mask (<= 1023 px a side): under 5 px wide (type) is not field
 _MARGIN: Final = 0.01  # of the radius, with _RIM_PX: the rim, blanked with the border (the field's edge is in it)
 
 
@@ -174,6 +186,10 @@ def find_field_of_view(rgb: np.ndarray) -> FieldOfView | None:
     height, width = rgb.shape[:2]
     step = max(1, max(height, width) // 512)  # the fit needs the outline, not every pixel
     bright = rgb[::step, ::step].max(axis=2) > _DARK_LEVEL
+    # Less what is under 5 px wide at this scale (``_OPENING``), before holes are filled: type that touches the
+    # field, in a letterbox bar or over the field's edge, would otherwise join it (its letters filled solid), and
+    # neither a straight cut nor the circle would be found in the outline.
+    bright = ndimage.binary_opening(bright, structure=np.ones((3, 3), dtype=bool), iterations=_OPENING)
     labels, count = ndimage.label(bright)
     if count == 0:
         return None
@@ -189,15 +205,28 @@ def find_field_of_view(rgb: np.ndarray) -> FieldOfView | None:
     # along a row at its top.
     chord = _CHORD_FRACTION * max(field.shape)
     ys_, xs_ = np.nonzero(field)
-    rows = np.zeros_like(edge)
-    rows[ys_.min(), :] = rows[ys_.max(), :] = True
-    cols = np.zeros_like(edge)
-    cols[:, xs_.min()] = cols[:, xs_.max()] = True
+    # (top, bottom, left, right) of the field, or of its cut: within ``_CUT_REACH`` px of the field's extreme row or
+    # column, the one with the longest run of outline, where what is left of type standing on the cut (its letters'
+    # feet, wider than the opening takes) reaches past it.
+    extent = [int(ys_.min()), int(ys_.max()), int(xs_.min()), int(xs_.max())]
     cut = False
-    for line, axis in ((rows, 1), (cols, 0)):
-        if (edge & line).sum(axis=axis).max() >= chord:
-            edge &= ~ndimage.binary_dilation(line, iterations=1)
-            cut = True
+    for side, (counts, inward) in enumerate(
+        ((edge.sum(axis=1), 1), (edge.sum(axis=1), -1), (edge.sum(axis=0), 1), (edge.sum(axis=0), -1))
+    ):
+        reach = [
+            extent[side] + inward * k for k in range(_CUT_REACH + 1) if 0 <= extent[side] + inward * k < len(counts)
+        ]
+        line = max(reach, key=lambda index: counts[index])
+        if counts[line] < chord:
+            continue
+        cut = True
+        extent[side] = line
+        beyond = slice(None, line + 2) if inward > 0 else slice(line - 1, None)
+        if side < 2:
+            edge[beyond, :] = False
+        else:
+            edge[:, beyond] = False
+    top, bottom, left, right = extent
     ys, xs = np.nonzero(edge)
     if len(xs) < 50:
         return None
@@ -211,18 +240,13 @@ def find_field_of_view(rgb: np.ndarray) -> FieldOfView | None:
     yy, xx = np.ogrid[: field.shape[0], : field.shape[1]]
     inside = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
     band = np.zeros_like(field)  # the circle within the field's extent: what a frame cut off is not expected lit
-    band[ys_.min() : ys_.max() + 1, xs_.min() : xs_.max() + 1] = True
+    band[top : bottom + 1, left : right + 1] = True
     inside &= band
     # A circle must describe the field: most of the field inside it and most of it (within the image) filled.
     if (field & inside).sum() < 0.97 * field.sum() or (field & inside).sum() < 0.9 * inside.sum():
         return None
-    extent = (
-        float(xs_.min() * step),
-        float(ys_.min() * step),
-        float((xs_.max() + 1) * step - 1),
-        float((ys_.max() + 1) * step - 1),
-    )
-    return FieldOfView(centre_x=cx * step, centre_y=cy * step, radius=r * step, cut=extent if cut else None)
+    box = (float(left * step), float(top * step), float((right + 1) * step - 1), float((bottom + 1) * step - 1))
+    return FieldOfView(centre_x=cx * step, centre_y=cy * step, radius=r * step, cut=box if cut else None)
 
 
 def _fit_circle(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float] | None:
@@ -576,7 +600,14 @@ def find_text(
         field = (
             None
             if fitted is None
-            else FieldOfView(fitted.centre_x * scale, fitted.centre_y * scale, fitted.radius * scale)
+            else FieldOfView(
+                fitted.centre_x * scale,
+                fitted.centre_y * scale,
+                fitted.radius * scale,
+                None
+                if fitted.cut is None
+                else (fitted.cut[0] * scale, fitted.cut[1] * scale, fitted.cut[2] * scale, fitted.cut[3] * scale),
+            )
         )
     edge_valid, valid = _masks(rgb.shape[:2], field, blanked_outside is not None, scale)
     dense = _dense_blocks(rgb, edge_valid)
@@ -585,14 +616,24 @@ def find_text(
     boxes = _grouped(dense, rgb.shape)
     if not boxes:
         return []
-    # Every version of every crop on one page, one above the other: one Tesseract process for the whole file.
+    body = _bright_body(rgb) if field is None else None
+    # Every version of every crop on a page, one above the other: one Tesseract process per ``_SHEET_PX`` of pages.
     pages: list[tuple[np.ndarray, int, int, int]] = []  # (page, x0, y0 of the crop in rgb, upscale)
     restored: np.ndarray | None = None  # rgb with the blanked rim put back, when a crop needs it
     for left, top, right, bottom in boxes:
         crop, inside = rgb[top:bottom, left:right], valid[top:bottom, left:right]
-        if field is not None and blanked_outside is None:
-            inside = inside & ~_dark_surround(crop, field, scale, left, top)
         versions = _binarised(crop, inside)
+        if field is not None and blanked_outside is None:
+            # Without the dark surround too (type over the field's edge), not instead: type on the surround beside
+            # a sliver of the field is the larger class once the surround is left out, and only the crop whole
+            # reads it.
+            dark = _dark_surround(crop, field, scale, left, top)
+            if dark.any():
+                versions += _binarised(crop, inside & ~dark)
+        if body is not None:  # no circle fits the field: a crop of its edge is read without the field too
+            part = body[top:bottom, left:right]
+            if part.any() and not part.all():
+                versions += _binarised(crop, inside & ~part)
         if rim is not None and field is not None and not inside.all():  # at the blanked edge: read it whole too
             if restored is None:
                 restored = _restored(img, rim, scale)
@@ -604,8 +645,23 @@ def find_text(
             if up > 1:
                 page = np.kron(page, np.ones((up, up), dtype=np.uint8))
             pages.append((page, left, top, up))
-    if not pages:
-        return []
+    regions: list[TextRegion] = []
+    sheets: list[list[tuple[np.ndarray, int, int, int]]] = []
+    height = 0
+    for item in pages:
+        if not sheets or height + item[0].shape[0] + _GAP > _SHEET_PX:
+            sheets.append([])
+            height = _GAP
+        sheets[-1].append(item)
+        height += item[0].shape[0] + _GAP
+    for sheet_pages in sheets:
+        regions += _read_sheet(sheet_pages, scale, budget)
+    return regions
+
+
+def _read_sheet(pages: list[tuple[np.ndarray, int, int, int]], scale: float, budget: OcrBudget) -> list[TextRegion]:
+    """One Tesseract process on ``pages`` (page, x0, y0 of its crop at OCR size, upscale) stacked on one sheet:
+    the boxes of the words on them that count as text, in full-image pixels."""
     sheet_width = max(page.shape[1] for page, *_ in pages) + 2 * _GAP
     sheet_height = sum(page.shape[0] + _GAP for page, *_ in pages) + _GAP
     sheet = np.full((sheet_height, sheet_width), 255, dtype=np.uint8)
@@ -627,6 +683,23 @@ def find_text(
                 )
                 break
     return regions
+
+
+def _bright_body(rgb: np.ndarray) -> np.ndarray:
+    """Of an image where no circle fits a field of view (an oval field, a montage): its largest bright region, less
+    what is under 9 px wide (``_BODY_OPENING``: type over its edge). A crop of its edge is also read without it, so
+    that type over the edge is read on the dark alone (in the crop whole, the retina is the larger class and the
+    type is lost on it, and Tesseract takes type joined to the field for part of one picture)."""
+    bright: np.ndarray = ndimage.binary_opening(
+        rgb.max(axis=2) > _DARK_LEVEL, structure=np.ones((3, 3), dtype=bool), iterations=_BODY_OPENING
+    )
+    labels, count = ndimage.label(bright)
+    if count == 0:
+        return bright
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    body: np.ndarray = ndimage.binary_fill_holes(labels == int(sizes.argmax()))
+    return body
 
 
 def _restored(img: Image.Image, rim: BlankedRim, scale: float) -> np.ndarray:
