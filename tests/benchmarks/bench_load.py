@@ -27,40 +27,46 @@ served, in one INSERT ... SELECT and the order's index built after it).
 What changed since the first run (issue 13, item 10):
 
 - Case list: a page's rows come from ``trials.selectors.CasesByTrial`` (one trial at a time through the (trial,
-  pseudonym) index, the rows of a page 11 ms). Its exact ``count`` used to be a hash join of 100,000 cases with
-  50,000 subjects (165-200 ms); each case now carries its subject's trial and site (copied at creation, never
-  changed: no service moves a subject), visibility is decided on those, and the count is ``count(*)`` grouped by
-  trial: an index-only scan of the (trial, site) index (EXPLAIN ANALYZE: ``Index Only Scan``, ``Heap Fetches: 0``).
+  pseudonym) index). Its exact ``count`` used to be a hash join of 100,000 cases with 50,000 subjects (165-200 ms);
+  each case now carries its subject's trial and site (copied at creation, never changed: no service moves a
+  subject), and the count is ``count(*)`` grouped by the case's own trial and site, an index-only scan with no join
+  (16 ms for a manager's 100,000). Where every visible case of a trial is at one site (a coordinator), the page walks
+  that site's subjects (index on subject trial, site, pseudonym): pseudonyms begin with the site's code, so a
+  coordinator of the tenth site used to walk 45,000 other subjects first, 260 ms a page under load.
 - Next case: it hashed every case of the trial with the reader's seed on each request (about 400 ms at 100,000
   cases). Each assignment now keeps its queue (``reading.models.QueuedCase``: the cases that may come up, at their
   place in the same order, ``uuid_hash_extended(id, seed)``), and next case walks it by index until a servable
-  case: one row in the usual case.
+  case: one row in the usual case. The assignment's row lock used to lock the trial's row too (its ordering joined
+  the trial), so every reader of the trial waited for the one before them; it locks its own row only. The read's
+  foreign keys are not looked up again, and ``audited_save`` validates only the fields it writes: next case 26
+  queries through the API, now 23; draft save 27, now 17.
+- The harness: locust's ``FastHttpUser`` (a lighter client on the shared cores), and the stand-in for the
+  signature runs off locust's event loop (psycopg2 blocked every user while it ran).
 
-Figures here (the shared 2-core machine, PostgreSQL 15, 05:45-06:05 UTC on 7 December 2026, other engineers'
-tests running; seeding 582 s of which the queues 116 s and their index 9 s):
+Figures (the shared 2-core machine, PostgreSQL 15, 10:25-10:40 UTC on 7 December 2026, nothing else running; load
+average 0.6-2.1 with the benchmark itself; the database seeded in 106 s on this machine, the queues 21 s):
 
-- Single requests, EXPLAIN ANALYZE on this data under load average 10-13: the next case's query 0.2-14 ms over six
-  readers and both phases (was about 400 ms); the count 39-132 ms for a coordinator or a manager (parallel
-  index-only scan of 10,000 or 100,000 entries; was 165-200 ms), count and page 9 together 108-144 ms.
-- 1 user (service time), load average 9.5-11: case list p50 130 ms, p95 270 ms (target met); next case p50 150 ms,
-  p95 270 ms (was 380 / 620 ms; target missed on this machine); draft save p50 140 ms.
-- 50 users, think time 1-3 s, load average 11-13: case list p50 5.1 s, p95 8.6 s, 6.5 req/s; next case p50 5.5 s,
-  p95 8.2 s, 3.7 req/s (was 1.9), draft save 3.3 req/s. The offered load (about 25 requests a second) is still
-  several times what two shared cores serve: these are queueing times, both targets missed here.
-- 50 users, think time 5-15 s, load average 12-15 (the first run had 5-6): case list p50 940 ms, p95 3.4 s,
-  4.9 req/s; next case p50 1.1 s, p95 4.5 s, 3.8 req/s (was p50 4.6 s, p95 8.1 s, 2.6 req/s); draft save 3.8 req/s.
+===========================  ===================  ===================  ===================  =====================
+50 users                     case list            next case            draft save           dashboard
+===========================  ===================  ===================  ===================  =====================
+think 1-3 s, 60 s            p50 41, p95 110 ms   p50 39, p95 110 ms   p50 30, p95 110 ms   p50 89, p95 320 ms
+                             24.1 req/s           23.6 req/s           23.5 req/s           23.3 req/s
+think 5-15 s, 180 s          p50 46, p95 130 ms   p50 34, p95 130 ms   p50 27, p95 90 ms
+                             5.1 req/s            5.1 req/s            5.1 req/s
+think 5-15 s, 60 s           p50 38, p95 210 ms   p50 28, p95 150 ms   p50 21, p95 130 ms   p50 44, p95 270 ms
+===========================  ===================  ===================  ===================  =====================
 
-Dashboard with its stored analyses (``evaluation.snapshots``; 05:55-06:03 UTC, a Celery worker of the same
-settings started by hand beside gunicorn, as the harness starts none): 1 user, load average 10-11, from no stored
-analyses: p50 170 ms, p95 540 ms, n=26, no failure (the first pages said "being computed" while the worker
-computed the analyses of 1,000,000 reads in 31 s; the later ones served them). 50 users, think time 1-3 s, load
-average 14-15: p50 6.0 s, p95 11 s, 5.5 req/s, n=317, no failure: every request finished, queued in front of the
-four workers; one served from the stored analyses costs the fingerprint (12-20 ms) and the page (40-55 ms).
+No failures in any run; both targets are met in the first two rows. In the last row each user makes only about six
+requests, and the first of each falls in the 5 s in which the 50 users are started (twice the steady rate, each
+token's first use of the minute writing its last use, each gunicorn worker's first API request loading the API's
+code): a sixth of the samples, enough to lift p95 (next case 150 ms, on the target: missed by its own strict test).
+Run 5-15 s think times with ``BENCH_LOAD_SECONDS=180``. One user, for the service time: next case p50 33 ms, p95
+48 ms; a case list page 30-45 ms in one process (a manager's count 16 ms, the page 2-10 ms).
 
-The first run's figures (before these changes, 03:00-03:20 UTC, load average 4-15): 1 user: case list p50 160 ms,
-p95 610 ms, next case p50 380 ms, p95 620 ms, dashboard p50 9.6 s; 50 users at 1-3 s: case list p95 7.8 s, next
-case p95 22 s (1.9 req/s), no dashboard request finished in 60 s; 50 users at 5-15 s: case list p95 600 ms, next
-case p95 8.1 s.
+Before these changes (same machine, 07:55 UTC, quiet, 5-15 s, 60 s): case list p50 200 ms, p95 790 ms; next case
+p50 30 ms, p95 240 ms. The first run (03:00-03:20 UTC, load average 4-15, other tests running): 1 user: case list
+p95 610 ms, next case p50 380 ms, p95 620 ms, dashboard p50 9.6 s; 50 users at 1-3 s: case list p95 7.8 s, next case
+p95 22 s, no dashboard request finished in 60 s.
 
 What the walk costs: the queued cases skipped before the first servable one. A reader's order is a random
 permutation, so that is about 1 / (the servable share of their queue): excluded or reopened cases, cases of
@@ -70,8 +76,7 @@ on each aided request until the first one opens (the 409 ``washout`` answer walk
 by k readers leaves every queue of its phase (``reading.queue.queue_take``) and a queue filled later leaves it
 out (``queue_fill``), so a k-readers-per-case trial does not fill the queues with cases taken by others
 (``queue_take`` counts the case's readers after ``queue_lock``, so two readers opening its last places at once
-are counted in turn). The lead's rerun on a quiet machine decides the
-targets.
+are counted in turn).
 """
 
 from __future__ import annotations
