@@ -10,11 +10,9 @@ foreign key to that version (FOR KEY SHARE, which FOR UPDATE blocks): a deadlock
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from unittest import mock
 
-from django.db import connection, transaction
 from django.test import TransactionTestCase
 from django.utils import timezone
 
@@ -25,24 +23,35 @@ from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_chain_lock, audit_verify
 from tests.support import require_postgresql
 from tests.support.inference import InferenceFixture
-from tests.support.races import paused_race
+from tests.support.races import paused_race, while_held
 from trials.services import case_set_status
 
 
-class JobWhileTheCaseIsCompletedAgainTests(InferenceFixture, TransactionTestCase):
-    """A complete case whose fundus job a worker claimed (task "t"); the coordinator reopened the case and completes it
-    again with the same files while the worker records the job's outcome."""
+class RaceFixture(InferenceFixture, TransactionTestCase):
+    """The inference fixture on PostgreSQL with no task sent (and, with ``quiet``, the failures' warnings muted)."""
+
+    quiet = False
 
     def setUp(self):
         require_postgresql()
-        for patch in (
-            mock.patch("diagnosis.tasks.infer_case_task.apply_async"),
-            mock.patch("diagnosis.services.logger"),  # the failures' warnings
-        ):
+        patches = [mock.patch("diagnosis.tasks.infer_case_task.apply_async")]
+        if self.quiet:
+            patches.append(mock.patch("diagnosis.services.logger"))
+        for patch in patches:
             patch.start()
             self.addCleanup(patch.stop)
         self.build()
         self.addCleanup(self.cleanup)
+
+
+class JobWhileTheCaseIsCompletedAgainTests(RaceFixture):
+    """A complete case whose fundus job a worker claimed (task "t"); the coordinator reopened the case and completes it
+    again with the same files while the worker records the job's outcome."""
+
+    quiet = True
+
+    def setUp(self):
+        super().setUp()
         case_set_status(actor=self.w.coord1, case=self.case, status="complete")
         self.job = InferenceJob.objects.get(case=self.case, model_version=self.dr)
         self.assertEqual([j.pk for j in services._claim(str(self.job.pk), "t", 1)], [self.job.pk])
@@ -102,59 +111,23 @@ class JobWhileTheCaseIsCompletedAgainTests(InferenceFixture, TransactionTestCase
         self.check("queued", ["inference_job.queue", "inference_job.fail", "inference_job.retry"])
 
 
-class ClaimDoesNotWaitForTheChainTests(InferenceFixture, TransactionTestCase):
+class ClaimDoesNotWaitForTheChainTests(RaceFixture):
     """A worker's claim of a queued job records no event: it takes no audit chain lock, so claims (one per task
     message) do not queue behind the audited changes of the whole platform."""
 
     def setUp(self):
-        require_postgresql()
-        send = mock.patch("diagnosis.tasks.infer_case_task.apply_async")
-        send.start()
-        self.addCleanup(send.stop)
-        self.build()
-        self.addCleanup(self.cleanup)
+        super().setUp()
         case_set_status(actor=self.w.coord1, case=self.case, status="complete")
 
     def test_a_claim_while_an_audited_change_holds_the_chain(self):
-        held, release, errors = threading.Event(), threading.Event(), []
-
-        def audited_change() -> None:
-            try:
-                with transaction.atomic():
-                    audit_chain_lock()
-                    held.set()
-                    release.wait(timeout=10)
-            except Exception as exc:  # collected: the test asserts there are none
-                errors.append(exc)
-            finally:
-                held.set()
-                connection.close()
-
         job = InferenceJob.objects.get(case=self.case, model_version=self.dr)
-        thread = threading.Thread(target=audited_change)
-        thread.start()
-        try:
-            self.assertTrue(held.wait(timeout=30))
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL lock_timeout = '1s'")  # waiting for the chain's lock fails here
-                claimed = services._claim(str(job.pk), "t", 1)
-        finally:
-            release.set()
-            thread.join(timeout=30)
+        # A lock timeout in the claim if it waits for the chain's lock.
+        claimed, errors = while_held(audit_chain_lock, lambda: services._claim(str(job.pk), "t", 1))
         self.assertEqual([j.pk for j in claimed], [job.pk])
         self.assertEqual(errors, [])
 
 
-class CardUpdateWhileACaseIsCompletedTests(InferenceFixture, TransactionTestCase):
-    def setUp(self):
-        require_postgresql()
-        send = mock.patch("diagnosis.tasks.infer_case_task.apply_async")
-        send.start()
-        self.addCleanup(send.stop)
-        self.build()
-        self.addCleanup(self.cleanup)
-
+class CardUpdateWhileACaseIsCompletedTests(RaceFixture):
     def test_a_model_card_updated_while_a_case_queues_a_job_of_the_model(self):
         def complete() -> None:
             case_set_status(actor=self.w.coord1, case=self.case, status="complete")

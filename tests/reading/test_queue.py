@@ -23,6 +23,7 @@ from reading.models import Phase, QueuedCase, Read, ReaderAssignment
 from reading.queue import ReaderOrder, sqlite_reader_rank
 from tests.support import require_postgresql
 from tests.support.factories import member
+from tests.support.races import while_held
 from tests.support.reading import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
 from tests.support.uploads import attach_photograph
 from trials.models import Case
@@ -457,31 +458,10 @@ class ReadersDoNotWaitForEachOtherTests(TransactionTestCase):
         self.w = ReadingWorld()
 
     def test_a_second_reader_takes_their_assignment_while_the_first_holds_theirs(self):
-        held, release, errors = threading.Event(), threading.Event(), []
-
-        def first() -> None:
-            try:
-                with transaction.atomic():
-                    services._own_assignment(self.w.reader, self.w.trial, Phase.UNAIDED)
-                    held.set()
-                    release.wait(timeout=10)
-            except Exception as exc:  # collected: the test asserts there are none
-                errors.append(exc)
-            finally:
-                held.set()
-                connection.close()
-
-        thread = threading.Thread(target=first)
-        thread.start()
-        try:
-            self.assertTrue(held.wait(timeout=30))
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute("SET LOCAL lock_timeout = '1s'")  # waiting for the first reader fails here
-                services._own_assignment(self.w.reader2, self.w.trial, Phase.UNAIDED)
-        finally:
-            release.set()
-            thread.join(timeout=30)
+        _, errors = while_held(
+            lambda: services._own_assignment(self.w.reader, self.w.trial, Phase.UNAIDED),
+            lambda: services._own_assignment(self.w.reader2, self.w.trial, Phase.UNAIDED),  # lock timeout if it waits
+        )
         self.assertEqual(errors, [])
 
     def test_row_locks_of_next_case_and_draft_save_name_the_locked_table(self):

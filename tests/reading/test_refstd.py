@@ -20,26 +20,11 @@ from platform_core.audit.models import AuditEvent
 from platform_core.errors import ApplicationError
 from reading import selectors, services
 from reading.models import Adjudication, CalibrationCase, Read, ReaderAssignment, ReadingSetup
-from tests.support.reading import GOOD_CONF, PASSWORD, ReadingWorld
-from trials.models import ReferenceStandard, Trial
+from tests.support.reading import GOOD_CONF, MODERATE, NO_DR, PASSWORD, ReadingWorld, majority_world, sign_every_case
+from trials.models import ReferenceStandard
 from trials.services import reference_standard_record
 
-NO_DR = {"icdr_grade": "0", "referable_dr": "no", "confidence": 80}
-MODERATE = {"icdr_grade": "2", "referable_dr": "yes", "confidence": 80}
 SEVERE = {"icdr_grade": "3", "referable_dr": "yes", "confidence": 80}
-
-
-def sign_every_case(w, reader, answers_by_case, phase="unaided"):
-    """Sign the reader's reads of every case in their order, with the answers given for each case."""
-    while (read := services.read_next(reader=reader, trial=w.trial, phase=phase)) is not None:
-        read = services.read_draft_save(
-            reader=reader,
-            read=read,
-            version=read.version,
-            answers=answers_by_case[read.case_id],
-            confidences=GOOD_CONF,
-        )
-        services.read_sign(read=read, signer=reader, password=PASSWORD, meaning=services.MEANING_READ, version=2)
 
 
 def amend(reader, case, answers, reason):
@@ -54,13 +39,6 @@ def amend(reader, case, answers, reason):
         answers=answers,
         confidences=GOOD_CONF,
     )
-
-
-def majority_world():
-    w = ReadingWorld()
-    Trial.objects.filter(pk=w.trial.pk).update(reference_rule="majority")
-    w.trial.refresh_from_db()
-    return w
 
 
 class MajorityRuleTests(TestCase):

@@ -18,10 +18,9 @@ from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_verify
 from reading import services
 from reading.models import Adjudication, Read
-from tests.reading.test_refstd import MODERATE, NO_DR, majority_world, sign_every_case
 from tests.support import require_postgresql
 from tests.support.races import paused_race
-from tests.support.reading import GOOD_CONF, PASSWORD, ReadingWorld
+from tests.support.reading import GOOD_CONF, MODERATE, NO_DR, PASSWORD, ReadingWorld, majority_world, sign_every_case
 from trials.models import Case, ReferenceStandard
 from trials.services import case_set_status, reference_standard_record
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from unittest import mock
 
-from django.db import connection
+from django.db import connection, transaction
 
 
 def _someone_waits_for_a_lock() -> bool:
@@ -69,3 +69,37 @@ def paused_race(pause_at: str, first: Callable[[], Any], second: Callable[[], An
     if not waited:  # the second never waited for the first: the two did not overlap, and the test proves nothing
         errors.append(AssertionError("the second ran without waiting for a lock the first held"))
     return errors
+
+
+def while_held(hold: Callable[[], Any], act: Callable[[], Any]) -> tuple[Any, list[Exception]]:
+    """Run ``hold`` in a thread, in a transaction kept open until ``act`` has run here in a transaction of its own
+    under a 1 s lock timeout: ``act`` raises PostgreSQL's lock timeout if it waits for a lock that ``hold`` took.
+    Returns what ``act`` returned and the thread's exceptions."""
+    held, release = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    def run() -> None:
+        try:
+            with transaction.atomic():
+                hold()
+                held.set()
+                release.wait(timeout=10)
+        except Exception as exc:  # collected: the test asserts there are none
+            errors.append(exc)
+        finally:
+            held.set()
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        if not held.wait(timeout=30):
+            raise AssertionError("the holding transaction never took its locks")
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '1s'")
+            result = act()
+    finally:
+        release.set()
+        thread.join(timeout=30)
+    return result, errors

@@ -7,6 +7,7 @@ from reading import services
 from reading.models import Phase
 from tests.support.factories import TEST_PASSWORD, TrialWorld, enrol, member
 from tests.support.uploads import attach_photograph
+from trials.models import Trial
 from trials.services import case_create, case_set_status, trial_transition
 
 PASSWORD = TEST_PASSWORD
@@ -95,3 +96,28 @@ class ReadingWorld(TrialWorld):
         return services.read_sign(
             read=read, signer=reader, password=PASSWORD, meaning=services.MEANING_READ, version=read.version
         )
+
+
+NO_DR = {"icdr_grade": "0", "referable_dr": "no", "confidence": 80}
+MODERATE = {"icdr_grade": "2", "referable_dr": "yes", "confidence": 80}
+
+
+def sign_every_case(w, reader, answers_by_case, phase="unaided"):
+    """Sign the reader's reads of every case in their order, with the answers given for each case."""
+    while (read := services.read_next(reader=reader, trial=w.trial, phase=phase)) is not None:
+        read = services.read_draft_save(
+            reader=reader,
+            read=read,
+            version=read.version,
+            answers=answers_by_case[read.case_id],
+            confidences=GOOD_CONF,
+        )
+        services.read_sign(read=read, signer=reader, password=PASSWORD, meaning=services.MEANING_READ, version=2)
+
+
+def majority_world():
+    """A reading world whose trial takes the readers' majority as its reference standard."""
+    w = ReadingWorld()
+    Trial.objects.filter(pk=w.trial.pk).update(reference_rule="majority")
+    w.trial.refresh_from_db()
+    return w
