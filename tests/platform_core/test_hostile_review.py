@@ -22,7 +22,7 @@ from django.test import RequestFactory, SimpleTestCase, TestCase, override_setti
 from platform_core.errorpages import database_unavailable
 from platform_core.upload_handlers import UnnamedTemporaryFileUploadHandler
 from tests.support import dicom_factories
-from tests.trials.test_hostile_inputs import context
+from tests.support.uploads import hostile_context as context
 from trials.admin import TrialAddForm
 from trials.uploads.errors import UploadRejected
 from trials.uploads.pipeline import process_upload

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
-import threading
 import uuid
 from datetime import timedelta
 
@@ -23,7 +22,7 @@ from reading.models import Phase, QueuedCase, Read, ReaderAssignment
 from reading.queue import ReaderOrder, sqlite_reader_rank
 from tests.support import require_postgresql
 from tests.support.factories import member
-from tests.support.races import while_held
+from tests.support.races import interleaved, while_held
 from tests.support.reading import GOOD, GOOD_CONF, PASSWORD, ReadingWorld
 from tests.support.uploads import attach_photograph
 from trials.models import Case
@@ -282,44 +281,6 @@ class SqliteRankTests(TestCase):
         self.assertEqual(sorted(ids, key=lambda i: sqlite_reader_rank(7, i)), by_text)
         self.assertTrue(all(-(2**63) <= sqlite_reader_rank(7, i) < 2**63 for i in ids))
         self.assertIsNone(sqlite_reader_rank(None, ids[0]))
-
-
-def interleaved(first, second) -> list:
-    """Run ``first`` in a transaction that, once its work is done and before it commits, waits up to 2 s for
-    ``second`` (started then in another thread, with its own connection) to finish: two web workers whose
-    statements interleave. Unordered, ``second`` commits while ``first`` is still open and neither sees the
-    other's change; ordered by the queue lock, ``second`` waits for ``first``'s commit. Returns the exceptions."""
-    first_done, second_done = threading.Event(), threading.Event()
-    errors: list = []
-
-    def run_first() -> None:
-        try:
-            with transaction.atomic():
-                first()
-                first_done.set()
-                second_done.wait(timeout=2)
-        except Exception as exc:  # collected: the test asserts there are none
-            errors.append(exc)
-        finally:
-            first_done.set()
-            connection.close()
-
-    def run_second() -> None:
-        try:
-            first_done.wait(timeout=60)
-            second()
-        except Exception as exc:  # collected: the test asserts there are none
-            errors.append(exc)
-        finally:
-            second_done.set()
-            connection.close()
-
-    threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return errors
 
 
 class QueueRaceTests(TransactionTestCase):

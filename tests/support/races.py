@@ -103,3 +103,41 @@ def while_held(hold: Callable[[], Any], act: Callable[[], Any]) -> tuple[Any, li
         release.set()
         thread.join(timeout=30)
     return result, errors
+
+
+def interleaved(first: Callable[[], Any], second: Callable[[], Any]) -> list[Exception]:
+    """Run ``first`` in a transaction that, once its work is done and before it commits, waits up to 2 s for
+    ``second`` (started then in another thread, with its own connection) to finish: two web workers whose
+    statements interleave. Unordered, ``second`` commits while ``first`` is still open and neither sees the
+    other's change; ordered by the queue lock, ``second`` waits for ``first``'s commit. Returns the exceptions."""
+    first_done, second_done = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    def run_first() -> None:
+        try:
+            with transaction.atomic():
+                first()
+                first_done.set()
+                second_done.wait(timeout=2)
+        except Exception as exc:  # collected: the test asserts there are none
+            errors.append(exc)
+        finally:
+            first_done.set()
+            connection.close()
+
+    def run_second() -> None:
+        try:
+            first_done.wait(timeout=60)
+            second()
+        except Exception as exc:  # collected: the test asserts there are none
+            errors.append(exc)
+        finally:
+            second_done.set()
+            connection.close()
+
+    threads = [threading.Thread(target=run_first), threading.Thread(target=run_second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from tests.support.factories import TrialWorld
 from tests.support.storage import stored_names
-from trials.uploads.visual_field import N_POINTS
+from trials.uploads.pipeline import UploadContext
+from trials.uploads.visual_field import N_POINTS, ReliabilityCriteria
 
 
 def vf_csv(eye="OD", *, fl=1, checks=14, fp=3, fn=2, sens=28.0) -> bytes:
@@ -84,4 +85,23 @@ def attach_photograph(case, actor=None):
         deid_report={"pipeline": "image", "stripped": [], "orientation_applied": 1},
         uploaded_by=actor,
         gradable=True,
+    )
+
+
+def hostile_context(modalities: tuple[str, ...] = ("fundus", "oct", "visual_field")) -> UploadContext:
+    """A context with small limits, for the hostile-input tests."""
+    return UploadContext(
+        uid_key=b"k" * 32,
+        subject_pseudonym="SUBJ-0001",
+        protocol_id="P1",
+        protocol_name="Protocol",
+        site_id="H01",
+        visit_day=0,
+        eye="OD",
+        trial_modalities=modalities,
+        subject_age_years=60.0,
+        reliability=ReliabilityCriteria(),
+        max_bytes=5_000_000,
+        max_pixels=20_000_000,
+        min_side=64,
     )

@@ -7,9 +7,9 @@ from platform_core.accounts.models import Role
 from platform_core.audit.models import AuditEvent
 from platform_core.audit.services import audit_verify
 from platform_core.errors import ApplicationError
-from tests.reading.test_queue import interleaved
 from tests.support import require_postgresql
 from tests.support.factories import ELIGIBLE, HospitalFactory, TrialWorld, enrol, make_trial, member
+from tests.support.races import interleaved
 from trials import services
 from trials.models import Case, Subject, Trial, TrialSite
 

@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from tests.support import dicom_factories, image_factories
+from tests.support.uploads import hostile_context as context
 from tests.support.uploads import vf_csv
 from trials.uploads.deidentify_dicom import DatePolicy, DeidentifyOptions, deidentify_dicom
 from trials.uploads.detect import detect_file_kind
 from trials.uploads.errors import UploadRejected
-from trials.uploads.pipeline import UploadContext, process_upload
-from trials.uploads.visual_field import COORDINATES, ReliabilityCriteria, parse_visual_field_csv
+from trials.uploads.pipeline import process_upload
+from trials.uploads.visual_field import COORDINATES, parse_visual_field_csv
 
 EXAMPLES = int(os.environ.get("VISUS_FUZZ_EXAMPLES", "40"))
 FUZZ = settings(
@@ -35,24 +36,6 @@ FUZZ = settings(
     database=None,
 )
 CANARY = dicom_factories.CANARY_NAME
-
-
-def context(modalities: tuple[str, ...] = ("fundus", "oct", "visual_field")) -> UploadContext:
-    return UploadContext(
-        uid_key=b"k" * 32,
-        subject_pseudonym="SUBJ-0001",
-        protocol_id="P1",
-        protocol_name="Protocol",
-        site_id="H01",
-        visit_day=0,
-        eye="OD",
-        trial_modalities=modalities,
-        subject_age_years=60.0,
-        reliability=ReliabilityCriteria(),
-        max_bytes=5_000_000,
-        max_pixels=20_000_000,
-        min_side=64,
-    )
 
 
 def seeds() -> dict[str, bytes]:
